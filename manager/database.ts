@@ -1,0 +1,103 @@
+import path from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { DataSource, DataSourceOptions, QueryFailedError } from 'typeorm';
+import type { DbConfig } from '../config/schema';
+import { DatabaseUnavailableError } from './errors';
+import { TaskEntity } from './entities/task';
+import { TaskResponseEntity } from './entities/task-response';
+import { EndpointEntity } from './entities/endpoint';
+import { Initial1763800000000 } from './migrations/1763800000000-initial';
+
+export const ENTITIES = [TaskEntity, TaskResponseEntity, EndpointEntity];
+export const MIGRATIONS = [Initial1763800000000];
+
+export type Dialect = 'mysql' | 'sqlite';
+
+export function dialectOf(ds: DataSource): Dialect {
+  return ds.options.type === 'mysql' ? 'mysql' : 'sqlite';
+}
+
+/** Builds (does not connect) the DataSource for `manager.db.uri`: `mysql://…` or `sqlite:path`. */
+export function createDataSource(db: DbConfig, root: string): DataSource {
+  const common = { entities: ENTITIES, migrations: MIGRATIONS, logging: db.verbose, migrationsTransactionMode: 'each' } as const;
+  let options: DataSourceOptions;
+  if (db.uri.startsWith('mysql://')) {
+    options = {
+      ...common,
+      type: 'mysql',
+      url: db.uri,
+      timezone: 'Z',
+      charset: 'utf8mb4_unicode_ci',
+      poolSize: db.pool_size,
+      connectTimeout: Math.round(db.connect_timeout * 1000),
+      extra: { enableKeepAlive: true, maxIdle: db.pool_size },
+    };
+  } else if (db.uri.startsWith('sqlite:')) {
+    const file = path.resolve(root, db.uri.slice('sqlite:'.length));
+    mkdirSync(path.dirname(file), { recursive: true });
+    options = {
+      ...common,
+      type: 'better-sqlite3',
+      database: file,
+      enableWAL: true,
+      prepareDatabase: (sqlite: { pragma(s: string): unknown }) => {
+        sqlite.pragma('foreign_keys = ON');
+        sqlite.pragma('busy_timeout = 5000');
+      },
+    };
+  } else {
+    throw new Error(`manager.db.uri must start with mysql:// or sqlite:, got '${db.uri.replace(/:[^:@/]*@/, ':***@')}'`);
+  }
+  return new DataSource(options);
+}
+
+const CONNECTION_ERRORS = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_ENQUEUE_AFTER_FATAL_ERROR', 'PROTOCOL_SEQUENCE_TIMEOUT', 'ER_SERVER_SHUTDOWN', 'ER_CON_COUNT_ERROR',
+  'ER_CONNECTION_KILLED', 'CR_SERVER_GONE_ERROR', 'CR_SERVER_LOST', 'ER_LOCK_WAIT_TIMEOUT', 'ER_LOCK_DEADLOCK',
+]);
+
+function errorCode(err: unknown): string | undefined {
+  const e = err instanceof QueryFailedError ? (err.driverError as unknown) : err;
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') return code;
+  if (err instanceof Error && /connect ETIMEDOUT|Connection lost|closed state|Pool is closed/i.test(err.message)) return 'ETIMEDOUT';
+  return undefined;
+}
+
+/** True when an error means the database cannot be reached or must be retried, not that the query is wrong. */
+export function isTransientDbError(err: unknown): boolean {
+  const code = errorCode(err);
+  return code !== undefined && (CONNECTION_ERRORS.has(code) || code.startsWith('SQLITE_BUSY'));
+}
+
+export function isDuplicateKey(err: unknown): boolean {
+  const code = errorCode(err);
+  return code === 'ER_DUP_ENTRY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
+/** Runs `fn`, turning "cannot reach the database" into a 503-class error. */
+export async function guardDb<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (isTransientDbError(err)) throw new DatabaseUnavailableError({ cause: err });
+    throw err;
+  }
+}
+
+/** Applies pending migrations; on MySQL under a named lock so several processes may start at once. */
+export async function migrate(ds: DataSource): Promise<void> {
+  if (dialectOf(ds) !== 'mysql') {
+    await ds.runMigrations();
+    return;
+  }
+  const runner = ds.createQueryRunner();
+  try {
+    await runner.query(`SELECT GET_LOCK('tasker_migrations', 60)`);
+    await ds.runMigrations();
+  } finally {
+    await runner.query(`SELECT RELEASE_LOCK('tasker_migrations')`).catch(() => undefined);
+    await runner.release();
+  }
+}

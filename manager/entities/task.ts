@@ -1,0 +1,49 @@
+import { EntitySchema } from 'typeorm';
+
+export const TASK_STATUSES = ['CREATED', 'SENT', 'DONE', 'INCOMPLETE'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+export interface Task {
+  id: number;
+  identifier: string;
+  type: string;
+  status: TaskStatus;
+  payload: unknown;
+  /** The endpoints the client listed; null when it listed none. */
+  endpoints: string[] | null;
+  /** Who must perform the task: the listed endpoints, or those registered for the type at creation. */
+  expected_endpoints: string[];
+  expected_count: number;
+  received_count: number;
+  finished_count: number;
+  failed_count: number;
+  /** sha256 of the request's payload and endpoints, to tell an idempotent retry from a conflict. */
+  request_hash: string;
+  start_time: Date;
+  sent_time: Date | null;
+  end_time: Date | null;
+  last_modified_time: Date;
+}
+
+export const TaskEntity = new EntitySchema<Task>({
+  name: 'Task',
+  tableName: 'task',
+  columns: {
+    id: { type: Number, primary: true, generated: 'increment' },
+    identifier: { type: String, length: 64 },
+    type: { type: String, length: 32 },
+    status: { type: String, length: 16 },
+    payload: { type: 'simple-json', nullable: true },
+    endpoints: { type: 'simple-json', nullable: true },
+    expected_endpoints: { type: 'simple-json' },
+    expected_count: { type: Number },
+    received_count: { type: Number, default: 0 },
+    finished_count: { type: Number, default: 0 },
+    failed_count: { type: Number, default: 0 },
+    request_hash: { type: String, length: 64 },
+    start_time: { type: 'datetime', precision: 3 },
+    sent_time: { type: 'datetime', precision: 3, nullable: true },
+    end_time: { type: 'datetime', precision: 3, nullable: true },
+    last_modified_time: { type: 'datetime', precision: 3 },
+  },
+});

@@ -1,0 +1,58 @@
+/**
+ * Every error the system reports to a client, with its stable `code` and HTTP `status`.
+ * The API's error middleware maps these; anything else becomes a 500 without details.
+ */
+export class TaskerError extends Error {
+  constructor(
+    readonly code: string,
+    readonly status: number,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidRequestError extends TaskerError {
+  constructor(message: string) { super('invalid_request', 400, message); }
+}
+
+export class UnsupportedMediaTypeError extends TaskerError {
+  constructor(message = 'Content-Type must be application/json') { super('unsupported_media_type', 415, message); }
+}
+
+export class PayloadTooLargeError extends TaskerError {
+  constructor(limit: number) { super('payload_too_large', 413, `request body exceeds the limit of ${limit} bytes`); }
+}
+
+export class NotFoundError extends TaskerError {
+  constructor(message: string) { super('not_found', 404, message); }
+}
+
+export class IdentifierConflictError extends TaskerError {
+  constructor(type: string, identifier: string) {
+    super('identifier_conflict', 409, `a ${type} task with identifier '${identifier}' exists with a different body`);
+  }
+}
+
+export class NoEndpointsError extends TaskerError {
+  constructor(type: string) {
+    super('no_endpoints', 422, `no endpoints listed and none registered for task type '${type}'`);
+  }
+}
+
+export class DatabaseUnavailableError extends TaskerError {
+  constructor(options?: { cause?: unknown }) { super('database_unavailable', 503, 'the database is unavailable; retry later', options); }
+}
+
+export class BrokerUnavailableError extends TaskerError {
+  constructor(message = 'the message broker is unavailable', options?: { cause?: unknown }) {
+    super('broker_unavailable', 503, message, options);
+  }
+}
+
+/** A message on a queue that is not a valid task; it is dead-lettered. */
+export class InvalidMessageError extends TaskerError {
+  constructor(message: string) { super('invalid_message', 400, message); }
+}

@@ -1,0 +1,39 @@
+/** One JSON object per line on stdout/stderr, so pm2 and log shippers can parse them. */
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  child(fields: LogFields): Logger;
+}
+
+const LEVELS = { debug: 10, info: 20, warn: 30, error: 40 } as const;
+export type LogLevel = keyof typeof LEVELS;
+
+function serializeError(err: unknown): unknown {
+  if (!(err instanceof Error)) return err;
+  const out: Record<string, unknown> = { name: err.name, message: err.message };
+  const code = (err as { code?: unknown }).code;
+  if (code !== undefined) out.code = code;
+  if (err.cause !== undefined) out.cause = serializeError(err.cause);
+  return out;
+}
+
+export function createLogger(base: LogFields = {}, level: LogLevel = 'info'): Logger {
+  const min = LEVELS[level];
+  const write = (lvl: LogLevel, msg: string, fields?: LogFields): void => {
+    if (LEVELS[lvl] < min) return;
+    const entry: LogFields = { time: new Date().toISOString(), level: lvl, msg, ...base };
+    for (const [k, v] of Object.entries(fields ?? {})) entry[k] = k === 'err' ? serializeError(v) : v;
+    (LEVELS[lvl] >= LEVELS.warn ? process.stderr : process.stdout).write(JSON.stringify(entry) + '\n');
+  };
+  return {
+    debug: (m, f) => write('debug', m, f),
+    info: (m, f) => write('info', m, f),
+    warn: (m, f) => write('warn', m, f),
+    error: (m, f) => write('error', m, f),
+    child: (fields) => createLogger({ ...base, ...fields }, level),
+  };
+}
