@@ -37,6 +37,7 @@ export interface MessageQueueConfig {
 
 export interface Config {
   readonly mode: string;
+  readonly log_level: 'debug' | 'info' | 'warn' | 'error';
   readonly task_types: readonly string[];
   readonly api: {
     readonly host: string;
@@ -48,6 +49,8 @@ export interface Config {
     readonly resend_after: number;
     readonly sweep_interval: number;
     readonly shutdown_timeout: number;
+    /** Endpoints silent for longer than this many seconds are no longer expected by tasks that list none. */
+    readonly endpoint_expiry: number;
   };
   readonly manager: {
     readonly endpoints: readonly EndpointConfig[];
@@ -83,6 +86,7 @@ export const SCHEMA: Rule = {
   kind: 'object',
   fields: {
     mode: str(),
+    log_level: { kind: 'enum', values: ['debug', 'info', 'warn', 'error'], default: 'info' },
     task_types: { kind: 'list', of: str(undefined, TASK_TYPE_PATTERN) },
     api: {
       kind: 'object',
@@ -96,6 +100,7 @@ export const SCHEMA: Rule = {
         resend_after: num(10, 0, 3600),
         sweep_interval: num(5, 0.05, 3600),
         shutdown_timeout: num(10, 0.1, 600),
+        endpoint_expiry: num(86400, 1, 86400 * 365),
       },
     },
     manager: {

@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { DataSource, DataSourceOptions, QueryFailedError } from 'typeorm';
 import type { DbConfig } from '../config/schema';
 import { DatabaseUnavailableError } from './errors';
+import type { Logger } from './logger';
 import { TaskEntity } from './entities/task';
 import { TaskResponseEntity } from './entities/task-response';
 import { EndpointEntity } from './entities/endpoint';
@@ -100,4 +101,45 @@ export async function migrate(ds: DataSource): Promise<void> {
     await runner.query(`SELECT RELEASE_LOCK('tasker_migrations')`).catch(() => undefined);
     await runner.release();
   }
+}
+
+/** The message named a task id the database does not have. */
+export function isForeignKeyViolation(err: unknown): boolean {
+  const code = errorCode(err);
+  return code === 'ER_NO_REFERENCED_ROW_2' || code === 'ER_NO_REFERENCED_ROW' || code === 'SQLITE_CONSTRAINT_FOREIGNKEY';
+}
+
+const FATAL_CONNECT = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_BAD_DB_ERROR', 'ER_DBACCESS_DENIED_ERROR']);
+
+/**
+ * Connects and migrates, waiting (with backoff) while the server is unreachable so that a process may
+ * start before its database. Wrong credentials or a missing database fail at once.
+ */
+export async function openDatabase(make: () => DataSource, log: Logger): Promise<DataSource> {
+  for (let attempt = 0; ; attempt++) {
+    const ds = make();
+    try {
+      await ds.initialize();
+      await migrate(ds);
+      return ds;
+    } catch (err) {
+      if (ds.isInitialized) await ds.destroy().catch(() => undefined);
+      else await ds.driver.disconnect().catch(() => undefined);
+      const code = errorCode(err);
+      if (code && FATAL_CONNECT.has(code)) {
+        throw new Error(`cannot use the database (${code}); run \`npm run initialize\` for this mode first`, { cause: err });
+      }
+      if (!isTransientDbError(err)) throw err;
+      if (attempt === 0) log.warn('database unavailable, waiting for it', { err });
+      await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 200 * 2 ** attempt)));
+    }
+  }
+}
+
+/** The id of a row inserted with a raw query: mysql2 answers a ResultSetHeader, better-sqlite3 the rowid. */
+export function insertedId(raw: unknown): number {
+  if (typeof raw === 'number' || typeof raw === 'bigint') return Number(raw);
+  const id = (raw as { insertId?: unknown } | null)?.insertId;
+  if (typeof id !== 'number' || id < 1) throw new Error('insert returned no id');
+  return id;
 }

@@ -1,6 +1,6 @@
 import { DataSource, EntityManager } from 'typeorm';
 import { Task, TaskEntity, TaskStatus } from './entities/task';
-import { dialectOf, isDuplicateKey } from './database';
+import { dialectOf, insertedId, isDuplicateKey } from './database';
 import { readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
 
 export interface NewTask {
@@ -49,8 +49,10 @@ export class TaskStore {
       request_hash: t.requestHash, start_time: sqlTime(t.now), last_modified_time: sqlTime(t.now),
     };
     try {
-      const res = await this.ds.createQueryBuilder().insert().into('task').values(row).execute();
-      const id = Number(res.identifiers[0]?.id ?? (res.raw as { insertId?: number }).insertId);
+      const columns = Object.keys(row);
+      const raw: unknown = await this.ds.query(
+        `INSERT INTO task (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, Object.values(row));
+      const id = insertedId(raw);
       return {
         task: {
           ...row, id, payload: t.payload, endpoints: t.endpoints, expected_endpoints: t.expected, received_count: 0,

@@ -1,0 +1,34 @@
+import type { Middleware } from 'koa';
+import { TaskerError } from '../manager/errors';
+import type { Logger } from '../manager/logger';
+
+const HTTP_CODES: Record<number, string> = {
+  404: 'not_found', 405: 'method_not_allowed', 413: 'payload_too_large', 501: 'not_implemented',
+};
+
+/**
+ * The one place errors become responses: `{"error": {"code", "message"}}`. Known errors keep their
+ * status and message; anything else is a 500 whose details go to the log only.
+ */
+export function errorMiddleware(log: Logger): Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      let status = 500;
+      let code = 'internal_error';
+      let message = 'internal error';
+      const httpErr = err as { status?: unknown; expose?: unknown; message?: string };
+      if (err instanceof TaskerError) {
+        ({ status, code, message } = err);
+      } else if (typeof httpErr.status === 'number' && httpErr.expose === true && httpErr.status < 500) {
+        status = httpErr.status;
+        code = HTTP_CODES[status] ?? `http_${status}`;
+        message = httpErr.message ?? code;
+      }
+      if (status >= 500) log.error('request failed', { method: ctx.method, path: ctx.path, status, err });
+      ctx.status = status;
+      ctx.body = { error: { code, message } };
+    }
+  };
+}

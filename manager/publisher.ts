@@ -1,0 +1,65 @@
+import type { Task } from './entities/task';
+import { BrokerUnavailableError } from './errors';
+import type { Logger } from './logger';
+import type { TaskStore } from './task-store';
+import type { Transport } from './transport';
+import { toMessage } from './wire';
+
+const RESEND_BATCH = 200;
+
+/**
+ * Sends stored tasks. A task is SENT only after the broker confirmed it; one the broker did not take
+ * stays CREATED and `resendUnsent` sends it later, from any API instance.
+ */
+export class Publisher {
+  constructor(
+    private readonly transport: Transport,
+    private readonly tasks: TaskStore,
+    private readonly log: Logger,
+  ) {}
+
+  private async publish(task: Task): Promise<void> {
+    // Declared before publishing: a fanout drops messages for queues that do not exist yet.
+    await this.transport.ensureEndpointQueues(task.type, task.expected_endpoints);
+    await this.transport.publish(toMessage(task));
+  }
+
+  /** Publishes a freshly stored task; on a broker failure it is left CREATED for the resend job. */
+  async send(task: Task): Promise<Task> {
+    try {
+      await this.publish(task);
+    } catch (err) {
+      if (!(err instanceof BrokerUnavailableError)) throw err;
+      this.log.warn('task stored but not sent; it is resent when the broker is back', { taskId: task.id, err });
+      return task;
+    }
+    const now = new Date();
+    try {
+      await this.tasks.markSent([task.id], now);
+    } catch (err) {
+      // Published but not recorded: the resend job sends it again, and managers ignore the repeat.
+      this.log.warn('task sent but not marked SENT', { taskId: task.id, err });
+      return task;
+    }
+    return { ...task, status: task.status === 'CREATED' ? 'SENT' : task.status, sent_time: task.sent_time ?? now };
+  }
+
+  /** Sends tasks left CREATED for longer than `afterMs`. Returns how many were sent. */
+  async resendUnsent(afterMs: number): Promise<number> {
+    if (!this.transport.connected) return 0;
+    let total = 0;
+    for (;;) {
+      const now = new Date();
+      let sent = 0;
+      const claimed = await this.tasks.withUnsent(new Date(now.getTime() - afterMs), RESEND_BATCH, async (tasks, em) => {
+        const results = await Promise.allSettled(tasks.map((t) => this.publish(t)));
+        const ok = tasks.filter((_t, i) => results[i].status === 'fulfilled').map((t) => t.id);
+        await this.tasks.markSent(ok, new Date(), em);
+        sent = ok.length;
+      });
+      total += sent;
+      if (sent > 0) this.log.info('resent tasks the broker had not confirmed', { count: sent });
+      if (claimed < RESEND_BATCH || sent < claimed) return total;
+    }
+  }
+}

@@ -1,0 +1,62 @@
+import { createHash } from 'node:crypto';
+import { ENDPOINT_PATTERN } from '../config/schema';
+import { InvalidRequestError } from './errors';
+
+/** The client's key for a task: 1–64 of A-Za-z0-9._:- */
+export const IDENTIFIER_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+export const MAX_ENDPOINTS = 1000;
+
+export interface TaskRequest {
+  identifier: string;
+  payload: unknown;
+  /** The endpoints the client listed; null when none (then the registered ones are expected). */
+  endpoints: string[] | null;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Checks a POST body (already parsed JSON) and returns the request, or throws a 400 naming the problem. */
+export function parseTaskRequest(body: unknown): TaskRequest {
+  if (!isObject(body)) throw new InvalidRequestError('body must be a JSON object');
+  for (const key of Object.keys(body)) {
+    if (key !== 'identifier' && key !== 'payload' && key !== 'endpoints') {
+      throw new InvalidRequestError(`unknown field '${key}'; expected identifier, payload, endpoints`);
+    }
+  }
+  const { identifier, payload, endpoints } = body;
+  if (identifier === undefined || identifier === null) throw new InvalidRequestError('identifier is required');
+  if (typeof identifier !== 'string' || !IDENTIFIER_PATTERN.test(identifier)) {
+    throw new InvalidRequestError('identifier must be 1-64 characters of A-Z a-z 0-9 . _ : -');
+  }
+  return { identifier, payload: payload ?? null, endpoints: parseEndpoints(endpoints) };
+}
+
+function parseEndpoints(value: unknown): string[] | null {
+  if (value === undefined || value === null) return null;
+  if (!Array.isArray(value)) throw new InvalidRequestError('endpoints must be a list of endpoint names');
+  if (value.length === 0) return null;
+  if (value.length > MAX_ENDPOINTS) throw new InvalidRequestError(`endpoints lists more than ${MAX_ENDPOINTS} names`);
+  const seen = new Set<string>();
+  for (const name of value) {
+    if (typeof name !== 'string' || !ENDPOINT_PATTERN.test(name)) {
+      throw new InvalidRequestError(`endpoints: ${JSON.stringify(name)} is not an endpoint name (${ENDPOINT_PATTERN.source})`);
+    }
+    if (seen.has(name)) throw new InvalidRequestError(`endpoints: '${name}' is listed twice`);
+    seen.add(name);
+  }
+  return value as string[];
+}
+
+/** JSON with object keys sorted, so that key order does not make two equal requests differ. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (isObject(value)) {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/** What tells an idempotent retry (same hash) from a conflicting reuse of the identifier. */
+export function requestHash(req: TaskRequest): string {
+  return createHash('sha256').update(canonicalJson({ payload: req.payload, endpoints: req.endpoints })).digest('hex');
+}

@@ -1,0 +1,64 @@
+import type { Task } from './entities/task';
+import type { TaskResponse } from './entities/task-response';
+import type { EndpointRegistry } from './endpoint-registry';
+import { guardDb } from './database';
+import { IdentifierConflictError, NoEndpointsError, NotFoundError } from './errors';
+import type { Publisher } from './publisher';
+import type { ResponseStore } from './response-store';
+import { parseTaskRequest, requestHash } from './task-request';
+import type { TaskStore } from './task-store';
+
+export interface TaskServiceDeps {
+  taskTypes: readonly string[];
+  /** Seconds after which a silent endpoint is no longer expected by tasks that list none. */
+  endpointExpiry: number;
+  tasks: TaskStore;
+  responses: ResponseStore;
+  registry: EndpointRegistry;
+  publisher: Publisher;
+}
+
+/** The use cases behind the HTTP API: create a task, read it with its responses. */
+export class TaskService {
+  private readonly types: Set<string>;
+
+  constructor(private readonly deps: TaskServiceDeps) {
+    this.types = new Set(deps.taskTypes);
+  }
+
+  private requireType(type: string): void {
+    if (!this.types.has(type)) throw new NotFoundError(`unknown task type '${type}'`);
+  }
+
+  /** Stores and sends a task; a repeat with the same body returns the stored task with `created: false`. */
+  async create(type: string, body: unknown): Promise<{ task: Task; created: boolean }> {
+    this.requireType(type);
+    const req = parseTaskRequest(body);
+    const hash = requestHash(req);
+    const { task, created } = await guardDb(async () => {
+      const existing = await this.deps.tasks.find(type, req.identifier);
+      if (existing) return { task: existing, created: false };
+      const since = new Date(Date.now() - this.deps.endpointExpiry * 1000);
+      const expected = req.endpoints ?? await this.deps.registry.activeFor(type, since);
+      if (expected.length === 0) throw new NoEndpointsError(type);
+      return this.deps.tasks.create({
+        type, identifier: req.identifier, payload: req.payload, endpoints: req.endpoints, expected,
+        requestHash: hash, now: new Date(),
+      });
+    });
+    if (!created) {
+      if (task.request_hash !== hash) throw new IdentifierConflictError(type, req.identifier);
+      return { task, created: false };
+    }
+    return { task: await this.deps.publisher.send(task), created: true };
+  }
+
+  async get(type: string, identifier: string): Promise<{ task: Task; responses: TaskResponse[] }> {
+    this.requireType(type);
+    return guardDb(async () => {
+      const task = await this.deps.tasks.find(type, identifier);
+      if (!task) throw new NotFoundError(`no ${type} task with identifier '${identifier}'`);
+      return { task, responses: await this.deps.responses.listForTask(task.id) };
+    });
+  }
+}

@@ -1,0 +1,55 @@
+import { parseArgs, ParseArgsConfig } from 'node:util';
+import { ConfigError, loadConfig } from '../config/loader';
+import type { Config } from '../config/schema';
+import { createShutdown, ShutdownStep } from '../manager/lifecycle';
+import { createLogger, Logger } from '../manager/logger';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+export interface MainInput {
+  config: Config;
+  logger: Logger;
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+}
+
+/**
+ * The frame of every entry point: arguments (`--mode` always), configuration, logging, signals and
+ * pm2's ready message. `run` starts the process's parts and returns its shutdown steps; a second
+ * SIGINT/SIGTERM exits at once.
+ */
+export function main(name: string, options: Options, run: (input: MainInput) => Promise<ShutdownStep[] | void>): void {
+  let values: MainInput['values'];
+  let config: Config;
+  try {
+    ({ values } = parseArgs({ options: { mode: { type: 'string' }, ...options }, strict: true, allowPositionals: false }));
+    config = loadConfig({ mode: values.mode as string | undefined });
+  } catch (err) {
+    process.stderr.write(`${name}: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const logger = createLogger({ process: name, pid: process.pid }, config.log_level);
+  process.on('unhandledRejection', (err) => logger.error('unhandled rejection', { err }));
+  run({ config, logger, values }).then((steps) => {
+    if (!steps) return;
+    const shutdown = createShutdown(steps, logger);
+    let signalled = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (signalled) {
+        logger.warn('second signal, exiting now', { signal });
+        process.exit(1);
+      }
+      signalled = true;
+      logger.info('shutting down', { signal });
+      void shutdown().then(() => process.exit(0));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    // pm2 sends 'shutdown' on Windows and in some reload paths instead of a signal.
+    process.on('message', (msg) => { if (msg === 'shutdown') onSignal('SIGTERM'); });
+    process.send?.('ready');
+  }, (err: unknown) => {
+    logger.error(`${name} failed to start`, { err });
+    process.stderr.write(`${name}: ${err instanceof ConfigError || err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

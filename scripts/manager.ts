@@ -1,0 +1,27 @@
+import { ENDPOINT_PATTERN, EndpointConfig } from '../config/schema';
+import { closeSteps, managerShutdownSteps, openContext, startEndpointManagers } from './compose';
+import { main } from './main';
+
+/**
+ * `npm run manager -- --endpoint NAME [--endpoint NAME2] --mode M [--tasktype T ...]`: endpoint managers
+ * in the foreground. Task types default to the endpoint's entry in `manager.endpoints`, else all.
+ */
+main('manager', {
+  endpoint: { type: 'string', multiple: true },
+  tasktype: { type: 'string', multiple: true },
+}, async ({ config, logger, values }) => {
+  const names = (values.endpoint ?? []) as string[];
+  if (names.length === 0) throw new Error('--endpoint NAME is required');
+  const requested = (values.tasktype ?? []) as string[];
+  for (const t of requested) {
+    if (!config.task_types.includes(t)) throw new Error(`--tasktype '${t}' is not in task_types (${config.task_types.join(', ')})`);
+  }
+  const endpoints: EndpointConfig[] = names.map((name) => {
+    if (!ENDPOINT_PATTERN.test(name)) throw new Error(`--endpoint '${name}' is not a valid endpoint name`);
+    const configured = config.manager.endpoints.find((e) => e.name === name);
+    return { name, task_types: requested.length ? requested : configured?.task_types ?? config.task_types };
+  });
+  const ctx = await openContext(config, logger, `manager ${names.join(',')}`);
+  const managers = await startEndpointManagers(ctx, endpoints);
+  return [...managerShutdownSteps(ctx, managers), ...closeSteps(ctx)];
+});
