@@ -72,11 +72,11 @@ export class Completion {
     const t = sqlTime(now);
     return this.ds.transaction(async (em) => {
       await this.lockTask(em, taskId);
-      const insert = this.mysql
-        ? `INSERT INTO task_response (task_id, endpoint, status, errnr, attempts, start_time, last_modified_time)
-           VALUES (?, ?, 0, 0, 1, ?, ?) ON DUPLICATE KEY UPDATE id = id`
-        : `INSERT INTO task_response (task_id, endpoint, status, errnr, attempts, start_time, last_modified_time)
-           VALUES (?, ?, 0, 0, 1, ?, ?) ON CONFLICT (task_id, endpoint) DO NOTHING`;
+      // The task row is locked and known to exist, so IGNORE can only skip the duplicate. (mysql2 reports
+      // found rather than changed rows, so ON DUPLICATE KEY UPDATE could not tell a duplicate apart.)
+      const insert = `INSERT ${this.mysql ? 'IGNORE ' : ''}INTO task_response
+        (task_id, endpoint, status, errnr, attempts, start_time, last_modified_time) VALUES (?, ?, 0, 0, 1, ?, ?)
+        ${this.mysql ? '' : 'ON CONFLICT (task_id, endpoint) DO NOTHING'}`;
       if (await execute(em, insert, [taskId, endpoint, t, t]) === 1) {
         await execute(em, `UPDATE task SET received_count = received_count + 1, last_modified_time = ? WHERE id = ?`, [t, taskId]);
         return { action: 'run', attempt: 1 };

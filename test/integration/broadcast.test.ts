@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import amqp from 'amqplib';
+import { exchangeName, queueName } from '../../manager/topology';
+import { Harness, Proc } from './harness';
+
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+const SEED_ID = 'e7bd91d0-16ad-11e2-892e-0800200c9a66';
+
+/** Connects to the run's vhost as the application user, to look at or feed queues directly. */
+async function withChannel<T>(h: Harness, fn: (ch: amqp.ConfirmChannel) => Promise<T>): Promise<T> {
+  const mq = h.config.manager.message_queue;
+  const conn = await amqp.connect({ hostname: mq.host, port: mq.port, username: mq.username, password: mq.password, vhost: mq.virtual_host });
+  try {
+    const ch = await conn.createConfirmChannel();
+    const result = await fn(ch);
+    await ch.waitForConfirms();
+    return result;
+  } finally {
+    await conn.close();
+  }
+}
+
+describe('broadcasting tasks to endpoints (RabbitMQ + MariaDB, real processes)', function () {
+  const h = new Harness({ waitTimeout: 3, handlerTimeout: 3 });
+  const managers = new Map<string, Proc>();
+
+  before(async function () {
+    await h.setup();
+    await h.startApi();
+    managers.set('console1', await h.startManager('console1'));
+    managers.set('console2', await h.startManager('console2'));
+  });
+
+  after(async function () {
+    await h.teardown();
+  });
+
+  it('runs the seed scenario: both endpoints respond and the task is DONE', async function () {
+    const created = await h.post('worker', { identifier: SEED_ID, payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] });
+    assert.equal(created.status, 201);
+    assert.equal(created.json.status, 'SENT');
+    assert.equal(created.json.identifier, SEED_ID);
+    assert.equal(created.json.type, 'worker');
+    assert.equal(typeof created.json.id, 'number');
+    assert.deepEqual(created.json.payload, { foo: 'bar' });
+    assert.deepEqual(created.json.endpoints, ['console1', 'console2']);
+    assert.match(created.json.start_time, ISO);
+
+    const done = await h.waitForStatus('worker', SEED_ID, ['DONE']);
+    assert.equal(done.task.id, created.json.id);
+    assert.match(done.task.end_time, ISO);
+    const list = done.taskResponseList as any[];
+    assert.deepEqual(list.map((r) => r.endpoint).sort(), ['console1', 'console2']);
+    for (const r of list) {
+      assert.equal(r.status, 1);
+      assert.equal(r.task_id, created.json.id);
+      assert.equal(r.errnr, 0);
+      assert.equal(r.errmsg, null);
+      assert.deepEqual(r.payload, { yeah: 1234123, yiya: 'yippie' });
+      assert.match(r.start_time, ISO);
+      assert.match(r.last_modified_time, ISO);
+      // The handler simulates 2 s of work by default.
+      assert.ok(Date.parse(r.last_modified_time) - Date.parse(r.start_time) >= 1900);
+    }
+  });
+
+  it('counts handler errors and still completes: backup reports errnr 32', async function () {
+    await h.post('backup', { identifier: 'backup-1', payload: { sleep: 0.05 }, endpoints: ['console1', 'console2'] });
+    const done = await h.waitForStatus('backup', 'backup-1', ['DONE']);
+    assert.equal(done.task.responses.failed, 2);
+    for (const r of done.taskResponseList) {
+      assert.equal(r.errnr, 32);
+      assert.equal(r.errmsg, 'could not backup!');
+    }
+  });
+
+  it('expects the registered endpoints when the task lists none', async function () {
+    const created = await h.post('worker', { identifier: 'discovered', payload: { sleep: 0.05 } });
+    assert.equal(created.status, 201);
+    assert.deepEqual(created.json.endpoints, ['console1', 'console2']);
+    const done = await h.waitForStatus('worker', 'discovered', ['DONE']);
+    assert.deepEqual(done.taskResponseList.map((r: any) => r.endpoint).sort(), ['console1', 'console2']);
+  });
+
+  it('gives the task to the listed subset only; the others ack and skip it', async function () {
+    await h.post('worker', { identifier: 'subset', payload: { sleep: 0.05 }, endpoints: ['console1'] });
+    const done = await h.waitForStatus('worker', 'subset', ['DONE']);
+    assert.deepEqual(done.taskResponseList.map((r: any) => r.endpoint), ['console1']);
+    // console2 got the message through the fanout; stopped, anything it had not acked would be back in its queue.
+    assert.equal(await managers.get('console2')!.stop(), 0);
+    const { messageCount } = await withChannel(h, (ch) => ch.checkQueue(queueName('tasker', 'worker', 'console2')));
+    assert.equal(messageCount, 0);
+    managers.set('console2', await h.startManager('console2'));
+    const rows = await h.query('SELECT COUNT(*) AS n FROM task_response WHERE task_id = ?', [done.task.id]);
+    assert.equal(Number(rows[0].n), 1);
+  });
+
+  it('marks INCOMPLETE when a listed endpoint never received it, and DONE once it starts (never ran before)', async function () {
+    const created = await h.post('worker', { identifier: 'late', payload: { sleep: 0.05 }, endpoints: ['console1', 'late1'] });
+    assert.equal(created.status, 201);
+    const incomplete = await h.waitForStatus('worker', 'late', ['INCOMPLETE', 'DONE'], 15_000);
+    assert.equal(incomplete.task.status, 'INCOMPLETE');
+    assert.deepEqual(incomplete.taskResponseList.map((r: any) => r.endpoint), ['console1']);
+    assert.equal(incomplete.task.end_time, null);
+
+    // late1 has never run: its queue was declared by the API when the task was posted.
+    await h.startManager('late1', ['worker']);
+    const done = await h.waitForStatus('worker', 'late', ['DONE']);
+    assert.deepEqual(done.taskResponseList.map((r: any) => r.endpoint).sort(), ['console1', 'late1']);
+    assert.match(done.task.end_time, ISO);
+  });
+
+  it('finishes a response with its own errnr when the handler times out', async function () {
+    await h.post('worker', { identifier: 'slow', payload: { sleep: 30 }, endpoints: ['console1'] });
+    const done = await h.waitForStatus('worker', 'slow', ['DONE'], 15_000);
+    assert.equal(done.taskResponseList[0].errnr, 124);
+    assert.match(done.taskResponseList[0].errmsg, /timed out/);
+  });
+
+  it('does not run the handler again for a redelivered task whose response is finished', async function () {
+    await h.post('worker', { identifier: 'again', payload: { sleep: 0.05 }, endpoints: ['console1', 'console2'] });
+    const done = await h.waitForStatus('worker', 'again', ['DONE']);
+    const before = await h.query('SELECT endpoint, attempts, last_modified_time FROM task_response WHERE task_id = ? ORDER BY endpoint', [done.task.id]);
+    const runs = (p: Proc): number => p.lines.filter((l) => l.msg === 'running handler' && l.taskId === done.task.id).length;
+    assert.equal(runs(managers.get('console1')!), 1);
+
+    // The same message again, as the broker would redeliver it.
+    const message = {
+      id: done.task.id, identifier: 'again', type: 'worker', payload: { sleep: 0.05 },
+      endpoints: ['console1', 'console2'], start_time: done.task.start_time,
+    };
+    await withChannel(h, async (ch) => {
+      ch.publish(exchangeName('tasker', 'worker'), '', Buffer.from(JSON.stringify(message)),
+        { persistent: true, contentType: 'application/json', messageId: String(done.task.id) });
+    });
+    for (const name of ['console1', 'console2']) {
+      await managers.get(name)!.waitForLog((l) => l.msg === 'already finished; redelivery acked without running the handler' && l.taskId === done.task.id);
+    }
+    assert.equal(runs(managers.get('console1')!), 1);
+    assert.equal(runs(managers.get('console2')!), 1);
+    const after = await h.query('SELECT endpoint, attempts, last_modified_time FROM task_response WHERE task_id = ? ORDER BY endpoint', [done.task.id]);
+    assert.deepEqual(after, before);
+  });
+});

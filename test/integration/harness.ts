@@ -1,0 +1,200 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import path from 'node:path';
+import mysql from 'mysql2/promise';
+import { loadConfig, projectRoot } from '../../config/loader';
+import type { Config } from '../../config/schema';
+import { dropDatabase, RabbitAdmin } from '../../manager/provision';
+
+const ROOT = projectRoot();
+const SCRIPTS = path.join(ROOT, 'dist', 'scripts');
+
+export type LogLine = Record<string, unknown>;
+
+/** A real tasker process (api or manager) started from the compiled entry points. */
+export class Proc {
+  readonly lines: LogLine[] = [];
+  readonly raw: string[] = [];
+  readonly exited: Promise<number | null>;
+  private waiters: { test: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+
+  constructor(readonly name: string, readonly child: ChildProcess) {
+    let buffer = '';
+    const onData = (chunk: Buffer): void => {
+      buffer += chunk.toString('utf8');
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const text = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        this.raw.push(text);
+        let line: LogLine;
+        try {
+          line = JSON.parse(text) as LogLine;
+        } catch {
+          continue;
+        }
+        this.lines.push(line);
+        this.waiters = this.waiters.filter((w) => (w.test(line) ? (w.resolve(line), false) : true));
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  }
+
+  /** Resolves with the first log line (past or future) that matches. */
+  waitForLog(test: (l: LogLine) => boolean, timeoutMs = 30_000, what = 'log line'): Promise<LogLine> {
+    const seen = this.lines.find(test);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.name}: no ${what} within ${timeoutMs} ms\n${this.raw.slice(-20).join('\n')}`)), timeoutMs);
+      const exit = (code: number | null): void => {
+        clearTimeout(timer);
+        reject(new Error(`${this.name} exited (${code}) before ${what}\n${this.raw.slice(-20).join('\n')}`));
+      };
+      void this.exited.then(exit);
+      this.waiters.push({ test, resolve: (l) => { clearTimeout(timer); resolve(l); } });
+    });
+  }
+
+  /** Sends a signal and waits for the exit code. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exited;
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export interface HarnessOptions {
+  /** Seconds for api.wait_for_endpoints_timeout. */
+  waitTimeout?: number;
+  /** Seconds for manager.handler_timeout. */
+  handlerTimeout?: number;
+}
+
+/**
+ * One test run's world: its own database, database user, vhost and broker user (named after a unique
+ * id), the real processes started against them, and clean-up of all of it.
+ */
+export class Harness {
+  readonly id = `tasker_t${process.pid}_${randomBytes(3).toString('hex')}`;
+  env: NodeJS.ProcessEnv = {};
+  config!: Config;
+  port = 0;
+  private readonly procs = new Set<Proc>();
+  private sql: mysql.Pool | null = null;
+
+  constructor(private readonly options: HarnessOptions = {}) {}
+
+  get baseUrl(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Creates the database and vhost with the real `initialize` script. */
+  async setup(): Promise<void> {
+    this.port = await freePort();
+    this.env = {
+      ...process.env,
+      TASKER_MODE: 'test',
+      TASKER_TEST_ID: this.id,
+      TASKER_API_PORT: String(this.port),
+      TASKER_TEST_WAIT_TIMEOUT: String(this.options.waitTimeout ?? 3),
+      TASKER_TEST_HANDLER_TIMEOUT: String(this.options.handlerTimeout ?? 5),
+    };
+    this.config = loadConfig({ mode: 'test', env: this.env });
+    const init = this.spawn('initialize', ['initialize.js']);
+    const code = await init.exited;
+    if (code !== 0) throw new Error(`initialize failed (${code}):\n${init.raw.join('\n')}`);
+    this.sql = mysql.createPool({ uri: this.config.manager.db.uri, connectionLimit: 2, dateStrings: true });
+  }
+
+  private spawn(name: string, args: string[]): Proc {
+    const child = spawn(process.execPath, [path.join(SCRIPTS, args[0]), '--mode', 'test', ...args.slice(1)], {
+      env: this.env, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const proc = new Proc(name, child);
+    this.procs.add(proc);
+    void proc.exited.then(() => this.procs.delete(proc));
+    return proc;
+  }
+
+  async startApi(): Promise<Proc> {
+    const p = this.spawn('api', ['api.js']);
+    await p.waitForLog((l) => l.msg === 'listening', 30_000, 'listening');
+    return p;
+  }
+
+  async startManager(endpoint: string, taskTypes: string[] = []): Promise<Proc> {
+    const p = this.spawn(`manager ${endpoint}`, ['manager.js', '--endpoint', endpoint, ...taskTypes.flatMap((t) => ['--tasktype', t])]);
+    await p.waitForLog((l) => l.msg === 'endpoint manager started', 30_000, 'manager start');
+    return p;
+  }
+
+  async query<T = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<T[]> {
+    if (!this.sql) throw new Error('harness not set up');
+    const [rows] = await this.sql.query(sql, params);
+    return rows as T[];
+  }
+
+  async post(type: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
+    const res = await fetch(`${this.baseUrl}/${type}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    return { status: res.status, json: await res.json() };
+  }
+
+  async get(pathname: string): Promise<{ status: number; json: any }> {
+    const res = await fetch(`${this.baseUrl}/${pathname}`);
+    return { status: res.status, json: await res.json() };
+  }
+
+  /** Polls GET until the task reaches one of `statuses`. */
+  async waitForStatus(type: string, identifier: string, statuses: string[], timeoutMs = 30_000): Promise<any> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      const { status, json } = await this.get(`${type}/${encodeURIComponent(identifier)}`);
+      last = json;
+      if (status === 200 && statuses.includes(json.task.status)) return json;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`task ${type}/${identifier} not ${statuses.join('|')} within ${timeoutMs} ms: ${JSON.stringify(last)}`);
+  }
+
+  admin(): RabbitAdmin {
+    return new RabbitAdmin(this.config.rabbitmq);
+  }
+
+  /** Stops every process (they must exit cleanly), checks nothing stayed connected, drops everything. */
+  async teardown(): Promise<void> {
+    const codes = await Promise.all([...this.procs].map(async (p) => [p.name, await p.stop()] as const));
+    await this.sql?.end();
+    this.sql = null;
+    const failures: string[] = codes.filter(([, code]) => code !== 0).map(([name, code]) => `${name} exited with ${code}`);
+    if (this.config) {
+      const vhost = encodeURIComponent(this.config.manager.message_queue.virtual_host);
+      // The broker forgets a closed connection within moments; one still listed after 5 s was leaked.
+      let open = 0;
+      for (let i = 0; i < 50; i++) {
+        const { json } = await this.admin().request('GET', `/vhosts/${vhost}/connections`);
+        open = Array.isArray(json) ? json.length : 0;
+        if (open === 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      if (open > 0) failures.push(`${open} broker connections left open`);
+      await this.admin().deleteVhost(this.config.manager.message_queue);
+      await dropDatabase(this.config.manager.db);
+    }
+    if (failures.length) throw new Error(failures.join('; '));
+  }
+}
