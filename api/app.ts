@@ -1,5 +1,4 @@
 import Koa from 'koa';
-import { NotFoundError } from '../manager/errors';
 import type { Logger } from '../manager/logger';
 import type { TaskService } from '../manager/task-service';
 import { errorMiddleware } from './error-middleware';
@@ -11,7 +10,8 @@ export interface AppDeps {
   logger: Logger;
 }
 
-/** The koa application: error mapping, then the routes; anything unmatched is a JSON 404 or 405. */
+/** The koa application: error mapping, then the routes; a path no route matches is a JSON 404, a method
+ * the path does not have a 405. */
 export function createApp(deps: AppDeps): Koa {
   const app = new Koa();
   app.silent = true; // errors are logged by the error middleware
@@ -19,8 +19,5 @@ export function createApp(deps: AppDeps): Koa {
   const tasks = tasksRouter(deps.service, deps.bodyLimit);
   app.use(tasks.routes());
   app.use(tasks.allowedMethods({ throw: true }));
-  app.use(async (ctx) => {
-    throw new NotFoundError(`no route for ${ctx.method} ${ctx.path}`);
-  });
   return app;
 }

@@ -9,12 +9,19 @@ import { InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError } 
 export async function readJsonBody(ctx: Context, limit: number): Promise<unknown> {
   if (!ctx.is('application/json')) throw new UnsupportedMediaTypeError();
   const declared = Number(ctx.get('content-length') || NaN);
-  if (declared > limit) throw new PayloadTooLargeError(limit);
+  // The unread rest of a refused body would be taken for the next request: close the connection.
+  if (declared > limit) {
+    ctx.set('Connection', 'close');
+    throw new PayloadTooLargeError(limit);
+  }
   let text: string;
   try {
     text = await getRawBody(ctx.req, { limit, encoding: ctx.request.charset || 'utf-8' });
   } catch (err) {
-    if ((err as { type?: string }).type === 'entity.too.large') throw new PayloadTooLargeError(limit);
+    if ((err as { type?: string }).type === 'entity.too.large') {
+      ctx.set('Connection', 'close');
+      throw new PayloadTooLargeError(limit);
+    }
     throw new InvalidRequestError(`could not read the request body: ${(err as Error).message}`);
   }
   try {

@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import { TaskerError } from '../manager/errors';
+import { NotFoundError, TaskerError } from '../manager/errors';
 import type { Logger } from '../manager/logger';
 
 const HTTP_CODES: Record<number, string> = {
@@ -14,6 +14,7 @@ export function errorMiddleware(log: Logger): Middleware {
   return async (ctx, next) => {
     try {
       await next();
+      if (ctx.status === 404 && ctx.body === undefined) throw new NotFoundError(`no route for ${ctx.method} ${ctx.path}`);
     } catch (err) {
       let status = 500;
       let code = 'internal_error';
