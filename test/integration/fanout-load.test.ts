@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { Harness } from './harness';
+
+const ENDPOINTS = Array.from({ length: 20 }, (_v, i) => `load${String(i + 1).padStart(2, '0')}`);
+const TASKS = 200;
+const CONCURRENCY = 20;
+
+/**
+ * Twenty endpoint manager processes finishing the same 200 tasks at the same moment: every task must
+ * end DONE with exactly one response per endpoint (the original could leave a task SENT forever here).
+ */
+describe('20 endpoints finishing 200 tasks at once', function () {
+  const h = new Harness();
+  let peakConnections = 0;
+  let sampler: NodeJS.Timeout | null = null;
+
+  before(async function () {
+    await h.setup();
+    await h.startApi();
+    await Promise.all(ENDPOINTS.map((ep) => h.startManager(ep, ['worker'])));
+    const sample = async (): Promise<void> => {
+      const rows = await h.query('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = ?', [h.id]);
+      peakConnections = Math.max(peakConnections, Number(rows[0].n));
+    };
+    sampler = setInterval(() => { void sample().catch(() => undefined); }, 100);
+  });
+
+  after(async function () {
+    if (sampler) clearInterval(sampler);
+    await h.teardown();
+  });
+
+  it('ends every task DONE with exactly one finished response per (task, endpoint)', async function () {
+    const ids: string[] = Array.from({ length: TASKS }, (_v, i) => `load-${i}`);
+    let next = 0;
+    const statuses: number[] = [];
+    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+      while (next < ids.length) {
+        const identifier = ids[next++];
+        const res = await h.post('worker', { identifier, payload: { sleep: 0 }, endpoints: ENDPOINTS });
+        statuses.push(res.status);
+      }
+    }));
+    assert.deepEqual([...new Set(statuses)], [201]);
+
+    const deadline = Date.now() + 90_000;
+    let open = -1;
+    while (Date.now() < deadline) {
+      const rows = await h.query(`SELECT COUNT(*) AS n FROM task WHERE status <> 'DONE'`);
+      open = Number(rows[0].n);
+      if (open === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    assert.equal(open, 0, 'tasks not DONE');
+
+    const tasks = await h.query('SELECT COUNT(*) AS n, MIN(finished_count) AS lo, MAX(finished_count) AS hi, SUM(end_time IS NULL) AS open FROM task');
+    assert.equal(Number(tasks[0].n), TASKS);
+    assert.equal(Number(tasks[0].lo), ENDPOINTS.length);
+    assert.equal(Number(tasks[0].hi), ENDPOINTS.length);
+    assert.equal(Number(tasks[0].open), 0);
+    const responses = await h.query(
+      'SELECT COUNT(*) AS n, COUNT(DISTINCT task_id, endpoint) AS pairs, SUM(status = 1) AS finished, MAX(attempts) AS attempts FROM task_response');
+    assert.equal(Number(responses[0].n), TASKS * ENDPOINTS.length);
+    assert.equal(Number(responses[0].pairs), TASKS * ENDPOINTS.length);
+    assert.equal(Number(responses[0].finished), TASKS * ENDPOINTS.length);
+    assert.equal(Number(responses[0].attempts), 1);
+    // 21 processes, each with a bounded pool: connections never grow with the load.
+    assert.ok(peakConnections <= 21 * h.config.manager.db.pool_size + 2, `peak ${peakConnections} connections`);
+  });
+});

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, loadConfig } from '../../config/loader';
+
+function configDir(yaml: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tasker-config-'));
+  writeFileSync(path.join(dir, 'x.config.yaml'), yaml);
+  return dir;
+}
+
+const MINIMAL = `task_types: [worker]
+manager:
+  db:
+    uri: mysql://u:\${PW:-pw}@127.0.0.1:3306/db
+`;
+
+describe('configuration', function () {
+  it('fills defaults, interpolates ${VAR:-default} and freezes the result', function () {
+    const cfg = loadConfig({ mode: 'x', env: {}, configDir: configDir(MINIMAL) });
+    assert.equal(cfg.api.port, 8888);
+    assert.equal(cfg.manager.db.uri, 'mysql://u:pw@127.0.0.1:3306/db');
+    assert.equal(cfg.manager.message_queue.exchange, 'tasker');
+    assert.ok(Object.isFrozen(cfg) && Object.isFrozen(cfg.api));
+  });
+
+  it('takes ${VAR} from the environment and TASKER_A__B overrides', function () {
+    const cfg = loadConfig({ mode: 'x', env: { PW: 's3cret', TASKER_API__PORT: '9000', TASKER_MANAGER__MESSAGE_QUEUE__PASSWORD: '123' }, configDir: configDir(MINIMAL) });
+    assert.equal(cfg.manager.db.uri, 'mysql://u:s3cret@127.0.0.1:3306/db');
+    assert.equal(cfg.api.port, 9000);
+    assert.equal(cfg.manager.message_queue.password, '123');
+  });
+
+  it('rejects an unknown key by its full name', function () {
+    assert.throws(() => loadConfig({ mode: 'x', env: {}, configDir: configDir(MINIMAL + 'api:\n  prot: 1\n') }),
+      (err: Error) => err instanceof ConfigError && /'api\.prot': unknown key/.test(err.message));
+  });
+
+  it('rejects a wrong type, naming the key', function () {
+    assert.throws(() => loadConfig({ mode: 'x', env: {}, configDir: configDir(MINIMAL + 'api:\n  port: eighty\n') }),
+      /'api\.port': must be a number/);
+    assert.throws(() => loadConfig({ mode: 'x', env: {}, configDir: configDir('task_types: [Bad]\nmanager: {db: {uri: x}}\n') }),
+      /'task_types\[0\]'/);
+  });
+
+  it('fails naming a ${VAR} that is not set and has no default', function () {
+    assert.throws(() => loadConfig({ mode: 'x', env: {}, configDir: configDir('task_types: [w]\nmanager: {db: {uri: "${DB_URI}"}}\n') }),
+      /DB_URI is not set/);
+  });
+
+  it('checks manager.endpoints against task_types', function () {
+    const yaml = MINIMAL.replace('manager:\n', 'manager:\n  endpoints:\n    - name: a\n      task_types: [backup]\n');
+    assert.throws(() => loadConfig({ mode: 'x', env: {}, configDir: configDir(yaml) }), /'backup' is not in task_types/);
+    const ok = loadConfig({ mode: 'x', env: {}, configDir: configDir(MINIMAL.replace('manager:\n', 'manager:\n  endpoints: [a]\n')) });
+    assert.deepEqual(ok.manager.endpoints, [{ name: 'a', task_types: ['worker'] }]);
+  });
+
+  it('loads every shipped mode', function () {
+    const env = { TASKER_DB_URI: 'mysql://u:p@h:3306/d', TASKER_MQ_HOST: 'h', TASKER_MQ_USERNAME: 'u', TASKER_MQ_PASSWORD: 'p' };
+    for (const mode of ['development', 'test', 'production']) {
+      const cfg = loadConfig({ mode, env });
+      assert.deepEqual(cfg.task_types, ['worker', 'backup']);
+    }
+    assert.deepEqual(loadConfig({ mode: 'development', env: {} }).manager.endpoints.map((e) => e.name), ['console1', 'console2']);
+  });
+
+  it('refuses an unknown mode', function () {
+    assert.throws(() => loadConfig({ mode: 'nosuchmode', env: {} }), /nosuchmode/);
+  });
+});

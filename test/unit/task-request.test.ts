@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict';
+import { InvalidRequestError } from '../../manager/errors';
+import { canonicalJson, parseTaskRequest, requestHash } from '../../manager/task-request';
+
+describe('task requests', function () {
+  it('accepts the seed body', function () {
+    const req = parseTaskRequest({ identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] });
+    assert.deepEqual(req, { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] });
+  });
+
+  it('treats missing, null and empty endpoints as none listed', function () {
+    for (const endpoints of [undefined, null, []]) assert.equal(parseTaskRequest({ identifier: 'a', endpoints }).endpoints, null);
+  });
+
+  it('rejects bad bodies with InvalidRequestError', function () {
+    for (const body of [null, [], 'x', {}, { identifier: '' }, { identifier: 'a b' }, { identifier: 'a', endpoints: {} },
+      { identifier: 'a', endpoints: [''] }, { identifier: 'a', extra: 1 }]) {
+      assert.throws(() => parseTaskRequest(body), InvalidRequestError, JSON.stringify(body));
+    }
+  });
+
+  it('hashes equal requests equally whatever the key order, and different ones differently', function () {
+    const a = requestHash(parseTaskRequest({ identifier: 'a', payload: { x: 1, y: { p: 1, q: 2 } } }));
+    const b = requestHash(parseTaskRequest({ payload: { y: { q: 2, p: 1 }, x: 1 }, identifier: 'a' }));
+    const c = requestHash(parseTaskRequest({ identifier: 'a', payload: { x: 2, y: { p: 1, q: 2 } } }));
+    assert.equal(a, b);
+    assert.notEqual(a, c);
+    assert.equal(canonicalJson({ b: [1, { d: 1, c: 2 }], a: null }), '{"a":null,"b":[1,{"c":2,"d":1}]}');
+  });
+});
