@@ -17,7 +17,16 @@ const common = {
   exp_backoff_restart_delay: 200,
 };
 
-module.exports = {
+const allInOne = {
+  ...common,
+  name: 'tasker',
+  script: 'dist/scripts/start.js',
+  args: ['--mode', mode],
+  kill_timeout: (config.api.shutdown_timeout + config.manager.shutdown_timeout) * 1000 + MARGIN_MS,
+};
+
+// In-process queues join API and managers only inside one process.
+module.exports = config.manager.transport === 'in-process' ? { apps: [allInOne] } : {
   apps: [
     {
       ...common,

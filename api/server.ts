@@ -51,6 +51,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     });
   });
   const port = (server.address() as AddressInfo).port;
+  // A transport that kept nothing across the restart: hand every unfinished task out again.
+  if (!transport.durable) await publisher.redeliverUnfinished();
   const jobs = [
     startPeriodic('resend', config.api.resend_interval * 1000, () => publisher.resendUnsent(config.api.resend_after * 1000), log),
     startPeriodic('incomplete-sweep', config.api.sweep_interval * 1000,

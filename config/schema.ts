@@ -53,6 +53,8 @@ export interface Config {
     readonly endpoint_expiry: number;
   };
   readonly manager: {
+    /** How tasks travel: RabbitMQ, or in-process queues when API and managers share one process. */
+    readonly transport: 'rabbitmq' | 'in-process';
     readonly endpoints: readonly EndpointConfig[];
     readonly handler_timeout: number;
     readonly heartbeat_interval: number;
@@ -106,6 +108,7 @@ export const SCHEMA: Rule = {
     manager: {
       kind: 'object',
       fields: {
+        transport: { kind: 'enum', values: ['rabbitmq', 'in-process'], default: 'rabbitmq' },
         endpoints: { kind: 'list', of: { kind: 'endpoint' }, default: [] },
         handler_timeout: num(300, 0.01, 86400),
         heartbeat_interval: num(10, 0.1, 3600),

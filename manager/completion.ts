@@ -1,5 +1,5 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { dialectOf } from './database';
+import { dialectOf, transaction } from './database';
 import { sqlTime, writeJson } from './sql-values';
 import { UnknownTaskError } from './errors';
 
@@ -70,7 +70,7 @@ export class Completion {
    */
   receive(taskId: number, endpoint: string, now: Date, maxAttempts: number): Promise<ReceiveOutcome> {
     const t = sqlTime(now);
-    return this.ds.transaction(async (em) => {
+    return transaction(this.ds, async (em) => {
       await this.lockTask(em, taskId);
       // The task row is locked and known to exist, so IGNORE can only skip the duplicate. (mysql2 reports
       // found rather than changed rows, so ON DUPLICATE KEY UPDATE could not tell a duplicate apart.)
@@ -101,7 +101,7 @@ export class Completion {
    */
   finish(taskId: number, endpoint: string, result: HandlerResult, now: Date): Promise<boolean> {
     const t = sqlTime(now);
-    return this.ds.transaction(async (em) => {
+    return transaction(this.ds, async (em) => {
       await this.lockTask(em, taskId);
       const changed = await execute(em,
         `UPDATE task_response SET status = 1, errnr = ?, errmsg = ?, payload = ?, last_modified_time = ?
@@ -118,7 +118,7 @@ export class Completion {
    * from the database alone, so any API instance may run it, any number of times.
    */
   async sweepIncomplete(now: Date, timeoutMs: number): Promise<number> {
-    return this.ds.transaction((em) => execute(em,
+    return transaction(this.ds, (em) => execute(em,
       `UPDATE task SET status = 'INCOMPLETE', last_modified_time = ?
        WHERE status = 'SENT' AND sent_time < ? AND received_count < expected_count`,
       [sqlTime(now), sqlTime(new Date(now.getTime() - timeoutMs))]));

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { mkdirSync } from 'node:fs';
-import { DataSource, DataSourceOptions, QueryFailedError } from 'typeorm';
+import { DataSource, DataSourceOptions, EntityManager, QueryFailedError } from 'typeorm';
 import type { DbConfig } from '../config/schema';
 import { DatabaseUnavailableError } from './errors';
 import type { Logger } from './logger';
@@ -142,4 +142,24 @@ export function insertedId(raw: unknown): number {
   const id = (raw as { insertId?: unknown } | null)?.insertId;
   if (typeof id !== 'number' || id < 1) throw new Error('insert returned no id');
   return id;
+}
+
+const sqliteQueues = new WeakMap<DataSource, Promise<unknown>>();
+
+/**
+ * Runs `fn` alone on an SQLite DataSource. SQLite has one connection that every caller shares: without
+ * this, the statements of one flow would land inside another flow's open transaction (and be rolled
+ * back with it). MySQL has a pool, so `fn` runs at once. `fn` must not call `exclusive` again.
+ */
+export function exclusive<T>(ds: DataSource, fn: () => Promise<T>): Promise<T> {
+  if (dialectOf(ds) === 'mysql') return fn();
+  const previous = sqliteQueues.get(ds) ?? Promise.resolve();
+  const run = previous.then(fn, fn);
+  sqliteQueues.set(ds, run.catch(() => undefined));
+  return run;
+}
+
+/** A transaction, serialised with every other database use on SQLite. */
+export function transaction<T>(ds: DataSource, fn: (em: EntityManager) => Promise<T>): Promise<T> {
+  return exclusive(ds, () => ds.transaction(fn));
 }

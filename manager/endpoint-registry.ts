@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import { dialectOf } from './database';
+import { dialectOf, exclusive } from './database';
 import { sqlTime } from './sql-values';
 
 /**
@@ -18,13 +18,13 @@ export class EndpointRegistry {
     const upsert = dialectOf(this.ds) === 'mysql'
       ? 'ON DUPLICATE KEY UPDATE last_heartbeat = VALUES(last_heartbeat)'
       : 'ON CONFLICT (task_type, name) DO UPDATE SET last_heartbeat = excluded.last_heartbeat';
-    await this.ds.query(`INSERT INTO endpoint (task_type, name, first_seen, last_heartbeat) VALUES ${values} ${upsert}`, params);
+    await exclusive(this.ds, () => this.ds.query(`INSERT INTO endpoint (task_type, name, first_seen, last_heartbeat) VALUES ${values} ${upsert}`, params));
   }
 
   /** Endpoint names of the type with a heartbeat after `since`, sorted. */
   async activeFor(taskType: string, since: Date): Promise<string[]> {
-    const rows: { name: string }[] = await this.ds.query(
-      'SELECT name FROM endpoint WHERE task_type = ? AND last_heartbeat >= ? ORDER BY name', [taskType, sqlTime(since)]);
+    const rows: { name: string }[] = await exclusive(this.ds, () => this.ds.query(
+      'SELECT name FROM endpoint WHERE task_type = ? AND last_heartbeat >= ? ORDER BY name', [taskType, sqlTime(since)]));
     return rows.map((r) => r.name);
   }
 }

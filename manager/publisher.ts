@@ -45,21 +45,35 @@ export class Publisher {
   }
 
   /** Sends tasks left CREATED for longer than `afterMs`. Returns how many were sent. */
-  async resendUnsent(afterMs: number): Promise<number> {
+  resendUnsent(afterMs: number): Promise<number> {
+    return this.resend({ kind: 'unsent', before: new Date(Date.now() - afterMs) });
+  }
+
+  /**
+   * Sends again every task some expected endpoint has not finished. For a transport that keeps nothing
+   * across a restart (in-process): endpoints that already finished a task skip the repeat.
+   */
+  redeliverUnfinished(): Promise<number> {
+    return this.resend({ kind: 'unfinished' });
+  }
+
+  private async resend(selection: Parameters<TaskStore['claim']>[0]): Promise<number> {
     if (!this.transport.connected) return 0;
     let total = 0;
+    let afterId = 0;
     for (;;) {
-      const now = new Date();
       let sent = 0;
-      const claimed = await this.tasks.withUnsent(new Date(now.getTime() - afterMs), RESEND_BATCH, async (tasks, em) => {
+      const claimed = await this.tasks.claim(selection, afterId, RESEND_BATCH, async (tasks, em) => {
         const results = await Promise.allSettled(tasks.map((t) => this.publish(t)));
         const ok = tasks.filter((_t, i) => results[i].status === 'fulfilled').map((t) => t.id);
         await this.tasks.markSent(ok, new Date(), em);
         sent = ok.length;
       });
       total += sent;
-      if (sent > 0) this.log.info('resent tasks the broker had not confirmed', { count: sent });
-      if (claimed < RESEND_BATCH || sent < claimed) return total;
+      if (claimed.length) afterId = claimed[claimed.length - 1].id;
+      if (claimed.length < RESEND_BATCH || sent < claimed.length) break;
     }
+    if (total > 0) this.log.info(selection.kind === 'unsent' ? 'sent tasks the broker had not confirmed' : 'redelivered unfinished tasks', { count: total });
+    return total;
   }
 }

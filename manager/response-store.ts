@@ -1,4 +1,5 @@
 import type { DataSource } from 'typeorm';
+import { exclusive } from './database';
 import type { TaskResponse } from './entities/task-response';
 import { readJson, readTime } from './sql-values';
 
@@ -6,9 +7,9 @@ export class ResponseStore {
   constructor(private readonly ds: DataSource) {}
 
   async listForTask(taskId: number): Promise<TaskResponse[]> {
-    const rows: Record<string, unknown>[] = await this.ds.query(
+    const rows: Record<string, unknown>[] = await exclusive(this.ds, () => this.ds.query(
       `SELECT id, task_id, endpoint, status, errnr, errmsg, payload, attempts, start_time, last_modified_time
-       FROM task_response WHERE task_id = ? ORDER BY id`, [taskId]);
+       FROM task_response WHERE task_id = ? ORDER BY id`, [taskId]));
     return rows.map((r) => ({
       id: Number(r.id),
       task_id: Number(r.task_id),

@@ -1,6 +1,6 @@
 import { DataSource, EntityManager } from 'typeorm';
-import { Task, TaskEntity, TaskStatus } from './entities/task';
-import { dialectOf, insertedId, isDuplicateKey } from './database';
+import { Task, TaskStatus } from './entities/task';
+import { dialectOf, exclusive, insertedId, isDuplicateKey, transaction } from './database';
 import { readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
 
 export interface NewTask {
@@ -48,14 +48,13 @@ export class TaskStore {
       endpoints: writeJson(t.endpoints), expected_endpoints: writeJson(t.expected), expected_count: t.expected.length,
       request_hash: t.requestHash, start_time: sqlTime(t.now), last_modified_time: sqlTime(t.now),
     };
+    const columns = Object.keys(row);
     try {
-      const columns = Object.keys(row);
-      const raw: unknown = await this.ds.query(
-        `INSERT INTO task (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, Object.values(row));
-      const id = insertedId(raw);
+      const raw: unknown = await exclusive(this.ds, () => this.ds.query(
+        `INSERT INTO task (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, Object.values(row)));
       return {
         task: {
-          ...row, id, payload: t.payload, endpoints: t.endpoints, expected_endpoints: t.expected, received_count: 0,
+          ...row, id: insertedId(raw), payload: t.payload, endpoints: t.endpoints, expected_endpoints: t.expected, received_count: 0,
           finished_count: 0, failed_count: 0, start_time: t.now, sent_time: null, end_time: null, last_modified_time: t.now,
         },
         created: true,
@@ -68,47 +67,57 @@ export class TaskStore {
     }
   }
 
-  async find(type: string, identifier: string): Promise<Task | null> {
-    const rows: Record<string, unknown>[] = await this.ds.query(
-      `SELECT ${TASK_COLUMNS} FROM task WHERE type = ? AND identifier = ?`, [type, identifier]);
+  private async selectOne(where: string, params: unknown[]): Promise<Task | null> {
+    const rows: Record<string, unknown>[] = await exclusive(this.ds, () =>
+      this.ds.query(`SELECT ${TASK_COLUMNS} FROM task WHERE ${where}`, params));
     return rows.length ? hydrateTask(rows[0]) : null;
   }
 
-  async findById(id: number): Promise<Task | null> {
-    const rows: Record<string, unknown>[] = await this.ds.query(`SELECT ${TASK_COLUMNS} FROM task WHERE id = ?`, [id]);
-    return rows.length ? hydrateTask(rows[0]) : null;
+  find(type: string, identifier: string): Promise<Task | null> {
+    return this.selectOne('type = ? AND identifier = ?', [type, identifier]);
+  }
+
+  findById(id: number): Promise<Task | null> {
+    return this.selectOne('id = ?', [id]);
   }
 
   /**
    * Records the broker's confirm. Only CREATED becomes SENT: a task may already be DONE when a fast
    * endpoint finished before the confirm arrived.
    */
-  async markSent(ids: number[], now: Date, em: EntityManager = this.ds.manager): Promise<void> {
+  async markSent(ids: number[], now: Date, em?: EntityManager): Promise<void> {
     if (ids.length === 0) return;
-    await em.createQueryBuilder().update(TaskEntity)
-      .set({
-        status: () => `CASE WHEN status = 'CREATED' THEN 'SENT' ELSE status END`,
-        sent_time: () => `COALESCE(sent_time, :now)`,
-        last_modified_time: () => ':now',
-      })
-      .where('id IN (:...ids)', { ids })
-      .setParameters({ now: sqlTime(now) })
-      .execute();
+    const update = (m: EntityManager): Promise<unknown> => m.query(
+      `UPDATE task SET status = CASE WHEN status = 'CREATED' THEN 'SENT' ELSE status END,
+       sent_time = COALESCE(sent_time, ?), last_modified_time = ? WHERE id IN (${ids.map(() => '?').join(', ')})`,
+      [sqlTime(now), sqlTime(now), ...ids]);
+    await (em ? update(em) : exclusive(this.ds, () => update(this.ds.manager)));
   }
 
   /**
-   * Claims tasks the broker never confirmed, older than `before`, and hands them to `send` inside the
-   * claiming transaction. On MySQL the rows are locked with SKIP LOCKED, so several API instances never
-   * pick the same task at once.
+   * Claims a batch of tasks to (re)send, in id order after `afterId`, and hands them to `send` inside
+   * the claiming transaction. On MySQL the rows are locked with SKIP LOCKED, so several API instances
+   * never pick the same task at once.
+   * - `unsent`: CREATED (the broker never confirmed them) since before `before`;
+   * - `unfinished`: some expected endpoint has not finished them (for a transport that keeps nothing
+   *   across a restart).
    */
-  async withUnsent(before: Date, limit: number, send: (tasks: Task[], em: EntityManager) => Promise<void>): Promise<number> {
+  async claim(
+    selection: { kind: 'unsent'; before: Date } | { kind: 'unfinished' },
+    afterId: number, limit: number,
+    send: (tasks: Task[], em: EntityManager) => Promise<void>,
+  ): Promise<Task[]> {
     const lock = dialectOf(this.ds) === 'mysql' ? ' FOR UPDATE SKIP LOCKED' : '';
-    return this.ds.transaction(async (em) => {
+    const [where, params] = selection.kind === 'unsent'
+      ? [`status = 'CREATED' AND start_time < ?`, [sqlTime(selection.before)]]
+      : ['finished_count < expected_count', []];
+    return transaction(this.ds, async (em) => {
       const rows: Record<string, unknown>[] = await em.query(
-        `SELECT ${TASK_COLUMNS} FROM task WHERE status = 'CREATED' AND start_time < ? ORDER BY status, start_time LIMIT ${Math.floor(limit)}${lock}`,
-        [sqlTime(before)]);
-      if (rows.length) await send(rows.map(hydrateTask), em);
-      return rows.length;
+        `SELECT ${TASK_COLUMNS} FROM task WHERE ${where} AND id > ? ORDER BY id LIMIT ${Math.floor(limit)}${lock}`,
+        [...params, afterId]);
+      const tasks = rows.map(hydrateTask);
+      if (tasks.length) await send(tasks, em);
+      return tasks;
     });
   }
 }

@@ -23,6 +23,8 @@ export interface Transport {
   /** Connects; keeps reconnecting in the background after a loss until `close()`. */
   start(): Promise<void>;
   readonly connected: boolean;
+  /** Whether queued messages survive a restart of this process (RabbitMQ: yes; in-process: no). */
+  readonly durable: boolean;
   /** Makes sure the queues of these endpoints exist and are bound, so they keep tasks while the endpoint is away. */
   ensureEndpointQueues(taskType: string, endpoints: readonly string[]): Promise<void>;
   /** Resolves once the broker has taken responsibility for the message (publisher confirm). */

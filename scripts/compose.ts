@@ -2,6 +2,7 @@ import type { DataSource } from 'typeorm';
 import { projectRoot } from '../config/loader';
 import type { Config, EndpointConfig } from '../config/schema';
 import { loadHandlers } from '../handlers';
+import { InProcessTransport } from '../manager/broker/in-process-transport';
 import { RabbitTransport } from '../manager/broker/rabbit-transport';
 import { createDataSource, openDatabase } from '../manager/database';
 import { EndpointManager } from '../manager/endpoint-manager';
@@ -19,11 +20,10 @@ export interface Context {
 
 export async function openContext(config: Config, logger: Logger, role: string): Promise<Context> {
   const ds = await openDatabase(() => createDataSource(config.manager.db, projectRoot()), logger);
-  const transport = new RabbitTransport(config.manager.message_queue, {
-    connectionName: `tasker ${role} pid ${process.pid}`,
-    publishTimeoutMs: config.api.publish_timeout * 1000,
-    logger,
-  });
+  const mq = config.manager.message_queue;
+  const transport: Transport = config.manager.transport === 'in-process'
+    ? new InProcessTransport(mq.exchange, mq.prefetch, logger)
+    : new RabbitTransport(mq, { connectionName: `tasker ${role} pid ${process.pid}`, publishTimeoutMs: config.api.publish_timeout * 1000, logger });
   await transport.start();
   return { config, logger, ds, transport };
 }

@@ -17,12 +17,14 @@ export interface MainInput {
  * pm2's ready message. `run` starts the process's parts and returns its shutdown steps; a second
  * SIGINT/SIGTERM exits at once.
  */
-export function main(name: string, options: Options, run: (input: MainInput) => Promise<ShutdownStep[] | void>): void {
+export function main(
+  name: string, options: Options, run: (input: MainInput) => Promise<ShutdownStep[] | void>, defaultMode?: string,
+): void {
   let values: MainInput['values'];
   let config: Config;
   try {
     ({ values } = parseArgs({ options: { mode: { type: 'string' }, ...options }, strict: true, allowPositionals: false }));
-    config = loadConfig({ mode: values.mode as string | undefined });
+    config = loadConfig({ mode: (values.mode as string | undefined) ?? process.env.TASKER_MODE ?? defaultMode });
   } catch (err) {
     process.stderr.write(`${name}: ${(err as Error).message}\n`);
     process.exit(2);
@@ -52,4 +54,11 @@ export function main(name: string, options: Options, run: (input: MainInput) => 
     process.stderr.write(`${name}: ${err instanceof ConfigError || err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   });
+}
+
+/** The API and the managers can run as separate processes only when a broker joins them. */
+export function requireSharedTransport(config: Config): void {
+  if (config.manager.transport === 'in-process') {
+    throw new Error(`mode '${config.mode}' uses in-process queues: run API and managers together with \`npm start -- --mode ${config.mode}\``);
+  }
 }

@@ -1,6 +1,6 @@
 import { ENDPOINT_PATTERN, EndpointConfig } from '../config/schema';
 import { closeSteps, managerShutdownSteps, openContext, startEndpointManagers } from './compose';
-import { main } from './main';
+import { main, requireSharedTransport } from './main';
 
 /**
  * `npm run manager -- --endpoint NAME [--endpoint NAME2] --mode M [--tasktype T ...]`: endpoint managers
@@ -10,6 +10,7 @@ main('manager', {
   endpoint: { type: 'string', multiple: true },
   tasktype: { type: 'string', multiple: true },
 }, async ({ config, logger, values }) => {
+  requireSharedTransport(config);
   const names = (values.endpoint ?? []) as string[];
   if (names.length === 0) throw new Error('--endpoint NAME is required');
   const requested = (values.tasktype ?? []) as string[];

@@ -30,6 +30,7 @@ const MAX_BACKOFF_MS = 15_000;
  * declarations are repeated and consumers re-established on the new connection.
  */
 export class RabbitTransport implements Transport {
+  readonly durable = true;
   private conn: ChannelModel | null = null;
   private pub: ConfirmChannel | null = null;
   private readonly declared = new Map<string, Promise<void>>();

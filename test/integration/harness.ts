@@ -2,6 +2,9 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import BetterSqlite3 from 'better-sqlite3';
 import mysql from 'mysql2/promise';
 import { loadConfig, projectRoot } from '../../config/loader';
 import type { Config } from '../../config/schema';
@@ -32,7 +35,7 @@ export class Proc {
         try {
           line = JSON.parse(text) as LogLine;
         } catch {
-          continue;
+          line = { text };
         }
         this.lines.push(line);
         this.waiters = this.waiters.filter((w) => (w.test(line) ? (w.resolve(line), false) : true));
@@ -73,7 +76,16 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+export type Backend = 'rabbitmq' | 'standalone';
+
+export interface EndpointSpec {
+  name: string;
+  task_types: string[];
+}
+
 export interface HarnessOptions {
+  /** RabbitMQ + MariaDB with separate processes (default), or the standalone all-in-one process. */
+  backend?: Backend;
   /** Seconds for api.wait_for_endpoints_timeout. */
   waitTimeout?: number;
   /** Seconds for manager.handler_timeout. */
@@ -91,24 +103,45 @@ export class Harness {
   port = 0;
   private readonly procs = new Set<Proc>();
   private sql: mysql.Pool | null = null;
+  private sqlite: BetterSqlite3.Database | null = null;
+  private tmpDir: string | null = null;
+  readonly backend: Backend;
 
-  constructor(private readonly options: HarnessOptions = {}) {}
+  constructor(private readonly options: HarnessOptions = {}) {
+    this.backend = options.backend ?? 'rabbitmq';
+  }
+
+  get mode(): string {
+    return this.backend === 'standalone' ? 'standalone' : 'test';
+  }
 
   get baseUrl(): string {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** Creates the database and vhost with the real `initialize` script. */
+  /** RabbitMQ: creates the database and vhost with the real `initialize` script. Standalone: a fresh SQLite file. */
   async setup(): Promise<void> {
     this.port = await freePort();
-    this.env = {
-      ...process.env,
-      TASKER_MODE: 'test',
-      TASKER_TEST_ID: this.id,
-      TASKER_API_PORT: String(this.port),
-      TASKER_TEST_WAIT_TIMEOUT: String(this.options.waitTimeout ?? 3),
-      TASKER_TEST_HANDLER_TIMEOUT: String(this.options.handlerTimeout ?? 5),
-    };
+    const wait = String(this.options.waitTimeout ?? 3);
+    const handler = String(this.options.handlerTimeout ?? 5);
+    const base: NodeJS.ProcessEnv = { ...process.env, TASKER_API_PORT: String(this.port) };
+    delete base.TASKER_MODE;
+    if (this.backend === 'standalone') {
+      this.tmpDir = mkdtempSync(path.join(os.tmpdir(), 'tasker-standalone-'));
+      this.env = {
+        ...base,
+        TASKER_MANAGER__DB__URI: `sqlite:${path.join(this.tmpDir, 'tasker.sqlite')}`,
+        TASKER_API__WAIT_FOR_ENDPOINTS_TIMEOUT: wait,
+        TASKER_API__SWEEP_INTERVAL: '0.25',
+        TASKER_MANAGER__HANDLER_TIMEOUT: handler,
+        TASKER_MANAGER__HEARTBEAT_INTERVAL: '1',
+        TASKER_MANAGER__SHUTDOWN_TIMEOUT: '5',
+        TASKER_API__SHUTDOWN_TIMEOUT: '5',
+      };
+      this.config = loadConfig({ mode: 'standalone', env: this.env });
+      return;
+    }
+    this.env = { ...base, TASKER_TEST_ID: this.id, TASKER_TEST_WAIT_TIMEOUT: wait, TASKER_TEST_HANDLER_TIMEOUT: handler };
     this.config = loadConfig({ mode: 'test', env: this.env });
     const init = this.spawn('initialize', ['initialize.js']);
     const code = await init.exited;
@@ -116,9 +149,29 @@ export class Harness {
     this.sql = mysql.createPool({ uri: this.config.manager.db.uri, connectionLimit: 2, dateStrings: true });
   }
 
-  private spawn(name: string, args: string[]): Proc {
-    const child = spawn(process.execPath, [path.join(SCRIPTS, args[0]), '--mode', 'test', ...args.slice(1)], {
-      env: this.env, stdio: ['ignore', 'pipe', 'pipe'],
+  /**
+   * Starts the system with these endpoints: the API and one manager process per endpoint (RabbitMQ),
+   * or one all-in-one process running them all (standalone).
+   */
+  async startSystem(endpoints: EndpointSpec[]): Promise<Proc[]> {
+    if (this.backend === 'rabbitmq') {
+      return [await this.startApi(), ...await Promise.all(endpoints.map((e) => this.startManager(e.name, e.task_types)))];
+    }
+    return [await this.startAllInOne(endpoints)];
+  }
+
+  /** `npm start`'s process; without a mode it must default to standalone. */
+  async startAllInOne(endpoints: EndpointSpec[], withMode = true): Promise<Proc> {
+    const extra = { TASKER_MANAGER__ENDPOINTS: JSON.stringify(endpoints) };
+    const p = this.spawn('all-in-one', ['start.js'], extra, withMode);
+    await p.waitForLog((l) => typeof l.text === 'string' && l.text.startsWith('tasker ('), 30_000, 'banner');
+    return p;
+  }
+
+  private spawn(name: string, args: string[], env: NodeJS.ProcessEnv = {}, withMode = true): Proc {
+    const mode = withMode ? ['--mode', this.mode] : [];
+    const child = spawn(process.execPath, [path.join(SCRIPTS, args[0]), ...mode, ...args.slice(1)], {
+      env: { ...this.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     const proc = new Proc(name, child);
     this.procs.add(proc);
@@ -139,6 +192,10 @@ export class Harness {
   }
 
   async query<T = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<T[]> {
+    if (this.backend === 'standalone') {
+      this.sqlite ??= new BetterSqlite3(this.config.manager.db.uri.slice('sqlite:'.length), { readonly: true, fileMustExist: true });
+      return this.sqlite.prepare(sql).all(...params) as T[];
+    }
     if (!this.sql) throw new Error('harness not set up');
     const [rows] = await this.sql.query(sql, params);
     return rows as T[];
@@ -180,8 +237,11 @@ export class Harness {
     const codes = await Promise.all([...this.procs].map(async (p) => [p.name, await p.stop()] as const));
     await this.sql?.end();
     this.sql = null;
+    this.sqlite?.close();
+    this.sqlite = null;
+    if (this.tmpDir) rmSync(this.tmpDir, { recursive: true, force: true });
     const failures: string[] = codes.filter(([, code]) => code !== 0).map(([name, code]) => `${name} exited with ${code}`);
-    if (this.config) {
+    if (this.config && this.backend === 'rabbitmq') {
       const vhost = encodeURIComponent(this.config.manager.message_queue.virtual_host);
       // The broker forgets a closed connection within moments; one still listed after 5 s was leaked.
       let open = 0;

@@ -1,15 +1,17 @@
 import assert from 'node:assert/strict';
-import { Harness } from './harness';
+import { Backend, Harness } from './harness';
 
-/** The HTTP contract of SPEC §4 and the bad-input rows of SPEC §8, through the real API process. */
-describe('HTTP contract', function () {
-  const h = new Harness();
+/**
+ * The HTTP contract of SPEC §4 and the bad-input rows of SPEC §8, through the real processes, on both
+ * setups (RabbitMQ + MariaDB, and the standalone process) so that they cannot drift apart.
+ */
+for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`HTTP contract (${backend})`, function () {
+  const h = new Harness({ backend });
 
   before(async function () {
     await h.setup();
-    await h.startApi();
     // Only `worker` has an endpoint: `backup` tasks that list none have nobody to go to.
-    await h.startManager('console1', ['worker']);
+    await h.startSystem([{ name: 'console1', task_types: ['worker'] }]);
   });
 
   after(async function () {

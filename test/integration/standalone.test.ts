@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { Harness, Proc } from './harness';
+
+const SEED = { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] };
+const CONSOLES = [{ name: 'console1', task_types: ['worker', 'backup'] }, { name: 'console2', task_types: ['worker', 'backup'] }];
+
+/** Remote ports of the TCP connections a process holds, from `ss -tnp`. */
+function remotePorts(pid: number): number[] {
+  const out = execFileSync('ss', ['-tnpH'], { encoding: 'utf8' });
+  return out.split('\n').filter((line) => line.includes(`pid=${pid},`)).map((line) => Number(line.trim().split(/\s+/)[4].split(':').pop()));
+}
+
+/** `npm start` with nothing but Node.js: SQLite and in-process queues in one process. */
+describe('standalone mode (npm start)', function () {
+  const h = new Harness({ backend: 'standalone' });
+  let proc: Proc;
+
+  before(async function () {
+    await h.setup();
+  });
+
+  after(async function () {
+    await h.teardown();
+  });
+
+  it('defaults to standalone, says where it listens, and completes the seed scenario without RabbitMQ or MySQL', async function () {
+    proc = await h.startAllInOne(CONSOLES, false);
+    assert.ok(proc.raw.some((l) => l.startsWith(`tasker (standalone mode) listening on http://127.0.0.1:${h.port}`)), proc.raw.join('\n'));
+    assert.ok(proc.raw.some((l) => l.includes('endpoint managers: console1 (worker, backup); console2 (worker, backup)')));
+
+    const created = await h.post('worker', SEED);
+    assert.equal(created.status, 201);
+    assert.equal(created.json.status, 'SENT');
+    const done = await h.waitForStatus('worker', SEED.identifier, ['DONE']);
+    assert.deepEqual(done.taskResponseList.map((r: any) => [r.endpoint, r.status, r.errnr, r.payload]).sort(), [
+      ['console1', 1, 0, { yeah: 1234123, yiya: 'yippie' }],
+      ['console2', 1, 0, { yeah: 1234123, yiya: 'yippie' }],
+    ]);
+    const ports = remotePorts(proc.child.pid!);
+    assert.ok(!ports.includes(5672) && !ports.includes(3306), `connections to ${ports.join(', ')}`);
+  });
+
+  it('delivers again after a crash what an endpoint had not finished, and finishes it once', async function () {
+    await h.post('worker', { identifier: 'crash', payload: { sleep: 1.5 }, endpoints: ['console1', 'console2'] });
+    await proc.waitForLog((l) => l.msg === 'running handler' && l.identifier === 'crash');
+    assert.equal(await proc.stop('SIGKILL'), null);
+    const before = await h.query(`SELECT status, finished_count FROM task WHERE identifier = 'crash'`);
+    assert.deepEqual(before.map((r) => [r.status, r.finished_count]), [['SENT', 0]]);
+
+    proc = await h.startAllInOne(CONSOLES, false);
+    const done = await h.waitForStatus('worker', 'crash', ['DONE']);
+    assert.equal(done.taskResponseList.length, 2);
+    for (const r of done.taskResponseList) {
+      assert.equal(r.status, 1);
+      assert.equal(r.attempts, 2);
+    }
+    // The seed task, finished before the crash, is not run again.
+    const seed = await h.get(`worker/${SEED.identifier}`);
+    assert.deepEqual(seed.json.taskResponseList.map((r: any) => r.attempts), [1, 1]);
+  });
+
+  it('keeps a task for an endpoint that is not running and delivers it when it starts', async function () {
+    await h.post('worker', { identifier: 'later', payload: { sleep: 0 }, endpoints: ['console1', 'console3'] });
+    const partial = await h.waitForStatus('worker', 'later', ['INCOMPLETE'], 15_000);
+    assert.deepEqual(partial.taskResponseList.map((r: any) => r.endpoint), ['console1']);
+    assert.equal(await proc.stop('SIGINT'), 0);
+    proc = await h.startAllInOne([...CONSOLES, { name: 'console3', task_types: ['worker'] }], false);
+    const done = await h.waitForStatus('worker', 'later', ['DONE']);
+    assert.deepEqual(done.taskResponseList.map((r: any) => r.endpoint).sort(), ['console1', 'console3']);
+  });
+});
