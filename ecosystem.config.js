@@ -32,6 +32,10 @@ module.exports = config.manager.transport === 'in-process' ? { apps: [allInOne] 
       ...common,
       name: 'tasker-api',
       script: 'dist/scripts/api.js',
+      // Cluster mode: `pm2 reload tasker-api` starts the new process and waits for its ready message
+      // before stopping the old one, so no request is refused. `pm2 scale tasker-api N` adds instances.
+      exec_mode: 'cluster',
+      instances: 1,
       args: ['--mode', mode],
       kill_timeout: config.api.shutdown_timeout * 1000 + MARGIN_MS,
     },

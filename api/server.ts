@@ -40,7 +40,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, tasks,
     responses: new ResponseStore(ds), registry: new EndpointRegistry(ds), publisher,
   });
-  const app = createApp({ service, bodyLimit: config.api.body_limit, logger: log });
+  let stopping: Promise<void> | null = null;
+  const app = createApp({ service, bodyLimit: config.api.body_limit, logger: log, draining: () => stopping !== null });
   const server = http.createServer(app.callback());
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
@@ -60,7 +61,6 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   ];
   log.info('listening', { host: config.api.host, port });
 
-  let stopping: Promise<void> | null = null;
   return {
     port,
     stop() {

@@ -57,6 +57,8 @@ export interface Config {
     readonly transport: 'rabbitmq' | 'in-process';
     readonly endpoints: readonly EndpointConfig[];
     readonly handler_timeout: number;
+    /** Where `<task_type>` handler modules are, relative to the project (loaded compiled, from dist/). */
+    readonly handlers_dir: string;
     readonly heartbeat_interval: number;
     readonly max_attempts: number;
     readonly shutdown_timeout: number;
@@ -111,6 +113,7 @@ export const SCHEMA: Rule = {
         transport: { kind: 'enum', values: ['rabbitmq', 'in-process'], default: 'rabbitmq' },
         endpoints: { kind: 'list', of: { kind: 'endpoint' }, default: [] },
         handler_timeout: num(300, 0.01, 86400),
+        handlers_dir: str('handlers', /^[A-Za-z0-9_][A-Za-z0-9_./-]*$/),
         heartbeat_interval: num(10, 0.1, 3600),
         max_attempts: int(5, 1, 1000),
         shutdown_timeout: num(30, 0.1, 3600),

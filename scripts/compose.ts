@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { DataSource } from 'typeorm';
 import { projectRoot } from '../config/loader';
 import type { Config, EndpointConfig } from '../config/schema';
@@ -34,7 +35,7 @@ export async function startEndpointManagers(ctx: Context, endpoints: readonly En
   for (const ep of endpoints) {
     const manager = new EndpointManager({
       endpoint: ep.name,
-      handlers: loadHandlers(ep.task_types),
+      handlers: loadHandlers(ep.task_types, path.join(projectRoot(), 'dist', m.handlers_dir)),
       handlerTimeoutMs: m.handler_timeout * 1000,
       heartbeatIntervalMs: m.heartbeat_interval * 1000,
       maxAttempts: m.max_attempts,

@@ -1,24 +1,9 @@
 import assert from 'node:assert/strict';
-import amqp from 'amqplib';
 import { exchangeName, queueName } from '../../manager/topology';
-import { Harness, Proc } from './harness';
+import { Harness, Proc } from '../support/harness';
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const SEED_ID = 'e7bd91d0-16ad-11e2-892e-0800200c9a66';
-
-/** Connects to the run's vhost as the application user, to look at or feed queues directly. */
-async function withChannel<T>(h: Harness, fn: (ch: amqp.ConfirmChannel) => Promise<T>): Promise<T> {
-  const mq = h.config.manager.message_queue;
-  const conn = await amqp.connect({ hostname: mq.host, port: mq.port, username: mq.username, password: mq.password, vhost: mq.virtual_host });
-  try {
-    const ch = await conn.createConfirmChannel();
-    const result = await fn(ch);
-    await ch.waitForConfirms();
-    return result;
-  } finally {
-    await conn.close();
-  }
-}
 
 describe('broadcasting tasks to endpoints (RabbitMQ + MariaDB, real processes)', function () {
   const h = new Harness({ waitTimeout: 3, handlerTimeout: 3 });
@@ -88,7 +73,7 @@ describe('broadcasting tasks to endpoints (RabbitMQ + MariaDB, real processes)',
     assert.deepEqual(done.taskResponseList.map((r: any) => r.endpoint), ['console1']);
     // console2 got the message through the fanout; stopped, anything it had not acked would be back in its queue.
     assert.equal(await managers.get('console2')!.stop(), 0);
-    const { messageCount } = await withChannel(h, (ch) => ch.checkQueue(queueName('tasker', 'worker', 'console2')));
+    const { messageCount } = await h.withChannel((ch) => ch.checkQueue(queueName('tasker', 'worker', 'console2')));
     assert.equal(messageCount, 0);
     managers.set('console2', await h.startManager('console2'));
     const rows = await h.query('SELECT COUNT(*) AS n FROM task_response WHERE task_id = ?', [done.task.id]);
@@ -129,7 +114,7 @@ describe('broadcasting tasks to endpoints (RabbitMQ + MariaDB, real processes)',
       id: done.task.id, identifier: 'again', type: 'worker', payload: { sleep: 0.05 },
       endpoints: ['console1', 'console2'], start_time: done.task.start_time,
     };
-    await withChannel(h, async (ch) => {
+    await h.withChannel(async (ch) => {
       ch.publish(exchangeName('tasker', 'worker'), '', Buffer.from(JSON.stringify(message)),
         { persistent: true, contentType: 'application/json', messageId: String(done.task.id) });
     });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { Harness } from './harness';
+import { Harness } from '../support/harness';
 
 const ENDPOINTS = Array.from({ length: 20 }, (_v, i) => `load${String(i + 1).padStart(2, '0')}`);
 const TASKS = 200;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { Backend, Harness } from './harness';
+import { Backend, Harness } from '../support/harness';
 
 /**
  * The HTTP contract of SPEC §4 and the bad-input rows of SPEC §8, through the real processes, on both

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { Harness, Proc } from './harness';
+import { Harness, Proc } from '../support/harness';
 
 const SEED = { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] };
 const CONSOLES = [{ name: 'console1', task_types: ['worker', 'backup'] }, { name: 'console2', task_types: ['worker', 'backup'] }];

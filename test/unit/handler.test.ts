@@ -29,7 +29,7 @@ describe('handlers', function () {
   });
 
   it('loads only configured task types that have a module', function () {
-    assert.throws(() => loadHandlers(['nosuch']), /no handler module handlers\/nosuch/);
+    assert.throws(() => loadHandlers(['nosuch']), /no handler module nosuch/);
     assert.throws(() => loadHandlers(['../scripts/api']), /not a task type name/);
   });
 });

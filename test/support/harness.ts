@@ -5,6 +5,8 @@ import path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import BetterSqlite3 from 'better-sqlite3';
+import assert from 'node:assert/strict';
+import amqp from 'amqplib';
 import mysql from 'mysql2/promise';
 import { loadConfig, projectRoot } from '../../config/loader';
 import type { Config } from '../../config/schema';
@@ -68,7 +70,7 @@ export class Proc {
   }
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as net.AddressInfo;
@@ -84,6 +86,8 @@ export interface EndpointSpec {
 }
 
 export interface HarnessOptions {
+  /** More environment for every process (configuration overrides). */
+  env?: NodeJS.ProcessEnv;
   /** RabbitMQ + MariaDB with separate processes (default), or the standalone all-in-one process. */
   backend?: Backend;
   /** Seconds for api.wait_for_endpoints_timeout. */
@@ -141,7 +145,7 @@ export class Harness {
       this.config = loadConfig({ mode: 'standalone', env: this.env });
       return;
     }
-    this.env = { ...base, TASKER_TEST_ID: this.id, TASKER_TEST_WAIT_TIMEOUT: wait, TASKER_TEST_HANDLER_TIMEOUT: handler };
+    this.env = { ...base, TASKER_TEST_ID: this.id, TASKER_TEST_WAIT_TIMEOUT: wait, TASKER_TEST_HANDLER_TIMEOUT: handler, ...this.options.env };
     this.config = loadConfig({ mode: 'test', env: this.env });
     const init = this.spawn('initialize', ['initialize.js']);
     const code = await init.exited;
@@ -179,14 +183,20 @@ export class Harness {
     return proc;
   }
 
-  async startApi(): Promise<Proc> {
-    const p = this.spawn('api', ['api.js']);
+  /** An API process; `port` starts a further instance beside the first. */
+  async startApi(port?: number): Promise<Proc> {
+    const p = this.spawn(port ? `api ${port}` : 'api', ['api.js'], port ? { TASKER_API_PORT: String(port) } : {});
     await p.waitForLog((l) => l.msg === 'listening', 30_000, 'listening');
     return p;
   }
 
+  /** A manager process; the returned Proc may be stopped and the manager started again. */
+  spawnManager(endpoint: string, taskTypes: string[] = []): Proc {
+    return this.spawn(`manager ${endpoint}`, ['manager.js', '--endpoint', endpoint, ...taskTypes.flatMap((t) => ['--tasktype', t])]);
+  }
+
   async startManager(endpoint: string, taskTypes: string[] = []): Promise<Proc> {
-    const p = this.spawn(`manager ${endpoint}`, ['manager.js', '--endpoint', endpoint, ...taskTypes.flatMap((t) => ['--tasktype', t])]);
+    const p = this.spawnManager(endpoint, taskTypes);
     await p.waitForLog((l) => l.msg === 'endpoint manager started', 30_000, 'manager start');
     return p;
   }
@@ -201,8 +211,8 @@ export class Harness {
     return rows as T[];
   }
 
-  async post(type: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
-    const res = await fetch(`${this.baseUrl}/${type}`, {
+  async post(type: string, body: unknown, headers: Record<string, string> = {}, port = this.port): Promise<{ status: number; json: any }> {
+    const res = await fetch(`http://127.0.0.1:${port}/${type}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...headers },
       body: typeof body === 'string' ? body : JSON.stringify(body),
@@ -226,6 +236,56 @@ export class Harness {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     throw new Error(`task ${type}/${identifier} not ${statuses.join('|')} within ${timeoutMs} ms: ${JSON.stringify(last)}`);
+  }
+
+  /** A confirm channel on the run's vhost as the application user, to look at or feed queues directly. */
+  async withChannel<T>(fn: (ch: amqp.ConfirmChannel) => Promise<T>): Promise<T> {
+    const mq = this.config.manager.message_queue;
+    const conn = await amqp.connect({ hostname: mq.host, port: mq.port, username: mq.username, password: mq.password, vhost: mq.virtual_host });
+    try {
+      const ch = await conn.createConfirmChannel();
+      const result = await fn(ch);
+      await ch.waitForConfirms();
+      return result;
+    } finally {
+      await conn.close();
+    }
+  }
+
+  /**
+   * The invariants every fault case ends with: every accepted task exists; each reaches DONE; it has
+   * exactly one finished response per expected endpoint and none from anyone else; the endpoint queues
+   * are empty.
+   */
+  async checkInvariants(accepted: { type: string; identifier: string }[], queues: string[], timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const ids = new Set(accepted.map((a) => `${a.type}/${a.identifier}`));
+    let notDone: Record<string, unknown>[] = [];
+    for (;;) {
+      const rows = await this.query<{ type: string; identifier: string; status: string }>('SELECT type, identifier, status FROM task');
+      const stored = new Set(rows.map((r) => `${r.type}/${r.identifier}`));
+      const missing = [...ids].filter((id) => !stored.has(id));
+      assert.deepEqual(missing, [], 'accepted tasks missing from the database');
+      notDone = rows.filter((r) => ids.has(`${r.type}/${r.identifier}`) && r.status !== 'DONE');
+      if (notDone.length === 0) break;
+      if (Date.now() > deadline) assert.fail(`${notDone.length} tasks not DONE, e.g. ${JSON.stringify(notDone.slice(0, 3))}`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const wrong = await this.query(`
+      SELECT t.id, t.expected_count, COUNT(r.id) AS responses, SUM(r.status = 1) AS finished,
+             SUM(JSON_CONTAINS(t.expected_endpoints, JSON_QUOTE(r.endpoint))) AS expected
+      FROM task t LEFT JOIN task_response r ON r.task_id = t.id
+      WHERE t.status = 'DONE'
+      GROUP BY t.id, t.expected_count
+      HAVING responses <> t.expected_count OR finished <> t.expected_count OR expected <> t.expected_count`);
+    assert.deepEqual(wrong, [], 'tasks without exactly one finished response per expected endpoint');
+    // Acks may trail the commit by a moment.
+    for (;;) {
+      const counts = await this.withChannel((ch) => Promise.all(queues.map(async (q) => (await ch.checkQueue(q)).messageCount)));
+      if (counts.every((n) => n === 0)) break;
+      if (Date.now() > deadline) assert.fail(`queues not drained: ${queues.map((q, i) => `${q}=${counts[i]}`).join(', ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
   }
 
   admin(): RabbitAdmin {

@@ -1,0 +1,1 @@
+export { handleTask } from '../../handlers/backup';
