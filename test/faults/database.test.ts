@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { Harness, Proc } from '../support/harness';
+import { startMariadb, stopMariadb } from '../support/services';
+
+const QUEUES = ['tasker.worker.console1', 'tasker.worker.console2'];
+const ENDPOINTS = ['console1', 'console2'];
+
+/** MariaDB stopped and started under the running API and managers. */
+describe('faults: MariaDB', function () {
+  const h = new Harness({ waitTimeout: 60 });
+  const accepted: { type: string; identifier: string }[] = [];
+  let managers: Proc[] = [];
+
+  before(async function () {
+    await h.setup();
+    await h.startApi();
+    managers = await Promise.all(ENDPOINTS.map((e) => h.startManager(e, ['worker'])));
+  });
+
+  after(async function () {
+    await h.teardown();
+  });
+
+  async function post(identifier: string, sleep: number): Promise<void> {
+    const res = await h.post('worker', { identifier, payload: { sleep }, endpoints: ENDPOINTS });
+    assert.equal(res.status, 201, JSON.stringify(res.json));
+    accepted.push({ type: 'worker', identifier });
+  }
+
+  it('answers 503 quickly while it is down; managers hold their acks and resume; nothing lost or doubled', async function () {
+    // Handlers still running when the database goes away: their results must wait, not be dropped.
+    for (let i = 0; i < 6; i++) await post(`before-${i}`, 2);
+    for (const m of managers) await m.waitForLog((l) => l.msg === 'running handler', 10_000);
+    try {
+      await stopMariadb();
+      // A hang would trip the client-side timeout rather than answer.
+      const timeout = AbortSignal.timeout(10_000);
+      const posted = await fetch(`${h.baseUrl}/worker`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, signal: timeout,
+        body: JSON.stringify({ identifier: 'during', payload: { sleep: 0 }, endpoints: ENDPOINTS }),
+      });
+      assert.equal(posted.status, 503);
+      assert.equal(((await posted.json()) as any).error.code, 'database_unavailable');
+      const got = await fetch(`${h.baseUrl}/worker/before-0`, { signal: AbortSignal.timeout(10_000) });
+      assert.equal(got.status, 503);
+      const body = (await got.json()) as any;
+      assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message']);
+      assert.doesNotMatch(JSON.stringify(body), /ECONNREFUSED|127\.0\.0\.1|stack/);
+      for (const m of managers) {
+        await m.waitForLog((l) => l.msg === 'database unavailable, retrying' && l.what === 'finish', 15_000, 'finish retry');
+      }
+    } finally {
+      await startMariadb();
+    }
+    // Pools recover without restarts.
+    for (let i = 0; i < 6; i++) await post(`after-${i}`, 0);
+    await h.checkInvariants(accepted, QUEUES);
+    // The task refused with 503 was never stored.
+    assert.equal((await h.get('worker/during')).status, 404);
+    const attempts = await h.query('SELECT MAX(attempts) AS n FROM task_response');
+    assert.equal(Number(attempts[0].n), 1);
+    for (const m of managers) assert.equal(m.child.exitCode, null, `${m.name} exited`);
+  });
+});
