@@ -18,6 +18,8 @@ export function projectRoot(): string {
 
 const MODE_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
 const ENV_PREFIX = 'TASKER_';
+/** Top-level keys that an environment variable without `__` sets. */
+const TOP_LEVEL_KEYS = new Set(['TASK_TYPES', 'LOG_LEVEL']);
 
 /** Replaces `${VAR}` and `${VAR:-default}` with values from the environment. */
 export function interpolate(text: string, env: NodeJS.ProcessEnv, file: string): string {
@@ -41,13 +43,13 @@ function setPath(target: Record<string, unknown>, keys: string[], value: unknown
 
 /**
  * Environment overrides: `TASKER_API__PORT=9000` sets `api.port`; `__` separates levels. Values are
- * read as YAML scalars or flow collections, so `TASKER_TASK_TYPES='[worker]'` works.
+ * read as YAML scalars or flow collections, so `TASKER_TASK_TYPES='[worker]'` and `TASKER_LOG_LEVEL=warn` work.
  */
 export function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith(ENV_PREFIX) || value === undefined || name === 'TASKER_MODE') continue;
     const rest = name.slice(ENV_PREFIX.length);
-    if (!rest.includes('__') && rest !== 'TASK_TYPES') continue; // other TASKER_* variables feed ${VAR} only
+    if (!rest.includes('__') && !TOP_LEVEL_KEYS.has(rest)) continue; // other TASKER_* variables feed ${VAR} only
     const keys = rest.toLowerCase().split('__');
     let parsed: unknown;
     try {

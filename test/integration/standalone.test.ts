@@ -43,7 +43,9 @@ describe('standalone mode (npm start)', function () {
 
   it('delivers again after a crash what an endpoint had not finished, and finishes it once', async function () {
     await h.post('worker', { identifier: 'crash', payload: { sleep: 1.5 }, endpoints: ['console1', 'console2'] });
-    await proc.waitForLog((l) => l.msg === 'running handler' && l.identifier === 'crash');
+    for (const endpoint of ['console1', 'console2']) {
+      await proc.waitForLog((l) => l.msg === 'running handler' && l.identifier === 'crash' && l.endpoint === endpoint);
+    }
     assert.equal(await proc.stop('SIGKILL'), null);
     const before = await h.query(`SELECT status, finished_count FROM task WHERE identifier = 'crash'`);
     assert.deepEqual(before.map((r) => [r.status, r.finished_count]), [['SENT', 0]]);

@@ -292,15 +292,20 @@ export class Harness {
     return new RabbitAdmin(this.config.rabbitmq);
   }
 
+  /** Stops every process with SIGTERM; returns the names of those that did not exit cleanly. */
+  async stopAll(): Promise<string[]> {
+    const codes = await Promise.all([...this.procs].map(async (p) => [p.name, await p.stop()] as const));
+    return codes.filter(([, code]) => code !== 0).map(([name, code]) => `${name} exited with ${code}`);
+  }
+
   /** Stops every process (they must exit cleanly), checks nothing stayed connected, drops everything. */
   async teardown(): Promise<void> {
-    const codes = await Promise.all([...this.procs].map(async (p) => [p.name, await p.stop()] as const));
+    const failures = await this.stopAll();
     await this.sql?.end();
     this.sql = null;
     this.sqlite?.close();
     this.sqlite = null;
     if (this.tmpDir) rmSync(this.tmpDir, { recursive: true, force: true });
-    const failures: string[] = codes.filter(([, code]) => code !== 0).map(([name, code]) => `${name} exited with ${code}`);
     if (this.config && this.backend === 'rabbitmq') {
       const vhost = encodeURIComponent(this.config.manager.message_queue.virtual_host);
       // The broker forgets a closed connection within moments; one still listed after 5 s was leaked.
