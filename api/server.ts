@@ -38,7 +38,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const completion = new Completion(ds);
   const service = new TaskService({
     taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, tasks,
-    responses: new ResponseStore(ds), registry: new EndpointRegistry(ds), publisher,
+    responses: new ResponseStore(ds), registry: new EndpointRegistry(ds), publisher, maxBatch: 256,
   });
   let stopping: Promise<void> | null = null;
   const app = createApp({ service, bodyLimit: config.api.body_limit, logger: log, draining: () => stopping !== null });

@@ -1,13 +1,13 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { dialectOf, transaction } from './database';
 import { sqlTime, writeJson } from './sql-values';
-import { UnknownTaskError } from './errors';
 
 /**
- * Completion without races: a task's counters are moved by single UPDATE statements in the same
- * transaction that changes a response row, so the database serialises concurrent endpoints on the task
- * row and exactly one of them sees `finished_count + 1 >= expected_count`. Nothing is read, decided in
- * Node, and written back.
+ * Completion without races: a task's counters are moved by UPDATE statements in the same transaction
+ * that changes its response rows, with the task rows locked first, so concurrent endpoints are
+ * serialised on each task and exactly one of them sees `finished_count + n >= expected_count`. Nothing
+ * is read, decided in Node and written back without that lock. Both operations take a batch (see
+ * Batcher): one transaction for many deliveries.
  */
 
 export interface HandlerResult {
@@ -16,13 +16,32 @@ export interface HandlerResult {
   errmsg: string | null;
 }
 
+export interface ResponseKey {
+  taskId: number;
+  endpoint: string;
+}
+
 export type ReceiveOutcome =
   /** Run the handler (attempt `attempt`). */
   | { action: 'run'; attempt: number }
   /** The response is already finished: a redelivery; do not run again. */
   | { action: 'finished' }
   /** The handler was started `max_attempts` times without finishing: finish it as failed. */
-  | { action: 'exhausted'; attempts: number };
+  | { action: 'exhausted'; attempts: number }
+  /** No such task (a message from elsewhere, or from before a reset). */
+  | { action: 'unknown' };
+
+export interface FinishItem extends ResponseKey {
+  result: HandlerResult;
+}
+
+interface ResponseRow {
+  id: number | null;
+  task_id: number;
+  endpoint: string;
+  status: number;
+  attempts: number;
+}
 
 /** Result of a modifying statement, the same shape on MySQL and SQLite. */
 async function execute(em: EntityManager, sql: string, params: unknown[]): Promise<number> {
@@ -32,18 +51,15 @@ async function execute(em: EntityManager, sql: string, params: unknown[]): Promi
   return result.affected ?? 0;
 }
 
-/**
- * Every expression reads the old row whatever the engine: MySQL applies SET left to right, so the
- * assignments that test `status` and `finished_count` come before the ones that change them; SQLite and
- * MariaDB's SIMULTANEOUS_ASSIGNMENT mode read the old row anyway.
- */
-const FINISH_TASK = `UPDATE task SET
-  end_time = CASE WHEN status IN ('CREATED', 'SENT', 'INCOMPLETE') AND finished_count + 1 >= expected_count THEN ? ELSE end_time END,
-  status = CASE WHEN status IN ('CREATED', 'SENT', 'INCOMPLETE') AND finished_count + 1 >= expected_count THEN 'DONE' ELSE status END,
-  failed_count = failed_count + ?,
-  finished_count = finished_count + 1,
-  last_modified_time = ?
-  WHERE id = ?`;
+const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
+const keyOf = (taskId: number, endpoint: string): string => `${taskId}\u0000${endpoint}`;
+
+/** `CASE id WHEN ? THEN ? … END` for per-row values in one statement, with its parameters. */
+function caseById(values: Map<number, unknown>): [string, unknown[]] {
+  const params: unknown[] = [];
+  for (const [id, v] of values) params.push(id, v);
+  return [`CASE id ${Array.from(values, () => 'WHEN ? THEN ?').join(' ')} END`, params];
+}
 
 export class Completion {
   private readonly mysql: boolean;
@@ -53,63 +69,111 @@ export class Completion {
   }
 
   /**
-   * Every transaction that touches a task's responses locks the task row first. One lock order means
-   * no deadlocks (inserting a response would otherwise take a shared lock on the task through the
-   * foreign key before upgrading it), and it serialises the endpoints of one task, not of all tasks.
+   * Locks the tasks (ascending id: one lock order for every transaction, so no deadlocks) and loads
+   * their response rows. Returns the ids that exist.
    */
-  private async lockTask(em: EntityManager, taskId: number): Promise<void> {
-    if (!this.mysql) return; // SQLite serialises writers itself
-    const rows: unknown[] = await em.query('SELECT id FROM task WHERE id = ? FOR UPDATE', [taskId]);
-    if (rows.length === 0) throw new UnknownTaskError(taskId);
+  private async lock(em: EntityManager, taskIds: number[]): Promise<{ tasks: Set<number>; responses: Map<string, ResponseRow> }> {
+    const ids = [...new Set(taskIds)].sort((a, b) => a - b);
+    const forUpdate = this.mysql ? ' FOR UPDATE' : '';
+    const found: { id: number }[] = await em.query(`SELECT id FROM task WHERE id IN (${marks(ids.length)}) ORDER BY id${forUpdate}`, ids);
+    const tasks = new Set(found.map((r) => Number(r.id)));
+    const responses = new Map<string, ResponseRow>();
+    if (tasks.size > 0) {
+      const rows: ResponseRow[] = await em.query(
+        `SELECT id, task_id, endpoint, status, attempts FROM task_response WHERE task_id IN (${marks(tasks.size)})${forUpdate}`, [...tasks]);
+      for (const r of rows) {
+        responses.set(keyOf(Number(r.task_id), r.endpoint), { ...r, id: Number(r.id), task_id: Number(r.task_id), status: Number(r.status), attempts: Number(r.attempts) });
+      }
+    }
+    return { tasks, responses };
   }
 
   /**
-   * Records that `endpoint` received task `taskId`: creates its response row (status 0) or, for a
-   * redelivery, decides from the existing row. A task id that does not exist fails with the driver's
-   * foreign-key error.
+   * Records that endpoints received tasks: a new response row (status 0) per first delivery, or for a
+   * redelivery a decision from the existing row. One outcome per item, in order.
    */
-  receive(taskId: number, endpoint: string, now: Date, maxAttempts: number): Promise<ReceiveOutcome> {
+  receiveMany(items: ResponseKey[], now: Date, maxAttempts: number): Promise<ReceiveOutcome[]> {
     const t = sqlTime(now);
     return transaction(this.ds, async (em) => {
-      await this.lockTask(em, taskId);
-      // The task row is locked and known to exist, so IGNORE can only skip the duplicate. (mysql2 reports
-      // found rather than changed rows, so ON DUPLICATE KEY UPDATE could not tell a duplicate apart.)
-      const insert = `INSERT ${this.mysql ? 'IGNORE ' : ''}INTO task_response
-        (task_id, endpoint, status, errnr, attempts, start_time, last_modified_time) VALUES (?, ?, 0, 0, 1, ?, ?)
-        ${this.mysql ? '' : 'ON CONFLICT (task_id, endpoint) DO NOTHING'}`;
-      if (await execute(em, insert, [taskId, endpoint, t, t]) === 1) {
-        await execute(em, `UPDATE task SET received_count = received_count + 1, last_modified_time = ? WHERE id = ?`, [t, taskId]);
-        return { action: 'run', attempt: 1 };
+      const { tasks, responses } = await this.lock(em, items.map((i) => i.taskId));
+      const inserts: ResponseRow[] = [];
+      const retried = new Set<number>();
+      const received = new Map<number, number>();
+      const outcomes = items.map((item): ReceiveOutcome => {
+        if (!tasks.has(item.taskId)) return { action: 'unknown' };
+        const key = keyOf(item.taskId, item.endpoint);
+        const row = responses.get(key);
+        if (!row) {
+          const created: ResponseRow = { id: null, task_id: item.taskId, endpoint: item.endpoint, status: 0, attempts: 1 };
+          responses.set(key, created);
+          inserts.push(created);
+          received.set(item.taskId, (received.get(item.taskId) ?? 0) + 1);
+          return { action: 'run', attempt: 1 };
+        }
+        if (row.status === 1) return { action: 'finished' };
+        if (row.attempts >= maxAttempts) return { action: 'exhausted', attempts: row.attempts };
+        row.attempts++;
+        if (row.id !== null) retried.add(row.id);
+        return { action: 'run', attempt: row.attempts };
+      });
+      if (inserts.length > 0) {
+        await em.query(
+          `INSERT INTO task_response (task_id, endpoint, status, errnr, attempts, start_time, last_modified_time) VALUES
+           ${inserts.map(() => '(?, ?, 0, 0, ?, ?, ?)').join(', ')}`,
+          inserts.flatMap((r) => [r.task_id, r.endpoint, r.attempts, t, t]));
+        const [counts, params] = caseById(received);
+        await em.query(`UPDATE task SET received_count = received_count + ${counts}, last_modified_time = ?
+          WHERE id IN (${marks(received.size)})`, [...params, t, ...received.keys()]);
       }
-      const rows: { status: number; attempts: number }[] = await em.query(
-        `SELECT status, attempts FROM task_response WHERE task_id = ? AND endpoint = ?${this.mysql ? ' FOR UPDATE' : ''}`,
-        [taskId, endpoint]);
-      const row = rows[0];
-      if (!row) throw new Error(`response of task ${taskId} at ${endpoint} vanished`);
-      if (Number(row.status) === 1) return { action: 'finished' };
-      const attempts = Number(row.attempts);
-      if (attempts >= maxAttempts) return { action: 'exhausted', attempts };
-      await execute(em, `UPDATE task_response SET attempts = attempts + 1, last_modified_time = ? WHERE task_id = ? AND endpoint = ?`,
-        [t, taskId, endpoint]);
-      return { action: 'run', attempt: attempts + 1 };
+      if (retried.size > 0) {
+        await em.query(`UPDATE task_response SET attempts = attempts + 1, last_modified_time = ? WHERE id IN (${marks(retried.size)})`,
+          [t, ...retried]);
+      }
+      return outcomes;
     });
   }
 
   /**
-   * Finishes the response and counts it on the task, once: a second call for the same response changes
-   * nothing and returns false.
+   * Finishes responses and counts them on their tasks, once each: an item whose response is already
+   * finished (or missing) changes nothing and gets false.
    */
-  finish(taskId: number, endpoint: string, result: HandlerResult, now: Date): Promise<boolean> {
+  finishMany(items: FinishItem[], now: Date): Promise<boolean[]> {
     const t = sqlTime(now);
     return transaction(this.ds, async (em) => {
-      await this.lockTask(em, taskId);
-      const changed = await execute(em,
-        `UPDATE task_response SET status = 1, errnr = ?, errmsg = ?, payload = ?, last_modified_time = ?
-         WHERE task_id = ? AND endpoint = ? AND status = 0`,
-        [result.errnr, result.errmsg, writeJson(result.payload), t, taskId, endpoint]);
-      if (changed !== 1) return false;
-      await execute(em, FINISH_TASK, [t, result.errnr === 0 ? 0 : 1, t, taskId]);
-      return true;
+      const { responses } = await this.lock(em, items.map((i) => i.taskId));
+      const done = new Map<number, FinishItem>();
+      const finished = new Map<number, number>();
+      const failed = new Map<number, number>();
+      const results = items.map((item) => {
+        const row = responses.get(keyOf(item.taskId, item.endpoint));
+        if (!row || row.status !== 0 || row.id === null) return false;
+        row.status = 1;
+        done.set(row.id, item);
+        finished.set(item.taskId, (finished.get(item.taskId) ?? 0) + 1);
+        failed.set(item.taskId, (failed.get(item.taskId) ?? 0) + (item.result.errnr === 0 ? 0 : 1));
+        return true;
+      });
+      if (done.size === 0) return results;
+      const field = (get: (i: FinishItem) => unknown) => caseById(new Map([...done].map(([id, i]) => [id, get(i)])));
+      const [errnr, errnrP] = field((i) => i.result.errnr);
+      const [errmsg, errmsgP] = field((i) => i.result.errmsg);
+      const [payload, payloadP] = field((i) => writeJson(i.result.payload));
+      await em.query(`UPDATE task_response SET status = 1, errnr = ${errnr}, errmsg = ${errmsg}, payload = ${payload},
+        last_modified_time = ? WHERE id IN (${marks(done.size)})`, [...errnrP, ...errmsgP, ...payloadP, t, ...done.keys()]);
+      // Every expression reads the old row whatever the engine: MySQL applies SET left to right, so the
+      // assignments that test `status` and `finished_count` come before the ones that change them.
+      const [add, addP] = caseById(finished);
+      const [fail, failP] = caseById(failed);
+      const complete = `status IN ('CREATED', 'SENT', 'INCOMPLETE') AND finished_count + ${add} >= expected_count`;
+      await em.query(`UPDATE task SET
+          end_time = CASE WHEN ${complete} THEN ? ELSE end_time END,
+          status = CASE WHEN ${complete} THEN 'DONE' ELSE status END,
+          failed_count = failed_count + ${fail},
+          finished_count = finished_count + ${add},
+          last_modified_time = ?
+        WHERE id IN (${marks(finished.size)})`,
+      [...addP, t, ...addP, ...failP, ...addP, t, ...finished.keys()]);
+      return results;
     });
   }
 

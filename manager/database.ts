@@ -103,12 +103,6 @@ export async function migrate(ds: DataSource): Promise<void> {
   }
 }
 
-/** The message named a task id the database does not have. */
-export function isForeignKeyViolation(err: unknown): boolean {
-  const code = errorCode(err);
-  return code === 'ER_NO_REFERENCED_ROW_2' || code === 'ER_NO_REFERENCED_ROW' || code === 'SQLITE_CONSTRAINT_FOREIGNKEY';
-}
-
 const FATAL_CONNECT = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_BAD_DB_ERROR', 'ER_DBACCESS_DENIED_ERROR']);
 
 /**
@@ -136,14 +130,6 @@ export async function openDatabase(make: () => DataSource, log: Logger): Promise
   }
 }
 
-/** The id of a row inserted with a raw query: mysql2 answers a ResultSetHeader, better-sqlite3 the rowid. */
-export function insertedId(raw: unknown): number {
-  if (typeof raw === 'number' || typeof raw === 'bigint') return Number(raw);
-  const id = (raw as { insertId?: unknown } | null)?.insertId;
-  if (typeof id !== 'number' || id < 1) throw new Error('insert returned no id');
-  return id;
-}
-
 const sqliteQueues = new WeakMap<DataSource, Promise<unknown>>();
 
 /**
@@ -159,7 +145,22 @@ export function exclusive<T>(ds: DataSource, fn: () => Promise<T>): Promise<T> {
   return run;
 }
 
-/** A transaction, serialised with every other database use on SQLite. */
-export function transaction<T>(ds: DataSource, fn: (em: EntityManager) => Promise<T>): Promise<T> {
-  return exclusive(ds, () => ds.transaction(fn));
+const DEADLOCK = new Set(['ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT']);
+
+/**
+ * A transaction. On MySQL it runs READ COMMITTED (no gap locks between concurrent batches) and is
+ * retried when InnoDB picks it as a deadlock victim (it was rolled back, so running it again is safe);
+ * on SQLite it is serialised with every other database use.
+ */
+export async function transaction<T>(ds: DataSource, fn: (em: EntityManager) => Promise<T>): Promise<T> {
+  if (dialectOf(ds) !== 'mysql') return exclusive(ds, () => ds.transaction(fn));
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await ds.transaction('READ COMMITTED', fn);
+    } catch (err) {
+      const code = errorCode(err);
+      if (!code || !DEADLOCK.has(code) || attempt >= 5) throw err;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+    }
+  }
 }

@@ -1,13 +1,14 @@
 import type { DataSource } from 'typeorm';
-import { Completion, HandlerResult } from './completion';
-import { isForeignKeyViolation, isTransientDbError } from './database';
+import { Batcher } from './batcher';
+import { Completion, FinishItem, HandlerResult, ReceiveOutcome, ResponseKey } from './completion';
+import { isTransientDbError } from './database';
 import { EndpointRegistry } from './endpoint-registry';
 import { ERRNR_ATTEMPTS_EXHAUSTED, HandlerModule, HandlerTask, runHandler } from './handler';
 import { startPeriodic, PeriodicJob } from './jobs';
 import type { Logger } from './logger';
 import type { Delivery, Transport } from './transport';
 import { decodeMessage, TaskMessage } from './wire';
-import { InvalidMessageError, UnknownTaskError } from './errors';
+import { InvalidMessageError } from './errors';
 
 export interface EndpointManagerOptions {
   endpoint: string;
@@ -16,6 +17,8 @@ export interface EndpointManagerOptions {
   handlerTimeoutMs: number;
   heartbeatIntervalMs: number;
   maxAttempts: number;
+  /** Most deliveries written in one transaction. */
+  maxBatch: number;
   ds: DataSource;
   transport: Transport;
   logger: Logger;
@@ -30,7 +33,8 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * dead-lettered.
  */
 export class EndpointManager {
-  private readonly completion: Completion;
+  private readonly receiver: Batcher<ResponseKey, ReceiveOutcome>;
+  private readonly finisher: Batcher<FinishItem, boolean>;
   private readonly registry: EndpointRegistry;
   private readonly log: Logger;
   private readonly inFlight = new Set<Promise<void>>();
@@ -38,7 +42,9 @@ export class EndpointManager {
   private stopping = false;
 
   constructor(private readonly o: EndpointManagerOptions) {
-    this.completion = new Completion(o.ds);
+    const completion = new Completion(o.ds);
+    this.receiver = new Batcher((items) => completion.receiveMany(items, new Date(), o.maxAttempts), o.maxBatch);
+    this.finisher = new Batcher((items) => completion.finishMany(items, new Date()), o.maxBatch);
     this.registry = new EndpointRegistry(o.ds);
     this.log = o.logger.child({ endpoint: o.endpoint });
   }
@@ -97,11 +103,6 @@ export class EndpointManager {
     try {
       await this.handle(msg, d, log);
     } catch (err) {
-      if (isForeignKeyViolation(err) || err instanceof UnknownTaskError) {
-        log.warn('message names a task that does not exist; dead-lettered', { err });
-        d.deadLetter();
-        return;
-      }
       if (!this.stopping) {
         log.error('could not process task; it will be redelivered', { err });
         await sleep(1000);
@@ -111,8 +112,12 @@ export class EndpointManager {
   }
 
   private async handle(msg: TaskMessage, d: Delivery, log: Logger): Promise<void> {
-    const outcome = await this.withDbRetry('receive', () =>
-      this.completion.receive(msg.id, this.o.endpoint, new Date(), this.o.maxAttempts));
+    const outcome = await this.withDbRetry('receive', () => this.receiver.submit({ taskId: msg.id, endpoint: this.o.endpoint }));
+    if (outcome.action === 'unknown') {
+      log.warn('message names a task that does not exist; dead-lettered');
+      d.deadLetter();
+      return;
+    }
     if (outcome.action === 'finished') {
       log.info('already finished; redelivery acked without running the handler');
       d.ack();
@@ -138,7 +143,7 @@ export class EndpointManager {
   }
 
   private finish(msg: TaskMessage, result: HandlerResult): Promise<boolean> {
-    return this.withDbRetry('finish', () => this.completion.finish(msg.id, this.o.endpoint, result, new Date()));
+    return this.withDbRetry('finish', () => this.finisher.submit({ taskId: msg.id, endpoint: this.o.endpoint, result }));
   }
 
   /**

@@ -57,7 +57,3 @@ export class InvalidMessageError extends TaskerError {
   constructor(message: string) { super('invalid_message', 400, message); }
 }
 
-/** A message named a task id the database does not have (e.g. published by hand, or from before a reset). */
-export class UnknownTaskError extends InvalidMessageError {
-  constructor(taskId: number) { super(`task ${taskId} does not exist`); }
-}

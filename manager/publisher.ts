@@ -4,6 +4,7 @@ import type { Logger } from './logger';
 import type { TaskStore } from './task-store';
 import type { Transport } from './transport';
 import { toMessage } from './wire';
+import { Batcher } from './batcher';
 
 const RESEND_BATCH = 200;
 
@@ -12,11 +13,19 @@ const RESEND_BATCH = 200;
  * stays CREATED and `resendUnsent` sends it later, from any API instance.
  */
 export class Publisher {
+  private readonly sent: Batcher<number, void>;
+
   constructor(
     private readonly transport: Transport,
     private readonly tasks: TaskStore,
     private readonly log: Logger,
-  ) {}
+    maxBatch = 256,
+  ) {
+    this.sent = new Batcher<number, void>(async (ids) => {
+      await this.tasks.markSent(ids, new Date());
+      return ids.map((): void => undefined);
+    }, maxBatch);
+  }
 
   private async publish(task: Task): Promise<void> {
     // Declared before publishing: a fanout drops messages for queues that do not exist yet.
@@ -35,7 +44,7 @@ export class Publisher {
     }
     const now = new Date();
     try {
-      await this.tasks.markSent([task.id], now);
+      await this.sent.submit(task.id);
     } catch (err) {
       // Published but not recorded: the resend job sends it again, and managers ignore the repeat.
       this.log.warn('task sent but not marked SENT', { taskId: task.id, err });

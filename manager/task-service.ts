@@ -6,7 +6,8 @@ import { IdentifierConflictError, NoEndpointsError, NotFoundError } from './erro
 import type { Publisher } from './publisher';
 import type { ResponseStore } from './response-store';
 import { parseTaskRequest, requestHash } from './task-request';
-import type { TaskStore } from './task-store';
+import type { NewTask, TaskStore } from './task-store';
+import { Batcher } from './batcher';
 
 export interface TaskServiceDeps {
   taskTypes: readonly string[];
@@ -16,14 +17,19 @@ export interface TaskServiceDeps {
   responses: ResponseStore;
   registry: EndpointRegistry;
   publisher: Publisher;
+  /** Most tasks stored in one transaction. */
+  maxBatch: number;
 }
 
 /** The use cases behind the HTTP API: create a task, read it with its responses. */
 export class TaskService {
   private readonly types: Set<string>;
+  private readonly creator: Batcher<NewTask, { task: Task; created: boolean }>;
 
   constructor(private readonly deps: TaskServiceDeps) {
     this.types = new Set(deps.taskTypes);
+    // Concurrent POSTs share one transaction; each answer still waits for its commit.
+    this.creator = new Batcher((items) => deps.tasks.createMany(items), deps.maxBatch);
   }
 
   private requireType(type: string): void {
@@ -36,12 +42,14 @@ export class TaskService {
     const req = parseTaskRequest(body);
     const hash = requestHash(req);
     const { task, created } = await guardDb(async () => {
-      const existing = await this.deps.tasks.find(type, req.identifier);
-      if (existing) return { task: existing, created: false };
-      const since = new Date(Date.now() - this.deps.endpointExpiry * 1000);
-      const expected = req.endpoints ?? await this.deps.registry.activeFor(type, since);
-      if (expected.length === 0) throw new NoEndpointsError(type);
-      return this.deps.tasks.create({
+      let expected = req.endpoints;
+      if (!expected) {
+        const existing = await this.deps.tasks.find(type, req.identifier);
+        if (existing) return { task: existing, created: false };
+        expected = await this.deps.registry.activeFor(type, new Date(Date.now() - this.deps.endpointExpiry * 1000));
+        if (expected.length === 0) throw new NoEndpointsError(type);
+      }
+      return this.creator.submit({
         type, identifier: req.identifier, payload: req.payload, endpoints: req.endpoints, expected,
         requestHash: hash, now: new Date(),
       });

@@ -1,6 +1,6 @@
 import { DataSource, EntityManager } from 'typeorm';
 import { Task, TaskStatus } from './entities/task';
-import { dialectOf, exclusive, insertedId, isDuplicateKey, transaction } from './database';
+import { dialectOf, exclusive, isDuplicateKey, transaction } from './database';
 import { readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
 
 export interface NewTask {
@@ -41,30 +41,65 @@ export function hydrateTask(row: Record<string, unknown>): Task {
 export class TaskStore {
   constructor(private readonly ds: DataSource) {}
 
-  /** Inserts the task; on a repeated identifier returns the existing one with `created: false`. */
-  async create(t: NewTask): Promise<{ task: Task; created: boolean }> {
-    const row = {
-      identifier: t.identifier, type: t.type, status: 'CREATED' as const, payload: writeJson(t.payload),
-      endpoints: writeJson(t.endpoints), expected_endpoints: writeJson(t.expected), expected_count: t.expected.length,
-      request_hash: t.requestHash, start_time: sqlTime(t.now), last_modified_time: sqlTime(t.now),
-    };
-    const columns = Object.keys(row);
+  /**
+   * Inserts tasks in one transaction; an identifier that exists already (or twice in the batch) gives
+   * the stored task with `created: false`. One result per item, in order.
+   */
+  async createMany(items: NewTask[]): Promise<{ task: Task; created: boolean }[]> {
     try {
-      const raw: unknown = await exclusive(this.ds, () => this.ds.query(
-        `INSERT INTO task (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, Object.values(row)));
-      return {
-        task: {
-          ...row, id: insertedId(raw), payload: t.payload, endpoints: t.endpoints, expected_endpoints: t.expected, received_count: 0,
-          finished_count: 0, failed_count: 0, start_time: t.now, sent_time: null, end_time: null, last_modified_time: t.now,
-        },
-        created: true,
-      };
+      return await transaction(this.ds, (em) => this.insertBatch(em, items));
     } catch (err) {
+      // Another API instance inserted one of these identifiers since we looked: go one by one.
       if (!isDuplicateKey(err)) throw err;
-      const existing = await this.find(t.type, t.identifier);
-      if (!existing) throw err;
-      return { task: existing, created: false };
+      if (items.length === 1) {
+        const existing = await this.find(items[0].type, items[0].identifier);
+        if (!existing) throw err;
+        return [{ task: existing, created: false }];
+      }
+      const results: { task: Task; created: boolean }[] = [];
+      for (const item of items) results.push(...await this.createMany([item]));
+      return results;
     }
+  }
+
+  private async selectByIdentifiers(em: EntityManager, type: string, identifiers: string[]): Promise<Map<string, Task>> {
+    const rows: Record<string, unknown>[] = await em.query(
+      `SELECT ${TASK_COLUMNS} FROM task WHERE type = ? AND identifier IN (${identifiers.map(() => '?').join(', ')})`, [type, ...identifiers]);
+    return new Map(rows.map((r) => [String(r.identifier), hydrateTask(r)]));
+  }
+
+  private async insertBatch(em: EntityManager, items: NewTask[]): Promise<{ task: Task; created: boolean }[]> {
+    const byType = new Map<string, NewTask[]>();
+    for (const item of items) byType.set(item.type, [...byType.get(item.type) ?? [], item]);
+    const stored = new Map<string, Task>();
+    const fresh = new Map<string, NewTask>();
+    for (const [type, group] of byType) {
+      const existing = await this.selectByIdentifiers(em, type, [...new Set(group.map((g) => g.identifier))]);
+      for (const g of group) {
+        const key = `${type}/${g.identifier}`;
+        const found = existing.get(g.identifier);
+        if (found) stored.set(key, found);
+        else if (!fresh.has(key)) fresh.set(key, g);
+      }
+    }
+    if (fresh.size > 0) {
+      const rows = [...fresh.values()].map((t) => [
+        t.identifier, t.type, 'CREATED', writeJson(t.payload), writeJson(t.endpoints), writeJson(t.expected), t.expected.length,
+        t.requestHash, sqlTime(t.now), sqlTime(t.now)]);
+      await em.query(`INSERT INTO task (identifier, type, status, payload, endpoints, expected_endpoints, expected_count,
+        request_hash, start_time, last_modified_time) VALUES ${rows.map((r) => `(${r.map(() => '?').join(', ')})`).join(', ')}`, rows.flat());
+      for (const [type, group] of byType) {
+        const mine = group.filter((g) => fresh.get(`${type}/${g.identifier}`) === g).map((g) => g.identifier);
+        if (mine.length === 0) continue;
+        for (const [identifier, task] of await this.selectByIdentifiers(em, type, mine)) stored.set(`${type}/${identifier}`, task);
+      }
+    }
+    return items.map((item) => {
+      const key = `${item.type}/${item.identifier}`;
+      const task = stored.get(key);
+      if (!task) throw new Error(`task ${key} not found after insert`);
+      return { task, created: fresh.get(key) === item };
+    });
   }
 
   private async selectOne(where: string, params: unknown[]): Promise<Task | null> {

@@ -39,6 +39,7 @@ export async function startEndpointManagers(ctx: Context, endpoints: readonly En
       handlerTimeoutMs: m.handler_timeout * 1000,
       heartbeatIntervalMs: m.heartbeat_interval * 1000,
       maxAttempts: m.max_attempts,
+      maxBatch: m.message_queue.prefetch,
       ds: ctx.ds,
       transport: ctx.transport,
       logger: ctx.logger,

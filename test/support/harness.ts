@@ -48,6 +48,23 @@ export class Proc {
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
   }
 
+  /** Resolves when the process reports ready over IPC (as it does to pm2). */
+  waitReady(timeoutMs = 30_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.name}: not ready within ${timeoutMs} ms\n${this.raw.slice(-20).join('\n')}`)), timeoutMs);
+      this.child.on('message', (msg) => {
+        if (msg === 'ready') {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      void this.exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`${this.name} exited (${code}) before it was ready\n${this.raw.slice(-20).join('\n')}`));
+      });
+    });
+  }
+
   /** Resolves with the first log line (past or future) that matches. */
   waitForLog(test: (l: LogLine) => boolean, timeoutMs = 30_000, what = 'log line'): Promise<LogLine> {
     const seen = this.lines.find(test);
@@ -168,14 +185,14 @@ export class Harness {
   async startAllInOne(endpoints: EndpointSpec[], withMode = true): Promise<Proc> {
     const extra = { TASKER_MANAGER__ENDPOINTS: JSON.stringify(endpoints) };
     const p = this.spawn('all-in-one', ['start.js'], extra, withMode);
-    await p.waitForLog((l) => typeof l.text === 'string' && l.text.startsWith('tasker ('), 30_000, 'banner');
+    await p.waitReady();
     return p;
   }
 
   private spawn(name: string, args: string[], env: NodeJS.ProcessEnv = {}, withMode = true): Proc {
     const mode = withMode ? ['--mode', this.mode] : [];
     const child = spawn(process.execPath, [path.join(SCRIPTS, args[0]), ...mode, ...args.slice(1)], {
-      env: { ...this.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...this.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     const proc = new Proc(name, child);
     this.procs.add(proc);
@@ -186,7 +203,7 @@ export class Harness {
   /** An API process; `port` starts a further instance beside the first. */
   async startApi(port?: number): Promise<Proc> {
     const p = this.spawn(port ? `api ${port}` : 'api', ['api.js'], port ? { TASKER_API_PORT: String(port) } : {});
-    await p.waitForLog((l) => l.msg === 'listening', 30_000, 'listening');
+    await p.waitReady();
     return p;
   }
 
@@ -197,7 +214,7 @@ export class Harness {
 
   async startManager(endpoint: string, taskTypes: string[] = []): Promise<Proc> {
     const p = this.spawnManager(endpoint, taskTypes);
-    await p.waitForLog((l) => l.msg === 'endpoint manager started', 30_000, 'manager start');
+    await p.waitReady();
     return p;
   }
 
