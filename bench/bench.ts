@@ -26,6 +26,8 @@ const { values: opt } = parseArgs({
     'no-latency': { type: 'boolean', default: false },
     'no-scale': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
+    /** Write V8 CPU profiles of the API and managers (.cpuprofile) into this folder. */
+    profile: { type: 'string' },
   },
 });
 const TASKS = Number(opt.tasks);
@@ -194,7 +196,10 @@ async function main(): Promise<void> {
   const report: Record<string, unknown> = { date: new Date().toISOString(), mode: BACKEND, machine: `${cpus} cores, ${memGb} GiB` };
   const h = new Harness({
     backend: BACKEND, waitTimeout: 600, handlerTimeout: 60,
-    env: { TASKER_MANAGER__DB__POOL_SIZE: '10', TASKER_MANAGER__MESSAGE_QUEUE__PREFETCH: '128', TASKER_LOG_LEVEL: 'warn' },
+    env: {
+      TASKER_MANAGER__DB__POOL_SIZE: '10', TASKER_MANAGER__MESSAGE_QUEUE__PREFETCH: '128', TASKER_LOG_LEVEL: 'warn',
+    },
+    nodeArgs: opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${opt.profile}`] : [],
   });
   await h.setup();
   try {

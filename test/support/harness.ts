@@ -105,6 +105,8 @@ export interface EndpointSpec {
 export interface HarnessOptions {
   /** More environment for every process (configuration overrides). */
   env?: NodeJS.ProcessEnv;
+  /** Options for node itself, e.g. --cpu-prof. */
+  nodeArgs?: string[];
   /** RabbitMQ + MariaDB with separate processes (default), or the standalone all-in-one process. */
   backend?: Backend;
   /** Seconds for api.wait_for_endpoints_timeout. */
@@ -191,7 +193,7 @@ export class Harness {
 
   private spawn(name: string, args: string[], env: NodeJS.ProcessEnv = {}, withMode = true): Proc {
     const mode = withMode ? ['--mode', this.mode] : [];
-    const child = spawn(process.execPath, [path.join(SCRIPTS, args[0]), ...mode, ...args.slice(1)], {
+    const child = spawn(process.execPath, [...this.options.nodeArgs ?? [], path.join(SCRIPTS, args[0]), ...mode, ...args.slice(1)], {
       env: { ...this.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     const proc = new Proc(name, child);
