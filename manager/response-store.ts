@@ -6,10 +6,11 @@ import { readJson, readTime } from './sql-values';
 export class ResponseStore {
   constructor(private readonly ds: DataSource) {}
 
-  async listForTask(taskId: number): Promise<TaskResponse[]> {
+  /** The responses of the task with this type and identifier, by the same unique key the task is found by. */
+  async listForTask(type: string, identifier: string): Promise<TaskResponse[]> {
     const rows: Record<string, unknown>[] = await exclusive(this.ds, () => this.ds.query(
-      `SELECT id, task_id, endpoint, status, errnr, errmsg, payload, attempts, start_time, last_modified_time
-       FROM task_response WHERE task_id = ? ORDER BY id`, [taskId]));
+      `SELECT r.id, r.task_id, r.endpoint, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time, r.last_modified_time
+       FROM task t JOIN task_response r ON r.task_id = t.id WHERE t.type = ? AND t.identifier = ? ORDER BY r.id`, [type, identifier]));
     return rows.map((r) => ({
       id: Number(r.id),
       task_id: Number(r.task_id),

@@ -64,9 +64,11 @@ export class TaskService {
   async get(type: string, identifier: string): Promise<{ task: Task; responses: TaskResponse[] }> {
     this.requireType(type);
     return guardDb(async () => {
-      const task = await this.deps.tasks.find(type, identifier);
+      // Two queries at once on two pooled connections: the answer waits for the slower, not for both.
+      const [task, responses] = await Promise.all([
+        this.deps.tasks.find(type, identifier), this.deps.responses.listForTask(type, identifier)]);
       if (!task) throw new NotFoundError(`no ${type} task with identifier '${identifier}'`);
-      return { task, responses: await this.deps.responses.listForTask(task.id) };
+      return { task, responses };
     });
   }
 }
