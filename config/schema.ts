@@ -57,6 +57,8 @@ export interface Config {
     readonly transport: 'rabbitmq' | 'in-process';
     readonly endpoints: readonly EndpointConfig[];
     readonly handler_timeout: number;
+    /** Seconds a first delivery's handler may run before its receipt (a status 0 row) is written; 0: always before. */
+    readonly receipt_delay: number;
     /** Where `<task_type>` handler modules are, relative to the project (loaded compiled, from dist/). */
     readonly handlers_dir: string;
     readonly heartbeat_interval: number;
@@ -113,6 +115,7 @@ export const SCHEMA: Rule = {
         transport: { kind: 'enum', values: ['rabbitmq', 'in-process'], default: 'rabbitmq' },
         endpoints: { kind: 'list', of: { kind: 'endpoint' }, default: [] },
         handler_timeout: num(300, 0.01, 86400),
+        receipt_delay: num(0.25, 0, 60),
         handlers_dir: str('handlers', /^[A-Za-z0-9_][A-Za-z0-9_./-]*$/),
         heartbeat_interval: num(10, 0.1, 3600),
         max_attempts: int(5, 1, 1000),
@@ -153,6 +156,9 @@ export const SCHEMA: Rule = {
     },
   },
 };
+
+/** RabbitMQ's default `consumer_timeout` (since 3.8.15), in seconds. */
+export const RABBITMQ_CONSUMER_TIMEOUT_S = 1800;
 
 export class ConfigError extends Error {
   readonly code = 'config_invalid';
@@ -235,8 +241,17 @@ function deepFreeze<T>(value: T): T {
 export function validateConfig(raw: unknown): Config {
   const cfg = check(SCHEMA, raw, '') as {
     task_types: string[];
-    manager: { endpoints: { name: string; task_types?: string[] }[] };
+    api: { wait_for_endpoints_timeout: number };
+    manager: { transport: string; handler_timeout: number; receipt_delay: number; endpoints: { name: string; task_types?: string[] }[] };
   };
+  // RabbitMQ closes a channel whose delivery stays unacked longer than its consumer_timeout (30 minutes
+  // by default), and with it every other delivery on that channel: a handler must finish well before.
+  if (cfg.manager.transport === 'rabbitmq' && cfg.manager.handler_timeout > RABBITMQ_CONSUMER_TIMEOUT_S) {
+    fail('manager.handler_timeout', `must be at most ${RABBITMQ_CONSUMER_TIMEOUT_S} s with RabbitMQ (its consumer_timeout); got ${cfg.manager.handler_timeout}`);
+  }
+  if (cfg.manager.receipt_delay >= cfg.api.wait_for_endpoints_timeout) {
+    fail('manager.receipt_delay', `must be shorter than api.wait_for_endpoints_timeout (${cfg.api.wait_for_endpoints_timeout} s)`);
+  }
   if (cfg.task_types.length === 0) fail('task_types', 'must list at least one task type');
   if (new Set(cfg.task_types).size !== cfg.task_types.length) fail('task_types', 'has duplicates');
   const seen = new Set<string>();

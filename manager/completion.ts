@@ -1,5 +1,5 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { dialectOf, transaction } from './database';
+import { dialectOf, exclusive, transaction } from './database';
 import { sqlTime, writeJson } from './sql-values';
 
 /**
@@ -21,6 +21,16 @@ export interface ResponseKey {
   endpoint: string;
 }
 
+export interface ReceiveItem extends ResponseKey {
+  /**
+   * The attempt number to record when the endpoint has no response row yet: 2 for a redelivery whose
+   * first run may have started without a record (see EndpointManager), otherwise 1.
+   */
+  firstAttempt: number;
+  /** When the handler started, for a receipt written while it runs; otherwise now. */
+  startedAt?: Date;
+}
+
 export type ReceiveOutcome =
   /** Run the handler (attempt `attempt`). */
   | { action: 'run'; attempt: number }
@@ -31,8 +41,20 @@ export type ReceiveOutcome =
   /** No such task (a message from elsewhere, or from before a reset). */
   | { action: 'unknown' };
 
+/** What the database says of a (task, endpoint) pair, read without locks or writes. */
+export type ResponseState =
+  /** No such task. */
+  | 'unknown'
+  /** The task exists and the endpoint has no response row: it never started (as far as anyone recorded). */
+  | 'fresh'
+  /** The endpoint has a response row that is not finished: started before, here or elsewhere. */
+  | 'started'
+  | 'finished';
+
 export interface FinishItem extends ResponseKey {
   result: HandlerResult;
+  /** When the handler started: the start_time of a response row this finish creates. */
+  startedAt: Date;
 }
 
 interface ResponseRow {
@@ -92,11 +114,11 @@ export class Completion {
    * Records that endpoints received tasks: a new response row (status 0) per first delivery, or for a
    * redelivery a decision from the existing row. One outcome per item, in order.
    */
-  receiveMany(items: ResponseKey[], now: Date, maxAttempts: number): Promise<ReceiveOutcome[]> {
+  receiveMany(items: ReceiveItem[], now: Date, maxAttempts: number): Promise<ReceiveOutcome[]> {
     const t = sqlTime(now);
     return transaction(this.ds, async (em) => {
       const { tasks, responses } = await this.lock(em, items.map((i) => i.taskId));
-      const inserts: ResponseRow[] = [];
+      const inserts: { row: ResponseRow; startedAt: string }[] = [];
       const retried = new Set<number>();
       const received = new Map<number, number>();
       const outcomes = items.map((item): ReceiveOutcome => {
@@ -104,11 +126,13 @@ export class Completion {
         const key = keyOf(item.taskId, item.endpoint);
         const row = responses.get(key);
         if (!row) {
-          const created: ResponseRow = { id: null, task_id: item.taskId, endpoint: item.endpoint, status: 0, attempts: 1 };
+          // Left to finishMany, which creates the row as it finishes it.
+          if (item.firstAttempt > maxAttempts) return { action: 'exhausted', attempts: item.firstAttempt - 1 };
+          const created: ResponseRow = { id: null, task_id: item.taskId, endpoint: item.endpoint, status: 0, attempts: item.firstAttempt };
           responses.set(key, created);
-          inserts.push(created);
+          inserts.push({ row: created, startedAt: item.startedAt ? sqlTime(item.startedAt) : t });
           received.set(item.taskId, (received.get(item.taskId) ?? 0) + 1);
-          return { action: 'run', attempt: 1 };
+          return { action: 'run', attempt: item.firstAttempt };
         }
         if (row.status === 1) return { action: 'finished' };
         if (row.attempts >= maxAttempts) return { action: 'exhausted', attempts: row.attempts };
@@ -120,7 +144,7 @@ export class Completion {
         await em.query(
           `INSERT INTO task_response (task_id, endpoint, status, errnr, attempts, start_time, last_modified_time) VALUES
            ${inserts.map(() => '(?, ?, 0, 0, ?, ?, ?)').join(', ')}`,
-          inserts.flatMap((r) => [r.task_id, r.endpoint, r.attempts, t, t]));
+          inserts.flatMap(({ row, startedAt }) => [row.task_id, row.endpoint, row.attempts, startedAt, t]));
         const [counts, params] = caseById(received);
         await em.query(`UPDATE task SET received_count = received_count + ${counts}, last_modified_time = ?
           WHERE id IN (${marks(received.size)})`, [...params, t, ...received.keys()]);
@@ -134,45 +158,86 @@ export class Completion {
   }
 
   /**
-   * Finishes responses and counts them on their tasks, once each: an item whose response is already
-   * finished (or missing) changes nothing and gets false.
+   * The state of each pair, from one plain read: no lock, no write, no transaction. It decides whether a
+   * first delivery can run its handler before anything is written (EndpointManager's unrecorded start);
+   * every write that follows still goes through the locked transactions below, which see the truth.
+   */
+  async lookupMany(items: ResponseKey[]): Promise<ResponseState[]> {
+    const ids = [...new Set(items.map((i) => i.taskId))];
+    const rows: { id: number; endpoint: string | null; status: number | null }[] = await exclusive(this.ds, () => this.ds.query(
+      `SELECT t.id, r.endpoint, r.status FROM task t LEFT JOIN task_response r ON r.task_id = t.id WHERE t.id IN (${marks(ids.length)})`, ids));
+    const tasks = new Set<number>();
+    const states = new Map<string, ResponseState>();
+    for (const r of rows) {
+      tasks.add(Number(r.id));
+      if (r.endpoint !== null) states.set(keyOf(Number(r.id), r.endpoint), Number(r.status) === 1 ? 'finished' : 'started');
+    }
+    return items.map((i) => (tasks.has(i.taskId) ? states.get(keyOf(i.taskId, i.endpoint)) ?? 'fresh' : 'unknown'));
+  }
+
+  /**
+   * Finishes responses and counts them on their tasks, once each. A pair with no response row yet (a
+   * handler that ran before its receipt was written) gets its row here, finished, and counts as received
+   * too. An item whose response is already finished, or whose task is gone, changes nothing and gets false.
    */
   finishMany(items: FinishItem[], now: Date): Promise<boolean[]> {
     const t = sqlTime(now);
     return transaction(this.ds, async (em) => {
-      const { responses } = await this.lock(em, items.map((i) => i.taskId));
+      const { tasks, responses } = await this.lock(em, items.map((i) => i.taskId));
       const done = new Map<number, FinishItem>();
+      const inserts: FinishItem[] = [];
       const finished = new Map<number, number>();
       const failed = new Map<number, number>();
+      const received = new Map<number, number>();
+      const count = (m: Map<number, number>, id: number, n: number): void => { m.set(id, (m.get(id) ?? 0) + n); };
       const results = items.map((item) => {
-        const row = responses.get(keyOf(item.taskId, item.endpoint));
-        if (!row || row.status !== 0 || row.id === null) return false;
-        row.status = 1;
-        done.set(row.id, item);
-        finished.set(item.taskId, (finished.get(item.taskId) ?? 0) + 1);
-        failed.set(item.taskId, (failed.get(item.taskId) ?? 0) + (item.result.errnr === 0 ? 0 : 1));
+        if (!tasks.has(item.taskId)) return false;
+        const key = keyOf(item.taskId, item.endpoint);
+        const row = responses.get(key);
+        if (row && (row.status !== 0 || row.id === null)) return false;
+        if (row) {
+          row.status = 1;
+          done.set(row.id as number, item);
+          count(received, item.taskId, 0);
+        } else {
+          responses.set(key, { id: null, task_id: item.taskId, endpoint: item.endpoint, status: 1, attempts: 1 });
+          inserts.push(item);
+          count(received, item.taskId, 1);
+        }
+        count(finished, item.taskId, 1);
+        count(failed, item.taskId, item.result.errnr === 0 ? 0 : 1);
         return true;
       });
-      if (done.size === 0) return results;
-      const field = (get: (i: FinishItem) => unknown) => caseById(new Map([...done].map(([id, i]) => [id, get(i)])));
-      const [errnr, errnrP] = field((i) => i.result.errnr);
-      const [errmsg, errmsgP] = field((i) => i.result.errmsg);
-      const [payload, payloadP] = field((i) => writeJson(i.result.payload));
-      await em.query(`UPDATE task_response SET status = 1, errnr = ${errnr}, errmsg = ${errmsg}, payload = ${payload},
-        last_modified_time = ? WHERE id IN (${marks(done.size)})`, [...errnrP, ...errmsgP, ...payloadP, t, ...done.keys()]);
+      if (finished.size === 0) return results;
+      if (done.size > 0) {
+        const field = (get: (i: FinishItem) => unknown) => caseById(new Map([...done].map(([id, i]) => [id, get(i)])));
+        const [errnr, errnrP] = field((i) => i.result.errnr);
+        const [errmsg, errmsgP] = field((i) => i.result.errmsg);
+        const [payload, payloadP] = field((i) => writeJson(i.result.payload));
+        await em.query(`UPDATE task_response SET status = 1, errnr = ${errnr}, errmsg = ${errmsg}, payload = ${payload},
+          last_modified_time = ? WHERE id IN (${marks(done.size)})`, [...errnrP, ...errmsgP, ...payloadP, t, ...done.keys()]);
+      }
+      if (inserts.length > 0) {
+        await em.query(
+          `INSERT INTO task_response (task_id, endpoint, status, errnr, errmsg, payload, attempts, start_time, last_modified_time) VALUES
+           ${inserts.map(() => '(?, ?, 1, ?, ?, ?, 1, ?, ?)').join(', ')}`,
+          inserts.flatMap((i) => [i.taskId, i.endpoint, i.result.errnr, i.result.errmsg, writeJson(i.result.payload), sqlTime(i.startedAt), t]));
+      }
       // Every expression reads the old row whatever the engine: MySQL applies SET left to right, so the
       // assignments that test `status` and `finished_count` come before the ones that change them.
       const [add, addP] = caseById(finished);
       const [fail, failP] = caseById(failed);
+      const [recv, recvP] = caseById(received);
       const complete = `status IN ('CREATED', 'SENT', 'INCOMPLETE') AND finished_count + ${add} >= expected_count`;
       await em.query(`UPDATE task SET
           end_time = CASE WHEN ${complete} THEN ? ELSE end_time END,
           status = CASE WHEN ${complete} THEN 'DONE' ELSE status END,
           failed_count = failed_count + ${fail},
+          received_count = received_count + ${recv},
           finished_count = finished_count + ${add},
           last_modified_time = ?
         WHERE id IN (${marks(finished.size)})`,
-      [...addP, t, ...addP, ...failP, ...addP, t, ...finished.keys()]);
+      [...addP, t, ...addP, ...failP, ...recvP, ...addP, t, ...finished.keys()]);
       return results;
     });
   }

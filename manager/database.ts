@@ -8,9 +8,10 @@ import { TaskEntity } from './entities/task';
 import { TaskResponseEntity } from './entities/task-response';
 import { EndpointEntity } from './entities/endpoint';
 import { Initial1763800000000 } from './migrations/1763800000000-initial';
+import { BinaryKeys1763900000000 } from './migrations/1763900000000-binary-keys';
 
 export const ENTITIES = [TaskEntity, TaskResponseEntity, EndpointEntity];
-export const MIGRATIONS = [Initial1763800000000];
+export const MIGRATIONS = [Initial1763800000000, BinaryKeys1763900000000];
 
 export type Dialect = 'mysql' | 'sqlite';
 

@@ -1,6 +1,6 @@
 import type { DataSource } from 'typeorm';
 import { Batcher } from './batcher';
-import { Completion, FinishItem, HandlerResult, ReceiveOutcome, ResponseKey } from './completion';
+import { Completion, FinishItem, HandlerResult, ReceiveItem, ReceiveOutcome, ResponseKey, ResponseState } from './completion';
 import { isTransientDbError } from './database';
 import { EndpointRegistry } from './endpoint-registry';
 import { ERRNR_ATTEMPTS_EXHAUSTED, HandlerModule, HandlerTask, runHandler } from './handler';
@@ -17,6 +17,12 @@ export interface EndpointManagerOptions {
   handlerTimeoutMs: number;
   heartbeatIntervalMs: number;
   maxAttempts: number;
+  /**
+   * A first delivery runs its handler at once and writes its response row only when it finishes, if that
+   * is within this many ms; a longer run writes its receipt (status 0) at this point. 0: every delivery
+   * is recorded before its handler starts.
+   */
+  receiptDelayMs: number;
   /** Most deliveries written in one transaction. */
   maxBatch: number;
   ds: DataSource;
@@ -33,18 +39,23 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * dead-lettered.
  */
 export class EndpointManager {
-  private readonly receiver: Batcher<ResponseKey, ReceiveOutcome>;
+  private readonly lookup: Batcher<ResponseKey, ResponseState>;
+  private readonly receiver: Batcher<ReceiveItem, ReceiveOutcome>;
   private readonly finisher: Batcher<FinishItem, boolean>;
   private readonly registry: EndpointRegistry;
   private readonly log: Logger;
   private readonly inFlight = new Set<Promise<void>>();
+  /** Task id → the run of its handler in this process, so that a second copy never runs beside it. */
+  private readonly running = new Map<number, Promise<void>>();
   private heartbeat: PeriodicJob | null = null;
   private stopping = false;
 
   constructor(private readonly o: EndpointManagerOptions) {
     const completion = new Completion(o.ds);
-    this.receiver = new Batcher((items) => completion.receiveMany(items, new Date(), o.maxAttempts), o.maxBatch);
-    this.finisher = new Batcher((items) => completion.finishMany(items, new Date()), o.maxBatch);
+    const split = (err: unknown): boolean => !isTransientDbError(err);
+    this.lookup = new Batcher((items) => completion.lookupMany(items), o.maxBatch, 1, split);
+    this.receiver = new Batcher((items) => completion.receiveMany(items, new Date(), o.maxAttempts), o.maxBatch, 1, split);
+    this.finisher = new Batcher((items) => completion.finishMany(items, new Date()), o.maxBatch, 1, split);
     this.registry = new EndpointRegistry(o.ds);
     this.log = o.logger.child({ endpoint: o.endpoint });
   }
@@ -111,39 +122,100 @@ export class EndpointManager {
     }
   }
 
+  /**
+   * A copy of a task whose handler is running in this process (a redelivery after a lost channel, a
+   * resend) waits for that run, which commits the response, and is then acked without running again.
+   */
   private async handle(msg: TaskMessage, d: Delivery, log: Logger): Promise<void> {
-    const outcome = await this.withDbRetry('receive', () => this.receiver.submit({ taskId: msg.id, endpoint: this.o.endpoint }));
-    if (outcome.action === 'unknown') {
-      log.warn('message names a task that does not exist; dead-lettered');
-      d.deadLetter();
-      return;
-    }
-    if (outcome.action === 'finished') {
-      log.info('already finished; redelivery acked without running the handler');
+    const running = this.running.get(msg.id);
+    if (running) {
+      log.info('task is running here already; this copy waits for it');
+      await running.catch(() => undefined);
       d.ack();
       return;
     }
+    const run = this.runOnce(msg, d, log);
+    this.running.set(msg.id, run);
+    try {
+      await run;
+    } finally {
+      if (this.running.get(msg.id) === run) this.running.delete(msg.id);
+    }
+  }
+
+  /**
+   * Two paths. A first delivery (never delivered before, not a resend) of a task this endpoint has no
+   * response for runs its handler without writing anything first: its response row is written once, finished,
+   * in the same transaction as the task's counters (a receipt is written only if the handler outlasts
+   * `receiptDelayMs`). Anything else (a redelivery, a resend, a row already there) is recorded first, with
+   * its attempt counted, so that a handler that crashes the process runs a bounded number of times. A
+   * crash during an unrecorded first run is counted on the redelivery, which starts at attempt 2.
+   */
+  private async runOnce(msg: TaskMessage, d: Delivery, log: Logger): Promise<void> {
+    const key = { taskId: msg.id, endpoint: this.o.endpoint };
+    if (this.o.receiptDelayMs > 0 && !d.redelivered) {
+      const state = await this.withDbRetry('look up', () => this.lookup.submit(key));
+      if (state === 'fresh') return this.runUnrecorded(msg, d, log);
+      if (state !== 'started') return this.settleWithoutRunning(state, d, log);
+    }
+    const firstAttempt = d.redelivered && this.o.receiptDelayMs > 0 ? 2 : 1;
+    const outcome = await this.withDbRetry('receive', () => this.receiver.submit({ ...key, firstAttempt }));
+    if (outcome.action === 'unknown' || outcome.action === 'finished') return this.settleWithoutRunning(outcome.action, d, log);
     if (outcome.action === 'exhausted') {
       const result = { payload: null, errnr: ERRNR_ATTEMPTS_EXHAUSTED, errmsg: `handler did not finish in ${outcome.attempts} attempts` };
-      await this.finish(msg, result);
+      await this.finish(msg, result, new Date());
       log.error('handler attempts exhausted; task finished as failed and dead-lettered', { attempts: outcome.attempts });
       d.deadLetter();
       return;
     }
+    const startedAt = new Date();
+    const result = await this.runHandler(msg, outcome.attempt, log);
+    await this.finish(msg, result, startedAt);
+    log.info('task finished', { errnr: result.errnr });
+    d.ack();
+  }
+
+  private async runUnrecorded(msg: TaskMessage, d: Delivery, log: Logger): Promise<void> {
+    const startedAt = new Date();
+    const timer = setTimeout(() => {
+      void this.withDbRetry('receive', () => this.receiver.submit({ taskId: msg.id, endpoint: this.o.endpoint, firstAttempt: 1, startedAt }))
+        .catch((err: unknown) => log.warn('could not record the receipt of a running task', { err }));
+    }, this.o.receiptDelayMs);
+    let result: HandlerResult;
+    try {
+      result = await this.runHandler(msg, 1, log);
+    } finally {
+      clearTimeout(timer);
+    }
+    // Not waited for: the receipt and the finish may commit in either order (a receipt that comes
+    // second finds the row finished and writes nothing), and a finish must not wait on a receipt's retries.
+    await this.finish(msg, result, startedAt);
+    log.info('task finished', { errnr: result.errnr });
+    d.ack();
+  }
+
+  private settleWithoutRunning(state: 'unknown' | 'finished', d: Delivery, log: Logger): void {
+    if (state === 'unknown') {
+      log.warn('message names a task that does not exist; dead-lettered');
+      d.deadLetter();
+    } else {
+      log.info('already finished; redelivery acked without running the handler');
+      d.ack();
+    }
+  }
+
+  private runHandler(msg: TaskMessage, attempt: number, log: Logger): Promise<HandlerResult> {
     const handler = this.o.handlers.get(msg.type);
     if (!handler) throw new Error(`no handler for '${msg.type}'`);
     const task: HandlerTask = {
       id: msg.id, identifier: msg.identifier, type: msg.type, payload: msg.payload, endpoints: msg.endpoints, start_time: msg.start_time,
     };
-    log.info('running handler', { attempt: outcome.attempt });
-    const result = await runHandler(handler, task, this.o.endpoint, outcome.attempt, this.o.handlerTimeoutMs);
-    await this.finish(msg, result);
-    log.info('task finished', { errnr: result.errnr });
-    d.ack();
+    log.info('running handler', { attempt });
+    return runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs);
   }
 
-  private finish(msg: TaskMessage, result: HandlerResult): Promise<boolean> {
-    return this.withDbRetry('finish', () => this.finisher.submit({ taskId: msg.id, endpoint: this.o.endpoint, result }));
+  private finish(msg: TaskMessage, result: HandlerResult, startedAt: Date): Promise<boolean> {
+    return this.withDbRetry('finish', () => this.finisher.submit({ taskId: msg.id, endpoint: this.o.endpoint, result, startedAt }));
   }
 
   /**

@@ -35,6 +35,7 @@ export interface HandlerModule {
 export const ERRNR_HANDLER_THREW = 1;
 export const ERRNR_HANDLER_TIMEOUT = 124;
 export const ERRNR_ATTEMPTS_EXHAUSTED = 125;
+export const ERRNR_BAD_RESULT = 126;
 
 export function isHandlerModule(value: unknown): value is HandlerModule {
   return typeof (value as { handleTask?: unknown } | null)?.handleTask === 'function';
@@ -42,6 +43,36 @@ export function isHandlerModule(value: unknown): value is HandlerModule {
 
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** errnr is an INT column. */
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+/** errmsg is a TEXT column (65,535 bytes): at most 4 bytes a character in utf8mb4. */
+export const MAX_ERRMSG_CHARS = 16_000;
+/** A response payload larger than this (as JSON) is refused: it would not fit one MySQL packet beside its batch. */
+export const MAX_RESPONSE_PAYLOAD_BYTES = 8 * 1024 * 1024;
+
+/**
+ * What a handler left in its response, made storable: whatever it set, the row can be written (one bad
+ * result must not fail the batch it is written with). A payload that is not JSON, or too large, becomes
+ * an error result naming the problem; an errnr outside INT becomes ERRNR_HANDLER_THREW; a long errmsg is cut.
+ */
+export function storableResult(payload: unknown, errnr: unknown, errmsg: unknown): HandlerResult {
+  const message = errmsg === null || errmsg === undefined ? null : String(errmsg);
+  const cut = message !== null && message.length > MAX_ERRMSG_CHARS ? `${message.slice(0, MAX_ERRMSG_CHARS)}…` : message;
+  let json: string | undefined;
+  try {
+    json = payload === undefined ? undefined : JSON.stringify(payload);
+  } catch (err) {
+    return { payload: null, errnr: ERRNR_BAD_RESULT, errmsg: `handler set a payload that is not JSON: ${errorMessage(err)}` };
+  }
+  if (json !== undefined && Buffer.byteLength(json) > MAX_RESPONSE_PAYLOAD_BYTES) {
+    return { payload: null, errnr: ERRNR_BAD_RESULT, errmsg: `handler set a payload over ${MAX_RESPONSE_PAYLOAD_BYTES} bytes` };
+  }
+  const valid = typeof errnr === 'number' && Number.isInteger(errnr) && errnr >= INT32_MIN && errnr <= INT32_MAX;
+  // JSON.parse(JSON.stringify()) drops what JSON cannot hold (undefined members, functions) the same way the store would.
+  return { payload: json === undefined ? null : JSON.parse(json) as unknown, errnr: valid ? errnr : ERRNR_HANDLER_THREW, errmsg: cut };
 }
 
 /** Runs the handler with a timeout; a throw or a timeout becomes the response's errnr and errmsg. */
@@ -58,11 +89,9 @@ export async function runHandler(
       controller.abort(new Error('handler timeout'));
       return { payload: null, errnr: ERRNR_HANDLER_TIMEOUT, errmsg: `handler timed out after ${timeoutMs / 1000} s` };
     }
-    const errnr = Number.isInteger(response.errnr) ? response.errnr : ERRNR_HANDLER_THREW;
-    const errmsg = response.errmsg === null || response.errmsg === undefined ? null : String(response.errmsg);
-    return { payload: response.payload ?? null, errnr, errmsg };
+    return storableResult(response.payload, response.errnr, response.errmsg);
   } catch (err) {
-    return { payload: null, errnr: ERRNR_HANDLER_THREW, errmsg: errorMessage(err) };
+    return storableResult(null, ERRNR_HANDLER_THREW, errorMessage(err));
   } finally {
     clearTimeout(timer);
   }

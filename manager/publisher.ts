@@ -2,7 +2,7 @@ import type { Task } from './entities/task';
 import { BrokerUnavailableError } from './errors';
 import type { Logger } from './logger';
 import type { TaskStore } from './task-store';
-import type { Transport } from './transport';
+import type { PublishOptions, Transport } from './transport';
 import { toMessage } from './wire';
 import { Batcher } from './batcher';
 
@@ -27,10 +27,10 @@ export class Publisher {
     }, maxBatch);
   }
 
-  private async publish(task: Task): Promise<void> {
+  private async publish(task: Task, options: PublishOptions = {}): Promise<void> {
     // Declared before publishing: a fanout drops messages for queues that do not exist yet.
     await this.transport.ensureEndpointQueues(task.type, task.expected_endpoints);
-    await this.transport.publish(toMessage(task));
+    await this.transport.publish(toMessage(task), options);
   }
 
   /** Publishes a freshly stored task; on a broker failure it is left CREATED for the resend job. */
@@ -73,7 +73,7 @@ export class Publisher {
     for (;;) {
       let sent = 0;
       const claimed = await this.tasks.claim(selection, afterId, RESEND_BATCH, async (tasks, em) => {
-        const results = await Promise.allSettled(tasks.map((t) => this.publish(t)));
+        const results = await Promise.allSettled(tasks.map((t) => this.publish(t, { resend: true })));
         const ok = tasks.filter((_t, i) => results[i].status === 'fulfilled').map((t) => t.id);
         await this.tasks.markSent(ok, new Date(), em);
         sent = ok.length;

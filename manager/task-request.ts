@@ -5,6 +5,8 @@ import { InvalidRequestError } from './errors';
 /** The client's key for a task: 1–64 of A-Za-z0-9._:- */
 export const IDENTIFIER_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
 export const MAX_ENDPOINTS = 1000;
+/** Deeper payloads are refused: everything that walks a payload (hashing, storing, sending) recurses. */
+export const MAX_PAYLOAD_DEPTH = 100;
 
 export interface TaskRequest {
   identifier: string;
@@ -28,7 +30,20 @@ export function parseTaskRequest(body: unknown): TaskRequest {
   if (typeof identifier !== 'string' || !IDENTIFIER_PATTERN.test(identifier)) {
     throw new InvalidRequestError('identifier must be 1-64 characters of A-Z a-z 0-9 . _ : -');
   }
+  if (depthExceeds(payload, MAX_PAYLOAD_DEPTH)) throw new InvalidRequestError(`payload is nested deeper than ${MAX_PAYLOAD_DEPTH} levels`);
   return { identifier, payload: payload ?? null, endpoints: parseEndpoints(endpoints) };
+}
+
+/** Whether arrays and objects nest deeper than `max` (without recursion, whatever the depth). */
+function depthExceeds(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop() as [unknown, number];
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth >= max) return true;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
 }
 
 function parseEndpoints(value: unknown): string[] | null {

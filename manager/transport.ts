@@ -4,6 +4,7 @@ import type { TaskMessage } from './wire';
 export interface Delivery {
   readonly body: Buffer;
   readonly contentType: string | undefined;
+  /** The broker delivered this message before, or it is a resend: an earlier copy may have started. */
   readonly redelivered: boolean;
   /** Done with it: the response is committed (or the task is not for this endpoint). */
   ack(): void;
@@ -11,6 +12,11 @@ export interface Delivery {
   deadLetter(): void;
   /** Could not process it now (e.g. the database is down): give it back for redelivery. */
   release(): void;
+}
+
+export interface PublishOptions {
+  /** A task sent before (resend, redelivery on start): its deliveries arrive marked `redelivered`. */
+  resend?: boolean;
 }
 
 export type DeliveryHandler = (delivery: Delivery) => Promise<void>;
@@ -28,7 +34,7 @@ export interface Transport {
   /** Makes sure the queues of these endpoints exist and are bound, so they keep tasks while the endpoint is away. */
   ensureEndpointQueues(taskType: string, endpoints: readonly string[]): Promise<void>;
   /** Resolves once the broker has taken responsibility for the message (publisher confirm). */
-  publish(message: TaskMessage): Promise<void>;
+  publish(message: TaskMessage, options?: PublishOptions): Promise<void>;
   /** Consumes the endpoint's queue for this type; re-established after every reconnect. */
   consume(taskType: string, endpoint: string, handler: DeliveryHandler): Promise<void>;
   /** Stops taking new deliveries; deliveries already handed out may still be acked. */

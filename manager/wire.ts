@@ -17,6 +17,13 @@ export interface TaskMessage {
 
 export const CONTENT_TYPE = 'application/json';
 
+/**
+ * AMQP header set (true) on a task published again by the resend or redelivery job: an endpoint may
+ * have seen, and started, an earlier copy, so it must count this one as a further attempt. The
+ * broker's own `redelivered` flag covers redeliveries of the same message.
+ */
+export const RESENT_HEADER = 'x-tasker-resent';
+
 export function toMessage(task: Task): TaskMessage {
   return {
     id: task.id,

@@ -39,6 +39,7 @@ export async function startEndpointManagers(ctx: Context, endpoints: readonly En
       handlerTimeoutMs: m.handler_timeout * 1000,
       heartbeatIntervalMs: m.heartbeat_interval * 1000,
       maxAttempts: m.max_attempts,
+      receiptDelayMs: m.receipt_delay * 1000,
       maxBatch: m.message_queue.prefetch,
       ds: ctx.ds,
       transport: ctx.transport,

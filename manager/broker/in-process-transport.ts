@@ -1,7 +1,7 @@
 import { BrokerUnavailableError } from '../errors';
 import type { Logger } from '../logger';
 import { queueName } from '../topology';
-import type { Delivery, DeliveryHandler, Transport } from '../transport';
+import type { Delivery, DeliveryHandler, PublishOptions, Transport } from '../transport';
 import { CONTENT_TYPE, encodeMessage, TaskMessage } from '../wire';
 
 interface Queued {
@@ -60,11 +60,11 @@ export class InProcessTransport implements Transport {
     for (const ep of endpoints) this.queue(taskType, ep);
   }
 
-  async publish(message: TaskMessage): Promise<void> {
+  async publish(message: TaskMessage, options: PublishOptions = {}): Promise<void> {
     if (this.closed) throw new BrokerUnavailableError('the in-process transport is closed');
     const body = encodeMessage(message);
     for (const q of this.exchanges.get(message.type) ?? []) {
-      q.messages.push({ body, redelivered: false });
+      q.messages.push({ body, redelivered: options.resend === true });
       this.schedule(q);
     }
   }

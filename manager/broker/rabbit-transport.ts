@@ -2,9 +2,10 @@ import amqp, { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amq
 import type { MessageQueueConfig } from '../../config/schema';
 import { BrokerUnavailableError } from '../errors';
 import type { Logger } from '../logger';
+import { coalesceWrites } from './coalesce-writes';
 import { deadLetterName, exchangeName, queueArguments, queueName } from '../topology';
-import type { Delivery, DeliveryHandler, Transport } from '../transport';
-import { CONTENT_TYPE, encodeMessage, TaskMessage } from '../wire';
+import type { Delivery, DeliveryHandler, PublishOptions, Transport } from '../transport';
+import { CONTENT_TYPE, encodeMessage, RESENT_HEADER, TaskMessage } from '../wire';
 
 export interface RabbitTransportOptions {
   /** Shown in the management UI's connection list. */
@@ -19,6 +20,8 @@ interface ConsumerSpec {
   handler: DeliveryHandler;
   channel: Channel | null;
   tag: string | null;
+  /** The connection this consumer was started (or is being started) on: at most one start per connection. */
+  startedOn: ChannelModel | null;
 }
 
 const MAX_BACKOFF_MS = 15_000;
@@ -69,6 +72,7 @@ export class RabbitTransport implements Transport {
       { protocol: 'amqp', hostname: host, port, username, password, vhost: virtual_host, heartbeat },
       { clientProperties: { connection_name: this.options.connectionName } },
     );
+    if (!coalesceWrites(conn)) this.log.debug('amqplib socket not reachable; frames are written one by one');
     conn.on('error', (err: Error) => this.log.warn('connection error', { err }));
     conn.on('close', () => this.onConnectionLost(conn));
     conn.on('blocked', (reason: string) => this.log.warn('broker blocked publishing', { reason }));
@@ -115,6 +119,7 @@ export class RabbitTransport implements Transport {
     for (const spec of this.consumers) {
       spec.channel = null;
       spec.tag = null;
+      spec.startedOn = null;
     }
     this.unblock();
     if (this.closing) return;
@@ -184,7 +189,7 @@ export class RabbitTransport implements Transport {
     for (const w of waiters) w();
   }
 
-  async publish(message: TaskMessage): Promise<void> {
+  async publish(message: TaskMessage, options: PublishOptions = {}): Promise<void> {
     while (this.blocked) await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
     const ch = this.requirePublishChannel();
     let exchange: string;
@@ -201,6 +206,7 @@ export class RabbitTransport implements Transport {
       try {
         const ok = ch.publish(exchange, '', body, {
           persistent: true, contentType: CONTENT_TYPE, messageId: String(message.id), type: message.type,
+          ...(options.resend ? { headers: { [RESENT_HEADER]: true } } : {}),
         }, (err: unknown) => {
           clearTimeout(timer);
           if (err) reject(new BrokerUnavailableError('publish rejected by the broker', { cause: err }));
@@ -215,13 +221,16 @@ export class RabbitTransport implements Transport {
   }
 
   async consume(taskType: string, endpoint: string, handler: DeliveryHandler): Promise<void> {
-    const spec: ConsumerSpec = { taskType, endpoint, handler, channel: null, tag: null };
+    const spec: ConsumerSpec = { taskType, endpoint, handler, channel: null, tag: null, startedOn: null };
     this.consumers.push(spec);
     if (this.conn && this.consuming) await this.startConsumer(spec);
   }
 
   private async startConsumer(spec: ConsumerSpec): Promise<void> {
     const conn = this.conn ?? (() => { throw new BrokerUnavailableError(); })();
+    // consume() while connect() is starting every consumer would otherwise start this one twice.
+    if (spec.startedOn === conn) return;
+    spec.startedOn = conn;
     const ch = await conn.createChannel();
     this.watchChannel(ch, conn, `consume ${spec.taskType}/${spec.endpoint}`);
     await ch.prefetch(this.mq.prefetch);
@@ -262,7 +271,7 @@ export class RabbitTransport implements Transport {
     const delivery: Delivery = {
       body: msg.content,
       contentType: msg.properties.contentType as string | undefined,
-      redelivered: msg.fields.redelivered,
+      redelivered: msg.fields.redelivered || (msg.properties.headers as Record<string, unknown> | undefined)?.[RESENT_HEADER] === true,
       ack: () => settle('ack', () => ch.ack(msg)),
       deadLetter: () => settle('dead-letter', () => ch.nack(msg, false, false)),
       release: () => settle('release', () => ch.nack(msg, false, true)),

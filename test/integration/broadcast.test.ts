@@ -49,6 +49,24 @@ describe('broadcasting tasks to endpoints (RabbitMQ + MariaDB, real processes)',
     }
   });
 
+  it('shows a handler that outlasts manager.receipt_delay as received (status 0) while it runs', async function () {
+    assert.equal(h.config.manager.receipt_delay, 0.25);
+    await h.post('worker', { identifier: 'receipt', payload: { sleep: 2 }, endpoints: ['console1'] });
+    let running: any[] = [];
+    const deadline = Date.now() + 1800;
+    while (Date.now() < deadline && running.length === 0) {
+      const res = await h.get('worker/receipt');
+      running = (res.json.taskResponseList ?? []).filter((r: any) => r.status === 0);
+      if (running.length === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(running.length, 1, 'no status 0 response while the handler ran');
+    assert.equal(running[0].endpoint, 'console1');
+    assert.equal(running[0].attempts, 1);
+    const done = await h.waitForStatus('worker', 'receipt', ['DONE']);
+    assert.deepEqual(done.taskResponseList.map((r: any) => [r.status, r.attempts]), [[1, 1]]);
+    assert.equal(done.task.responses.received, 1);
+  });
+
   it('counts handler errors and still completes: backup reports errnr 32', async function () {
     await h.post('backup', { identifier: 'backup-1', payload: { sleep: 0.05 }, endpoints: ['console1', 'console2'] });
     const done = await h.waitForStatus('backup', 'backup-1', ['DONE']);
@@ -125,5 +143,27 @@ describe('broadcasting tasks to endpoints (RabbitMQ + MariaDB, real processes)',
     assert.equal(runs(managers.get('console2')!), 1);
     const after = await h.query('SELECT endpoint, attempts, last_modified_time FROM task_response WHERE task_id = ? ORDER BY endpoint', [done.task.id]);
     assert.deepEqual(after, before);
+  });
+
+  it('does not run a second copy of a task beside the running one; the copy waits for it and is acked', async function () {
+    const created = await h.post('worker', { identifier: 'twice', payload: { sleep: 1 }, endpoints: ['console1'] });
+    const console1 = managers.get('console1')!;
+    await console1.waitForLog((l) => l.msg === 'running handler' && l.taskId === created.json.id);
+    const message = {
+      id: created.json.id, identifier: 'twice', type: 'worker', payload: { sleep: 1 }, endpoints: ['console1'], start_time: created.json.start_time,
+    };
+    await h.withChannel(async (ch) => {
+      ch.sendToQueue(queueName('tasker', 'worker', 'console1'), Buffer.from(JSON.stringify(message)),
+        { persistent: true, contentType: 'application/json', messageId: String(created.json.id) });
+    });
+    await console1.waitForLog((l) => l.msg === 'task is running here already; this copy waits for it' && l.taskId === created.json.id);
+    const done = await h.waitForStatus('worker', 'twice', ['DONE']);
+    assert.deepEqual(done.taskResponseList.map((r: any) => [r.status, r.attempts]), [[1, 1]]);
+    assert.equal(console1.lines.filter((l) => l.msg === 'running handler' && l.taskId === created.json.id).length, 1);
+    // Stopped, console1 would have given back anything it had not acked.
+    assert.equal(await console1.stop(), 0);
+    const { messageCount } = await h.withChannel((ch) => ch.checkQueue(queueName('tasker', 'worker', 'console1')));
+    assert.equal(messageCount, 0, 'the copy was not acked');
+    managers.set('console1', await h.startManager('console1'));
   });
 });

@@ -55,6 +55,18 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`HTTP co
       assert.equal(res.status, 201);
       assert.equal(res.json.type, 'backup');
     });
+
+    it('tells identifiers apart by case', async function () {
+      const upper = await h.post('worker', { identifier: 'Case-A', payload: { sleep: 0, n: 1 }, endpoints: ['console1'] });
+      const lower = await h.post('worker', { identifier: 'case-a', payload: { sleep: 0, n: 2 }, endpoints: ['console1'] });
+      assert.equal(upper.status, 201);
+      assert.equal(lower.status, 201);
+      assert.notEqual(lower.json.id, upper.json.id);
+      const readUpper = await h.get('worker/Case-A');
+      const readLower = await h.get('worker/case-a');
+      assert.deepEqual([readUpper.json.task.payload.n, readLower.json.task.payload.n], [1, 2]);
+      assert.equal((await h.get('worker/CASE-A')).status, 404);
+    });
   });
 
   describe('bad input: a JSON error, nothing stored', function () {
@@ -72,6 +84,7 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`HTTP co
       { name: 'endpoints with a bad name', body: '{"identifier": "x4", "endpoints": ["../etc"]}', status: 400, code: 'invalid_request' },
       { name: 'an endpoint listed twice', body: '{"identifier": "x5", "endpoints": ["a", "a"]}', status: 400, code: 'invalid_request' },
       { name: 'an unknown field', body: '{"identifier": "x6", "priority": 1}', status: 400, code: 'invalid_request' },
+      { name: 'a payload nested too deep', body: `{"identifier": "x7", "payload": ${'['.repeat(50_000)}${']'.repeat(50_000)}}`, status: 400, code: 'invalid_request' },
       { name: 'a content type that is not JSON', body: '{"identifier": "x7"}', headers: { 'content-type': 'text/plain' }, status: 415, code: 'unsupported_media_type' },
       { name: 'form data', body: 'identifier=x8', headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, code: 'unsupported_media_type' },
       { name: 'an unknown task type', type: 'nosuchtype', body: '{"identifier": "x9"}', status: 404, code: 'not_found' },

@@ -210,12 +210,12 @@ export class Harness {
   }
 
   /** A manager process; the returned Proc may be stopped and the manager started again. */
-  spawnManager(endpoint: string, taskTypes: string[] = []): Proc {
-    return this.spawn(`manager ${endpoint}`, ['manager.js', '--endpoint', endpoint, ...taskTypes.flatMap((t) => ['--tasktype', t])]);
+  spawnManager(endpoint: string, taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}): Proc {
+    return this.spawn(`manager ${endpoint}`, ['manager.js', '--endpoint', endpoint, ...taskTypes.flatMap((t) => ['--tasktype', t])], env);
   }
 
-  async startManager(endpoint: string, taskTypes: string[] = []): Promise<Proc> {
-    const p = this.spawnManager(endpoint, taskTypes);
+  async startManager(endpoint: string, taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+    const p = this.spawnManager(endpoint, taskTypes, env);
     await p.waitReady();
     return p;
   }

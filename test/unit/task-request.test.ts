@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { InvalidRequestError } from '../../manager/errors';
-import { canonicalJson, parseTaskRequest, requestHash } from '../../manager/task-request';
+import { canonicalJson, MAX_PAYLOAD_DEPTH, parseTaskRequest, requestHash } from '../../manager/task-request';
 
 describe('task requests', function () {
   it('accepts the seed body', function () {
@@ -17,6 +17,18 @@ describe('task requests', function () {
       { identifier: 'a', endpoints: [''] }, { identifier: 'a', extra: 1 }]) {
       assert.throws(() => parseTaskRequest(body), InvalidRequestError, JSON.stringify(body));
     }
+  });
+
+  it('refuses payloads nested deeper than the limit, and takes one at the limit', function () {
+    const nest = (levels: number): unknown => {
+      let v: unknown = 1;
+      for (let i = 0; i < levels; i++) v = i % 2 ? [v] : { k: v };
+      return v;
+    };
+    assert.doesNotThrow(() => requestHash(parseTaskRequest({ identifier: 'a', payload: nest(MAX_PAYLOAD_DEPTH) })));
+    assert.throws(() => parseTaskRequest({ identifier: 'a', payload: nest(MAX_PAYLOAD_DEPTH + 1) }), /nested deeper/);
+    // Deep enough to overflow the stack of anything recursive.
+    assert.throws(() => parseTaskRequest({ identifier: 'a', payload: nest(200_000) }), /nested deeper/);
   });
 
   it('hashes equal requests equally whatever the key order, and different ones differently', function () {
