@@ -91,21 +91,25 @@ export class Completion {
   }
 
   /**
-   * Locks the tasks (ascending id: one lock order for every transaction, so no deadlocks) and loads
-   * their response rows. Returns the ids that exist.
+   * Locks the tasks (ascending id: one lock order for every transaction, so no deadlocks) and, in the
+   * same statement, loads the items' response rows. Every writer of a response locks its task first,
+   * so while these task locks are held nobody else can change those rows. Returns the ids that exist.
    */
-  private async lock(em: EntityManager, taskIds: number[]): Promise<{ tasks: Set<number>; responses: Map<string, ResponseRow> }> {
-    const ids = [...new Set(taskIds)].sort((a, b) => a - b);
+  private async lock(em: EntityManager, items: ResponseKey[]): Promise<{ tasks: Set<number>; responses: Map<string, ResponseRow> }> {
+    const ids = [...new Set(items.map((i) => i.taskId))].sort((a, b) => a - b);
+    const endpoints = [...new Set(items.map((i) => i.endpoint))];
     const forUpdate = this.mysql ? ' FOR UPDATE' : '';
-    const found: { id: number }[] = await em.query(`SELECT id FROM task WHERE id IN (${marks(ids.length)}) ORDER BY id${forUpdate}`, ids);
-    const tasks = new Set(found.map((r) => Number(r.id)));
+    const rows: { task: number; id: number | null; endpoint: string | null; status: number | null; attempts: number | null }[] = await em.query(
+      `SELECT t.id AS task, r.id, r.endpoint, r.status, r.attempts FROM task t
+       LEFT JOIN task_response r ON r.task_id = t.id AND r.endpoint IN (${marks(endpoints.length)})
+       WHERE t.id IN (${marks(ids.length)}) ORDER BY t.id${forUpdate}`, [...endpoints, ...ids]);
+    const tasks = new Set<number>();
     const responses = new Map<string, ResponseRow>();
-    if (tasks.size > 0) {
-      const rows: ResponseRow[] = await em.query(
-        `SELECT id, task_id, endpoint, status, attempts FROM task_response WHERE task_id IN (${marks(tasks.size)})${forUpdate}`, [...tasks]);
-      for (const r of rows) {
-        responses.set(keyOf(Number(r.task_id), r.endpoint), { ...r, id: Number(r.id), task_id: Number(r.task_id), status: Number(r.status), attempts: Number(r.attempts) });
-      }
+    for (const r of rows) {
+      const task = Number(r.task);
+      tasks.add(task);
+      if (r.id === null || r.endpoint === null) continue;
+      responses.set(keyOf(task, r.endpoint), { id: Number(r.id), task_id: task, endpoint: r.endpoint, status: Number(r.status), attempts: Number(r.attempts) });
     }
     return { tasks, responses };
   }
@@ -117,7 +121,7 @@ export class Completion {
   receiveMany(items: ReceiveItem[], now: Date, maxAttempts: number): Promise<ReceiveOutcome[]> {
     const t = sqlTime(now);
     return transaction(this.ds, async (em) => {
-      const { tasks, responses } = await this.lock(em, items.map((i) => i.taskId));
+      const { tasks, responses } = await this.lock(em, items);
       const inserts: { row: ResponseRow; startedAt: string }[] = [];
       const retried = new Set<number>();
       const received = new Map<number, number>();
@@ -164,8 +168,10 @@ export class Completion {
    */
   async lookupMany(items: ResponseKey[]): Promise<ResponseState[]> {
     const ids = [...new Set(items.map((i) => i.taskId))];
+    const endpoints = [...new Set(items.map((i) => i.endpoint))];
     const rows: { id: number; endpoint: string | null; status: number | null }[] = await exclusive(this.ds, () => this.ds.query(
-      `SELECT t.id, r.endpoint, r.status FROM task t LEFT JOIN task_response r ON r.task_id = t.id WHERE t.id IN (${marks(ids.length)})`, ids));
+      `SELECT t.id, r.endpoint, r.status FROM task t LEFT JOIN task_response r ON r.task_id = t.id AND r.endpoint IN (${marks(endpoints.length)})
+       WHERE t.id IN (${marks(ids.length)})`, [...endpoints, ...ids]));
     const tasks = new Set<number>();
     const states = new Map<string, ResponseState>();
     for (const r of rows) {
@@ -183,7 +189,7 @@ export class Completion {
   finishMany(items: FinishItem[], now: Date): Promise<boolean[]> {
     const t = sqlTime(now);
     return transaction(this.ds, async (em) => {
-      const { tasks, responses } = await this.lock(em, items.map((i) => i.taskId));
+      const { tasks, responses } = await this.lock(em, items);
       const done = new Map<number, FinishItem>();
       const inserts: FinishItem[] = [];
       const finished = new Map<number, number>();

@@ -21,19 +21,27 @@ function serializeError(err: unknown): unknown {
   return out;
 }
 
-export function createLogger(base: LogFields = {}, level: LogLevel = 'info'): Logger {
-  const min = LEVELS[level];
-  const write = (lvl: LogLevel, msg: string, fields?: LogFields): void => {
-    if (LEVELS[lvl] < min) return;
-    const entry: LogFields = { time: new Date().toISOString(), level: lvl, msg, ...base };
+/** A class, not closures: a child is made per message, so making one must cost next to nothing. */
+class JsonLogger implements Logger {
+  constructor(private readonly base: LogFields, private readonly level: LogLevel, private readonly min: number) {}
+
+  private write(lvl: LogLevel, msg: string, fields?: LogFields): void {
+    if (LEVELS[lvl] < this.min) return;
+    const entry: LogFields = { time: new Date().toISOString(), level: lvl, msg, ...this.base };
     for (const [k, v] of Object.entries(fields ?? {})) entry[k] = k === 'err' ? serializeError(v) : v;
     (LEVELS[lvl] >= LEVELS.warn ? process.stderr : process.stdout).write(JSON.stringify(entry) + '\n');
-  };
-  return {
-    debug: (m, f) => write('debug', m, f),
-    info: (m, f) => write('info', m, f),
-    warn: (m, f) => write('warn', m, f),
-    error: (m, f) => write('error', m, f),
-    child: (fields) => createLogger({ ...base, ...fields }, level),
-  };
+  }
+
+  debug(msg: string, fields?: LogFields): void { this.write('debug', msg, fields); }
+  info(msg: string, fields?: LogFields): void { this.write('info', msg, fields); }
+  warn(msg: string, fields?: LogFields): void { this.write('warn', msg, fields); }
+  error(msg: string, fields?: LogFields): void { this.write('error', msg, fields); }
+
+  child(fields: LogFields): Logger {
+    return new JsonLogger({ ...this.base, ...fields }, this.level, this.min);
+  }
+}
+
+export function createLogger(base: LogFields = {}, level: LogLevel = 'info'): Logger {
+  return new JsonLogger(base, level, LEVELS[level]);
 }
