@@ -44,7 +44,9 @@ export interface BaselineResult {
   e2e_ms: { p50: number; p99: number };
 }
 
-export async function runBaseline(cfg: BaselineConfig, tasks: number, concurrency: number, payload: unknown): Promise<BaselineResult> {
+export async function runBaseline(
+  cfg: BaselineConfig, tasks: number, concurrency: number, payload: unknown, warmup = 0,
+): Promise<BaselineResult> {
   const pool = mysql.createPool({ uri: cfg.mysqlUri, connectionLimit: 10, dateStrings: true });
   await pool.query(`CREATE TABLE IF NOT EXISTS baseline_task (id INT AUTO_INCREMENT PRIMARY KEY, identifier VARCHAR(64) NOT NULL,
     payload LONGTEXT, UNIQUE KEY (identifier)) ENGINE=InnoDB`);
@@ -62,32 +64,47 @@ export async function runBaseline(cfg: BaselineConfig, tasks: number, concurrenc
 
   const sent = new Map<number, number>();
   const postMs: number[] = [];
-  let next = 0;
-  const t0 = Date.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < tasks) {
-      const i = next++;
-      const start = Date.now();
-      const body = JSON.stringify(payload);
-      const [res] = await pool.query('INSERT INTO baseline_task (identifier, payload) VALUES (?, ?)', [`b-${i}`, body]) as [{ insertId: number }, unknown];
-      const id = res.insertId;
-      sent.set(id, start);
-      await new Promise<void>((resolve, reject) => {
-        ch.publish(EXCHANGE, '', Buffer.from(JSON.stringify({ id, identifier: `b-${i}`, payload })),
-          { persistent: true, contentType: 'application/json', messageId: String(id) }, (err) => (err ? reject(err) : resolve()));
-      });
-      postMs.push(Date.now() - start);
+  const run = async (prefix: string, count: number): Promise<void> => {
+    let next = 0;
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        const i = next++;
+        const start = Date.now();
+        const body = JSON.stringify(payload);
+        const [res] = await pool.query('INSERT INTO baseline_task (identifier, payload) VALUES (?, ?)', [`${prefix}${i}`, body]) as [{ insertId: number }, unknown];
+        const id = res.insertId;
+        sent.set(id, start);
+        await new Promise<void>((resolve, reject) => {
+          ch.publish(EXCHANGE, '', Buffer.from(JSON.stringify({ id, identifier: `${prefix}${i}`, payload })),
+            { persistent: true, contentType: 'application/json', messageId: String(id) }, (err) => (err ? reject(err) : resolve()));
+        });
+        postMs.push(Date.now() - start);
+      }
+    }));
+  };
+  const allDone = async (total: number): Promise<void> => {
+    for (;;) {
+      const [rows] = await pool.query('SELECT COUNT(*) AS n FROM baseline_response') as [{ n: number }[], unknown];
+      if (Number(rows[0].n) >= total * cfg.endpoints.length) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
-  }));
-  const tAccepted = Date.now();
-  for (;;) {
-    const [rows] = await pool.query('SELECT COUNT(*) AS n FROM baseline_response') as [{ n: number }[], unknown];
-    if (Number(rows[0].n) >= tasks * cfg.endpoints.length) break;
-    await new Promise((resolve) => setTimeout(resolve, 20));
+  };
+  if (warmup > 0) {
+    await run('w-', warmup);
+    await allDone(warmup);
+    sent.clear();
+    postMs.length = 0;
   }
-  const tDone = Date.now();
-  const [done] = await pool.query('SELECT task_id, MAX(created) AS t FROM baseline_response GROUP BY task_id') as [{ task_id: number; t: string }[], unknown];
-  const e2e = done.map((r) => Date.parse(r.t.replace(' ', 'T') + 'Z') - (sent.get(r.task_id) ?? NaN));
+  const t0 = Date.now();
+  await run('b-', tasks);
+  const tAccepted = Date.now();
+  await allDone(warmup + tasks);
+  const [done] = await pool.query(`SELECT r.task_id, MAX(r.created) AS t FROM baseline_response r JOIN baseline_task t ON t.id = r.task_id
+    WHERE t.identifier LIKE 'b-%' GROUP BY r.task_id`) as [{ task_id: number; t: string }[], unknown];
+  const finishedAt = done.map((r) => Date.parse(r.t.replace(' ', 'T') + 'Z'));
+  const e2e = done.map((r, i) => finishedAt[i] - (sent.get(r.task_id) ?? NaN));
+  // When the last response was written, as the database recorded it (not when the poll noticed).
+  const tDone = Math.max(...finishedAt);
   for (const c of children) c.kill('SIGTERM');
   await Promise.all(children.map((c) => new Promise((resolve) => c.once('exit', resolve))));
   await conn.close();
