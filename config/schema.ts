@@ -157,8 +157,11 @@ export const SCHEMA: Rule = {
   },
 };
 
-/** RabbitMQ's default `consumer_timeout` (since 3.8.15), in seconds. */
-export const RABBITMQ_CONSUMER_TIMEOUT_S = 1800;
+/**
+ * The longest handler_timeout with RabbitMQ, in seconds: its default `consumer_timeout` (30 minutes, since
+ * 3.8.15) less a minute to commit the response and ack.
+ */
+export const RABBITMQ_MAX_HANDLER_TIMEOUT_S = 1800 - 60;
 
 export class ConfigError extends Error {
   readonly code = 'config_invalid';
@@ -246,8 +249,8 @@ export function validateConfig(raw: unknown): Config {
   };
   // RabbitMQ closes a channel whose delivery stays unacked longer than its consumer_timeout (30 minutes
   // by default), and with it every other delivery on that channel: a handler must finish well before.
-  if (cfg.manager.transport === 'rabbitmq' && cfg.manager.handler_timeout > RABBITMQ_CONSUMER_TIMEOUT_S) {
-    fail('manager.handler_timeout', `must be at most ${RABBITMQ_CONSUMER_TIMEOUT_S} s with RabbitMQ (its consumer_timeout); got ${cfg.manager.handler_timeout}`);
+  if (cfg.manager.transport === 'rabbitmq' && cfg.manager.handler_timeout > RABBITMQ_MAX_HANDLER_TIMEOUT_S) {
+    fail('manager.handler_timeout', `must be at most ${RABBITMQ_MAX_HANDLER_TIMEOUT_S} s with RabbitMQ (its 30-minute consumer_timeout less a minute to commit and ack); got ${cfg.manager.handler_timeout}`);
   }
   if (cfg.manager.receipt_delay >= cfg.api.wait_for_endpoints_timeout) {
     fail('manager.receipt_delay', `must be shorter than api.wait_for_endpoints_timeout (${cfg.api.wait_for_endpoints_timeout} s)`);

@@ -6,6 +6,18 @@
  * not an unreachable database): then the items are written again one by one, so that one bad item fails
  * alone.
  */
+export interface BatcherOptions<I> {
+  /** Most items in one batch. */
+  maxBatch: number;
+  /** Batches written at the same time. */
+  maxConcurrent?: number;
+  /** Whether a failed batch is written again item by item. */
+  split?: (err: unknown) => boolean;
+  /** An item's size (e.g. bytes of SQL it adds); a batch stays within `maxWeight`, but always takes one item. */
+  weigh?: (item: I) => number;
+  maxWeight?: number;
+}
+
 interface Pending<I, O> {
   item: I;
   resolve: (o: O) => void;
@@ -17,12 +29,11 @@ export class Batcher<I, O> {
   private running = 0;
   private scheduled = false;
 
-  constructor(
-    private readonly write: (items: I[]) => Promise<O[]>,
-    private readonly maxBatch: number,
-    private readonly maxConcurrent = 1,
-    private readonly split: (err: unknown) => boolean = () => false,
-  ) {}
+  private readonly maxConcurrent: number;
+
+  constructor(private readonly write: (items: I[]) => Promise<O[]>, private readonly options: BatcherOptions<I>) {
+    this.maxConcurrent = options.maxConcurrent ?? 1;
+  }
 
   submit(item: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
@@ -43,7 +54,7 @@ export class Batcher<I, O> {
 
   private drain(): void {
     while (this.running < this.maxConcurrent && this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
+      const batch = this.queue.splice(0, this.batchLength());
       this.running++;
       this.writeBatch(batch).finally(() => {
         this.running--;
@@ -52,12 +63,22 @@ export class Batcher<I, O> {
     }
   }
 
+  private batchLength(): number {
+    const { maxBatch, weigh, maxWeight = Infinity } = this.options;
+    const limit = Math.min(maxBatch, this.queue.length);
+    if (!weigh) return limit;
+    let n = 1;
+    let weight = weigh(this.queue[0].item);
+    while (n < limit && (weight += weigh(this.queue[n].item)) <= maxWeight) n++;
+    return n;
+  }
+
   private async writeBatch(batch: Pending<I, O>[]): Promise<void> {
     try {
       const results = await this.write(batch.map((b) => b.item));
       batch.forEach((b, i) => b.resolve(results[i]));
     } catch (err) {
-      if (batch.length === 1 || !this.split(err)) {
+      if (batch.length === 1 || !this.options.split?.(err)) {
         batch.forEach((b) => b.reject(err));
         return;
       }

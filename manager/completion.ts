@@ -27,6 +27,11 @@ export interface ReceiveItem extends ResponseKey {
    * first run may have started without a record (see EndpointManager), otherwise 1.
    */
   firstAttempt: number;
+  /**
+   * The receipt of a handler already running unrecorded: creates the row if there is none and otherwise
+   * changes nothing (a row there was made by another copy, whose attempt is counted already).
+   */
+  receiptOnly: boolean;
   /** When the handler started, for a receipt written while it runs; otherwise now. */
   startedAt?: Date;
 }
@@ -130,14 +135,15 @@ export class Completion {
         const key = keyOf(item.taskId, item.endpoint);
         const row = responses.get(key);
         if (!row) {
-          // Left to finishMany, which creates the row as it finishes it.
-          if (item.firstAttempt > maxAttempts) return { action: 'exhausted', attempts: item.firstAttempt - 1 };
-          const created: ResponseRow = { id: null, task_id: item.taskId, endpoint: item.endpoint, status: 0, attempts: item.firstAttempt };
+          // Never exhausted without a row of attempts: a redelivered message may not have started at all.
+          const attempts = Math.min(item.firstAttempt, maxAttempts);
+          const created: ResponseRow = { id: null, task_id: item.taskId, endpoint: item.endpoint, status: 0, attempts };
           responses.set(key, created);
           inserts.push({ row: created, startedAt: item.startedAt ? sqlTime(item.startedAt) : t });
           received.set(item.taskId, (received.get(item.taskId) ?? 0) + 1);
-          return { action: 'run', attempt: item.firstAttempt };
+          return { action: 'run', attempt: attempts };
         }
+        if (item.receiptOnly) return row.status === 1 ? { action: 'finished' } : { action: 'run', attempt: row.attempts };
         if (row.status === 1) return { action: 'finished' };
         if (row.attempts >= maxAttempts) return { action: 'exhausted', attempts: row.attempts };
         row.attempts++;

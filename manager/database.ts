@@ -96,7 +96,9 @@ export async function migrate(ds: DataSource): Promise<void> {
   }
   const runner = ds.createQueryRunner();
   try {
-    await runner.query(`SELECT GET_LOCK('tasker_migrations', 60)`);
+    // A migration may rebuild a large table: wait as long as it takes rather than run it a second time.
+    const [lock] = await runner.query(`SELECT GET_LOCK('tasker_migrations', 600) AS got`) as { got: number | null }[];
+    if (Number(lock?.got) !== 1) throw new Error('another process has been migrating the database for 10 minutes; not migrating beside it');
     await ds.runMigrations();
   } finally {
     await runner.query(`SELECT RELEASE_LOCK('tasker_migrations')`).catch(() => undefined);

@@ -30,6 +30,15 @@ export interface EndpointManagerOptions {
   logger: Logger;
 }
 
+/** Results of one finish batch, by `resultWeight`; one larger result (up to MAX_RESPONSE_PAYLOAD_BYTES) goes alone. */
+const MAX_FINISH_BATCH_BYTES = 4 * 1024 * 1024;
+
+/** About the SQL a result adds, escaping included (at most every character doubled). */
+function resultWeight(item: FinishItem): number {
+  const { payload, errmsg } = item.result;
+  return 2 * ((payload === null ? 0 : JSON.stringify(payload).length) + (errmsg?.length ?? 0)) + 256;
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -53,9 +62,12 @@ export class EndpointManager {
   constructor(private readonly o: EndpointManagerOptions) {
     const completion = new Completion(o.ds);
     const split = (err: unknown): boolean => !isTransientDbError(err);
-    this.lookup = new Batcher((items) => completion.lookupMany(items), o.maxBatch, 1, split);
-    this.receiver = new Batcher((items) => completion.receiveMany(items, new Date(), o.maxAttempts), o.maxBatch, 1, split);
-    this.finisher = new Batcher((items) => completion.finishMany(items, new Date()), o.maxBatch, 1, split);
+    this.lookup = new Batcher((items) => completion.lookupMany(items), { maxBatch: o.maxBatch, split });
+    this.receiver = new Batcher((items) => completion.receiveMany(items, new Date(), o.maxAttempts), { maxBatch: o.maxBatch, split });
+    // Results travel in one statement: a batch stays well within MySQL's max_allowed_packet (16 MiB by default).
+    this.finisher = new Batcher((items) => completion.finishMany(items, new Date()), {
+      maxBatch: o.maxBatch, split, weigh: resultWeight, maxWeight: MAX_FINISH_BATCH_BYTES,
+    });
     this.registry = new EndpointRegistry(o.ds);
     this.log = o.logger.child({ endpoint: o.endpoint });
   }
@@ -124,15 +136,16 @@ export class EndpointManager {
 
   /**
    * A copy of a task whose handler is running in this process (a redelivery after a lost channel, a
-   * resend) waits for that run, which commits the response, and is then acked without running again.
+   * resend) waits for that run, so that the handler never runs twice side by side here.
    */
   private async handle(msg: TaskMessage, d: Delivery, log: Logger): Promise<void> {
     const running = this.running.get(msg.id);
     if (running) {
       log.info('task is running here already; this copy waits for it');
       await running.catch(() => undefined);
-      d.ack();
-      return;
+      // Decided again from the database: normally the run committed and this copy is acked unrun; if
+      // the run failed (its delivery handed back on a channel that is gone), this copy takes it over.
+      return this.handle(msg, d, log);
     }
     const run = this.runOnce(msg, d, log);
     this.running.set(msg.id, run);
@@ -149,17 +162,19 @@ export class EndpointManager {
    * in the same transaction as the task's counters (a receipt is written only if the handler outlasts
    * `receiptDelayMs`). Anything else (a redelivery, a resend, a row already there) is recorded first, with
    * its attempt counted, so that a handler that crashes the process runs a bounded number of times. A
-   * crash during an unrecorded first run is counted on the redelivery, which starts at attempt 2.
+   * crash during an unrecorded first run is counted on the broker's redelivery of that message, which
+   * starts at attempt 2. (A resend starts at 1: it may be the only copy ever sent. In standalone mode, where
+   * a restart resends, at most one unrecorded run comes on top of `maxAttempts`.)
    */
   private async runOnce(msg: TaskMessage, d: Delivery, log: Logger): Promise<void> {
     const key = { taskId: msg.id, endpoint: this.o.endpoint };
-    if (this.o.receiptDelayMs > 0 && !d.redelivered) {
+    if (this.o.receiptDelayMs > 0 && !d.redelivered && !d.resent) {
       const state = await this.withDbRetry('look up', () => this.lookup.submit(key));
       if (state === 'fresh') return this.runUnrecorded(msg, d, log);
       if (state !== 'started') return this.settleWithoutRunning(state, d, log);
     }
     const firstAttempt = d.redelivered && this.o.receiptDelayMs > 0 ? 2 : 1;
-    const outcome = await this.withDbRetry('receive', () => this.receiver.submit({ ...key, firstAttempt }));
+    const outcome = await this.withDbRetry('receive', () => this.receiver.submit({ ...key, firstAttempt, receiptOnly: false }));
     if (outcome.action === 'unknown' || outcome.action === 'finished') return this.settleWithoutRunning(outcome.action, d, log);
     if (outcome.action === 'exhausted') {
       const result = { payload: null, errnr: ERRNR_ATTEMPTS_EXHAUSTED, errmsg: `handler did not finish in ${outcome.attempts} attempts` };
@@ -178,7 +193,7 @@ export class EndpointManager {
   private async runUnrecorded(msg: TaskMessage, d: Delivery, log: Logger): Promise<void> {
     const startedAt = new Date();
     const timer = setTimeout(() => {
-      void this.withDbRetry('receive', () => this.receiver.submit({ taskId: msg.id, endpoint: this.o.endpoint, firstAttempt: 1, startedAt }))
+      void this.withDbRetry('receive', () => this.receiver.submit({ taskId: msg.id, endpoint: this.o.endpoint, firstAttempt: 1, receiptOnly: true, startedAt }))
         .catch((err: unknown) => log.warn('could not record the receipt of a running task', { err }));
     }, this.o.receiptDelayMs);
     let result: HandlerResult;

@@ -50,8 +50,8 @@ const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
 /** errmsg is a TEXT column (65,535 bytes): at most 4 bytes a character in utf8mb4. */
 export const MAX_ERRMSG_CHARS = 16_000;
-/** A response payload larger than this (as JSON) is refused: it would not fit one MySQL packet beside its batch. */
-export const MAX_RESPONSE_PAYLOAD_BYTES = 8 * 1024 * 1024;
+/** A response payload larger than this (as JSON) is refused: escaped, it must fit one MySQL packet (max_allowed_packet, 16 MiB by default). */
+export const MAX_RESPONSE_PAYLOAD_BYTES = 4 * 1024 * 1024;
 
 /**
  * What a handler left in its response, made storable: whatever it set, the row can be written (one bad

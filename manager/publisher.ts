@@ -24,7 +24,7 @@ export class Publisher {
     this.sent = new Batcher<number, void>(async (ids) => {
       await this.tasks.markSent(ids, new Date());
       return ids.map((): void => undefined);
-    }, maxBatch);
+    }, { maxBatch });
   }
 
   private async publish(task: Task, options: PublishOptions = {}): Promise<void> {
@@ -73,7 +73,7 @@ export class Publisher {
     for (;;) {
       let sent = 0;
       const claimed = await this.tasks.claim(selection, afterId, RESEND_BATCH, async (tasks, em) => {
-        const results = await Promise.allSettled(tasks.map((t) => this.publish(t, { resend: true })));
+        const results = await Promise.allSettled(tasks.map((t) => this.publish(t, { resend: selection.kind })));
         const ok = tasks.filter((_t, i) => results[i].status === 'fulfilled').map((t) => t.id);
         await this.tasks.markSent(ok, new Date(), em);
         sent = ok.length;

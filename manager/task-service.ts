@@ -29,7 +29,7 @@ export class TaskService {
   constructor(private readonly deps: TaskServiceDeps) {
     this.types = new Set(deps.taskTypes);
     // Concurrent POSTs share one transaction; each answer still waits for its commit.
-    this.creator = new Batcher((items) => deps.tasks.createMany(items), deps.maxBatch);
+    this.creator = new Batcher((items) => deps.tasks.createMany(items), { maxBatch: deps.maxBatch });
   }
 
   private requireType(type: string): void {

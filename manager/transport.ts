@@ -4,8 +4,10 @@ import type { TaskMessage } from './wire';
 export interface Delivery {
   readonly body: Buffer;
   readonly contentType: string | undefined;
-  /** The broker delivered this message before, or it is a resend: an earlier copy may have started. */
+  /** This very message was delivered before (and may have started its handler there). */
   readonly redelivered: boolean;
+  /** A task published again by the resend job: another copy may have been delivered before. */
+  readonly resent: boolean;
   /** Done with it: the response is committed (or the task is not for this endpoint). */
   ack(): void;
   /** Not a valid task, or out of attempts: move it to the dead-letter queue. */
@@ -15,8 +17,12 @@ export interface Delivery {
 }
 
 export interface PublishOptions {
-  /** A task sent before (resend, redelivery on start): its deliveries arrive marked `redelivered`. */
-  resend?: boolean;
+  /**
+   * `unsent`: sent again because the broker never confirmed it (deliveries marked `resent`); `unfinished`:
+   * sent again on start by a transport that lost its queues, which stands for the broker's own redelivery
+   * (deliveries marked `redelivered`).
+   */
+  resend?: 'unsent' | 'unfinished';
 }
 
 export type DeliveryHandler = (delivery: Delivery) => Promise<void>;

@@ -18,9 +18,9 @@ export interface TaskMessage {
 export const CONTENT_TYPE = 'application/json';
 
 /**
- * AMQP header set (true) on a task published again by the resend or redelivery job: an endpoint may
- * have seen, and started, an earlier copy, so it must count this one as a further attempt. The
- * broker's own `redelivered` flag covers redeliveries of the same message.
+ * AMQP header set (true) on a task published again by the resend job (the broker had not confirmed the
+ * first publish): an endpoint may have seen an earlier copy, so it looks at its records before running
+ * this one. Redeliveries of the same message carry the broker's own `redelivered` flag instead.
  */
 export const RESENT_HEADER = 'x-tasker-resent';
 

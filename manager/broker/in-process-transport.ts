@@ -7,6 +7,7 @@ import { CONTENT_TYPE, encodeMessage, TaskMessage } from '../wire';
 interface Queued {
   body: Buffer;
   redelivered: boolean;
+  resent: boolean;
 }
 
 interface Queue {
@@ -64,7 +65,7 @@ export class InProcessTransport implements Transport {
     if (this.closed) throw new BrokerUnavailableError('the in-process transport is closed');
     const body = encodeMessage(message);
     for (const q of this.exchanges.get(message.type) ?? []) {
-      q.messages.push({ body, redelivered: options.resend === true });
+      q.messages.push({ body, redelivered: options.resend === 'unfinished', resent: options.resend === 'unsent' });
       this.schedule(q);
     }
   }
@@ -106,12 +107,13 @@ export class InProcessTransport implements Transport {
       body: item.body,
       contentType: CONTENT_TYPE,
       redelivered: item.redelivered,
+      resent: item.resent,
       ack: settle(() => undefined),
       deadLetter: settle(() => {
         this.deadLetters.push(item.body);
         if (this.deadLetters.length > MAX_DEAD_LETTERS) this.deadLetters.shift();
       }),
-      release: settle(() => q.messages.unshift({ body: item.body, redelivered: true })),
+      release: settle(() => q.messages.unshift({ ...item, redelivered: true })),
     };
     handler(delivery).catch((err: unknown) => {
       this.log.error('delivery handler failed', { queue: q.name, err });

@@ -271,7 +271,8 @@ export class RabbitTransport implements Transport {
     const delivery: Delivery = {
       body: msg.content,
       contentType: msg.properties.contentType as string | undefined,
-      redelivered: msg.fields.redelivered || (msg.properties.headers as Record<string, unknown> | undefined)?.[RESENT_HEADER] === true,
+      redelivered: msg.fields.redelivered,
+      resent: (msg.properties.headers as Record<string, unknown> | undefined)?.[RESENT_HEADER] === true,
       ack: () => settle('ack', () => ch.ack(msg)),
       deadLetter: () => settle('dead-letter', () => ch.nack(msg, false, false)),
       release: () => settle('release', () => ch.nack(msg, false, true)),

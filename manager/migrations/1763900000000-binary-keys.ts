@@ -4,6 +4,9 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * Identifiers, task types and endpoint names are case-sensitive keys (`ABC` and `abc` are two tasks), but
  * the tables were created with the connection's case-insensitive collation, under which the unique keys
  * and every lookup treat them as one. Binary collation on MySQL; SQLite compares text bytewise already.
+ * MySQL rebuilds the tables to change it, blocking writes meanwhile: on a large existing database, let
+ * the first process to start after the upgrade migrate while the others are stopped. `down` fails once
+ * identifiers that differ only by case exist, as it must.
  */
 const COLUMNS: [table: string, column: string, length: number][] = [
   ['task', 'identifier', 64],

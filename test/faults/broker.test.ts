@@ -52,6 +52,9 @@ describe('faults: RabbitMQ', function () {
     await h.checkInvariants(accepted, QUEUES);
     // Both API instances ran the resend job over the same rows; SKIP LOCKED kept them apart.
     for (const id of ids) assert.deepEqual(deliveries(id), [1, 1], `task ${id} delivered ${deliveries(id)} times`);
+    // A resend is the only copy ever delivered here: its run is the first attempt, not a second.
+    const attempts = await h.query(`SELECT DISTINCT attempts FROM task_response WHERE task_id IN (${ids.map(() => '?').join(', ')})`, ids);
+    assert.deepEqual(attempts.map((r) => Number(r.attempts)), [1]);
   });
 
   it('reconnects after the broker closes every connection, and goes on', async function () {

@@ -58,7 +58,7 @@ describe('configuration', function () {
 
   it('keeps handler_timeout within RabbitMQ\'s consumer timeout and receipt_delay under the INCOMPLETE timeout', function () {
     const load = (env: Record<string, string>) => loadConfig({ mode: 'x', env, configDir: configDir(MINIMAL) });
-    assert.throws(() => load({ TASKER_MANAGER__HANDLER_TIMEOUT: '3600' }), /'manager\.handler_timeout': must be at most 1800 s with RabbitMQ/);
+    assert.throws(() => load({ TASKER_MANAGER__HANDLER_TIMEOUT: '3600' }), /'manager\.handler_timeout': must be at most 1740 s with RabbitMQ/);
     assert.equal(load({ TASKER_MANAGER__HANDLER_TIMEOUT: '3600', TASKER_MANAGER__TRANSPORT: 'in-process' }).manager.handler_timeout, 3600);
     assert.throws(() => load({ TASKER_MANAGER__RECEIPT_DELAY: '5', TASKER_API__WAIT_FOR_ENDPOINTS_TIMEOUT: '5' }),
       /'manager\.receipt_delay': must be shorter than api\.wait_for_endpoints_timeout/);
