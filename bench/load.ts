@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { Pool } from 'undici';
 
 export interface PostResult {
   sentAt: number;
@@ -6,33 +7,30 @@ export interface PostResult {
   status: number;
 }
 
-/** Keep-alive HTTP POSTs of JSON bodies, `concurrency` at a time, one per request. */
+/**
+ * Keep-alive HTTP POSTs of JSON bodies, `concurrency` at a time, one per request. The client is undici's
+ * connection pool: it shares the 2 cores with the system under test, and costs about half the CPU of
+ * `http.request` for the same requests.
+ */
 export async function postAll(
   port: number, path: (i: number) => string, body: (i: number) => string, count: number, concurrency: number,
 ): Promise<PostResult[]> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: concurrency, pipelining: 1 });
   const results: PostResult[] = new Array(count);
   let next = 0;
-  const one = (i: number): Promise<void> => new Promise((resolve, reject) => {
+  const one = async (i: number): Promise<void> => {
     const data = body(i);
     const sentAt = performance.timeOrigin + performance.now();
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: path(i), agent,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
-      res.resume();
-      res.on('end', () => {
-        results[i] = { sentAt, doneAt: performance.timeOrigin + performance.now(), status: res.statusCode ?? 0 };
-        resolve();
-      });
-    });
-    req.on('error', reject);
-    req.end(data);
-  });
+    const res = await pool.request({ method: 'POST', path: path(i), body: data, headers: { 'content-type': 'application/json' } });
+    await res.body.dump();
+    results[i] = { sentAt, doneAt: performance.timeOrigin + performance.now(), status: res.statusCode };
+  };
   try {
     await Promise.all(Array.from({ length: concurrency }, async () => {
       while (next < count) await one(next++);
     }));
   } finally {
-    agent.destroy();
+    await pool.close();
   }
   return results;
 }
