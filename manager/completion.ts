@@ -1,6 +1,6 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { dialectOf, exclusive, transaction } from './database';
-import { sqlTime, writeJson } from './sql-values';
+import { sqlTime } from './sql-values';
 
 /**
  * Completion without races: a task's counters are moved by UPDATE statements in the same transaction
@@ -58,6 +58,8 @@ export type ResponseState =
 
 export interface FinishItem extends ResponseKey {
   result: HandlerResult;
+  /** `result.payload` as stored: serialised once, by whoever sizes the batch, not again here. */
+  payloadJson: string | null;
   /** When the handler started: the start_time of a response row this finish creates. */
   startedAt: Date;
 }
@@ -78,6 +80,7 @@ async function execute(em: EntityManager, sql: string, params: unknown[]): Promi
   return result.affected ?? 0;
 }
 
+const addTo = (m: Map<number, number>, id: number, n: number): void => { m.set(id, (m.get(id) ?? 0) + n); };
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
 const keyOf = (taskId: number, endpoint: string): string => `${taskId}\u0000${endpoint}`;
 
@@ -96,14 +99,15 @@ export class Completion {
   }
 
   /**
-   * Locks the tasks (ascending id: one lock order for every transaction, so no deadlocks) and, in the
-   * same statement, loads the items' response rows. Every writer of a response locks its task first,
-   * so while these task locks are held nobody else can change those rows. Returns the ids that exist.
+   * The tasks among the items' that exist and the items' response rows, in one statement. With `lock`,
+   * the tasks are locked (ascending id: one lock order for every transaction, so no deadlocks): every
+   * writer of a response locks its task first, so while these locks are held nobody else can change
+   * those rows.
    */
-  private async lock(em: EntityManager, items: ResponseKey[]): Promise<{ tasks: Set<number>; responses: Map<string, ResponseRow> }> {
+  private async read(em: EntityManager, items: ResponseKey[], lock: boolean): Promise<{ tasks: Set<number>; responses: Map<string, ResponseRow> }> {
     const ids = [...new Set(items.map((i) => i.taskId))].sort((a, b) => a - b);
     const endpoints = [...new Set(items.map((i) => i.endpoint))];
-    const forUpdate = this.mysql ? ' FOR UPDATE' : '';
+    const forUpdate = lock && this.mysql ? ' FOR UPDATE' : '';
     const rows: { task: number; id: number | null; endpoint: string | null; status: number | null; attempts: number | null }[] = await em.query(
       `SELECT t.id AS task, r.id, r.endpoint, r.status, r.attempts FROM task t
        LEFT JOIN task_response r ON r.task_id = t.id AND r.endpoint IN (${marks(endpoints.length)})
@@ -126,7 +130,7 @@ export class Completion {
   receiveMany(items: ReceiveItem[], now: Date, maxAttempts: number): Promise<ReceiveOutcome[]> {
     const t = sqlTime(now);
     return transaction(this.ds, async (em) => {
-      const { tasks, responses } = await this.lock(em, items);
+      const { tasks, responses } = await this.read(em, items, true);
       const inserts: { row: ResponseRow; startedAt: string }[] = [];
       const retried = new Set<number>();
       const received = new Map<number, number>();
@@ -140,7 +144,7 @@ export class Completion {
           const created: ResponseRow = { id: null, task_id: item.taskId, endpoint: item.endpoint, status: 0, attempts };
           responses.set(key, created);
           inserts.push({ row: created, startedAt: item.startedAt ? sqlTime(item.startedAt) : t });
-          received.set(item.taskId, (received.get(item.taskId) ?? 0) + 1);
+          addTo(received, item.taskId, 1);
           return { action: 'run', attempt: attempts };
         }
         if (item.receiptOnly) return row.status === 1 ? { action: 'finished' } : { action: 'run', attempt: row.attempts };
@@ -173,18 +177,12 @@ export class Completion {
    * every write that follows still goes through the locked transactions below, which see the truth.
    */
   async lookupMany(items: ResponseKey[]): Promise<ResponseState[]> {
-    const ids = [...new Set(items.map((i) => i.taskId))];
-    const endpoints = [...new Set(items.map((i) => i.endpoint))];
-    const rows: { id: number; endpoint: string | null; status: number | null }[] = await exclusive(this.ds, () => this.ds.query(
-      `SELECT t.id, r.endpoint, r.status FROM task t LEFT JOIN task_response r ON r.task_id = t.id AND r.endpoint IN (${marks(endpoints.length)})
-       WHERE t.id IN (${marks(ids.length)})`, [...endpoints, ...ids]));
-    const tasks = new Set<number>();
-    const states = new Map<string, ResponseState>();
-    for (const r of rows) {
-      tasks.add(Number(r.id));
-      if (r.endpoint !== null) states.set(keyOf(Number(r.id), r.endpoint), Number(r.status) === 1 ? 'finished' : 'started');
-    }
-    return items.map((i) => (tasks.has(i.taskId) ? states.get(keyOf(i.taskId, i.endpoint)) ?? 'fresh' : 'unknown'));
+    const { tasks, responses } = await exclusive(this.ds, () => this.read(this.ds.manager, items, false));
+    return items.map((i) => {
+      if (!tasks.has(i.taskId)) return 'unknown';
+      const row = responses.get(keyOf(i.taskId, i.endpoint));
+      return row ? (row.status === 1 ? 'finished' : 'started') : 'fresh';
+    });
   }
 
   /**
@@ -195,13 +193,12 @@ export class Completion {
   finishMany(items: FinishItem[], now: Date): Promise<boolean[]> {
     const t = sqlTime(now);
     return transaction(this.ds, async (em) => {
-      const { tasks, responses } = await this.lock(em, items);
+      const { tasks, responses } = await this.read(em, items, true);
       const done = new Map<number, FinishItem>();
       const inserts: FinishItem[] = [];
       const finished = new Map<number, number>();
       const failed = new Map<number, number>();
       const received = new Map<number, number>();
-      const count = (m: Map<number, number>, id: number, n: number): void => { m.set(id, (m.get(id) ?? 0) + n); };
       const results = items.map((item) => {
         if (!tasks.has(item.taskId)) return false;
         const key = keyOf(item.taskId, item.endpoint);
@@ -210,14 +207,14 @@ export class Completion {
         if (row) {
           row.status = 1;
           done.set(row.id as number, item);
-          count(received, item.taskId, 0);
+          addTo(received, item.taskId, 0);
         } else {
           responses.set(key, { id: null, task_id: item.taskId, endpoint: item.endpoint, status: 1, attempts: 1 });
           inserts.push(item);
-          count(received, item.taskId, 1);
+          addTo(received, item.taskId, 1);
         }
-        count(finished, item.taskId, 1);
-        count(failed, item.taskId, item.result.errnr === 0 ? 0 : 1);
+        addTo(finished, item.taskId, 1);
+        addTo(failed, item.taskId, item.result.errnr === 0 ? 0 : 1);
         return true;
       });
       if (finished.size === 0) return results;
@@ -225,7 +222,7 @@ export class Completion {
         const field = (get: (i: FinishItem) => unknown) => caseById(new Map([...done].map(([id, i]) => [id, get(i)])));
         const [errnr, errnrP] = field((i) => i.result.errnr);
         const [errmsg, errmsgP] = field((i) => i.result.errmsg);
-        const [payload, payloadP] = field((i) => writeJson(i.result.payload));
+        const [payload, payloadP] = field((i) => i.payloadJson);
         await em.query(`UPDATE task_response SET status = 1, errnr = ${errnr}, errmsg = ${errmsg}, payload = ${payload},
           last_modified_time = ? WHERE id IN (${marks(done.size)})`, [...errnrP, ...errmsgP, ...payloadP, t, ...done.keys()]);
       }
@@ -233,7 +230,7 @@ export class Completion {
         await em.query(
           `INSERT INTO task_response (task_id, endpoint, status, errnr, errmsg, payload, attempts, start_time, last_modified_time) VALUES
            ${inserts.map(() => '(?, ?, 1, ?, ?, ?, 1, ?, ?)').join(', ')}`,
-          inserts.flatMap((i) => [i.taskId, i.endpoint, i.result.errnr, i.result.errmsg, writeJson(i.result.payload), sqlTime(i.startedAt), t]));
+          inserts.flatMap((i) => [i.taskId, i.endpoint, i.result.errnr, i.result.errmsg, i.payloadJson, sqlTime(i.startedAt), t]));
       }
       // Every expression reads the old row whatever the engine: MySQL applies SET left to right, so the
       // assignments that test `status` and `finished_count` come before the ones that change them.

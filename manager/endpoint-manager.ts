@@ -8,6 +8,7 @@ import { startPeriodic, PeriodicJob } from './jobs';
 import type { Logger } from './logger';
 import type { Delivery, Transport } from './transport';
 import { decodeMessage, TaskMessage } from './wire';
+import { writeJson } from './sql-values';
 import { InvalidMessageError } from './errors';
 
 export interface EndpointManagerOptions {
@@ -35,8 +36,7 @@ const MAX_FINISH_BATCH_BYTES = 4 * 1024 * 1024;
 
 /** About the SQL a result adds, escaping included (at most every character doubled). */
 function resultWeight(item: FinishItem): number {
-  const { payload, errmsg } = item.result;
-  return 2 * ((payload === null ? 0 : JSON.stringify(payload).length) + (errmsg?.length ?? 0)) + 256;
+  return 2 * ((item.payloadJson?.length ?? 0) + (item.result.errmsg?.length ?? 0)) + 256;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -184,10 +184,7 @@ export class EndpointManager {
       return;
     }
     const startedAt = new Date();
-    const result = await this.runHandler(msg, outcome.attempt, log);
-    await this.finish(msg, result, startedAt);
-    log.info('task finished', { errnr: result.errnr });
-    d.ack();
+    await this.finishAndAck(msg, d, log, await this.runHandler(msg, outcome.attempt, log), startedAt);
   }
 
   private async runUnrecorded(msg: TaskMessage, d: Delivery, log: Logger): Promise<void> {
@@ -202,8 +199,12 @@ export class EndpointManager {
     } finally {
       clearTimeout(timer);
     }
-    // Not waited for: the receipt and the finish may commit in either order (a receipt that comes
+    // The receipt is not waited for: it and the finish may commit in either order (a receipt that comes
     // second finds the row finished and writes nothing), and a finish must not wait on a receipt's retries.
+    await this.finishAndAck(msg, d, log, result, startedAt);
+  }
+
+  private async finishAndAck(msg: TaskMessage, d: Delivery, log: Logger, result: HandlerResult, startedAt: Date): Promise<void> {
     await this.finish(msg, result, startedAt);
     log.info('task finished', { errnr: result.errnr });
     d.ack();
@@ -230,7 +231,8 @@ export class EndpointManager {
   }
 
   private finish(msg: TaskMessage, result: HandlerResult, startedAt: Date): Promise<boolean> {
-    return this.withDbRetry('finish', () => this.finisher.submit({ taskId: msg.id, endpoint: this.o.endpoint, result, startedAt }));
+    const item: FinishItem = { taskId: msg.id, endpoint: this.o.endpoint, result, payloadJson: writeJson(result.payload), startedAt };
+    return this.withDbRetry('finish', () => this.finisher.submit(item));
   }
 
   /**
