@@ -25,10 +25,32 @@ export default tseslint.config(
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off', '@typescript-eslint/no-non-null-assertion': 'off' },
   },
+  // The two sides and what they share: the endpoint side (manager/) and the protocol never reach the
+  // server side or a database driver; the common helpers (lib/) reach nothing of the project.
   {
     files: ['manager/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: ['../api/*', '../handlers/*', '../../api/*', '../../handlers/*'] }],
+      'no-restricted-imports': ['error', { patterns: [
+        { group: ['**/api', '**/api/**', '**/handlers', '**/handlers/**', '**/scripts/**'], message: 'The endpoint side imports nothing of the server side.' },
+        { group: ['typeorm', 'mysql2', 'mysql2/*', 'better-sqlite3'], message: 'An endpoint manager holds no database connection.' },
+      ] }],
+    },
+  },
+  {
+    files: ['protocol/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [
+        { group: ['**/api', '**/api/**', '**/manager', '**/manager/**', '**/handlers/**', '**/scripts/**'], message: 'The protocol is what both sides import; it imports neither.' },
+        { group: ['typeorm', 'mysql2', 'mysql2/*', 'better-sqlite3'], message: 'The protocol knows nothing of storage.' },
+      ] }],
+    },
+  },
+  {
+    files: ['lib/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [
+        { group: ['**/api/**', '**/manager/**', '**/protocol/**', '**/handlers/**', '**/scripts/**'], message: 'lib/ holds helpers of every part and imports none.' },
+      ] }],
     },
   },
 );

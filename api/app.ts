@@ -1,6 +1,6 @@
 import Koa from 'koa';
-import type { Logger } from '../manager/logger';
-import type { TaskService } from '../manager/task-service';
+import type { Logger } from '../lib/logger';
+import type { TaskService } from './task-service';
 import { errorMiddleware } from './error-middleware';
 import { tasksRouter } from './routes/tasks';
 

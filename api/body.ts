@@ -1,6 +1,6 @@
 import type { Context } from 'koa';
 import getRawBody from 'raw-body';
-import { InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../manager/errors';
+import { InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../lib/errors';
 
 /**
  * Reads a JSON request body. The media type is checked first and the size limit is enforced while

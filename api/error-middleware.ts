@@ -1,6 +1,6 @@
 import type { Middleware } from 'koa';
-import { NotFoundError, TaskerError } from '../manager/errors';
-import type { Logger } from '../manager/logger';
+import { NotFoundError, TaskerError } from '../lib/errors';
+import type { Logger } from '../lib/logger';
 
 const HTTP_CODES: Record<number, string> = {
   404: 'not_found', 405: 'method_not_allowed', 413: 'payload_too_large', 501: 'not_implemented',

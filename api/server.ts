@@ -2,33 +2,38 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DataSource } from 'typeorm';
 import type { Config } from '../config/schema';
-import { Completion } from '../manager/completion';
-import { EndpointRegistry } from '../manager/endpoint-registry';
-import { startPeriodic } from '../manager/jobs';
-import type { Logger } from '../manager/logger';
-import { Publisher } from '../manager/publisher';
-import { ResponseStore } from '../manager/response-store';
-import { TaskService } from '../manager/task-service';
-import { TaskStore } from '../manager/task-store';
-import type { Transport } from '../manager/transport';
+import type { Logger } from '../lib/logger';
+import { startPeriodic } from '../lib/periodic';
+import type { ServerTransport } from '../protocol/server-transport';
 import { createApp } from './app';
+import { Collector } from './collector';
+import { Publisher } from './publisher';
+import { StateResponder } from './state-responder';
+import { Completion } from './storage/completion';
+import { EndpointRegistry } from './storage/endpoint-registry';
+import { ResponseStore } from './storage/response-store';
+import { TaskStore } from './storage/task-store';
+import { TaskService } from './task-service';
 
 export interface ApiDeps {
   config: Config;
   ds: DataSource;
-  transport: Transport;
+  transport: ServerTransport;
   logger: Logger;
 }
 
 export interface ApiServer {
   readonly port: number;
-  /** Stops accepting requests, lets in-flight ones complete, stops the periodic jobs. */
-  stop(): Promise<void>;
+  /** Stops accepting requests and lets in-flight ones complete (the first step of a shutdown). */
+  stopHttp(): Promise<void>;
+  /** Stops consuming events and state requests, lets those in hand finish, stops the periodic jobs. */
+  stopBackground(): Promise<void>;
 }
 
 /**
- * Starts the HTTP API and its periodic jobs: resending tasks the broker never confirmed and marking
- * INCOMPLETE the tasks some expected endpoint never received. Both are safe with several instances.
+ * The server side: the HTTP API, the collector of response events, the state responder, and the
+ * periodic jobs (resending tasks the broker never confirmed, marking INCOMPLETE the tasks some expected
+ * endpoint never received). Every part is safe with several instances.
  */
 export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const { config, ds, transport } = deps;
@@ -36,12 +41,21 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const tasks = new TaskStore(ds);
   const publisher = new Publisher(transport, tasks, log);
   const completion = new Completion(ds);
+  const registry = new EndpointRegistry(ds);
   const service = new TaskService({
     taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, tasks,
-    responses: new ResponseStore(ds), registry: new EndpointRegistry(ds), publisher, maxBatch: 256,
+    responses: new ResponseStore(ds), registry, publisher, maxBatch: 256,
   });
-  let stopping: Promise<void> | null = null;
-  const app = createApp({ service, bodyLimit: config.api.body_limit, logger: log, draining: () => stopping !== null });
+  const identity = config.api.endpoint_identity;
+  const batchSize = config.api.collector_batch;
+  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, logger: log });
+  const responder = new StateResponder({ completion, transport, identity, batchSize, logger: log });
+  await transport.start();
+  await collector.start();
+  await responder.start();
+
+  let draining = false;
+  const app = createApp({ service, bodyLimit: config.api.body_limit, logger: log, draining: () => draining });
   const server = http.createServer(app.callback());
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
@@ -52,7 +66,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     });
   });
   const port = (server.address() as AddressInfo).port;
-  // A transport that kept nothing across the restart: hand every unfinished task out again.
+  // A broker that kept nothing across the restart: hand every unfinished task out again.
   if (!transport.durable) await publisher.redeliverUnfinished();
   const jobs = [
     startPeriodic('resend', config.api.resend_interval * 1000, () => publisher.resendUnsent(config.api.resend_after * 1000), log),
@@ -61,18 +75,29 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   ];
   log.info('listening', { host: config.api.host, port });
 
+  let httpStopped: Promise<void> | null = null;
+  let backgroundStopped: Promise<void> | null = null;
+  const timeoutMs = config.api.shutdown_timeout * 1000;
   return {
     port,
-    stop() {
-      stopping ??= (async () => {
+    stopHttp() {
+      httpStopped ??= (async () => {
+        draining = true;
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
-        const timeout = new Promise<void>((resolve) => setTimeout(resolve, config.api.shutdown_timeout * 1000).unref());
+        const timeout = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref());
         await Promise.race([closed, timeout]);
         server.closeAllConnections();
+      })();
+      return httpStopped;
+    },
+    stopBackground() {
+      backgroundStopped ??= (async () => {
+        await transport.stopConsuming();
+        await Promise.all([collector.drain(timeoutMs), responder.drain(timeoutMs)]);
         await Promise.all(jobs.map((j) => j.stop()));
       })();
-      return stopping;
+      return backgroundStopped;
     },
   };
 }

@@ -1,5 +1,5 @@
-import type { Task } from '../manager/entities/task';
-import type { TaskResponse } from '../manager/entities/task-response';
+import type { Task } from './storage/entities/task';
+import type { TaskResponse } from './storage/entities/task-response';
 
 /**
  * The JSON shapes of the API: the seed's field names and value types, plus a few additions

@@ -4,8 +4,9 @@
  * unknown keys and wrong types by their full dotted name.
  */
 
-export const TASK_TYPE_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
-export const ENDPOINT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+import { ENDPOINT_PATTERN, RESERVED_TASK_TYPES, TASK_TYPE_PATTERN } from '../protocol/names';
+
+export { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from '../protocol/names';
 
 export interface EndpointConfig {
   readonly name: string;
@@ -14,6 +15,7 @@ export interface EndpointConfig {
 }
 
 export interface DbConfig {
+  /** Empty for a process that needs no database (an endpoint manager). */
   readonly uri: string;
   readonly verbose: boolean;
   /** Optional superuser URI that initialize uses to create the database and the application user. */
@@ -51,6 +53,10 @@ export interface Config {
     readonly shutdown_timeout: number;
     /** Endpoints silent for longer than this many seconds are no longer expected by tasks that list none. */
     readonly endpoint_expiry: number;
+    /** How the server side knows which endpoint sent an event: the event's field, or the RabbitMQ user (`user_id`). */
+    readonly endpoint_identity: 'shared_user' | 'per_endpoint_user';
+    /** Most response events (or state requests) written in one transaction. */
+    readonly collector_batch: number;
   };
   readonly manager: {
     /** How tasks travel: RabbitMQ, or in-process queues when API and managers share one process. */
@@ -63,6 +69,8 @@ export interface Config {
     readonly handlers_dir: string;
     readonly heartbeat_interval: number;
     readonly max_attempts: number;
+    /** Seconds a manager waits for the server side's answer about a redelivered task before asking again. */
+    readonly state_timeout: number;
     readonly shutdown_timeout: number;
     readonly db: DbConfig;
     readonly message_queue: MessageQueueConfig;
@@ -107,6 +115,8 @@ export const SCHEMA: Rule = {
         sweep_interval: num(5, 0.05, 3600),
         shutdown_timeout: num(10, 0.1, 600),
         endpoint_expiry: num(86400, 1, 86400 * 365),
+        endpoint_identity: { kind: 'enum', values: ['shared_user', 'per_endpoint_user'], default: 'shared_user' },
+        collector_batch: int(500, 1, 10_000),
       },
     },
     manager: {
@@ -119,11 +129,12 @@ export const SCHEMA: Rule = {
         handlers_dir: str('handlers', /^[A-Za-z0-9_][A-Za-z0-9_./-]*$/),
         heartbeat_interval: num(10, 0.1, 3600),
         max_attempts: int(5, 1, 1000),
+        state_timeout: num(10, 0.1, 600),
         shutdown_timeout: num(30, 0.1, 3600),
         db: {
           kind: 'object',
           fields: {
-            uri: str(),
+            uri: str(''),
             verbose: { kind: 'bool', default: false },
             admin_uri: str(''),
             pool_size: int(10, 1, 500),
@@ -256,6 +267,9 @@ export function validateConfig(raw: unknown): Config {
     fail('manager.receipt_delay', `must be shorter than api.wait_for_endpoints_timeout (${cfg.api.wait_for_endpoints_timeout} s)`);
   }
   if (cfg.task_types.length === 0) fail('task_types', 'must list at least one task type');
+  cfg.task_types.forEach((t, i) => {
+    if (RESERVED_TASK_TYPES.includes(t)) fail(`task_types[${i}]`, `'${t}' is reserved (${RESERVED_TASK_TYPES.join(', ')} name the server side's own queues)`);
+  });
   if (new Set(cfg.task_types).size !== cfg.task_types.length) fail('task_types', 'has duplicates');
   const seen = new Set<string>();
   cfg.manager.endpoints.forEach((ep, i) => {

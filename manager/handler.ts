@@ -1,4 +1,15 @@
-import type { HandlerResult } from './completion';
+import {
+  ERRNR_BAD_RESULT, ERRNR_HANDLER_THREW, ERRNR_HANDLER_TIMEOUT, MAX_ERRMSG_CHARS, MAX_RESPONSE_PAYLOAD_BYTES,
+} from '../protocol/wire';
+
+export { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_BAD_RESULT, ERRNR_HANDLER_THREW, ERRNR_HANDLER_TIMEOUT, MAX_ERRMSG_CHARS } from '../protocol/wire';
+
+/** What a handler run leaves: the response's result. */
+export interface HandlerResult {
+  payload: unknown;
+  errnr: number;
+  errmsg: string | null;
+}
 
 /**
  * The handler contract (SPEC §7): `handlers/<task_type>.ts` exports `handleTask(task, response)`, which
@@ -31,12 +42,6 @@ export interface HandlerModule {
   handleTask: HandleTask;
 }
 
-/** errnr values the manager itself sets. Handlers use their own numbers (the seed's backup used 32). */
-export const ERRNR_HANDLER_THREW = 1;
-export const ERRNR_HANDLER_TIMEOUT = 124;
-export const ERRNR_ATTEMPTS_EXHAUSTED = 125;
-export const ERRNR_BAD_RESULT = 126;
-
 export function isHandlerModule(value: unknown): value is HandlerModule {
   return typeof (value as { handleTask?: unknown } | null)?.handleTask === 'function';
 }
@@ -45,17 +50,13 @@ function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** errnr is an INT column. */
+/** errnr is a 32-bit integer on the wire and in the database. */
 const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
-/** errmsg is a TEXT column (65,535 bytes): at most 4 bytes a character in utf8mb4. */
-export const MAX_ERRMSG_CHARS = 16_000;
-/** A response payload larger than this (as JSON) is refused: escaped, it must fit one MySQL packet (max_allowed_packet, 16 MiB by default). */
-export const MAX_RESPONSE_PAYLOAD_BYTES = 4 * 1024 * 1024;
 
 /**
- * What a handler left in its response, made storable: whatever it set, the row can be written (one bad
- * result must not fail the batch it is written with). A payload that is not JSON, or too large, becomes
+ * What a handler left in its response, made storable: whatever it set, the result event is valid and its
+ * row can be written (one bad result must not fail the batch it is written with). A payload that is not JSON, or too large, becomes
  * an error result naming the problem; an errnr outside INT becomes ERRNR_HANDLER_THREW; a long errmsg is cut.
  */
 export function storableResult(payload: unknown, errnr: unknown, errmsg: unknown): HandlerResult {

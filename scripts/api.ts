@@ -1,10 +1,16 @@
 import { startApi } from '../api/server';
-import { closeSteps, openContext } from './compose';
+import { Connections, openDb } from './compose';
 import { main, requireSharedTransport } from './main';
 
 main('api', {}, async ({ config, logger }) => {
   requireSharedTransport(config);
-  const ctx = await openContext(config, logger, 'api');
-  const api = await startApi(ctx);
-  return [{ name: 'stop http', run: () => api.stop() }, ...closeSteps(ctx)];
+  const ds = await openDb(config, logger);
+  const transport = new Connections(config, logger).server('api');
+  const api = await startApi({ config, ds, transport, logger });
+  return [
+    { name: 'stop http', run: () => api.stopHttp() },
+    { name: 'stop collector, state responder and jobs', run: () => api.stopBackground() },
+    { name: 'close broker connection', run: () => transport.close() },
+    { name: 'close database', run: () => ds.destroy() },
+  ];
 });

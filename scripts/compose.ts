@@ -3,34 +3,60 @@ import type { DataSource } from 'typeorm';
 import { projectRoot } from '../config/loader';
 import type { Config, EndpointConfig } from '../config/schema';
 import { loadHandlers } from '../handlers';
-import { InProcessTransport } from '../manager/broker/in-process-transport';
-import { RabbitTransport } from '../manager/broker/rabbit-transport';
-import { createDataSource, openDatabase } from '../manager/database';
+import { createDataSource, openDatabase } from '../api/storage/database';
+import type { ShutdownStep } from '../lib/lifecycle';
+import type { Logger } from '../lib/logger';
 import { EndpointManager } from '../manager/endpoint-manager';
-import type { ShutdownStep } from '../manager/lifecycle';
-import type { Logger } from '../manager/logger';
-import type { Transport } from '../manager/transport';
+import type { Broker } from '../protocol/broker';
+import { EndpointTransport } from '../protocol/endpoint-transport';
+import { InProcessBroker } from '../protocol/in-process/in-process-broker';
+import { RabbitBroker } from '../protocol/rabbitmq/rabbit-broker';
+import { ServerTransport } from '../protocol/server-transport';
+import { Topology } from '../protocol/topology';
 
-/** What every process builds once and hands to its parts. */
-export interface Context {
-  config: Config;
-  logger: Logger;
-  ds: DataSource;
-  transport: Transport;
+/** How long an endpoint's publish waits for the broker's confirm before it is tried again. */
+const ENDPOINT_PUBLISH_TIMEOUT_MS = 30_000;
+
+export function topologyOf(config: Config): Topology {
+  return new Topology(config.manager.message_queue.exchange, config.manager.message_queue.queue_type);
 }
 
-export async function openContext(config: Config, logger: Logger, role: string): Promise<Context> {
-  const ds = await openDatabase(() => createDataSource(config.manager.db, projectRoot()), logger);
-  const mq = config.manager.message_queue;
-  const transport: Transport = config.manager.transport === 'in-process'
-    ? new InProcessTransport(mq.exchange, mq.prefetch, logger)
-    : new RabbitTransport(mq, { connectionName: `tasker ${role} pid ${process.pid}`, publishTimeoutMs: config.api.publish_timeout * 1000, logger });
-  await transport.start();
-  return { config, logger, ds, transport };
+/**
+ * Broker connections of this process: to RabbitMQ, one per part (the server side, each endpoint), or,
+ * with `manager.transport: in-process`, to the one in-process broker they all share.
+ */
+export class Connections {
+  private world: InProcessBroker | null = null;
+
+  constructor(private readonly config: Config, private readonly logger: Logger) {}
+
+  private connect(name: string, user: string, publishTimeoutMs: number): Broker {
+    const mq = this.config.manager.message_queue;
+    if (this.config.manager.transport === 'in-process') {
+      this.world ??= new InProcessBroker(this.logger);
+      return this.world.connect(user);
+    }
+    return new RabbitBroker(mq, { connectionName: name, publishTimeoutMs, logger: this.logger });
+  }
+
+  server(role: string): ServerTransport {
+    const broker = this.connect(`tasker ${role} pid ${process.pid}`, this.config.manager.message_queue.username, this.config.api.publish_timeout * 1000);
+    return new ServerTransport(broker, topologyOf(this.config), this.config.task_types);
+  }
+
+  endpoint(name: string): EndpointTransport {
+    // In-process, an endpoint authenticates as itself, as it would with its own RabbitMQ user.
+    const user = this.config.manager.transport === 'in-process' ? name : this.config.manager.message_queue.username;
+    return new EndpointTransport(this.connect(`tasker manager ${name} pid ${process.pid}`, user, ENDPOINT_PUBLISH_TIMEOUT_MS), topologyOf(this.config), name);
+  }
 }
 
-export async function startEndpointManagers(ctx: Context, endpoints: readonly EndpointConfig[]): Promise<EndpointManager[]> {
-  const m = ctx.config.manager;
+export function openDb(config: Config, logger: Logger): Promise<DataSource> {
+  return openDatabase(() => createDataSource(config.manager.db, projectRoot()), logger);
+}
+
+export async function startEndpointManagers(config: Config, logger: Logger, connections: Connections, endpoints: readonly EndpointConfig[]): Promise<EndpointManager[]> {
+  const m = config.manager;
   const managers: EndpointManager[] = [];
   for (const ep of endpoints) {
     const manager = new EndpointManager({
@@ -40,10 +66,10 @@ export async function startEndpointManagers(ctx: Context, endpoints: readonly En
       heartbeatIntervalMs: m.heartbeat_interval * 1000,
       maxAttempts: m.max_attempts,
       receiptDelayMs: m.receipt_delay * 1000,
-      maxBatch: m.message_queue.prefetch,
-      ds: ctx.ds,
-      transport: ctx.transport,
-      logger: ctx.logger,
+      stateTimeoutMs: m.state_timeout * 1000,
+      prefetch: m.message_queue.prefetch,
+      transport: connections.endpoint(ep.name),
+      logger,
     });
     await manager.start();
     managers.push(manager);
@@ -51,17 +77,7 @@ export async function startEndpointManagers(ctx: Context, endpoints: readonly En
   return managers;
 }
 
-/** Shutdown order: stop intake (done by the caller's first steps), in-flight work, broker, database. */
-export function managerShutdownSteps(ctx: Context, managers: EndpointManager[]): ShutdownStep[] {
-  return [
-    { name: 'stop consuming', run: () => ctx.transport.stopConsuming() },
-    { name: 'finish in-flight tasks', run: () => Promise.all(managers.map((mg) => mg.drain(ctx.config.manager.shutdown_timeout * 1000))) },
-  ];
-}
-
-export function closeSteps(ctx: Context): ShutdownStep[] {
-  return [
-    { name: 'close broker connection', run: () => ctx.transport.close() },
-    { name: 'close database', run: () => ctx.ds.destroy() },
-  ];
+/** Stops the managers: consuming, then in-flight work (up to `manager.shutdown_timeout`), then their connections. */
+export function managerShutdownSteps(config: Config, managers: EndpointManager[]): ShutdownStep[] {
+  return [{ name: 'stop endpoint managers', run: () => Promise.all(managers.map((mg) => mg.stop(config.manager.shutdown_timeout * 1000))) }];
 }

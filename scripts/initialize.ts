@@ -1,11 +1,14 @@
+import { createDataSource, openDatabase } from '../api/storage/database';
+import { createDatabase, resetTables } from '../api/storage/provision';
+import { RabbitAdmin } from '../api/rabbit-admin';
 import { projectRoot } from '../config/loader';
-import { createDataSource, openDatabase } from '../manager/database';
-import { createDatabase, RabbitAdmin, resetTables } from '../manager/provision';
+import { Connections } from './compose';
 import { main } from './main';
 
 /**
  * `npm run initialize -- --mode M [--database] [--rabbitmq]`: resets the tables and/or the RabbitMQ
- * vhost, user and permissions; both when neither flag is given. Destroys the mode's data.
+ * vhost, its application user, permissions, exchanges and server queues; both when neither flag is
+ * given. Destroys the mode's data (and the endpoint users' permissions on the vhost).
  */
 main('initialize', {
   database: { type: 'boolean' },
@@ -22,8 +25,16 @@ main('initialize', {
     }
     logger.info('tables reset');
   }
-  if (values.rabbitmq || both) {
+  if ((values.rabbitmq || both) && config.manager.transport === 'rabbitmq') {
     await new RabbitAdmin(config.rabbitmq).resetVhost(config.manager.message_queue);
-    logger.info('rabbitmq vhost, user and permissions reset', { vhost: config.manager.message_queue.virtual_host });
+    // The exchanges exist from now on, so endpoint managers may start before the API.
+    const transport = new Connections(config, logger).server('initialize');
+    try {
+      await transport.start();
+      if (!transport.connected) throw new Error('could not connect to RabbitMQ to declare the exchanges and queues');
+    } finally {
+      await transport.close();
+    }
+    logger.info('rabbitmq vhost, user, permissions, exchanges and queues reset', { vhost: config.manager.message_queue.virtual_host });
   }
 });

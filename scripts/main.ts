@@ -1,8 +1,8 @@
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { ConfigError, loadConfig } from '../config/loader';
 import type { Config } from '../config/schema';
-import { createShutdown, ShutdownStep } from '../manager/lifecycle';
-import { createLogger, Logger } from '../manager/logger';
+import { createShutdown, ShutdownStep } from '../lib/lifecycle';
+import { createLogger, Logger } from '../lib/logger';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -10,6 +10,7 @@ export interface MainInput {
   config: Config;
   logger: Logger;
   values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  positionals: string[];
 }
 
 /**
@@ -19,11 +20,13 @@ export interface MainInput {
  */
 export function main(
   name: string, options: Options, run: (input: MainInput) => Promise<ShutdownStep[] | void>, defaultMode?: string,
+  frame: { allowPositionals?: boolean } = {},
 ): void {
   let values: MainInput['values'];
+  let positionals: string[];
   let config: Config;
   try {
-    ({ values } = parseArgs({ options: { mode: { type: 'string' }, ...options }, strict: true, allowPositionals: false }));
+    ({ values, positionals } = parseArgs({ options: { mode: { type: 'string' }, ...options }, strict: true, allowPositionals: frame.allowPositionals ?? false }));
     config = loadConfig({ mode: (values.mode as string | undefined) ?? process.env.TASKER_MODE ?? defaultMode });
   } catch (err) {
     process.stderr.write(`${name}: ${(err as Error).message}\n`);
@@ -31,7 +34,7 @@ export function main(
   }
   const logger = createLogger({ process: name, pid: process.pid }, config.log_level);
   process.on('unhandledRejection', (err) => logger.error('unhandled rejection', { err }));
-  run({ config, logger, values }).then((steps) => {
+  run({ config, logger, values, positionals }).then((steps) => {
     if (!steps) return;
     const shutdown = createShutdown(steps, logger);
     let signalled = false;

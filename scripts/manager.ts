@@ -1,10 +1,11 @@
 import { ENDPOINT_PATTERN, EndpointConfig } from '../config/schema';
-import { closeSteps, managerShutdownSteps, openContext, startEndpointManagers } from './compose';
+import { Connections, managerShutdownSteps, startEndpointManagers } from './compose';
 import { main, requireSharedTransport } from './main';
 
 /**
  * `npm run manager -- --endpoint NAME [--endpoint NAME2] --mode M [--tasktype T ...]`: endpoint managers
- * in the foreground. Task types default to the endpoint's entry in `manager.endpoints`, else all.
+ * in the foreground, each with its own broker connection, and no database. Task types default to the
+ * endpoint's entry in `manager.endpoints`, else all.
  */
 main('manager', {
   endpoint: { type: 'string', multiple: true },
@@ -22,7 +23,6 @@ main('manager', {
     const configured = config.manager.endpoints.find((e) => e.name === name);
     return { name, task_types: requested.length ? requested : configured?.task_types ?? config.task_types };
   });
-  const ctx = await openContext(config, logger, `manager ${names.join(',')}`);
-  const managers = await startEndpointManagers(ctx, endpoints);
-  return [...managerShutdownSteps(ctx, managers), ...closeSteps(ctx)];
+  const managers = await startEndpointManagers(config, logger, new Connections(config, logger), endpoints);
+  return managerShutdownSteps(config, managers);
 });

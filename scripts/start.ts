@@ -1,24 +1,29 @@
 import { startApi } from '../api/server';
-import { closeSteps, managerShutdownSteps, openContext, startEndpointManagers } from './compose';
+import { Connections, managerShutdownSteps, openDb, startEndpointManagers } from './compose';
 import { main } from './main';
 
 /**
  * `npm start [-- --mode M]`: the API and every endpoint manager of `manager.endpoints`, in one process.
- * Without a mode it runs `standalone` (SQLite, in-process queues): nothing else to install.
+ * Without a mode it runs `standalone` (SQLite, in-process broker): nothing else to install.
  */
 main('tasker', {}, async ({ config, logger }) => {
-  const ctx = await openContext(config, logger, 'all-in-one');
-  const managers = await startEndpointManagers(ctx, config.manager.endpoints);
-  const api = await startApi(ctx);
+  const ds = await openDb(config, logger);
+  const connections = new Connections(config, logger);
+  const transport = connections.server('all-in-one');
+  const api = await startApi({ config, ds, transport, logger });
+  const managers = await startEndpointManagers(config, logger, connections, config.manager.endpoints);
   const endpoints = config.manager.endpoints.map((e) => `${e.name} (${e.task_types.join(', ')})`).join('; ');
   const storage = config.manager.db.uri.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
   process.stdout.write(`tasker (${config.mode} mode) listening on http://${config.api.host}:${api.port}\n`
     + `  endpoint managers: ${endpoints || 'none'}\n`
-    + `  storage: ${storage}; transport: ${config.manager.transport}\n`
+    + `  storage: ${storage}; broker: ${config.manager.transport}\n`
     + '  Ctrl-C stops it.\n');
+  // The managers stop before the collector, so that the results of their last tasks are stored.
   return [
-    { name: 'stop http', run: () => api.stop() },
-    ...managerShutdownSteps(ctx, managers),
-    ...closeSteps(ctx),
+    { name: 'stop http', run: () => api.stopHttp() },
+    ...managerShutdownSteps(config, managers),
+    { name: 'stop collector, state responder and jobs', run: () => api.stopBackground() },
+    { name: 'close broker connection', run: () => transport.close() },
+    { name: 'close database', run: () => ds.destroy() },
   ];
 }, 'standalone');

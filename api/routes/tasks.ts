@@ -1,5 +1,5 @@
 import Router from '@koa/router';
-import type { TaskService } from '../../manager/task-service';
+import type { TaskService } from '../task-service';
 import { readJsonBody } from '../body';
 import { responseView, taskView } from '../views';
 

@@ -10,10 +10,11 @@ describe('faults: MariaDB', function () {
   const h = new Harness({ waitTimeout: 60 });
   const accepted: { type: string; identifier: string }[] = [];
   let managers: Proc[] = [];
+  let api: Proc;
 
   before(async function () {
     await h.setup();
-    await h.startApi();
+    api = await h.startApi();
     managers = await Promise.all(ENDPOINTS.map((e) => h.startManager(e, ['worker'])));
   });
 
@@ -27,7 +28,7 @@ describe('faults: MariaDB', function () {
     accepted.push({ type: 'worker', identifier });
   }
 
-  it('answers 503 quickly while it is down; managers hold their acks and resume; nothing lost or doubled', async function () {
+  it('answers 503 quickly while it is down; the collector holds the results and stores them when it is back; nothing lost or doubled', async function () {
     // Handlers still running when the database goes away: their results must wait, not be dropped.
     for (let i = 0; i < 6; i++) await post(`before-${i}`, 2);
     for (const m of managers) await m.waitForLog((l) => l.msg === 'running handler', 10_000);
@@ -46,8 +47,10 @@ describe('faults: MariaDB', function () {
       const body = (await got.json()) as any;
       assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message']);
       assert.doesNotMatch(JSON.stringify(body), /ECONNREFUSED|127\.0\.0\.1|stack/);
+      // The managers, which never touch the database, finish and ack; their results wait with the collector.
+      await api.waitForLog((l) => l.msg === 'database unavailable, retrying' && l.what === 'store events', 15_000, 'collector retry');
       for (const m of managers) {
-        await m.waitForLog((l) => l.msg === 'database unavailable, retrying' && l.what === 'finish', 15_000, 'finish retry');
+        for (let i = 0; i < 6; i++) await m.waitForLog((l) => l.msg === 'task finished' && l.identifier === `before-${i}`, 15_000, 'task finished');
       }
     } finally {
       await startMariadb();
@@ -59,6 +62,9 @@ describe('faults: MariaDB', function () {
     assert.equal((await h.get('worker/during')).status, 404);
     const attempts = await h.query('SELECT MAX(attempts) AS n FROM task_response');
     assert.equal(Number(attempts[0].n), 1);
-    for (const m of managers) assert.equal(m.child.exitCode, null, `${m.name} exited`);
+    for (const m of managers) {
+      assert.equal(m.child.exitCode, null, `${m.name} exited`);
+      assert.ok(!m.lines.some((l) => l.level === 'warn' || l.level === 'error'), `${m.name} noticed the database outage`);
+    }
   });
 });

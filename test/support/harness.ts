@@ -10,7 +10,8 @@ import amqp from 'amqplib';
 import mysql from 'mysql2/promise';
 import { loadConfig, projectRoot } from '../../config/loader';
 import type { Config } from '../../config/schema';
-import { dropDatabase, RabbitAdmin } from '../../manager/provision';
+import { RabbitAdmin } from '../../api/rabbit-admin';
+import { dropDatabase } from '../../api/storage/provision';
 
 const ROOT = projectRoot();
 const SCRIPTS = path.join(ROOT, 'dist', 'scripts');
@@ -125,6 +126,8 @@ export class Harness {
   config!: Config;
   port = 0;
   private readonly procs = new Set<Proc>();
+  /** RabbitMQ users of endpoints made by this run, deleted on teardown (users are broker-wide). */
+  private readonly endpointUsers = new Set<string>();
   private sql: mysql.Pool | null = null;
   private sqlite: BetterSqlite3.Database | null = null;
   private tmpDir: string | null = null;
@@ -202,6 +205,30 @@ export class Harness {
     return proc;
   }
 
+  /** A process that is not one of the project's (an endpoint in another language), stopped with the rest. */
+  spawnExternal(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+    const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = new Proc(name, child);
+    this.procs.add(proc);
+    void proc.exited.then(() => this.procs.delete(proc));
+    return proc;
+  }
+
+  /** Runs one of the project's commands (`scripts/<script>`) to its end. */
+  async runScript(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; output: string }> {
+    const p = this.spawn(script, [script, ...args], env);
+    const code = await p.exited;
+    return { code, output: p.raw.join('\n') };
+  }
+
+  /** `npm run endpoint -- add NAME --password P`: a RabbitMQ user of its own for the endpoint. */
+  async addEndpointUser(name: string, password: string): Promise<string> {
+    this.endpointUsers.add(name);
+    const { code, output } = await this.runScript('endpoint.js', ['add', name, '--password', password]);
+    if (code !== 0) throw new Error(`endpoint add ${name} failed (${code}):\n${output}`);
+    return output;
+  }
+
   /** An API process; `port` starts a further instance beside the first. */
   async startApi(port?: number): Promise<Proc> {
     const p = this.spawn(port ? `api ${port}` : 'api', ['api.js'], port ? { TASKER_API_PORT: String(port) } : {});
@@ -209,12 +236,18 @@ export class Harness {
     return p;
   }
 
-  /** A manager process; the returned Proc may be stopped and the manager started again. */
-  spawnManager(endpoint: string, taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}): Proc {
-    return this.spawn(`manager ${endpoint}`, ['manager.js', '--endpoint', endpoint, ...taskTypes.flatMap((t) => ['--tasktype', t])], env);
+  /**
+   * A manager process; the returned Proc may be stopped and the manager started again. It gets no
+   * database settings at all: an endpoint manager talks to the broker only.
+   */
+  spawnManager(endpoint: string | string[], taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}): Proc {
+    const names = Array.isArray(endpoint) ? endpoint : [endpoint];
+    const args = ['manager.js', ...names.flatMap((n) => ['--endpoint', n]), ...taskTypes.flatMap((t) => ['--tasktype', t])];
+    return this.spawn(`manager ${names.length > 3 ? `${names[0]}..${names[names.length - 1]}` : names.join(',')}`, args,
+      { TASKER_MANAGER__DB__URI: '', TASKER_MANAGER__DB__ADMIN_URI: '', ...env });
   }
 
-  async startManager(endpoint: string, taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+  async startManager(endpoint: string | string[], taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Proc> {
     const p = this.spawnManager(endpoint, taskTypes, env);
     await p.waitReady();
     return p;
@@ -336,6 +369,7 @@ export class Harness {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       if (open > 0) failures.push(`${open} broker connections left open`);
+      for (const user of this.endpointUsers) await this.admin().request('DELETE', `/users/${encodeURIComponent(user)}`);
       await this.admin().deleteVhost(this.config.manager.message_queue);
       await dropDatabase(this.config.manager.db);
     }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { Batcher } from '../../manager/batcher';
+import { Batcher } from '../../lib/batcher';
 
 describe('batcher (group commit)', function () {
   it('writes calls made together as one batch, within maxBatch, one result per caller', async function () {

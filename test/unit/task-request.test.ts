@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { InvalidRequestError } from '../../manager/errors';
-import { canonicalJson, MAX_PAYLOAD_DEPTH, parseTaskRequest, requestHash } from '../../manager/task-request';
+import { InvalidRequestError } from '../../lib/errors';
+import { canonicalJson, MAX_PAYLOAD_DEPTH, parseTaskRequest, requestHash } from '../../api/task-request';
 
 describe('task requests', function () {
   it('accepts the seed body', function () {

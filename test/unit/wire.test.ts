@@ -1,27 +1,99 @@
 import assert from 'node:assert/strict';
-import { InvalidMessageError } from '../../manager/errors';
-import { decodeMessage, encodeMessage, TaskMessage } from '../../manager/wire';
+import { InvalidMessageError } from '../../lib/errors';
+import { bccChunks } from '../../protocol/server-transport';
+import { Topology } from '../../protocol/topology';
+import {
+  decodeEvents, decodeStateReply, decodeStateRequest, decodeTaskMessage, encode, MAX_RESPONSE_PAYLOAD_BYTES, TaskMessage,
+} from '../../protocol/wire';
+
+const JSON_TYPE = 'application/json';
 
 describe('wire format', function () {
   const msg: TaskMessage = { id: 7, identifier: 'abc', type: 'worker', payload: { foo: 'bar' }, endpoints: ['console1'], start_time: '2026-11-22T10:00:00.000Z' };
+  const result = {
+    kind: 'result', task_id: 7, endpoint: 'console1', attempt: 1, start_time: '2026-11-22T10:00:00.000Z',
+    end_time: '2026-11-22T10:00:01.000Z', errnr: 0, errmsg: null, payload: { ok: true },
+  };
 
-  it('round-trips a task message as JSON', function () {
-    assert.deepEqual(decodeMessage(encodeMessage(msg), 'application/json'), msg);
-    assert.deepEqual(JSON.parse(encodeMessage(msg).toString()), msg);
+  it('round-trips a task message as JSON, ignoring unknown fields', function () {
+    assert.deepEqual(decodeTaskMessage(encode(msg), JSON_TYPE), msg);
+    assert.deepEqual(decodeTaskMessage(encode({ ...msg, extra: 1 }), undefined), { ...msg, extra: 1 });
+    assert.equal(decodeTaskMessage(encode({ ...msg, payload: undefined }), JSON_TYPE).payload, null);
   });
 
   it('rejects what is not a task', function () {
     const bad: [Buffer, string | undefined][] = [
-      [Buffer.from('not json'), 'application/json'],
-      [Buffer.from('[1]'), 'application/json'],
-      [Buffer.from(JSON.stringify({ ...msg, id: 'x' })), 'application/json'],
-      [Buffer.from(JSON.stringify({ ...msg, endpoints: 'console1' })), 'application/json'],
-      [Buffer.from(JSON.stringify({ ...msg, type: '../x' })), 'application/json'],
-      [Buffer.from(JSON.stringify({ ...msg, start_time: 'yesterday' })), 'application/json'],
+      [Buffer.from('not json'), JSON_TYPE],
+      [Buffer.from('[1]'), JSON_TYPE],
+      [encode({ ...msg, id: 'x' }), JSON_TYPE],
+      [encode({ ...msg, id: 0 }), JSON_TYPE],
+      [encode({ ...msg, endpoints: 'console1' }), JSON_TYPE],
+      [encode({ ...msg, endpoints: ['../x'] }), JSON_TYPE],
+      [encode({ ...msg, type: '../x' }), JSON_TYPE],
+      [encode({ ...msg, start_time: 'yesterday' }), JSON_TYPE],
       // A Python pickle, as the original sent.
       [Buffer.from('80027d7100285502696471014b01752e', 'hex'), 'application/python-pickle'],
       [Buffer.from('80027d7100285502696471014b01752e', 'hex'), undefined],
     ];
-    for (const [body, type] of bad) assert.throws(() => decodeMessage(body, type), InvalidMessageError);
+    for (const [body, type] of bad) assert.throws(() => decodeTaskMessage(body, type), InvalidMessageError, body.toString());
+  });
+
+  it('reads one event or a list of events of one endpoint', function () {
+    const receipt = { kind: 'receipt', task_id: 7, endpoint: 'console1', attempt: 1, start_time: result.start_time };
+    const heartbeat = { kind: 'heartbeat', endpoint: 'console1', task_types: ['worker'], time: result.end_time };
+    assert.deepEqual(decodeEvents(encode(result), JSON_TYPE), [result]);
+    assert.deepEqual(decodeEvents(encode([receipt, result, heartbeat]), JSON_TYPE), [receipt, result, heartbeat]);
+    assert.equal((decodeEvents(encode({ ...result, payload: undefined }), JSON_TYPE)[0] as { payload: unknown }).payload, null);
+  });
+
+  it('rejects malformed events with a message naming the field', function () {
+    const cases: [unknown, RegExp][] = [
+      [{ ...result, kind: 'done' }, /kind must be/],
+      [{ ...result, task_id: -1 }, /task_id/],
+      [{ ...result, errnr: 2 ** 40 }, /errnr/],
+      [{ ...result, errnr: 1.5 }, /errnr/],
+      [{ ...result, endpoint: 'a b' }, /endpoint/],
+      [{ ...result, attempt: 0 }, /attempt/],
+      [{ ...result, errmsg: 'x'.repeat(20_000) }, /errmsg/],
+      [{ ...result, payload: 'x'.repeat(MAX_RESPONSE_PAYLOAD_BYTES) }, /payload is over/],
+      [{ kind: 'heartbeat', endpoint: 'e', task_types: [], time: result.end_time }, /task_types/],
+      [[], /1 to 1000 events/],
+      [[result, { ...result, endpoint: 'console2' }], /one endpoint/],
+    ];
+    for (const [value, message] of cases) {
+      assert.throws(() => decodeEvents(encode(value), JSON_TYPE), (err: Error) => err instanceof InvalidMessageError && message.test(err.message), JSON.stringify(value).slice(0, 80));
+    }
+  });
+
+  it('reads state requests and replies', function () {
+    const req = { kind: 'state', task_id: 7, endpoint: 'console1', redelivered: true, resent: false, max_attempts: 5 };
+    assert.deepEqual(decodeStateRequest(encode(req), JSON_TYPE), req);
+    assert.throws(() => decodeStateRequest(encode({ ...req, max_attempts: 0 }), JSON_TYPE), InvalidMessageError);
+    assert.deepEqual(decodeStateReply(encode({ task_id: 7, endpoint: 'console1', action: 'run', attempt: 2 })),
+      { task_id: 7, endpoint: 'console1', action: 'run', attempt: 2 });
+    assert.throws(() => decodeStateReply(encode({ task_id: 7, endpoint: 'console1', action: 'maybe' })), InvalidMessageError);
+  });
+
+  it('splits a targeted send so that each BCC header fits a frame', function () {
+    const queues = Array.from({ length: 3000 }, (_v, i) => `tasker.worker.${'e'.repeat(40)}${i}`);
+    const chunks = bccChunks(queues);
+    assert.ok(chunks.length > 1);
+    assert.deepEqual(chunks.flat(), queues);
+    for (const c of chunks) assert.ok(c.reduce((n, q) => n + q.length + 8, 0) <= 32 * 1024);
+    assert.deepEqual(bccChunks(['a']), [['a']]);
+  });
+
+  it('gives an endpoint user permissions on its own queues and the responses exchange only', function () {
+    const p = new Topology('tasker', 'classic').endpointPermissions('console1');
+    const matches = (re: string, name: string): boolean => new RegExp(re).test(name);
+    assert.ok(matches(p.read, 'tasker.worker.console1') && matches(p.read, 'tasker.worker'));
+    assert.ok(!matches(p.read, 'tasker.worker.console2') && !matches(p.read, 'tasker.responses') && !matches(p.read, 'tasker.state'));
+    assert.ok(!matches(p.read, 'tasker.worker.console1x'));
+    assert.ok(matches(p.write, 'tasker.responses') && matches(p.write, 'tasker.worker.console1'));
+    assert.ok(!matches(p.write, 'tasker.worker') && !matches(p.write, '') && !matches(p.write, 'tasker.worker.console2'));
+    assert.ok(matches(p.configure, 'tasker.backup.console1') && !matches(p.configure, 'tasker.worker'));
+    // An endpoint name's dots are literal.
+    const dotted = new Topology('tasker', 'classic').endpointPermissions('a.b');
+    assert.ok(!matches(dotted.read, 'tasker.worker.aXb'));
   });
 });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { ENDPOINT_PATTERN } from '../config/schema';
-import { InvalidRequestError } from './errors';
+import { InvalidRequestError } from '../lib/errors';
+import { ENDPOINT_PATTERN } from '../protocol/names';
 
 /** The client's key for a task: 1–64 of A-Za-z0-9._:- */
 export const IDENTIFIER_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;

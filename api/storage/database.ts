@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { DataSource, DataSourceOptions, EntityManager, QueryFailedError } from 'typeorm';
-import type { DbConfig } from '../config/schema';
-import { DatabaseUnavailableError } from './errors';
-import type { Logger } from './logger';
+import type { DbConfig } from '../../config/schema';
+import { DatabaseUnavailableError } from '../../lib/errors';
+import type { Logger } from '../../lib/logger';
 import { TaskEntity } from './entities/task';
 import { TaskResponseEntity } from './entities/task-response';
 import { EndpointEntity } from './entities/endpoint';
@@ -47,6 +47,8 @@ export function createDataSource(db: DbConfig, root: string): DataSource {
         sqlite.pragma('busy_timeout = 5000');
       },
     };
+  } else if (db.uri === '') {
+    throw new Error('manager.db.uri is not set: the API (the server side) needs a database; endpoint managers do not');
   } else {
     throw new Error(`manager.db.uri must start with mysql:// or sqlite:, got '${db.uri.replace(/:[^:@/]*@/, ':***@')}'`);
   }

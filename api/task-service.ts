@@ -1,13 +1,13 @@
-import type { Task } from './entities/task';
-import type { TaskResponse } from './entities/task-response';
-import type { EndpointRegistry } from './endpoint-registry';
-import { guardDb } from './database';
-import { IdentifierConflictError, NoEndpointsError, NotFoundError } from './errors';
+import { Batcher } from '../lib/batcher';
+import { IdentifierConflictError, NoEndpointsError, NotFoundError } from '../lib/errors';
 import type { Publisher } from './publisher';
-import type { ResponseStore } from './response-store';
+import { guardDb } from './storage/database';
+import type { EndpointRegistry } from './storage/endpoint-registry';
+import type { Task } from './storage/entities/task';
+import type { TaskResponse } from './storage/entities/task-response';
+import type { ResponseStore } from './storage/response-store';
+import type { NewTask, TaskStore } from './storage/task-store';
 import { parseTaskRequest, requestHash } from './task-request';
-import type { NewTask, TaskStore } from './task-store';
-import { Batcher } from './batcher';
 
 export interface TaskServiceDeps {
   taskTypes: readonly string[];

@@ -1,12 +1,23 @@
-import type { Task } from './entities/task';
-import { BrokerUnavailableError } from './errors';
-import type { Logger } from './logger';
-import type { TaskStore } from './task-store';
-import type { PublishOptions, Transport } from './transport';
-import { toMessage } from './wire';
-import { Batcher } from './batcher';
+import { Batcher } from '../lib/batcher';
+import { BrokerUnavailableError } from '../lib/errors';
+import type { Logger } from '../lib/logger';
+import type { PublishTaskOptions, ServerTransport } from '../protocol/server-transport';
+import type { TaskMessage } from '../protocol/wire';
+import type { Task } from './storage/entities/task';
+import type { TaskStore } from './storage/task-store';
 
 const RESEND_BATCH = 200;
+
+export function toMessage(task: Task): TaskMessage {
+  return {
+    id: task.id,
+    identifier: task.identifier,
+    type: task.type,
+    payload: task.payload,
+    endpoints: task.expected_endpoints,
+    start_time: task.start_time.toISOString(),
+  };
+}
 
 /**
  * Sends stored tasks. A task is SENT only after the broker confirmed it; one the broker did not take
@@ -16,7 +27,7 @@ export class Publisher {
   private readonly sent: Batcher<number, void>;
 
   constructor(
-    private readonly transport: Transport,
+    private readonly transport: ServerTransport,
     private readonly tasks: TaskStore,
     private readonly log: Logger,
     maxBatch = 256,
@@ -27,10 +38,9 @@ export class Publisher {
     }, { maxBatch });
   }
 
-  private async publish(task: Task, options: PublishOptions = {}): Promise<void> {
-    // Declared before publishing: a fanout drops messages for queues that do not exist yet.
-    await this.transport.ensureEndpointQueues(task.type, task.expected_endpoints);
-    await this.transport.publish(toMessage(task), options);
+  /** A task that listed no endpoints goes to the type's fanout; one that did, to those endpoints' queues only. */
+  private publish(task: Task, resend?: PublishTaskOptions['resend']): Promise<void> {
+    return this.transport.publishTask(toMessage(task), { broadcast: task.endpoints === null, resend });
   }
 
   /** Publishes a freshly stored task; on a broker failure it is left CREATED for the resend job. */
@@ -73,7 +83,7 @@ export class Publisher {
     for (;;) {
       let sent = 0;
       const claimed = await this.tasks.claim(selection, afterId, RESEND_BATCH, async (tasks, em) => {
-        const results = await Promise.allSettled(tasks.map((t) => this.publish(t, { resend: selection.kind })));
+        const results = await Promise.allSettled(tasks.map((t) => this.publish(t, selection.kind)));
         const ok = tasks.filter((_t, i) => results[i].status === 'fulfilled').map((t) => t.id);
         await this.tasks.markSent(ok, new Date(), em);
         sent = ok.length;

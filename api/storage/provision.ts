@@ -1,12 +1,11 @@
 import mysql from 'mysql2/promise';
 import type { DataSource } from 'typeorm';
-import type { Config, DbConfig, MessageQueueConfig } from '../config/schema';
+import type { DbConfig } from '../../config/schema';
 import { dialectOf, migrate } from './database';
 
 /**
- * What `initialize` does: create the database and its user (when the mode configures admin
- * credentials), reset the tables, and reset the RabbitMQ vhost, user and permissions through the
- * management API, as the original's initialize did. The tests use the same functions to clean up.
+ * The database part of `initialize`: create the database and its user (when the mode configures admin
+ * credentials) and reset the tables. The tests use the same functions to clean up.
  */
 
 const SQL_NAME = /^[A-Za-z0-9_]{1,64}$/;
@@ -71,43 +70,3 @@ export async function resetTables(ds: DataSource): Promise<void> {
   await migrate(ds);
 }
 
-/** The RabbitMQ management HTTP API, as the `rabbitmq.*` superuser. */
-export class RabbitAdmin {
-  constructor(private readonly admin: Config['rabbitmq']) {}
-
-  async request(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-    const auth = Buffer.from(`${this.admin.username}:${this.admin.password}`).toString('base64');
-    let res: Response;
-    try {
-      res = await fetch(`${this.admin.apiurl.replace(/\/$/, '')}${path}`, {
-        method,
-        headers: { authorization: `Basic ${auth}`, 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(15_000),
-      });
-    } catch (err) {
-      throw new Error(`RabbitMQ management API at ${this.admin.apiurl} unreachable; is rabbitmq_management enabled?`, { cause: err });
-    }
-    const text = await res.text();
-    if (res.status >= 400 && !(method === 'DELETE' && res.status === 404)) {
-      throw new Error(`RabbitMQ management API: ${method} ${path} answered ${res.status}: ${text.slice(0, 300)}`);
-    }
-    return { status: res.status, json: text ? JSON.parse(text) : null };
-  }
-
-  /** Deletes and recreates the vhost, then creates the application user and its permissions on it. */
-  async resetVhost(mq: MessageQueueConfig): Promise<void> {
-    const vhost = encodeURIComponent(mq.virtual_host);
-    await this.request('DELETE', `/vhosts/${vhost}`);
-    await this.request('PUT', `/vhosts/${vhost}`, {});
-    const user = encodeURIComponent(mq.username);
-    if (mq.username !== this.admin.username) await this.request('PUT', `/users/${user}`, { password: mq.password, tags: '' });
-    await this.request('PUT', `/permissions/${vhost}/${user}`, { configure: '.*', write: '.*', read: '.*' });
-  }
-
-  /** Deletes the vhost and (unless it is the superuser) the application user. */
-  async deleteVhost(mq: MessageQueueConfig): Promise<void> {
-    await this.request('DELETE', `/vhosts/${encodeURIComponent(mq.virtual_host)}`);
-    if (mq.username !== this.admin.username) await this.request('DELETE', `/users/${encodeURIComponent(mq.username)}`);
-  }
-}

@@ -1,0 +1,118 @@
+import type { DataSource } from 'typeorm';
+import { Batcher } from '../lib/batcher';
+import type { Logger } from '../lib/logger';
+import type { IncomingMessage } from '../protocol/broker';
+import type { ServerTransport } from '../protocol/server-transport';
+import { decodeEvents, PresenceEvent, ResponseEvent, WireEvent } from '../protocol/wire';
+import type { Completion, EventOutcome } from './storage/completion';
+import { isTransientDbError, transaction } from './storage/database';
+import type { EndpointRegistry } from './storage/endpoint-registry';
+import { withDbRetry } from './storage/retry';
+
+export type EndpointIdentity = 'shared_user' | 'per_endpoint_user';
+
+export interface CollectorOptions {
+  ds: DataSource;
+  completion: Completion;
+  registry: EndpointRegistry;
+  transport: ServerTransport;
+  /** `per_endpoint_user`: an event's endpoint must be the message's `user_id`, which RabbitMQ validated. */
+  identity: EndpointIdentity;
+  /** Most events written in one transaction. */
+  batchSize: number;
+  logger: Logger;
+}
+
+const isResponse = (e: WireEvent): e is ResponseEvent => e.kind === 'receipt' || e.kind === 'result';
+
+/**
+ * Collects the endpoints' events from the responses queue: competing consumers in every API process.
+ * Events that arrive together are written in one transaction (responses, task counters, registry), and
+ * each message is acked once its events are committed; while the database is away they wait unacked,
+ * and the broker keeps the rest. A message that is not valid, or holds an event that is refused (an
+ * endpoint writing for another, an endpoint the task does not expect, a task that does not exist), is
+ * dead-lettered and logged; its valid events are stored.
+ */
+export class Collector {
+  private readonly writer: Batcher<WireEvent, EventOutcome>;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly log: Logger;
+  private stopping = false;
+
+  constructor(private readonly o: CollectorOptions) {
+    this.log = o.logger.child({ component: 'collector' });
+    this.writer = new Batcher((events) => this.write(events), {
+      maxBatch: o.batchSize, maxConcurrent: 2, split: (err) => !isTransientDbError(err),
+    });
+  }
+
+  start(): Promise<void> {
+    return this.o.transport.consumeEvents(this.o.batchSize, (m) => {
+      const work = this.handle(m);
+      this.inFlight.add(work);
+      void work.finally(() => this.inFlight.delete(work));
+    });
+  }
+
+  private write(events: WireEvent[]): Promise<EventOutcome[]> {
+    const now = new Date();
+    return transaction(this.o.ds, async (em) => {
+      const responses = events.filter(isResponse);
+      const stored = await this.o.completion.applyEvents(em, responses, now);
+      await this.o.registry.record(em, events.filter((e): e is PresenceEvent => !isResponse(e)), now);
+      let i = 0;
+      return events.map((e) => (isResponse(e) ? stored[i++] : 'stored'));
+    });
+  }
+
+  private async handle(m: IncomingMessage): Promise<void> {
+    let events: WireEvent[];
+    try {
+      events = decodeEvents(m.body, m.contentType);
+    } catch (err) {
+      this.log.warn('invalid response message dead-lettered', { err, userId: m.userId, body: m.body.subarray(0, 200).toString('utf8') });
+      m.deadLetter();
+      return;
+    }
+    const refused: string[] = [];
+    const accepted = events.filter((e) => {
+      if (this.o.identity !== 'per_endpoint_user' || e.endpoint === m.userId) return true;
+      this.log.warn('response event refused: its endpoint is not the sender', { kind: e.kind, endpoint: e.endpoint, userId: m.userId ?? null });
+      refused.push(e.endpoint);
+      return false;
+    });
+    let outcomes: EventOutcome[];
+    try {
+      outcomes = await Promise.all(accepted.map((e) =>
+        withDbRetry(() => this.writer.submit(e), { what: 'store events', log: this.log, stopping: () => this.stopping })));
+    } catch (err) {
+      if (!this.stopping) this.log.error('could not store events; the message is handed back', { err });
+      m.release();
+      return;
+    }
+    accepted.forEach((e, i) => {
+      const outcome = outcomes[i];
+      if (outcome === 'unknown' || outcome === 'refused') {
+        this.log.warn(outcome === 'unknown' ? 'response event for a task that does not exist' : 'response event refused: the task does not expect this endpoint',
+          { kind: e.kind, endpoint: e.endpoint, taskId: 'task_id' in e ? e.task_id : undefined });
+        refused.push(e.endpoint);
+      } else if (e.kind === 'register') {
+        this.log.info('endpoint registered', { endpoint: e.endpoint, taskTypes: e.task_types });
+      }
+    });
+    if (refused.length > 0) m.deadLetter();
+    else m.ack();
+  }
+
+  /**
+   * Waits (up to `timeoutMs`) for the messages in hand to be stored and acked; call once the transport
+   * stopped consuming. What is left is handed back to the broker when the connection closes.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); });
+    await Promise.race([Promise.allSettled([...this.inFlight]), deadline]);
+    clearTimeout(timer);
+    this.stopping = true;
+  }
+}

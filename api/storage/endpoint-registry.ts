@@ -1,0 +1,46 @@
+import type { DataSource, EntityManager } from 'typeorm';
+import type { PresenceEvent } from '../../protocol/wire';
+import { dialectOf, exclusive } from './database';
+import { sqlTime } from './sql-values';
+
+/**
+ * Which endpoints serve which task type, kept from their register and heartbeat events. A task that
+ * lists no endpoints is expected from those registered for its type and heard from recently.
+ */
+export class EndpointRegistry {
+  private readonly mysql: boolean;
+
+  constructor(private readonly ds: DataSource) {
+    this.mysql = dialectOf(ds) === 'mysql';
+  }
+
+  /**
+   * Registers or refreshes the endpoints of these events, within the caller's transaction. A heartbeat
+   * counts from when it was sent (it may have waited in the queue), but never from the future.
+   */
+  async record(em: EntityManager, events: PresenceEvent[], now: Date): Promise<void> {
+    const latest = new Map<string, { type: string; name: string; time: number }>();
+    for (const e of events) {
+      const time = Math.min(Date.parse(e.time), now.getTime());
+      for (const type of new Set(e.task_types)) {
+        const key = `${type}\u0000${e.endpoint}`;
+        if ((latest.get(key)?.time ?? -Infinity) < time) latest.set(key, { type, name: e.endpoint, time });
+      }
+    }
+    if (latest.size === 0) return;
+    // One order for every writer, so that two collectors never deadlock on these rows.
+    const rows = [...latest.values()].sort((a, b) => (a.type === b.type ? (a.name < b.name ? -1 : 1) : (a.type < b.type ? -1 : 1)));
+    const upsert = this.mysql
+      ? 'ON DUPLICATE KEY UPDATE last_heartbeat = GREATEST(last_heartbeat, VALUES(last_heartbeat))'
+      : 'ON CONFLICT (task_type, name) DO UPDATE SET last_heartbeat = MAX(last_heartbeat, excluded.last_heartbeat)';
+    await em.query(`INSERT INTO endpoint (task_type, name, first_seen, last_heartbeat) VALUES ${rows.map(() => '(?, ?, ?, ?)').join(', ')} ${upsert}`,
+      rows.flatMap((r) => [r.type, r.name, sqlTime(new Date(r.time)), sqlTime(new Date(r.time))]));
+  }
+
+  /** Endpoint names of the type with a heartbeat after `since`, sorted. */
+  async activeFor(taskType: string, since: Date): Promise<string[]> {
+    const rows: { name: string }[] = await exclusive(this.ds, () => this.ds.query(
+      'SELECT name FROM endpoint WHERE task_type = ? AND last_heartbeat >= ? ORDER BY name', [taskType, sqlTime(since)]));
+    return rows.map((r) => r.name);
+  }
+}

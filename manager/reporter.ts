@@ -1,0 +1,52 @@
+import { Batcher } from '../lib/batcher';
+import type { Logger } from '../lib/logger';
+import type { EndpointTransport } from '../protocol/endpoint-transport';
+import type { ResponseEvent } from '../protocol/wire';
+
+/** Events of one message, by `weight`: one larger result (up to MAX_RESPONSE_PAYLOAD_BYTES) goes alone. */
+const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+const MAX_EVENTS_PER_MESSAGE = 200;
+
+function weight(event: ResponseEvent): number {
+  if (event.kind !== 'result') return 128;
+  return 256 + (event.errmsg?.length ?? 0) + (event.payload === null ? 0 : JSON.stringify(event.payload).length);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Publishes an endpoint's receipts and results. Events reported while the previous message waits for its
+ * confirm travel together as the next message, so that under load one publish (and one confirm) serves
+ * many deliveries, while a lone event still goes out at once.
+ */
+export class Reporter {
+  private readonly batcher: Batcher<ResponseEvent, void>;
+
+  constructor(transport: EndpointTransport, private readonly log: Logger, private readonly stopping: () => boolean) {
+    this.batcher = new Batcher(async (events) => {
+      await transport.publishEvents(events);
+      return events.map((): void => undefined);
+    }, { maxBatch: MAX_EVENTS_PER_MESSAGE, weigh: weight, maxWeight: MAX_MESSAGE_BYTES });
+  }
+
+  /**
+   * Resolves once the broker confirmed the event. While the broker is away it tries again with backoff;
+   * it gives up only when the manager is stopping (the task delivery is then left unacked).
+   */
+  async report(event: ResponseEvent): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.batcher.submit(event);
+      } catch (err) {
+        if (this.stopping()) throw err;
+        if (attempt === 0) this.log.warn('could not publish a response event, retrying', { kind: event.kind, taskId: event.task_id, err });
+        await sleep(Math.min(5000, 100 * 2 ** attempt));
+      }
+    }
+  }
+
+  /** Once, without waiting: for receipts, which only show that a handler is running. */
+  notify(event: ResponseEvent): void {
+    this.batcher.submit(event).catch((err: unknown) => this.log.debug('receipt not published', { taskId: event.task_id, err }));
+  }
+}

@@ -1,0 +1,412 @@
+import { randomUUID } from 'node:crypto';
+import amqp, { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import type { MessageQueueConfig } from '../../config/schema';
+import { BrokerUnavailableError } from '../../lib/errors';
+import type { Logger } from '../../lib/logger';
+import type { Broker, Declarer, IncomingMessage, MessageHandler, OutgoingMessage } from '../broker';
+import { QueueDecl, REPLY_TO } from '../topology';
+import { CONTENT_TYPE } from '../wire';
+import { coalesceWrites } from './coalesce-writes';
+
+export interface RabbitBrokerOptions {
+  /** Shown in the management UI's connection list. */
+  connectionName: string;
+  /** How long a publish waits for the broker's confirm. */
+  publishTimeoutMs: number;
+  logger: Logger;
+}
+
+interface ConsumerSpec {
+  decl: QueueDecl;
+  prefetch: number;
+  handler: MessageHandler;
+  channel: Channel | null;
+  tag: string | null;
+  /** The connection this consumer was started (or is being started) on: at most one start per connection. */
+  startedOn: ChannelModel | null;
+}
+
+interface PendingRequest {
+  resolve: (body: Buffer) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+const MAX_BACKOFF_MS = 15_000;
+
+function publishOptions(m: OutgoingMessage, user: string): Options.Publish {
+  return {
+    persistent: m.persistent,
+    contentType: CONTENT_TYPE,
+    messageId: m.messageId,
+    type: m.type,
+    headers: m.headers,
+    userId: m.stampUser ? user : undefined,
+    expiration: m.expirationMs === undefined ? undefined : String(Math.max(1, Math.round(m.expirationMs))),
+    mandatory: m.mandatory,
+    BCC: m.bcc?.length ? m.bcc : undefined,
+  };
+}
+
+/**
+ * RabbitMQ through amqplib: one long-lived connection with a confirm channel for publishing and
+ * declarations, a plain channel for requests and replies (direct reply-to), and one channel per
+ * consumer. A lost connection or channel (including a forced close, which emits `close` without
+ * `error`) tears the connection down and reconnects with backoff; declarations are repeated and
+ * consumers re-established on the new connection.
+ */
+export class RabbitBroker implements Broker {
+  readonly durable = true;
+  private conn: ChannelModel | null = null;
+  private pub: ConfirmChannel | null = null;
+  private rpc: Channel | null = null;
+  /** The connection whose `rpc` channel consumes replies, and the start of that consumer. */
+  private replyConsumer: { conn: ChannelModel; started: Promise<void> } | null = null;
+  private readonly pending = new Map<string, PendingRequest>();
+  private readonly setups: ((declare: Declarer) => Promise<void>)[] = [];
+  private readonly declared = new Map<string, Promise<void>>();
+  private readonly consumers: ConsumerSpec[] = [];
+  /** Channels that are gone; an ack on them would throw, and the broker has requeued their deliveries. */
+  private readonly deadChannels = new WeakSet<Channel>();
+  /** Message ids of mandatory publishes the broker returned as unroutable (the return comes before the confirm). */
+  private readonly returned = new Set<string>();
+  private consuming = true;
+  private closing = false;
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private blockedReason: string | null = null;
+  private writeBlocked = false;
+  private drainWaiters: (() => void)[] = [];
+  private readonly log: Logger;
+
+  constructor(private readonly mq: MessageQueueConfig, private readonly options: RabbitBrokerOptions) {
+    this.log = options.logger.child({ component: 'rabbitmq' });
+  }
+
+  get user(): string {
+    return this.mq.username;
+  }
+
+  get connected(): boolean {
+    return this.pub !== null;
+  }
+
+  onConnect(setup: (declare: Declarer) => Promise<void>): void {
+    this.setups.push(setup);
+  }
+
+  /** Tries once; if the broker is away, keeps trying in the background and resolves anyway. */
+  async start(): Promise<void> {
+    try {
+      await this.connect();
+    } catch (err) {
+      this.log.warn('broker unavailable, retrying in the background', { err });
+      this.scheduleReconnect();
+    }
+  }
+
+  private async connect(): Promise<void> {
+    const { host, port, username, password, virtual_host, heartbeat } = this.mq;
+    const conn = await amqp.connect(
+      { protocol: 'amqp', hostname: host, port, username, password, vhost: virtual_host, heartbeat },
+      { clientProperties: { connection_name: this.options.connectionName }, timeout: 10_000 },
+    );
+    if (!coalesceWrites(conn)) this.log.debug('amqplib socket not reachable; frames are written one by one');
+    conn.on('error', (err: Error) => this.log.warn('connection error', { err }));
+    conn.on('close', () => this.onConnectionLost(conn));
+    // A memory or disk alarm: publishes would wait for the alarm to clear, so they fail at once instead.
+    conn.on('blocked', (reason: string) => {
+      this.blockedReason = reason;
+      this.log.warn('broker blocked publishing', { reason });
+    });
+    conn.on('unblocked', () => {
+      this.blockedReason = null;
+      this.log.info('broker unblocked publishing');
+    });
+    try {
+      const pub = await conn.createConfirmChannel();
+      this.watchChannel(pub, conn, 'publish');
+      pub.on('drain', () => this.unblockWrites());
+      pub.on('return', (msg: ConsumeMessage) => {
+        const id = msg.properties.messageId as string | undefined;
+        if (id !== undefined) this.returned.add(id);
+      });
+      const rpc = await conn.createChannel();
+      this.watchChannel(rpc, conn, 'requests');
+      rpc.on('return', () => undefined);
+      this.conn = conn;
+      this.pub = pub;
+      this.rpc = rpc;
+      this.declared.clear();
+      const declarer: Declarer = {
+        exchange: async (name, type) => { await pub.assertExchange(name, type, { durable: true }); },
+        queue: (decl) => this.assertQueue(pub, decl),
+      };
+      for (const setup of this.setups) await setup(declarer);
+      if (this.consuming) for (const spec of this.consumers) await this.startConsumer(spec);
+    } catch (err) {
+      this.conn = null;
+      this.pub = null;
+      this.rpc = null;
+      await conn.close().catch(() => undefined);
+      throw err;
+    }
+    this.attempt = 0;
+    this.log.info('connected', { host, port, vhost: virtual_host, user: username });
+  }
+
+  private watchChannel(ch: Channel, conn: ChannelModel, role: string): void {
+    ch.on('error', (err: Error) => this.log.warn('channel error', { role, err }));
+    ch.on('close', () => {
+      this.deadChannels.add(ch);
+      // A channel closed by the broker (a refused declaration, a deleted queue, a missing exchange) takes
+      // the whole connection down, so that everything is declared again from a known state.
+      if (!this.closing && conn === this.conn) {
+        this.log.warn('channel closed unexpectedly, reconnecting', { role });
+        conn.close().catch(() => undefined);
+      }
+    });
+  }
+
+  private onConnectionLost(conn: ChannelModel): void {
+    if (conn !== this.conn && this.conn !== null) return;
+    const wasConnected = this.conn === conn;
+    this.conn = null;
+    this.pub = null;
+    this.rpc = null;
+    this.replyConsumer = null;
+    this.blockedReason = null;
+    this.returned.clear();
+    for (const spec of this.consumers) {
+      spec.channel = null;
+      spec.tag = null;
+      spec.startedOn = null;
+    }
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new BrokerUnavailableError('connection lost before the reply'));
+      this.pending.delete(id);
+    }
+    this.unblockWrites();
+    if (this.closing) return;
+    if (wasConnected) this.log.warn('connection lost, reconnecting');
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closing || this.reconnectTimer) return;
+    const base = Math.min(MAX_BACKOFF_MS, 250 * 2 ** this.attempt);
+    const delay = base / 2 + Math.random() * (base / 2);
+    this.attempt++;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.connect().catch((err: unknown) => {
+        this.log.warn('reconnect failed', { err, attempt: this.attempt });
+        this.scheduleReconnect();
+      });
+    }, delay);
+  }
+
+  private async assertQueue(ch: Channel, decl: QueueDecl): Promise<void> {
+    await ch.assertQueue(decl.name, { durable: true, arguments: decl.arguments });
+    for (const b of decl.bindings) await ch.bindQueue(decl.name, b.exchange, b.key);
+  }
+
+  declareQueue(decl: QueueDecl): Promise<void> {
+    const ch = this.pub;
+    if (!ch) return Promise.reject(new BrokerUnavailableError());
+    let pending = this.declared.get(decl.name);
+    if (!pending) {
+      pending = this.assertQueue(ch, decl).catch((err: unknown) => {
+        this.declared.delete(decl.name);
+        throw new BrokerUnavailableError(`could not declare queue ${decl.name}`, { cause: err });
+      });
+      this.declared.set(decl.name, pending);
+    }
+    return pending;
+  }
+
+  private unblockWrites(): void {
+    this.writeBlocked = false;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  async publish(exchange: string, routingKey: string, message: OutgoingMessage): Promise<void> {
+    // amqplib buffers without bound while the socket is full: wait for `drain` instead.
+    while (this.writeBlocked) await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    if (this.blockedReason !== null) throw new BrokerUnavailableError(`the broker is blocking publishers (${this.blockedReason})`);
+    const ch = this.pub;
+    if (!ch) throw new BrokerUnavailableError();
+    if (message.mandatory && message.messageId === undefined) throw new Error('a mandatory publish needs a messageId');
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new BrokerUnavailableError(`publish not confirmed within ${this.options.publishTimeoutMs} ms`));
+      }, this.options.publishTimeoutMs);
+      try {
+        const ok = ch.publish(exchange, routingKey, message.body, publishOptions(message, this.user), (err: unknown) => {
+          clearTimeout(timer);
+          const id = message.messageId;
+          if (message.mandatory && id !== undefined && this.returned.delete(id)) {
+            reject(new BrokerUnavailableError(`message ${id} reached no queue (${exchange || 'default exchange'}, ${routingKey})`));
+          } else if (err) {
+            reject(new BrokerUnavailableError('publish rejected by the broker', { cause: err }));
+          } else {
+            resolve();
+          }
+        });
+        if (!ok) this.writeBlocked = true;
+      } catch (err) {
+        clearTimeout(timer);
+        reject(new BrokerUnavailableError('publish failed', { cause: err }));
+      }
+    });
+  }
+
+  /** The `rpc` channel of the current connection, consuming replies (started once per connection). */
+  private async replyChannel(): Promise<Channel> {
+    const conn = this.conn;
+    const ch = this.rpc;
+    if (!conn || !ch) throw new BrokerUnavailableError();
+    if (this.replyConsumer?.conn !== conn) {
+      const started = ch.consume(REPLY_TO, (msg) => {
+        if (!msg) return;
+        const id = msg.properties.correlationId as string | undefined;
+        const p = id === undefined ? undefined : this.pending.get(id);
+        if (!p || id === undefined) return; // a reply that came after its timeout
+        this.pending.delete(id);
+        clearTimeout(p.timer);
+        p.resolve(msg.content);
+      }, { noAck: true }).then(() => undefined);
+      this.replyConsumer = { conn, started };
+      started.catch(() => { if (this.replyConsumer?.started === started) this.replyConsumer = null; });
+    }
+    await this.replyConsumer.started;
+    return ch;
+  }
+
+  async request(exchange: string, routingKey: string, message: OutgoingMessage, timeoutMs: number): Promise<Buffer> {
+    const ch = await this.replyChannel();
+    const correlationId = randomUUID();
+    return new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(correlationId);
+        reject(new BrokerUnavailableError(`no reply within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(correlationId, { resolve, reject, timer });
+      try {
+        ch.publish(exchange, routingKey, message.body, { ...publishOptions(message, this.user), replyTo: REPLY_TO, correlationId });
+      } catch (err) {
+        clearTimeout(timer);
+        this.pending.delete(correlationId);
+        reject(new BrokerUnavailableError('request not sent', { cause: err }));
+      }
+    });
+  }
+
+  reply(request: IncomingMessage, body: Buffer): void {
+    if (!request.replyTo || !this.rpc) return;
+    try {
+      this.rpc.publish('', request.replyTo, body, { contentType: CONTENT_TYPE, correlationId: request.correlationId });
+    } catch (err) {
+      this.log.debug('reply not sent', { err });
+    }
+  }
+
+  async consume(decl: QueueDecl, prefetch: number, handler: MessageHandler): Promise<void> {
+    const spec: ConsumerSpec = { decl, prefetch, handler, channel: null, tag: null, startedOn: null };
+    this.consumers.push(spec);
+    if (!this.conn || !this.consuming) return;
+    try {
+      await this.startConsumer(spec);
+    } catch (err) {
+      // The refused channel takes the connection down; the consumer is started again after the reconnect.
+      this.log.warn('could not start consuming; trying again after reconnecting', { queue: decl.name, err });
+    }
+  }
+
+  private async startConsumer(spec: ConsumerSpec): Promise<void> {
+    const conn = this.conn;
+    if (!conn) throw new BrokerUnavailableError();
+    // consume() while connect() is starting every consumer would otherwise start this one twice.
+    if (spec.startedOn === conn) return;
+    spec.startedOn = conn;
+    const ch = await conn.createChannel();
+    this.watchChannel(ch, conn, `consume ${spec.decl.name}`);
+    await ch.prefetch(spec.prefetch);
+    await this.assertQueue(ch, spec.decl);
+    const queue = spec.decl.name;
+    const { consumerTag } = await ch.consume(queue, (msg) => {
+      if (msg === null) {
+        // The broker cancelled the consumer (queue deleted): start over so the queue is declared again.
+        this.log.warn('consumer cancelled by the broker', { queue });
+        conn.close().catch(() => undefined);
+        return;
+      }
+      spec.handler(this.incoming(ch, msg));
+    }, { noAck: false });
+    spec.channel = ch;
+    spec.tag = consumerTag;
+    this.log.info('consuming', { queue });
+  }
+
+  private incoming(ch: Channel, msg: ConsumeMessage): IncomingMessage {
+    let settled = false;
+    const settle = (action: string, fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      if (this.deadChannels.has(ch)) {
+        this.log.debug('channel gone before settling; the broker redelivers', { action, messageId: msg.properties.messageId });
+        return;
+      }
+      try {
+        fn();
+      } catch (err) {
+        this.log.warn('could not settle a delivery', { action, err });
+      }
+    };
+    const p = msg.properties;
+    return {
+      body: msg.content,
+      contentType: p.contentType as string | undefined,
+      redelivered: msg.fields.redelivered,
+      headers: (p.headers ?? {}) as Record<string, unknown>,
+      userId: p.userId as string | undefined,
+      replyTo: p.replyTo as string | undefined,
+      correlationId: p.correlationId as string | undefined,
+      ack: () => settle('ack', () => ch.ack(msg)),
+      deadLetter: () => settle('dead-letter', () => ch.nack(msg, false, false)),
+      release: () => settle('release', () => ch.nack(msg, false, true)),
+    };
+  }
+
+  async stopConsuming(): Promise<void> {
+    this.consuming = false;
+    await Promise.all(this.consumers.map(async (spec) => {
+      if (spec.channel && spec.tag && !this.deadChannels.has(spec.channel)) {
+        await spec.channel.cancel(spec.tag).catch(() => undefined);
+      }
+      spec.tag = null;
+    }));
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.consuming = false;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    const conn = this.conn;
+    this.conn = null;
+    this.pub = null;
+    this.rpc = null;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new BrokerUnavailableError('closing'));
+    }
+    this.pending.clear();
+    this.unblockWrites();
+    if (conn) await conn.close().catch(() => undefined);
+  }
+}

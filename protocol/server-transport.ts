@@ -1,0 +1,107 @@
+import type { Broker, IncomingMessage, MessageHandler } from './broker';
+import type { Topology } from './topology';
+import { encode, RESENT_HEADER, StateReply, TaskMessage } from './wire';
+
+/** Targeted sends carry the other targets in a BCC header, which must fit one AMQP frame (128 KiB). */
+const MAX_BCC_BYTES = 32 * 1024;
+
+export interface PublishTaskOptions {
+  /** To every queue bound to the task type's fanout (a task that listed no endpoints), else to its endpoints' queues only. */
+  broadcast: boolean;
+  /**
+   * `unsent`: sent again because the broker never confirmed it (deliveries carry `x-tasker-resent`);
+   * `unfinished`: sent again on start by a broker that kept nothing across the restart, standing for the
+   * broker's own redelivery.
+   */
+  resend?: 'unsent' | 'unfinished';
+}
+
+/** Splits the target queues into publishes whose BCC header stays within a frame. */
+export function bccChunks(queues: string[]): string[][] {
+  const chunks: string[][] = [];
+  let current: string[] = [];
+  let bytes = 0;
+  for (const q of queues) {
+    const size = Buffer.byteLength(q) + 8;
+    if (current.length > 0 && bytes + size > MAX_BCC_BYTES) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(q);
+    bytes += size;
+  }
+  if (current.length) chunks.push(current);
+  return chunks;
+}
+
+/**
+ * The server side of the protocol: declares its exchanges and queues, publishes tasks (broadcast or
+ * targeted), consumes the response events and the state requests, and answers the latter.
+ */
+export class ServerTransport {
+  constructor(readonly broker: Broker, private readonly topology: Topology, taskTypes: readonly string[]) {
+    broker.onConnect(async (declare) => {
+      for (const type of taskTypes) await declare.exchange(topology.taskExchange(type), 'fanout');
+      await declare.exchange(topology.responsesExchange, 'direct');
+      await declare.exchange(topology.deadLetter, 'fanout');
+      await declare.queue(topology.deadLetterQueue);
+      await declare.queue(topology.eventsQueue);
+      await declare.queue(topology.stateQueue);
+    });
+  }
+
+  start(): Promise<void> {
+    return this.broker.start();
+  }
+
+  get connected(): boolean {
+    return this.broker.connected;
+  }
+
+  get durable(): boolean {
+    return this.broker.durable;
+  }
+
+  /**
+   * Publishes a task; resolves once the broker confirmed every copy. The expected endpoints' queues are
+   * declared first, so that an endpoint that is down, or never ran, keeps the task until it starts.
+   */
+  async publishTask(msg: TaskMessage, options: PublishTaskOptions): Promise<void> {
+    const queues = msg.endpoints.map((ep) => this.topology.endpointQueue(msg.type, ep));
+    await Promise.all(queues.map((q) => this.broker.declareQueue(q)));
+    const message = {
+      body: encode(msg), persistent: true, messageId: String(msg.id), type: msg.type, mandatory: true,
+      headers: options.resend === 'unsent' ? { [RESENT_HEADER]: true } : undefined,
+      redelivered: options.resend === 'unfinished',
+    };
+    if (options.broadcast) {
+      await this.broker.publish(this.topology.taskExchange(msg.type), '', message);
+      return;
+    }
+    // Targeted: through the default exchange, one routing key per target queue, so endpoints that are
+    // not targeted receive nothing.
+    await Promise.all(bccChunks(queues.map((q) => q.name)).map(([first, ...rest]) =>
+      this.broker.publish('', first, { ...message, bcc: rest })));
+  }
+
+  consumeEvents(prefetch: number, handler: MessageHandler): Promise<void> {
+    return this.broker.consume(this.topology.eventsQueue, prefetch, handler);
+  }
+
+  serveStateRequests(prefetch: number, handler: MessageHandler): Promise<void> {
+    return this.broker.consume(this.topology.stateQueue, prefetch, handler);
+  }
+
+  reply(request: IncomingMessage, reply: StateReply): void {
+    this.broker.reply(request, encode(reply));
+  }
+
+  stopConsuming(): Promise<void> {
+    return this.broker.stopConsuming();
+  }
+
+  close(): Promise<void> {
+    return this.broker.close();
+  }
+}

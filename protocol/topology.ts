@@ -1,0 +1,92 @@
+import { RESERVED_TASK_TYPES, TASK_TYPE_PATTERN } from './names';
+
+/**
+ * Names and arguments of everything on the broker. The API and the managers both declare endpoint
+ * queues, so they must agree on the arguments exactly or RabbitMQ refuses the second declaration.
+ *
+ * - `<prefix>.<task_type>`: fanout exchange, the broadcasts of a task type;
+ * - `<prefix>.<task_type>.<endpoint>`: an endpoint's queue for a type, bound to that fanout; targeted
+ *   sends reach it through the default exchange (its name as routing key, the other targets as `BCC`);
+ * - `<prefix>.responses`: direct exchange to the server side: key `event` → queue `<prefix>.responses`
+ *   (receipts, results, registrations, heartbeats), key `state` → queue `<prefix>.state` (state requests);
+ * - `<prefix>.dead-letter`: fanout exchange and queue for messages that are refused.
+ */
+export type QueueType = 'classic' | 'quorum';
+
+export const EVENT_KEY = 'event';
+export const STATE_KEY = 'state';
+/** RabbitMQ's direct reply-to pseudo-queue. */
+export const REPLY_TO = 'amq.rabbitmq.reply-to';
+
+export interface QueueDecl {
+  name: string;
+  arguments: Record<string, unknown>;
+  bindings: { exchange: string; key: string }[];
+}
+
+export class Topology {
+  constructor(readonly prefix: string, readonly queueType: QueueType) {}
+
+  taskExchange(taskType: string): string {
+    return `${this.prefix}.${taskType}`;
+  }
+
+  endpointQueueName(taskType: string, endpoint: string): string {
+    return `${this.prefix}.${taskType}.${endpoint}`;
+  }
+
+  get responsesExchange(): string {
+    return `${this.prefix}.responses`;
+  }
+
+  get deadLetter(): string {
+    return `${this.prefix}.dead-letter`;
+  }
+
+  private queueArguments(): Record<string, unknown> {
+    return { 'x-dead-letter-exchange': this.deadLetter, 'x-queue-type': this.queueType };
+  }
+
+  endpointQueue(taskType: string, endpoint: string): QueueDecl {
+    return {
+      name: this.endpointQueueName(taskType, endpoint),
+      arguments: this.queueArguments(),
+      bindings: [{ exchange: this.taskExchange(taskType), key: '' }],
+    };
+  }
+
+  get eventsQueue(): QueueDecl {
+    return { name: `${this.prefix}.responses`, arguments: this.queueArguments(), bindings: [{ exchange: this.responsesExchange, key: EVENT_KEY }] };
+  }
+
+  get stateQueue(): QueueDecl {
+    return { name: `${this.prefix}.state`, arguments: this.queueArguments(), bindings: [{ exchange: this.responsesExchange, key: STATE_KEY }] };
+  }
+
+  get deadLetterQueue(): QueueDecl {
+    return { name: this.deadLetter, arguments: { 'x-queue-type': this.queueType }, bindings: [{ exchange: this.deadLetter, key: '' }] };
+  }
+
+  /**
+   * RabbitMQ permissions (regular expressions) of a per-endpoint user: configure and read its own queues,
+   * read the task type exchanges (to bind its queues to them), write its own queues (binding), the
+   * responses exchange and the dead-letter exchange (RabbitMQ requires it of whoever declares a queue
+   * that dead-letters there). It cannot read another endpoint's queue or the responses, publish a task,
+   * or change an exchange.
+   */
+  endpointPermissions(endpoint: string): { configure: string; write: string; read: string } {
+    const prefix = escapeRegExp(this.prefix);
+    const reserved = RESERVED_TASK_TYPES.map((t) => `${escapeRegExp(t)}$`).join('|');
+    const type = `(?!${reserved})${TASK_TYPE_PATTERN.source.replace(/^\^|\$$/g, '')}`;
+    const own = `${prefix}\\.${type}\\.${escapeRegExp(endpoint)}`;
+    return {
+      configure: `^${own}$`,
+      write: `^(${prefix}\\.responses|${prefix}\\.dead-letter|${own})$`,
+      read: `^(${own}|${prefix}\\.${type})$`,
+    };
+  }
+}
+
+export function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

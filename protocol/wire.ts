@@ -1,0 +1,206 @@
+import { Static, TSchema, Type } from '@sinclair/typebox';
+import Ajv2020, { ErrorObject, ValidateFunction } from 'ajv/dist/2020';
+import { InvalidMessageError } from '../lib/errors';
+import { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from './names';
+
+/**
+ * Every message of the endpoint protocol (README "On the wire"), declared once as a JSON Schema. The
+ * TypeScript types and the validation of everything read off a queue come from these declarations, and
+ * `npm run protocol-schemas` prints them for writers of endpoints in other languages. Unknown fields
+ * are ignored, so that either side can add one without breaking the other.
+ */
+
+export const CONTENT_TYPE = 'application/json';
+
+/**
+ * AMQP header set (true) on a task published again by the resend job (the broker had not confirmed the
+ * first publish): an endpoint may have seen an earlier copy, so it asks the server side before running
+ * it. Redeliveries of the same message carry the broker's own `redelivered` flag instead.
+ */
+export const RESENT_HEADER = 'x-tasker-resent';
+
+/** errnr values that tasker itself sets. Handlers use their own numbers (the seed's backup used 32). */
+export const ERRNR_HANDLER_THREW = 1;
+export const ERRNR_HANDLER_TIMEOUT = 124;
+export const ERRNR_ATTEMPTS_EXHAUSTED = 125;
+export const ERRNR_BAD_RESULT = 126;
+
+/** errmsg is a TEXT column (65,535 bytes): at most 4 bytes a character in utf8mb4. */
+export const MAX_ERRMSG_CHARS = 16_000;
+/** A result payload larger than this (as JSON) is refused: escaped, it must fit one MySQL packet. */
+export const MAX_RESPONSE_PAYLOAD_BYTES = 4 * 1024 * 1024;
+/** Most events in one response message. */
+export const MAX_EVENTS_PER_MESSAGE = 1000;
+
+const INT32 = { minimum: -(2 ** 31), maximum: 2 ** 31 - 1 };
+const TaskId = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'the task id (message_id of the task message)' });
+const TaskTypeName = Type.String({ pattern: TASK_TYPE_PATTERN.source });
+const EndpointName = Type.String({ pattern: ENDPOINT_PATTERN.source });
+const Time = Type.String({ pattern: '^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d{1,9})?(Z|[+-]\\d\\d:\\d\\d)$', description: 'ISO 8601 time' });
+const Attempt = Type.Integer({ minimum: 1, maximum: 1_000_000 });
+
+/** Server → endpoint: one task, on the endpoint's queue `<exchange>.<task_type>.<endpoint>`. */
+export const TaskMessageSchema = Type.Object({
+  id: TaskId,
+  identifier: Type.String({ minLength: 1, maxLength: 64 }),
+  type: TaskTypeName,
+  payload: Type.Optional(Type.Unknown({ description: 'the client\'s payload, any JSON' })),
+  endpoints: Type.Array(EndpointName, { description: 'the expected endpoints; an endpoint not listed acks and skips the task' }),
+  start_time: Time,
+}, { $id: 'TaskMessage', title: 'task message' });
+export type TaskMessage = Static<typeof TaskMessageSchema>;
+
+/** Endpoint → server: the handler of a task has been running for `manager.receipt_delay`. */
+export const ReceiptEventSchema = Type.Object({
+  kind: Type.Literal('receipt'),
+  task_id: TaskId,
+  endpoint: EndpointName,
+  attempt: Attempt,
+  start_time: Time,
+}, { $id: 'ReceiptEvent', title: 'receipt event' });
+export type ReceiptEvent = Static<typeof ReceiptEventSchema>;
+
+/** Endpoint → server: the handler finished; the endpoint acks the task once the broker confirmed this. */
+export const ResultEventSchema = Type.Object({
+  kind: Type.Literal('result'),
+  task_id: TaskId,
+  endpoint: EndpointName,
+  attempt: Attempt,
+  start_time: Time,
+  end_time: Time,
+  errnr: Type.Integer({ ...INT32, description: '0: success' }),
+  errmsg: Type.Optional(Type.Union([Type.String({ maxLength: MAX_ERRMSG_CHARS + 1 }), Type.Null()])),
+  payload: Type.Optional(Type.Unknown({ description: `the handler's result, any JSON up to ${MAX_RESPONSE_PAYLOAD_BYTES} bytes` })),
+}, { $id: 'ResultEvent', title: 'result event' });
+export type ResultEvent = Static<typeof ResultEventSchema>;
+
+/** Endpoint → server: the endpoint serves these task types; sent on start (register) and then periodically (heartbeat). */
+export const PresenceEventSchema = Type.Object({
+  kind: Type.Union([Type.Literal('register'), Type.Literal('heartbeat')]),
+  endpoint: EndpointName,
+  task_types: Type.Array(TaskTypeName, { minItems: 1, maxItems: 1000 }),
+  time: Time,
+}, { $id: 'PresenceEvent', title: 'register and heartbeat events' });
+export type PresenceEvent = Static<typeof PresenceEventSchema>;
+
+export type ResponseEvent = ReceiptEvent | ResultEvent;
+export type WireEvent = ResponseEvent | PresenceEvent;
+
+/**
+ * Endpoint → server, request/reply: what to do with a copy of a task that may have run before (a
+ * redelivery, or a resent task). The server records the new attempt in the same step.
+ */
+export const StateRequestSchema = Type.Object({
+  kind: Type.Literal('state'),
+  task_id: TaskId,
+  endpoint: EndpointName,
+  redelivered: Type.Boolean(),
+  resent: Type.Boolean(),
+  max_attempts: Type.Integer({ minimum: 1, maximum: 1000, description: 'starts of a handler allowed for one response' }),
+}, { $id: 'StateRequest', title: 'state request' });
+export type StateRequest = Static<typeof StateRequestSchema>;
+
+export const STATE_ACTIONS = ['run', 'finished', 'exhausted', 'unknown', 'refused', 'unavailable'] as const;
+export type StateAction = (typeof STATE_ACTIONS)[number];
+
+/**
+ * Server → endpoint, the reply: `run` (with the attempt number to run as), `finished` (ack without
+ * running), `exhausted` (the server finished the response with errnr 125: dead-letter the task),
+ * `unknown` (no such task: dead-letter), `refused` (the task does not expect this endpoint, or the
+ * request's endpoint is not the sender's: dead-letter), `unavailable` (the database is down: ask again later).
+ */
+export const StateReplySchema = Type.Object({
+  task_id: TaskId,
+  endpoint: EndpointName,
+  action: Type.Union(STATE_ACTIONS.map((a) => Type.Literal(a))),
+  attempt: Type.Optional(Attempt),
+}, { $id: 'StateReply', title: 'state reply' });
+export type StateReply = Static<typeof StateReplySchema>;
+
+export const PROTOCOL_SCHEMAS: readonly TSchema[] = [
+  TaskMessageSchema, ReceiptEventSchema, ResultEventSchema, PresenceEventSchema, StateRequestSchema, StateReplySchema,
+];
+
+const ajv = new Ajv2020({ allErrors: false, strict: true });
+const compile = <T extends TSchema>(schema: T): ValidateFunction<Static<T>> => ajv.compile<Static<T>>(schema);
+const validators = {
+  task: compile(TaskMessageSchema),
+  receipt: compile(ReceiptEventSchema),
+  result: compile(ResultEventSchema),
+  presence: compile(PresenceEventSchema),
+  state: compile(StateRequestSchema),
+  reply: compile(StateReplySchema),
+};
+
+function describe(errors: ErrorObject[] | null | undefined): string {
+  const e = errors?.[0];
+  if (!e) return 'invalid';
+  return `${e.instancePath || 'body'} ${e.message ?? 'is invalid'}`;
+}
+
+function parseJson(body: Buffer, contentType: string | undefined): unknown {
+  // A message without a content type is read as JSON; anything else (the original's pickles) is refused.
+  if (contentType !== undefined && contentType !== CONTENT_TYPE) {
+    throw new InvalidMessageError(`content type '${contentType}' is not ${CONTENT_TYPE}`);
+  }
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new InvalidMessageError('body is not JSON');
+  }
+}
+
+function check<T>(validate: ValidateFunction<T>, value: unknown, what: string): T {
+  if (!validate(value)) throw new InvalidMessageError(`${what}: ${describe(validate.errors)}`);
+  return value;
+}
+
+export function encode(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value));
+}
+
+export function decodeTaskMessage(body: Buffer, contentType: string | undefined): TaskMessage {
+  const msg = check(validators.task, parseJson(body, contentType), 'task message');
+  return { ...msg, payload: msg.payload ?? null };
+}
+
+function checkEvent(value: unknown, index: number | null): WireEvent {
+  const what = index === null ? 'event' : `event [${index}]`;
+  const kind = (value as { kind?: unknown } | null)?.kind;
+  switch (kind) {
+    case 'receipt':
+      return check(validators.receipt, value, what);
+    case 'result': {
+      const event = check(validators.result, value, what);
+      if (event.payload !== undefined && Buffer.byteLength(JSON.stringify(event.payload)) > MAX_RESPONSE_PAYLOAD_BYTES) {
+        throw new InvalidMessageError(`${what}: payload is over ${MAX_RESPONSE_PAYLOAD_BYTES} bytes`);
+      }
+      return { ...event, errmsg: event.errmsg ?? null, payload: event.payload ?? null };
+    }
+    case 'register':
+    case 'heartbeat':
+      return check(validators.presence, value, what);
+    default:
+      throw new InvalidMessageError(`${what}: kind must be receipt, result, register or heartbeat`);
+  }
+}
+
+/** A response message holds one event, or a list of events of the same endpoint. */
+export function decodeEvents(body: Buffer, contentType: string | undefined): WireEvent[] {
+  const value = parseJson(body, contentType);
+  if (!Array.isArray(value)) return [checkEvent(value, null)];
+  if (value.length === 0 || value.length > MAX_EVENTS_PER_MESSAGE) {
+    throw new InvalidMessageError(`a list of events must hold 1 to ${MAX_EVENTS_PER_MESSAGE} events`);
+  }
+  const events = value.map((v, i) => checkEvent(v, i));
+  if (new Set(events.map((e) => e.endpoint)).size > 1) throw new InvalidMessageError('a list of events must be of one endpoint');
+  return events;
+}
+
+export function decodeStateRequest(body: Buffer, contentType: string | undefined): StateRequest {
+  return check(validators.state, parseJson(body, contentType), 'state request');
+}
+
+export function decodeStateReply(body: Buffer): StateReply {
+  return check(validators.reply, parseJson(body, CONTENT_TYPE), 'state reply');
+}

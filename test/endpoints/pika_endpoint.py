@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""A tasker endpoint in Python with nothing but pika, written from README "On the wire".
+
+It serves one task type: consumes its queue, runs a handler (it echoes the payload), publishes the
+result event with publisher confirms and acks the task after the confirm. A copy that may have run
+before (redelivered, or with the x-tasker-resent header) is first checked with the server side by a
+state request over direct reply-to. Settings come from the environment (see ENV below). It prints one
+JSON line per thing it does, for the test that drives it.
+"""
+import datetime
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+
+import pika
+
+ENV = {
+    "host": os.environ.get("TASKER_PY_HOST", "127.0.0.1"),
+    "port": int(os.environ.get("TASKER_PY_PORT", "5672")),
+    "vhost": os.environ.get("TASKER_PY_VHOST", "/"),
+    "user": os.environ.get("TASKER_PY_USER", "guest"),
+    "password": os.environ.get("TASKER_PY_PASSWORD", "guest"),
+    "prefix": os.environ.get("TASKER_PY_PREFIX", "tasker"),
+    "endpoint": os.environ.get("TASKER_PY_ENDPOINT", "pyconsole"),
+    "task_type": os.environ.get("TASKER_PY_TASK_TYPE", "worker"),
+}
+REPLY_TO = "amq.rabbitmq.reply-to"
+stopping = False
+
+
+def log(msg, **fields):
+    print(json.dumps({"msg": msg, **fields}), flush=True)
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def handle_task(task):
+    """The handler: what a real endpoint would do with the task's payload."""
+    return {"errnr": 0, "errmsg": None, "payload": {"python": True, "echo": task.get("payload")}}
+
+
+class Endpoint:
+    def __init__(self):
+        e = ENV
+        params = pika.ConnectionParameters(e["host"], e["port"], e["vhost"], pika.PlainCredentials(e["user"], e["password"]))
+        self.conn = pika.BlockingConnection(params)
+        self.channel = self.conn.channel()
+        self.channel.confirm_delivery()  # publishes raise unless the broker confirmed them
+        self.rpc = self.conn.channel()
+        self.replies = {}
+        self.rpc.basic_consume(REPLY_TO, self.on_reply, auto_ack=True)
+        self.queue = f'{e["prefix"]}.{e["task_type"]}.{e["endpoint"]}'
+        # The same arguments as every other declaration of this queue.
+        self.channel.queue_declare(self.queue, durable=True, arguments={
+            "x-dead-letter-exchange": f'{e["prefix"]}.dead-letter', "x-queue-type": "classic"})
+        self.channel.queue_bind(self.queue, f'{e["prefix"]}.{e["task_type"]}')
+        self.channel.basic_qos(prefetch_count=1)
+
+    def publish_event(self, event, persistent=True):
+        self.channel.basic_publish(
+            exchange=f'{ENV["prefix"]}.responses', routing_key="event", body=json.dumps(event), mandatory=True,
+            properties=pika.BasicProperties(content_type="application/json", delivery_mode=2 if persistent else 1,
+                                            user_id=ENV["user"], message_id=str(uuid.uuid4()), type="event"))
+
+    def on_reply(self, _ch, _method, props, body):
+        self.replies[props.correlation_id] = json.loads(body)
+
+    def ask_state(self, task, redelivered, resent):
+        """Asks the server side what to do with a copy that may have run before; waits for the answer."""
+        request = {"kind": "state", "task_id": task["id"], "endpoint": ENV["endpoint"], "redelivered": redelivered,
+                   "resent": resent, "max_attempts": 5}
+        while True:
+            correlation_id = str(uuid.uuid4())
+            self.rpc.basic_publish(
+                exchange=f'{ENV["prefix"]}.responses', routing_key="state", body=json.dumps(request),
+                properties=pika.BasicProperties(content_type="application/json", reply_to=REPLY_TO,
+                                                correlation_id=correlation_id, user_id=ENV["user"], expiration="10000"))
+            deadline = time.monotonic() + 10
+            while correlation_id not in self.replies and time.monotonic() < deadline:
+                self.conn.process_data_events(time_limit=0.05)
+            reply = self.replies.pop(correlation_id, None)
+            if reply is not None and reply["action"] != "unavailable":
+                return reply
+            time.sleep(1)
+
+    def on_task(self, method, props, body):
+        try:
+            task = json.loads(body)
+        except ValueError:
+            self.channel.basic_nack(method.delivery_tag, requeue=False)  # dead-lettered
+            return
+        if ENV["endpoint"] not in task.get("endpoints", []):
+            self.channel.basic_ack(method.delivery_tag)  # a broadcast not meant for this endpoint
+            return
+        resent = bool((props.headers or {}).get("x-tasker-resent"))
+        attempt = 1
+        if method.redelivered or resent:
+            reply = self.ask_state(task, method.redelivered, resent)
+            log("state reply", task_id=task["id"], action=reply["action"])
+            if reply["action"] == "finished":
+                self.channel.basic_ack(method.delivery_tag)
+                return
+            if reply["action"] != "run":
+                self.channel.basic_nack(method.delivery_tag, requeue=False)
+                return
+            attempt = reply["attempt"]
+        start = now()
+        result = handle_task(task)
+        self.publish_event({"kind": "result", "task_id": task["id"], "endpoint": ENV["endpoint"], "attempt": attempt,
+                            "start_time": start, "end_time": now(), **result})
+        self.channel.basic_ack(method.delivery_tag)  # only after the broker confirmed the result
+        log("task finished", task_id=task["id"], attempt=attempt)
+
+    def run(self):
+        self.publish_event({"kind": "register", "endpoint": ENV["endpoint"], "task_types": [ENV["task_type"]], "time": now()})
+        log("ready", queue=self.queue)
+        last_heartbeat = time.monotonic()
+        for method, props, body in self.channel.consume(self.queue, inactivity_timeout=0.2):
+            if stopping:
+                break
+            if method is not None:
+                self.on_task(method, props, body)
+            if time.monotonic() - last_heartbeat > 10:
+                self.publish_event({"kind": "heartbeat", "endpoint": ENV["endpoint"], "task_types": [ENV["task_type"]],
+                                    "time": now()}, persistent=False)
+                last_heartbeat = time.monotonic()
+        self.channel.cancel()
+        self.conn.close()
+        log("stopped")
+
+
+def on_signal(_signum, _frame):
+    global stopping
+    stopping = True
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    Endpoint().run()
+    sys.exit(0)
