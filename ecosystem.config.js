@@ -1,6 +1,8 @@
 // pm2: `npx pm2 start ecosystem.config.js` starts the API and every endpoint manager listed in
 // `manager.endpoints` of the mode (TASKER_MODE, default development). Needs `npm run build` first
-// (npm ci/install does it). kill_timeout leaves each process its graceful shutdown plus a margin.
+// (npm ci/install does it). kill_timeout leaves each process its graceful shutdown plus a margin: the
+// API waits up to api.shutdown_timeout for its HTTP requests, then as long for the response events and
+// state requests in hand; a manager waits up to manager.shutdown_timeout for its running handlers.
 const { loadConfig } = require('./dist/config/loader');
 
 const mode = process.env.TASKER_MODE || 'development';
@@ -22,10 +24,10 @@ const allInOne = {
   name: 'tasker',
   script: 'dist/scripts/start.js',
   args: ['--mode', mode],
-  kill_timeout: (config.api.shutdown_timeout + config.manager.shutdown_timeout) * 1000 + MARGIN_MS,
+  kill_timeout: (2 * config.api.shutdown_timeout + config.manager.shutdown_timeout) * 1000 + MARGIN_MS,
 };
 
-// In-process queues join API and managers only inside one process.
+// The in-process broker joins API and managers only inside one process.
 module.exports = config.manager.transport === 'in-process' ? { apps: [allInOne] } : {
   apps: [
     {
@@ -37,7 +39,7 @@ module.exports = config.manager.transport === 'in-process' ? { apps: [allInOne] 
       exec_mode: 'cluster',
       instances: 1,
       args: ['--mode', mode],
-      kill_timeout: config.api.shutdown_timeout * 1000 + MARGIN_MS,
+      kill_timeout: 2 * config.api.shutdown_timeout * 1000 + MARGIN_MS,
     },
     ...config.manager.endpoints.map((ep) => ({
       ...common,

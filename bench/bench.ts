@@ -1,38 +1,48 @@
 import { execFileSync } from 'node:child_process';
-import http from 'node:http';
+import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { projectRoot } from '../config/loader';
+import { loadConfig, projectRoot } from '../config/loader';
 import { Completion } from '../api/storage/completion';
 import { createDataSource } from '../api/storage/database';
 import { Backend, Harness, Proc } from '../test/support/harness';
 import { runBaseline } from './baseline';
+import { shippedDefaults } from './defaults';
+import { runFleet } from './fleet';
 import { getJson, postAll } from './load';
 import { ProcessMeter, summary } from './stats';
+import { ensureWrk, postWithWrk } from './wrk';
 
 /**
  * `npm run bench`: the SPEC §10 workload against a fresh database and vhost (or the standalone
- * process), the same pipeline written directly with amqplib and mysql2 as a baseline, a latency run at
- * concurrency 1, and a scale run with many stored tasks. A program, not a test: it prints figures.
+ * process) with every setting at its shipped default and `wrk` as the load generator; the same pipeline
+ * written directly with amqplib and mysql2 as a baseline; a latency run at concurrency 1; a scale run
+ * with many stored tasks. `--fleet N`: the fleet workload instead. A program, not a test: it prints figures.
  */
 const { values: opt } = parseArgs({
   options: {
-    tasks: { type: 'string', default: '5000' },
-    /** Tasks run through first, unmeasured, so that the measured ones meet JIT-compiled code. */
-    warmup: { type: 'string', default: '2000' },
+    /** Seconds of the measured wrk run. */
+    seconds: { type: 'string', default: '20' },
+    /** Seconds of load first, unmeasured, so that the measured run meets JIT-compiled code. */
+    warmup: { type: 'string', default: '10' },
     concurrency: { type: 'string', default: '64' },
     endpoints: { type: 'string', default: '3' },
     mode: { type: 'string', default: 'rabbitmq' },
+    'baseline-tasks': { type: 'string', default: '20000' },
     'latency-tasks': { type: 'string', default: '300' },
     'scale-rows': { type: 'string', default: '1000000' },
     'no-baseline': { type: 'boolean', default: false },
     'no-latency': { type: 'boolean', default: false },
     'no-scale': { type: 'boolean', default: false },
+    /** The fleet workload: this many endpoints, each with its own AMQP connection, many per process. */
+    fleet: { type: 'string' },
+    'fleet-tasks': { type: 'string', default: '20' },
+    'fleet-per-process': { type: 'string', default: '100' },
     json: { type: 'boolean', default: false },
     /** Write V8 CPU profiles of the API and managers (.cpuprofile) into this folder. */
     profile: { type: 'string' },
   },
 });
-const TASKS = Number(opt.tasks);
+const SECONDS = Number(opt.seconds);
 const WARMUP = Number(opt.warmup);
 const CONCURRENCY = Number(opt.concurrency);
 const ENDPOINTS = Array.from({ length: Number(opt.endpoints) }, (_v, i) => `bench${i + 1}`);
@@ -41,6 +51,7 @@ if (!['rabbitmq', 'standalone'].includes(BACKEND)) throw new Error('--mode must 
 // About 200 bytes of JSON, with the no-op handler (no simulated work).
 const PAYLOAD = { sleep: 0, data: 'x'.repeat(150), n: 0 };
 const log = (msg: string): void => { if (!opt.json) process.stderr.write(`${msg}\n`); };
+const round = (n: number): number => Math.round(n * 10) / 10;
 
 function pidOf(name: string): number | null {
   try {
@@ -50,74 +61,68 @@ function pidOf(name: string): number | null {
   }
 }
 
-async function waitAllDone(h: Harness, prefix: string, count: number): Promise<number> {
-  for (;;) {
-    const rows = await h.query(`SELECT COUNT(*) AS n FROM task WHERE status = 'DONE' AND identifier LIKE ?`, [`${prefix}%`]);
-    if (Number(rows[0].n) >= count) return performance.timeOrigin + performance.now();
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 function toMs(t: unknown): number {
   const s = String(t);
   return Date.parse(s.includes('T') ? s : s.replace(' ', 'T') + 'Z');
 }
 
-async function endTimes(h: Harness, prefix: string): Promise<Map<string, number>> {
-  const rows = await h.query<{ identifier: string; end_time: unknown }>('SELECT identifier, end_time FROM task WHERE identifier LIKE ?', [`${prefix}%`]);
-  return new Map(rows.map((r) => [r.identifier, toMs(r.end_time)]));
+/** Waits until every task with this identifier prefix is DONE (the count stops growing once the load stopped). */
+async function waitAllDone(h: Harness, prefix: string, timeoutMs = 600_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [row] = await h.query(`SELECT COUNT(*) AS n, SUM(status = 'DONE') AS done FROM task WHERE identifier LIKE ?`, [`${prefix}%`]);
+    if (Number(row.n) > 0 && Number(row.n) === Number(row.done)) return Number(row.n);
+    if (Date.now() > deadline) throw new Error(`${prefix}: ${row.done} of ${row.n} tasks DONE after ${timeoutMs / 1000} s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 async function throughput(h: Harness, procs: Proc[]): Promise<Record<string, unknown>> {
-  const body = (prefix: string) => (i: number) => JSON.stringify({ identifier: `${prefix}${i}`, payload: { ...PAYLOAD, n: i }, endpoints: ENDPOINTS });
   if (WARMUP > 0) {
-    log(`warm-up: ${WARMUP} tasks`);
-    await postAll(h.port, () => '/worker', body('warm-'), WARMUP, CONCURRENCY);
-    await waitAllDone(h, 'warm-', WARMUP);
+    log(`warm-up: ${WARMUP} s of wrk`);
+    await postWithWrk(h.port, { prefix: 'warm', seconds: WARMUP, connections: CONCURRENCY, endpoints: ENDPOINTS });
+    await waitAllDone(h, 'warm-');
   }
   const meter = new ProcessMeter([
     ...procs.map((p) => ({ name: p.name, pid: p.child.pid! })),
     ...(BACKEND === 'rabbitmq' ? [{ name: 'mariadbd', pid: pidOf('mariadbd') ?? 0 }, { name: 'rabbitmq (beam.smp)', pid: pidOf('beam.smp') ?? 0 }] : []),
-    { name: 'bench (load generator)', pid: process.pid },
   ]);
-  log(`throughput: ${TASKS} tasks, concurrency ${CONCURRENCY}, endpoints ${ENDPOINTS.join(', ')}`);
-  const results = await postAll(h.port, () => '/worker', body('run-'), TASKS, CONCURRENCY);
-  const bad = results.filter((r) => r.status !== 201).length;
-  if (bad) throw new Error(`${bad} POSTs were not answered 201`);
-  const first = Math.min(...results.map((r) => r.sentAt));
-  const lastAccepted = Math.max(...results.map((r) => r.doneAt));
-  await waitAllDone(h, 'run-', TASKS);
+  log(`throughput: wrk for ${SECONDS} s, ${CONCURRENCY} connections, endpoints ${ENDPOINTS.join(', ')}`);
+  const wrk = await postWithWrk(h.port, { prefix: 'run', seconds: SECONDS, connections: CONCURRENCY, endpoints: ENDPOINTS });
+  const errors = Object.values(wrk.errors).reduce((a, b) => a + b, 0);
+  if (errors > 0) throw new Error(`wrk saw errors: ${JSON.stringify(wrk.errors)}`);
+  const tasks = await waitAllDone(h, 'run-');
   const processes = meter.read();
-  const ends = await endTimes(h, 'run-');
-  // When the last task became DONE, as the database recorded it (not when the poll noticed).
-  const allDone = Math.max(...ends.values());
-  const e2e = results.map((r, i) => (ends.get(`run-${i}`) ?? NaN) - r.sentAt);
-  const post = summary(results.map((r) => r.doneAt - r.sentAt));
-  const e = summary(e2e);
+  const rows = await h.query<{ start_time: unknown; end_time: unknown }>(`SELECT start_time, end_time FROM task WHERE identifier LIKE 'run-%'`);
+  const starts = rows.map((r) => toMs(r.start_time));
+  const ends = rows.map((r) => toMs(r.end_time));
+  const e2e = summary(rows.map((_r, i) => ends[i] - starts[i]));
+  // From the first task stored to the last one DONE, as the database recorded them.
+  const span = (Math.max(...ends) - Math.min(...starts)) / 1000;
   return {
-    tasks: TASKS, concurrency: CONCURRENCY, endpoints: ENDPOINTS.length,
-    accepted_per_s: Math.round(TASKS / ((lastAccepted - first) / 1000)),
-    post_ms: { p50: round(post.p50), p99: round(post.p99) },
-    completed_per_s: Math.round(TASKS / ((allDone - first) / 1000)),
-    deliveries_per_s: Math.round((TASKS * ENDPOINTS.length) / ((allDone - first) / 1000)),
-    e2e_ms: { p50: round(e.p50), p99: round(e.p99) },
+    tasks, concurrency: CONCURRENCY, endpoints: ENDPOINTS.length, seconds: SECONDS,
+    accepted_per_s: Math.round(wrk.requests / (wrk.duration_us / 1e6)),
+    post_ms: { p50: round(wrk.p50_us / 1000), p99: round(wrk.p99_us / 1000) },
+    completed_per_s: Math.round(tasks / span),
+    deliveries_per_s: Math.round((tasks * ENDPOINTS.length) / span),
+    e2e_ms: { p50: round(e2e.p50), p99: round(e2e.p99) },
     processes,
   };
 }
 
 async function latency(h: Harness, count: number): Promise<Record<string, unknown>> {
   log(`latency: ${count} tasks one at a time`);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const e2e: number[] = [];
-  try {
-    for (let i = 0; i < count; i++) {
-      const [r] = await postAll(h.port, () => '/worker', () => JSON.stringify({ identifier: `lat-${i}`, payload: PAYLOAD, endpoints: ENDPOINTS }), 1, 1);
-      await waitAllDone(h, `lat-${i}`, 1);
-      const ends = await endTimes(h, `lat-${i}`);
-      e2e.push((ends.get(`lat-${i}`) ?? NaN) - r.sentAt);
+  for (let i = 0; i < count; i++) {
+    const [r] = await postAll(h.port, () => '/worker', () => JSON.stringify({ identifier: `lat-${i}`, payload: PAYLOAD, endpoints: ENDPOINTS }), 1, 1);
+    for (;;) {
+      const [row] = await h.query(`SELECT status, end_time FROM task WHERE identifier = ?`, [`lat-${i}`]);
+      if (row?.status === 'DONE') {
+        e2e.push(toMs(row.end_time) - r.sentAt);
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1));
     }
-  } finally {
-    agent.destroy();
   }
   const s = summary(e2e);
   return { tasks: count, e2e_ms: { p50: round(s.p50), p99: round(s.p99) } };
@@ -139,18 +144,12 @@ async function scale(h: Harness, rows: number): Promise<Record<string, unknown>>
   const seeded = (Date.now() - t0) / 1000;
   // GETs are measured in the steady state: after the API's sweep has marked the stale tasks seeded all at
   // once (that first sweep is measured on its own below).
-  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
+  for (const deadline = Date.now() + 120_000; Date.now() < deadline;) {
     const [{ n }] = await h.query(`SELECT COUNT(*) AS n FROM task WHERE status = 'SENT' AND request_hash = 'seed'`);
     if (Number(n) === 0) break;
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
-  // GETs are measured in the steady state: after the API's sweep has marked the stale tasks seeded all at
-  // once (that first sweep is measured on its own below).
-  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
-    const [{ n }] = await h.query(`SELECT COUNT(*) AS n FROM task WHERE status = 'SENT' AND request_hash = 'seed'`);
-    if (Number(n) === 0) break;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  const http = await import('node:http');
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const ms: number[] = [];
   try {
@@ -194,12 +193,10 @@ async function scale(h: Harness, rows: number): Promise<Record<string, unknown>>
   return { rows, seed_s: round(seeded), get_ms: { p50: round(g.p50), p99: round(g.p99) }, direct_sql_ms: { p50: round(d.p50), p99: round(d.p99) }, sweep_ms: { first: sweeps[0], marked, steady: sweeps[1] } };
 }
 
-const round = (n: number): number => Math.round(n * 10) / 10;
-
 function printTable(r: Record<string, any>): void {
   const out: string[] = [];
   const t = r.throughput;
-  out.push(`tasker bench: ${r.mode}, ${t.tasks} tasks, concurrency ${t.concurrency}, ${t.endpoints} endpoints, ${r.machine}`);
+  out.push(`tasker bench: ${r.mode}, wrk ${t.seconds} s at ${t.concurrency} connections (${t.tasks} tasks), ${t.endpoints} endpoints, ${r.machine}, shipped default configuration`);
   out.push('');
   out.push('| | project | baseline (amqplib + mysql2) | ratio |');
   out.push('| --- | ---: | ---: | ---: |');
@@ -226,37 +223,67 @@ function printTable(r: Record<string, any>): void {
   process.stdout.write(out.join('\n') + '\n');
 }
 
+function printFleet(r: Record<string, any>): void {
+  const f = r.fleet;
+  const out = [
+    `tasker bench --fleet ${f.endpoints}: ${f.processes} manager processes (${f.per_process} endpoints and AMQP connections each), ${r.machine}, shipped default configuration`,
+    '',
+    '| | measured | target |',
+    '| --- | ---: | ---: |',
+    `| one task to all ${f.endpoints} endpoints, POST to DONE, p50 (${f.sequential.tasks} tasks one after another) | ${f.sequential.done_ms.p50} ms | <= 1000 ms |`,
+    `| same, p99 | ${f.sequential.done_ms.p99} ms | |`,
+    `| responses stored per second by the server side (a backlog of ${f.backlog.responses} results in ${f.backlog.messages} messages, stored after the API was away) | ${f.backlog.responses_per_s} | >= 10000 |`,
+    `| responses per second end to end, the simulated fleet on the same cores (${f.sustained.tasks} tasks to all at once, ${f.sustained.responses} responses) | ${f.sustained.responses_per_s} | |`,
+    `| MariaDB connections at peak (the API's pool is ${f.api_pool_size}; the bench's own 2 included) | ${f.db_connections_peak} | <= ${f.api_pool_size + 2} |`,
+    `| RabbitMQ memory before the fleet started / at peak | ${f.rabbitmq_mb.before} / ${f.rabbitmq_mb.peak} MB | |`,
+    '',
+    `CPU seconds while the ${f.sustained.tasks} tasks ran (${f.sustained.seconds} s): api ${f.sustained.cpu_s.api}, managers ${f.sustained.cpu_s.managers}, `
+      + `mariadbd ${f.sustained.cpu_s.mariadbd}, rabbitmq ${f.sustained.cpu_s.rabbitmq}`,
+    `fleet start-up: ${f.startup_s} s for ${f.endpoints} endpoints to connect and register`,
+  ];
+  process.stdout.write(out.join('\n') + '\n');
+}
+
 async function main(): Promise<void> {
-  const cpus = (await import('node:os')).cpus().length;
-  const memGb = Math.round((await import('node:os')).totalmem() / 2 ** 30);
-  const report: Record<string, unknown> = { date: new Date().toISOString(), mode: BACKEND, machine: `${cpus} cores, ${memGb} GiB` };
+  const wrkVersion = await ensureWrk();
+  const report: Record<string, unknown> = {
+    date: new Date().toISOString(), mode: BACKEND, load_generator: wrkVersion,
+    machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB`,
+  };
+  const defaults = BACKEND === 'rabbitmq' ? shippedDefaults(loadConfig({ mode: 'test', env: { TASKER_TEST_ID: 'bench' } })) : {};
   const h = new Harness({
-    backend: BACKEND, waitTimeout: 600, handlerTimeout: 60,
-    env: {
-      TASKER_MANAGER__DB__POOL_SIZE: '10', TASKER_MANAGER__MESSAGE_QUEUE__PREFETCH: '128', TASKER_LOG_LEVEL: 'warn',
-    },
+    backend: BACKEND,
+    env: defaults,
     nodeArgs: opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${opt.profile}`] : [],
   });
   await h.setup();
   try {
-    const procs = await h.startSystem(ENDPOINTS.map((name) => ({ name, task_types: ['worker'] })));
-    report.throughput = await throughput(h, procs);
-    if (!opt['no-latency']) report.latency = await latency(h, Number(opt['latency-tasks']));
-    if (!opt['no-scale'] && BACKEND === 'rabbitmq') report.scale = await scale(h, Number(opt['scale-rows']));
-    await h.stopAll();
-    if (!opt['no-baseline'] && BACKEND === 'rabbitmq') {
-      log('baseline: amqplib + mysql2');
-      const mq = h.config.manager.message_queue;
-      report.baseline = await runBaseline({
-        mysqlUri: h.config.manager.db.uri,
-        amqpUrl: `amqp://${mq.username}:${mq.password}@${mq.host}:${mq.port}/${encodeURIComponent(mq.virtual_host)}`,
-        endpoints: ENDPOINTS, prefetch: 128,
-      }, TASKS, CONCURRENCY, PAYLOAD, WARMUP);
+    if (opt.fleet !== undefined) {
+      if (BACKEND !== 'rabbitmq') throw new Error('--fleet runs against RabbitMQ and MariaDB');
+      report.fleet = await runFleet(h, {
+        endpoints: Number(opt.fleet), perProcess: Number(opt['fleet-per-process']), tasks: Number(opt['fleet-tasks']), log,
+      });
+    } else {
+      const procs = await h.startSystem(ENDPOINTS.map((name) => ({ name, task_types: ['worker'] })));
+      report.throughput = await throughput(h, procs);
+      if (!opt['no-latency']) report.latency = await latency(h, Number(opt['latency-tasks']));
+      if (!opt['no-scale'] && BACKEND === 'rabbitmq') report.scale = await scale(h, Number(opt['scale-rows']));
+      await h.stopAll();
+      if (!opt['no-baseline'] && BACKEND === 'rabbitmq') {
+        log('baseline: amqplib + mysql2');
+        const mq = h.config.manager.message_queue;
+        report.baseline = await runBaseline({
+          mysqlUri: h.config.manager.db.uri,
+          amqpUrl: `amqp://${mq.username}:${mq.password}@${mq.host}:${mq.port}/${encodeURIComponent(mq.virtual_host)}`,
+          endpoints: ENDPOINTS, prefetch: h.config.manager.message_queue.prefetch,
+        }, Number(opt['baseline-tasks']), CONCURRENCY, PAYLOAD, Math.round(Number(opt['baseline-tasks']) / 2));
+      }
     }
   } finally {
     await h.teardown();
   }
   if (opt.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  else if (report.fleet) printFleet(report);
   else printTable(report);
 }
 

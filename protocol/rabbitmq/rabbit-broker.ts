@@ -109,7 +109,7 @@ export class RabbitBroker implements Broker {
     const { host, port, username, password, virtual_host, heartbeat } = this.mq;
     const conn = await amqp.connect(
       { protocol: 'amqp', hostname: host, port, username, password, vhost: virtual_host, heartbeat },
-      { clientProperties: { connection_name: this.options.connectionName }, timeout: 10_000 },
+      { clientProperties: { connection_name: this.options.connectionName }, timeout: 10_000, noDelay: true },
     );
     if (!coalesceWrites(conn)) this.log.debug('amqplib socket not reachable; frames are written one by one');
     conn.on('error', (err: Error) => this.log.warn('connection error', { err }));

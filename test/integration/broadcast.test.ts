@@ -157,6 +157,29 @@ describe('broadcasting tasks to endpoints (RabbitMQ + MariaDB, real processes)',
     assert.deepEqual(after, before);
   });
 
+  it('stores a response once: a repeated result event changes nothing', async function () {
+    await h.post('worker', { identifier: 'repeat', payload: { sleep: 0.05 }, endpoints: ['console1'] });
+    const done = await h.waitForStatus('worker', 'repeat', ['DONE']);
+    const before = await h.query('SELECT * FROM task_response WHERE task_id = ?', [done.task.id]);
+    const taskBefore = await h.query('SELECT finished_count, received_count, failed_count, end_time FROM task WHERE id = ?', [done.task.id]);
+    const now = new Date().toISOString();
+    const again = { kind: 'result', task_id: done.task.id, endpoint: 'console1', attempt: 1, start_time: now, end_time: now, errnr: 7, errmsg: 'late copy', payload: { other: 1 } };
+    await h.withChannel(async (ch) => {
+      ch.publish(TOPOLOGY.responsesExchange, 'event', Buffer.from(JSON.stringify([again, again])), { persistent: true, contentType: 'application/json' });
+    });
+    // The events queue is empty once the collector took it; a duplicate is acked, not dead-lettered.
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
+      const { messageCount } = await h.withChannel((ch) => ch.checkQueue(TOPOLOGY.eventsQueue.name));
+      if (messageCount === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(await h.query('SELECT * FROM task_response WHERE task_id = ?', [done.task.id]), before);
+    assert.deepEqual(await h.query('SELECT finished_count, received_count, failed_count, end_time FROM task WHERE id = ?', [done.task.id]), taskBefore);
+    const { messageCount } = await h.withChannel((ch) => ch.checkQueue(TOPOLOGY.deadLetter));
+    assert.equal(messageCount, 0);
+  });
+
   it('does not run a second copy of a task beside the running one; the copy waits for it and is acked', async function () {
     const created = await h.post('worker', { identifier: 'twice', payload: { sleep: 1 }, endpoints: ['console1'] });
     const console1 = managers.get('console1')!;

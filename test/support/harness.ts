@@ -126,6 +126,8 @@ export class Harness {
   config!: Config;
   port = 0;
   private readonly procs = new Set<Proc>();
+  /** Processes started from now on write their stdout (info lines) nowhere: for the bench's large fleets. */
+  discardStdout = false;
   /** RabbitMQ users of endpoints made by this run, deleted on teardown (users are broker-wide). */
   private readonly endpointUsers = new Set<string>();
   private sql: mysql.Pool | null = null;
@@ -197,7 +199,7 @@ export class Harness {
   private spawn(name: string, args: string[], env: NodeJS.ProcessEnv = {}, withMode = true): Proc {
     const mode = withMode ? ['--mode', this.mode] : [];
     const child = spawn(process.execPath, [...this.options.nodeArgs ?? [], path.join(SCRIPTS, args[0]), ...mode, ...args.slice(1)], {
-      env: { ...this.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      env: { ...this.env, ...env }, stdio: ['ignore', this.discardStdout ? 'ignore' : 'pipe', 'pipe', 'ipc'],
     });
     const proc = new Proc(name, child);
     this.procs.add(proc);

@@ -74,6 +74,22 @@ describe('configuration', function () {
     assert.deepEqual(loadConfig({ mode: 'development', env: {} }).manager.endpoints.map((e) => e.name), ['console1', 'console2']);
   });
 
+  it('refuses task types that would collide with the server side\'s own queues', function () {
+    for (const name of ['responses', 'state', 'dead-letter']) {
+      assert.throws(() => loadConfig({ mode: 'x', env: {}, configDir: configDir(MINIMAL.replace('[worker]', `[worker, ${name}]`)) }),
+        new RegExp(`'task_types\\[1\\]': '${name}' is reserved`));
+    }
+  });
+
+  it('loads the production mode for an endpoint host without any database setting', function () {
+    const cfg = loadConfig({ mode: 'production', env: { TASKER_MQ_HOST: 'h', TASKER_MQ_USERNAME: 'node7', TASKER_MQ_PASSWORD: 'p' } });
+    assert.equal(cfg.manager.db.uri, '');
+    assert.equal(cfg.api.endpoint_identity, 'per_endpoint_user');
+    assert.equal(loadConfig({ mode: 'development', env: {} }).api.endpoint_identity, 'shared_user');
+    assert.throws(() => loadConfig({ mode: 'x', env: { TASKER_API__ENDPOINT_IDENTITY: 'anyone' }, configDir: configDir(MINIMAL) }),
+      /'api\.endpoint_identity': must be one of shared_user, per_endpoint_user/);
+  });
+
   it('refuses an unknown mode', function () {
     assert.throws(() => loadConfig({ mode: 'nosuchmode', env: {} }), /nosuchmode/);
   });

@@ -1,0 +1,188 @@
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { Harness, Proc } from '../test/support/harness';
+import { ProcessMeter, summary } from './stats';
+
+const run = promisify(execFile);
+
+function pidOf(name: string): number {
+  try {
+    return Number(execFileSync('pidof', ['-s', name], { encoding: 'utf8' }).trim()) || 0;
+  } catch {
+    return 0;
+  }
+}
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function toMs(t: unknown): number {
+  const s = String(t);
+  return Date.parse(s.includes('T') ? s : s.replace(' ', 'T') + 'Z');
+}
+
+/**
+ * RabbitMQ takes as many connections as its open-file limit allows (about 830 under the usual soft
+ * limit of 1024). A fleet larger than that needs the broker restarted under a higher limit: it keeps
+ * its vhosts, users and durable queues.
+ */
+async function ensureBrokerSockets(h: Harness, needed: number, log: (m: string) => void): Promise<void> {
+  const { json } = await h.admin().request('GET', '/nodes');
+  const limit = Number((json as { sockets_total?: number }[])[0]?.sockets_total ?? 0);
+  if (limit >= needed) return;
+  log(`RabbitMQ accepts ${limit} connections; restarting it with the hard open-file limit as its limit, for ${needed}`);
+  await run('rabbitmqctl', ['-q', 'stop'], { timeout: 120_000 });
+  // Debian's rabbitmq-server wrapper switches to the rabbitmq user with `su`, which resets the limit: raise
+  // it inside that user's shell instead.
+  const child = spawn('su', ['rabbitmq', '-s', '/bin/sh', '-c', 'cd /var/lib/rabbitmq && ulimit -n "$(ulimit -Hn)" && exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached'], { stdio: 'ignore' });
+  await new Promise((resolve) => child.once('exit', resolve));
+  // await_startup fails at once while the new node is not yet reachable at all.
+  for (let i = 0; ; i++) {
+    const up = await run('rabbitmqctl', ['-q', 'await_startup'], { timeout: 120_000 }).then(() => true, () => false);
+    if (up) break;
+    if (i > 60) throw new Error('RabbitMQ did not start again');
+    await sleep(1000);
+  }
+  for (const deadline = Date.now() + 120_000; Date.now() < deadline; await sleep(500)) {
+    const ok = await h.admin().request('GET', '/nodes').then((r) => Number((r.json as { sockets_total?: number }[])[0]?.sockets_total ?? 0), () => 0);
+    if (ok >= needed) return;
+    if (ok > 0) throw new Error(`RabbitMQ accepts only ${ok} connections even after a restart; raise the hard limit (ulimit -Hn)`);
+  }
+  throw new Error('RabbitMQ did not come back');
+}
+
+async function waitDone(h: Harness, identifiers: string[], timeoutMs = 300_000): Promise<Map<string, number>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const rows = await h.query<{ identifier: string; end_time: unknown }>(
+      `SELECT identifier, end_time FROM task WHERE status = 'DONE' AND identifier IN (${identifiers.map(() => '?').join(', ')})`, identifiers);
+    if (rows.length === identifiers.length) return new Map(rows.map((r) => [r.identifier, toMs(r.end_time)]));
+    if (Date.now() > deadline) throw new Error(`${identifiers.length - rows.length} fleet tasks not DONE`);
+    await sleep(5);
+  }
+}
+
+/**
+ * The server side's own storing rate: tasks whose handlers take 3 s are posted, the API is stopped before
+ * they finish, so that all their results wait in the responses queue; then an API is started and stores
+ * them. The rate is from the first of those responses stored to the last task DONE.
+ */
+async function drainBacklog(h: Harness, api: Proc, tasks: number, endpoints: number): Promise<Record<string, number>> {
+  const ids = Array.from({ length: tasks }, (_v, i) => `fleet-backlog-${i}`);
+  await Promise.all(ids.map(async (identifier) => {
+    const res = await fetch(`${h.baseUrl}/worker`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ identifier, payload: { sleep: 3 } }),
+    });
+    if (res.status !== 201) throw new Error(`POST ${identifier}: ${res.status}`);
+  }));
+  if (await api.stop() !== 0) throw new Error('the API did not stop cleanly');
+  const eventsQueue = h.config.manager.message_queue.exchange + '.responses';
+  // Every handler finished once the queue stops growing (after their 3 s).
+  let last = -1;
+  for (;;) {
+    await sleep(2000);
+    const depth = await h.withChannel(async (ch) => (await ch.checkQueue(eventsQueue)).messageCount);
+    if (depth === last && depth > 0) break;
+    last = depth;
+  }
+  const [before] = await h.query(`SELECT COUNT(*) AS n FROM task_response r JOIN task t ON t.id = r.task_id
+    WHERE t.identifier LIKE 'fleet-backlog-%' AND r.status = 1`);
+  await h.startApi();
+  await waitDone(h, ids);
+  const [span] = await h.query(`SELECT MIN(r.last_modified_time) AS first, MAX(t.end_time) AS last, COUNT(*) AS n
+    FROM task_response r JOIN task t ON t.id = r.task_id WHERE t.identifier LIKE 'fleet-backlog-%' AND r.status = 1`);
+  const stored = Number(span.n) - Number(before.n);
+  const seconds = (toMs(span.last) - toMs(span.first)) / 1000;
+  if (Number(span.n) !== tasks * endpoints) throw new Error(`backlog: ${span.n} responses, ${tasks * endpoints} expected`);
+  return { messages: last, responses: stored, seconds: Math.round(seconds * 100) / 100, responses_per_s: Math.round(stored / seconds) };
+}
+
+/**
+ * The fleet workload: `endpoints` endpoints, each with its own AMQP connection, `perProcess` of them in
+ * each manager process; broadcasts (tasks that list no endpoints) to all of them. Measures POST to DONE
+ * one task at a time, responses stored per second with many tasks at once, the database connections
+ * (sampled) and RabbitMQ's memory.
+ */
+export async function runFleet(h: Harness, o: { endpoints: number; perProcess: number; tasks: number; log: (m: string) => void }): Promise<Record<string, unknown>> {
+  await ensureBrokerSockets(h, o.endpoints + 100, o.log);
+  const names = Array.from({ length: o.endpoints }, (_v, i) => `f${String(i + 1).padStart(5, '0')}`);
+  let dbPeak = 0;
+  let mqPeak = 0;
+  const nodeMemory = async (): Promise<number> => Number(((await h.admin().request('GET', '/nodes')).json as { mem_used?: number }[])[0]?.mem_used ?? 0);
+  const mqBefore = await nodeMemory();
+  const sampler = setInterval(() => {
+    void h.query('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = ?', [h.id])
+      .then((rows) => { dbPeak = Math.max(dbPeak, Number(rows[0].n)); }, () => undefined);
+    void nodeMemory().then((m) => { mqPeak = Math.max(mqPeak, m); }, () => undefined);
+  }, 250);
+  try {
+    const api = await h.startApi();
+    h.discardStdout = true;
+    const managers: Proc[] = [];
+    const t0 = Date.now();
+    o.log(`fleet: starting ${o.endpoints} endpoints, ${o.perProcess} per manager process`);
+    const processes = Math.ceil(o.endpoints / o.perProcess);
+    for (let i = 0; i < processes; i += 2) {
+      managers.push(...await Promise.all([i, i + 1].filter((p) => p < processes)
+        .map((p) => h.startManager(names.slice(p * o.perProcess, (p + 1) * o.perProcess), ['worker']))));
+    }
+    for (;;) {
+      const [row] = await h.query(`SELECT COUNT(*) AS n FROM endpoint WHERE task_type = 'worker'`);
+      if (Number(row.n) >= o.endpoints) break;
+      await sleep(200);
+    }
+    const startup = (Date.now() - t0) / 1000;
+    o.log(`fleet: ${o.endpoints} endpoints registered in ${startup.toFixed(1)} s; warm-up`);
+    const post = async (identifier: string): Promise<number> => {
+      const sentAt = performance.timeOrigin + performance.now();
+      const res = await fetch(`${h.baseUrl}/worker`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ identifier, payload: { sleep: 0 } }),
+      });
+      const body = await res.json() as { endpoints?: string[] };
+      if (res.status !== 201 || body.endpoints?.length !== o.endpoints) throw new Error(`POST ${identifier}: ${res.status} ${JSON.stringify(body).slice(0, 200)}`);
+      return sentAt;
+    };
+    for (let i = 0; i < 3; i++) {
+      await post(`fleet-warm-${i}`);
+      await waitDone(h, [`fleet-warm-${i}`]);
+    }
+    o.log(`fleet: ${o.tasks} tasks one after another`);
+    const doneMs: number[] = [];
+    for (let i = 0; i < o.tasks; i++) {
+      const id = `fleet-seq-${i}`;
+      const sentAt = await post(id);
+      const ends = await waitDone(h, [id]);
+      doneMs.push((ends.get(id) as number) - sentAt);
+    }
+    o.log(`fleet: ${o.tasks} tasks at once`);
+    const ids = Array.from({ length: o.tasks }, (_v, i) => `fleet-many-${i}`);
+    const meter = new ProcessMeter([{ name: 'api', pid: api.child.pid! }, ...managers.map((m, i) => ({ name: `managers ${i}`, pid: m.child.pid! })),
+      { name: 'mariadbd', pid: pidOf('mariadbd') }, { name: 'rabbitmq (beam.smp)', pid: pidOf('beam.smp') }]);
+    const sent = await Promise.all(ids.map((id) => post(id)));
+    const ends = await waitDone(h, ids);
+    const cpu = meter.read();
+    const managersCpu = cpu.filter((p) => p.name.startsWith('managers')).reduce((a, p) => a + p.cpu_s, 0);
+    const span = (Math.max(...ends.values()) - Math.min(...sent)) / 1000;
+    const [check] = await h.query(`SELECT COUNT(*) AS n FROM task_response r JOIN task t ON t.id = r.task_id WHERE t.identifier LIKE 'fleet-many-%' AND r.status = 1`);
+    const responses = Number(check.n);
+    if (responses !== o.tasks * o.endpoints) throw new Error(`${responses} responses stored, ${o.tasks * o.endpoints} expected`);
+    o.log(`fleet: ${o.tasks} tasks at once while the API is stopped, then the backlog of results`);
+    const backlog = await drainBacklog(h, api, o.tasks, o.endpoints);
+    const d = summary(doneMs);
+    return {
+      endpoints: o.endpoints, per_process: o.perProcess, processes, startup_s: Math.round(startup * 10) / 10,
+      sequential: { tasks: o.tasks, done_ms: { p50: Math.round(d.p50), p99: Math.round(d.p99) } },
+      sustained: {
+        tasks: o.tasks, responses, seconds: Math.round(span * 100) / 100, responses_per_s: Math.round(responses / span),
+        cpu_s: {
+          api: cpu[0].cpu_s, managers: Math.round(managersCpu * 100) / 100,
+          mariadbd: cpu[cpu.length - 2].cpu_s, rabbitmq: cpu[cpu.length - 1].cpu_s,
+        },
+      },
+      backlog,
+      db_connections_peak: dbPeak, api_pool_size: h.config.manager.db.pool_size,
+      rabbitmq_mb: { before: Math.round(mqBefore / 2 ** 20), peak: Math.round(mqPeak / 2 ** 20) },
+    };
+  } finally {
+    clearInterval(sampler);
+    h.discardStdout = false;
+  }
+}
