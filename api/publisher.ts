@@ -24,7 +24,8 @@ export function toMessage(task: Task): TaskMessage {
  * stays CREATED and `resendUnsent` sends it later, from any API instance.
  */
 export class Publisher {
-  private readonly sent: Batcher<number, void>;
+  /** Records confirms in batches; answers when each was recorded. */
+  private readonly sent: Batcher<number, Date>;
 
   constructor(
     private readonly transport: ServerTransport,
@@ -32,9 +33,10 @@ export class Publisher {
     private readonly log: Logger,
     maxBatch = 256,
   ) {
-    this.sent = new Batcher<number, void>(async (ids) => {
-      await this.tasks.markSent(ids, new Date());
-      return ids.map((): void => undefined);
+    this.sent = new Batcher<number, Date>(async (ids) => {
+      const now = new Date();
+      await this.tasks.markSent(ids, now);
+      return ids.map(() => now);
     }, { maxBatch });
   }
 
@@ -52,9 +54,9 @@ export class Publisher {
       this.log.warn('task stored but not sent; it is resent when the broker is back', { taskId: task.id, err });
       return task;
     }
-    const now = new Date();
+    let now: Date;
     try {
-      await this.sent.submit(task.id);
+      now = await this.sent.submit(task.id);
     } catch (err) {
       // Published but not recorded: the resend job sends it again, and managers ignore the repeat.
       this.log.warn('task sent but not marked SENT', { taskId: task.id, err });

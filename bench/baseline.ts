@@ -48,7 +48,7 @@ async function collector(cfg: BaselineConfig): Promise<void> {
     const rows = msgs.map((m) => JSON.parse(m.content.toString()) as { task_id: number; endpoint: string; errnr: number; payload: unknown });
     pool.query('INSERT INTO baseline_response (task_id, endpoint, errnr, payload) VALUES ?',
       [rows.map((r) => [r.task_id, r.endpoint, r.errnr, JSON.stringify(r.payload)])])
-      .then(() => ch.ack(msgs[msgs.length - 1], true), () => { for (const m of msgs) ch.nack(m); });
+      .then(() => { for (const m of msgs) ch.ack(m); }, () => { for (const m of msgs) ch.nack(m); });
   };
   await ch.consume(RESPONSES, (msg) => {
     if (!msg) return;
@@ -126,7 +126,7 @@ export async function runBaseline(
   const at = (s: string): number => Date.parse(s.replace(' ', 'T') + 'Z');
   const e2e = done.map((r) => at(r.end) - at(r.start));
   // From the first task stored to the last response stored, as the database recorded them.
-  const span = Math.max(...done.map((r) => at(r.end))) - Math.min(...done.map((r) => at(r.start)));
+  const span = done.reduce((m, r) => Math.max(m, at(r.end)), -Infinity) - done.reduce((m, r) => Math.min(m, at(r.start)), Infinity);
   for (const c of children) c.kill('SIGTERM');
   await Promise.all(children.map((c) => new Promise((resolve) => c.once('exit', resolve))));
   await ch.deleteQueue(RESPONSES);

@@ -98,7 +98,7 @@ async function throughput(h: Harness, procs: Proc[]): Promise<Record<string, unk
   const ends = rows.map((r) => toMs(r.end_time));
   const e2e = summary(rows.map((_r, i) => ends[i] - starts[i]));
   // From the first task stored to the last one DONE, as the database recorded them.
-  const span = (Math.max(...ends) - Math.min(...starts)) / 1000;
+  const span = (ends.reduce((a, b) => Math.max(a, b), -Infinity) - starts.reduce((a, b) => Math.min(a, b), Infinity)) / 1000;
   return {
     tasks, concurrency: CONCURRENCY, endpoints: ENDPOINTS.length, seconds: SECONDS,
     accepted_per_s: Math.round(wrk.requests / (wrk.duration_us / 1e6)),
