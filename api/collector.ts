@@ -1,5 +1,6 @@
 import type { DataSource } from 'typeorm';
 import { Batcher } from '../lib/batcher';
+import { InFlight } from '../lib/in-flight';
 import type { Logger } from '../lib/logger';
 import type { IncomingMessage } from '../protocol/broker';
 import type { ServerTransport } from '../protocol/server-transport';
@@ -35,7 +36,7 @@ const isResponse = (e: WireEvent): e is ResponseEvent => e.kind === 'receipt' ||
  */
 export class Collector {
   private readonly writer: Batcher<WireEvent, EventOutcome>;
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly inFlight = new InFlight();
   private readonly log: Logger;
   private stopping = false;
 
@@ -47,11 +48,7 @@ export class Collector {
   }
 
   start(): Promise<void> {
-    return this.o.transport.consumeEvents(this.o.batchSize, (m) => {
-      const work = this.handle(m);
-      this.inFlight.add(work);
-      void work.finally(() => this.inFlight.delete(work));
-    });
+    return this.o.transport.consumeEvents(this.o.batchSize, (m) => { void this.inFlight.track(this.handle(m)); });
   }
 
   private write(events: WireEvent[]): Promise<EventOutcome[]> {
@@ -109,10 +106,7 @@ export class Collector {
    * stopped consuming. What is left is handed back to the broker when the connection closes.
    */
   async drain(timeoutMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); });
-    await Promise.race([Promise.allSettled([...this.inFlight]), deadline]);
-    clearTimeout(timer);
+    await this.inFlight.settle(timeoutMs);
     this.stopping = true;
   }
 }

@@ -1,4 +1,5 @@
 import { Batcher } from '../lib/batcher';
+import { InFlight } from '../lib/in-flight';
 import type { Logger } from '../lib/logger';
 import type { IncomingMessage } from '../protocol/broker';
 import type { ServerTransport } from '../protocol/server-transport';
@@ -23,7 +24,7 @@ export interface StateResponderOptions {
  */
 export class StateResponder {
   private readonly receiver: Batcher<ReceiveItem, ReceiveOutcome>;
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly inFlight = new InFlight();
   private readonly log: Logger;
 
   constructor(private readonly o: StateResponderOptions) {
@@ -34,11 +35,7 @@ export class StateResponder {
   }
 
   start(): Promise<void> {
-    return this.o.transport.serveStateRequests(this.o.batchSize, (m) => {
-      const work = this.handle(m);
-      this.inFlight.add(work);
-      void work.finally(() => this.inFlight.delete(work));
-    });
+    return this.o.transport.serveStateRequests(this.o.batchSize, (m) => { void this.inFlight.track(this.handle(m)); });
   }
 
   private answer(m: IncomingMessage, req: StateRequest, action: StateReply['action'], attempt?: number): void {
@@ -77,9 +74,6 @@ export class StateResponder {
 
   /** Waits (up to `timeoutMs`) for the requests in hand; call once the transport stopped consuming. */
   async drain(timeoutMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); });
-    await Promise.race([Promise.allSettled([...this.inFlight]), deadline]);
-    clearTimeout(timer);
+    await this.inFlight.settle(timeoutMs);
   }
 }

@@ -1,3 +1,4 @@
+import { InFlight } from '../lib/in-flight';
 import type { Logger } from '../lib/logger';
 import { startPeriodic, PeriodicJob } from '../lib/periodic';
 import type { IncomingMessage } from '../protocol/broker';
@@ -37,7 +38,7 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 export class EndpointManager {
   private readonly reporter: Reporter;
   private readonly log: Logger;
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly inFlight = new InFlight();
   /** Task id → the run of its handler in this process, so that a second copy never runs beside it. */
   private readonly running = new Map<number, Promise<void>>();
   private readonly finished = new Set<number>();
@@ -65,7 +66,7 @@ export class EndpointManager {
   async start(): Promise<void> {
     await this.o.transport.start();
     for (const type of this.taskTypes) {
-      await this.o.transport.consumeTasks(type, this.o.prefetch, (m) => { void this.track(this.process(type, m)); });
+      await this.o.transport.consumeTasks(type, this.o.prefetch, (m) => { void this.inFlight.track(this.process(type, m)); });
     }
     await this.announce().catch((err: unknown) => this.log.warn('could not register yet; retrying with the heartbeats', { err }));
     this.heartbeat = startPeriodic('heartbeat', this.o.heartbeatIntervalMs, () => this.announce(), this.log);
@@ -80,11 +81,6 @@ export class EndpointManager {
     await this.o.transport.publishEvents([event], kind === 'register'
       ? { persistent: true } : { persistent: false, expirationMs: 3 * this.o.heartbeatIntervalMs });
     this.registered = true;
-  }
-
-  private track(work: Promise<void>): Promise<void> {
-    this.inFlight.add(work);
-    return work.finally(() => this.inFlight.delete(work));
   }
 
   private async process(type: string, d: IncomingMessage): Promise<void> {
@@ -228,12 +224,9 @@ export class EndpointManager {
    */
   async stop(timeoutMs: number): Promise<void> {
     await this.o.transport.stopConsuming();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), timeoutMs); });
-    const outcome = await Promise.race([Promise.allSettled([...this.inFlight]), deadline]);
-    clearTimeout(timer);
+    const settled = await this.inFlight.settle(timeoutMs);
     this.stopping = true;
-    if (outcome === 'timeout') this.log.warn('shutdown timeout: unfinished tasks are handed back', { count: this.inFlight.size });
+    if (!settled) this.log.warn('shutdown timeout: unfinished tasks are handed back', { count: this.inFlight.size });
     await this.heartbeat?.stop();
     await this.o.transport.close();
   }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { BrokerUnavailableError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import type { Broker, Declarer, ExchangeType, IncomingMessage, MessageHandler, OutgoingMessage } from '../broker';
+import { PendingReplies } from '../pending-replies';
 import { QueueDecl, REPLY_TO } from '../topology';
 import { CONTENT_TYPE } from '../wire';
 
@@ -189,7 +190,7 @@ class InProcessConnection implements Broker {
   closed = false;
   private started = false;
   private readonly setups: ((declare: Declarer) => Promise<void>)[] = [];
-  private readonly pending = new Map<string, { resolve: (b: Buffer) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly replies = new PendingReplies();
 
   constructor(private readonly broker: InProcessBroker, readonly user: string) {}
 
@@ -242,22 +243,13 @@ class InProcessConnection implements Broker {
   request(exchange: string, routingKey: string, message: OutgoingMessage, timeoutMs: number): Promise<Buffer> {
     this.requireOpen();
     const correlationId = randomUUID();
-    return new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(correlationId);
-        reject(new BrokerUnavailableError(`no reply within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(correlationId, { resolve, reject, timer });
+    return this.replies.wait(correlationId, timeoutMs, () => {
       this.broker.publish(exchange, [routingKey], this.stored(message, { replyTo: this.replyAddress, correlationId }));
     });
   }
 
   resolveReply(correlationId: string, body: Buffer): void {
-    const p = this.pending.get(correlationId);
-    if (!p) return;
-    this.pending.delete(correlationId);
-    clearTimeout(p.timer);
-    p.resolve(body);
+    this.replies.resolve(correlationId, body);
   }
 
   reply(request: IncomingMessage, body: Buffer): void {
@@ -272,11 +264,7 @@ class InProcessConnection implements Broker {
     if (this.closed) return;
     this.consuming = false;
     this.closed = true;
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new BrokerUnavailableError('closing'));
-    }
-    this.pending.clear();
+    this.replies.failAll('closing');
     this.broker.forget(this);
   }
 }

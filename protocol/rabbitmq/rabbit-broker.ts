@@ -6,6 +6,7 @@ import type { Logger } from '../../lib/logger';
 import type { Broker, Declarer, IncomingMessage, MessageHandler, OutgoingMessage } from '../broker';
 import { QueueDecl, REPLY_TO } from '../topology';
 import { CONTENT_TYPE } from '../wire';
+import { PendingReplies } from '../pending-replies';
 import { coalesceWrites } from './coalesce-writes';
 
 export interface RabbitBrokerOptions {
@@ -24,12 +25,6 @@ interface ConsumerSpec {
   tag: string | null;
   /** The connection this consumer was started (or is being started) on: at most one start per connection. */
   startedOn: ChannelModel | null;
-}
-
-interface PendingRequest {
-  resolve: (body: Buffer) => void;
-  reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
 }
 
 const MAX_BACKOFF_MS = 15_000;
@@ -62,7 +57,7 @@ export class RabbitBroker implements Broker {
   private rpc: Channel | null = null;
   /** The connection whose `rpc` channel consumes replies, and the start of that consumer. */
   private replyConsumer: { conn: ChannelModel; started: Promise<void> } | null = null;
-  private readonly pending = new Map<string, PendingRequest>();
+  private readonly replies = new PendingReplies();
   private readonly setups: ((declare: Declarer) => Promise<void>)[] = [];
   private readonly declared = new Map<string, Promise<void>>();
   private readonly consumers: ConsumerSpec[] = [];
@@ -182,11 +177,7 @@ export class RabbitBroker implements Broker {
       spec.tag = null;
       spec.startedOn = null;
     }
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(new BrokerUnavailableError('connection lost before the reply'));
-      this.pending.delete(id);
-    }
+    this.replies.failAll('connection lost before the reply');
     this.unblockWrites();
     if (this.closing) return;
     if (wasConnected) this.log.warn('connection lost, reconnecting');
@@ -271,13 +262,7 @@ export class RabbitBroker implements Broker {
     if (!conn || !ch) throw new BrokerUnavailableError();
     if (this.replyConsumer?.conn !== conn) {
       const started = ch.consume(REPLY_TO, (msg) => {
-        if (!msg) return;
-        const id = msg.properties.correlationId as string | undefined;
-        const p = id === undefined ? undefined : this.pending.get(id);
-        if (!p || id === undefined) return; // a reply that came after its timeout
-        this.pending.delete(id);
-        clearTimeout(p.timer);
-        p.resolve(msg.content);
+        if (msg) this.replies.resolve(msg.properties.correlationId as string | undefined, msg.content);
       }, { noAck: true }).then(() => undefined);
       this.replyConsumer = { conn, started };
       started.catch(() => { if (this.replyConsumer?.started === started) this.replyConsumer = null; });
@@ -289,19 +274,8 @@ export class RabbitBroker implements Broker {
   async request(exchange: string, routingKey: string, message: OutgoingMessage, timeoutMs: number): Promise<Buffer> {
     const ch = await this.replyChannel();
     const correlationId = randomUUID();
-    return new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(correlationId);
-        reject(new BrokerUnavailableError(`no reply within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(correlationId, { resolve, reject, timer });
-      try {
-        ch.publish(exchange, routingKey, message.body, { ...publishOptions(message, this.user), replyTo: REPLY_TO, correlationId });
-      } catch (err) {
-        clearTimeout(timer);
-        this.pending.delete(correlationId);
-        reject(new BrokerUnavailableError('request not sent', { cause: err }));
-      }
+    return this.replies.wait(correlationId, timeoutMs, () => {
+      ch.publish(exchange, routingKey, message.body, { ...publishOptions(message, this.user), replyTo: REPLY_TO, correlationId });
     });
   }
 
@@ -401,11 +375,7 @@ export class RabbitBroker implements Broker {
     this.conn = null;
     this.pub = null;
     this.rpc = null;
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new BrokerUnavailableError('closing'));
-    }
-    this.pending.clear();
+    this.replies.failAll('closing');
     this.unblockWrites();
     if (conn) await conn.close().catch(() => undefined);
   }

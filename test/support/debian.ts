@@ -1,16 +1,9 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
-const run = promisify(execFile);
+import { succeeds } from './services';
 
-async function succeeds(cmd: string, args: string[]): Promise<boolean> {
-  try {
-    await run(cmd, args, { timeout: 30_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
+const run = promisify(execFile);
 
 /**
  * Makes sure a Debian package is installed, installing it (with the package index refreshed) when the

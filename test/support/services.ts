@@ -7,7 +7,8 @@ import { promisify } from 'node:util';
  */
 const run = promisify(execFile);
 
-async function ok(cmd: string, args: string[]): Promise<boolean> {
+/** Whether the command exits 0 (within a minute). */
+export async function succeeds(cmd: string, args: string[]): Promise<boolean> {
   try {
     await run(cmd, args, { timeout: 60_000 });
     return true;
@@ -26,8 +27,8 @@ async function until(what: string, test: () => Promise<boolean>, timeoutMs = 120
 }
 
 const MARIADBD = ['--exec', '/usr/sbin/mariadbd'];
-const mariadbRunning = (): Promise<boolean> => ok('start-stop-daemon', ['--status', ...MARIADBD]);
-const mariadbAnswers = (): Promise<boolean> => ok('mysqladmin', ['-uroot', '-h127.0.0.1', '--connect-timeout=2', 'ping']);
+const mariadbRunning = (): Promise<boolean> => succeeds('start-stop-daemon', ['--status', ...MARIADBD]);
+const mariadbAnswers = (): Promise<boolean> => succeeds('mysqladmin', ['-uroot', '-h127.0.0.1', '--connect-timeout=2', 'ping']);
 
 export async function stopMariadb(): Promise<void> {
   await run('mysqladmin', ['-uroot', '-h127.0.0.1', 'shutdown']);
