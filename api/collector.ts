@@ -83,8 +83,14 @@ export class Collector {
       outcomes = await Promise.all(accepted.map((e) =>
         withDbRetry(() => this.writer.submit(e), { what: 'store events', log: this.log, stopping: () => this.stopping })));
     } catch (err) {
-      if (!this.stopping) this.log.error('could not store events; the message is handed back', { err });
-      m.release();
+      if (this.stopping) {
+        m.release();
+      } else {
+        // Not the database being away (that is retried above): these events cannot be stored, and would
+        // fail again on every redelivery.
+        this.log.error('could not store events; message dead-lettered', { err, userId: m.userId });
+        m.deadLetter();
+      }
       return;
     }
     accepted.forEach((e, i) => {

@@ -152,8 +152,21 @@ function parseJson(body: Buffer, contentType: string | undefined): unknown {
   }
 }
 
+/** Time fields must name a real moment between 1970 and 9999 (the pattern alone lets 2026-13-45 through). */
+const TIME_FIELDS = ['start_time', 'end_time', 'time'] as const;
+
+function checkTimes(value: Record<string, unknown>, what: string): void {
+  for (const field of TIME_FIELDS) {
+    const v = value[field];
+    if (typeof v !== 'string') continue;
+    const ms = Date.parse(v);
+    if (!(ms >= 0 && ms < Date.UTC(10_000, 0, 1))) throw new InvalidMessageError(`${what}: /${field} is not a time between 1970 and 9999`);
+  }
+}
+
 function check<T>(validate: ValidateFunction<T>, value: unknown, what: string): T {
   if (!validate(value)) throw new InvalidMessageError(`${what}: ${describe(validate.errors)}`);
+  checkTimes(value as Record<string, unknown>, what);
   return value;
 }
 

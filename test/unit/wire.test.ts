@@ -54,6 +54,8 @@ describe('wire format', function () {
       [{ ...result, errnr: 1.5 }, /errnr/],
       [{ ...result, endpoint: 'a b' }, /endpoint/],
       [{ ...result, attempt: 0 }, /attempt/],
+      [{ ...result, start_time: '2026-13-45T10:00:00Z' }, /start_time is not a time/],
+      [{ ...result, end_time: '1900-01-01T00:00:00Z' }, /end_time is not a time/],
       [{ ...result, errmsg: 'x'.repeat(20_000) }, /errmsg/],
       [{ ...result, payload: 'x'.repeat(MAX_RESPONSE_PAYLOAD_BYTES) }, /payload is over/],
       [{ kind: 'heartbeat', endpoint: 'e', task_types: [], time: result.end_time }, /task_types/],
