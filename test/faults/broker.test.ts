@@ -13,7 +13,7 @@ describe('faults: RabbitMQ', function () {
   let secondPort = 0;
 
   before(async function () {
-    await h.setup();
+    await h.setup(this);
     await h.startApi();
     secondPort = await freePort();
     await h.startApi(secondPort);

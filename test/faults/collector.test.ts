@@ -14,7 +14,7 @@ describe('faults: no collector running', function () {
   let managers: Proc[] = [];
 
   before(async function () {
-    await h.setup();
+    await h.setup(this);
     api = await h.startApi();
     managers = await Promise.all(ENDPOINTS.map((e) => h.startManager(e, ['worker'])));
   });

@@ -22,7 +22,7 @@ describe('faults: crashes and poison', function () {
   let api: Proc;
 
   before(async function () {
-    await h.setup();
+    await h.setup(this);
     api = await h.startApi();
     console1 = await h.startManager('console1', ['worker', 'crash']);
     await h.startManager('console2', ['worker']);

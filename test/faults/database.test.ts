@@ -13,7 +13,7 @@ describe('faults: MariaDB', function () {
   let api: Proc;
 
   before(async function () {
-    await h.setup();
+    await h.setup(this);
     api = await h.startApi();
     managers = await Promise.all(ENDPOINTS.map((e) => h.startManager(e, ['worker'])));
   });

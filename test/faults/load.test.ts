@@ -25,7 +25,7 @@ describe('faults: load', function () {
   const h = new Harness({ waitTimeout: 600 });
 
   before(async function () {
-    await h.setup();
+    await h.setup(this);
     await h.startApi();
     await Promise.all(ENDPOINTS.map((e) => h.startManager(e, ['worker'])));
   });

@@ -35,7 +35,7 @@ describe('faults: graceful shutdown', function () {
   let managers: Proc[] = [];
 
   before(async function () {
-    await h.setup();
+    await h.setup(this);
     api = await h.startApi();
     managers = await Promise.all(ENDPOINTS.map((e) => h.startManager(e, ['worker'])));
   });

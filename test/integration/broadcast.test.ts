@@ -12,7 +12,7 @@ describe('broadcasting tasks to endpoints (RabbitMQ + MariaDB, real processes)',
   const managers = new Map<string, Proc>();
 
   before(async function () {
-    await h.setup();
+    await h.setup(this);
     await h.startApi();
     managers.set('console1', await h.startManager('console1'));
     managers.set('console2', await h.startManager('console2'));

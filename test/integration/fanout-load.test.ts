@@ -16,7 +16,7 @@ describe('20 endpoints finishing 200 tasks at once', function () {
   let sampler: NodeJS.Timeout | null = null;
 
   before(async function () {
-    await h.setup();
+    await h.setup(this);
     // Two API processes: two collectors compete for the response events.
     await h.startApi();
     await h.startApi(await freePort());

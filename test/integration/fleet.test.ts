@@ -22,7 +22,7 @@ describe('a fleet of 100 endpoint manager processes', function () {
 
   before(async function () {
     this.timeout(600_000);
-    await h.setup();
+    await h.setup(this);
     await h.startApi();
     const sample = async (): Promise<void> => {
       const rows = await h.query('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = ?', [h.id]);

@@ -9,7 +9,7 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`HTTP co
   const h = new Harness({ backend });
 
   before(async function () {
-    await h.setup();
+    await h.setup(this);
     // Only `worker` has an endpoint: `backup` tasks that list none have nobody to go to.
     await h.startSystem([{ name: 'console1', task_types: ['worker'] }]);
   });

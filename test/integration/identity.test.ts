@@ -29,7 +29,7 @@ describe('endpoint identity: one RabbitMQ user per endpoint', function () {
   }
 
   before(async function () {
-    await h.setup();
+    await h.setup(this);
     api = await h.startApi();
     const added = await h.addEndpointUser(A, PASSWORD[A]);
     assert.match(added, new RegExp(`TASKER_MANAGER__MESSAGE_QUEUE__USERNAME=${A}`));

@@ -19,8 +19,8 @@ describe('an endpoint in another language (Python, pika)', function () {
   let py: Proc;
 
   before(async function () {
+    await h.setup(this);
     await ensureDebianPackage('python3-pika', [PYTHON, ['-c', 'import pika']]);
-    await h.setup();
     await h.startApi();
     await h.startManager('console1', ['worker']);
     const mq = h.config.manager.message_queue;

@@ -17,7 +17,7 @@ describe('standalone mode (npm start)', function () {
   let proc: Proc;
 
   before(async function () {
-    await h.setup();
+    await h.setup(this);
   });
 
   after(async function () {

@@ -12,6 +12,7 @@ import { loadConfig, projectRoot } from '../../config/loader';
 import type { Config } from '../../config/schema';
 import { RabbitAdmin } from '../../api/rabbit-admin';
 import { dropDatabase } from '../../api/storage/provision';
+import { requireServices } from './service-gate';
 
 const ROOT = projectRoot();
 const SCRIPTS = path.join(ROOT, 'dist', 'scripts');
@@ -147,8 +148,13 @@ export class Harness {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** RabbitMQ: creates the database and vhost with the real `initialize` script. Standalone: a fresh SQLite file. */
-  async setup(): Promise<void> {
+  /**
+   * RabbitMQ: creates the database and vhost with the real `initialize` script. Standalone: a fresh SQLite
+   * file. Given the suite's context, a suite that needs RabbitMQ and MariaDB is not run where they cannot
+   * be reached (see service-gate).
+   */
+  async setup(ctx?: Mocha.Context): Promise<void> {
+    if (ctx && this.backend === 'rabbitmq') await requireServices(ctx);
     this.port = await freePort();
     const wait = String(this.options.waitTimeout ?? 3);
     const handler = String(this.options.handlerTimeout ?? 5);
