@@ -1,11 +1,21 @@
+import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from '../lib/logger';
-import type { TaskService } from './task-service';
+import type { EndpointService } from './endpoint-service';
 import { errorMiddleware } from './error-middleware';
-import { tasksRouter } from './routes/tasks';
+import type { OperationsService } from './operations-service';
+import { addEndpointRoutes } from './routes/endpoints';
+import { addEventRoutes } from './routes/events';
+import { addTaskRoutes } from './routes/tasks';
+import type { TaskService } from './task-service';
+import type { WatchHub } from './watch-hub';
 
 export interface AppDeps {
   service: TaskService;
+  operations: OperationsService;
+  endpoints: EndpointService;
+  hub: WatchHub;
+  taskTypes: readonly string[];
   bodyLimit: number;
   logger: Logger;
   /** True once the server is shutting down: responses then close their connection. */
@@ -23,8 +33,13 @@ export function createApp(deps: AppDeps): Koa {
     if (deps.draining()) ctx.set('Connection', 'close');
   });
   app.use(errorMiddleware(deps.logger));
-  const tasks = tasksRouter(deps.service, deps.bodyLimit);
-  app.use(tasks.routes());
-  app.use(tasks.allowedMethods({ throw: true }));
+  // One router, so that 405 answers know every route of a path. The fixed paths come first: a task
+  // type may not shadow them (the configuration refuses such names).
+  const router = new Router();
+  addEndpointRoutes(router, deps.endpoints, deps.taskTypes);
+  addEventRoutes(router, deps.service, deps.hub);
+  addTaskRoutes(router, { service: deps.service, operations: deps.operations, hub: deps.hub, bodyLimit: deps.bodyLimit, actor: () => null });
+  app.use(router.routes());
+  app.use(router.allowedMethods({ throw: true }));
   return app;
 }

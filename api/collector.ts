@@ -8,6 +8,7 @@ import { decodeEvents, PresenceEvent, ResponseEvent, WireEvent } from '../protoc
 import type { Completion, EventOutcome } from './storage/completion';
 import { isTransientDbError, transaction } from './storage/database';
 import type { EndpointRegistry } from './storage/endpoint-registry';
+import type { Announce } from './storage/history';
 import { withDbRetry } from './storage/retry';
 
 export type EndpointIdentity = 'shared_user' | 'per_endpoint_user';
@@ -21,6 +22,8 @@ export interface CollectorOptions {
   identity: EndpointIdentity;
   /** Most events written in one transaction. */
   batchSize: number;
+  /** Called with the history of each batch once it committed. */
+  announce: Announce;
   logger: Logger;
 }
 
@@ -51,15 +54,16 @@ export class Collector {
     return this.o.transport.consumeEvents(this.o.batchSize, (m) => { void this.inFlight.track(this.handle(m)); });
   }
 
-  private write(events: WireEvent[]): Promise<EventOutcome[]> {
+  private async write(events: WireEvent[]): Promise<EventOutcome[]> {
     const now = new Date();
-    return transaction(this.o.ds, async (em) => {
-      const responses = events.filter(isResponse);
-      const stored = await this.o.completion.applyEvents(em, responses, now);
+    const { outcomes, history } = await transaction(this.o.ds, async (em) => {
+      const stored = await this.o.completion.applyEvents(em, events.filter(isResponse), now);
       await this.o.registry.record(em, events.filter((e): e is PresenceEvent => !isResponse(e)), now);
-      let i = 0;
-      return events.map((e) => (isResponse(e) ? stored[i++] : 'stored'));
+      return stored;
     });
+    this.o.announce(history);
+    let i = 0;
+    return events.map((e) => (isResponse(e) ? outcomes[i++] : 'stored'));
   }
 
   private async handle(m: IncomingMessage): Promise<void> {

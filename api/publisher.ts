@@ -4,11 +4,13 @@ import type { Logger } from '../lib/logger';
 import type { PublishTaskOptions, ServerTransport } from '../protocol/server-transport';
 import type { TaskMessage } from '../protocol/wire';
 import type { Task } from './storage/entities/task';
-import type { TaskStore } from './storage/task-store';
+import type { SendTargets, TaskStore } from './storage/task-store';
 
 const RESEND_BATCH = 200;
+/** How long confirmed sends gather before they are recorded together. */
+const RECORD_LINGER_MS = 20;
 
-export function toMessage(task: Task): TaskMessage {
+export function toMessage(task: Task, round = 0): TaskMessage {
   return {
     id: task.id,
     identifier: task.identifier,
@@ -16,16 +18,22 @@ export function toMessage(task: Task): TaskMessage {
     payload: task.payload,
     endpoints: task.expected_endpoints,
     start_time: task.start_time.toISOString(),
+    ...(round > 0 ? { round } : {}),
   };
 }
 
 /**
- * Sends stored tasks. A task is SENT only after the broker confirmed it; one the broker did not take
- * stays CREATED and `resendUnsent` sends it later, from any API instance.
+ * Sends stored tasks. A send is recorded (the task SENT, a `sent` event) only after the broker confirmed
+ * it; a task the broker did not take stays CREATED and `resendUnsent` sends it later, from any API
+ * instance, to the endpoints that have not answered.
  */
 export class Publisher {
-  /** Records confirms in batches; answers when each was recorded. */
-  private readonly sent: Batcher<number, Date>;
+  /**
+   * Records confirms in batches, in the background: the broker's confirm is what makes a task SENT, and
+   * the database follows within `RECORD_LINGER_MS`. Should the process die in between, the task is still
+   * CREATED there, and the resend job sends it again (the endpoints skip the repeat).
+   */
+  private readonly sent: Batcher<SendTargets & { at: Date }, void>;
 
   constructor(
     private readonly transport: ServerTransport,
@@ -33,46 +41,55 @@ export class Publisher {
     private readonly log: Logger,
     maxBatch = 256,
   ) {
-    this.sent = new Batcher<number, Date>(async (ids) => {
-      const now = new Date();
-      await this.tasks.markSent(ids, now);
-      return ids.map(() => now);
-    }, { maxBatch });
+    this.sent = new Batcher(async (sends) => {
+      await this.tasks.markSent(sends);
+      return sends.map((): void => undefined);
+    }, { maxBatch, lingerMs: RECORD_LINGER_MS });
   }
 
-  /** A task that listed no endpoints goes to the type's fanout; one that did, to those endpoints' queues only. */
-  private publish(task: Task, resend?: PublishTaskOptions['resend']): Promise<void> {
-    return this.transport.publishTask(toMessage(task), { broadcast: task.endpoints === null, resend });
+  /**
+   * The first send of a task that listed no endpoints goes to its type's fanout; any other send goes to
+   * the listed endpoints' queues only.
+   */
+  private publish(s: SendTargets, resend?: PublishTaskOptions['resend']): Promise<void> {
+    const first = s.round === 0 && resend === undefined && s.endpoints.length === s.task.expected_endpoints.length;
+    return this.transport.publishTask(toMessage(s.task, s.round), {
+      broadcast: first && s.task.endpoints === null, targets: first ? undefined : s.endpoints, resend,
+    });
   }
 
-  /** Publishes a freshly stored task; on a broker failure it is left CREATED for the resend job. */
-  async send(task: Task): Promise<Task> {
+  /** Publishes sends; on a broker failure the task is left CREATED for the resend job. */
+  async send(task: Task, sends: SendTargets[] = [{ task, round: 0, endpoints: task.expected_endpoints }]): Promise<Task> {
     try {
-      await this.publish(task);
+      await Promise.all(sends.map((s) => this.publish(s)));
     } catch (err) {
       if (!(err instanceof BrokerUnavailableError)) throw err;
       this.log.warn('task stored but not sent; it is resent when the broker is back', { taskId: task.id, err });
       return task;
     }
-    let now: Date;
-    try {
-      now = await this.sent.submit(task.id);
-    } catch (err) {
-      // Published but not recorded: the resend job sends it again, and managers ignore the repeat.
-      this.log.warn('task sent but not marked SENT', { taskId: task.id, err });
-      return task;
+    const at = new Date();
+    for (const s of sends) {
+      this.sent.submit({ ...s, at }).catch((err: unknown) => {
+        // Published but not recorded: the resend job sends it again, and the endpoints skip the repeat.
+        this.log.warn('task sent but not marked SENT', { taskId: task.id, err });
+      });
     }
-    return { ...task, status: task.status === 'CREATED' ? 'SENT' : task.status, sent_time: task.sent_time ?? now };
+    return { ...task, status: task.status === 'CREATED' ? 'SENT' : task.status, sent_time: task.sent_time ?? at };
   }
 
-  /** Sends tasks left CREATED for longer than `afterMs`. Returns how many were sent. */
+  /** Waits for the confirms in hand to be recorded (shutdown). */
+  flush(): Promise<void> {
+    return this.sent.idle();
+  }
+
+  /** Sends tasks left CREATED and untouched for longer than `afterMs`. Returns how many were sent. */
   resendUnsent(afterMs: number): Promise<number> {
     return this.resend({ kind: 'unsent', before: new Date(Date.now() - afterMs) });
   }
 
   /**
-   * Sends again every task some expected endpoint has not finished. For a transport that keeps nothing
-   * across a restart (in-process): endpoints that already finished a task skip the repeat.
+   * Sends again every task some expected endpoint has not finished, to those endpoints. For a broker that
+   * keeps nothing across a restart (in-process): it stands for the redeliveries a durable broker would make.
    */
   redeliverUnfinished(): Promise<number> {
     return this.resend({ kind: 'unfinished' });
@@ -84,15 +101,18 @@ export class Publisher {
     let afterId = 0;
     for (;;) {
       let sent = 0;
-      const claimed = await this.tasks.claim(selection, afterId, RESEND_BATCH, async (tasks, em) => {
-        const results = await Promise.allSettled(tasks.map((t) => this.publish(t, selection.kind)));
-        const ok = tasks.filter((_t, i) => results[i].status === 'fulfilled').map((t) => t.id);
-        await this.tasks.markSent(ok, new Date(), em);
+      let tried = 0;
+      const claimed = await this.tasks.claim(selection, afterId, RESEND_BATCH, async (sends) => {
+        const results = await Promise.allSettled(sends.map((s) => this.publish(s, selection.kind)));
+        const at = new Date();
+        const ok = sends.filter((_s, i) => results[i].status === 'fulfilled').map((s) => ({ ...s, at }));
+        tried = sends.length;
         sent = ok.length;
+        return ok;
       });
       total += sent;
       if (claimed.length) afterId = claimed[claimed.length - 1].id;
-      if (claimed.length < RESEND_BATCH || sent < claimed.length) break;
+      if (claimed.length < RESEND_BATCH || sent < tried) break;
     }
     if (total > 0) this.log.info(selection.kind === 'unsent' ? 'sent tasks the broker had not confirmed' : 'redelivered unfinished tasks', { count: total });
     return total;

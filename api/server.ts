@@ -7,13 +7,19 @@ import { startPeriodic } from '../lib/periodic';
 import type { ServerTransport } from '../protocol/server-transport';
 import { createApp } from './app';
 import { Collector } from './collector';
+import { EndpointService } from './endpoint-service';
+import { OperationsService } from './operations-service';
 import { Publisher } from './publisher';
 import { StateResponder } from './state-responder';
 import { Completion } from './storage/completion';
 import { EndpointRegistry } from './storage/endpoint-registry';
+import { History } from './storage/history';
+import { TaskOperations } from './storage/operations';
 import { ResponseStore } from './storage/response-store';
+import { TaskQueries } from './storage/task-queries';
 import { TaskStore } from './storage/task-store';
 import { TaskService } from './task-service';
+import { WatchHub } from './watch-hub';
 
 export interface ApiDeps {
   config: Config;
@@ -38,24 +44,35 @@ export interface ApiServer {
 export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const { config, ds, transport } = deps;
   const log = deps.logger.child({ component: 'api' });
-  const tasks = new TaskStore(ds);
+  const history = new History(ds);
+  const hub = new WatchHub(history, transport, log);
+  const announce = hub.announce;
+  const tasks = new TaskStore(ds, history, announce);
   const publisher = new Publisher(transport, tasks, log);
-  const completion = new Completion(ds);
+  const completion = new Completion(ds, history, announce);
   const registry = new EndpointRegistry(ds);
+  const responses = new ResponseStore(ds);
+  const queries = new TaskQueries(ds);
   const service = new TaskService({
-    taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, tasks,
-    responses: new ResponseStore(ds), registry, publisher, maxBatch: 256,
+    taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, tasks, queries, responses, history,
+    registry, publisher, hub, maxBatch: 256,
   });
+  const operations = new OperationsService(service, new TaskOperations(ds, completion, history, tasks, announce), publisher, transport, log);
+  // Alive: heard from within three heartbeats.
+  const endpoints = new EndpointService(registry, responses, queries, 3 * config.manager.heartbeat_interval * 1000);
   const identity = config.api.endpoint_identity;
   const batchSize = config.api.collector_batch;
-  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, logger: log });
-  const responder = new StateResponder({ completion, transport, identity, batchSize, logger: log });
+  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: log });
+  const responder = new StateResponder({ completion, responses, transport, identity, batchSize, logger: log });
   await transport.start();
+  await hub.start();
   await collector.start();
   await responder.start();
 
   let draining = false;
-  const app = createApp({ service, bodyLimit: config.api.body_limit, logger: log, draining: () => draining });
+  const app = createApp({
+    service, operations, endpoints, hub, taskTypes: config.task_types, bodyLimit: config.api.body_limit, logger: log, draining: () => draining,
+  });
   const server = http.createServer(app.callback());
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
@@ -83,6 +100,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     stopHttp() {
       httpStopped ??= (async () => {
         draining = true;
+        // Streams and waiting clients would hold their connections open until the timeout.
+        hub.closeAll();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         const timeout = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref());
@@ -94,7 +113,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     stopBackground() {
       backgroundStopped ??= (async () => {
         await transport.stopConsuming();
-        await Promise.all([collector.drain(timeoutMs), responder.drain(timeoutMs)]);
+        await Promise.all([collector.drain(timeoutMs), responder.drain(timeoutMs), publisher.flush()]);
         await Promise.all(jobs.map((j) => j.stop()));
       })();
       return backgroundStopped;

@@ -3,13 +3,15 @@ import { InFlight } from '../lib/in-flight';
 import type { Logger } from '../lib/logger';
 import type { IncomingMessage } from '../protocol/broker';
 import type { ServerTransport } from '../protocol/server-transport';
-import { decodeStateRequest, StateReply, StateRequest } from '../protocol/wire';
+import { CancelledRequest, decodeServerRequest, MAX_CANCELLED_LISTED, StateReply, StateRequest } from '../protocol/wire';
 import type { EndpointIdentity } from './collector';
 import type { Completion, ReceiveItem, ReceiveOutcome } from './storage/completion';
 import { isTransientDbError } from './storage/database';
+import type { ResponseStore } from './storage/response-store';
 
 export interface StateResponderOptions {
   completion: Completion;
+  responses: ResponseStore;
   transport: ServerTransport;
   identity: EndpointIdentity;
   /** Most requests answered in one transaction. */
@@ -18,9 +20,10 @@ export interface StateResponderOptions {
 }
 
 /**
- * Answers the endpoints' state requests (RabbitMQ request/reply with direct reply-to): whether a copy of
- * a task that may have run before is to run (its attempt recorded in the same transaction), is finished,
- * or is out of attempts. While the database is away it answers `unavailable`, and the endpoint asks again.
+ * Answers the endpoints' requests (RabbitMQ request/reply with direct reply-to): whether a copy of a task
+ * that may have run before is to run (its attempt recorded in the same transaction), is finished, out of
+ * attempts or cancelled; and which tasks were cancelled for an endpoint that just connected. While the
+ * database is away it answers `unavailable`, and the endpoint asks again.
  */
 export class StateResponder {
   private readonly receiver: Batcher<ReceiveItem, ReceiveOutcome>;
@@ -44,22 +47,26 @@ export class StateResponder {
   }
 
   private async handle(m: IncomingMessage): Promise<void> {
-    let req: StateRequest;
+    let req: StateRequest | CancelledRequest;
     try {
-      req = decodeStateRequest(m.body, m.contentType);
+      req = decodeServerRequest(m.body, m.contentType);
     } catch (err) {
       this.log.warn('invalid state request dead-lettered', { err, userId: m.userId, body: m.body.subarray(0, 200).toString('utf8') });
       m.deadLetter();
       return;
     }
-    if (this.o.identity === 'per_endpoint_user' && req.endpoint !== m.userId) {
-      this.log.warn('state request refused: its endpoint is not the sender', { endpoint: req.endpoint, userId: m.userId ?? null, taskId: req.task_id });
+    const refused = this.o.identity === 'per_endpoint_user' && req.endpoint !== m.userId;
+    if (refused) this.log.warn('state request refused: its endpoint is not the sender', { endpoint: req.endpoint, userId: m.userId ?? null });
+    if (req.kind === 'cancelled') return this.answerCancelled(m, req, refused);
+    if (refused) {
       this.answer(m, req, 'refused');
       return;
     }
     let outcome: ReceiveOutcome;
     try {
-      outcome = await this.receiver.submit({ taskId: req.task_id, endpoint: req.endpoint, redelivered: req.redelivered, maxAttempts: req.max_attempts });
+      outcome = await this.receiver.submit({
+        taskId: req.task_id, endpoint: req.endpoint, redelivered: req.redelivered, round: req.round ?? 0, maxAttempts: req.max_attempts,
+      });
     } catch (err) {
       if (isTransientDbError(err)) this.log.debug('state request while the database is unavailable', { err });
       else this.log.error('could not answer a state request', { err, taskId: req.task_id, endpoint: req.endpoint });
@@ -70,6 +77,22 @@ export class StateResponder {
       this.log.warn('handler attempts exhausted; response finished with errnr 125', { taskId: req.task_id, endpoint: req.endpoint, attempts: outcome.attempts });
     }
     this.answer(m, req, outcome.action, outcome.action === 'run' ? outcome.attempt : undefined);
+  }
+
+  private async answerCancelled(m: IncomingMessage, req: CancelledRequest, refused: boolean): Promise<void> {
+    let reply: { action: 'cancelled' | 'refused' | 'unavailable'; cancelled: { task_id: number; round: number }[] };
+    if (refused) {
+      reply = { action: 'refused', cancelled: [] };
+    } else {
+      try {
+        reply = { action: 'cancelled', cancelled: await this.o.responses.cancelledFor(req.endpoint, MAX_CANCELLED_LISTED) };
+      } catch (err) {
+        if (!isTransientDbError(err)) this.log.error('could not list the cancelled tasks of an endpoint', { err, endpoint: req.endpoint });
+        reply = { action: 'unavailable', cancelled: [] };
+      }
+    }
+    this.o.transport.reply(m, { endpoint: req.endpoint, ...reply });
+    m.ack();
   }
 
   /** Waits (up to `timeoutMs`) for the requests in hand; call once the transport stopped consuming. */

@@ -3,25 +3,43 @@ import { IdentifierConflictError, NoEndpointsError, NotFoundError } from '../lib
 import type { Publisher } from './publisher';
 import { guardDb } from './storage/database';
 import type { EndpointRegistry } from './storage/endpoint-registry';
-import type { Task } from './storage/entities/task';
-import type { TaskResponse } from './storage/entities/task-response';
+import { ENDED_STATUSES, Task } from './storage/entities/task';
+import type { ResponseState, ShownState, TaskResponse } from './storage/entities/task-response';
+import type { History, StoredEvent } from './storage/history';
 import type { ResponseStore } from './storage/response-store';
+import type { TaskFilter, TaskQueries } from './storage/task-queries';
 import type { NewTask, TaskStore } from './storage/task-store';
 import { parseTaskRequest, requestHash } from './task-request';
+import { countRows } from './views';
+import type { WatchHub } from './watch-hub';
 
 export interface TaskServiceDeps {
   taskTypes: readonly string[];
   /** Seconds after which a silent endpoint is no longer expected by tasks that list none. */
   endpointExpiry: number;
   tasks: TaskStore;
+  queries: TaskQueries;
   responses: ResponseStore;
+  history: History;
   registry: EndpointRegistry;
   publisher: Publisher;
+  hub: WatchHub;
   /** Most tasks stored in one transaction. */
   maxBatch: number;
 }
 
-/** The use cases behind the HTTP API: create a task, read it with its responses. */
+export interface TaskWithCounts {
+  task: Task;
+  counts: ReadonlyMap<ResponseState, number>;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** The position after the last item, when more may follow. */
+  next: number | null;
+}
+
+/** The use cases behind the task routes: create, read, find, page the responses, read the history. */
 export class TaskService {
   private readonly types: Set<string>;
   private readonly creator: Batcher<NewTask, { task: Task; created: boolean }>;
@@ -32,12 +50,12 @@ export class TaskService {
     this.creator = new Batcher((items) => deps.tasks.createMany(items), { maxBatch: deps.maxBatch });
   }
 
-  private requireType(type: string): void {
+  requireType(type: string): void {
     if (!this.types.has(type)) throw new NotFoundError(`unknown task type '${type}'`);
   }
 
   /** Stores and sends a task; a repeat with the same body returns the stored task with `created: false`. */
-  async create(type: string, body: unknown): Promise<{ task: Task; created: boolean }> {
+  async create(type: string, body: unknown): Promise<TaskWithCounts & { created: boolean }> {
     this.requireType(type);
     const req = parseTaskRequest(body);
     const hash = requestHash(req);
@@ -56,19 +74,91 @@ export class TaskService {
     });
     if (!created) {
       if (task.request_hash !== hash) throw new IdentifierConflictError(type, req.identifier);
-      return { task, created: false };
+      return { task, created: false, counts: await this.counts(task) };
     }
-    return { task: await this.deps.publisher.send(task), created: true };
+    // A new task's endpoints are all pending.
+    return { task: await this.deps.publisher.send(task), created: true, counts: new Map([['pending', task.expected_count]]) };
   }
 
+  async counts(task: Task): Promise<ReadonlyMap<ResponseState, number>> {
+    return (await guardDb(() => this.deps.responses.stateCounts([task.id]))).get(task.id) ?? new Map();
+  }
+
+  async find(type: string, identifier: string): Promise<Task> {
+    this.requireType(type);
+    const task = await guardDb(() => this.deps.tasks.find(type, identifier));
+    if (!task) throw new NotFoundError(`no ${type} task with identifier '${identifier}'`);
+    return task;
+  }
+
+  /** The task with every expected endpoint's response. */
   async get(type: string, identifier: string): Promise<{ task: Task; responses: TaskResponse[] }> {
+    const task = await this.find(type, identifier);
+    return { task, responses: await guardDb(() => this.deps.responses.listForTask(task.id)) };
+  }
+
+  /**
+   * `get`, once the task has ended (DONE, INCOMPLETE or CANCELLED) or after `seconds`, whichever comes
+   * first: woken by the notice of its end, without reading the database meanwhile.
+   */
+  async getWhenEnded(type: string, identifier: string, seconds: number): Promise<{ task: Task; responses: TaskResponse[] }> {
+    const first = await this.find(type, identifier);
+    if (ENDED_STATUSES.includes(first.status)) return this.get(type, identifier);
+    const waiter = this.deps.hub.waiter(first.id, seconds * 1000);
+    try {
+      // Read again once registered: an end between the first read and the registration is not missed.
+      const again = await guardDb(() => this.deps.tasks.findById(first.id));
+      if (again && !ENDED_STATUSES.includes(again.status)) await waiter.ended;
+    } finally {
+      waiter.cancel();
+    }
+    return this.get(type, identifier);
+  }
+
+  async list(type: string, filter: Omit<TaskFilter, 'beforeId' | 'limit'>, after: number | null, limit: number): Promise<Page<TaskWithCounts>> {
     this.requireType(type);
     return guardDb(async () => {
-      // Two queries at once on two pooled connections: the answer waits for the slower, not for both.
-      const [task, responses] = await Promise.all([
-        this.deps.tasks.find(type, identifier), this.deps.responses.listForTask(type, identifier)]);
-      if (!task) throw new NotFoundError(`no ${type} task with identifier '${identifier}'`);
-      return { task, responses };
+      const tasks = await this.deps.queries.list(type, { ...filter, beforeId: after ?? Number.MAX_SAFE_INTEGER, limit: limit + 1 });
+      const page = tasks.slice(0, limit);
+      const counts = await this.deps.responses.stateCounts(page.map((t) => t.id));
+      return {
+        items: page.map((task) => ({ task, counts: counts.get(task.id) ?? new Map() })),
+        next: tasks.length > limit ? page[page.length - 1].id : null,
+      };
     });
+  }
+
+  /** A page of a task's responses (for tasks with many endpoints), in one state if given. */
+  async responses(type: string, identifier: string, state: ShownState | null, after: number | null, limit: number): Promise<{ task: Task; page: Page<TaskResponse> }> {
+    const task = await this.find(type, identifier);
+    const rows = await guardDb(() => this.deps.responses.pageForTask(task.id, task.status, state, after ?? 0, limit + 1));
+    const items = rows.slice(0, limit);
+    return { task, page: { items, next: rows.length > limit ? items[items.length - 1].id : null } };
+  }
+
+  /** The task's history after event `after`, oldest first. */
+  async events(type: string, identifier: string, after: number, limit: number): Promise<{ task: Task; page: Page<StoredEvent> }> {
+    const task = await this.find(type, identifier);
+    const events = await guardDb(() => this.deps.history.forTask(task.id, after, limit + 1));
+    const items = events.slice(0, limit);
+    return { task, page: { items, next: events.length > limit ? items[items.length - 1].id : null } };
+  }
+
+  /** Every task's events after `after` (of one type, if given), oldest first. */
+  async allEvents(type: string | null, after: number, limit: number): Promise<Page<StoredEvent>> {
+    if (type !== null) this.requireType(type);
+    const events = await guardDb(() => this.deps.history.after(after, type, limit + 1));
+    const items = events.slice(0, limit);
+    return { items, next: events.length > limit ? items[items.length - 1].id : null };
+  }
+
+  /** The id of the newest event (0 when there is none). */
+  lastEventId(): Promise<number> {
+    return guardDb(() => this.deps.history.lastId());
+  }
+
+  /** Counts for a task just read (rows in hand). */
+  static countsOf(rows: readonly TaskResponse[]): ReadonlyMap<ResponseState, number> {
+    return countRows(rows);
   }
 }

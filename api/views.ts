@@ -1,11 +1,35 @@
+import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_HANDLER_TIMEOUT } from '../protocol/wire';
 import type { Task } from './storage/entities/task';
-import type { TaskResponse } from './storage/entities/task-response';
+import type { ResponseState, ShownState, TaskResponse } from './storage/entities/task-response';
+import type { StoredEvent } from './storage/history';
 
 /**
- * The JSON shapes of the API: the seed's field names and value types, plus a few additions
- * (sent_time, end_time and response counts).
+ * The JSON shapes of the API: the seed's field names and value types, plus additions (sent_time,
+ * end_time, response counts per state, each endpoint's state).
  */
-export function taskView(t: Task): Record<string, unknown> {
+
+/** What an endpoint's row is shown as: a pending endpoint of an INCOMPLETE task is `missing`. */
+export function shownState(state: ResponseState, task: Pick<Task, 'status'>): ShownState {
+  return state === 'pending' && task.status === 'INCOMPLETE' ? 'missing' : state;
+}
+
+/** Counts per shown state, from the counts per stored state. */
+export function stateCounts(task: Pick<Task, 'status'>, counts: ReadonlyMap<ResponseState, number>): Record<ShownState, number> {
+  const n = (s: ResponseState): number => counts.get(s) ?? 0;
+  const incomplete = task.status === 'INCOMPLETE';
+  return {
+    pending: incomplete ? 0 : n('pending'), running: n('running'), succeeded: n('succeeded'), failed: n('failed'),
+    missing: incomplete ? n('pending') : 0, cancelled: n('cancelled'),
+  };
+}
+
+export function countRows(rows: readonly TaskResponse[]): Map<ResponseState, number> {
+  const m = new Map<ResponseState, number>();
+  for (const r of rows) m.set(r.state, (m.get(r.state) ?? 0) + 1);
+  return m;
+}
+
+export function taskView(t: Task, counts: ReadonlyMap<ResponseState, number>): Record<string, unknown> {
   return {
     id: t.id,
     identifier: t.identifier,
@@ -16,21 +40,39 @@ export function taskView(t: Task): Record<string, unknown> {
     start_time: t.start_time.toISOString(),
     sent_time: t.sent_time?.toISOString() ?? null,
     end_time: t.end_time?.toISOString() ?? null,
-    responses: { expected: t.expected_count, received: t.received_count, finished: t.finished_count, failed: t.failed_count },
+    // `failed` is both a count of the original shape and a state: the same number.
+    responses: { expected: t.expected_count, received: t.received_count, finished: t.finished_count, ...stateCounts(t, counts) },
   };
 }
 
-export function responseView(r: TaskResponse): Record<string, unknown> {
+/** Why a failed response failed: its handler timed out, it was given up on after crashes, or it reported an error. */
+function failure(r: TaskResponse): string | undefined {
+  if (r.state !== 'failed') return undefined;
+  if (r.errnr === ERRNR_HANDLER_TIMEOUT) return 'timed_out';
+  if (r.errnr === ERRNR_ATTEMPTS_EXHAUSTED) return 'gave_up';
+  return 'error';
+}
+
+export function responseView(r: TaskResponse, task: Pick<Task, 'status'>): Record<string, unknown> {
+  const why = failure(r);
   return {
     id: r.id,
     task_id: r.task_id,
     endpoint: r.endpoint,
+    state: shownState(r.state, task),
+    ...(why ? { failure: why } : {}),
+    round: r.round,
     status: r.status,
     errnr: r.errnr,
     errmsg: r.errmsg,
     payload: r.payload,
     attempts: r.attempts,
-    start_time: r.start_time.toISOString(),
+    start_time: r.start_time?.toISOString() ?? null,
     last_modified_time: r.last_modified_time.toISOString(),
   };
+}
+
+export function eventView(e: StoredEvent): Record<string, unknown> {
+  const { detail, ...rest } = e;
+  return detail === undefined ? rest : { ...rest, detail };
 }

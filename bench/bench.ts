@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig, projectRoot } from '../config/loader';
 import { Completion } from '../api/storage/completion';
 import { createDataSource } from '../api/storage/database';
+import { History } from '../api/storage/history';
 import { Backend, Harness, Proc } from '../test/support/harness';
 import { runBaseline } from './baseline';
 import { shippedDefaults } from './defaults';
@@ -96,6 +97,11 @@ async function throughput(h: Harness, procs: Proc[]): Promise<Record<string, unk
   const rows = await h.query<{ start_time: unknown; end_time: unknown }>(`SELECT start_time, end_time FROM task WHERE identifier LIKE 'run-%'`);
   const starts = rows.map((r) => toMs(r.start_time));
   const ends = rows.map((r) => toMs(r.end_time));
+  const bad = rows.filter((_r, i) => Number.isNaN(starts[i]) || Number.isNaN(ends[i]));
+  if (bad.length > 0) {
+    const sample = await h.query(`SELECT id, identifier, status, start_time, end_time, expected_count, finished_count FROM task WHERE identifier LIKE 'run-%' AND end_time IS NULL LIMIT 3`);
+    throw new Error(`${bad.length} DONE tasks without a time: ${JSON.stringify(sample)}`);
+  }
   const e2e = summary(rows.map((_r, i) => ends[i] - starts[i]));
   // From the first task stored to the last one DONE, as the database recorded them.
   const span = (ends.reduce((a, b) => Math.max(a, b), -Infinity) - starts.reduce((a, b) => Math.min(a, b), Infinity)) / 1000;
@@ -178,7 +184,7 @@ async function scale(h: Harness, rows: number): Promise<Record<string, unknown>>
   await h.query(`UPDATE task SET status = 'SENT' WHERE request_hash = 'seed' AND end_time IS NULL`);
   const ds = createDataSource(h.config.manager.db, projectRoot());
   await ds.initialize();
-  const completion = new Completion(ds);
+  const completion = new Completion(ds, new History(ds), () => undefined);
   const sweeps: number[] = [];
   let marked = 0;
   for (let i = 0; i < 2; i++) {

@@ -8,6 +8,9 @@ import { ENDPOINT_PATTERN, RESERVED_TASK_TYPES, TASK_TYPE_PATTERN } from '../pro
 
 export { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from '../protocol/names';
 
+/** Paths of the API that a task type would shadow (`/<task_type>`). */
+export const RESERVED_ROUTES: readonly string[] = ['endpoints', 'events', 'schedules', 'metrics', 'healthz', 'readyz', 'ui', 'tokens'];
+
 export interface EndpointConfig {
   readonly name: string;
   /** Task types this endpoint serves; all of `task_types` when absent. */
@@ -269,6 +272,7 @@ export function validateConfig(raw: unknown): Config {
   if (cfg.task_types.length === 0) fail('task_types', 'must list at least one task type');
   cfg.task_types.forEach((t, i) => {
     if (RESERVED_TASK_TYPES.includes(t)) fail(`task_types[${i}]`, `'${t}' is reserved (${RESERVED_TASK_TYPES.join(', ')} name the server side's own queues)`);
+    if (RESERVED_ROUTES.includes(t)) fail(`task_types[${i}]`, `'${t}' is reserved (${RESERVED_ROUTES.join(', ')} are routes of the API)`);
   });
   if (new Set(cfg.task_types).size !== cfg.task_types.length) fail('task_types', 'has duplicates');
   const seen = new Set<string>();

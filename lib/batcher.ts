@@ -16,6 +16,8 @@ export interface BatcherOptions<I> {
   /** An item's size (e.g. bytes of SQL it adds); a batch stays within `maxWeight`, but always takes one item. */
   weigh?: (item: I) => number;
   maxWeight?: number;
+  /** Waits this long for more items before writing a batch that is not full (for work nobody waits on). */
+  lingerMs?: number;
 }
 
 interface Pending<I, O> {
@@ -35,6 +37,11 @@ export class Batcher<I, O> {
     this.maxConcurrent = options.maxConcurrent ?? 1;
   }
 
+  /** Resolves once everything submitted so far has been written (or failed). */
+  async idle(): Promise<void> {
+    while (this.queue.length > 0 || this.running > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+
   submit(item: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
@@ -42,14 +49,17 @@ export class Batcher<I, O> {
     });
   }
 
-  /** Starts on the next turn of the event loop, so that calls arriving together share a batch. */
+  /** Starts on the next turn of the event loop (or after the linger), so that calls arriving together share a batch. */
   private schedule(): void {
-    if (this.scheduled || this.running >= this.maxConcurrent) return;
+    if (this.scheduled || this.running >= this.maxConcurrent || this.queue.length === 0) return;
     this.scheduled = true;
-    setImmediate(() => {
+    const go = (): void => {
       this.scheduled = false;
       this.drain();
-    });
+    };
+    const linger = this.options.lingerMs ?? 0;
+    if (linger > 0 && this.queue.length < this.options.maxBatch) setTimeout(go, linger);
+    else setImmediate(go);
   }
 
   private drain(): void {

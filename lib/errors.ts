@@ -36,6 +36,11 @@ export class IdentifierConflictError extends TaskerError {
   }
 }
 
+/** The request is valid but the task's state does not allow it (a retry of a running endpoint, a cancel of a finished task). */
+export class ConflictError extends TaskerError {
+  constructor(code: string, message: string) { super(code, 409, message); }
+}
+
 export class NoEndpointsError extends TaskerError {
   constructor(type: string) {
     super('no_endpoints', 422, `no endpoints listed and none registered for task type '${type}'`);

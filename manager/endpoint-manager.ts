@@ -3,7 +3,7 @@ import type { Logger } from '../lib/logger';
 import { startPeriodic, PeriodicJob } from '../lib/periodic';
 import type { IncomingMessage } from '../protocol/broker';
 import type { EndpointTransport } from '../protocol/endpoint-transport';
-import { decodeTaskMessage, RESENT_HEADER, StateReply, TaskMessage } from '../protocol/wire';
+import { decodeControlMessage, decodeTaskMessage, RESENT_HEADER, StateReply, TaskMessage } from '../protocol/wire';
 import { HandlerModule, HandlerTask, runHandler } from './handler';
 import { Reporter } from './reporter';
 
@@ -25,8 +25,22 @@ export interface EndpointManagerOptions {
   logger: Logger;
 }
 
-/** Task ids finished here and remembered, so that a copy arriving later is acked without asking. */
-const REMEMBERED_FINISHED = 10_000;
+/** Tasks finished here (and cancelled ones) remembered, so that a copy arriving later is acked without asking. */
+const REMEMBERED = 10_000;
+
+/** A task's copy for this endpoint: the task and its round (0, then one more per retry). */
+const keyOf = (msg: { id: number; round?: number }): string => `${msg.id}/${msg.round ?? 0}`;
+
+/** A set that forgets its oldest entries past `limit`. */
+class Remembered {
+  private readonly keys = new Set<string>();
+  constructor(private readonly limit: number) {}
+  has(key: string): boolean { return this.keys.has(key); }
+  add(key: string): void {
+    this.keys.add(key);
+    if (this.keys.size > this.limit) this.keys.delete(this.keys.values().next().value as string);
+  }
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -39,9 +53,14 @@ export class EndpointManager {
   private readonly reporter: Reporter;
   private readonly log: Logger;
   private readonly inFlight = new InFlight();
-  /** Task id → the run of its handler in this process, so that a second copy never runs beside it. */
-  private readonly running = new Map<number, Promise<void>>();
-  private readonly finished = new Set<number>();
+  /** A task's copy → the run of its handler in this process, so that a second copy never runs beside it. */
+  private readonly running = new Map<string, Promise<void>>();
+  /** A task's copy → what aborts its running handler when the task is cancelled. */
+  private readonly aborts = new Map<string, AbortController>();
+  private readonly finished = new Remembered(REMEMBERED);
+  private readonly cancelled = new Remembered(REMEMBERED);
+  /** Settled once the cancelled tasks were fetched after the latest (re)connect; deliveries wait for it. */
+  private synced: Promise<void>;
   private heartbeat: PeriodicJob | null = null;
   private registered = false;
   private stopping = false;
@@ -49,6 +68,7 @@ export class EndpointManager {
   constructor(private readonly o: EndpointManagerOptions) {
     this.log = o.logger.child({ endpoint: o.endpoint });
     this.reporter = new Reporter(o.transport, this.log, () => this.stopping);
+    this.synced = new Promise<void>(() => undefined);
   }
 
   get endpoint(): string {
@@ -65,6 +85,9 @@ export class EndpointManager {
    */
   async start(): Promise<void> {
     await this.o.transport.start();
+    // First the control messages (cancels), then the list of tasks cancelled while this manager was away;
+    // the tasks wait for both, so that none of those runs.
+    await this.o.transport.consumeControl((m) => this.onControl(m), () => { this.synced = this.fetchCancelled(); });
     for (const type of this.taskTypes) {
       await this.o.transport.consumeTasks(type, this.o.prefetch, (m) => { void this.inFlight.track(this.process(type, m)); });
     }
@@ -83,6 +106,47 @@ export class EndpointManager {
     this.registered = true;
   }
 
+  private onControl(m: IncomingMessage): void {
+    m.ack();
+    let msg;
+    try {
+      msg = decodeControlMessage(m.body, m.contentType);
+    } catch (err) {
+      this.log.warn('invalid control message ignored', { err });
+      return;
+    }
+    const round = msg.rounds[this.o.endpoint];
+    if (round === undefined) return;
+    const key = keyOf({ id: msg.task_id, round });
+    this.cancelled.add(key);
+    const running = this.aborts.get(key);
+    this.log.info(running ? 'task cancelled; aborting its handler' : 'task cancelled', { taskId: msg.task_id, round });
+    running?.abort();
+  }
+
+  /** Asks the server side for the tasks cancelled for this endpoint, until it answers. */
+  private async fetchCancelled(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      let problem: unknown = 'the server side cannot reach its database';
+      try {
+        const reply = await this.o.transport.requestCancelled(this.o.stateTimeoutMs);
+        if (reply.action === 'cancelled') {
+          for (const c of reply.cancelled) this.cancelled.add(keyOf({ id: c.task_id, round: c.round }));
+          return;
+        }
+        if (reply.action === 'refused') {
+          this.log.error('the server side refused this endpoint (its RabbitMQ user is not the endpoint\'s name?); going on without the cancelled tasks');
+          return;
+        }
+      } catch (err) {
+        problem = err;
+      }
+      if (this.stopping) return;
+      if (attempt === 0) this.log.warn('no answer from the server side about cancelled tasks; tasks wait, retrying', { err: problem });
+      await sleep(Math.min(10_000, 250 * 2 ** attempt));
+    }
+  }
+
   private async process(type: string, d: IncomingMessage): Promise<void> {
     let msg: TaskMessage;
     try {
@@ -99,8 +163,9 @@ export class EndpointManager {
       d.ack();
       return;
     }
-    const log = this.log.child({ taskId: msg.id, identifier: msg.identifier, type });
+    const log = this.log.child({ taskId: msg.id, identifier: msg.identifier, type, ...(msg.round ? { round: msg.round } : {}) });
     try {
+      await this.synced;
       await this.handle(msg, d, log);
     } catch (err) {
       if (!this.stopping) {
@@ -116,18 +181,19 @@ export class EndpointManager {
    * resend) waits for that run, so that the handler never runs twice side by side here.
    */
   private async handle(msg: TaskMessage, d: IncomingMessage, log: Logger): Promise<void> {
-    const running = this.running.get(msg.id);
+    const key = keyOf(msg);
+    const running = this.running.get(key);
     if (running) {
       log.info('task is running here already; this copy waits for it');
       await running.catch(() => undefined);
       return this.handle(msg, d, log);
     }
     const run = this.runOnce(msg, d, log);
-    this.running.set(msg.id, run);
+    this.running.set(key, run);
     try {
       await run;
     } finally {
-      if (this.running.get(msg.id) === run) this.running.delete(msg.id);
+      if (this.running.get(key) === run) this.running.delete(key);
     }
   }
 
@@ -137,8 +203,13 @@ export class EndpointManager {
    * the attempt, so that a handler that keeps crashing its process runs a bounded number of times.
    */
   private async runOnce(msg: TaskMessage, d: IncomingMessage, log: Logger): Promise<void> {
-    if (this.finished.has(msg.id)) {
+    if (this.finished.has(keyOf(msg))) {
       log.info('already finished here; copy acked without running the handler');
+      d.ack();
+      return;
+    }
+    if (this.cancelled.has(keyOf(msg))) {
+      log.info('task cancelled; skipped');
       d.ack();
       return;
     }
@@ -150,7 +221,12 @@ export class EndpointManager {
         return this.runAndReport(msg, d, log, reply.attempt ?? 1, false);
       case 'finished':
         log.info('already finished; redelivery acked without running the handler');
-        this.remember(msg.id);
+        this.finished.add(keyOf(msg));
+        d.ack();
+        return;
+      case 'cancelled':
+        log.info('task cancelled; skipped');
+        this.cancelled.add(keyOf(msg));
         d.ack();
         return;
       case 'exhausted':
@@ -173,7 +249,7 @@ export class EndpointManager {
       let problem: unknown;
       try {
         const reply = await this.o.transport.requestState({
-          kind: 'state', task_id: msg.id, endpoint: this.o.endpoint, redelivered, resent, max_attempts: this.o.maxAttempts,
+          kind: 'state', task_id: msg.id, endpoint: this.o.endpoint, redelivered, resent, round: msg.round ?? 0, max_attempts: this.o.maxAttempts,
         }, this.o.stateTimeoutMs);
         if (reply.action !== 'unavailable') return reply;
         problem = 'the server side cannot reach its database';
@@ -188,7 +264,7 @@ export class EndpointManager {
 
   private async runAndReport(msg: TaskMessage, d: IncomingMessage, log: Logger, attempt: number, first: boolean): Promise<void> {
     const startedAt = new Date();
-    const base = { task_id: msg.id, endpoint: this.o.endpoint, attempt, start_time: startedAt.toISOString() };
+    const base = { task_id: msg.id, endpoint: this.o.endpoint, attempt, round: msg.round ?? 0, start_time: startedAt.toISOString() };
     // A copy the server side answered has its attempt recorded already; a first delivery shows as
     // received only if its handler outlasts the receipt delay.
     const receipt = (): void => this.reporter.notify({ kind: 'receipt', ...base });
@@ -201,21 +277,20 @@ export class EndpointManager {
     const handler = this.o.handlers.get(msg.type);
     if (!handler) throw new Error(`no handler for '${msg.type}'`);
     log.info('running handler', { attempt });
+    const key = keyOf(msg);
+    const abort = new AbortController();
+    this.aborts.set(key, abort);
     let result;
     try {
-      result = await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs);
+      result = await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal);
     } finally {
       clearTimeout(timer);
+      this.aborts.delete(key);
     }
     await this.reporter.report({ kind: 'result', ...base, end_time: new Date().toISOString(), ...result });
-    this.remember(msg.id);
-    log.info('task finished', { errnr: result.errnr });
+    this.finished.add(key);
+    log.info('task finished', { errnr: result.errnr, ...(abort.signal.aborted ? { cancelled: true } : {}) });
     d.ack();
-  }
-
-  private remember(taskId: number): void {
-    this.finished.add(taskId);
-    if (this.finished.size > REMEMBERED_FINISHED) this.finished.delete(this.finished.values().next().value as number);
   }
 
   /**

@@ -29,7 +29,7 @@ export interface HandlerResponse {
   readonly endpoint: string;
   /** 1 on the first run; higher when the task is run again after a crash. */
   readonly attempt: number;
-  /** Aborted when the handler timeout passes or the manager shuts down; long handlers should watch it. */
+  /** Aborted when the handler timeout passes or the task is cancelled; long handlers should watch it. */
   readonly signal: AbortSignal;
   payload: unknown;
   errnr: number;
@@ -76,11 +76,17 @@ export function storableResult(payload: unknown, errnr: unknown, errmsg: unknown
   return { payload: json === undefined ? null : JSON.parse(json) as unknown, errnr: valid ? errnr : ERRNR_HANDLER_THREW, errmsg: cut };
 }
 
-/** Runs the handler with a timeout; a throw or a timeout becomes the response's errnr and errmsg. */
+/**
+ * Runs the handler with a timeout; a throw or a timeout becomes the response's errnr and errmsg. `cancel`
+ * (the task was cancelled) aborts `response.signal` too, but the handler's own result is kept.
+ */
 export async function runHandler(
-  mod: HandlerModule, task: HandlerTask, endpoint: string, attempt: number, timeoutMs: number,
+  mod: HandlerModule, task: HandlerTask, endpoint: string, attempt: number, timeoutMs: number, cancel?: AbortSignal,
 ): Promise<HandlerResult> {
   const controller = new AbortController();
+  const onCancel = (): void => controller.abort(new Error('task cancelled'));
+  if (cancel?.aborted) onCancel();
+  else cancel?.addEventListener('abort', onCancel, { once: true });
   const response: HandlerResponse = { endpoint, attempt, signal: controller.signal, payload: null, errnr: 0, errmsg: null };
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), timeoutMs); });
@@ -95,5 +101,6 @@ export async function runHandler(
     return storableResult(null, ERRNR_HANDLER_THREW, errorMessage(err));
   } finally {
     clearTimeout(timer);
+    cancel?.removeEventListener('abort', onCancel);
   }
 }

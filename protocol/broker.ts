@@ -70,8 +70,11 @@ export interface Broker {
   declareQueue(decl: QueueDecl): Promise<void>;
   /** Resolves once the broker has taken responsibility for the message (publisher confirm). */
   publish(exchange: string, routingKey: string, message: OutgoingMessage): Promise<void>;
-  /** Consumes a queue (declared first, when given as a declaration); re-established after every reconnect. */
-  consume(queue: QueueDecl, prefetch: number, handler: MessageHandler): Promise<void>;
+  /**
+   * Declares and consumes a queue; re-established after every reconnect (an exclusive queue is a new one
+   * each time). `onStarted` runs each time the consumer has started.
+   */
+  consume(queue: QueueDecl, prefetch: number, handler: MessageHandler, onStarted?: () => void): Promise<void>;
   /** Publishes a request and resolves with the reply's body (RabbitMQ's direct reply-to). */
   request(exchange: string, routingKey: string, message: OutgoingMessage, timeoutMs: number): Promise<Buffer>;
   /** Answers a request received by `consume`. Best effort: a requester that is gone gets nothing. */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Broker, MessageHandler } from './broker';
 import { EVENT_KEY, STATE_KEY, Topology } from './topology';
-import { decodeStateReply, encode, StateReply, StateRequest, WireEvent } from './wire';
+import { CancelledReply, decodeCancelledReply, decodeStateReply, encode, StateReply, StateRequest, WireEvent } from './wire';
 
 /**
  * The endpoint side of the protocol: consumes the endpoint's task queues, publishes its response events
@@ -37,6 +37,19 @@ export class EndpointTransport {
       stampUser: true,
       mandatory: true,
     });
+  }
+
+  /** Control messages to every manager; `onStarted` runs on each (re)connect once they are flowing. */
+  consumeControl(handler: MessageHandler, onStarted: () => void): Promise<void> {
+    return this.broker.consume(this.topology.controlQueue, 100, handler, onStarted);
+  }
+
+  /** The tasks cancelled for this endpoint, newest first. */
+  async requestCancelled(timeoutMs: number): Promise<CancelledReply> {
+    const body = await this.broker.request(this.topology.responsesExchange, STATE_KEY, {
+      body: encode({ kind: 'cancelled', endpoint: this.endpoint }), persistent: false, type: 'cancelled', stampUser: true, expirationMs: timeoutMs,
+    }, timeoutMs);
+    return decodeCancelledReply(body);
   }
 
   /** Asks the server side; the request expires in the queue when no server side takes it within `timeoutMs`. */

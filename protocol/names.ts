@@ -4,6 +4,6 @@ export const ENDPOINT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /**
  * Task type names that would collide with the server side's own exchanges and queues
- * (`<exchange>.responses`, `<exchange>.state`, `<exchange>.dead-letter`).
+ * (`<exchange>.responses`, `<exchange>.state`, `<exchange>.dead-letter`, `<exchange>.control`, `<exchange>.notify`).
  */
-export const RESERVED_TASK_TYPES: readonly string[] = ['responses', 'state', 'dead-letter'];
+export const RESERVED_TASK_TYPES: readonly string[] = ['responses', 'state', 'dead-letter', 'control', 'notify'];

@@ -1,6 +1,6 @@
 import type { Broker, IncomingMessage, MessageHandler } from './broker';
 import type { Topology } from './topology';
-import { encode, RESENT_HEADER, StateReply, TaskMessage } from './wire';
+import { CancelledReply, ControlMessage, encode, Notice, RESENT_HEADER, StateReply, TaskMessage } from './wire';
 
 /** Targeted sends carry the other targets in a BCC header, which must fit one AMQP frame (128 KiB). */
 const MAX_BCC_BYTES = 32 * 1024;
@@ -14,6 +14,8 @@ export interface PublishTaskOptions {
    * broker's own redelivery.
    */
   resend?: 'unsent' | 'unfinished';
+  /** A targeted send to these endpoints only (a retry, a resend), instead of all of `endpoints`. */
+  targets?: readonly string[];
 }
 
 /** Splits the target queues into publishes whose BCC header stays within a frame. */
@@ -44,6 +46,8 @@ export class ServerTransport {
     broker.onConnect(async (declare) => {
       for (const type of taskTypes) await declare.exchange(topology.taskExchange(type), 'fanout');
       await declare.exchange(topology.responsesExchange, 'direct');
+      await declare.exchange(topology.controlExchange, 'fanout');
+      await declare.exchange(topology.notifyExchange, 'fanout');
       await declare.exchange(topology.deadLetter, 'fanout');
       await declare.queue(topology.deadLetterQueue);
       await declare.queue(topology.eventsQueue);
@@ -68,14 +72,15 @@ export class ServerTransport {
    * declared first, so that an endpoint that is down, or never ran, keeps the task until it starts.
    */
   async publishTask(msg: TaskMessage, options: PublishTaskOptions): Promise<void> {
-    const queues = msg.endpoints.map((ep) => this.topology.endpointQueue(msg.type, ep));
+    const queues = (options.targets ?? msg.endpoints).map((ep) => this.topology.endpointQueue(msg.type, ep));
+    if (queues.length === 0) return;
     await Promise.all(queues.map((q) => this.broker.declareQueue(q)));
     const message = {
       body: encode(msg), persistent: true, messageId: String(msg.id), type: msg.type, mandatory: true,
       headers: options.resend === 'unsent' ? { [RESENT_HEADER]: true } : undefined,
       redelivered: options.resend === 'unfinished',
     };
-    if (options.broadcast) {
+    if (options.broadcast && options.targets === undefined) {
       await this.broker.publish(this.topology.taskExchange(msg.type), '', message);
       return;
     }
@@ -93,8 +98,22 @@ export class ServerTransport {
     return this.broker.consume(this.topology.stateQueue, prefetch, handler);
   }
 
-  reply(request: IncomingMessage, reply: StateReply): void {
+  reply(request: IncomingMessage, reply: StateReply | CancelledReply): void {
     this.broker.reply(request, encode(reply));
+  }
+
+  /** To every endpoint manager that is connected now; those that are not ask for the cancelled tasks when they connect. */
+  publishControl(msg: ControlMessage): Promise<void> {
+    return this.broker.publish(this.topology.controlExchange, '', { body: encode(msg), persistent: false, type: 'control' });
+  }
+
+  /** To every API process (this one too), best effort: a lost notice delays a waiting client until its timeout. */
+  publishNotice(notice: Notice): Promise<void> {
+    return this.broker.publish(this.topology.notifyExchange, '', { body: encode(notice), persistent: false, type: 'notice' });
+  }
+
+  consumeNotices(handler: MessageHandler): Promise<void> {
+    return this.broker.consume(this.topology.notifyQueue, 1000, handler);
   }
 
   stopConsuming(): Promise<void> {

@@ -9,7 +9,10 @@ import { RESERVED_TASK_TYPES, TASK_TYPE_PATTERN } from './names';
  *   sends reach it through the default exchange (its name as routing key, the other targets as `BCC`);
  * - `<prefix>.responses`: direct exchange to the server side: key `event` → queue `<prefix>.responses`
  *   (receipts, results, registrations, heartbeats), key `state` → queue `<prefix>.state` (state requests);
- * - `<prefix>.dead-letter`: fanout exchange and queue for messages that are refused.
+ * - `<prefix>.dead-letter`: fanout exchange and queue for messages that are refused;
+ * - `<prefix>.control`: fanout exchange to every endpoint manager (cancels), each with an exclusive queue;
+ * - `<prefix>.notify`: fanout exchange between the API processes (a task's history moved), each with an
+ *   exclusive queue.
  */
 export type QueueType = 'classic' | 'quorum';
 
@@ -19,9 +22,12 @@ export const STATE_KEY = 'state';
 export const REPLY_TO = 'amq.rabbitmq.reply-to';
 
 export interface QueueDecl {
+  /** Empty for an exclusive queue: the broker names it. */
   name: string;
   arguments: Record<string, unknown>;
   bindings: { exchange: string; key: string }[];
+  /** Lives as long as the connection that declared it, which alone may consume it; not durable. */
+  exclusive?: boolean;
 }
 
 export class Topology {
@@ -63,6 +69,24 @@ export class Topology {
     return { name: `${this.prefix}.state`, arguments: this.queueArguments(), bindings: [{ exchange: this.responsesExchange, key: STATE_KEY }] };
   }
 
+  get controlExchange(): string {
+    return `${this.prefix}.control`;
+  }
+
+  get notifyExchange(): string {
+    return `${this.prefix}.notify`;
+  }
+
+  /** A manager connection's own queue of control messages. */
+  get controlQueue(): QueueDecl {
+    return { name: '', arguments: {}, bindings: [{ exchange: this.controlExchange, key: '' }], exclusive: true };
+  }
+
+  /** An API process's own queue of notices. */
+  get notifyQueue(): QueueDecl {
+    return { name: '', arguments: {}, bindings: [{ exchange: this.notifyExchange, key: '' }], exclusive: true };
+  }
+
   get deadLetterQueue(): QueueDecl {
     return { name: this.deadLetter, arguments: { 'x-queue-type': this.queueType }, bindings: [{ exchange: this.deadLetter, key: '' }] };
   }
@@ -71,18 +95,20 @@ export class Topology {
    * RabbitMQ permissions (regular expressions) of a per-endpoint user: configure and read its own queues,
    * read the task type exchanges (to bind its queues to them), write its own queues (binding), the
    * responses exchange and the dead-letter exchange (RabbitMQ requires it of whoever declares a queue
-   * that dead-letters there). It cannot read another endpoint's queue or the responses, publish a task,
-   * or change an exchange.
+   * that dead-letters there), read the control exchange, and use an exclusive queue that the broker
+   * names (`amq.gen-…`, which no other connection may touch) to receive control messages. It cannot read
+   * another endpoint's queue or the responses, publish a task, or change an exchange.
    */
   endpointPermissions(endpoint: string): { configure: string; write: string; read: string } {
     const prefix = escapeRegExp(this.prefix);
     const reserved = RESERVED_TASK_TYPES.map((t) => `${escapeRegExp(t)}$`).join('|');
     const type = `(?!${reserved})${TASK_TYPE_PATTERN.source.replace(/^\^|\$$/g, '')}`;
     const own = `${prefix}\\.${type}\\.${escapeRegExp(endpoint)}`;
+    const exclusive = 'amq\\.gen-[A-Za-z0-9_-]+';
     return {
-      configure: `^${own}$`,
-      write: `^(${prefix}\\.responses|${prefix}\\.dead-letter|${own})$`,
-      read: `^(${own}|${prefix}\\.${type})$`,
+      configure: `^(${own}|${exclusive})$`,
+      write: `^(${prefix}\\.responses|${prefix}\\.dead-letter|${own}|${exclusive})$`,
+      read: `^(${own}|${prefix}\\.${type}|${prefix}\\.control|${exclusive})$`,
     };
   }
 }

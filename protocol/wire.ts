@@ -38,6 +38,7 @@ const TaskTypeName = Type.String({ pattern: TASK_TYPE_PATTERN.source });
 const EndpointName = Type.String({ pattern: ENDPOINT_PATTERN.source });
 const Time = Type.String({ pattern: '^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d{1,9})?(Z|[+-]\\d\\d:\\d\\d)$', description: 'ISO 8601 time' });
 const Attempt = Type.Integer({ minimum: 1, maximum: 1_000_000 });
+const Round = Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'how often the endpoint was sent the task again by a retry; 0 (or absent) the first time' });
 
 /** Server → endpoint: one task, on the endpoint's queue `<exchange>.<task_type>.<endpoint>`. */
 export const TaskMessageSchema = Type.Object({
@@ -49,6 +50,7 @@ export const TaskMessageSchema = Type.Object({
   // endpoints costs each of them no more than reading it.
   endpoints: Type.Array(Type.String({ maxLength: 64 }), { description: 'the expected endpoints; an endpoint not listed acks and skips the task' }),
   start_time: Time,
+  round: Type.Optional(Round),
 }, { $id: 'TaskMessage', title: 'task message' });
 export type TaskMessage = Static<typeof TaskMessageSchema>;
 
@@ -58,6 +60,7 @@ export const ReceiptEventSchema = Type.Object({
   task_id: TaskId,
   endpoint: EndpointName,
   attempt: Attempt,
+  round: Type.Optional(Round),
   start_time: Time,
 }, { $id: 'ReceiptEvent', title: 'receipt event' });
 export type ReceiptEvent = Static<typeof ReceiptEventSchema>;
@@ -68,6 +71,7 @@ export const ResultEventSchema = Type.Object({
   task_id: TaskId,
   endpoint: EndpointName,
   attempt: Attempt,
+  round: Type.Optional(Round),
   start_time: Time,
   end_time: Time,
   errnr: Type.Integer({ ...INT32, description: '0: success' }),
@@ -98,16 +102,19 @@ export const StateRequestSchema = Type.Object({
   endpoint: EndpointName,
   redelivered: Type.Boolean(),
   resent: Type.Boolean(),
+  round: Type.Optional(Round),
   max_attempts: Type.Integer({ minimum: 1, maximum: 1000, description: 'starts of a handler allowed for one response' }),
 }, { $id: 'StateRequest', title: 'state request' });
 export type StateRequest = Static<typeof StateRequestSchema>;
 
-export const STATE_ACTIONS = ['run', 'finished', 'exhausted', 'unknown', 'refused', 'unavailable'] as const;
+export const STATE_ACTIONS = ['run', 'finished', 'exhausted', 'cancelled', 'unknown', 'refused', 'unavailable'] as const;
 export type StateAction = (typeof STATE_ACTIONS)[number];
 
 /**
  * Server → endpoint, the reply: `run` (with the attempt number to run as), `finished` (ack without
- * running), `exhausted` (the server finished the response with errnr 125: dead-letter the task),
+ * running: done, or a copy of an earlier round), `exhausted` (the server finished the response with errnr
+ * 125: dead-letter the task), `cancelled` (the task was cancelled before this endpoint started it: ack
+ * without running),
  * `unknown` (no such task: dead-letter), `refused` (the task does not expect this endpoint, or the
  * request's endpoint is not the sender's: dead-letter), `unavailable` (the database is down: ask again later).
  */
@@ -119,8 +126,56 @@ export const StateReplySchema = Type.Object({
 }, { $id: 'StateReply', title: 'state reply' });
 export type StateReply = Static<typeof StateReplySchema>;
 
+/**
+ * Endpoint → server, request/reply: the tasks cancelled for this endpoint (with their round), asked by a
+ * manager each time it connects, before it runs anything, so that a task cancelled while it was away and
+ * still waiting in its queue is skipped.
+ */
+export const CancelledRequestSchema = Type.Object({
+  kind: Type.Literal('cancelled'),
+  endpoint: EndpointName,
+}, { $id: 'CancelledRequest', title: 'cancelled-tasks request' });
+export type CancelledRequest = Static<typeof CancelledRequestSchema>;
+
+export const CancelledReplySchema = Type.Object({
+  endpoint: EndpointName,
+  action: Type.Union([Type.Literal('cancelled'), Type.Literal('refused'), Type.Literal('unavailable')]),
+  /** Newest first; at most MAX_CANCELLED_LISTED. */
+  cancelled: Type.Array(Type.Object({ task_id: TaskId, round: Round }), { maxItems: 100_000 }),
+}, { $id: 'CancelledReply', title: 'cancelled-tasks reply' });
+export type CancelledReply = Static<typeof CancelledReplySchema>;
+export const MAX_CANCELLED_LISTED = 10_000;
+
+/**
+ * Server → every endpoint manager, on the control fanout: a task was cancelled. An endpoint listed in
+ * `rounds` skips that round of the task from now on and aborts its handler if one is running.
+ */
+export const ControlMessageSchema = Type.Object({
+  kind: Type.Literal('cancel'),
+  task_id: TaskId,
+  rounds: Type.Record(Type.String({ maxLength: 64 }), Round),
+}, { $id: 'ControlMessage', title: 'control message' });
+export type ControlMessage = Static<typeof ControlMessageSchema>;
+
+/**
+ * Between API processes, on the notify fanout (not part of the endpoint protocol): the tasks whose
+ * history moved, each with the id of its newest event and whether it ended, so that every process wakes
+ * its waiting clients and streams. Small on purpose: a stream reads the events themselves.
+ */
+export const NoticeSchema = Type.Object({
+  tasks: Type.Array(Type.Object({
+    id: TaskId,
+    type: TaskTypeName,
+    last: TaskId,
+    ended: Type.Boolean(),
+  }), { maxItems: 100_000 }),
+}, { $id: 'Notice', title: 'notice between API processes' });
+export type Notice = Static<typeof NoticeSchema>;
+export type NoticeTask = Notice['tasks'][number];
+
 export const PROTOCOL_SCHEMAS: readonly TSchema[] = [
   TaskMessageSchema, ReceiptEventSchema, ResultEventSchema, PresenceEventSchema, StateRequestSchema, StateReplySchema,
+  CancelledRequestSchema, CancelledReplySchema, ControlMessageSchema,
 ];
 
 const ajv = new Ajv2020({ allErrors: false, strict: true });
@@ -132,6 +187,10 @@ const validators = {
   presence: compile(PresenceEventSchema),
   state: compile(StateRequestSchema),
   reply: compile(StateReplySchema),
+  cancelledRequest: compile(CancelledRequestSchema),
+  cancelledReply: compile(CancelledReplySchema),
+  control: compile(ControlMessageSchema),
+  notice: compile(NoticeSchema),
 };
 
 function describe(errors: ErrorObject[] | null | undefined): string {
@@ -176,21 +235,23 @@ export function encode(value: unknown): Buffer {
 
 export function decodeTaskMessage(body: Buffer, contentType: string | undefined): TaskMessage {
   const msg = check(validators.task, parseJson(body, contentType), 'task message');
-  return { ...msg, payload: msg.payload ?? null };
+  return { ...msg, payload: msg.payload ?? null, round: msg.round ?? 0 };
 }
 
 function checkEvent(value: unknown, index: number | null): WireEvent {
   const what = index === null ? 'event' : `event [${index}]`;
   const kind = (value as { kind?: unknown } | null)?.kind;
   switch (kind) {
-    case 'receipt':
-      return check(validators.receipt, value, what);
+    case 'receipt': {
+      const event = check(validators.receipt, value, what);
+      return { ...event, round: event.round ?? 0 };
+    }
     case 'result': {
       const event = check(validators.result, value, what);
       if (event.payload !== undefined && Buffer.byteLength(JSON.stringify(event.payload)) > MAX_RESPONSE_PAYLOAD_BYTES) {
         throw new InvalidMessageError(`${what}: payload is over ${MAX_RESPONSE_PAYLOAD_BYTES} bytes`);
       }
-      return { ...event, errmsg: event.errmsg ?? null, payload: event.payload ?? null };
+      return { ...event, round: event.round ?? 0, errmsg: event.errmsg ?? null, payload: event.payload ?? null };
     }
     case 'register':
     case 'heartbeat':
@@ -212,10 +273,26 @@ export function decodeEvents(body: Buffer, contentType: string | undefined): Wir
   return events;
 }
 
-export function decodeStateRequest(body: Buffer, contentType: string | undefined): StateRequest {
-  return check(validators.state, parseJson(body, contentType), 'state request');
+/** What the state queue carries: a state request, or a request for the cancelled tasks. */
+export function decodeServerRequest(body: Buffer, contentType: string | undefined): StateRequest | CancelledRequest {
+  const value = parseJson(body, contentType);
+  if ((value as { kind?: unknown } | null)?.kind === 'cancelled') return check(validators.cancelledRequest, value, 'cancelled-tasks request');
+  const req = check(validators.state, value, 'state request');
+  return { ...req, round: req.round ?? 0 };
 }
 
 export function decodeStateReply(body: Buffer): StateReply {
   return check(validators.reply, parseJson(body, CONTENT_TYPE), 'state reply');
+}
+
+export function decodeCancelledReply(body: Buffer): CancelledReply {
+  return check(validators.cancelledReply, parseJson(body, CONTENT_TYPE), 'cancelled-tasks reply');
+}
+
+export function decodeControlMessage(body: Buffer, contentType: string | undefined): ControlMessage {
+  return check(validators.control, parseJson(body, contentType), 'control message');
+}
+
+export function decodeNotice(body: Buffer): Notice {
+  return check(validators.notice, parseJson(body, CONTENT_TYPE), 'notice');
 }

@@ -2,15 +2,18 @@ import type { DataSource, EntityManager } from 'typeorm';
 import type { ResponseEvent } from '../../protocol/wire';
 import { ERRNR_ATTEMPTS_EXHAUSTED } from '../../protocol/wire';
 import { dialectOf, transaction } from './database';
-import { readJson, sqlTime, writeJson } from './sql-values';
+import type { ResponseState } from './entities/task-response';
+import type { TaskStatus } from './entities/task';
+import type { Announce, EndpointChange, History, NewEvent, StoredEvent } from './history';
+import { readId, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
 
 /**
  * Completion without races. Every writer of response rows (the collector storing events, the state
- * responder recording attempts) first locks the rows of the tasks concerned, in ascending id order (one
- * lock order for every transaction, so several collectors never deadlock each other), and moves the
- * tasks' counters with UPDATE statements in the same transaction. So with any number of endpoints
- * finishing at once, exactly one transaction sees `finished_count + n >= expected_count` and makes the
- * task DONE. Everything is done in batches: one transaction for many events.
+ * responder recording attempts, retries and cancels) first locks the rows of the tasks concerned, in
+ * ascending id order (one lock order for every transaction, so several collectors never deadlock each
+ * other), reads their counters and the rows it changes, and writes everything back in the same
+ * transaction. So with any number of endpoints finishing at once, exactly one transaction sees the last
+ * endpoint finish and makes the task DONE. Everything is done in batches: one transaction for many events.
  */
 
 export interface ReceiveItem {
@@ -18,53 +21,61 @@ export interface ReceiveItem {
   endpoint: string;
   /** The broker redelivered the copy: its first run may have started without any record, so it counts as attempt 2. */
   redelivered: boolean;
+  round: number;
   maxAttempts: number;
 }
 
 export type ReceiveOutcome =
   /** Run the handler as attempt `attempt` (recorded). */
   | { action: 'run'; attempt: number }
-  /** The response is already finished: do not run again. */
+  /** Nothing to do for this copy: the response is finished, or the copy is of an earlier round. */
   | { action: 'finished' }
   /** The handler was started `maxAttempts` times without finishing; the response is now finished with errnr 125. */
   | { action: 'exhausted'; attempts: number }
+  /** The task was cancelled before this endpoint started it. */
+  | { action: 'cancelled' }
   /** No such task. */
   | { action: 'unknown' }
-  /** The task does not expect this endpoint. */
+  /** The task does not expect this endpoint (or not this round). */
   | { action: 'refused' };
 
 export type EventOutcome = 'stored' | 'duplicate' | 'unknown' | 'refused';
 
-interface NewRow {
-  task_id: number;
+/** A task as a transaction holding its lock sees it. */
+export interface LockedTask {
+  id: number;
+  type: string;
+  identifier: string;
+  status: TaskStatus;
+  expected: number;
+  received: number;
+  finished: number;
+  failed: number;
+  /** Status and counters as read, to tell what this transaction changed. */
+  read: { status: TaskStatus; received: number; finished: number; failed: number };
+  endTime: Date | null;
+  /** A retry: the task's next send starts the wait for the endpoints afresh. */
+  clearSentTime?: boolean;
+}
+
+/** A response row as a transaction holding its task's lock sees it; `changed` once this transaction changes it. */
+export interface LockedRow {
+  id: number;
+  taskId: number;
   endpoint: string;
-  status: number;
+  state: ResponseState;
+  round: number;
+  status: number | null;
   errnr: number;
   errmsg: string | null;
   payload: string | null;
   attempts: number;
-  start_time: string;
-}
-
-/** A response row as this transaction sees it: read from the table, or inserted earlier in the same batch. */
-interface Row {
-  id: number | null;
-  status: number;
-  attempts: number;
-  /** The pending insert this row is, for one inserted in this batch. */
-  fresh: NewRow | null;
-  /** The new values of an existing row that this batch changes. */
-  change: { status: number; errnr: number; errmsg: string | null; payload: string | null; attempts: number } | null;
-}
-
-interface Delta {
-  received: number;
-  finished: number;
-  failed: number;
+  startTime: string | null;
+  changed: boolean;
 }
 
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
-const keyOf = (taskId: number, endpoint: string): string => `${taskId}\u0000${endpoint}`;
+export const keyOf = (taskId: number, endpoint: string): string => `${taskId}\u0000${endpoint}`;
 
 /** `CASE id WHEN ? THEN ? … END` for per-row values in one statement, with its parameters. */
 function caseById<K>(values: Map<K, unknown>): [string, unknown[]] {
@@ -73,223 +84,240 @@ function caseById<K>(values: Map<K, unknown>): [string, unknown[]] {
   return [`CASE id ${Array.from(values, () => 'WHEN ? THEN ?').join(' ')} END`, params];
 }
 
-/** Expected endpoint sets never change after a task is created: kept for the tasks seen lately. */
-const EXPECTED_CACHE = 20_000;
+/**
+ * The tasks and rows one transaction locked, the changes it makes to them, and the events that record
+ * those changes; `write` stores it all with one statement per table.
+ */
+export class Locked {
+  /** The changes of endpoints, one event per task and kind. */
+  private readonly endpointEvents = new Map<string, NewEvent>();
+  private readonly taskEvents: NewEvent[] = [];
 
-/** The changes of one transaction, written with one statement per kind. */
-class Changes {
-  readonly rows = new Map<string, Row>();
-  private readonly deltas = new Map<number, Delta>();
+  constructor(
+    readonly tasks: Map<number, LockedTask>, readonly rows: Map<string, LockedRow>, private readonly now: Date, private readonly mysql: boolean,
+  ) {}
 
-  constructor(readonly expected: Map<number, Set<string>>) {}
-
-  private delta(taskId: number): Delta {
-    let d = this.deltas.get(taskId);
-    if (!d) this.deltas.set(taskId, d = { received: 0, finished: 0, failed: 0 });
-    return d;
+  row(taskId: number, endpoint: string): LockedRow | undefined {
+    return this.rows.get(keyOf(taskId, endpoint));
   }
 
-  /** A new row: counts as received, and as finished when it is. */
-  insert(row: NewRow): void {
-    this.rows.set(keyOf(row.task_id, row.endpoint), { id: null, status: row.status, attempts: row.attempts, fresh: row, change: null });
-    const d = this.delta(row.task_id);
-    d.received++;
-    if (row.status === 1) this.countFinished(d, row.errnr);
+  rowsOf(taskId: number): LockedRow[] {
+    return [...this.rows.entries()].filter(([k]) => k.startsWith(`${taskId}\u0000`)).map(([, r]) => r);
   }
 
-  private countFinished(d: Delta, errnr: number): void {
-    d.finished++;
-    if (errnr !== 0) d.failed++;
+  /** A change of the task itself. */
+  record(task: LockedTask, event: Omit<NewEvent, 'task' | 'time' | 'endpoints'>): void {
+    this.taskEvents.push({ time: this.now, ...event, task });
   }
 
-  /** Finishes a row that is not finished (read, or inserted in this batch). */
-  finish(taskId: number, row: Row, result: { errnr: number; errmsg: string | null; payload: string | null; attempts: number }): void {
-    row.status = 1;
-    row.attempts = result.attempts;
-    if (row.fresh) Object.assign(row.fresh, { status: 1, ...result });
-    else row.change = { status: 1, ...result };
-    this.countFinished(this.delta(taskId), result.errnr);
+  /** A change of one of the task's endpoints. */
+  recordEndpoint(task: LockedTask, kind: 'received' | 'finished' | 'retried', change: EndpointChange, actor: string | null = null): void {
+    const key = `${task.id}/${kind}`;
+    const event = this.endpointEvents.get(key);
+    if (event) event.endpoints?.push(change);
+    else this.endpointEvents.set(key, { task, kind, time: this.now, endpoints: [change], actor });
   }
 
-  /** One more start of a handler for a row that is not finished. */
-  countAttempt(row: Row): void {
-    row.attempts++;
-    if (row.fresh) row.fresh.attempts = row.attempts;
-    else row.change = { status: 0, errnr: 0, errmsg: null, payload: null, ...row.change, attempts: row.attempts };
+  /** A row heard from for the first time (a receipt, or a state request that lets it run). */
+  receive(task: LockedTask, row: LockedRow, attempt: number, startTime: string): void {
+    Object.assign(row, { state: 'running', status: 0, attempts: attempt, startTime: row.startTime ?? startTime, changed: true });
+    task.received++;
+    this.recordEndpoint(task, 'received', { endpoint: row.endpoint, round: row.round, attempt });
   }
 
-  async write(em: EntityManager, now: Date): Promise<void> {
-    const t = sqlTime(now);
-    const rows = [...this.rows.values()];
-    const inserts = rows.flatMap((r) => (r.fresh ? [r.fresh] : []));
-    const updates = new Map(rows.flatMap((r) => (r.change && r.id !== null ? [[r.id, r.change] as const] : [])));
-    if (inserts.length > 0) {
-      await em.query(
-        `INSERT INTO task_response (task_id, endpoint, status, errnr, errmsg, payload, attempts, start_time, last_modified_time)
-         VALUES ${inserts.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
-        inserts.flatMap((r) => [r.task_id, r.endpoint, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time, t]));
+  /** A row finished (from pending, cancelled or running), with its result. */
+  finish(task: LockedTask, row: LockedRow, r: { errnr: number; errmsg: string | null; payload: string | null; attempt: number; startTime: string }): void {
+    if (row.status === null) task.received++;
+    task.finished++;
+    if (r.errnr !== 0) task.failed++;
+    Object.assign(row, {
+      state: r.errnr === 0 ? 'succeeded' : 'failed', status: 1, errnr: r.errnr, errmsg: r.errmsg, payload: r.payload,
+      attempts: Math.max(row.attempts, r.attempt), startTime: row.startTime ?? r.startTime, changed: true,
+    });
+    this.recordEndpoint(task, 'finished', { endpoint: row.endpoint, round: row.round, attempt: row.attempts, errnr: r.errnr, errmsg: r.errmsg });
+  }
+
+  /** Makes DONE every task of this transaction whose expected endpoints have all finished. */
+  private complete(): void {
+    for (const t of this.tasks.values()) {
+      if (['CREATED', 'SENT', 'INCOMPLETE'].includes(t.status) && t.finished >= t.expected) {
+        t.status = 'DONE';
+        t.endTime = this.now;
+        this.record(t, { kind: 'done', detail: { succeeded: t.finished - t.failed, failed: t.failed } });
+      }
     }
-    if (updates.size > 0) {
-      const column = (get: (c: NonNullable<Row['change']>) => unknown) => caseById(new Map([...updates].map(([id, c]) => [id, get(c)])));
-      const [status, statusP] = column((c) => c.status);
-      const [errnr, errnrP] = column((c) => c.errnr);
-      const [errmsg, errmsgP] = column((c) => c.errmsg);
-      const [payload, payloadP] = column((c) => c.payload);
-      const [attempts, attemptsP] = column((c) => c.attempts);
-      await em.query(`UPDATE task_response SET status = ${status}, errnr = ${errnr}, errmsg = ${errmsg}, payload = ${payload},
-        attempts = ${attempts}, last_modified_time = ? WHERE id IN (${marks(updates.size)})`,
-      [...statusP, ...errnrP, ...errmsgP, ...payloadP, ...attemptsP, t, ...updates.keys()]);
+  }
+
+  async write(em: EntityManager, history: History): Promise<StoredEvent[]> {
+    this.complete();
+    const t = sqlTime(this.now);
+    const rows = new Map([...this.rows.values()].filter((r) => r.changed).map((r) => [r.id, r]));
+    if (rows.size > 0) {
+      // Rows that exist (and are locked), updated by primary key with one multi-row upsert: a CASE per
+      // column would cost each row a scan of every other row's value.
+      const changed = ['state', 'round', 'status', 'errnr', 'errmsg', 'payload', 'attempts', 'start_time', 'last_modified_time'];
+      const upsert = this.mysql
+        ? `ON DUPLICATE KEY UPDATE ${changed.map((c) => `${c} = VALUES(${c})`).join(', ')}`
+        : `ON CONFLICT (id) DO UPDATE SET ${changed.map((c) => `${c} = excluded.${c}`).join(', ')}`;
+      const values = [...rows.values()].map((r) => [r.id, r.taskId, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.startTime, t]);
+      await em.query(`INSERT INTO task_response (id, task_id, endpoint, ${changed.join(', ')})
+        VALUES ${values.map((v) => `(${marks(v.length)})`).join(', ')} ${upsert}`, values.flat());
     }
-    const deltas = new Map([...this.deltas].filter(([, d]) => d.received + d.finished > 0));
-    if (deltas.size === 0) return;
-    const [add, addP] = caseById(new Map([...deltas].map(([id, d]) => [id, d.finished])));
-    const [fail, failP] = caseById(new Map([...deltas].map(([id, d]) => [id, d.failed])));
-    const [recv, recvP] = caseById(new Map([...deltas].map(([id, d]) => [id, d.received])));
-    // Every expression reads the old row whatever the engine: MySQL applies SET left to right, so the
-    // assignments that test `status` and `finished_count` come before the ones that change them.
-    const complete = `status IN ('CREATED', 'SENT', 'INCOMPLETE') AND finished_count + ${add} >= expected_count`;
-    await em.query(`UPDATE task SET
-        end_time = CASE WHEN ${complete} THEN ? ELSE end_time END,
-        status = CASE WHEN ${complete} THEN 'DONE' ELSE status END,
-        failed_count = failed_count + ${fail},
-        received_count = received_count + ${recv},
-        finished_count = finished_count + ${add},
-        last_modified_time = ?
-      WHERE id IN (${marks(deltas.size)})`,
-    [...addP, t, ...addP, ...failP, ...recvP, ...addP, t, ...deltas.keys()]);
+    const tasks = [...this.tasks.values()].filter((x) => x.status !== x.read.status || x.received !== x.read.received
+      || x.finished !== x.read.finished || x.failed !== x.read.failed || x.clearSentTime);
+    if (tasks.length > 0) {
+      const column = (get: (x: LockedTask) => unknown) => caseById(new Map(tasks.map((x) => [x.id, get(x)])));
+      const sets = [
+        column((x) => x.status), column((x) => x.received), column((x) => x.finished), column((x) => x.failed),
+        column((x) => (x.endTime ? sqlTime(x.endTime) : null)),
+      ];
+      const names = ['status', 'received_count', 'finished_count', 'failed_count', 'end_time'];
+      const clear = tasks.filter((x) => x.clearSentTime).map((x) => x.id);
+      const sentTime = clear.length === 0 ? '' : `, sent_time = CASE WHEN id IN (${marks(clear.length)}) THEN NULL ELSE sent_time END`;
+      await em.query(`UPDATE task SET ${names.map((n, i) => `${n} = ${sets[i][0]}`).join(', ')}${sentTime}, last_modified_time = ?
+        WHERE id IN (${marks(tasks.length)})`, [...sets.flatMap(([, p]) => p), ...clear, t, ...tasks.map((x) => x.id)]);
+    }
+    return history.append(em, [...this.endpointEvents.values(), ...this.taskEvents]);
   }
 }
 
 export class Completion {
   private readonly mysql: boolean;
-  private readonly expectedCache = new Map<number, Set<string>>();
 
-  constructor(private readonly ds: DataSource) {
+  constructor(private readonly ds: DataSource, private readonly history: History, private readonly announce: Announce) {
     this.mysql = dialectOf(ds) === 'mysql';
   }
 
   /**
-   * Locks the tasks of these pairs (ascending id) with the pairs' response rows, in one statement, and
-   * returns what exists: every writer of a response locks its task first, so while these locks are held
-   * nobody else can change those rows.
+   * Locks these tasks (ascending id) and reads them with the rows of these endpoints (all rows when
+   * `endpoints` is null), in one statement.
    */
-  private async lock(em: EntityManager, pairs: { taskId: number; endpoint: string }[]): Promise<Changes> {
-    const ids = [...new Set(pairs.map((p) => p.taskId))].sort((a, b) => a - b);
-    const endpoints = [...new Set(pairs.map((p) => p.endpoint))];
-    const rows: { task: number; id: number | null; endpoint: string | null; status: number | null; attempts: number | null }[] = await em.query(
-      `SELECT t.id AS task, r.id, r.endpoint, r.status, r.attempts FROM task t
-       LEFT JOIN task_response r ON r.task_id = t.id AND r.endpoint IN (${marks(endpoints.length)})
-       WHERE t.id IN (${marks(ids.length)}) ORDER BY t.id${this.mysql ? ' FOR UPDATE' : ''}`, [...endpoints, ...ids]);
-    const found = new Set(rows.map((r) => Number(r.task)));
-    const changes = new Changes(await this.expected(em, [...found]));
+  async lock(em: EntityManager, taskIds: number[], endpoints: string[] | null, now: Date): Promise<Locked> {
+    const ids = [...new Set(taskIds)].sort((a, b) => a - b);
+    const eps = endpoints === null ? null : [...new Set(endpoints)];
+    const rows: Record<string, unknown>[] = await em.query(
+      `SELECT t.id AS task, t.type, t.identifier, t.status AS task_status, t.expected_count, t.received_count, t.finished_count,
+         t.failed_count, t.end_time, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time
+       FROM task t LEFT JOIN task_response r ON r.task_id = t.id${eps === null ? '' : ` AND r.endpoint IN (${marks(eps.length)})`}
+       WHERE t.id IN (${marks(ids.length)}) ORDER BY t.id${this.mysql ? ' FOR UPDATE' : ''}`, [...eps ?? [], ...ids]);
+    const tasks = new Map<number, LockedTask>();
+    const locked = new Map<string, LockedRow>();
     for (const r of rows) {
-      if (r.id === null || r.endpoint === null) continue;
-      changes.rows.set(keyOf(Number(r.task), r.endpoint), { id: Number(r.id), status: Number(r.status), attempts: Number(r.attempts), fresh: null, change: null });
-    }
-    return changes;
-  }
-
-  private async expected(em: EntityManager, ids: number[]): Promise<Map<number, Set<string>>> {
-    const out = new Map<number, Set<string>>();
-    const missing: number[] = [];
-    for (const id of ids) {
-      const known = this.expectedCache.get(id);
-      if (known) out.set(id, known);
-      else missing.push(id);
-    }
-    if (missing.length > 0) {
-      const rows: { id: number; expected_endpoints: unknown }[] = await em.query(
-        `SELECT id, expected_endpoints FROM task WHERE id IN (${marks(missing.length)})`, missing);
-      for (const r of rows) {
-        const set = new Set(readJson<string[]>(r.expected_endpoints));
-        out.set(Number(r.id), set);
-        this.expectedCache.set(Number(r.id), set);
-        if (this.expectedCache.size > EXPECTED_CACHE) this.expectedCache.delete(this.expectedCache.keys().next().value as number);
+      const id = readId(r.task);
+      if (!tasks.has(id)) {
+        const counts = { status: r.task_status as TaskStatus, received: Number(r.received_count), finished: Number(r.finished_count), failed: Number(r.failed_count) };
+        tasks.set(id, {
+          id, type: String(r.type), identifier: String(r.identifier), expected: Number(r.expected_count), ...counts, read: { ...counts },
+          endTime: readOptionalTime(r.end_time),
+        });
       }
+      if (r.id === null || r.endpoint === null) continue;
+      locked.set(keyOf(id, String(r.endpoint)), {
+        id: readId(r.id), taskId: id, endpoint: String(r.endpoint), state: r.state as ResponseState, round: Number(r.round),
+        status: r.status === null ? null : Number(r.status), errnr: Number(r.errnr), errmsg: r.errmsg === null ? null : String(r.errmsg),
+        payload: r.payload === null ? null : String(r.payload), attempts: Number(r.attempts),
+        startTime: r.start_time === null ? null : sqlTime(readTime(r.start_time)),
+        changed: false,
+      });
     }
-    return out;
+    return new Locked(tasks, locked, now, this.mysql);
   }
 
   /**
    * Stores response events (receipts and results) within the caller's transaction; one outcome per
-   * event, in order. A result finishes the response once: a repeat is a `duplicate` and changes nothing,
-   * as does a receipt for a response that exists. An event for an endpoint the task does not expect is
-   * `refused`, one for a task that does not exist `unknown`.
+   * event, in order, and the history events to announce after the commit. A result finishes the response
+   * once: a repeat is a `duplicate` and changes nothing, as does a receipt for a response heard from
+   * already, or an event of an earlier round. An event for an endpoint the task does not expect is
+   * `refused`, one for a task that does not exist `unknown`. What a cancelled endpoint reports is kept.
    */
-  async applyEvents(em: EntityManager, events: ResponseEvent[], now: Date): Promise<EventOutcome[]> {
-    if (events.length === 0) return [];
-    const changes = await this.lock(em, events.map((e) => ({ taskId: e.task_id, endpoint: e.endpoint })));
+  async applyEvents(em: EntityManager, events: ResponseEvent[], now: Date): Promise<{ outcomes: EventOutcome[]; history: StoredEvent[] }> {
+    if (events.length === 0) return { outcomes: [], history: [] };
+    const locked = await this.lock(em, events.map((e) => e.task_id), events.map((e) => e.endpoint), now);
     const outcomes = events.map((e): EventOutcome => {
-      const expected = changes.expected.get(e.task_id);
-      if (!expected) return 'unknown';
-      if (!expected.has(e.endpoint)) return 'refused';
-      const row = changes.rows.get(keyOf(e.task_id, e.endpoint));
+      const task = locked.tasks.get(e.task_id);
+      if (!task) return 'unknown';
+      const row = locked.row(e.task_id, e.endpoint);
+      const round = e.round ?? 0;
+      if (!row || round > row.round) return 'refused';
+      if (round < row.round) return 'duplicate';
       const start = sqlTime(new Date(e.start_time));
       if (e.kind === 'receipt') {
-        if (row) return 'duplicate';
-        changes.insert({ task_id: e.task_id, endpoint: e.endpoint, status: 0, errnr: 0, errmsg: null, payload: null, attempts: e.attempt, start_time: start });
-        return 'stored';
-      }
-      const result = { errnr: e.errnr, errmsg: e.errmsg ?? null, payload: writeJson(e.payload) };
-      if (!row) {
-        changes.insert({ task_id: e.task_id, endpoint: e.endpoint, status: 1, ...result, attempts: e.attempt, start_time: start });
+        if (row.status !== null) return 'duplicate';
+        locked.receive(task, row, e.attempt, start);
         return 'stored';
       }
       if (row.status === 1) return 'duplicate';
-      changes.finish(e.task_id, row, { ...result, attempts: Math.max(row.attempts, e.attempt) });
+      locked.finish(task, row, { errnr: e.errnr, errmsg: e.errmsg ?? null, payload: writeJson(e.payload), attempt: e.attempt, startTime: start });
       return 'stored';
     });
-    await changes.write(em, now);
-    return outcomes;
+    return { outcomes, history: await locked.write(em, this.history) };
   }
 
   /**
    * Answers state requests (copies of tasks that may have run before) and records the new attempts, in
    * one transaction; one outcome per item, in order.
    */
-  receiveMany(items: ReceiveItem[], now: Date): Promise<ReceiveOutcome[]> {
-    return transaction(this.ds, async (em) => {
-      const changes = await this.lock(em, items);
-      const outcomes = items.map((item): ReceiveOutcome => {
-        const expected = changes.expected.get(item.taskId);
-        if (!expected) return { action: 'unknown' };
-        if (!expected.has(item.endpoint)) return { action: 'refused' };
-        const row = changes.rows.get(keyOf(item.taskId, item.endpoint));
-        if (!row) {
+  async receiveMany(items: ReceiveItem[], now: Date): Promise<ReceiveOutcome[]> {
+    let history: StoredEvent[] = [];
+    const outcomes = await transaction(this.ds, async (em) => {
+      const locked = await this.lock(em, items.map((i) => i.taskId), items.map((i) => i.endpoint), now);
+      const out = items.map((item): ReceiveOutcome => {
+        const task = locked.tasks.get(item.taskId);
+        if (!task) return { action: 'unknown' };
+        const row = locked.row(item.taskId, item.endpoint);
+        if (!row || item.round > row.round) return { action: 'refused' };
+        if (item.round < row.round || row.status === 1) return { action: 'finished' };
+        if (row.state === 'cancelled') return { action: 'cancelled' };
+        if (row.status === null) {
           // Never exhausted without a recorded attempt: a redelivered message may not have started at all.
-          const attempts = Math.min(item.redelivered ? 2 : 1, item.maxAttempts);
-          changes.insert({ task_id: item.taskId, endpoint: item.endpoint, status: 0, errnr: 0, errmsg: null, payload: null, attempts, start_time: sqlTime(now) });
-          return { action: 'run', attempt: attempts };
+          const attempt = Math.min(item.redelivered ? 2 : 1, item.maxAttempts);
+          locked.receive(task, row, attempt, sqlTime(now));
+          return { action: 'run', attempt };
         }
-        if (row.status === 1) return { action: 'finished' };
         if (row.attempts >= item.maxAttempts) {
           const attempts = row.attempts;
-          changes.finish(item.taskId, row, {
-            errnr: ERRNR_ATTEMPTS_EXHAUSTED, errmsg: `handler did not finish in ${attempts} attempts`, payload: null, attempts,
+          locked.finish(task, row, {
+            errnr: ERRNR_ATTEMPTS_EXHAUSTED, errmsg: `handler did not finish in ${attempts} attempts`, payload: null, attempt: attempts, startTime: sqlTime(now),
           });
           return { action: 'exhausted', attempts };
         }
-        changes.countAttempt(row);
+        row.attempts++;
+        row.changed = true;
         return { action: 'run', attempt: row.attempts };
       });
-      await changes.write(em, now);
-      return outcomes;
+      history = await locked.write(em, this.history);
+      return out;
     });
+    this.announce(history);
+    return outcomes;
   }
 
   /**
-   * INCOMPLETE: sent more than `timeout` ago and some expected endpoint has not received it. Decided
-   * from the database alone, so any API instance may run it, any number of times.
+   * INCOMPLETE: sent more than `timeout` ago and some expected endpoint has not been heard from. Decided
+   * from the database alone, so any API instance may run it, any number of times; with SKIP LOCKED two
+   * instances never hold the same task.
    */
-  async sweepIncomplete(now: Date, timeoutMs: number): Promise<number> {
-    return transaction(this.ds, async (em) => {
-      const runner = em.queryRunner;
-      if (!runner) throw new Error('sweepIncomplete needs a transaction');
-      const result = await runner.query(
-        `UPDATE task SET status = 'INCOMPLETE', last_modified_time = ?
-         WHERE status = 'SENT' AND sent_time < ? AND received_count < expected_count`,
-        [sqlTime(now), sqlTime(new Date(now.getTime() - timeoutMs))], true) as { affected?: number };
-      return result.affected ?? 0;
-    });
+  async sweepIncomplete(now: Date, timeoutMs: number, batch = 1000): Promise<number> {
+    let total = 0;
+    for (;;) {
+      let history: StoredEvent[] = [];
+      const marked = await transaction(this.ds, async (em) => {
+        const rows: Record<string, unknown>[] = await em.query(
+          `SELECT id, type, identifier, expected_count, received_count FROM task
+           WHERE status = 'SENT' AND sent_time < ? AND received_count < expected_count ORDER BY id LIMIT ${batch}${this.mysql ? ' FOR UPDATE SKIP LOCKED' : ''}`,
+          [sqlTime(new Date(now.getTime() - timeoutMs))]);
+        if (rows.length === 0) return 0;
+        const ids = rows.map((r) => readId(r.id));
+        await em.query(`UPDATE task SET status = 'INCOMPLETE', last_modified_time = ? WHERE id IN (${marks(ids.length)})`, [sqlTime(now), ...ids]);
+        history = await this.history.append(em, rows.map((r): NewEvent => ({
+          task: { id: readId(r.id), type: String(r.type), identifier: String(r.identifier) }, kind: 'incomplete', time: now,
+          detail: { missing: Number(r.expected_count) - Number(r.received_count) },
+        })));
+        return ids.length;
+      });
+      this.announce(history);
+      total += marked;
+      if (marked < batch) return total;
+    }
   }
 }

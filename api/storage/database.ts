@@ -7,11 +7,14 @@ import type { Logger } from '../../lib/logger';
 import { TaskEntity } from './entities/task';
 import { TaskResponseEntity } from './entities/task-response';
 import { EndpointEntity } from './entities/endpoint';
+import { RequestKeyEntity } from './entities/request-key';
+import { TaskEventEntity } from './entities/task-event';
 import { Initial1763800000000 } from './migrations/1763800000000-initial';
 import { BinaryKeys1763900000000 } from './migrations/1763900000000-binary-keys';
+import { Operations1764000000000 } from './migrations/1764000000000-operations';
 
-export const ENTITIES = [TaskEntity, TaskResponseEntity, EndpointEntity];
-export const MIGRATIONS = [Initial1763800000000, BinaryKeys1763900000000];
+export const ENTITIES = [TaskEntity, TaskResponseEntity, EndpointEntity, TaskEventEntity, RequestKeyEntity];
+export const MIGRATIONS = [Initial1763800000000, BinaryKeys1763900000000, Operations1764000000000];
 
 export type Dialect = 'mysql' | 'sqlite';
 
@@ -135,6 +138,34 @@ export async function openDatabase(make: () => DataSource, log: Logger): Promise
   }
 }
 
+const consecutive = new WeakMap<DataSource, Promise<boolean>>();
+
+/**
+ * Whether the ids one multi-row INSERT generates are consecutive, so that they follow from the first
+ * one: InnoDB's auto-increment lock modes 0 and 1 (MariaDB's default) and SQLite; not mode 2 (MySQL 8's
+ * default), where they are read back.
+ */
+export function insertIdsAreConsecutive(ds: DataSource, em: EntityManager): Promise<boolean> {
+  let known = consecutive.get(ds);
+  if (!known) {
+    known = dialectOf(ds) === 'mysql'
+      ? em.query('SELECT @@innodb_autoinc_lock_mode AS mode').then((rows: { mode: unknown }[]) => Number(rows[0]?.mode) !== 2)
+      : Promise.resolve(true);
+    consecutive.set(ds, known);
+  }
+  return known;
+}
+
+/** Runs an INSERT of `count` rows; returns the id of the first one if the ids are consecutive, else null. */
+export async function insertRows(ds: DataSource, em: EntityManager, sql: string, params: unknown[], count: number): Promise<number | null> {
+  const runner = em.queryRunner;
+  if (!runner) throw new Error('insertRows needs a transaction');
+  const result = await runner.query(sql, params, true) as { raw: unknown };
+  if (!(await insertIdsAreConsecutive(ds, em))) return null;
+  // MySQL answers the first generated id, SQLite the last.
+  return dialectOf(ds) === 'mysql' ? Number((result.raw as { insertId: number }).insertId) : Number(result.raw) - count + 1;
+}
+
 const sqliteQueues = new WeakMap<DataSource, Promise<unknown>>();
 
 /**
@@ -152,6 +183,31 @@ export function exclusive<T>(ds: DataSource, fn: () => Promise<T>): Promise<T> {
 
 const DEADLOCK = new Set(['ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT']);
 
+/** Pool connections whose session runs READ COMMITTED already: set once per connection, not per transaction. */
+const readCommittedSessions = new WeakSet<object>();
+
+async function readCommitted<T>(ds: DataSource, fn: (em: EntityManager) => Promise<T>): Promise<T> {
+  const runner = ds.createQueryRunner();
+  try {
+    const conn = await runner.connect() as object;
+    if (!readCommittedSessions.has(conn)) {
+      await runner.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
+      readCommittedSessions.add(conn);
+    }
+    await runner.startTransaction();
+    try {
+      const result = await fn(runner.manager);
+      await runner.commitTransaction();
+      return result;
+    } catch (err) {
+      await runner.rollbackTransaction().catch(() => undefined);
+      throw err;
+    }
+  } finally {
+    await runner.release();
+  }
+}
+
 /**
  * A transaction. On MySQL it runs READ COMMITTED (no gap locks between concurrent batches) and is
  * retried when InnoDB picks it as a deadlock victim (it was rolled back, so running it again is safe);
@@ -161,7 +217,7 @@ export async function transaction<T>(ds: DataSource, fn: (em: EntityManager) => 
   if (dialectOf(ds) !== 'mysql') return exclusive(ds, () => ds.transaction(fn));
   for (let attempt = 1; ; attempt++) {
     try {
-      return await ds.transaction('READ COMMITTED', fn);
+      return await readCommitted(ds, fn);
     } catch (err) {
       const code = errorCode(err);
       if (!code || !DEADLOCK.has(code) || attempt >= 5) throw err;

@@ -1,7 +1,14 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { PresenceEvent } from '../../protocol/wire';
 import { dialectOf, exclusive } from './database';
-import { sqlTime } from './sql-values';
+import { readTime, sqlTime } from './sql-values';
+
+export interface RegisteredEndpoint {
+  name: string;
+  task_types: string[];
+  first_seen: Date;
+  last_heartbeat: Date;
+}
 
 /**
  * Which endpoints serve which task type, kept from their register and heartbeat events. A task that
@@ -35,6 +42,25 @@ export class EndpointRegistry {
       : 'ON CONFLICT (task_type, name) DO UPDATE SET last_heartbeat = MAX(last_heartbeat, excluded.last_heartbeat)';
     await em.query(`INSERT INTO endpoint (task_type, name, first_seen, last_heartbeat) VALUES ${rows.map(() => '(?, ?, ?, ?)').join(', ')} ${upsert}`,
       rows.flatMap((r) => [r.type, r.name, sqlTime(new Date(r.time)), sqlTime(new Date(r.time))]));
+  }
+
+  private async select(where: string, params: unknown[], limit: number): Promise<RegisteredEndpoint[]> {
+    const rows: Record<string, unknown>[] = await exclusive(this.ds, () => this.ds.query(
+      `SELECT name, MIN(first_seen) AS first_seen, MAX(last_heartbeat) AS last_heartbeat, GROUP_CONCAT(task_type) AS task_types
+       FROM endpoint WHERE ${where} GROUP BY name ORDER BY name LIMIT ${Math.floor(limit)}`, params));
+    return rows.map((r) => ({
+      name: String(r.name), task_types: String(r.task_types).split(',').sort(),
+      first_seen: readTime(r.first_seen), last_heartbeat: readTime(r.last_heartbeat),
+    }));
+  }
+
+  /** Registered endpoints after `afterName`, by name, with all the task types they serve. */
+  list(afterName: string, limit: number): Promise<RegisteredEndpoint[]> {
+    return this.select('name > ?', [afterName], limit);
+  }
+
+  async get(name: string): Promise<RegisteredEndpoint | null> {
+    return (await this.select('name = ?', [name], 1))[0] ?? null;
   }
 
   /** Endpoint names of the type with a heartbeat after `since`, sorted. */

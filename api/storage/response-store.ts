@@ -1,27 +1,113 @@
 import type { DataSource } from 'typeorm';
 import { exclusive } from './database';
-import type { TaskResponse } from './entities/task-response';
-import { readJson, readTime } from './sql-values';
+import type { TaskStatus } from './entities/task';
+import type { ResponseState, ShownState, TaskResponse } from './entities/task-response';
+import { readId, readJson, readOptionalTime, readTime } from './sql-values';
 
+const COLUMNS = 'r.id, r.task_id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time, r.last_modified_time';
+const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
+
+export function hydrateResponse(r: Record<string, unknown>): TaskResponse {
+  return {
+    id: readId(r.id),
+    task_id: readId(r.task_id),
+    endpoint: String(r.endpoint),
+    state: r.state as ResponseState,
+    round: Number(r.round),
+    status: r.status === null ? null : Number(r.status),
+    errnr: Number(r.errnr),
+    errmsg: r.errmsg === null ? null : String(r.errmsg),
+    payload: readJson(r.payload),
+    attempts: Number(r.attempts),
+    start_time: readOptionalTime(r.start_time),
+    last_modified_time: readTime(r.last_modified_time),
+  };
+}
+
+/** A response with the task it belongs to, for lists across tasks. */
+export interface EndpointResponse extends TaskResponse {
+  type: string;
+  identifier: string;
+  task_status: TaskStatus;
+}
+
+/**
+ * The stored state `pending` stands for both `pending` and `missing` (a pending endpoint of an
+ * INCOMPLETE task): the SQL conditions on the row and its task that select a shown state.
+ */
+export function stateCondition(state: ShownState, row = 'r', task = 't'): { sql: string; params: unknown[] } {
+  if (state === 'missing') return { sql: `${row}.state = 'pending' AND ${task}.status = 'INCOMPLETE'`, params: [] };
+  if (state === 'pending') return { sql: `${row}.state = 'pending' AND ${task}.status <> 'INCOMPLETE'`, params: [] };
+  return { sql: `${row}.state = ?`, params: [state] };
+}
+
+/** Reads of response rows: a task's, an endpoint's, and the counts per state. */
 export class ResponseStore {
   constructor(private readonly ds: DataSource) {}
 
-  /** The responses of the task with this type and identifier, by the same unique key the task is found by. */
-  async listForTask(type: string, identifier: string): Promise<TaskResponse[]> {
-    const rows: Record<string, unknown>[] = await exclusive(this.ds, () => this.ds.query(
-      `SELECT r.id, r.task_id, r.endpoint, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time, r.last_modified_time
-       FROM task t JOIN task_response r ON r.task_id = t.id WHERE t.type = ? AND t.identifier = ? ORDER BY r.id`, [type, identifier]));
-    return rows.map((r) => ({
-      id: Number(r.id),
-      task_id: Number(r.task_id),
-      endpoint: String(r.endpoint),
-      status: Number(r.status),
-      errnr: Number(r.errnr),
-      errmsg: r.errmsg === null ? null : String(r.errmsg),
-      payload: readJson(r.payload),
-      attempts: Number(r.attempts),
-      start_time: readTime(r.start_time),
-      last_modified_time: readTime(r.last_modified_time),
-    }));
+  private query(sql: string, params: unknown[]): Promise<Record<string, unknown>[]> {
+    return exclusive(this.ds, () => this.ds.query(sql, params));
+  }
+
+  /** Every expected endpoint's row of a task, in the order of its expected endpoints. */
+  async listForTask(taskId: number): Promise<TaskResponse[]> {
+    return (await this.query(`SELECT ${COLUMNS} FROM task_response r WHERE r.task_id = ? ORDER BY r.id`, [taskId])).map(hydrateResponse);
+  }
+
+  /** A page of a task's rows after row `afterId`, in one shown state if given. */
+  async pageForTask(taskId: number, taskStatus: TaskStatus, state: ShownState | null, afterId: number, limit: number): Promise<TaskResponse[]> {
+    let where = '';
+    let params: unknown[] = [];
+    if (state === 'missing' || state === 'pending') {
+      if ((state === 'missing') !== (taskStatus === 'INCOMPLETE')) return [];
+      where = ` AND r.state = 'pending'`;
+    } else if (state !== null) {
+      where = ' AND r.state = ?';
+      params = [state];
+    }
+    const rows = await this.query(`SELECT ${COLUMNS} FROM task_response r WHERE r.task_id = ?${where} AND r.id > ? ORDER BY r.id LIMIT ${Math.floor(limit)}`,
+      [taskId, ...params, afterId]);
+    return rows.map(hydrateResponse);
+  }
+
+  /**
+   * An endpoint's rows across tasks, newest task first: before task `beforeTaskId`, within task ids
+   * [lo, hi], of one type and one shown state if given.
+   */
+  async forEndpoint(endpoint: string, o: { state: ShownState | null; type: string | null; lo: number; hi: number; beforeTaskId: number; limit: number }): Promise<EndpointResponse[]> {
+    const cond = o.state ? stateCondition(o.state) : { sql: '1 = 1', params: [] };
+    const rows = await this.query(
+      `SELECT ${COLUMNS}, t.type, t.identifier, t.status AS task_status FROM task_response r JOIN task t ON t.id = r.task_id
+       WHERE r.endpoint = ? AND ${cond.sql}${o.type ? ' AND t.type = ?' : ''} AND r.task_id >= ? AND r.task_id <= ? AND r.task_id < ?
+       ORDER BY r.task_id DESC LIMIT ${Math.floor(o.limit)}`,
+      [endpoint, ...cond.params, ...(o.type ? [o.type] : []), o.lo, o.hi, o.beforeTaskId]);
+    return rows.map((r) => ({ ...hydrateResponse(r), type: String(r.type), identifier: String(r.identifier), task_status: r.task_status as TaskStatus }));
+  }
+
+  /** Whether the endpoint has any row at all (it is known even if its registration expired). */
+  async endpointKnown(endpoint: string): Promise<boolean> {
+    return (await this.query('SELECT 1 AS x FROM task_response WHERE endpoint = ? LIMIT 1', [endpoint])).length > 0;
+  }
+
+  /** How many rows of each task are in each stored state. */
+  async stateCounts(taskIds: number[]): Promise<Map<number, Map<ResponseState, number>>> {
+    const out = new Map<number, Map<ResponseState, number>>();
+    if (taskIds.length === 0) return out;
+    const rows = await this.query(`SELECT task_id, state, COUNT(*) AS n FROM task_response WHERE task_id IN (${marks(taskIds.length)})
+      GROUP BY task_id, state`, taskIds);
+    for (const r of rows) {
+      const id = readId(r.task_id);
+      const m = out.get(id) ?? new Map<ResponseState, number>();
+      m.set(r.state as ResponseState, Number(r.n));
+      out.set(id, m);
+    }
+    return out;
+  }
+
+  /** The endpoint's cancelled rows (the tasks it must skip), newest first. */
+  async cancelledFor(endpoint: string, limit: number): Promise<{ task_id: number; round: number }[]> {
+    const rows = await this.query(`SELECT task_id, round FROM task_response WHERE endpoint = ? AND state = 'cancelled'
+      ORDER BY task_id DESC LIMIT ${Math.floor(limit)}`, [endpoint]);
+    return rows.map((r) => ({ task_id: readId(r.task_id), round: Number(r.round) }));
   }
 }

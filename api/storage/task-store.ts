@@ -1,7 +1,8 @@
 import { DataSource, EntityManager } from 'typeorm';
 import { Task, TaskStatus } from './entities/task';
-import { dialectOf, exclusive, isDuplicateKey, transaction } from './database';
-import { readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
+import { dialectOf, exclusive, insertRows, isDuplicateKey, transaction } from './database';
+import type { Announce, History, NewEvent, StoredEvent } from './history';
+import { readId, readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
 
 export interface NewTask {
   type: string;
@@ -13,12 +14,19 @@ export interface NewTask {
   now: Date;
 }
 
-const TASK_COLUMNS = `id, identifier, type, status, payload, endpoints, expected_endpoints, expected_count,
-  received_count, finished_count, failed_count, request_hash, start_time, sent_time, end_time, last_modified_time`;
+const TASK_COLUMN_NAMES = ['id', 'identifier', 'type', 'status', 'payload', 'endpoints', 'expected_endpoints', 'expected_count',
+  'received_count', 'finished_count', 'failed_count', 'request_hash', 'start_time', 'sent_time', 'end_time', 'last_modified_time'];
+
+/** The task columns that `hydrateTask` reads, with a table alias if given. */
+export function taskColumns(alias?: string): string {
+  return TASK_COLUMN_NAMES.map((c) => (alias ? `${alias}.${c}` : c)).join(', ');
+}
+
+const TASK_COLUMNS = taskColumns();
 
 export function hydrateTask(row: Record<string, unknown>): Task {
   return {
-    id: Number(row.id),
+    id: readId(row.id),
     identifier: String(row.identifier),
     type: String(row.type),
     status: row.status as TaskStatus,
@@ -37,69 +45,105 @@ export function hydrateTask(row: Record<string, unknown>): Task {
   };
 }
 
-/** Storage of tasks: creation, lookup and the status transitions the API drives. */
+/** A send to do: the endpoints of one round of a task whose rows are waiting for it. */
+export interface SendTargets {
+  task: Task;
+  round: number;
+  endpoints: string[];
+}
+
+const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
+/** Response rows inserted per statement (a broadcast to a large fleet inserts one per endpoint). */
+const ROWS_PER_INSERT = 2000;
+
+/** Storage of tasks: creation (with a response row per expected endpoint), lookup, and sends. */
 export class TaskStore {
-  constructor(private readonly ds: DataSource) {}
+  constructor(private readonly ds: DataSource, private readonly history: History, private readonly announce: Announce) {}
 
   /**
-   * Inserts tasks in one transaction; an identifier that exists already (or twice in the batch) gives
-   * the stored task with `created: false`. One result per item, in order.
+   * Inserts tasks in one transaction, each with a pending response row per expected endpoint and its
+   * `created` event; an identifier that exists already (or twice in the batch) gives the stored task
+   * with `created: false`. One result per item, in order. The batch is inserted straight away; only when
+   * an identifier turns out to exist are its items looked at one by one.
    */
   async createMany(items: NewTask[]): Promise<{ task: Task; created: boolean }[]> {
+    const firsts = new Map<string, NewTask>();
+    for (const item of items) if (!firsts.has(`${item.type}/${item.identifier}`)) firsts.set(`${item.type}/${item.identifier}`, item);
+    let events: StoredEvent[] = [];
+    let created: Map<string, Task>;
     try {
-      return await transaction(this.ds, (em) => this.insertBatch(em, items));
+      created = await transaction(this.ds, async (em) => {
+        const tasks = await this.insertTasks(em, [...firsts.values()]);
+        await this.insertResponseRows(em, tasks);
+        events = await this.history.append(em, tasks.map((task): NewEvent => ({
+          task, kind: 'created', time: task.start_time, detail: { expected: task.expected_count, broadcast: task.endpoints === null },
+        })));
+        return new Map(tasks.map((t) => [`${t.type}/${t.identifier}`, t]));
+      });
     } catch (err) {
-      // Another API instance inserted one of these identifiers since we looked: go one by one.
       if (!isDuplicateKey(err)) throw err;
-      if (items.length === 1) {
-        const existing = await this.find(items[0].type, items[0].identifier);
-        if (!existing) throw err;
-        return [{ task: existing, created: false }];
-      }
-      const results: { task: Task; created: boolean }[] = [];
-      for (const item of items) results.push(...await this.createMany([item]));
-      return results;
+      // An identifier of the batch exists already (a retry of a POST, or another API instance's).
+      return this.createOneByOne(items);
     }
+    this.announce(events);
+    return items.map((item) => {
+      const key = `${item.type}/${item.identifier}`;
+      return { task: created.get(key) as Task, created: firsts.get(key) === item };
+    });
+  }
+
+  private async createOneByOne(items: NewTask[]): Promise<{ task: Task; created: boolean }[]> {
+    const results: { task: Task; created: boolean }[] = [];
+    for (const item of items) {
+      const existing = await this.find(item.type, item.identifier);
+      if (existing) {
+        results.push({ task: existing, created: false });
+        continue;
+      }
+      try {
+        results.push(...await this.createMany([item]));
+      } catch (err) {
+        const raced = isDuplicateKey(err) ? await this.find(item.type, item.identifier) : null;
+        if (!raced) throw err;
+        results.push({ task: raced, created: false });
+      }
+    }
+    return results;
+  }
+
+  /** Inserts the task rows; their ids follow from the first one where they are consecutive, else are read back. */
+  private async insertTasks(em: EntityManager, items: NewTask[]): Promise<Task[]> {
+    const rows = items.map((t) => [
+      t.identifier, t.type, 'CREATED', writeJson(t.payload), writeJson(t.endpoints), writeJson(t.expected), t.expected.length,
+      t.requestHash, sqlTime(t.now), sqlTime(t.now)]);
+    const first = await insertRows(this.ds, em, `INSERT INTO task (identifier, type, status, payload, endpoints, expected_endpoints, expected_count,
+      request_hash, start_time, last_modified_time) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
+    if (first === null) {
+      const stored: Task[] = [];
+      for (const t of items) stored.push(...(await this.selectByIdentifiers(em, t.type, [t.identifier])).values());
+      return stored;
+    }
+    return items.map((t, i): Task => ({
+      id: first + i, identifier: t.identifier, type: t.type, status: 'CREATED', payload: t.payload ?? null, endpoints: t.endpoints,
+      expected_endpoints: t.expected, expected_count: t.expected.length, received_count: 0, finished_count: 0, failed_count: 0,
+      request_hash: t.requestHash, start_time: t.now, sent_time: null, end_time: null, last_modified_time: t.now,
+    }));
   }
 
   private async selectByIdentifiers(em: EntityManager, type: string, identifiers: string[]): Promise<Map<string, Task>> {
     const rows: Record<string, unknown>[] = await em.query(
-      `SELECT ${TASK_COLUMNS} FROM task WHERE type = ? AND identifier IN (${identifiers.map(() => '?').join(', ')})`, [type, ...identifiers]);
+      `SELECT ${TASK_COLUMNS} FROM task WHERE type = ? AND identifier IN (${marks(identifiers.length)})`, [type, ...identifiers]);
     return new Map(rows.map((r) => [String(r.identifier), hydrateTask(r)]));
   }
 
-  private async insertBatch(em: EntityManager, items: NewTask[]): Promise<{ task: Task; created: boolean }[]> {
-    const byType = new Map<string, NewTask[]>();
-    for (const item of items) byType.set(item.type, [...byType.get(item.type) ?? [], item]);
-    const stored = new Map<string, Task>();
-    const fresh = new Map<string, NewTask>();
-    for (const [type, group] of byType) {
-      const existing = await this.selectByIdentifiers(em, type, [...new Set(group.map((g) => g.identifier))]);
-      for (const g of group) {
-        const key = `${type}/${g.identifier}`;
-        const found = existing.get(g.identifier);
-        if (found) stored.set(key, found);
-        else if (!fresh.has(key)) fresh.set(key, g);
-      }
+  /** A pending row per expected endpoint: the task's part of each endpoint, before anything is heard. */
+  private async insertResponseRows(em: EntityManager, tasks: Task[]): Promise<void> {
+    const rows = tasks.flatMap((t) => t.expected_endpoints.map((ep) => [t.id, ep, sqlTime(t.start_time)]));
+    for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
+      const chunk = rows.slice(i, i + ROWS_PER_INSERT);
+      await em.query(`INSERT INTO task_response (task_id, endpoint, state, round, status, errnr, attempts, last_modified_time)
+        VALUES ${chunk.map(() => "(?, ?, 'pending', 0, NULL, 0, 0, ?)").join(', ')}`, chunk.flat());
     }
-    if (fresh.size > 0) {
-      const rows = [...fresh.values()].map((t) => [
-        t.identifier, t.type, 'CREATED', writeJson(t.payload), writeJson(t.endpoints), writeJson(t.expected), t.expected.length,
-        t.requestHash, sqlTime(t.now), sqlTime(t.now)]);
-      await em.query(`INSERT INTO task (identifier, type, status, payload, endpoints, expected_endpoints, expected_count,
-        request_hash, start_time, last_modified_time) VALUES ${rows.map((r) => `(${r.map(() => '?').join(', ')})`).join(', ')}`, rows.flat());
-      for (const [type, group] of byType) {
-        const mine = group.filter((g) => fresh.get(`${type}/${g.identifier}`) === g).map((g) => g.identifier);
-        if (mine.length === 0) continue;
-        for (const [identifier, task] of await this.selectByIdentifiers(em, type, mine)) stored.set(`${type}/${identifier}`, task);
-      }
-    }
-    return items.map((item) => {
-      const key = `${item.type}/${item.identifier}`;
-      const task = stored.get(key);
-      if (!task) throw new Error(`task ${key} not found after insert`);
-      return { task, created: fresh.get(key) === item };
-    });
   }
 
   private async selectOne(where: string, params: unknown[]): Promise<Task | null> {
@@ -116,43 +160,87 @@ export class TaskStore {
     return this.selectOne('id = ?', [id]);
   }
 
-  /**
-   * Records the broker's confirm. Only CREATED becomes SENT: a task may already be DONE when a fast
-   * endpoint finished before the confirm arrived.
-   */
-  async markSent(ids: number[], now: Date, em?: EntityManager): Promise<void> {
-    if (ids.length === 0) return;
-    const update = (m: EntityManager): Promise<unknown> => m.query(
-      `UPDATE task SET status = CASE WHEN status = 'CREATED' THEN 'SENT' ELSE status END,
-       sent_time = COALESCE(sent_time, ?), last_modified_time = ? WHERE id IN (${ids.map(() => '?').join(', ')})`,
-      [sqlTime(now), sqlTime(now), ...ids]);
-    await (em ? update(em) : exclusive(this.ds, () => update(this.ds.manager)));
+  /** Within the caller's transaction. */
+  async findIn(em: EntityManager, id: number): Promise<Task | null> {
+    const rows: Record<string, unknown>[] = await em.query(`SELECT ${TASK_COLUMNS} FROM task WHERE id = ?`, [id]);
+    return rows.length ? hydrateTask(rows[0]) : null;
   }
 
   /**
-   * Claims a batch of tasks to (re)send, in id order after `afterId`, and hands them to `send` inside
-   * the claiming transaction. On MySQL the rows are locked with SKIP LOCKED, so several API instances
-   * never pick the same task at once.
-   * - `unsent`: CREATED (the broker never confirmed them) since before `before`;
-   * - `unfinished`: some expected endpoint has not finished them (for a transport that keeps nothing
-   *   across a restart).
+   * Records the broker's confirm of sends, with a `sent` event each, in the caller's transaction. Only
+   * CREATED becomes SENT: a task may already be DONE when a fast endpoint finished before the confirm arrived.
+   */
+  async recordSent(em: EntityManager, sends: (SendTargets & { at: Date })[], detail: Record<string, unknown> = {}): Promise<StoredEvent[]> {
+    if (sends.length === 0) return [];
+    const at = new Map<number, string>();
+    for (const s of sends) if (!at.has(s.task.id)) at.set(s.task.id, sqlTime(s.at));
+    const cases = [...at].map(() => 'WHEN ? THEN ?').join(' ');
+    await em.query(
+      `UPDATE task SET status = CASE WHEN status = 'CREATED' THEN 'SENT' ELSE status END,
+       sent_time = COALESCE(sent_time, CASE id ${cases} END), last_modified_time = ? WHERE id IN (${marks(at.size)})`,
+      [...[...at].flat(), sqlTime(new Date()), ...at.keys()]);
+    return this.history.append(em, sends.map((s): NewEvent => ({
+      task: s.task, kind: 'sent', time: s.at, detail: { round: s.round, targets: s.endpoints.length, ...detail },
+    })));
+  }
+
+  /** `recordSent` in a transaction of its own. */
+  async markSent(sends: (SendTargets & { at: Date })[]): Promise<void> {
+    if (sends.length === 0) return;
+    this.announce(await transaction(this.ds, (em) => this.recordSent(em, sends)));
+  }
+
+  /**
+   * The sends that tasks still need: for each task, per round, the endpoints whose rows are not finished
+   * (`pending` only, for a send the broker never confirmed; `pending` and `running`, for a broker that
+   * lost its queues), so that a resend reaches nobody who already answered.
+   */
+  private async targetsOf(em: EntityManager, tasks: Task[], states: string[]): Promise<SendTargets[]> {
+    if (tasks.length === 0) return [];
+    const rows: { task_id: unknown; endpoint: string; round: unknown }[] = await em.query(
+      `SELECT task_id, endpoint, round FROM task_response WHERE task_id IN (${marks(tasks.length)}) AND state IN (${marks(states.length)})
+       ORDER BY id`, [...tasks.map((t) => t.id), ...states]);
+    const byTask = new Map(tasks.map((t) => [t.id, t]));
+    const groups = new Map<string, SendTargets>();
+    for (const r of rows) {
+      const task = byTask.get(readId(r.task_id)) as Task;
+      const round = Number(r.round);
+      const key = `${task.id}/${round}`;
+      let g = groups.get(key);
+      if (!g) groups.set(key, g = { task, round, endpoints: [] });
+      g.endpoints.push(r.endpoint);
+    }
+    return [...groups.values()];
+  }
+
+  /**
+   * Claims a batch of tasks to send again, in id order after `afterId`, and hands their sends to `send`
+   * inside the claiming transaction, which records what was confirmed. On MySQL the rows are locked with
+   * SKIP LOCKED, so several API instances never pick the same task at once.
+   * - `unsent`: CREATED (the broker never confirmed the last send) and untouched since before `before`;
+   * - `unfinished`: some expected endpoint has not finished them (for a broker that keeps nothing across
+   *   a restart).
    */
   async claim(
     selection: { kind: 'unsent'; before: Date } | { kind: 'unfinished' },
     afterId: number, limit: number,
-    send: (tasks: Task[], em: EntityManager) => Promise<void>,
+    send: (sends: SendTargets[]) => Promise<(SendTargets & { at: Date })[]>,
   ): Promise<Task[]> {
     const lock = dialectOf(this.ds) === 'mysql' ? ' FOR UPDATE SKIP LOCKED' : '';
-    const [where, params] = selection.kind === 'unsent'
-      ? [`status = 'CREATED' AND start_time < ?`, [sqlTime(selection.before)]]
-      : ['finished_count < expected_count', []];
-    return transaction(this.ds, async (em) => {
+    const [where, params, states] = selection.kind === 'unsent'
+      ? [`status = 'CREATED' AND last_modified_time < ?`, [sqlTime(selection.before)], ['pending']]
+      : [`status <> 'CANCELLED' AND finished_count < expected_count`, [], ['pending', 'running']];
+    let events: StoredEvent[] = [];
+    const claimed = await transaction(this.ds, async (em) => {
       const rows: Record<string, unknown>[] = await em.query(
         `SELECT ${TASK_COLUMNS} FROM task WHERE ${where} AND id > ? ORDER BY id LIMIT ${Math.floor(limit)}${lock}`,
         [...params, afterId]);
       const tasks = rows.map(hydrateTask);
-      if (tasks.length) await send(tasks, em);
+      const sent = await send(await this.targetsOf(em, tasks, states));
+      events = await this.recordSent(em, sent, { resend: selection.kind });
       return tasks;
     });
+    this.announce(events);
+    return claimed;
   }
 }

@@ -25,6 +25,8 @@ interface Consumer {
 
 interface Queue {
   decl: QueueDecl;
+  /** The connection an exclusive queue belongs to. */
+  owner: InProcessConnection | null;
   messages: Stored[];
   consumers: Consumer[];
   scheduled: boolean;
@@ -62,6 +64,11 @@ export class InProcessBroker {
 
   forget(conn: InProcessConnection): void {
     this.replyRoutes.delete(conn.replyAddress);
+    for (const [name, q] of this.queues) {
+      if (q.owner !== conn) continue;
+      this.queues.delete(name);
+      for (const x of this.exchanges.values()) for (const bound of x.bindings.values()) bound.delete(q);
+    }
     for (const q of this.queues.values()) {
       const mine = q.consumers.filter((c) => c.conn === conn);
       if (mine.length === 0) continue;
@@ -75,15 +82,16 @@ export class InProcessBroker {
     if (!this.exchanges.has(name)) this.exchanges.set(name, { type, bindings: new Map() });
   }
 
-  declareQueue(decl: QueueDecl): Queue {
-    let q = this.queues.get(decl.name);
+  declareQueue(decl: QueueDecl, owner: InProcessConnection | null = null): Queue {
+    const name = decl.exclusive ? `amq.gen-${randomUUID()}` : decl.name;
+    let q = this.queues.get(name);
     if (!q) {
-      q = { decl, messages: [], consumers: [], scheduled: false };
-      this.queues.set(decl.name, q);
+      q = { decl: { ...decl, name }, owner: decl.exclusive ? owner : null, messages: [], consumers: [], scheduled: false };
+      this.queues.set(name, q);
     }
     for (const b of decl.bindings) {
       const x = this.exchanges.get(b.exchange);
-      if (!x) throw new BrokerUnavailableError(`no exchange '${b.exchange}' to bind ${decl.name} to`);
+      if (!x) throw new BrokerUnavailableError(`no exchange '${b.exchange}' to bind ${name} to`);
       const bound = x.bindings.get(b.key) ?? new Set<Queue>();
       bound.add(q);
       x.bindings.set(b.key, bound);
@@ -123,7 +131,7 @@ export class InProcessBroker {
   }
 
   consume(decl: QueueDecl, consumer: Consumer): void {
-    const q = this.declareQueue(decl);
+    const q = this.declareQueue(decl, consumer.conn);
     q.consumers.push(consumer);
     this.schedule(q);
   }
@@ -235,9 +243,10 @@ class InProcessConnection implements Broker {
     }
   }
 
-  async consume(decl: QueueDecl, prefetch: number, handler: MessageHandler): Promise<void> {
+  async consume(decl: QueueDecl, prefetch: number, handler: MessageHandler, onStarted?: () => void): Promise<void> {
     this.requireOpen();
     this.broker.consume(decl, { conn: this, prefetch, handler, unacked: new Set() });
+    onStarted?.();
   }
 
   request(exchange: string, routingKey: string, message: OutgoingMessage, timeoutMs: number): Promise<Buffer> {

@@ -21,6 +21,7 @@ interface ConsumerSpec {
   decl: QueueDecl;
   prefetch: number;
   handler: MessageHandler;
+  onStarted: (() => void) | undefined;
   channel: Channel | null;
   tag: string | null;
   /** The connection this consumer was started (or is being started) on: at most one start per connection. */
@@ -135,7 +136,7 @@ export class RabbitBroker implements Broker {
       this.declared.clear();
       const declarer: Declarer = {
         exchange: async (name, type) => { await pub.assertExchange(name, type, { durable: true }); },
-        queue: (decl) => this.assertQueue(pub, decl),
+        queue: async (decl) => { await this.assertQueue(pub, decl); },
       };
       for (const setup of this.setups) await setup(declarer);
       if (this.consuming) for (const spec of this.consumers) await this.startConsumer(spec);
@@ -198,9 +199,13 @@ export class RabbitBroker implements Broker {
     }, delay);
   }
 
-  private async assertQueue(ch: Channel, decl: QueueDecl): Promise<void> {
-    await ch.assertQueue(decl.name, { durable: true, arguments: decl.arguments });
-    for (const b of decl.bindings) await ch.bindQueue(decl.name, b.exchange, b.key);
+  /** Declares and binds the queue; returns its name (the broker's choice for an exclusive one). */
+  private async assertQueue(ch: Channel, decl: QueueDecl): Promise<string> {
+    const { queue } = decl.exclusive
+      ? await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false, arguments: decl.arguments })
+      : await ch.assertQueue(decl.name, { durable: true, arguments: decl.arguments });
+    for (const b of decl.bindings) await ch.bindQueue(queue, b.exchange, b.key);
+    return queue;
   }
 
   declareQueue(decl: QueueDecl): Promise<void> {
@@ -208,7 +213,7 @@ export class RabbitBroker implements Broker {
     if (!ch) return Promise.reject(new BrokerUnavailableError());
     let pending = this.declared.get(decl.name);
     if (!pending) {
-      pending = this.assertQueue(ch, decl).catch((err: unknown) => {
+      pending = this.assertQueue(ch, decl).then(() => undefined, (err: unknown) => {
         this.declared.delete(decl.name);
         throw new BrokerUnavailableError(`could not declare queue ${decl.name}`, { cause: err });
       });
@@ -288,8 +293,8 @@ export class RabbitBroker implements Broker {
     }
   }
 
-  async consume(decl: QueueDecl, prefetch: number, handler: MessageHandler): Promise<void> {
-    const spec: ConsumerSpec = { decl, prefetch, handler, channel: null, tag: null, startedOn: null };
+  async consume(decl: QueueDecl, prefetch: number, handler: MessageHandler, onStarted?: () => void): Promise<void> {
+    const spec: ConsumerSpec = { decl, prefetch, handler, onStarted, channel: null, tag: null, startedOn: null };
     this.consumers.push(spec);
     if (!this.conn || !this.consuming) return;
     try {
@@ -309,8 +314,7 @@ export class RabbitBroker implements Broker {
     const ch = await conn.createChannel();
     this.watchChannel(ch, conn, `consume ${spec.decl.name}`);
     await ch.prefetch(spec.prefetch);
-    await this.assertQueue(ch, spec.decl);
-    const queue = spec.decl.name;
+    const queue = await this.assertQueue(ch, spec.decl);
     const { consumerTag } = await ch.consume(queue, (msg) => {
       if (msg === null) {
         // The broker cancelled the consumer (queue deleted): start over so the queue is declared again.
@@ -323,6 +327,7 @@ export class RabbitBroker implements Broker {
     spec.channel = ch;
     spec.tag = consumerTag;
     this.log.info('consuming', { queue });
+    spec.onStarted?.();
   }
 
   private incoming(ch: Channel, msg: ConsumeMessage): IncomingMessage {

@@ -35,11 +35,15 @@ describe('broadcasting tasks to endpoints (RabbitMQ + MariaDB, real processes)',
 
     const done = await h.waitForStatus('worker', SEED_ID, ['DONE']);
     assert.equal(done.task.id, created.json.id);
+    assert.deepEqual(done.task.responses, {
+      expected: 2, received: 2, finished: 2, failed: 0, pending: 0, running: 0, succeeded: 2, missing: 0, cancelled: 0,
+    });
     assert.match(done.task.end_time, ISO);
     const list = done.taskResponseList as any[];
     assert.deepEqual(list.map((r) => r.endpoint).sort(), ['console1', 'console2']);
     for (const r of list) {
       assert.equal(r.status, 1);
+      assert.equal(r.state, 'succeeded');
       assert.equal(r.task_id, created.json.id);
       assert.equal(r.errnr, 0);
       assert.equal(r.errmsg, null);
@@ -112,7 +116,9 @@ describe('broadcasting tasks to endpoints (RabbitMQ + MariaDB, real processes)',
     assert.equal(created.status, 201);
     const incomplete = await h.waitForStatus('worker', 'late', ['INCOMPLETE', 'DONE'], 15_000);
     assert.equal(incomplete.task.status, 'INCOMPLETE');
-    assert.deepEqual(incomplete.taskResponseList.map((r: any) => r.endpoint), ['console1']);
+    // Who has not answered is in the same answer.
+    assert.deepEqual(incomplete.taskResponseList.map((r: any) => [r.endpoint, r.state, r.status]), [['console1', 'succeeded', 1], ['late1', 'missing', null]]);
+    assert.equal(incomplete.task.responses.missing, 1);
     assert.equal(incomplete.task.end_time, null);
 
     // late1 has never run: its queue was declared by the API when the task was posted.

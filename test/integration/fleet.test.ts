@@ -60,7 +60,9 @@ describe('a fleet of 100 endpoint manager processes', function () {
     assert.equal(created.json.endpoints.length, ENDPOINTS.length);
     const done = await h.waitForStatus('worker', 'fleet-all', ['DONE'], 60_000);
     assert.equal(done.taskResponseList.length, ENDPOINTS.length);
-    assert.deepEqual(done.task.responses, { expected: 100, received: 100, finished: 100, failed: 0 });
+    assert.deepEqual(done.task.responses, {
+      expected: 100, received: 100, finished: 100, failed: 0, pending: 0, running: 0, succeeded: 100, missing: 0, cancelled: 0,
+    });
   });
 
   it('delivers a task for 3 of the 100 to those 3 only', async function () {

@@ -48,7 +48,11 @@ describe('standalone mode (npm start)', function () {
     }
     assert.equal(await proc.stop('SIGKILL'), null);
     const before = await h.query(`SELECT status, finished_count FROM task WHERE identifier = 'crash'`);
-    assert.deepEqual(before.map((r) => [r.status, r.finished_count]), [['SENT', 0]]);
+    // Killed within milliseconds of the POST: the send may not have been recorded yet (SENT follows
+    // the broker's confirm in the background; a task left CREATED is sent again).
+    assert.equal(before.length, 1);
+    assert.ok(['CREATED', 'SENT'].includes(String(before[0].status)));
+    assert.equal(Number(before[0].finished_count), 0);
 
     proc = await h.startAllInOne(CONSOLES, false);
     const done = await h.waitForStatus('worker', 'crash', ['DONE']);
@@ -65,7 +69,7 @@ describe('standalone mode (npm start)', function () {
   it('keeps a task for an endpoint that is not running and delivers it when it starts', async function () {
     await h.post('worker', { identifier: 'later', payload: { sleep: 0 }, endpoints: ['console1', 'console3'] });
     const partial = await h.waitForStatus('worker', 'later', ['INCOMPLETE'], 15_000);
-    assert.deepEqual(partial.taskResponseList.map((r: any) => r.endpoint), ['console1']);
+    assert.deepEqual(partial.taskResponseList.map((r: any) => [r.endpoint, r.state]), [['console1', 'succeeded'], ['console3', 'missing']]);
     assert.equal(await proc.stop('SIGINT'), 0);
     proc = await h.startAllInOne([...CONSOLES, { name: 'console3', task_types: ['worker'] }], false);
     const done = await h.waitForStatus('worker', 'later', ['DONE']);

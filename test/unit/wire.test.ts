@@ -3,7 +3,7 @@ import { InvalidMessageError } from '../../lib/errors';
 import { bccChunks } from '../../protocol/server-transport';
 import { Topology } from '../../protocol/topology';
 import {
-  decodeEvents, decodeStateReply, decodeStateRequest, decodeTaskMessage, encode, MAX_RESPONSE_PAYLOAD_BYTES, TaskMessage,
+  decodeEvents, decodeServerRequest, decodeStateReply, decodeTaskMessage, encode, MAX_RESPONSE_PAYLOAD_BYTES, TaskMessage,
 } from '../../protocol/wire';
 
 const JSON_TYPE = 'application/json';
@@ -16,8 +16,9 @@ describe('wire format', function () {
   };
 
   it('round-trips a task message as JSON, ignoring unknown fields', function () {
-    assert.deepEqual(decodeTaskMessage(encode(msg), JSON_TYPE), msg);
-    assert.deepEqual(decodeTaskMessage(encode({ ...msg, extra: 1 }), undefined), { ...msg, extra: 1 });
+    assert.deepEqual(decodeTaskMessage(encode(msg), JSON_TYPE), { ...msg, round: 0 });
+    assert.deepEqual(decodeTaskMessage(encode({ ...msg, round: 3 }), JSON_TYPE), { ...msg, round: 3 });
+    assert.deepEqual(decodeTaskMessage(encode({ ...msg, extra: 1 }), undefined), { ...msg, extra: 1, round: 0 });
     assert.equal(decodeTaskMessage(encode({ ...msg, payload: undefined }), JSON_TYPE).payload, null);
   });
 
@@ -41,8 +42,8 @@ describe('wire format', function () {
   it('reads one event or a list of events of one endpoint', function () {
     const receipt = { kind: 'receipt', task_id: 7, endpoint: 'console1', attempt: 1, start_time: result.start_time };
     const heartbeat = { kind: 'heartbeat', endpoint: 'console1', task_types: ['worker'], time: result.end_time };
-    assert.deepEqual(decodeEvents(encode(result), JSON_TYPE), [result]);
-    assert.deepEqual(decodeEvents(encode([receipt, result, heartbeat]), JSON_TYPE), [receipt, result, heartbeat]);
+    assert.deepEqual(decodeEvents(encode(result), JSON_TYPE), [{ ...result, round: 0 }]);
+    assert.deepEqual(decodeEvents(encode([receipt, result, heartbeat]), JSON_TYPE), [{ ...receipt, round: 0 }, { ...result, round: 0 }, heartbeat]);
     assert.equal((decodeEvents(encode({ ...result, payload: undefined }), JSON_TYPE)[0] as { payload: unknown }).payload, null);
   });
 
@@ -69,8 +70,11 @@ describe('wire format', function () {
 
   it('reads state requests and replies', function () {
     const req = { kind: 'state', task_id: 7, endpoint: 'console1', redelivered: true, resent: false, max_attempts: 5 };
-    assert.deepEqual(decodeStateRequest(encode(req), JSON_TYPE), req);
-    assert.throws(() => decodeStateRequest(encode({ ...req, max_attempts: 0 }), JSON_TYPE), InvalidMessageError);
+    assert.deepEqual(decodeServerRequest(encode(req), JSON_TYPE), { ...req, round: 0 });
+    assert.deepEqual(decodeServerRequest(encode({ ...req, round: 2 }), JSON_TYPE), { ...req, round: 2 });
+    assert.throws(() => decodeServerRequest(encode({ ...req, max_attempts: 0 }), JSON_TYPE), InvalidMessageError);
+    assert.deepEqual(decodeServerRequest(encode({ kind: 'cancelled', endpoint: 'console1' }), JSON_TYPE), { kind: 'cancelled', endpoint: 'console1' });
+    assert.throws(() => decodeServerRequest(encode({ kind: 'cancelled' }), JSON_TYPE), /endpoint/);
     assert.deepEqual(decodeStateReply(encode({ task_id: 7, endpoint: 'console1', action: 'run', attempt: 2 })),
       { task_id: 7, endpoint: 'console1', action: 'run', attempt: 2 });
     assert.throws(() => decodeStateReply(encode({ task_id: 7, endpoint: 'console1', action: 'maybe' })), InvalidMessageError);

@@ -13,7 +13,7 @@ export const EndpointEntity = new EntitySchema<Endpoint>({
   name: 'Endpoint',
   tableName: 'endpoint',
   columns: {
-    id: { type: Number, primary: true, generated: 'increment' },
+    id: { type: 'bigint', primary: true, generated: 'increment' },
     task_type: { type: String, length: 32 },
     name: { type: String, length: 64 },
     first_seen: { type: 'datetime', precision: 3 },

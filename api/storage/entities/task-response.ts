@@ -1,6 +1,17 @@
 import { EntitySchema } from 'typeorm';
 
-/** Response status as in the original: 0 = received (running), 1 = finished. */
+/**
+ * An expected endpoint's part of a task, from the task's creation on. `state` is the one vocabulary of
+ * the API: `pending` (expected, nothing heard; shown as `missing` once the task is INCOMPLETE),
+ * `running` (receipt), `succeeded` / `failed` (finished), `cancelled` (the task was cancelled before the
+ * endpoint was heard from). `status` keeps the original's values: null (not heard), 0 received, 1 finished.
+ */
+export const RESPONSE_STATES = ['pending', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+export type ResponseState = (typeof RESPONSE_STATES)[number];
+/** Shown for a pending endpoint of an INCOMPLETE task. */
+export type ShownState = ResponseState | 'missing';
+export const SHOWN_STATES: readonly ShownState[] = ['pending', 'running', 'succeeded', 'failed', 'missing', 'cancelled'];
+
 export const RESPONSE_RECEIVED = 0;
 export const RESPONSE_FINISHED = 1;
 
@@ -8,13 +19,16 @@ export interface TaskResponse {
   id: number;
   task_id: number;
   endpoint: string;
-  status: number;
+  state: ResponseState;
+  /** 0 for the first send; one more for each retry of this endpoint. */
+  round: number;
+  status: number | null;
   errnr: number;
   errmsg: string | null;
   payload: unknown;
-  /** How many times a handler was started for this response; bounds redelivery after crashes. */
+  /** How many times a handler was started for this round; bounds redelivery after crashes. */
   attempts: number;
-  start_time: Date;
+  start_time: Date | null;
   last_modified_time: Date;
 }
 
@@ -22,15 +36,17 @@ export const TaskResponseEntity = new EntitySchema<TaskResponse>({
   name: 'TaskResponse',
   tableName: 'task_response',
   columns: {
-    id: { type: Number, primary: true, generated: 'increment' },
-    task_id: { type: Number },
+    id: { type: 'bigint', primary: true, generated: 'increment' },
+    task_id: { type: 'bigint' },
     endpoint: { type: String, length: 64 },
-    status: { type: Number, default: RESPONSE_RECEIVED },
+    state: { type: String, length: 16, default: 'pending' },
+    round: { type: Number, default: 0 },
+    status: { type: Number, nullable: true },
     errnr: { type: Number, default: 0 },
     errmsg: { type: 'text', nullable: true },
     payload: { type: 'simple-json', nullable: true },
-    attempts: { type: Number, default: 1 },
-    start_time: { type: 'datetime', precision: 3 },
+    attempts: { type: Number, default: 0 },
+    start_time: { type: 'datetime', precision: 3, nullable: true },
     last_modified_time: { type: 'datetime', precision: 3 },
   },
 });

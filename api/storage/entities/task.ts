@@ -1,7 +1,9 @@
 import { EntitySchema } from 'typeorm';
 
-export const TASK_STATUSES = ['CREATED', 'SENT', 'DONE', 'INCOMPLETE'] as const;
+export const TASK_STATUSES = ['CREATED', 'SENT', 'DONE', 'INCOMPLETE', 'CANCELLED'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
+/** A task in one of these has ended; a late response may still turn INCOMPLETE into DONE. */
+export const ENDED_STATUSES: readonly TaskStatus[] = ['DONE', 'INCOMPLETE', 'CANCELLED'];
 
 export interface Task {
   id: number;
@@ -9,7 +11,7 @@ export interface Task {
   type: string;
   status: TaskStatus;
   payload: unknown;
-  /** The endpoints the client listed; null when it listed none. */
+  /** The endpoints the client listed; null when it listed none (a broadcast). */
   endpoints: string[] | null;
   /** Who must perform the task: the listed endpoints, or those registered for the type at creation. */
   expected_endpoints: string[];
@@ -29,7 +31,7 @@ export const TaskEntity = new EntitySchema<Task>({
   name: 'Task',
   tableName: 'task',
   columns: {
-    id: { type: Number, primary: true, generated: 'increment' },
+    id: { type: 'bigint', primary: true, generated: 'increment' },
     identifier: { type: String, length: 64 },
     type: { type: String, length: 32 },
     status: { type: String, length: 16 },

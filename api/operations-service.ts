@@ -1,0 +1,68 @@
+import { InvalidRequestError } from '../lib/errors';
+import type { Logger } from '../lib/logger';
+import { ENDPOINT_PATTERN } from '../protocol/names';
+import type { ServerTransport } from '../protocol/server-transport';
+import type { Publisher } from './publisher';
+import { guardDb } from './storage/database';
+import type { Task } from './storage/entities/task';
+import type { RetrySelector, TaskOperations } from './storage/operations';
+import type { TaskService } from './task-service';
+
+const SELECTORS = ['failed', 'missing', 'unfinished'];
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
+
+/** Reads `{"endpoints": "failed" | "missing" | "unfinished" | [names]}`. */
+export function parseRetryRequest(body: unknown): RetrySelector {
+  if (!isObject(body)) throw new InvalidRequestError('body must be a JSON object');
+  for (const key of Object.keys(body)) if (key !== 'endpoints') throw new InvalidRequestError(`unknown field '${key}'; expected endpoints`);
+  const e = body.endpoints;
+  if (typeof e === 'string' && SELECTORS.includes(e)) return e as RetrySelector;
+  if (Array.isArray(e) && e.length > 0 && e.length <= 1000) {
+    const names = new Set<string>();
+    for (const n of e) {
+      if (typeof n !== 'string' || !ENDPOINT_PATTERN.test(n)) throw new InvalidRequestError(`endpoints: ${JSON.stringify(n)} is not an endpoint name`);
+      names.add(n);
+    }
+    return [...names];
+  }
+  throw new InvalidRequestError(`endpoints must be ${SELECTORS.join(', ')} or a list of 1 to 1000 endpoint names`);
+}
+
+export function parseIdempotencyKey(header: string | undefined): string | null {
+  if (header === undefined || header === '') return null;
+  if (!KEY_PATTERN.test(header)) throw new InvalidRequestError('Idempotency-Key must be 1 to 128 printable ASCII characters');
+  return header;
+}
+
+/** Retry and cancel: the changes in the database, then the sends and control messages they call for. */
+export class OperationsService {
+  constructor(
+    private readonly tasks: TaskService,
+    private readonly operations: TaskOperations,
+    private readonly publisher: Publisher,
+    private readonly transport: ServerTransport,
+    private readonly log: Logger,
+  ) {}
+
+  async retry(type: string, identifier: string, selector: RetrySelector, key: string | null, actor: string | null): Promise<{ task: Task; retried: string[] }> {
+    const task = await this.tasks.find(type, identifier);
+    const outcome = await guardDb(() => this.operations.retry(task, selector, actor, key));
+    const sent = outcome.sends.length > 0 ? await this.publisher.send(outcome.task, outcome.sends) : await this.tasks.find(type, identifier);
+    this.log.info('task retried', { taskId: task.id, identifier, endpoints: outcome.retried.length, replay: outcome.sends.length === 0, actor });
+    return { task: sent, retried: outcome.retried };
+  }
+
+  async cancel(type: string, identifier: string, actor: string | null): Promise<Task> {
+    const task = await this.tasks.find(type, identifier);
+    const outcome = await guardDb(() => this.operations.cancel(task, actor));
+    if (Object.keys(outcome.rounds).length > 0) {
+      // Managers that are not connected now ask for the cancelled tasks when they connect.
+      await this.transport.publishControl({ kind: 'cancel', task_id: task.id, rounds: outcome.rounds }).catch((err: unknown) => {
+        this.log.warn('cancel recorded, but the control message to the running endpoints was not sent', { taskId: task.id, err });
+      });
+    }
+    if (outcome.changed) this.log.info('task cancelled', { taskId: task.id, identifier, actor });
+    return outcome.task;
+  }
+}

@@ -1,0 +1,142 @@
+import type { DataSource, EntityManager } from 'typeorm';
+import { ConflictError, InvalidRequestError, NotFoundError } from '../../lib/errors';
+import type { Completion, LockedRow } from './completion';
+import { isDuplicateKey, transaction } from './database';
+import type { Task } from './entities/task';
+import type { Announce, History, StoredEvent } from './history';
+import { readJson, sqlTime } from './sql-values';
+import type { SendTargets, TaskStore } from './task-store';
+
+/** Which endpoints a retry sends the task to again. */
+export type RetrySelector = 'failed' | 'missing' | 'unfinished' | string[];
+
+export interface RetryOutcome {
+  task: Task;
+  /** The endpoints sent the task again. */
+  retried: string[];
+  /** What to publish (empty when this is a repeat of a request with the same Idempotency-Key). */
+  sends: SendTargets[];
+}
+
+export interface CancelOutcome {
+  task: Task;
+  /** The round of every endpoint that had not finished: they skip it, or abort it if running. */
+  rounds: Record<string, number>;
+  /** False when the task was cancelled already: nothing changed. */
+  changed: boolean;
+}
+
+/**
+ * What operators do to a task once it is out: send it again to some of its endpoints (retry) or stop it
+ * (cancel). Each is one transaction under the task's lock, recorded in the history with who asked.
+ */
+export class TaskOperations {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly completion: Completion,
+    private readonly history: History,
+    private readonly tasks: TaskStore,
+    private readonly announce: Announce,
+  ) {}
+
+  private async locked(em: EntityManager, task: Task, now: Date) {
+    const locked = await this.completion.lock(em, [task.id], null, now);
+    const t = locked.tasks.get(task.id);
+    if (!t) throw new NotFoundError(`no ${task.type} task with identifier '${task.identifier}'`);
+    return { locked, t, rows: locked.rowsOf(task.id) };
+  }
+
+  private select(selector: RetrySelector, rows: LockedRow[], incomplete: boolean): LockedRow[] {
+    if (selector === 'failed') return rows.filter((r) => r.state === 'failed');
+    if (selector === 'missing') return incomplete ? rows.filter((r) => r.state === 'pending') : [];
+    if (selector === 'unfinished') return rows.filter((r) => r.state === 'pending' || r.state === 'cancelled');
+    const byName = new Map(rows.map((r) => [r.endpoint, r]));
+    const unknown = selector.filter((n) => !byName.has(n));
+    if (unknown.length > 0) throw new InvalidRequestError(`endpoints: ${unknown.map((n) => `'${n}'`).join(', ')} not an endpoint of this task`);
+    return selector.map((n) => byName.get(n) as LockedRow);
+  }
+
+  /**
+   * Sends the task again to the selected endpoints, each starting a new round (its previous result stays in
+   * the history); the task goes back to CREATED until the broker confirms the send, then SENT, and ends
+   * again by the usual rules. With an Idempotency-Key, a repeat of the same request changes and sends nothing.
+   */
+  async retry(task: Task, selector: RetrySelector, actor: string | null, idempotencyKey: string | null): Promise<RetryOutcome> {
+    const scope = `retry:${task.id}`;
+    const now = new Date();
+    let events: StoredEvent[] = [];
+    let outcome: RetryOutcome;
+    try {
+      outcome = await transaction(this.ds, async (em) => {
+        if (idempotencyKey !== null) {
+          const seen: { response: unknown }[] = await em.query(
+            'SELECT response FROM request_key WHERE scope = ? AND idempotency_key = ?', [scope, idempotencyKey]);
+          if (seen.length > 0) return { task, retried: readJson<{ retried: string[] }>(seen[0].response).retried, sends: [] };
+        }
+        const { locked, t, rows } = await this.locked(em, task, now);
+        const chosen = this.select(selector, rows, t.status === 'INCOMPLETE');
+        const running = chosen.filter((r) => r.state === 'running');
+        if (running.length > 0) {
+          throw new ConflictError('endpoint_running', `endpoints still running the task: ${running.map((r) => r.endpoint).join(', ')}`);
+        }
+        if (chosen.length === 0) {
+          throw new ConflictError('nothing_to_retry', `no endpoint of the task is ${typeof selector === 'string' ? selector : 'selected'}`);
+        }
+        for (const row of chosen) {
+          const previous = { state: row.state, round: row.round, attempts: row.attempts, errnr: row.status === 1 ? row.errnr : null, errmsg: row.errmsg, payload: readJson(row.payload) };
+          if (row.status !== null) t.received--;
+          if (row.status === 1) {
+            t.finished--;
+            if (row.errnr !== 0) t.failed--;
+          }
+          Object.assign(row, { state: 'pending', status: null, round: row.round + 1, attempts: 0, errnr: 0, errmsg: null, payload: null, startTime: null, changed: true });
+          locked.recordEndpoint(t, 'retried', { endpoint: row.endpoint, round: row.round, previous }, actor);
+        }
+        t.status = 'CREATED';
+        t.endTime = null;
+        t.clearSentTime = true;
+        events = await locked.write(em, this.history);
+        const retried = chosen.map((r) => r.endpoint);
+        if (idempotencyKey !== null) {
+          await em.query('INSERT INTO request_key (scope, idempotency_key, response, created_time) VALUES (?, ?, ?, ?)',
+            [scope, idempotencyKey, JSON.stringify({ retried }), sqlTime(now)]);
+        }
+        const fresh = await this.tasks.findIn(em, task.id) as Task;
+        const byRound = new Map<number, string[]>();
+        for (const r of chosen) byRound.set(r.round, [...byRound.get(r.round) ?? [], r.endpoint]);
+        return { task: fresh, retried, sends: [...byRound].map(([round, endpoints]) => ({ task: fresh, round, endpoints })) };
+      });
+    } catch (err) {
+      // The same key at the same moment from elsewhere: that one did it; this is its repeat.
+      if (idempotencyKey === null || !isDuplicateKey(err)) throw err;
+      return this.retry(task, selector, actor, idempotencyKey);
+    }
+    this.announce(events);
+    return outcome;
+  }
+
+  /**
+   * Cancels the task: endpoints that have not started it skip it (state `cancelled`); those running it are
+   * told to abort, and what they then report is kept. A task that is DONE cannot be cancelled.
+   */
+  async cancel(task: Task, actor: string | null): Promise<CancelOutcome> {
+    const now = new Date();
+    let events: StoredEvent[] = [];
+    const outcome = await transaction(this.ds, async (em) => {
+      const { locked, t, rows } = await this.locked(em, task, now);
+      if (t.status === 'DONE') throw new ConflictError('task_ended', `the task is DONE; there is nothing left to cancel`);
+      const rounds: Record<string, number> = {};
+      for (const r of rows) if (r.status !== 1) rounds[r.endpoint] = r.round;
+      if (t.status === 'CANCELLED') return { task, rounds, changed: false };
+      const pending = rows.filter((r) => r.state === 'pending');
+      for (const row of pending) Object.assign(row, { state: 'cancelled', changed: true });
+      t.status = 'CANCELLED';
+      t.endTime = now;
+      locked.record(t, { kind: 'cancelled', actor, detail: { cancelled: pending.length, running: rows.filter((r) => r.state === 'running').length } });
+      events = await locked.write(em, this.history);
+      return { task: await this.tasks.findIn(em, task.id) as Task, rounds, changed: true };
+    });
+    this.announce(events);
+    return outcome;
+  }
+}
