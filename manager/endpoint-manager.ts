@@ -282,7 +282,7 @@ export class EndpointManager {
     this.aborts.set(key, abort);
     let result;
     try {
-      result = await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal);
+      result = await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal, msg.round ?? 0);
     } finally {
       clearTimeout(timer);
       this.aborts.delete(key);

@@ -29,6 +29,8 @@ export interface HandlerResponse {
   readonly endpoint: string;
   /** 1 on the first run; higher when the task is run again after a crash. */
   readonly attempt: number;
+  /** 0 the first time the endpoint is sent the task; one more for each retry of it. */
+  readonly round: number;
   /** Aborted when the handler timeout passes or the task is cancelled; long handlers should watch it. */
   readonly signal: AbortSignal;
   payload: unknown;
@@ -81,13 +83,13 @@ export function storableResult(payload: unknown, errnr: unknown, errmsg: unknown
  * (the task was cancelled) aborts `response.signal` too, but the handler's own result is kept.
  */
 export async function runHandler(
-  mod: HandlerModule, task: HandlerTask, endpoint: string, attempt: number, timeoutMs: number, cancel?: AbortSignal,
+  mod: HandlerModule, task: HandlerTask, endpoint: string, attempt: number, timeoutMs: number, cancel?: AbortSignal, round = 0,
 ): Promise<HandlerResult> {
   const controller = new AbortController();
   const onCancel = (): void => controller.abort(new Error('task cancelled'));
   if (cancel?.aborted) onCancel();
   else cancel?.addEventListener('abort', onCancel, { once: true });
-  const response: HandlerResponse = { endpoint, attempt, signal: controller.signal, payload: null, errnr: 0, errmsg: null };
+  const response: HandlerResponse = { endpoint, attempt, round, signal: controller.signal, payload: null, errnr: 0, errmsg: null };
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), timeoutMs); });
   try {

@@ -54,6 +54,7 @@ export interface LockedTask {
   /** Status and counters as read, to tell what this transaction changed. */
   read: { status: TaskStatus; received: number; finished: number; failed: number };
   endTime: Date | null;
+  sentTime: Date | null;
   /** A retry: the task's next send starts the wait for the endpoints afresh. */
   clearSentTime?: boolean;
 }
@@ -89,6 +90,8 @@ function caseById<K>(values: Map<K, unknown>): [string, unknown[]] {
  * those changes; `write` stores it all with one statement per table.
  */
 export class Locked {
+  /** Changes that come before the endpoints' (a send learnt of from its first response). */
+  private readonly leadEvents: NewEvent[] = [];
   /** The changes of endpoints, one event per task and kind. */
   private readonly endpointEvents = new Map<string, NewEvent>();
   private readonly taskEvents: NewEvent[] = [];
@@ -118,8 +121,21 @@ export class Locked {
     else this.endpointEvents.set(key, { task, kind, time: this.now, endpoints: [change], actor });
   }
 
+  /**
+   * An endpoint answered a task still CREATED: the broker did take it, and its confirm is being recorded
+   * in the background (Publisher). Recorded here, first, so that the history reads in the order things
+   * happened; the background record then finds the task SENT and adds nothing.
+   */
+  private sent(task: LockedTask, at: Date): void {
+    if (task.status !== 'CREATED') return;
+    task.status = 'SENT';
+    task.sentTime = at;
+    this.leadEvents.push({ task, kind: 'sent', time: at, detail: { by: 'first response' } });
+  }
+
   /** A row heard from for the first time (a receipt, or a state request that lets it run). */
   receive(task: LockedTask, row: LockedRow, attempt: number, startTime: string): void {
+    this.sent(task, this.now);
     Object.assign(row, { state: 'running', status: 0, attempts: attempt, startTime: row.startTime ?? startTime, changed: true });
     task.received++;
     this.recordEndpoint(task, 'received', { endpoint: row.endpoint, round: row.round, attempt });
@@ -127,6 +143,7 @@ export class Locked {
 
   /** A row finished (from pending, cancelled or running), with its result. */
   finish(task: LockedTask, row: LockedRow, r: { errnr: number; errmsg: string | null; payload: string | null; attempt: number; startTime: string }): void {
+    this.sent(task, this.now);
     if (row.status === null) task.received++;
     task.finished++;
     if (r.errnr !== 0) task.failed++;
@@ -165,6 +182,7 @@ export class Locked {
     }
     const tasks = [...this.tasks.values()].filter((x) => x.status !== x.read.status || x.received !== x.read.received
       || x.finished !== x.read.finished || x.failed !== x.read.failed || x.clearSentTime);
+    const sentNow = tasks.filter((x) => x.read.status === 'CREATED' && x.sentTime !== null);
     if (tasks.length > 0) {
       const column = (get: (x: LockedTask) => unknown) => caseById(new Map(tasks.map((x) => [x.id, get(x)])));
       const sets = [
@@ -173,11 +191,12 @@ export class Locked {
       ];
       const names = ['status', 'received_count', 'finished_count', 'failed_count', 'end_time'];
       const clear = tasks.filter((x) => x.clearSentTime).map((x) => x.id);
-      const sentTime = clear.length === 0 ? '' : `, sent_time = CASE WHEN id IN (${marks(clear.length)}) THEN NULL ELSE sent_time END`;
+      const sentTime = clear.length === 0 && sentNow.length === 0 ? ''
+        : `, sent_time = CASE${clear.length ? ` WHEN id IN (${marks(clear.length)}) THEN NULL` : ''}${sentNow.length ? ` WHEN id IN (${marks(sentNow.length)}) THEN COALESCE(sent_time, ?)` : ''} ELSE sent_time END`;
       await em.query(`UPDATE task SET ${names.map((n, i) => `${n} = ${sets[i][0]}`).join(', ')}${sentTime}, last_modified_time = ?
-        WHERE id IN (${marks(tasks.length)})`, [...sets.flatMap(([, p]) => p), ...clear, t, ...tasks.map((x) => x.id)]);
+        WHERE id IN (${marks(tasks.length)})`, [...sets.flatMap(([, p]) => p), ...clear, ...sentNow.map((x) => x.id), ...(sentNow.length ? [t] : []), t, ...tasks.map((x) => x.id)]);
     }
-    return history.append(em, [...this.endpointEvents.values(), ...this.taskEvents]);
+    return history.append(em, [...this.leadEvents, ...this.endpointEvents.values(), ...this.taskEvents]);
   }
 }
 
@@ -197,7 +216,7 @@ export class Completion {
     const eps = endpoints === null ? null : [...new Set(endpoints)];
     const rows: Record<string, unknown>[] = await em.query(
       `SELECT t.id AS task, t.type, t.identifier, t.status AS task_status, t.expected_count, t.received_count, t.finished_count,
-         t.failed_count, t.end_time, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time
+         t.failed_count, t.end_time, t.sent_time, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time
        FROM task t LEFT JOIN task_response r ON r.task_id = t.id${eps === null ? '' : ` AND r.endpoint IN (${marks(eps.length)})`}
        WHERE t.id IN (${marks(ids.length)}) ORDER BY t.id${this.mysql ? ' FOR UPDATE' : ''}`, [...eps ?? [], ...ids]);
     const tasks = new Map<number, LockedTask>();
@@ -208,7 +227,7 @@ export class Completion {
         const counts = { status: r.task_status as TaskStatus, received: Number(r.received_count), finished: Number(r.finished_count), failed: Number(r.failed_count) };
         tasks.set(id, {
           id, type: String(r.type), identifier: String(r.identifier), expected: Number(r.expected_count), ...counts, read: { ...counts },
-          endTime: readOptionalTime(r.end_time),
+          endTime: readOptionalTime(r.end_time), sentTime: readOptionalTime(r.sent_time),
         });
       }
       if (r.id === null || r.endpoint === null) continue;

@@ -172,14 +172,20 @@ export class TaskStore {
    */
   async recordSent(em: EntityManager, sends: (SendTargets & { at: Date })[], detail: Record<string, unknown> = {}): Promise<StoredEvent[]> {
     if (sends.length === 0) return [];
+    const ids = [...new Set(sends.map((s) => s.task.id))].sort((a, b) => a - b);
+    // Locked, so that a send an endpoint's answer recorded already (Completion) is not recorded twice.
+    const rows: { id: unknown; status: string }[] = await em.query(
+      `SELECT id, status FROM task WHERE id IN (${marks(ids.length)}) ORDER BY id${dialectOf(this.ds) === 'mysql' ? ' FOR UPDATE' : ''}`, ids);
+    const created = new Set(rows.filter((r) => r.status === 'CREATED').map((r) => readId(r.id)));
+    const recorded = sends.filter((s) => created.has(s.task.id) || detail.resend !== undefined);
     const at = new Map<number, string>();
-    for (const s of sends) if (!at.has(s.task.id)) at.set(s.task.id, sqlTime(s.at));
-    const cases = [...at].map(() => 'WHEN ? THEN ?').join(' ');
-    await em.query(
-      `UPDATE task SET status = CASE WHEN status = 'CREATED' THEN 'SENT' ELSE status END,
-       sent_time = COALESCE(sent_time, CASE id ${cases} END), last_modified_time = ? WHERE id IN (${marks(at.size)})`,
-      [...[...at].flat(), sqlTime(new Date()), ...at.keys()]);
-    return this.history.append(em, sends.map((s): NewEvent => ({
+    for (const s of sends) if (created.has(s.task.id) && !at.has(s.task.id)) at.set(s.task.id, sqlTime(s.at));
+    if (at.size > 0) {
+      await em.query(
+        `UPDATE task SET status = 'SENT', sent_time = COALESCE(sent_time, CASE id ${[...at].map(() => 'WHEN ? THEN ?').join(' ')} END),
+         last_modified_time = ? WHERE id IN (${marks(at.size)})`, [...[...at].flat(), sqlTime(new Date()), ...at.keys()]);
+    }
+    return this.history.append(em, recorded.map((s): NewEvent => ({
       task: s.task, kind: 'sent', time: s.at, detail: { round: s.round, targets: s.endpoints.length, ...detail },
     })));
   }

@@ -171,6 +171,7 @@ export class Harness {
         TASKER_MANAGER__HEARTBEAT_INTERVAL: '1',
         TASKER_MANAGER__SHUTDOWN_TIMEOUT: '5',
         TASKER_API__SHUTDOWN_TIMEOUT: '5',
+        ...this.options.env,
       };
       this.config = loadConfig({ mode: 'standalone', env: this.env });
       return;
