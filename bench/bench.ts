@@ -34,6 +34,7 @@ const { values: opt } = parseArgs({
     'no-baseline': { type: 'boolean', default: false },
     'no-latency': { type: 'boolean', default: false },
     'no-scale': { type: 'boolean', default: false },
+    'no-throughput': { type: 'boolean', default: false },
     /** The fleet workload: this many endpoints, each with its own AMQP connection, many per process. */
     fleet: { type: 'string' },
     'fleet-tasks': { type: 'string', default: '20' },
@@ -131,21 +132,92 @@ async function latency(h: Harness, count: number): Promise<Record<string, unknow
     }
   }
   const s = summary(e2e);
-  return { tasks: count, e2e_ms: { p50: round(s.p50), p99: round(s.p99) } };
+  return { tasks: count, e2e_ms: { p50: round(s.p50), p99: round(s.p99) }, waiters: await waiters(h, 200) };
+}
+
+/** `clients` clients waiting (`?wait=30`) on one task that takes a second: how soon after its end each is answered. */
+async function waiters(h: Harness, clients: number): Promise<{ clients: number; after_end_ms: { p50: number; max: number } }> {
+  const { Pool } = await import('undici');
+  const pool = new Pool(`http://127.0.0.1:${h.port}`, { connections: clients });
+  try {
+    const [created] = await postAll(h.port, () => '/worker', () => JSON.stringify({ identifier: 'waited-on', payload: { sleep: 1 }, endpoints: ENDPOINTS }), 1, 1);
+    if (created.status !== 201) throw new Error(`POST waited-on: ${created.status}`);
+    const answered = await Promise.all(Array.from({ length: clients }, async () => {
+      const res = await pool.request({ method: 'GET', path: '/worker/waited-on?wait=30' });
+      const body = await res.body.json() as { task: { status: string } };
+      if (res.statusCode !== 200 || body.task.status !== 'DONE') throw new Error(`a waiting client got ${res.statusCode} ${body.task.status}`);
+      return performance.timeOrigin + performance.now();
+    }));
+    const [row] = await h.query(`SELECT end_time FROM task WHERE identifier = 'waited-on'`);
+    const after = summary(answered.map((t) => t - toMs(row.end_time)));
+    return { clients, after_end_ms: { p50: round(after.p50), max: round(after.max) } };
+  } finally {
+    await pool.close();
+  }
+}
+
+/**
+ * Every list call of the operator API over the seeded tasks, each many times (the first pages and pages
+ * deep in the list), with p50 and p99 per call.
+ */
+async function listTimings(h: Harness, rows: number): Promise<Record<string, { p50: number; p99: number }>> {
+  const http = await import('node:http');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const out: Record<string, { p50: number; p99: number }> = {};
+  const hourAgo = new Date(Date.now() - 3600_000);
+  const ep = (i: number): string => `seed-ep-${i % 100}`;
+  const calls: [string, (i: number) => string][] = [
+    ['newest tasks', () => '/worker?limit=50'],
+    ['status=DONE', () => '/worker?status=DONE&limit=50'],
+    ['status=INCOMPLETE (1%)', () => '/worker?status=INCOMPLETE&limit=50'],
+    ['state=failed (1%)', () => '/worker?state=failed&limit=50'],
+    ['state=missing (1%)', () => '/worker?state=missing&limit=50'],
+    ['endpoint=E', (i) => `/worker?endpoint=${ep(i)}&limit=50`],
+    ['endpoint=E&state=failed', (i) => `/worker?endpoint=${ep(i)}&state=failed&limit=50`],
+    ['since/until (a 10-minute window, days back)', (i) => {
+      const until = new Date(hourAgo.getTime() - ((i * 7919) % (rows - 1000)) * 1000);
+      return `/worker?since=${new Date(until.getTime() - 600_000).toISOString()}&until=${until.toISOString()}&limit=50`;
+    }],
+    ['identifier_prefix', (i) => `/worker?identifier_prefix=seed-${1 + ((i * 7919) % Math.floor(rows / 10))}&limit=50`],
+    ['/endpoints/E/responses?state=failed', (i) => `/endpoints/${ep(i)}/responses?state=failed&limit=50`],
+    ['/endpoints/E/responses', (i) => `/endpoints/${ep(i)}/responses?limit=50`],
+  ];
+  try {
+    for (const [name, path] of calls) {
+      const ms: number[] = [];
+      for (let i = 0; i < 550; i++) {
+        const r = await getJson(h.port, path(i), agent);
+        if (r.status !== 200) throw new Error(`GET ${path(i)}: ${r.status}`);
+        if (i >= 50) ms.push(r.ms);
+      }
+      const s = summary(ms);
+      out[name] = { p50: round(s.p50), p99: round(s.p99) };
+    }
+  } finally {
+    agent.destroy();
+  }
+  return out;
 }
 
 async function scale(h: Harness, rows: number): Promise<Record<string, unknown>> {
-  log(`scale: seeding ${rows} tasks with one response each`);
+  log(`scale: seeding ${rows} tasks, one endpoint each (100 endpoints; 1% failed, the oldest 1% never answered)`);
   const t0 = Date.now();
   const stale = Math.min(10_000, Math.floor(rows / 100));
+  // Spread over the last ${rows} seconds (plus an hour), oldest first; seq % 100 = 50 failed.
   await h.query(`INSERT INTO task (identifier, type, status, payload, endpoints, expected_endpoints, expected_count, received_count,
       finished_count, failed_count, request_hash, start_time, sent_time, end_time, last_modified_time)
-    SELECT CONCAT('seed-', seq), 'worker', IF(seq <= ${stale}, 'SENT', 'DONE'), '{"n":1}', '["bench1"]', '["bench1"]', 1,
-      IF(seq <= ${stale}, 0, 1), IF(seq <= ${stale}, 0, 1), 0, 'seed', NOW(3) - INTERVAL 1 HOUR, NOW(3) - INTERVAL 1 HOUR,
-      IF(seq <= ${stale}, NULL, NOW(3)), NOW(3)
+    SELECT CONCAT('seed-', seq), 'worker', IF(seq <= ${stale}, 'SENT', 'DONE'), '{"n":1}',
+      CONCAT('["seed-ep-', seq % 100, '"]'), CONCAT('["seed-ep-', seq % 100, '"]'), 1,
+      IF(seq <= ${stale}, 0, 1), IF(seq <= ${stale}, 0, 1), IF(seq <= ${stale} OR seq % 100 <> 50, 0, 1), 'seed',
+      NOW(3) - INTERVAL (${rows} - seq + 3600) SECOND, NOW(3) - INTERVAL (${rows} - seq + 3600) SECOND,
+      IF(seq <= ${stale}, NULL, NOW(3) - INTERVAL (${rows} - seq + 3599) SECOND), NOW(3)
     FROM seq_1_to_${rows}`);
-  await h.query(`INSERT INTO task_response (task_id, endpoint, status, errnr, payload, attempts, start_time, last_modified_time)
-    SELECT id, 'bench1', 1, 0, '{"ok":true}', 1, start_time, end_time FROM task WHERE request_hash = 'seed' AND status = 'DONE'`);
+  await h.query(`INSERT INTO task_response (task_id, endpoint, state, round, status, errnr, payload, attempts, start_time, last_modified_time)
+    SELECT id, JSON_UNQUOTE(JSON_EXTRACT(expected_endpoints, '$[0]')),
+      CASE WHEN status = 'SENT' THEN 'pending' WHEN failed_count = 1 THEN 'failed' ELSE 'succeeded' END, 0,
+      IF(status = 'SENT', NULL, 1), failed_count, IF(status = 'SENT', NULL, '{"ok":true}'), IF(status = 'SENT', 0, 1),
+      IF(status = 'SENT', NULL, start_time), COALESCE(end_time, start_time)
+    FROM task WHERE request_hash = 'seed'`);
   await h.query('ANALYZE TABLE task, task_response');
   const seeded = (Date.now() - t0) / 1000;
   // GETs are measured in the steady state: after the API's sweep has marked the stale tasks seeded all at
@@ -155,6 +227,7 @@ async function scale(h: Harness, rows: number): Promise<Record<string, unknown>>
     if (Number(n) === 0) break;
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+  const lists = await listTimings(h, rows);
   const http = await import('node:http');
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const ms: number[] = [];
@@ -196,11 +269,10 @@ async function scale(h: Harness, rows: number): Promise<Record<string, unknown>>
   await ds.destroy();
   const g = summary(ms);
   const d = summary(direct);
-  return { rows, seed_s: round(seeded), get_ms: { p50: round(g.p50), p99: round(g.p99) }, direct_sql_ms: { p50: round(d.p50), p99: round(d.p99) }, sweep_ms: { first: sweeps[0], marked, steady: sweeps[1] } };
+  return { rows, seed_s: round(seeded), get_ms: { p50: round(g.p50), p99: round(g.p99) }, direct_sql_ms: { p50: round(d.p50), p99: round(d.p99) }, sweep_ms: { first: sweeps[0], marked, steady: sweeps[1] }, lists };
 }
 
-function printTable(r: Record<string, any>): void {
-  const out: string[] = [];
+function throughputTable(r: Record<string, any>, out: string[]): void {
   const t = r.throughput;
   out.push(`tasker bench: ${r.mode}, wrk ${t.seconds} s at ${t.concurrency} connections (${t.tasks} tasks), ${t.endpoints} endpoints, ${r.machine}, shipped default configuration`);
   out.push('');
@@ -219,12 +291,23 @@ function printTable(r: Record<string, any>): void {
   out.push('| process | CPU s | peak RSS MB |');
   out.push('| --- | ---: | ---: |');
   for (const p of t.processes) out.push(`| ${p.name} | ${p.cpu_s} | ${p.peak_rss_mb} |`);
-  if (r.latency) out.push('', `latency run (concurrency 1, ${r.latency.tasks} tasks): end-to-end p50 ${r.latency.e2e_ms.p50} ms, p99 ${r.latency.e2e_ms.p99} ms`);
+}
+
+function printTable(r: Record<string, any>): void {
+  const out: string[] = [];
+  if (r.throughput) throughputTable(r, out);
+  if (r.latency) {
+    out.push('', `latency run (concurrency 1, ${r.latency.tasks} tasks): end-to-end p50 ${r.latency.e2e_ms.p50} ms, p99 ${r.latency.e2e_ms.p99} ms`);
+    const w = r.latency.waiters;
+    out.push(`${w.clients} clients waiting on one task (?wait=30): answered ${w.after_end_ms.p50} ms after its end (p50), the last ${w.after_end_ms.max} ms after`);
+  }
   if (r.scale) {
     const s = r.scale;
     out.push(`scale run (${s.rows} tasks stored, seeded in ${s.seed_s} s): GET p50 ${s.get_ms.p50} ms, p99 ${s.get_ms.p99} ms `
       + `(its two reads straight over mysql2: p50 ${s.direct_sql_ms.p50} ms, p99 ${s.direct_sql_ms.p99} ms); `
       + `INCOMPLETE sweep ${s.sweep_ms.first} ms marking ${s.sweep_ms.marked}, then ${s.sweep_ms.steady} ms`);
+    out.push('', '| list call (1,000,000 tasks stored) | p50 | p99 |', '| --- | ---: | ---: |');
+    for (const [name, t] of Object.entries(s.lists as Record<string, { p50: number; p99: number }>)) out.push(`| ${name} | ${t.p50} ms | ${t.p99} ms |`);
   }
   process.stdout.write(out.join('\n') + '\n');
 }
@@ -271,7 +354,7 @@ async function main(): Promise<void> {
       });
     } else {
       const procs = await h.startSystem(ENDPOINTS.map((name) => ({ name, task_types: ['worker'] })));
-      report.throughput = await throughput(h, procs);
+      if (!opt['no-throughput']) report.throughput = await throughput(h, procs);
       if (!opt['no-latency']) report.latency = await latency(h, Number(opt['latency-tasks']));
       if (!opt['no-scale'] && BACKEND === 'rabbitmq') report.scale = await scale(h, Number(opt['scale-rows']));
       await h.stopAll();

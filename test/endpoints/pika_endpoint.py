@@ -4,8 +4,9 @@
 It serves one task type: consumes its queue, runs a handler (it echoes the payload), publishes the
 result event with publisher confirms and acks the task after the confirm. A copy that may have run
 before (redelivered, or with the x-tasker-resent header) is first checked with the server side by a
-state request over direct reply-to. Settings come from the environment (see ENV below). It prints one
-JSON line per thing it does, for the test that drives it.
+state request over direct reply-to. Cancelled tasks are skipped: it asks for them when it connects and
+listens to the control exchange after that. Settings come from the environment (see ENV below). It
+prints one JSON line per thing it does, for the test that drives it.
 """
 import datetime
 import json
@@ -54,6 +55,14 @@ class Endpoint:
         self.rpc = self.conn.channel()
         self.replies = {}
         self.rpc.basic_consume(REPLY_TO, self.on_reply, auto_ack=True)
+        # Cancels: an exclusive queue on the control fanout first, then the list of what was cancelled
+        # while this endpoint was away; no task runs before both.
+        self.cancelled = set()
+        control = self.rpc.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        self.rpc.queue_bind(control, f'{e["prefix"]}.control')
+        self.rpc.basic_consume(control, self.on_control, auto_ack=True)
+        for c in self.request({"kind": "cancelled", "endpoint": e["endpoint"]})["cancelled"]:
+            self.cancelled.add((c["task_id"], c["round"]))
         self.queue = f'{e["prefix"]}.{e["task_type"]}.{e["endpoint"]}'
         # The same arguments as every other declaration of this queue.
         self.channel.queue_declare(self.queue, durable=True, arguments={
@@ -70,10 +79,18 @@ class Endpoint:
     def on_reply(self, _ch, _method, props, body):
         self.replies[props.correlation_id] = json.loads(body)
 
+    def on_control(self, _ch, _method, _props, body):
+        msg = json.loads(body)
+        if msg.get("kind") == "cancel" and ENV["endpoint"] in msg["rounds"]:
+            self.cancelled.add((msg["task_id"], msg["rounds"][ENV["endpoint"]]))
+
     def ask_state(self, task, redelivered, resent):
         """Asks the server side what to do with a copy that may have run before; waits for the answer."""
-        request = {"kind": "state", "task_id": task["id"], "endpoint": ENV["endpoint"], "redelivered": redelivered,
-                   "resent": resent, "max_attempts": 5}
+        return self.request({"kind": "state", "task_id": task["id"], "endpoint": ENV["endpoint"], "redelivered": redelivered,
+                             "resent": resent, "round": task.get("round", 0), "max_attempts": 5})
+
+    def request(self, request):
+        """Request/reply over direct reply-to, asked again until the server side answers."""
         while True:
             correlation_id = str(uuid.uuid4())
             self.rpc.basic_publish(
@@ -98,11 +115,16 @@ class Endpoint:
             self.channel.basic_ack(method.delivery_tag)  # a broadcast not meant for this endpoint
             return
         resent = bool((props.headers or {}).get("x-tasker-resent"))
+        round_ = task.get("round", 0)
+        if (task["id"], round_) in self.cancelled:
+            self.channel.basic_ack(method.delivery_tag)
+            log("task cancelled; skipped", task_id=task["id"])
+            return
         attempt = 1
         if method.redelivered or resent:
             reply = self.ask_state(task, method.redelivered, resent)
             log("state reply", task_id=task["id"], action=reply["action"])
-            if reply["action"] == "finished":
+            if reply["action"] in ("finished", "cancelled"):
                 self.channel.basic_ack(method.delivery_tag)
                 return
             if reply["action"] != "run":
@@ -112,7 +134,7 @@ class Endpoint:
         start = now()
         result = handle_task(task)
         self.publish_event({"kind": "result", "task_id": task["id"], "endpoint": ENV["endpoint"], "attempt": attempt,
-                            "start_time": start, "end_time": now(), **result})
+                            "round": round_, "start_time": start, "end_time": now(), **result})
         self.channel.basic_ack(method.delivery_tag)  # only after the broker confirmed the result
         log("task finished", task_id=task["id"], attempt=attempt)
 

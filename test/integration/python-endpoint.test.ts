@@ -23,17 +23,21 @@ describe('an endpoint in another language (Python, pika)', function () {
     await ensureDebianPackage('python3-pika', [PYTHON, ['-c', 'import pika']]);
     await h.startApi();
     await h.startManager('console1', ['worker']);
-    const mq = h.config.manager.message_queue;
-    py = h.spawnExternal('pika endpoint', PYTHON, [path.join(projectRoot(), 'test', 'endpoints', 'pika_endpoint.py')], {
-      TASKER_PY_HOST: mq.host, TASKER_PY_PORT: String(mq.port), TASKER_PY_VHOST: mq.virtual_host, TASKER_PY_USER: mq.username,
-      TASKER_PY_PASSWORD: mq.password, TASKER_PY_PREFIX: mq.exchange, TASKER_PY_ENDPOINT: 'pyconsole', TASKER_PY_TASK_TYPE: 'worker',
-    });
+    py = startPython();
     await py.waitForLog((l) => l.msg === 'ready', 30_000, 'the Python endpoint to be ready');
   });
 
   after(async function () {
     await h.teardown();
   });
+
+  function startPython(): Proc {
+    const mq = h.config.manager.message_queue;
+    return h.spawnExternal('pika endpoint', PYTHON, [path.join(projectRoot(), 'test', 'endpoints', 'pika_endpoint.py')], {
+      TASKER_PY_HOST: mq.host, TASKER_PY_PORT: String(mq.port), TASKER_PY_VHOST: mq.virtual_host, TASKER_PY_USER: mq.username,
+      TASKER_PY_PASSWORD: mq.password, TASKER_PY_PREFIX: mq.exchange, TASKER_PY_ENDPOINT: 'pyconsole', TASKER_PY_TASK_TYPE: 'worker',
+    });
+  }
 
   it('takes part in the seed scenario beside console1, and the task ends DONE', async function () {
     const created = await h.post('worker', { identifier: SEED_ID, payload: { foo: 'bar', sleep: 0.05 }, endpoints: ['console1', 'pyconsole'] });
@@ -68,7 +72,15 @@ describe('an endpoint in another language (Python, pika)', function () {
     assert.deepEqual(after.json.taskResponseList, json.taskResponseList);
   });
 
-  it('stops cleanly on SIGTERM', async function () {
+  it('stops cleanly on SIGTERM, and skips a task cancelled while it was away', async function () {
+    assert.equal(await py.stop(), 0);
+    const created = await h.post('worker', { identifier: 'called-off', payload: { sleep: 0 }, endpoints: ['pyconsole'] });
+    assert.equal((await h.post('worker/called-off/cancel', '{}')).status, 200);
+    py = startPython();
+    await py.waitForLog((l) => l.msg === 'task cancelled; skipped' && l.task_id === created.json.id, 30_000, 'the cancelled task skipped');
+    const { json } = await h.get('worker/called-off');
+    assert.deepEqual([json.task.status, json.taskResponseList[0].state], ['CANCELLED', 'cancelled']);
+    assert.ok(!py.lines.some((l) => l.msg === 'task finished' && l.task_id === created.json.id));
     assert.equal(await py.stop(), 0);
   });
 });
