@@ -118,13 +118,9 @@ export class TaskService {
   async list(type: string, filter: Omit<TaskFilter, 'beforeId' | 'limit'>, after: number | null, limit: number): Promise<Page<TaskWithCounts>> {
     this.requireType(type);
     return guardDb(async () => {
-      const tasks = await this.deps.queries.list(type, { ...filter, beforeId: after ?? Number.MAX_SAFE_INTEGER, limit: limit + 1 });
-      const page = tasks.slice(0, limit);
-      const counts = await this.deps.responses.stateCounts(page.map((t) => t.id));
-      return {
-        items: page.map((task) => ({ task, counts: counts.get(task.id) ?? new Map() })),
-        next: tasks.length > limit ? page[page.length - 1].id : null,
-      };
+      const page = await this.deps.queries.list(type, { ...filter, beforeId: after ?? Number.MAX_SAFE_INTEGER, limit });
+      const counts = await this.deps.responses.stateCounts(page.tasks.map((t) => t.id));
+      return { items: page.tasks.map((task) => ({ task, counts: counts.get(task.id) ?? new Map() })), next: page.next };
     });
   }
 

@@ -11,6 +11,47 @@ const KEEP_ALIVE_MS = 15_000;
 /** Events read per catch-up query of a task's streams. */
 const CATCH_UP_BATCH = 1000;
 
+/**
+ * Catches streams up with one read at a time: a call while a read runs makes one more read follow it, so
+ * that nothing committed meanwhile is left behind and concurrent notices do not multiply the reads.
+ */
+class SerialRead {
+  private reading = false;
+  private again = false;
+
+  get busy(): boolean {
+    return this.reading;
+  }
+
+  /** `step` reads and sends once; it answers whether a full batch came (more may be waiting). */
+  async run(step: () => Promise<boolean>, onError: (err: unknown) => void): Promise<void> {
+    if (this.reading) {
+      this.again = true;
+      return;
+    }
+    this.reading = true;
+    try {
+      do {
+        this.again = false;
+        if (await step()) this.again = true;
+      } while (this.again);
+    } catch (err) {
+      onError(err);
+    } finally {
+      this.reading = false;
+    }
+  }
+}
+
+/** Sends each stream the events it has not had yet (and wants), and moves it past them. */
+function deliver<S extends { sink: EventSink; lastId: number }>(streams: Iterable<S>, events: StoredEvent[], wanted: (s: S, e: StoredEvent) => boolean): void {
+  for (const s of streams) {
+    const fresh = events.filter((e) => e.id > s.lastId && wanted(s, e));
+    if (events.length > 0) s.lastId = Math.max(s.lastId, events[events.length - 1].id);
+    if (fresh.length > 0) s.sink.send(fresh);
+  }
+}
+
 export interface EventSink {
   /** Sends events (oldest first) to the client. */
   send(events: StoredEvent[]): void;
@@ -34,9 +75,7 @@ interface GlobalStream {
 interface TaskWatch {
   waiters: Set<() => void>;
   streams: Set<TaskStream>;
-  /** A catch-up read is under way; `again` when a notice arrived meanwhile. */
-  reading: boolean;
-  again: boolean;
+  read: SerialRead;
 }
 
 /**
@@ -50,8 +89,7 @@ interface TaskWatch {
 export class WatchHub {
   private readonly tasks = new Map<number, TaskWatch>();
   private readonly all = new Set<GlobalStream>();
-  private allReading = false;
-  private allAgain = false;
+  private readonly allRead = new SerialRead();
   private keepAlive: NodeJS.Timeout | null = null;
   private readonly log: Logger;
 
@@ -105,12 +143,12 @@ export class WatchHub {
 
   private watch(taskId: number): TaskWatch {
     let w = this.tasks.get(taskId);
-    if (!w) this.tasks.set(taskId, w = { waiters: new Set(), streams: new Set(), reading: false, again: false });
+    if (!w) this.tasks.set(taskId, w = { waiters: new Set(), streams: new Set(), read: new SerialRead() });
     return w;
   }
 
   private forget(taskId: number, w: TaskWatch): void {
-    if (w.waiters.size === 0 && w.streams.size === 0 && !w.reading) this.tasks.delete(taskId);
+    if (w.waiters.size === 0 && w.streams.size === 0 && !w.read.busy) this.tasks.delete(taskId);
   }
 
   /**
@@ -152,31 +190,13 @@ export class WatchHub {
   }
 
   private async catchUp(taskId: number, w: TaskWatch): Promise<void> {
-    if (w.reading) {
-      w.again = true;
-      return;
-    }
-    w.reading = true;
-    try {
-      do {
-        w.again = false;
-        if (w.streams.size === 0) break;
-        const from = Math.min(...[...w.streams].map((s) => s.lastId));
-        const events = await this.history.forTask(taskId, from, CATCH_UP_BATCH);
-        for (const s of w.streams) {
-          const fresh = events.filter((e) => e.id > s.lastId);
-          if (fresh.length === 0) continue;
-          s.lastId = fresh[fresh.length - 1].id;
-          s.sink.send(fresh);
-        }
-        if (events.length === CATCH_UP_BATCH) w.again = true;
-      } while (w.again);
-    } catch (err) {
-      this.log.warn('could not read the events of a streamed task; the next change retries', { taskId, err });
-    } finally {
-      w.reading = false;
-      this.forget(taskId, w);
-    }
+    await w.read.run(async () => {
+      if (w.streams.size === 0) return false;
+      const events = await this.history.forTask(taskId, Math.min(...[...w.streams].map((s) => s.lastId)), CATCH_UP_BATCH);
+      deliver(w.streams, events, () => true);
+      return events.length === CATCH_UP_BATCH;
+    }, (err) => this.log.warn('could not read the events of a streamed task; the next change retries', { taskId, err }));
+    this.forget(taskId, w);
   }
 
   /**
@@ -192,29 +212,12 @@ export class WatchHub {
   }
 
   private async catchUpAll(): Promise<void> {
-    if (this.allReading) {
-      this.allAgain = true;
-      return;
-    }
-    this.allReading = true;
-    try {
-      do {
-        this.allAgain = false;
-        if (this.all.size === 0) break;
-        const from = Math.min(...[...this.all].map((s) => s.lastId));
-        const events = await this.history.after(from, null, CATCH_UP_BATCH);
-        for (const s of this.all) {
-          const fresh = events.filter((e) => e.id > s.lastId && (s.type === null || e.type === s.type));
-          if (events.length > 0) s.lastId = Math.max(s.lastId, events[events.length - 1].id);
-          if (fresh.length > 0) s.sink.send(fresh);
-        }
-        if (events.length === CATCH_UP_BATCH) this.allAgain = true;
-      } while (this.allAgain);
-    } catch (err) {
-      this.log.warn('could not read the events of the event streams; the next change retries', { err });
-    } finally {
-      this.allReading = false;
-    }
+    await this.allRead.run(async () => {
+      if (this.all.size === 0) return false;
+      const events = await this.history.after(Math.min(...[...this.all].map((s) => s.lastId)), null, CATCH_UP_BATCH);
+      deliver(this.all, events, (s, e) => s.type === null || e.type === s.type);
+      return events.length === CATCH_UP_BATCH;
+    }, (err) => this.log.warn('could not read the events of the event streams; the next change retries', { err }));
   }
 
   private ping(): void {

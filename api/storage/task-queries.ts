@@ -2,7 +2,6 @@ import type { DataSource } from 'typeorm';
 import { exclusive } from './database';
 import type { Task, TaskStatus } from './entities/task';
 import type { ShownState } from './entities/task-response';
-import { stateCondition } from './response-store';
 import { readId, sqlTime } from './sql-values';
 import { hydrateTask, taskColumns } from './task-store';
 
@@ -20,16 +19,38 @@ export interface TaskFilter {
   limit: number;
 }
 
+export interface TaskPage {
+  tasks: Task[];
+  /** Where the next page starts (tasks with a smaller id), or null at the end. */
+  next: number | null;
+}
+
 /** `%` and `_` are LIKE's wildcards, and identifiers may contain `_`; `!` escapes them (and itself) in both dialects. */
 function likePrefix(prefix: string): string {
   return `${prefix.replace(/[!%_]/g, (c) => `!${c}`)}%`;
 }
 
 /**
- * Finding tasks, newest (highest id) first, with keyset pagination. Every filter is served by an index:
- * type and status by ix_task_type_status, an endpoint and a state through the response rows'
- * ix_response_endpoint_state / ix_response_state, an identifier prefix by the unique (type, identifier),
- * and a time range by ix_task_start, turned into bounds on the id (ids grow in the order tasks are stored).
+ * The stored row state a shown state comes from, and what the task's status must be then: `missing` is a
+ * pending endpoint of an INCOMPLETE task, and only CREATED and SENT tasks have endpoints shown `pending`.
+ */
+function rowState(state: ShownState): { state: string; statuses: TaskStatus[] | null } {
+  if (state === 'missing') return { state: 'pending', statuses: ['INCOMPLETE'] };
+  if (state === 'pending') return { state: 'pending', statuses: ['CREATED', 'SENT'] };
+  return { state, statuses: null };
+}
+
+/** Response rows read per step when the list is driven by them. */
+const STEP = 500;
+/** Steps one page may take before it answers what it found, with a cursor to go on from. */
+const MAX_STEPS = 20;
+
+/**
+ * Finding tasks, newest (highest id) first, with keyset pagination; every filter is served by an index.
+ * Without an endpoint or a state, the tasks are read by ix_task_type / ix_task_type_status. With them, the
+ * response rows are read newest first by ix_response_endpoint_state, ix_response_endpoint or
+ * ix_response_state, and their tasks checked against the other filters, step by step: a page then may hold
+ * fewer tasks than `limit` although more follow (its cursor says where to go on).
  */
 export class TaskQueries {
   constructor(private readonly ds: DataSource) {}
@@ -40,7 +61,7 @@ export class TaskQueries {
 
   /**
    * The id range of tasks stored in [since, until): the first task at or after `since` and the last one
-   * before `until`, by the start_time index.
+   * before `until`, by the start_time index (ids grow in the order tasks are stored).
    */
   async idRange(since: Date | null, until: Date | null): Promise<{ lo: number; hi: number }> {
     let lo = 0;
@@ -56,23 +77,55 @@ export class TaskQueries {
     return { lo, hi };
   }
 
-  async list(type: string, f: TaskFilter): Promise<Task[]> {
-    const { lo, hi } = await this.idRange(f.since, f.until);
-    if (lo > hi) return [];
-    const where = ['t.type = ?', 't.id >= ?', 't.id <= ?', 't.id < ?'];
-    const params: unknown[] = [type, lo, hi, f.beforeId];
+  /** The conditions on the task row itself. */
+  private taskConditions(type: string, f: TaskFilter, statuses: TaskStatus[] | null): { where: string[]; params: unknown[] } {
+    const where = ['t.type = ?'];
+    const params: unknown[] = [type];
     if (f.since) { where.push('t.start_time >= ?'); params.push(sqlTime(f.since)); }
     if (f.until) { where.push('t.start_time < ?'); params.push(sqlTime(f.until)); }
     if (f.status) { where.push('t.status = ?'); params.push(f.status); }
+    if (statuses) { where.push(`t.status IN (${statuses.map(() => '?').join(', ')})`); params.push(...statuses); }
     if (f.identifierPrefix) { where.push("t.identifier LIKE ? ESCAPE '!'"); params.push(likePrefix(f.identifierPrefix)); }
-    if (f.endpoint !== null || f.state !== null) {
-      const cond = f.state ? stateCondition(f.state) : { sql: '1 = 1', params: [] };
-      const byEndpoint = f.endpoint !== null ? 'r.endpoint = ? AND ' : '';
-      where.push(`EXISTS (SELECT 1 FROM task_response r WHERE r.task_id = t.id AND ${byEndpoint}${cond.sql})`);
-      params.push(...(f.endpoint !== null ? [f.endpoint] : []), ...cond.params);
+    return { where, params };
+  }
+
+  async list(type: string, f: TaskFilter): Promise<TaskPage> {
+    const { lo, hi } = await this.idRange(f.since, f.until);
+    if (lo > hi) return { tasks: [], next: null };
+    if (f.endpoint === null && f.state === null) {
+      const c = this.taskConditions(type, f, null);
+      // Only the bounds that bound something: an id range over everything would lead the optimizer to
+      // walk the primary key instead of the (type, status) index.
+      const bounds = [[lo > 0, 't.id >= ?', lo], [hi < Number.MAX_SAFE_INTEGER, 't.id <= ?', hi],
+        [f.beforeId < Number.MAX_SAFE_INTEGER, 't.id < ?', f.beforeId]].filter(([used]) => used) as [boolean, string, number][];
+      const rows = await this.query(`SELECT ${taskColumns('t')} FROM task t WHERE ${[...c.where, ...bounds.map(([, sql]) => sql)].join(' AND ')}
+        ORDER BY t.id DESC LIMIT ${Math.floor(f.limit) + 1}`, [...c.params, ...bounds.map(([, , v]) => v)]);
+      const tasks = rows.map(hydrateTask);
+      return { tasks: tasks.slice(0, f.limit), next: tasks.length > f.limit ? tasks[f.limit - 1].id : null };
     }
-    const rows = await this.query(`SELECT ${taskColumns('t')} FROM task t WHERE ${where.join(' AND ')}
-      ORDER BY t.id DESC LIMIT ${Math.floor(f.limit)}`, params);
-    return rows.map(hydrateTask);
+    return this.listByResponses(type, f, lo, hi);
+  }
+
+  private async listByResponses(type: string, f: TaskFilter, lo: number, hi: number): Promise<TaskPage> {
+    const rs = f.state ? rowState(f.state) : null;
+    const rowWhere = [...(f.endpoint !== null ? ['endpoint = ?'] : []), ...(rs ? ['state = ?'] : [])];
+    const rowParams = [...(f.endpoint !== null ? [f.endpoint] : []), ...(rs ? [rs.state] : [])];
+    const c = this.taskConditions(type, f, rs?.statuses ?? null);
+    const found: Task[] = [];
+    let before = Math.min(f.beforeId, hi + 1);
+    for (let step = 0; step < MAX_STEPS; step++) {
+      const rows = await this.query(`SELECT DISTINCT task_id FROM task_response WHERE ${rowWhere.join(' AND ')} AND task_id < ? AND task_id >= ?
+        ORDER BY task_id DESC LIMIT ${STEP}`, [...rowParams, before, lo]);
+      if (rows.length === 0) return { tasks: found.slice(0, f.limit), next: found.length > f.limit ? found[f.limit - 1].id : null };
+      const ids = rows.map((r) => readId(r.task_id));
+      const tasks = await this.query(`SELECT ${taskColumns('t')} FROM task t WHERE t.id IN (${ids.map(() => '?').join(', ')}) AND ${c.where.join(' AND ')}
+        ORDER BY t.id DESC`, [...ids, ...c.params]);
+      found.push(...tasks.map(hydrateTask));
+      if (found.length > f.limit) return { tasks: found.slice(0, f.limit), next: found[f.limit - 1].id };
+      before = ids[ids.length - 1];
+      if (rows.length < STEP) return { tasks: found, next: null };
+    }
+    // Enough reading for one answer: what was found, and where the next page goes on from.
+    return { tasks: found, next: before };
   }
 }
