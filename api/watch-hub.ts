@@ -10,6 +10,27 @@ const ENDING = new Set(['done', 'incomplete', 'cancelled']);
 const KEEP_ALIVE_MS = 15_000;
 /** Events read per catch-up query of a task's streams. */
 const CATCH_UP_BATCH = 1000;
+/**
+ * How long the stream of every task holds back events stored after an id it has not seen: a transaction
+ * that took that id may not have committed yet. Past this (measured from the held event's time, as its
+ * transaction took it) the id counts as rolled back and is passed.
+ */
+export const GAP_WAIT_MS = 5000;
+
+/**
+ * The events that can be sent now: those up to the first missing id (after `afterId`) that is younger than
+ * `GAP_WAIT_MS`. Ids are taken when events are stored and seen when they commit, which may be in another
+ * order across tasks; older gaps are ids of transactions that rolled back.
+ */
+export function upToGap(afterId: number, events: StoredEvent[], now: number): StoredEvent[] {
+  let previous = afterId;
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i];
+    if (e.id !== previous + 1 && now - Date.parse(e.time) < GAP_WAIT_MS) return events.slice(0, i);
+    previous = e.id;
+  }
+  return events;
+}
 
 /**
  * Catches streams up with one read at a time: a call while a read runs makes one more read follow it, so
@@ -84,12 +105,14 @@ interface TaskWatch {
  * exclusive queue of it. A waiting client (`?wait=`) is answered when its task ends; a task's event
  * stream reads the new events from the database (one read per task however many clients stream it, and
  * complete, since a task's events are committed in id order under its lock); the stream of every task
- * forwards the notices as they come. An idle client costs its socket and an entry in a map.
+ * reads them too, in id order, holding an event back while an older id may still commit. An idle client
+ * costs its socket and an entry in a map.
  */
 export class WatchHub {
   private readonly tasks = new Map<number, TaskWatch>();
   private readonly all = new Set<GlobalStream>();
   private readonly allRead = new SerialRead();
+  private gapTimer: NodeJS.Timeout | null = null;
   private keepAlive: NodeJS.Timeout | null = null;
   private readonly log: Logger;
 
@@ -200,9 +223,8 @@ export class WatchHub {
   }
 
   /**
-   * Streams every task's events (of one type, if given) after `lastId` as they are announced. Across tasks
-   * ids are given in the order events were stored, which may differ by a few from the order they became
-   * visible in: an event stored just before one that is sent may be missed (a task's own stream does not).
+   * Streams every task's events (of one type, if given) after `lastId` as they are announced, in id order
+   * with none left out: an event is held back while an older id may still commit (see `upToGap`).
    */
   streamAll(type: string | null, lastId: number, sink: EventSink): () => void {
     const entry: GlobalStream = { sink, type, lastId };
@@ -214,10 +236,26 @@ export class WatchHub {
   private async catchUpAll(): Promise<void> {
     await this.allRead.run(async () => {
       if (this.all.size === 0) return false;
-      const events = await this.history.after(Math.min(...[...this.all].map((s) => s.lastId)), null, CATCH_UP_BATCH);
-      deliver(this.all, events, (s, e) => s.type === null || e.type === s.type);
+      const from = Math.min(...[...this.all].map((s) => s.lastId));
+      const events = await this.history.after(from, null, CATCH_UP_BATCH);
+      const ready = upToGap(from, events, Date.now());
+      deliver(this.all, ready, (s, e) => s.type === null || e.type === s.type);
+      if (ready.length < events.length) {
+        // The notice of the missing id's commit reads again; this read covers an id that never commits.
+        this.readAllAfter(GAP_WAIT_MS);
+        return false;
+      }
       return events.length === CATCH_UP_BATCH;
     }, (err) => this.log.warn('could not read the events of the event streams; the next change retries', { err }));
+  }
+
+  private readAllAfter(ms: number): void {
+    if (this.gapTimer) return;
+    this.gapTimer = setTimeout(() => {
+      this.gapTimer = null;
+      void this.catchUpAll();
+    }, ms);
+    this.gapTimer.unref();
   }
 
   private ping(): void {
@@ -229,6 +267,8 @@ export class WatchHub {
   closeAll(): void {
     if (this.keepAlive) clearInterval(this.keepAlive);
     this.keepAlive = null;
+    if (this.gapTimer) clearTimeout(this.gapTimer);
+    this.gapTimer = null;
     for (const w of this.tasks.values()) {
       for (const wake of w.waiters) wake();
       for (const s of w.streams) s.sink.close();

@@ -75,14 +75,21 @@ async function drainBacklog(h: Harness, api: Proc, tasks: number, endpoints: num
   }));
   if (await api.stop() !== 0) throw new Error('the API did not stop cleanly');
   const eventsQueue = h.config.manager.message_queue.exchange + '.responses';
-  // Every handler finished once the queue stops growing (after their 3 s).
-  let last = -1;
+  // Every handler finished and reported once the endpoints' queues hold nothing, acknowledged or not (a
+  // manager acknowledges a task after its result was confirmed). The management API's counts lag by up
+  // to its 5 s statistics interval, hence the first wait; the responses queue keeps growing with the
+  // endpoints' heartbeats, so its depth alone does not tell.
+  await sleep(8000);
+  const vhost = encodeURIComponent(h.config.manager.message_queue.virtual_host);
   for (;;) {
+    const { json } = await h.admin().request('GET', `/queues/${vhost}?columns=name,messages`);
+    const waiting = (json as { name: string; messages?: number }[])
+      .filter((q) => q.name.startsWith(`${h.config.manager.message_queue.exchange}.worker.`))
+      .reduce((n, q) => n + (q.messages ?? 0), 0);
+    if (waiting === 0) break;
     await sleep(2000);
-    const depth = await h.withChannel(async (ch) => (await ch.checkQueue(eventsQueue)).messageCount);
-    if (depth === last && depth > 0) break;
-    last = depth;
   }
+  const last = await h.withChannel(async (ch) => (await ch.checkQueue(eventsQueue)).messageCount);
   const [before] = await h.query(`SELECT COUNT(*) AS n FROM task_response r JOIN task t ON t.id = r.task_id
     WHERE t.identifier LIKE 'fleet-backlog-%' AND r.status = 1`);
   await h.startApi();

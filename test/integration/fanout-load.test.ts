@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { freePort, Harness } from '../support/harness';
+import { freePort, Harness, storedTimeMs } from '../support/harness';
 
 const ENDPOINTS = Array.from({ length: 20 }, (_v, i) => `load${String(i + 1).padStart(2, '0')}`);
 const TASKS = 200;
@@ -14,12 +14,14 @@ describe('20 endpoints finishing 200 tasks at once', function () {
   const h = new Harness();
   let peakConnections = 0;
   let sampler: NodeJS.Timeout | null = null;
+  let secondPort = 0;
 
   before(async function () {
     await h.setup(this);
     // Two API processes: two collectors compete for the response events.
     await h.startApi();
-    await h.startApi(await freePort());
+    secondPort = await freePort();
+    await h.startApi(secondPort);
     await Promise.all(ENDPOINTS.map((ep, i) => h.startManager(ep, ['worker'], i % 2 ? { TASKER_MANAGER__RECEIPT_DELAY: '0' } : {})));
     const sample = async (): Promise<void> => {
       const rows = await h.query('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = ?', [h.id]);
@@ -69,5 +71,28 @@ describe('20 endpoints finishing 200 tasks at once', function () {
     assert.equal(Number(responses[0].attempts), 1);
     // Only the APIs hold database connections (their pools, plus this test's own two): none per endpoint.
     assert.ok(peakConnections <= 2 * h.config.manager.db.pool_size + 2, `peak ${peakConnections} connections`);
+  });
+
+  it('wakes the clients waiting on either API instance, whichever of them stored the end', async function () {
+    const identifiers = Array.from({ length: 10 }, (_v, i) => `awaited-${i}`);
+    const bases = [h.baseUrl, `http://127.0.0.1:${secondPort}`];
+    for (const identifier of identifiers) {
+      assert.equal((await h.post('worker', { identifier, payload: { sleep: 0.5 }, endpoints: ENDPOINTS.slice(0, 5) })).status, 201);
+    }
+    // Each task waited on at both instances: only one collector stores its end, so one of the two
+    // waiters learns of it from the other instance's notice.
+    const answers = await Promise.all(identifiers.flatMap((identifier) => bases.map(async (base) => {
+      const res = await fetch(`${base}/worker/${identifier}?wait=30`);
+      return { identifier, at: Date.now(), status: res.status, json: await res.json() as any };
+    })));
+    const ends = new Map((await h.query<{ identifier: string; end_time: unknown }>(
+      'SELECT identifier, end_time FROM task WHERE identifier LIKE ?', ['awaited-%']))
+      .map((r) => [r.identifier, storedTimeMs(r.end_time)]));
+    for (const a of answers) {
+      assert.equal(a.status, 200);
+      assert.equal(a.json.task.status, 'DONE', `${a.identifier} answered before its end`);
+      // Far sooner than the 30 s offered: a notice woke it.
+      assert.ok(a.at - ends.get(a.identifier)! < 10_000, `${a.identifier} answered ${a.at - ends.get(a.identifier)!} ms after its end`);
+    }
   });
 });

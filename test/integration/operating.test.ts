@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import mysql from 'mysql2/promise';
 import { Topology } from '../../protocol/topology';
-import { Backend, Harness, Proc } from '../support/harness';
+import { Backend, Harness, Proc, storedTimeMs } from '../support/harness';
 import { readEventStream } from '../support/sse';
 
 const TOPOLOGY = new Topology('tasker', 'classic');
@@ -182,7 +183,7 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`operati
       return { at: Date.now(), status: res.status, json: await res.json() as any };
     }));
     const [row] = await h.query<{ end_time: unknown }>(`SELECT end_time FROM task WHERE identifier = 'awaited'`);
-    const end = Date.parse(String(row.end_time).replace(' ', 'T') + (String(row.end_time).includes('T') ? '' : 'Z'));
+    const end = storedTimeMs(row.end_time);
     for (const a of answers) {
       assert.equal(a.status, 200);
       assert.equal(a.json.task.status, 'DONE');
@@ -217,6 +218,32 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`operati
     // Every task's stream carries it too.
     const all = await readEventStream(`${h.baseUrl}/events?type=worker`, { lastEventId: 0, done: (ev) => ev.some((e) => e.data.identifier === 'watched' && e.event === 'done') });
     assert.ok(all.events.some((e) => e.data.identifier === 'watched' && e.event === 'created'));
+  });
+
+  if (backend === 'rabbitmq') it('sends every task\'s events in id order without skipping one that commits after a newer one', async function () {
+    // Another writer takes an event id and has not committed when a newer event is announced.
+    const other = await mysql.createConnection({ uri: h.config.manager.db.uri });
+    let lateId = 0;
+    try {
+      const earlier = await h.post('worker', { identifier: 'before-late', payload: { sleep: 0 }, endpoints: [UP[14]] });
+      await h.waitForStatus('worker', 'before-late', ['DONE']);
+      const [{ id: before }] = await h.query<{ id: unknown }>('SELECT COALESCE(MAX(id), 0) AS id FROM task_event');
+      const from = Number(before);
+      await other.beginTransaction();
+      const [inserted] = await other.query<mysql.ResultSetHeader>(
+        "INSERT INTO task_event (task_id, time, kind, detail, actor) VALUES (?, UTC_TIMESTAMP(3), 'retried', NULL, 'late writer')", [earlier.json.id]);
+      lateId = inserted.insertId;
+      const stream = readEventStream(`${h.baseUrl}/events`, { lastEventId: from, timeoutMs: 20_000, done: (ev) => ev.some((e) => e.id === lateId) && ev.some((e) => e.data.identifier === 'after-late' && e.event === 'done') });
+      assert.equal((await h.post('worker', { identifier: 'after-late', payload: { sleep: 0 }, endpoints: [UP[14]] })).status, 201);
+      await h.waitForStatus('worker', 'after-late', ['DONE']);
+      await other.commit();
+      const { events } = await stream;
+      const stored = (await h.query<{ id: unknown }>('SELECT id FROM task_event WHERE id > ? AND id <= ? ORDER BY id', [from, events[events.length - 1].id])).map((r) => Number(r.id));
+      assert.deepEqual(events.map((e) => e.id), stored);
+      assert.ok(events.findIndex((e) => e.id === lateId) < events.findIndex((e) => e.data.identifier === 'after-late'));
+    } finally {
+      await other.end();
+    }
   });
 
   it('finds tasks by status, endpoint, state, time and identifier prefix, newest first, page by page', async function () {

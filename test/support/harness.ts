@@ -99,6 +99,12 @@ export async function freePort(): Promise<number> {
 
 export type Backend = 'rabbitmq' | 'standalone';
 
+/** A stored time as epoch ms: MariaDB's `YYYY-MM-DD hh:mm:ss.fff` (UTC) or SQLite's ISO string. */
+export function storedTimeMs(value: unknown): number {
+  const text = String(value);
+  return Date.parse(text.includes('T') ? text : `${text.replace(' ', 'T')}Z`);
+}
+
 export interface EndpointSpec {
   name: string;
   task_types: string[];
