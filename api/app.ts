@@ -1,12 +1,16 @@
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from '../lib/logger';
+import type { AccessGuard } from './auth';
 import type { EndpointService } from './endpoint-service';
 import { errorMiddleware } from './error-middleware';
+import { ApiRoutes } from './operation';
 import type { OperationsService } from './operations-service';
 import { addEndpointRoutes } from './routes/endpoints';
 import { addEventRoutes } from './routes/events';
+import { addMetaRoutes } from './routes/meta';
 import { addTaskRoutes } from './routes/tasks';
+import type { TokenStore } from './storage/token-store';
 import type { TaskService } from './task-service';
 import type { WatchHub } from './watch-hub';
 
@@ -17,6 +21,11 @@ export interface AppDeps {
   hub: WatchHub;
   taskTypes: readonly string[];
   bodyLimit: number;
+  guard: AccessGuard;
+  tokens: TokenStore;
+  /** Whether routes need tokens, for the document. */
+  auth: boolean;
+  version: string;
   logger: Logger;
   /** True once the server is shutting down: responses then close their connection. */
   draining: () => boolean;
@@ -36,9 +45,11 @@ export function createApp(deps: AppDeps): Koa {
   // One router, so that 405 answers know every route of a path. The fixed paths come first: a task
   // type may not shadow them (the configuration refuses such names).
   const router = new Router();
-  addEndpointRoutes(router, deps.endpoints, deps.taskTypes);
-  addEventRoutes(router, deps.service, deps.hub);
-  addTaskRoutes(router, { service: deps.service, operations: deps.operations, hub: deps.hub, bodyLimit: deps.bodyLimit, actor: () => null });
+  const routes = new ApiRoutes(router, deps.guard, deps.bodyLimit);
+  addMetaRoutes(routes, deps.tokens, { version: deps.version, taskTypes: deps.taskTypes, auth: deps.auth });
+  addEndpointRoutes(routes, deps.endpoints, deps.taskTypes);
+  addEventRoutes(routes, deps.service, deps.hub);
+  addTaskRoutes(routes, { service: deps.service, operations: deps.operations, hub: deps.hub });
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: true }));
   return app;

@@ -1,39 +1,10 @@
-import { InvalidRequestError } from '../lib/errors';
 import type { Logger } from '../lib/logger';
-import { ENDPOINT_PATTERN } from '../protocol/names';
 import type { ServerTransport } from '../protocol/server-transport';
 import type { Publisher } from './publisher';
 import { guardDb } from './storage/database';
 import type { Task } from './storage/entities/task';
 import type { RetrySelector, TaskOperations } from './storage/operations';
 import type { TaskService } from './task-service';
-
-const SELECTORS = ['failed', 'missing', 'unfinished'];
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
-
-/** Reads `{"endpoints": "failed" | "missing" | "unfinished" | [names]}`. */
-export function parseRetryRequest(body: unknown): RetrySelector {
-  if (!isObject(body)) throw new InvalidRequestError('body must be a JSON object');
-  for (const key of Object.keys(body)) if (key !== 'endpoints') throw new InvalidRequestError(`unknown field '${key}'; expected endpoints`);
-  const e = body.endpoints;
-  if (typeof e === 'string' && SELECTORS.includes(e)) return e as RetrySelector;
-  if (Array.isArray(e) && e.length > 0 && e.length <= 1000) {
-    const names = new Set<string>();
-    for (const n of e) {
-      if (typeof n !== 'string' || !ENDPOINT_PATTERN.test(n)) throw new InvalidRequestError(`endpoints: ${JSON.stringify(n)} is not an endpoint name`);
-      names.add(n);
-    }
-    return [...names];
-  }
-  throw new InvalidRequestError(`endpoints must be ${SELECTORS.join(', ')} or a list of 1 to 1000 endpoint names`);
-}
-
-export function parseIdempotencyKey(header: string | undefined): string | null {
-  if (header === undefined || header === '') return null;
-  if (!KEY_PATTERN.test(header)) throw new InvalidRequestError('Idempotency-Key must be 1 to 128 printable ASCII characters');
-  return header;
-}
 
 /** Retry and cancel: the changes in the database, then the sends and control messages they call for. */
 export class OperationsService {

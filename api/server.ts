@@ -6,6 +6,7 @@ import type { Logger } from '../lib/logger';
 import { startPeriodic } from '../lib/periodic';
 import type { ServerTransport } from '../protocol/server-transport';
 import { createApp } from './app';
+import { OPEN_ACCESS, TokenGuard } from './auth';
 import { Collector } from './collector';
 import { EndpointService } from './endpoint-service';
 import { OperationsService } from './operations-service';
@@ -18,6 +19,7 @@ import { TaskOperations } from './storage/operations';
 import { ResponseStore } from './storage/response-store';
 import { TaskQueries } from './storage/task-queries';
 import { TaskStore } from './storage/task-store';
+import { TokenStore } from './storage/token-store';
 import { TaskService } from './task-service';
 import { WatchHub } from './watch-hub';
 
@@ -26,6 +28,8 @@ export interface ApiDeps {
   ds: DataSource;
   transport: ServerTransport;
   logger: Logger;
+  /** The package's version, for the API's document. */
+  version: string;
 }
 
 export interface ApiServer {
@@ -69,9 +73,14 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   await collector.start();
   await responder.start();
 
+  const tokens = new TokenStore(ds);
+  const auth = config.api.auth === 'tokens';
+  const guard = auth ? new TokenGuard(tokens, config.api.auth_cache * 1000) : OPEN_ACCESS;
+  if (!auth) log.warn('the API is open: api.auth is off, so anyone who reaches its port may create, read, retry and cancel tasks');
   let draining = false;
   const app = createApp({
-    service, operations, endpoints, hub, taskTypes: config.task_types, bodyLimit: config.api.body_limit, logger: log, draining: () => draining,
+    service, operations, endpoints, hub, taskTypes: config.task_types, bodyLimit: config.api.body_limit, guard, tokens, auth,
+    version: deps.version, logger: log, draining: () => draining,
   });
   const server = http.createServer(app.callback());
   server.keepAliveTimeout = 65_000;

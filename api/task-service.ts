@@ -9,7 +9,7 @@ import type { History, StoredEvent } from './storage/history';
 import type { ResponseStore } from './storage/response-store';
 import type { TaskFilter, TaskQueries } from './storage/task-queries';
 import type { NewTask, TaskStore } from './storage/task-store';
-import { parseTaskRequest, requestHash } from './task-request';
+import { requestHash, TaskRequest } from './task-request';
 import { countRows } from './views';
 import type { WatchHub } from './watch-hub';
 
@@ -55,9 +55,8 @@ export class TaskService {
   }
 
   /** Stores and sends a task; a repeat with the same body returns the stored task with `created: false`. */
-  async create(type: string, body: unknown): Promise<TaskWithCounts & { created: boolean }> {
+  async create(type: string, req: TaskRequest, actor: string | null): Promise<TaskWithCounts & { created: boolean }> {
     this.requireType(type);
-    const req = parseTaskRequest(body);
     const hash = requestHash(req);
     const { task, created } = await guardDb(async () => {
       let expected = req.endpoints;
@@ -69,7 +68,7 @@ export class TaskService {
       }
       return this.creator.submit({
         type, identifier: req.identifier, payload: req.payload, endpoints: req.endpoints, expected,
-        requestHash: hash, now: new Date(),
+        requestHash: hash, now: new Date(), actor,
       });
     });
     if (!created) {

@@ -91,3 +91,8 @@ export function loadConfig(options: LoadOptions = {}): Config {
   merged.mode = mode;
   return validateConfig(merged);
 }
+
+/** The version in package.json. */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(path.join(projectRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}

@@ -62,3 +62,13 @@ export class InvalidMessageError extends TaskerError {
   constructor(message: string) { super('invalid_message', 400, message); }
 }
 
+
+/** No valid bearer token: none given, unknown, malformed or revoked. */
+export class UnauthorizedError extends TaskerError {
+  constructor(message = 'a valid bearer token is required (Authorization: Bearer <token>)') { super('unauthorized', 401, message); }
+}
+
+/** A valid token without the scope the route needs. */
+export class ForbiddenError extends TaskerError {
+  constructor(scope: string) { super('forbidden', 403, `this token lacks the scope '${scope}'`); }
+}

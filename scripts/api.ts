@@ -1,4 +1,5 @@
 import { startApi } from '../api/server';
+import { packageVersion } from '../config/loader';
 import { Connections, openDb } from './compose';
 import { main, requireSharedTransport } from './main';
 
@@ -6,7 +7,7 @@ main('api', {}, async ({ config, logger }) => {
   requireSharedTransport(config);
   const ds = await openDb(config, logger);
   const transport = new Connections(config, logger).server('api');
-  const api = await startApi({ config, ds, transport, logger });
+  const api = await startApi({ config, ds, transport, logger, version: packageVersion() });
   return [
     { name: 'stop http', run: () => api.stopHttp() },
     { name: 'stop collector, state responder and jobs', run: () => api.stopBackground() },

@@ -1,4 +1,5 @@
 import { startApi } from '../api/server';
+import { packageVersion } from '../config/loader';
 import { Connections, managerShutdownSteps, openDb, startEndpointManagers } from './compose';
 import { main } from './main';
 
@@ -10,13 +11,14 @@ main('tasker', {}, async ({ config, logger }) => {
   const ds = await openDb(config, logger);
   const connections = new Connections(config, logger);
   const transport = connections.server('all-in-one');
-  const api = await startApi({ config, ds, transport, logger });
+  const api = await startApi({ config, ds, transport, logger, version: packageVersion() });
   const managers = await startEndpointManagers(config, logger, connections, config.manager.endpoints);
   const endpoints = config.manager.endpoints.map((e) => `${e.name} (${e.task_types.join(', ')})`).join('; ');
   const storage = config.manager.db.uri.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
   process.stdout.write(`tasker (${config.mode} mode) listening on http://${config.api.host}:${api.port}\n`
     + `  endpoint managers: ${endpoints || 'none'}\n`
     + `  storage: ${storage}; broker: ${config.manager.transport}\n`
+    + (config.api.auth === 'off' ? '  the API is open (api.auth: off): anyone who reaches the port may use it\n' : '  every route but /healthz and /readyz needs a bearer token (api.auth: tokens)\n')
     + '  Ctrl-C stops it.\n');
   // The managers stop before the collector, so that the results of their last tasks are stored.
   return [

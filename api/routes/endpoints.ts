@@ -1,18 +1,21 @@
-import type Router from '@koa/router';
-import { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from '../../protocol/names';
-import type { EndpointService } from '../endpoint-service';
-import { checkKnown, encodeCursor, parseCursor, parseEnum, parseLimit, parseNameCursor, parsePattern, parseTime, Query } from '../query';
-import { SHOWN_STATES } from '../storage/entities/task-response';
-import { responseView } from '../views';
 import { NotFoundError } from '../../lib/errors';
+import { ENDPOINT_PATTERN } from '../../protocol/names';
+import type { EndpointService } from '../endpoint-service';
+import type { ApiRoutes } from '../operation';
+import { decodeCursor, decodeNameCursor, decodeTime, encodeCursor } from '../query';
+import { EndpointListQuery, EndpointPage, EndpointResponsePage, EndpointResponsesQuery } from '../schemas';
+import { responseView } from '../views';
+import { answers, ENDPOINT_PARAMS } from './answers';
 
 /** `GET /endpoints`: the registry; `GET /endpoints/<name>/responses`: what an endpoint did, newest task first. */
-export function addEndpointRoutes(router: Router, service: EndpointService, taskTypes: readonly string[]): void {
+export function addEndpointRoutes(routes: ApiRoutes, service: EndpointService, taskTypes: readonly string[]): void {
 
-  router.get('/endpoints', async (ctx) => {
-    const q = ctx.query as Query;
-    checkKnown(q, ['limit', 'cursor']);
-    const page = await service.list(parseNameCursor(q) ?? '', parseLimit(q, 100, 1000));
+  routes.add({
+    id: 'listEndpoints', method: 'get', path: '/endpoints', tag: 'endpoints', scope: 'read',
+    summary: 'The endpoints that registered, by name, with their last heartbeat', query: EndpointListQuery,
+    answers: answers({ 200: { description: 'a page of endpoints', schema: EndpointPage } }, [400]),
+  }, async (ctx, { query: q }) => {
+    const page = await service.list(decodeNameCursor(q.cursor) ?? '', q.limit ?? 100);
     const now = Date.now();
     ctx.body = {
       endpoints: page.items.map((e) => ({
@@ -23,16 +26,18 @@ export function addEndpointRoutes(router: Router, service: EndpointService, task
     };
   });
 
-  router.get('/endpoints/:name/responses', async (ctx) => {
-    const q = ctx.query as Query;
-    checkKnown(q, ['state', 'type', 'since', 'until', 'limit', 'cursor']);
+  routes.add({
+    id: 'listEndpointResponses', method: 'get', path: '/endpoints/:name/responses', tag: 'endpoints', scope: 'read',
+    summary: 'What an endpoint did, newest task first', params: ENDPOINT_PARAMS, query: EndpointResponsesQuery,
+    answers: answers({ 200: { description: 'a page of the endpoint\'s responses', schema: EndpointResponsePage } }, [400, 404]),
+  }, async (ctx, { query: q }) => {
     const name = ctx.params.name;
     if (!ENDPOINT_PATTERN.test(name)) throw new NotFoundError(`no endpoint '${name}'`);
-    const type = parsePattern(q, 'type', TASK_TYPE_PATTERN, 'a task type');
+    const type = q.type ?? null;
     if (type !== null && !taskTypes.includes(type)) throw new NotFoundError(`unknown task type '${type}'`);
     const page = await service.responses(name, {
-      state: parseEnum(q, 'state', SHOWN_STATES), type, since: parseTime(q, 'since'), until: parseTime(q, 'until'),
-      after: parseCursor(q), limit: parseLimit(q, 100, 1000),
+      state: q.state ?? null, type, since: decodeTime(q.since, 'since'), until: decodeTime(q.until, 'until'),
+      after: decodeCursor(q.cursor), limit: q.limit ?? 100,
     });
     ctx.body = {
       responses: page.items.map((r) => ({ type: r.type, identifier: r.identifier, task_status: r.task_status, ...responseView(r, { status: r.task_status }) })),

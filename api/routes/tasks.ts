@@ -1,103 +1,128 @@
-import type Router from '@koa/router';
 import type { Context } from 'koa';
-import { readJsonBody } from '../body';
-import { OperationsService, parseIdempotencyKey, parseRetryRequest } from '../operations-service';
-import { checkKnown, encodeCursor, parseCursor, parseEnum, parseLimit, parsePattern, parseTime, parseWait, Query } from '../query';
+import { Type } from '@sinclair/typebox';
+import { InvalidRequestError } from '../../lib/errors';
+import { actorOf } from '../auth';
+import type { ApiRoutes } from '../operation';
+import type { OperationsService } from '../operations-service';
+import { decodeCursor, decodeTime, encodeCursor } from '../query';
+import {
+  EventPage, EventsQuery, NoQuery, ResponsePage, ResponsesQuery, RetryAnswer, RetryBody, TaskListQuery, TaskPage,
+  TaskQuery, TaskRequestBody, TaskWithResponses,
+} from '../schemas';
 import { lastEventId, openEventStream, wantsEventStream } from '../sse';
-import { TASK_STATUSES } from '../storage/entities/task';
-import { SHOWN_STATES } from '../storage/entities/task-response';
+import { toTaskRequest } from '../task-request';
 import { TaskService } from '../task-service';
 import { eventView, responseView, taskView } from '../views';
 import type { WatchHub } from '../watch-hub';
-import { ENDPOINT_PATTERN } from '../../protocol/names';
+import { answers, TASK_PARAMS, TYPE_PARAM } from './answers';
 
 export interface TasksRouterDeps {
   service: TaskService;
   operations: OperationsService;
   hub: WatchHub;
-  bodyLimit: number;
-  /** Who is asking, for the history (an operator's token once there is auth). */
-  actor: (ctx: Context) => string | null;
 }
 
-const PREFIX = /^[A-Za-z0-9._:-]{1,64}$/;
+const IdempotencyKey = Type.String({ pattern: '^[\\x21-\\x7e]{1,128}$', description: 'a retry with the same key answers as the first one did and sends nothing' });
+
+function idempotencyKey(ctx: Context): string | null {
+  const v = ctx.get('idempotency-key');
+  if (v === '') return null;
+  if (!/^[\x21-\x7e]{1,128}$/.test(v)) throw new InvalidRequestError('Idempotency-Key must be 1 to 128 printable ASCII characters');
+  return v;
+}
 
 /**
  * The routes of tasks. The seed's `POST /<task_type>` and `GET /<task_type>/<identifier>` keep their shape;
  * the rest is for operating broadcasts: find, page the responses, wait, watch, retry, cancel.
  */
-export function addTaskRoutes(router: Router, deps: TasksRouterDeps): void {
+export function addTaskRoutes(routes: ApiRoutes, deps: TasksRouterDeps): void {
   const { service } = deps;
 
-  router.post('/:type', async (ctx) => {
-    const body = await readJsonBody(ctx, deps.bodyLimit);
-    const { task, created, counts } = await service.create(ctx.params.type, body);
+  routes.add({
+    id: 'createTask', method: 'post', path: '/:type', tag: 'tasks', scope: (p) => `submit:${p.type}`,
+    summary: 'Create a task and send it to its endpoints',
+    description: 'A repeat with the same identifier and body answers 200 with the stored task and sends nothing; with another body, 409.',
+    params: TYPE_PARAM, body: TaskRequestBody,
+    answers: answers({ 201: { description: 'created and sent (or stored as CREATED, to be sent when the broker is back)', schema: Type.Ref('Task') }, 200: { description: 'an idempotent repeat: the stored task', schema: Type.Ref('Task') } }, [400, 404, 409, 413, 415, 422]),
+  }, async (ctx, { body }) => {
+    const { task, created, counts } = await service.create(ctx.params.type, toTaskRequest(body), actorOf(ctx));
     ctx.status = created ? 201 : 200;
     ctx.body = taskView(task, counts);
   });
 
-  router.get('/:type', async (ctx) => {
+  routes.add({
+    id: 'listTasks', method: 'get', path: '/:type', tag: 'tasks', scope: 'read',
+    summary: 'Find tasks, newest first', params: TYPE_PARAM, query: TaskListQuery,
+    answers: answers({ 200: { description: 'a page of tasks', schema: TaskPage } }, [400, 404]),
+  }, async (ctx, { query: q }) => {
     service.requireType(ctx.params.type);
-    const q = ctx.query as Query;
-    checkKnown(q, ['status', 'endpoint', 'state', 'since', 'until', 'identifier_prefix', 'limit', 'cursor']);
     const filter = {
-      status: parseEnum(q, 'status', TASK_STATUSES),
-      endpoint: parsePattern(q, 'endpoint', ENDPOINT_PATTERN, 'an endpoint name'),
-      state: parseEnum(q, 'state', SHOWN_STATES),
-      since: parseTime(q, 'since'),
-      until: parseTime(q, 'until'),
-      identifierPrefix: parsePattern(q, 'identifier_prefix', PREFIX, '1-64 characters of A-Z a-z 0-9 . _ : -'),
+      status: q.status ?? null, endpoint: q.endpoint ?? null, state: q.state ?? null,
+      since: decodeTime(q.since, 'since'), until: decodeTime(q.until, 'until'), identifierPrefix: q.identifier_prefix ?? null,
     };
-    const page = await service.list(ctx.params.type, filter, parseCursor(q), parseLimit(q));
+    const page = await service.list(ctx.params.type, filter, decodeCursor(q.cursor), q.limit ?? 50);
     ctx.body = {
       tasks: page.items.map(({ task, counts }) => taskView(task, counts)),
       next_cursor: page.next === null ? null : encodeCursor(page.next),
     };
   });
 
-  router.get('/:type/:identifier', async (ctx) => {
-    const q = ctx.query as Query;
-    checkKnown(q, ['wait']);
-    const wait = parseWait(q);
-    const { task, responses } = wait === null
+  routes.add({
+    id: 'getTask', method: 'get', path: '/:type/:identifier', tag: 'tasks', scope: 'read',
+    summary: 'A task with the response of every expected endpoint', params: TASK_PARAMS, query: TaskQuery,
+    answers: answers({ 200: { description: 'the task (with `wait`: once it ended, or when the wait is over)', schema: TaskWithResponses } }, [400, 404]),
+  }, async (ctx, { query }) => {
+    const { task, responses } = query.wait === undefined
       ? await service.get(ctx.params.type, ctx.params.identifier)
-      : await service.getWhenEnded(ctx.params.type, ctx.params.identifier, wait);
+      : await service.getWhenEnded(ctx.params.type, ctx.params.identifier, query.wait);
     ctx.body = { task: taskView(task, TaskService.countsOf(responses)), taskResponseList: responses.map((r) => responseView(r, task)) };
   });
 
-  router.get('/:type/:identifier/responses', async (ctx) => {
-    const q = ctx.query as Query;
-    checkKnown(q, ['state', 'limit', 'cursor']);
-    const { task, page } = await service.responses(ctx.params.type, ctx.params.identifier, parseEnum(q, 'state', SHOWN_STATES), parseCursor(q), parseLimit(q, 100, 1000));
+  routes.add({
+    id: 'listTaskResponses', method: 'get', path: '/:type/:identifier/responses', tag: 'tasks', scope: 'read',
+    summary: 'Page through a task\'s responses, by endpoint state', params: TASK_PARAMS, query: ResponsesQuery,
+    answers: answers({ 200: { description: 'a page of responses', schema: ResponsePage } }, [400, 404]),
+  }, async (ctx, { query: q }) => {
+    const { task, page } = await service.responses(ctx.params.type, ctx.params.identifier, q.state ?? null, decodeCursor(q.cursor), q.limit ?? 100);
     ctx.body = { responses: page.items.map((r) => responseView(r, task)), next_cursor: page.next === null ? null : encodeCursor(page.next) };
   });
 
-  router.get('/:type/:identifier/events', async (ctx) => {
-    const q = ctx.query as Query;
-    checkKnown(q, ['limit', 'cursor']);
+  routes.add({
+    id: 'listTaskEvents', method: 'get', path: '/:type/:identifier/events', tag: 'tasks', scope: 'read',
+    summary: 'A task\'s history; as server-sent events with Accept: text/event-stream (resumable with Last-Event-ID)',
+    params: TASK_PARAMS, query: EventsQuery,
+    answers: answers({ 200: { description: 'a page of events, or a stream of them', schema: EventPage, eventStream: true } }, [400, 404]),
+  }, async (ctx, { query: q }) => {
     if (wantsEventStream(ctx)) {
       const task = await service.find(ctx.params.type, ctx.params.identifier);
       let stop = (): void => undefined;
       const sink = openEventStream(ctx, () => stop());
-      stop = deps.hub.streamTask(task.id, lastEventId(ctx) ?? parseCursor(q) ?? 0, sink);
+      stop = deps.hub.streamTask(task.id, lastEventId(ctx) ?? decodeCursor(q.cursor) ?? 0, sink);
       return;
     }
-    const { page } = await service.events(ctx.params.type, ctx.params.identifier, parseCursor(q) ?? 0, parseLimit(q, 1000, 5000));
+    const { page } = await service.events(ctx.params.type, ctx.params.identifier, decodeCursor(q.cursor) ?? 0, q.limit ?? 1000);
     ctx.body = { events: page.items.map(eventView), next_cursor: page.next === null ? null : encodeCursor(page.next) };
   });
 
-  router.post('/:type/:identifier/retry', async (ctx) => {
-    checkKnown(ctx.query as Query, []);
-    const key = parseIdempotencyKey(ctx.get('idempotency-key') || undefined);
-    const selector = parseRetryRequest(await readJsonBody(ctx, deps.bodyLimit));
-    const { task, retried } = await deps.operations.retry(ctx.params.type, ctx.params.identifier, selector, key, deps.actor(ctx));
+  routes.add({
+    id: 'retryTask', method: 'post', path: '/:type/:identifier/retry', tag: 'operations', scope: 'operate',
+    summary: 'Send the task again to the failed, missing or unfinished endpoints, or to those named',
+    params: TASK_PARAMS, headers: { 'Idempotency-Key': IdempotencyKey }, query: NoQuery, body: RetryBody,
+    answers: answers({ 200: { description: 'the task and the endpoints it was sent to again', schema: RetryAnswer } }, [400, 404, 409, 413, 415]),
+  }, async (ctx, { body }) => {
+    const key = idempotencyKey(ctx);
+    const selector = typeof body.endpoints === 'string' ? body.endpoints : [...new Set(body.endpoints)];
+    const { task, retried } = await deps.operations.retry(ctx.params.type, ctx.params.identifier, selector, key, actorOf(ctx));
     ctx.body = { task: taskView(task, await service.counts(task)), retried };
   });
 
-  router.post('/:type/:identifier/cancel', async (ctx) => {
-    checkKnown(ctx.query as Query, []);
-    const task = await deps.operations.cancel(ctx.params.type, ctx.params.identifier, deps.actor(ctx));
+  routes.add({
+    id: 'cancelTask', method: 'post', path: '/:type/:identifier/cancel', tag: 'operations', scope: 'operate',
+    summary: 'Cancel a task: endpoints that have not started skip it, running handlers are told to stop',
+    params: TASK_PARAMS, query: NoQuery,
+    answers: answers({ 200: { description: 'the task, CANCELLED', schema: Type.Ref('Task') } }, [400, 404, 409]),
+  }, async (ctx) => {
+    const task = await deps.operations.cancel(ctx.params.type, ctx.params.identifier, actorOf(ctx));
     ctx.body = taskView(task, await service.counts(task));
   });
-
 }

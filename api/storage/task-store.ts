@@ -12,6 +12,8 @@ export interface NewTask {
   expected: string[];
   requestHash: string;
   now: Date;
+  /** Who created it (a token's name), for the history. */
+  actor: string | null;
 }
 
 const TASK_COLUMN_NAMES = ['id', 'identifier', 'type', 'status', 'payload', 'endpoints', 'expected_endpoints', 'expected_count',
@@ -77,6 +79,7 @@ export class TaskStore {
         await this.insertResponseRows(em, tasks);
         events = await this.history.append(em, tasks.map((task): NewEvent => ({
           task, kind: 'created', time: task.start_time, detail: { expected: task.expected_count, broadcast: task.endpoints === null },
+          actor: firsts.get(`${task.type}/${task.identifier}`)?.actor ?? null,
         })));
         return new Map(tasks.map((t) => [`${t.type}/${t.identifier}`, t]));
       });

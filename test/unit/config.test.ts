@@ -39,7 +39,7 @@ describe('configuration', function () {
 
   it('rejects a wrong type, naming the key', function () {
     assert.throws(() => loadConfig({ mode: 'x', env: {}, configDir: configDir(MINIMAL + 'api:\n  port: eighty\n') }),
-      /'api\.port': must be a number/);
+      /'api\.port': must be an integer/);
     assert.throws(() => loadConfig({ mode: 'x', env: {}, configDir: configDir('task_types: [Bad]\nmanager: {db: {uri: x}}\n') }),
       /'task_types\[0\]'/);
   });

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { InvalidRequestError } from '../../lib/errors';
-import { canonicalJson, MAX_PAYLOAD_DEPTH, parseTaskRequest, requestHash } from '../../api/task-request';
+import { bodyChecker } from '../../api/operation';
+import { TaskRequestBody } from '../../api/schemas';
+import { canonicalJson, MAX_PAYLOAD_DEPTH, requestHash, toTaskRequest } from '../../api/task-request';
+
+/** What POST /<task_type> does with a parsed body: its schema, then what the schema cannot say. */
+const checkBody = bodyChecker(TaskRequestBody);
+const parseTaskRequest = (body: unknown) => toTaskRequest(checkBody(body));
 
 describe('task requests', function () {
   it('accepts the seed body', function () {
@@ -16,6 +22,21 @@ describe('task requests', function () {
     for (const body of [null, [], 'x', {}, { identifier: '' }, { identifier: 'a b' }, { identifier: 'a', endpoints: {} },
       { identifier: 'a', endpoints: [''] }, { identifier: 'a', extra: 1 }]) {
       assert.throws(() => parseTaskRequest(body), InvalidRequestError, JSON.stringify(body));
+    }
+  });
+
+  it('names the field and the rule in its message', function () {
+    const cases: [unknown, string][] = [
+      [[], 'body must be a JSON object'],
+      [{}, 'identifier is required'],
+      [{ identifier: 'a/b' }, 'identifier must be 1-64 characters of A-Z a-z 0-9 . _ : -'],
+      [{ identifier: 'a', endpoints: 'console1' }, 'endpoints must be a list'],
+      [{ identifier: 'a', endpoints: ['ok', '../etc'] }, 'endpoints[1] must be an endpoint name'],
+      [{ identifier: 'a', endpoints: ['a', 'a'] }, 'endpoints lists "a" twice'],
+      [{ identifier: 'a', priority: 1 }, "unknown field 'priority'; expected identifier, payload, endpoints"],
+    ];
+    for (const [body, message] of cases) {
+      assert.throws(() => parseTaskRequest(body), (err: Error) => err.message.startsWith(message), `${JSON.stringify(body)} → ${message}`);
     }
   });
 

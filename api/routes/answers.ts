@@ -1,0 +1,30 @@
+import { Type } from '@sinclair/typebox';
+import type { Answer } from '../operation';
+import { EndpointName, Identifier, TaskTypeName } from '../schemas';
+
+/** What each error status means, for the document; every one answers `{"error": {"code", "message"}}`. */
+const ERRORS: Record<number, string> = {
+  400: 'invalid request: the message names the parameter or field',
+  401: 'no valid bearer token',
+  403: 'the token lacks the scope',
+  404: 'unknown task type, task or endpoint',
+  409: 'conflicts with the task\'s state, or the identifier exists with another body',
+  413: 'the body is over api.body_limit',
+  415: 'the body is not application/json',
+  422: 'no endpoints listed and none registered for the task type',
+  500: 'internal error (details only in the log)',
+  503: 'the database or the broker is unavailable; retry later',
+};
+
+/** A route's answers: its own, the errors it names, and the ones every route may give. */
+export function answers(own: Record<number, Answer>, errors: number[]): Record<number, Answer> {
+  const all: Record<number, Answer> = { ...own };
+  for (const status of [...errors, 500, 503]) all[status] = { description: ERRORS[status], schema: Type.Ref('Error') };
+  return all;
+}
+
+export const errorAnswer = (status: number): Answer => ({ description: ERRORS[status], schema: Type.Ref('Error') });
+
+export const TYPE_PARAM = { type: TaskTypeName };
+export const TASK_PARAMS = { type: TaskTypeName, identifier: Identifier };
+export const ENDPOINT_PARAMS = { name: EndpointName };

@@ -1,0 +1,167 @@
+import { Static, TSchema, Type } from '@sinclair/typebox';
+import { ERROR_KEYWORD } from '../lib/validation';
+import { SCOPE_PATTERN } from './auth';
+import { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from '../protocol/names';
+import { TASK_STATUSES } from './storage/entities/task';
+import { EVENT_KINDS } from './storage/entities/task-event';
+import { SHOWN_STATES } from './storage/entities/task-response';
+
+/**
+ * The HTTP API's requests and answers, declared once: the routes validate against them, the handlers
+ * are typed by them, and GET /openapi.json is built from them.
+ */
+
+/** The client's key for a task: 1–64 of A-Za-z0-9._:- */
+export const IDENTIFIER_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+export const MAX_ENDPOINTS = 1000;
+const IDENTIFIER_WORDS = '1-64 characters of A-Z a-z 0-9 . _ : -';
+
+const enumOf = <const T extends string>(values: readonly T[], description?: string) =>
+  Type.Unsafe<T>({ type: 'string', enum: [...values], ...(description ? { description } : {}) });
+const nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+
+export const Identifier = Type.String({ pattern: IDENTIFIER_PATTERN.source, [ERROR_KEYWORD]: `must be ${IDENTIFIER_WORDS}`, description: 'the client\'s key of the task, unique per task type' });
+export const EndpointName = Type.String({ pattern: ENDPOINT_PATTERN.source, [ERROR_KEYWORD]: `must be an endpoint name (${ENDPOINT_PATTERN.source})` });
+export const TaskTypeName = Type.String({ pattern: TASK_TYPE_PATTERN.source, [ERROR_KEYWORD]: 'must be a task type' });
+const Time = Type.String({ format: 'date-time', description: 'ISO 8601, UTC' });
+const Count = Type.Integer({ minimum: 0 });
+const Id = Type.Integer({ minimum: 1 });
+const AnyJson = Type.Unknown({ description: 'any JSON' });
+
+// ---- requests
+
+export const TaskRequestBody = Type.Object({
+  identifier: Identifier,
+  payload: Type.Optional(AnyJson),
+  endpoints: Type.Optional(nullable(Type.Array(EndpointName, {
+    maxItems: MAX_ENDPOINTS, uniqueItems: true,
+    description: 'the endpoints that must perform the task; when absent or empty, those registered for the task type',
+  }))),
+}, { additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object', example: { identifier: 'deploy-42', payload: { version: '1.2.3' }, endpoints: ['console1', 'console2'] } });
+export type TaskRequestBody = Static<typeof TaskRequestBody>;
+
+export const RetryBody = Type.Object({
+  endpoints: Type.Union([
+    enumOf(['failed', 'missing', 'unfinished']),
+    Type.Array(EndpointName, { minItems: 1, maxItems: MAX_ENDPOINTS }),
+  ], { [ERROR_KEYWORD]: `must be failed, missing, unfinished or a list of 1 to ${MAX_ENDPOINTS} endpoint names` }),
+}, { additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object' });
+export type RetryBody = Static<typeof RetryBody>;
+
+export const TokenBody = Type.Object({
+  name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$', [ERROR_KEYWORD]: 'must be 1-64 characters of A-Z a-z 0-9 . _ -' }),
+  scopes: Type.Array(Type.String({ pattern: SCOPE_PATTERN.source, [ERROR_KEYWORD]: 'must be read, operate, admin, submit:* or submit:<task_type>' }), { minItems: 1, maxItems: 64, uniqueItems: true }),
+}, { additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object' });
+export type TokenBody = Static<typeof TokenBody>;
+
+const ISO_TIME = '^\\d{4}-\\d\\d-\\d\\d(T\\d\\d:\\d\\d(:\\d\\d(\\.\\d{1,9})?)?(Z|[+-]\\d\\d:\\d\\d))?$';
+const TimeParam = Type.String({ pattern: ISO_TIME, [ERROR_KEYWORD]: 'must be an ISO 8601 time such as 2026-11-24T10:00:00Z' });
+const Cursor = Type.String({ pattern: '^[A-Za-z0-9_-]{1,200}$', [ERROR_KEYWORD]: 'is not a cursor this API gave', description: 'next_cursor of the previous page' });
+const limit = (def: number, max: number) => Type.Integer({ minimum: 1, maximum: max, default: def, [ERROR_KEYWORD]: `must be an integer from 1 to ${max}` });
+const StateParam = enumOf(SHOWN_STATES, 'an endpoint\'s state');
+
+export const TaskListQuery = Type.Object({
+  status: Type.Optional(enumOf(TASK_STATUSES)),
+  endpoint: Type.Optional(EndpointName),
+  state: Type.Optional(StateParam),
+  since: Type.Optional(TimeParam),
+  until: Type.Optional(TimeParam),
+  identifier_prefix: Type.Optional(Type.String({ pattern: IDENTIFIER_PATTERN.source, [ERROR_KEYWORD]: `must be ${IDENTIFIER_WORDS}` })),
+  limit: Type.Optional(limit(50, 500)),
+  cursor: Type.Optional(Cursor),
+}, { additionalProperties: false });
+
+export const TaskQuery = Type.Object({
+  wait: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 60, [ERROR_KEYWORD]: 'must be a number of seconds above 0 and at most 60', description: 'answer once the task ended, or after this many seconds' })),
+}, { additionalProperties: false });
+
+export const ResponsesQuery = Type.Object({
+  state: Type.Optional(StateParam), limit: Type.Optional(limit(100, 1000)), cursor: Type.Optional(Cursor),
+}, { additionalProperties: false });
+
+export const EventsQuery = Type.Object({ limit: Type.Optional(limit(1000, 5000)), cursor: Type.Optional(Cursor) }, { additionalProperties: false });
+
+export const AllEventsQuery = Type.Object({
+  type: Type.Optional(TaskTypeName), limit: Type.Optional(limit(1000, 5000)), cursor: Type.Optional(Cursor),
+}, { additionalProperties: false });
+
+export const EndpointListQuery = Type.Object({ limit: Type.Optional(limit(100, 1000)), cursor: Type.Optional(Cursor) }, { additionalProperties: false });
+
+export const EndpointResponsesQuery = Type.Object({
+  state: Type.Optional(StateParam), type: Type.Optional(TaskTypeName), since: Type.Optional(TimeParam), until: Type.Optional(TimeParam),
+  limit: Type.Optional(limit(100, 1000)), cursor: Type.Optional(Cursor),
+}, { additionalProperties: false });
+
+export const NoQuery = Type.Object({}, { additionalProperties: false });
+
+// ---- answers
+
+export const ErrorAnswer = Type.Object({
+  error: Type.Object({ code: Type.String({ description: 'stable, for programs' }), message: Type.String({ description: 'for people' }) }),
+}, { $id: 'Error' });
+
+const Counts = Type.Object({
+  expected: Count, received: Count, finished: Count,
+  pending: Count, running: Count, succeeded: Count, failed: Count, missing: Count, cancelled: Count,
+}, { description: 'how many expected endpoints received and finished the task, and how many are in each state' });
+
+export const TaskAnswer = Type.Object({
+  id: Id,
+  identifier: Type.String(),
+  type: Type.String(),
+  status: enumOf(TASK_STATUSES),
+  payload: AnyJson,
+  endpoints: Type.Array(Type.String(), { description: 'the expected endpoints' }),
+  start_time: Time,
+  sent_time: nullable(Time),
+  end_time: nullable(Time),
+  responses: Counts,
+}, { $id: 'Task' });
+
+export const ResponseAnswer = Type.Object({
+  id: Id,
+  task_id: Id,
+  endpoint: Type.String(),
+  state: StateParam,
+  failure: Type.Optional(enumOf(['error', 'timed_out', 'gave_up'])),
+  round: Count,
+  status: Type.Union([Type.Literal(0), Type.Literal(1), Type.Null()], { description: 'null: not heard from; 0: received (running); 1: finished' }),
+  errnr: Type.Integer(),
+  errmsg: nullable(Type.String()),
+  payload: AnyJson,
+  attempts: Count,
+  start_time: nullable(Time),
+  last_modified_time: Time,
+}, { $id: 'TaskResponse' });
+
+export const EventAnswer = Type.Object({
+  id: Id, task_id: Id, type: Type.String(), identifier: Type.String(), time: Time, kind: enumOf(EVENT_KINDS),
+  detail: Type.Optional(nullable(Type.Record(Type.String(), Type.Unknown()))),
+  actor: nullable(Type.String({ description: 'the name of the token that did it' })),
+}, { $id: 'TaskEvent' });
+
+const page = <T extends TSchema>(key: string, item: T) => Type.Object({
+  [key]: Type.Array(item), next_cursor: nullable(Type.String()),
+});
+
+export const TaskPage = page('tasks', Type.Ref('Task'));
+export const TaskWithResponses = Type.Object({ task: Type.Ref('Task'), taskResponseList: Type.Array(Type.Ref('TaskResponse')) });
+export const ResponsePage = page('responses', Type.Ref('TaskResponse'));
+export const EventPage = page('events', Type.Ref('TaskEvent'));
+export const RetryAnswer = Type.Object({ task: Type.Ref('Task'), retried: Type.Array(Type.String()) });
+export const EndpointPage = page('endpoints', Type.Object({
+  name: Type.String(), task_types: Type.Array(Type.String()), first_seen: Time, last_heartbeat: Time,
+  alive: Type.Boolean({ description: 'heard from within three heartbeat intervals' }),
+}));
+export const EndpointResponsePage = page('responses', Type.Intersect([
+  Type.Object({ type: Type.String(), identifier: Type.String(), task_status: enumOf(TASK_STATUSES) }), Type.Ref('TaskResponse'),
+]));
+
+const TokenInfo = Type.Object({
+  name: Type.String(), scopes: Type.Array(Type.String()), created_time: Time, last_used_time: nullable(Time), revoked_time: nullable(Time),
+});
+export const TokenPage = Type.Object({ tokens: Type.Array(TokenInfo) });
+export const CreatedToken = Type.Object({ name: Type.String(), scopes: Type.Array(Type.String()), token: Type.String({ description: 'shown once; only its hash is stored' }) });
+
+/** Schemas that answers refer to by `$ref`, shared in the OpenAPI document's components. */
+export const SHARED_SCHEMAS: readonly TSchema[] = [ErrorAnswer, TaskAnswer, ResponseAnswer, EventAnswer];
