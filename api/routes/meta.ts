@@ -14,7 +14,7 @@ export function addMetaRoutes(routes: ApiRoutes, tokens: TokenStore, options: { 
   routes.add({
     id: 'openapi', method: 'get', path: '/openapi.json', tag: 'meta', scope: null, query: NoQuery,
     summary: 'This document',
-    answers: { 200: { description: 'the OpenAPI 3.1 document', schema: Type.Object({ openapi: Type.String() }) }, 400: errorAnswer(400) },
+    answers: { 200: { description: 'the OpenAPI 3.1 document', schema: Type.Object({ openapi: Type.String() }) }, 400: errorAnswer(400), 500: errorAnswer(500) },
   }, async (ctx) => {
     // Made once, from every route, when first asked for (all routes are added by then).
     document ??= openApiDocument(routes.operations, options);
