@@ -8,6 +8,7 @@ import { ApiRoutes } from './operation';
 import type { OperationsService } from './operations-service';
 import { addEndpointRoutes } from './routes/endpoints';
 import { addEventRoutes } from './routes/events';
+import { requestIdMiddleware } from './request-id';
 import { addMetaRoutes } from './routes/meta';
 import { addTaskRoutes } from './routes/tasks';
 import type { TokenStore } from './storage/token-store';
@@ -36,6 +37,8 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Koa {
   const app = new Koa();
   app.silent = true; // errors are logged by the error middleware
+  // Outermost, so that the error middleware's answers and log lines carry the id too.
+  app.use(requestIdMiddleware());
   app.use(async (ctx, next) => {
     await next();
     // A keep-alive client must not send its next request on a connection that is about to close.

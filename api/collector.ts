@@ -71,14 +71,14 @@ export class Collector {
     try {
       events = decodeEvents(m.body, m.contentType);
     } catch (err) {
-      this.log.warn('invalid response message dead-lettered', { err, userId: m.userId, body: m.body.subarray(0, 200).toString('utf8') });
+      this.log.warn({ err, userId: m.userId, body: m.body.subarray(0, 200).toString('utf8') }, 'invalid response message dead-lettered');
       m.deadLetter();
       return;
     }
     const refused: string[] = [];
     const accepted = events.filter((e) => {
       if (this.o.identity !== 'per_endpoint_user' || e.endpoint === m.userId) return true;
-      this.log.warn('response event refused: its endpoint is not the sender', { kind: e.kind, endpoint: e.endpoint, userId: m.userId ?? null });
+      this.log.warn({ kind: e.kind, endpoint: e.endpoint, userId: m.userId ?? null }, 'response event refused: its endpoint is not the sender');
       refused.push(e.endpoint);
       return false;
     });
@@ -92,7 +92,7 @@ export class Collector {
       } else {
         // Not the database being away (that is retried above): these events cannot be stored, and would
         // fail again on every redelivery.
-        this.log.error('could not store events; message dead-lettered', { err, userId: m.userId });
+        this.log.error({ err, userId: m.userId }, 'could not store events; message dead-lettered');
         m.deadLetter();
       }
       return;
@@ -100,11 +100,11 @@ export class Collector {
     accepted.forEach((e, i) => {
       const outcome = outcomes[i];
       if (outcome === 'unknown' || outcome === 'refused') {
-        this.log.warn(outcome === 'unknown' ? 'response event for a task that does not exist' : 'response event refused: the task does not expect this endpoint',
-          { kind: e.kind, endpoint: e.endpoint, taskId: 'task_id' in e ? e.task_id : undefined });
+        this.log.warn({ kind: e.kind, endpoint: e.endpoint, taskId: 'task_id' in e ? e.task_id : undefined },
+          outcome === 'unknown' ? 'response event for a task that does not exist' : 'response event refused: the task does not expect this endpoint');
         refused.push(e.endpoint);
       } else if (e.kind === 'register') {
-        this.log.info('endpoint registered', { endpoint: e.endpoint, taskTypes: e.task_types });
+        this.log.info({ endpoint: e.endpoint, taskTypes: e.task_types }, 'endpoint registered');
       }
     });
     if (refused.length > 0) m.deadLetter();

@@ -27,7 +27,7 @@ export function errorMiddleware(log: Logger): Middleware {
         code = HTTP_CODES[status] ?? `http_${status}`;
         message = httpErr.message ?? code;
       }
-      if (status >= 500) log.error('request failed', { method: ctx.method, path: ctx.path, status, err });
+      if (status >= 500) log.error({ method: ctx.method, path: ctx.path, status, err }, 'request failed');
       ctx.status = status;
       ctx.body = { error: { code, message } };
     }

@@ -20,7 +20,7 @@ export class OperationsService {
     const task = await this.tasks.find(type, identifier);
     const outcome = await guardDb(() => this.operations.retry(task, selector, actor, key));
     const sent = outcome.sends.length > 0 ? await this.publisher.send(outcome.task, outcome.sends) : await this.tasks.find(type, identifier);
-    this.log.info('task retried', { taskId: task.id, identifier, endpoints: outcome.retried.length, replay: outcome.sends.length === 0, actor });
+    this.log.info({ taskId: task.id, identifier, endpoints: outcome.retried.length, replay: outcome.sends.length === 0, actor }, 'task retried');
     return { task: sent, retried: outcome.retried };
   }
 
@@ -30,10 +30,10 @@ export class OperationsService {
     if (Object.keys(outcome.rounds).length > 0) {
       // Managers that are not connected now ask for the cancelled tasks when they connect.
       await this.transport.publishControl({ kind: 'cancel', task_id: task.id, rounds: outcome.rounds }).catch((err: unknown) => {
-        this.log.warn('cancel recorded, but the control message to the running endpoints was not sent', { taskId: task.id, err });
+        this.log.warn({ taskId: task.id, err }, 'cancel recorded, but the control message to the running endpoints was not sent');
       });
     }
-    if (outcome.changed) this.log.info('task cancelled', { taskId: task.id, identifier, actor });
+    if (outcome.changed) this.log.info({ taskId: task.id, identifier, actor }, 'task cancelled');
     return outcome.task;
   }
 }

@@ -64,14 +64,14 @@ export class Publisher {
       await Promise.all(sends.map((s) => this.publish(s)));
     } catch (err) {
       if (!(err instanceof BrokerUnavailableError)) throw err;
-      this.log.warn('task stored but not sent; it is resent when the broker is back', { taskId: task.id, err });
+      this.log.warn({ taskId: task.id, err }, 'task stored but not sent; it is resent when the broker is back');
       return task;
     }
     const at = new Date();
     for (const s of sends) {
       this.sent.submit({ ...s, at }).catch((err: unknown) => {
         // Published but not recorded: the resend job sends it again, and the endpoints skip the repeat.
-        this.log.warn('task sent but not marked SENT', { taskId: task.id, err });
+        this.log.warn({ taskId: task.id, err }, 'task sent but not marked SENT');
       });
     }
     return { ...task, status: task.status === 'CREATED' ? 'SENT' : task.status, sent_time: task.sent_time ?? at };
@@ -114,7 +114,7 @@ export class Publisher {
       if (claimed.length) afterId = claimed[claimed.length - 1].id;
       if (claimed.length < RESEND_BATCH || sent < tried) break;
     }
-    if (total > 0) this.log.info(selection.kind === 'unsent' ? 'sent tasks the broker had not confirmed' : 'redelivered unfinished tasks', { count: total });
+    if (total > 0) this.log.info({ count: total }, selection.kind === 'unsent' ? 'sent tasks the broker had not confirmed' : 'redelivered unfinished tasks');
     return total;
   }
 }

@@ -99,7 +99,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     startPeriodic('incomplete-sweep', config.api.sweep_interval * 1000,
       () => completion.sweepIncomplete(new Date(), config.api.wait_for_endpoints_timeout * 1000), log),
   ];
-  log.info('listening', { host: config.api.host, port });
+  log.info({ host: config.api.host, port }, 'listening');
 
   let httpStopped: Promise<void> | null = null;
   let backgroundStopped: Promise<void> | null = null;

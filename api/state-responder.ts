@@ -51,12 +51,12 @@ export class StateResponder {
     try {
       req = decodeServerRequest(m.body, m.contentType);
     } catch (err) {
-      this.log.warn('invalid state request dead-lettered', { err, userId: m.userId, body: m.body.subarray(0, 200).toString('utf8') });
+      this.log.warn({ err, userId: m.userId, body: m.body.subarray(0, 200).toString('utf8') }, 'invalid state request dead-lettered');
       m.deadLetter();
       return;
     }
     const refused = this.o.identity === 'per_endpoint_user' && req.endpoint !== m.userId;
-    if (refused) this.log.warn('state request refused: its endpoint is not the sender', { endpoint: req.endpoint, userId: m.userId ?? null });
+    if (refused) this.log.warn({ endpoint: req.endpoint, userId: m.userId ?? null }, 'state request refused: its endpoint is not the sender');
     if (req.kind === 'cancelled') return this.answerCancelled(m, req, refused);
     if (refused) {
       this.answer(m, req, 'refused');
@@ -68,13 +68,13 @@ export class StateResponder {
         taskId: req.task_id, endpoint: req.endpoint, redelivered: req.redelivered, round: req.round ?? 0, maxAttempts: req.max_attempts,
       });
     } catch (err) {
-      if (isTransientDbError(err)) this.log.debug('state request while the database is unavailable', { err });
-      else this.log.error('could not answer a state request', { err, taskId: req.task_id, endpoint: req.endpoint });
+      if (isTransientDbError(err)) this.log.debug({ err }, 'state request while the database is unavailable');
+      else this.log.error({ err, taskId: req.task_id, endpoint: req.endpoint }, 'could not answer a state request');
       this.answer(m, req, 'unavailable');
       return;
     }
     if (outcome.action === 'exhausted') {
-      this.log.warn('handler attempts exhausted; response finished with errnr 125', { taskId: req.task_id, endpoint: req.endpoint, attempts: outcome.attempts });
+      this.log.warn({ taskId: req.task_id, endpoint: req.endpoint, attempts: outcome.attempts }, 'handler attempts exhausted; response finished with errnr 125');
     }
     this.answer(m, req, outcome.action, outcome.action === 'run' ? outcome.attempt : undefined);
   }
@@ -87,7 +87,7 @@ export class StateResponder {
       try {
         reply = { action: 'cancelled', cancelled: await this.o.responses.cancelledFor(req.endpoint, MAX_CANCELLED_LISTED) };
       } catch (err) {
-        if (!isTransientDbError(err)) this.log.error('could not list the cancelled tasks of an endpoint', { err, endpoint: req.endpoint });
+        if (!isTransientDbError(err)) this.log.error({ err, endpoint: req.endpoint }, 'could not list the cancelled tasks of an endpoint');
         reply = { action: 'unavailable', cancelled: [] };
       }
     }

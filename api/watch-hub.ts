@@ -138,7 +138,7 @@ export class WatchHub {
     }
     this.transport.publishNotice({ tasks: [...tasks.values()] }).catch((err: unknown) => {
       // Best effort: a client waiting on these tasks is answered at its timeout; a stream catches up at the next notice.
-      this.log.debug('notice not published', { err });
+      this.log.debug({ err }, 'notice not published');
     });
   };
 
@@ -148,7 +148,7 @@ export class WatchHub {
     try {
       tasks = decodeNotice(m.body).tasks;
     } catch (err) {
-      this.log.warn('invalid notice ignored', { err });
+      this.log.warn({ err }, 'invalid notice ignored');
       return;
     }
     for (const t of tasks) {
@@ -218,7 +218,7 @@ export class WatchHub {
       const events = await this.history.forTask(taskId, Math.min(...[...w.streams].map((s) => s.lastId)), CATCH_UP_BATCH);
       deliver(w.streams, events, () => true);
       return events.length === CATCH_UP_BATCH;
-    }, (err) => this.log.warn('could not read the events of a streamed task; the next change retries', { taskId, err }));
+    }, (err) => this.log.warn({ taskId, err }, 'could not read the events of a streamed task; the next change retries'));
     this.forget(taskId, w);
   }
 
@@ -246,7 +246,7 @@ export class WatchHub {
         return false;
       }
       return events.length === CATCH_UP_BATCH;
-    }, (err) => this.log.warn('could not read the events of the event streams; the next change retries', { err }));
+    }, (err) => this.log.warn({ err }, 'could not read the events of the event streams; the next change retries'));
   }
 
   private readAllAfter(ms: number): void {

@@ -17,7 +17,7 @@ export function createShutdown(steps: ShutdownStep[], log: Logger): () => Promis
         try {
           await step.run();
         } catch (err) {
-          log.warn('shutdown step failed', { step: step.name, err });
+          log.warn({ step: step.name, err }, 'shutdown step failed');
         }
       }
       log.info('shut down');

@@ -14,11 +14,11 @@ export function startPeriodic(name: string, intervalMs: number, fn: () => Promis
   const tick = (): void => {
     timer = null;
     running = fn().then(() => {
-      if (failing) logger.info('periodic job recovered', { job: name });
+      if (failing) logger.info({ job: name }, 'periodic job recovered');
       failing = false;
     }, (err: unknown) => {
       // Logged once per outage rather than on every tick.
-      if (!failing) logger.warn('periodic job failed', { job: name, err });
+      if (!failing) logger.warn({ job: name, err }, 'periodic job failed');
       failing = true;
     }).finally(() => {
       running = null;

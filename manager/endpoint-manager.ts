@@ -91,9 +91,9 @@ export class EndpointManager {
     for (const type of this.taskTypes) {
       await this.o.transport.consumeTasks(type, this.o.prefetch, (m) => { void this.inFlight.track(this.process(type, m)); });
     }
-    await this.announce().catch((err: unknown) => this.log.warn('could not register yet; retrying with the heartbeats', { err }));
+    await this.announce().catch((err: unknown) => this.log.warn({ err }, 'could not register yet; retrying with the heartbeats'));
     this.heartbeat = startPeriodic('heartbeat', this.o.heartbeatIntervalMs, () => this.announce(), this.log);
-    this.log.info('endpoint manager started', { taskTypes: this.taskTypes });
+    this.log.info({ taskTypes: this.taskTypes }, 'endpoint manager started');
   }
 
   /** Registration until one was confirmed, heartbeats after that. */
@@ -112,7 +112,7 @@ export class EndpointManager {
     try {
       msg = decodeControlMessage(m.body, m.contentType);
     } catch (err) {
-      this.log.warn('invalid control message ignored', { err });
+      this.log.warn({ err }, 'invalid control message ignored');
       return;
     }
     const round = msg.rounds[this.o.endpoint];
@@ -120,7 +120,7 @@ export class EndpointManager {
     const key = keyOf({ id: msg.task_id, round });
     this.cancelled.add(key);
     const running = this.aborts.get(key);
-    this.log.info(running ? 'task cancelled; aborting its handler' : 'task cancelled', { taskId: msg.task_id, round });
+    this.log.info({ taskId: msg.task_id, round }, running ? 'task cancelled; aborting its handler' : 'task cancelled');
     running?.abort();
   }
 
@@ -142,7 +142,7 @@ export class EndpointManager {
         problem = err;
       }
       if (this.stopping) return;
-      if (attempt === 0) this.log.warn('no answer from the server side about cancelled tasks; tasks wait, retrying', { err: problem });
+      if (attempt === 0) this.log.warn({ err: problem }, 'no answer from the server side about cancelled tasks; tasks wait, retrying');
       await sleep(Math.min(10_000, 250 * 2 ** attempt));
     }
   }
@@ -153,13 +153,13 @@ export class EndpointManager {
       msg = decodeTaskMessage(d.body, d.contentType);
       if (msg.type !== type) throw new Error(`a '${msg.type}' task on the '${type}' queue`);
     } catch (err) {
-      this.log.warn('invalid message dead-lettered', { type, err, body: d.body.subarray(0, 200).toString('utf8') });
+      this.log.warn({ type, err, body: d.body.subarray(0, 200).toString('utf8') }, 'invalid message dead-lettered');
       d.deadLetter();
       return;
     }
     if (!msg.endpoints.includes(this.o.endpoint)) {
       // A broadcast created before this endpoint registered: it is not expected to do it.
-      this.log.debug('task not for this endpoint; skipped', { taskId: msg.id });
+      this.log.debug({ taskId: msg.id }, 'task not for this endpoint; skipped');
       d.ack();
       return;
     }
@@ -169,7 +169,7 @@ export class EndpointManager {
       await this.handle(msg, d, log);
     } catch (err) {
       if (!this.stopping) {
-        log.error('could not process task; it will be redelivered', { err });
+        log.error({ err }, 'could not process task; it will be redelivered');
         await sleep(1000);
       }
       d.release();
@@ -230,7 +230,7 @@ export class EndpointManager {
         d.ack();
         return;
       case 'exhausted':
-        log.error('handler attempts exhausted; task finished as failed and dead-lettered', { maxAttempts: this.o.maxAttempts });
+        log.error({ maxAttempts: this.o.maxAttempts }, 'handler attempts exhausted; task finished as failed and dead-lettered');
         d.deadLetter();
         return;
       case 'unknown':
@@ -238,7 +238,7 @@ export class EndpointManager {
         d.deadLetter();
         return;
       default:
-        log.warn('the server side refused this endpoint for the task; dead-lettered', { action: reply.action });
+        log.warn({ action: reply.action }, 'the server side refused this endpoint for the task; dead-lettered');
         d.deadLetter();
     }
   }
@@ -257,7 +257,7 @@ export class EndpointManager {
         problem = err;
       }
       if (this.stopping) throw new Error('stopping before the server side answered');
-      if (attempt === 0) log.warn('no answer from the server side about a redelivered task, retrying', { err: problem });
+      if (attempt === 0) log.warn({ err: problem }, 'no answer from the server side about a redelivered task, retrying');
       await sleep(Math.min(10_000, 250 * 2 ** attempt));
     }
   }
@@ -276,7 +276,7 @@ export class EndpointManager {
     };
     const handler = this.o.handlers.get(msg.type);
     if (!handler) throw new Error(`no handler for '${msg.type}'`);
-    log.info('running handler', { attempt });
+    log.info({ attempt }, 'running handler');
     const key = keyOf(msg);
     const abort = new AbortController();
     this.aborts.set(key, abort);
@@ -289,7 +289,7 @@ export class EndpointManager {
     }
     await this.reporter.report({ kind: 'result', ...base, end_time: new Date().toISOString(), ...result });
     this.finished.add(key);
-    log.info('task finished', { errnr: result.errnr, ...(abort.signal.aborted ? { cancelled: true } : {}) });
+    log.info({ errnr: result.errnr, ...(abort.signal.aborted ? { cancelled: true } : {}) }, 'task finished');
     d.ack();
   }
 
@@ -301,7 +301,7 @@ export class EndpointManager {
     await this.o.transport.stopConsuming();
     const settled = await this.inFlight.settle(timeoutMs);
     this.stopping = true;
-    if (!settled) this.log.warn('shutdown timeout: unfinished tasks are handed back', { count: this.inFlight.size });
+    if (!settled) this.log.warn({ count: this.inFlight.size }, 'shutdown timeout: unfinished tasks are handed back');
     await this.heartbeat?.stop();
     await this.o.transport.close();
   }

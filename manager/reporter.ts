@@ -39,7 +39,7 @@ export class Reporter {
         return await this.batcher.submit(event);
       } catch (err) {
         if (this.stopping()) throw err;
-        if (attempt === 0) this.log.warn('could not publish a response event, retrying', { kind: event.kind, taskId: event.task_id, err });
+        if (attempt === 0) this.log.warn({ kind: event.kind, taskId: event.task_id, err }, 'could not publish a response event, retrying');
         await sleep(Math.min(5000, 100 * 2 ** attempt));
       }
     }
@@ -47,6 +47,6 @@ export class Reporter {
 
   /** Once, without waiting: for receipts, which only show that a handler is running. */
   notify(event: ResponseEvent): void {
-    this.batcher.submit(event).catch((err: unknown) => this.log.debug('receipt not published', { taskId: event.task_id, err }));
+    this.batcher.submit(event).catch((err: unknown) => this.log.debug({ taskId: event.task_id, err }, 'receipt not published'));
   }
 }

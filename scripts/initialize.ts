@@ -35,6 +35,6 @@ main('initialize', {
     } finally {
       await transport.close();
     }
-    logger.info('rabbitmq vhost, user, permissions, exchanges and queues reset', { vhost: config.manager.message_queue.virtual_host });
+    logger.info({ vhost: config.manager.message_queue.virtual_host }, 'rabbitmq vhost, user, permissions, exchanges and queues reset');
   }
 });

@@ -20,7 +20,7 @@ export interface MainInput {
  */
 export function main(
   name: string, options: Options, run: (input: MainInput) => Promise<ShutdownStep[] | void>, defaultMode?: string,
-  frame: { allowPositionals?: boolean } = {},
+  frame: { allowPositionals?: boolean; prettyLogsInTerminal?: boolean } = {},
 ): void {
   let values: MainInput['values'];
   let positionals: string[];
@@ -32,19 +32,21 @@ export function main(
     process.stderr.write(`${name}: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  const logger = createLogger({ process: name, pid: process.pid }, config.log_level);
-  process.on('unhandledRejection', (err) => logger.error('unhandled rejection', { err }));
+  // Only where a person is reading: pm2, pipes and files get JSON lines.
+  const pretty = (frame.prettyLogsInTerminal ?? false) && process.stdout.isTTY === true;
+  const logger = createLogger({ process: name }, config.log_level, { pretty });
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
   run({ config, logger, values, positionals }).then((steps) => {
     if (!steps) return;
     const shutdown = createShutdown(steps, logger);
     let signalled = false;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (signalled) {
-        logger.warn('second signal, exiting now', { signal });
+        logger.warn({ signal }, 'second signal, exiting now');
         process.exit(1);
       }
       signalled = true;
-      logger.info('shutting down', { signal });
+      logger.info({ signal }, 'shutting down');
       void shutdown().then(() => process.exit(0));
     };
     process.on('SIGINT', onSignal);
@@ -53,7 +55,7 @@ export function main(
     process.on('message', (msg) => { if (msg === 'shutdown') onSignal('SIGTERM'); });
     process.send?.('ready');
   }, (err: unknown) => {
-    logger.error(`${name} failed to start`, { err });
+    logger.error({ err }, `${name} failed to start`);
     process.stderr.write(`${name}: ${err instanceof ConfigError || err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   });

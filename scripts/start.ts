@@ -28,4 +28,4 @@ main('tasker', {}, async ({ config, logger }) => {
     { name: 'close broker connection', run: () => transport.close() },
     { name: 'close database', run: () => ds.destroy() },
   ];
-}, 'standalone');
+}, 'standalone', { prettyLogsInTerminal: true });

@@ -134,7 +134,7 @@ export async function openDatabase(make: () => DataSource, log: Logger): Promise
         throw new Error(`cannot use the database (${code}); run \`npm run initialize\` for this mode first`, { cause: err });
       }
       if (!isTransientDbError(err)) throw err;
-      if (attempt === 0) log.warn('database unavailable, waiting for it', { err });
+      if (attempt === 0) log.warn({ err }, 'database unavailable, waiting for it');
       await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 200 * 2 ** attempt)));
     }
   }

@@ -13,7 +13,7 @@ export async function withDbRetry<T>(fn: () => Promise<T>, o: { what: string; lo
       return await fn();
     } catch (err) {
       if (!isTransientDbError(err) || o.stopping()) throw err;
-      if (attempt === 0) o.log.warn('database unavailable, retrying', { what: o.what, err });
+      if (attempt === 0) o.log.warn({ what: o.what, err }, 'database unavailable, retrying');
       await sleep(Math.min(5000, 100 * 2 ** attempt));
     }
   }

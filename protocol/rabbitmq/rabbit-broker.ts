@@ -96,7 +96,7 @@ export class RabbitBroker implements Broker {
     try {
       await this.connect();
     } catch (err) {
-      this.log.warn('broker unavailable, retrying in the background', { err });
+      this.log.warn({ err }, 'broker unavailable, retrying in the background');
       this.scheduleReconnect();
     }
   }
@@ -108,12 +108,12 @@ export class RabbitBroker implements Broker {
       { clientProperties: { connection_name: this.options.connectionName }, timeout: 10_000, noDelay: true },
     );
     if (!coalesceWrites(conn)) this.log.debug('amqplib socket not reachable; frames are written one by one');
-    conn.on('error', (err: Error) => this.log.warn('connection error', { err }));
+    conn.on('error', (err: Error) => this.log.warn({ err }, 'connection error'));
     conn.on('close', () => this.onConnectionLost(conn));
     // A memory or disk alarm: publishes would wait for the alarm to clear, so they fail at once instead.
     conn.on('blocked', (reason: string) => {
       this.blockedReason = reason;
-      this.log.warn('broker blocked publishing', { reason });
+      this.log.warn({ reason }, 'broker blocked publishing');
     });
     conn.on('unblocked', () => {
       this.blockedReason = null;
@@ -148,17 +148,17 @@ export class RabbitBroker implements Broker {
       throw err;
     }
     this.attempt = 0;
-    this.log.info('connected', { host, port, vhost: virtual_host, user: username });
+    this.log.info({ host, port, vhost: virtual_host, user: username }, 'connected');
   }
 
   private watchChannel(ch: Channel, conn: ChannelModel, role: string): void {
-    ch.on('error', (err: Error) => this.log.warn('channel error', { role, err }));
+    ch.on('error', (err: Error) => this.log.warn({ role, err }, 'channel error'));
     ch.on('close', () => {
       this.deadChannels.add(ch);
       // A channel closed by the broker (a refused declaration, a deleted queue, a missing exchange) takes
       // the whole connection down, so that everything is declared again from a known state.
       if (!this.closing && conn === this.conn) {
-        this.log.warn('channel closed unexpectedly, reconnecting', { role });
+        this.log.warn({ role }, 'channel closed unexpectedly, reconnecting');
         conn.close().catch(() => undefined);
       }
     });
@@ -193,7 +193,7 @@ export class RabbitBroker implements Broker {
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       this.connect().catch((err: unknown) => {
-        this.log.warn('reconnect failed', { err, attempt: this.attempt });
+        this.log.warn({ err, attempt: this.attempt }, 'reconnect failed');
         this.scheduleReconnect();
       });
     }, delay);
@@ -289,7 +289,7 @@ export class RabbitBroker implements Broker {
     try {
       this.rpc.publish('', request.replyTo, body, { contentType: CONTENT_TYPE, correlationId: request.correlationId });
     } catch (err) {
-      this.log.debug('reply not sent', { err });
+      this.log.debug({ err }, 'reply not sent');
     }
   }
 
@@ -301,7 +301,7 @@ export class RabbitBroker implements Broker {
       await this.startConsumer(spec);
     } catch (err) {
       // The refused channel takes the connection down; the consumer is started again after the reconnect.
-      this.log.warn('could not start consuming; trying again after reconnecting', { queue: decl.name, err });
+      this.log.warn({ queue: decl.name, err }, 'could not start consuming; trying again after reconnecting');
     }
   }
 
@@ -318,7 +318,7 @@ export class RabbitBroker implements Broker {
     const { consumerTag } = await ch.consume(queue, (msg) => {
       if (msg === null) {
         // The broker cancelled the consumer (queue deleted): start over so the queue is declared again.
-        this.log.warn('consumer cancelled by the broker', { queue });
+        this.log.warn({ queue }, 'consumer cancelled by the broker');
         conn.close().catch(() => undefined);
         return;
       }
@@ -326,7 +326,7 @@ export class RabbitBroker implements Broker {
     }, { noAck: false });
     spec.channel = ch;
     spec.tag = consumerTag;
-    this.log.info('consuming', { queue });
+    this.log.info({ queue }, 'consuming');
     spec.onStarted?.();
   }
 
@@ -336,13 +336,13 @@ export class RabbitBroker implements Broker {
       if (settled) return;
       settled = true;
       if (this.deadChannels.has(ch)) {
-        this.log.debug('channel gone before settling; the broker redelivers', { action, messageId: msg.properties.messageId });
+        this.log.debug({ action, messageId: msg.properties.messageId }, 'channel gone before settling; the broker redelivers');
         return;
       }
       try {
         fn();
       } catch (err) {
-        this.log.warn('could not settle a delivery', { action, err });
+        this.log.warn({ action, err }, 'could not settle a delivery');
       }
     };
     const p = msg.properties;

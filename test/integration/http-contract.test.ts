@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { Backend, Harness } from '../support/harness';
+import { Backend, Harness, Proc } from '../support/harness';
 
 /**
  * The HTTP contract of SPEC §4 and the bad-input rows of SPEC §8, through the real processes, on both
@@ -7,11 +7,13 @@ import { Backend, Harness } from '../support/harness';
  */
 for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`HTTP contract (${backend})`, function () {
   const h = new Harness({ backend });
+  /** The process that serves HTTP: the API, or the all-in-one process. */
+  let api: Proc;
 
   before(async function () {
     await h.setup(this);
     // Only `worker` has an endpoint: `backup` tasks that list none have nobody to go to.
-    await h.startSystem([{ name: 'console1', task_types: ['worker'] }]);
+    [api] = await h.startSystem([{ name: 'console1', task_types: ['worker'] }]);
   });
 
   after(async function () {
@@ -146,6 +148,40 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`HTTP co
       const deep = await h.get('worker/a/b');
       assert.equal(deep.status, 404);
       assert.equal(deep.json.error.code, 'not_found');
+    });
+  });
+
+  describe('request id', function () {
+    const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    const send = (method: string, pathname: string, headers: Record<string, string> = {}, body?: unknown): Promise<Response> =>
+      fetch(`${h.baseUrl}/${pathname}`, {
+        method, headers: { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body),
+      });
+
+    it('echoes a valid X-Request-Id and puts it as req_id on the lines the request logs', async function () {
+      const created = await send('POST', 'worker', { 'X-Request-Id': 'client.req-1:post' }, { identifier: 'rid-1', payload: { sleep: 10 }, endpoints: ['console1'] });
+      assert.equal(created.status, 201);
+      assert.equal(created.headers.get('x-request-id'), 'client.req-1:post');
+      const cancelled = await send('POST', 'worker/rid-1/cancel', { 'X-Request-Id': 'client.req-1:cancel' }, {});
+      assert.equal(cancelled.status, 200);
+      assert.equal(cancelled.headers.get('x-request-id'), 'client.req-1:cancel');
+      const line = await api.waitForLog((l) => l.msg === 'task cancelled' && l.identifier === 'rid-1', 10_000, 'the cancel logged');
+      assert.equal(line.req_id, 'client.req-1:cancel');
+    });
+
+    it('generates one, different for each request, when none or an unusable one is sent; error answers carry it too', async function () {
+      const answers = await Promise.all([
+        send('GET', 'worker/no-such-task'),
+        send('GET', 'worker/no-such-task', { 'X-Request-Id': 'has spaces' }),
+        send('GET', 'worker/no-such-task', { 'X-Request-Id': 'x'.repeat(129) }),
+        send('PUT', 'worker'),
+        send('POST', 'worker', {}, { identifier: 'a/b' }),
+      ]);
+      assert.deepEqual(answers.map((a) => a.status), [404, 404, 404, 405, 400]);
+      const ids = answers.map((a) => a.headers.get('x-request-id') ?? '');
+      for (const id of ids) assert.match(id, UUID);
+      assert.equal(new Set(ids).size, ids.length);
+      await Promise.all(answers.map((a) => a.arrayBuffer()));
     });
   });
 });
