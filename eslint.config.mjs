@@ -17,7 +17,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['config/loader.ts', 'scripts/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts'],
+    files: ['config/loader.ts', 'scripts/**/*.ts', 'cli/tasker.ts', 'test/**/*.ts', 'bench/**/*.ts'],
     rules: { 'no-restricted-properties': 'off' },
   },
   {
@@ -42,6 +42,16 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { patterns: [
         { group: ['**/api', '**/api/**', '**/manager', '**/manager/**', '**/handlers/**', '**/scripts/**'], message: 'The protocol is what both sides import; it imports neither.' },
         { group: ['typeorm', 'mysql2', 'mysql2/*', 'better-sqlite3'], message: 'The protocol knows nothing of storage.' },
+      ] }],
+    },
+  },
+  {
+    // The CLI is a client of the HTTP API and nothing else: no server code, configuration or storage.
+    files: ['cli/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [
+        { group: ['**/api', '**/api/**', '**/manager', '**/manager/**', '**/protocol/**', '**/config/**', '**/handlers/**', '**/scripts/**'], message: 'The CLI speaks HTTP to the API; it imports nothing of the server.' },
+        { group: ['typeorm', 'mysql2', 'mysql2/*', 'better-sqlite3', 'amqplib'], message: 'The CLI holds no database or broker connection.' },
       ] }],
     },
   },

@@ -1,0 +1,149 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { ApiClient } from './client';
+import { CliError, EXIT, taskExitReason, taskExitStatus } from './exit-status';
+import { followTask } from './follow';
+import { endpointsTable, taskHeader, taskListTable, taskTable, tokensTable, render, ansi, plain, type OutputFormat, type Paint } from './output';
+import { endpointRowsFor, LineProgress, TerminalProgress, type Screen } from './progress';
+import { TaskTracker } from './tracker';
+import type { EndpointInfo, Task, TaskWithResponses, TokenInfo } from './types';
+
+/** Where a command writes, and how. */
+export interface Io {
+  stdout: Screen & { isTTY?: boolean };
+  stderr: Screen & { isTTY?: boolean };
+  /** Colour at a terminal (not with NO_COLOR). */
+  color: boolean;
+  readStdin(): string;
+}
+
+export interface Context {
+  client: ApiClient;
+  format: OutputFormat;
+  io: Io;
+}
+
+const paintFor = (ctx: Context, stream: { isTTY?: boolean }): Paint => (ctx.io.color && stream.isTTY ? ansi : plain);
+const out = (ctx: Context, data: unknown, table: () => string[]): void => {
+  ctx.io.stdout.write(render(ctx.format, data, table));
+};
+/** A task's status as the exit status, with its one-line reason on stderr. */
+function exitFor(ctx: Context, task: Task): number {
+  const reason = taskExitReason(task);
+  if (reason) ctx.io.stderr.write(`tasker: ${reason}\n`);
+  return taskExitStatus(task);
+}
+
+/** `--payload`: JSON, or `@file` (`@-`: standard input) holding JSON. */
+export function readPayload(value: string, readStdin: () => string): unknown {
+  let text = value;
+  if (value.startsWith('@')) {
+    const file = value.slice(1);
+    try {
+      text = file === '-' ? readStdin() : readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new CliError(`--payload: cannot read ${file === '-' ? 'standard input' : file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new CliError(`--payload: not JSON (${(err as Error).message})`);
+  }
+}
+
+/** `a,b, c` → ['a', 'b', 'c']. */
+export const nameList = (value: string): string[] => value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+
+/** Follows a task to its end, then shows it and answers its exit status. */
+async function followAndReport(ctx: Context, snapshot: TaskWithResponses): Promise<number> {
+  const { stdout, stderr } = ctx.io;
+  const live = stderr.isTTY === true;
+  const view = live ? new TerminalProgress(stderr, paintFor(ctx, stderr)) : new LineProgress(stderr);
+  const final = await followTask(ctx.client, snapshot, view);
+  const tracker = new TaskTracker(final.task, final.taskResponseList);
+  if (ctx.format === 'table' && live && stdout.isTTY) {
+    // Same terminal: the final table takes the place of the last frame rather than repeating it.
+    (view as TerminalProgress).erase();
+    out(ctx, final, () => taskTable(tracker, { maxRows: endpointRowsFor(stdout.rows ?? 24), columns: stdout.columns, paint: paintFor(ctx, stdout) }));
+  } else {
+    out(ctx, final, () => taskTable(tracker));
+  }
+  return exitFor(ctx, final.task);
+}
+
+export async function send(ctx: Context, type: string, o: { identifier?: string; payload?: string; endpoints?: string; wait?: boolean }): Promise<number> {
+  const body: Record<string, unknown> = { identifier: o.identifier ?? randomUUID() };
+  if (o.payload !== undefined) body.payload = readPayload(o.payload, ctx.io.readStdin);
+  if (o.endpoints !== undefined) body.endpoints = nameList(o.endpoints);
+  const task = await ctx.client.json<Task>('POST', [type], { body });
+  if (!o.wait) {
+    out(ctx, task, () => [...taskHeader(task, paintFor(ctx, ctx.io.stdout)), `follow it: tasker watch ${type} ${task.identifier}`]);
+    return EXIT.OK;
+  }
+  return followAndReport(ctx, { task, taskResponseList: [] });
+}
+
+export async function get(ctx: Context, type: string, identifier: string): Promise<number> {
+  const found = await ctx.client.json<TaskWithResponses>('GET', [type, identifier]);
+  out(ctx, found, () => taskTable(new TaskTracker(found.task, found.taskResponseList), { paint: paintFor(ctx, ctx.io.stdout) }));
+  return exitFor(ctx, found.task);
+}
+
+export async function watch(ctx: Context, type: string, identifier: string): Promise<number> {
+  return followAndReport(ctx, await ctx.client.json<TaskWithResponses>('GET', [type, identifier]));
+}
+
+export interface ListFilters {
+  status?: string; endpoint?: string; state?: string; since?: string; until?: string; prefix?: string; limit?: string; cursor?: string;
+}
+
+export async function list(ctx: Context, type: string, f: ListFilters): Promise<number> {
+  const query = { status: f.status, endpoint: f.endpoint, state: f.state, since: f.since, until: f.until, identifier_prefix: f.prefix, limit: f.limit, cursor: f.cursor };
+  const page = await ctx.client.json<{ tasks: Task[]; next_cursor: string | null }>('GET', [type], { query });
+  out(ctx, page, () => taskListTable(page.tasks, page.next_cursor));
+  return EXIT.OK;
+}
+
+export async function retry(ctx: Context, type: string, identifier: string, o: { endpoints: string; wait?: boolean; idempotencyKey?: string }): Promise<number> {
+  const selector = ['failed', 'missing', 'unfinished'].includes(o.endpoints) ? o.endpoints : nameList(o.endpoints);
+  const headers: Record<string, string> = o.idempotencyKey ? { 'idempotency-key': o.idempotencyKey } : {};
+  const answer = await ctx.client.json<{ task: Task; retried: string[] }>('POST', [type, identifier, 'retry'], { body: { endpoints: selector }, headers });
+  if (!o.wait) {
+    out(ctx, answer, () => [`retried on ${answer.retried.length}: ${answer.retried.join(', ')}`, ...taskHeader(answer.task, paintFor(ctx, ctx.io.stdout))]);
+    return EXIT.OK;
+  }
+  return followAndReport(ctx, await ctx.client.json<TaskWithResponses>('GET', [type, identifier]));
+}
+
+export async function cancel(ctx: Context, type: string, identifier: string): Promise<number> {
+  const task = await ctx.client.json<Task>('POST', [type, identifier, 'cancel']);
+  out(ctx, task, () => taskHeader(task, paintFor(ctx, ctx.io.stdout)));
+  return EXIT.OK;
+}
+
+export async function endpoints(ctx: Context, o: { limit?: string; cursor?: string }): Promise<number> {
+  const page = await ctx.client.json<{ endpoints: EndpointInfo[]; next_cursor: string | null }>('GET', ['endpoints'], { query: { limit: o.limit, cursor: o.cursor } });
+  out(ctx, page, () => endpointsTable(page.endpoints, page.next_cursor));
+  return EXIT.OK;
+}
+
+export async function tokenCreate(ctx: Context, name: string, scopes: string[]): Promise<number> {
+  const created = await ctx.client.json<{ name: string; scopes: string[]; token: string }>('POST', ['tokens'], { body: { name, scopes } });
+  out(ctx, created, () => [
+    `token '${created.name}' (${created.scopes.join(', ')}), shown this once; give it with --token or TASKER_TOKEN:`, created.token,
+  ]);
+  return EXIT.OK;
+}
+
+export async function tokenList(ctx: Context): Promise<number> {
+  const page = await ctx.client.json<{ tokens: TokenInfo[] }>('GET', ['tokens']);
+  out(ctx, page, () => tokensTable(page.tokens));
+  return EXIT.OK;
+}
+
+export async function tokenRevoke(ctx: Context, name: string): Promise<number> {
+  const revoked = await ctx.client.json<TokenInfo>('DELETE', ['tokens', name]);
+  out(ctx, revoked, () => tokensTable([revoked]));
+  return EXIT.OK;
+}

@@ -1,0 +1,148 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ApiClient } from './client';
+import * as commands from './commands';
+import { CliError, EXIT } from './exit-status';
+import { defaultFormat, OUTPUT_FORMATS, type OutputFormat } from './output';
+import { ENDPOINT_STATES, TASK_STATUSES } from './types';
+
+const EXAMPLES = `
+Examples:
+  $ tasker send worker --identifier deploy-42 --payload '{"version": "1.4.2"}' --endpoints web1,web2 --wait
+  $ tasker send backup --payload @backup.json --wait --output json > result.json
+  $ tasker get worker deploy-42
+  $ tasker list worker --status INCOMPLETE --since 2026-11-24
+  $ tasker watch worker deploy-42
+  $ tasker retry worker deploy-42 --endpoints failed --wait
+  $ tasker cancel worker deploy-42
+  $ tasker endpoints
+  $ TASKER_TOKEN=tkr_... tasker token create deployer --scope submit:worker --scope read
+
+Exit status: 0 every endpoint succeeded (or the command did what was asked), 2 some endpoint failed,
+3 the task is INCOMPLETE or CANCELLED, 1 a usage error, an API that cannot be reached or that refused
+the request; a one-line reason goes to stderr.`;
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, ...commands.nameList(value)];
+
+function positiveInt(value: string): string {
+  if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('must be a positive whole number');
+  return value;
+}
+
+interface Globals {
+  url: string;
+  token?: string;
+  output?: OutputFormat;
+}
+
+/**
+ * The `tasker` command line: its commands, options and help, made with commander. `run` answers the exit
+ * status instead of exiting, so that the entry point lets the output drain first.
+ */
+export async function run(argv: string[], io: commands.Io): Promise<number> {
+  let code: number = EXIT.OK;
+  const program = new Command('tasker');
+
+  /** Runs a command's action with the API client and the output format of the global options. */
+  const action = <A extends unknown[]>(fn: (ctx: commands.Context, ...args: A) => Promise<number>) => async (...args: A): Promise<void> => {
+    const cmd = args[args.length - 1] as Command;
+    const g = cmd.optsWithGlobals<Globals>();
+    const ctx: commands.Context = {
+      client: new ApiClient({ url: g.url, token: g.token }), format: g.output ?? defaultFormat(io.stdout.isTTY === true), io,
+    };
+    code = await fn(ctx, ...args);
+  };
+
+  program
+    .description('Send tasks to endpoints and follow them through the tasker HTTP API.')
+    .addOption(new Option('--url <url>', 'the API').env('TASKER_URL').default('http://127.0.0.1:8888'))
+    .addOption(new Option('--token <token>', 'bearer token (when the API runs with api.auth: tokens)').env('TASKER_TOKEN'))
+    .addOption(new Option('-o, --output <format>', 'table (default at a terminal) | json (default otherwise) | yaml').choices(OUTPUT_FORMATS))
+    .showSuggestionAfterError()
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+      outputError: (s, write) => write(s.replace(/^error: /, 'tasker: ')),
+    })
+    .addHelpText('after', EXAMPLES);
+
+  program.command('send')
+    .description('create a task of TYPE; with --wait, show its progress until it ends')
+    .argument('<type>', 'task type')
+    .option('-i, --identifier <id>', 'the task\'s key, unique per type (default: a random UUID)')
+    .option('-p, --payload <json>', 'JSON handed to the handlers, or @file (@- for standard input)')
+    .option('-e, --endpoints <names>', 'comma-separated endpoints (default: every endpoint registered for TYPE)')
+    .option('-w, --wait', 'follow the task until DONE, INCOMPLETE or CANCELLED; exit status by its result')
+    .addHelpText('after', '\nExample:\n  $ tasker send worker --identifier deploy-42 --payload \'{"sleep": 1}\' --endpoints console1,console2 --wait')
+    .action(action((ctx, type: string, o: { identifier?: string; payload?: string; endpoints?: string; wait?: boolean }) => commands.send(ctx, type, o)));
+
+  program.command('get')
+    .description('show a task and the state of each of its endpoints')
+    .argument('<type>', 'task type').argument('<identifier>', 'task identifier')
+    .addHelpText('after', '\nExample:\n  $ tasker get worker deploy-42 --output yaml')
+    .action(action((ctx, type: string, id: string) => commands.get(ctx, type, id)));
+
+  program.command('list')
+    .description('find tasks of TYPE, newest first')
+    .argument('<type>', 'task type')
+    .addOption(new Option('--status <status>', 'task status').choices(TASK_STATUSES))
+    .option('--endpoint <name>', 'tasks that expect this endpoint')
+    .addOption(new Option('--state <state>', 'tasks with an endpoint in this state (of --endpoint, if given)').choices(ENDPOINT_STATES))
+    .option('--since <time>', 'stored at or after this ISO 8601 time')
+    .option('--until <time>', 'stored before this ISO 8601 time')
+    .option('--prefix <text>', 'identifiers that start with this')
+    .option('--limit <n>', 'tasks per page (1-500, default 50)', positiveInt)
+    .option('--cursor <cursor>', 'the next page (printed under the table, next_cursor in JSON)')
+    .addHelpText('after', '\nExample:\n  $ tasker list backup --state failed --endpoint web-17 --limit 10')
+    .action(action((ctx, type: string, f: commands.ListFilters) => commands.list(ctx, type, f)));
+
+  program.command('watch')
+    .description('show a task\'s progress live until it ends; exit status by its result')
+    .argument('<type>', 'task type').argument('<identifier>', 'task identifier')
+    .action(action((ctx, type: string, id: string) => commands.watch(ctx, type, id)));
+
+  program.command('retry')
+    .description('send a task again to some of its endpoints (each starts a new round)')
+    .argument('<type>', 'task type').argument('<identifier>', 'task identifier')
+    .requiredOption('-e, --endpoints <which>', 'failed | missing | unfinished | comma-separated names')
+    .option('-w, --wait', 'follow the task until it ends again; exit status by its result')
+    .option('--idempotency-key <key>', 'a repeat with the same key sends nothing again')
+    .addHelpText('after', '\nExample:\n  $ tasker retry backup nightly-1 --endpoints failed --wait')
+    .action(action((ctx, type: string, id: string, o: { endpoints: string; wait?: boolean; idempotencyKey?: string }) => commands.retry(ctx, type, id, o)));
+
+  program.command('cancel')
+    .description('cancel a task: endpoints that have not started it skip it, running handlers are told to stop')
+    .argument('<type>', 'task type').argument('<identifier>', 'task identifier')
+    .action(action((ctx, type: string, id: string) => commands.cancel(ctx, type, id)));
+
+  program.command('endpoints')
+    .description('the endpoints that registered, with their last heartbeat')
+    .option('--limit <n>', 'endpoints per page (1-1000, default 100)', positiveInt)
+    .option('--cursor <cursor>', 'the next page')
+    .action(action((ctx, o: { limit?: string; cursor?: string }) => commands.endpoints(ctx, o)));
+
+  const token = program.command('token').description('the API\'s bearer tokens (needs a token with the admin scope)');
+  token.command('create')
+    .description('create a token; its secret is shown this once')
+    .argument('<name>', 'the token\'s name (recorded as the actor of what it does)')
+    .requiredOption('-s, --scope <scope>', 'read | operate | admin | submit:* | submit:<type>; repeat or separate with commas', collect)
+    .addHelpText('after', '\nExample:\n  $ tasker token create deployer --scope submit:worker,read')
+    .action(action((ctx, name: string, o: { scope: string[] }) => commands.tokenCreate(ctx, name, o.scope)));
+  token.command('list').description('every token, revoked ones too (never their secrets)')
+    .action(action((ctx) => commands.tokenList(ctx)));
+  token.command('revoke').description('revoke a token').argument('<name>', 'the token\'s name')
+    .action(action((ctx, name: string) => commands.tokenRevoke(ctx, name)));
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.OK : EXIT.ERROR;
+    if (err instanceof CliError) {
+      io.stderr.write(`tasker: ${err.message}\n`);
+      return err.code;
+    }
+    io.stderr.write(`tasker: ${err instanceof Error ? err.message : String(err)}\n`);
+    return EXIT.ERROR;
+  }
+  return code;
+}

@@ -1,0 +1,73 @@
+/**
+ * The shapes of the HTTP API's answers as the CLI reads them. Declared here rather than imported from the
+ * server side, so that the CLI depends on the API's JSON alone (GET /openapi.json describes it).
+ */
+
+export const TASK_STATUSES = ['CREATED', 'SENT', 'DONE', 'INCOMPLETE', 'CANCELLED'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+export const ENDPOINT_STATES = ['pending', 'running', 'succeeded', 'failed', 'missing', 'cancelled'] as const;
+export type EndpointState = (typeof ENDPOINT_STATES)[number];
+
+export type Counts = { expected: number; received: number; finished: number } & Record<EndpointState, number>;
+
+export interface Task {
+  id: number;
+  identifier: string;
+  type: string;
+  status: TaskStatus;
+  payload: unknown;
+  endpoints: string[];
+  start_time: string;
+  sent_time: string | null;
+  end_time: string | null;
+  responses: Counts;
+}
+
+export interface TaskResponse {
+  endpoint: string;
+  state: EndpointState;
+  failure?: string;
+  round: number;
+  status: 0 | 1 | null;
+  errnr: number;
+  errmsg: string | null;
+  payload: unknown;
+  attempts: number;
+  start_time: string | null;
+  last_modified_time: string;
+}
+
+export interface TaskWithResponses {
+  task: Task;
+  taskResponseList: TaskResponse[];
+}
+
+export interface TaskEvent {
+  id: number;
+  task_id: number;
+  type: string;
+  identifier: string;
+  time: string;
+  kind: string;
+  actor: string | null;
+  detail?: Record<string, unknown> | null;
+}
+
+export interface EndpointInfo {
+  name: string;
+  task_types: string[];
+  first_seen: string;
+  last_heartbeat: string;
+  alive: boolean;
+}
+
+export interface TokenInfo {
+  name: string;
+  scopes: string[];
+  created_time: string;
+  last_used_time: string | null;
+  revoked_time: string | null;
+}
+
+export const ENDED: readonly TaskStatus[] = ['DONE', 'INCOMPLETE', 'CANCELLED'];
