@@ -21,6 +21,18 @@ export default tseslint.config(
     rules: { 'no-restricted-properties': 'off' },
   },
   {
+    // The dashboard: plain ES modules that run in the browser, served as they are (no build step).
+    files: ['ui/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries([
+        'window', 'document', 'location', 'localStorage', 'fetch', 'AbortController', 'TextDecoderStream', 'URLSearchParams',
+        'FormData', 'Node', 'requestAnimationFrame', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval',
+      ].map((name) => [name, 'readonly'])),
+    },
+    rules: { eqeqeq: ['error', 'always'] },
+  },
+  {
     // Tests and the benchmark read JSON answers loosely.
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off', '@typescript-eslint/no-non-null-assertion': 'off' },

@@ -13,6 +13,7 @@ import { addMetaRoutes } from './routes/meta';
 import { addTaskRoutes } from './routes/tasks';
 import type { TokenStore } from './storage/token-store';
 import type { TaskService } from './task-service';
+import { uiMiddleware } from './ui';
 import type { WatchHub } from './watch-hub';
 
 export interface AppDeps {
@@ -45,6 +46,7 @@ export function createApp(deps: AppDeps): Koa {
     if (deps.draining()) ctx.set('Connection', 'close');
   });
   app.use(errorMiddleware(deps.logger));
+  app.use(uiMiddleware());
   // One router, so that 405 answers know every route of a path. The fixed paths come first: a task
   // type may not shadow them (the configuration refuses such names).
   const router = new Router();

@@ -1,0 +1,271 @@
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { projectRoot } from '../../config/loader';
+import { ensureDebianPackage } from '../support/debian';
+import { Harness } from '../support/harness';
+
+// The functions given to page.evaluate and waitForFunction run in the page: its globals, loosely typed here.
+declare const window: any, document: any, localStorage: any, location: any, MutationObserver: any;
+
+const CHROMIUM = '/usr/bin/chromium';
+// The machine has no internet: without the flags that stop Chromium's own background connections, its
+// attempts to reach Google's services fail and slow it down.
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync',
+];
+const ROOT = projectRoot();
+const OUTPUT = path.join(ROOT, 'test-output', 'dashboard');
+const SCREENSHOTS = path.join(ROOT, 'docs', 'screenshots');
+const TYPES = ['worker', 'deploy'];
+const name = (i: number): string => `ep${String(i).padStart(2, '0')}`;
+/** Endpoints up from the start, and endpoints whose manager starts while the browser watches. */
+const FIRST = Array.from({ length: 8 }, (_v, i) => name(i + 1));
+const LATER = Array.from({ length: 4 }, (_v, i) => name(i + 9));
+const FAIL = ['ep03', 'ep06', 'ep10'];
+/** Generous: the machine is shared and slow at times; nothing here measures time. */
+const WAIT = 60_000;
+
+/**
+ * The dashboard in headless Chromium against the real API (api.auth: tokens) and real endpoint managers:
+ * the token asked for once, the task list kept live, a task's grid going from SENT to DONE as its events
+ * arrive, a failed endpoint's result, the failed endpoints retried with the button, a cancel, a token
+ * without the operate scope, the endpoints' heartbeats. A marker set on the page's window must survive
+ * every step: the page is never reloaded.
+ */
+describe('the dashboard in a real browser (Chromium)', function () {
+  const h = new Harness({
+    waitTimeout: 120, env: { TASKER_API__AUTH: 'tokens', TASKER_TASK_TYPES: `[${TYPES.join(', ')}]`, TASKER_MANAGER__HANDLERS_DIR: 'test/handlers' },
+  });
+  const tokens: Record<string, string> = {};
+  let browser: Browser | null = null;
+  let context: BrowserContext;
+  let page: Page;
+  const pageErrors: string[] = [];
+
+  async function createToken(tokenName: string, scopes: string[]): Promise<string> {
+    const { code, output } = await h.runScript('token.js', ['create', tokenName, ...scopes.flatMap((s) => ['--scope', s])]);
+    assert.equal(code, 0, output);
+    const token = /tkr_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/.exec(output)?.[0];
+    assert.ok(token, output);
+    return token;
+  }
+
+  async function call(method: string, pathname: string, body?: unknown): Promise<any> {
+    const res = await fetch(`${h.baseUrl}/${pathname}`, {
+      method, headers: { authorization: `Bearer ${tokens.admin}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = await res.json();
+    assert.ok(res.ok, `${method} ${pathname}: ${res.status} ${JSON.stringify(json)}`);
+    return json;
+  }
+
+  async function waitForTask(identifier: string, status: string): Promise<any> {
+    const deadline = Date.now() + WAIT;
+    for (;;) {
+      const { task } = await call('GET', `deploy/${identifier}`);
+      if (task.status === status) return task;
+      if (Date.now() > deadline) assert.fail(`deploy/${identifier} is ${task.status}, not ${status}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  const cell = (endpoint: string, state: string) => page.waitForSelector(`.cell[data-endpoint="${endpoint}"][data-state="${state}"]`, { timeout: WAIT });
+  const status = (value: string) => page.waitForSelector(`.taskhead [data-status="${value}"]`, { timeout: WAIT });
+  const marker = () => page.evaluate(() => window.__sameDocument);
+  /** The states each endpoint's cell went through, as the page showed them. */
+  const transitions = (endpoint: string) => page.evaluate((ep) => window.__stateLog.filter((t: any) => t.endpoint === ep).map((t: any) => `${t.from}>${t.to}`), endpoint);
+
+  async function screenshot(file: string): Promise<void> {
+    mkdirSync(OUTPUT, { recursive: true });
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(OUTPUT, file), fullPage: true });
+    copyFileSync(path.join(OUTPUT, file), path.join(SCREENSHOTS, file));
+  }
+
+  before(async function () {
+    this.timeout(900_000);
+    await h.setup(this);
+    await ensureDebianPackage('chromium', [CHROMIUM, ['--version']]);
+    await h.startApi();
+    await h.startManager(FIRST, TYPES);
+    tokens.admin = await createToken('ui-admin', ['admin']);
+    tokens.reader = await createToken('ui-reader', ['read']);
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: WAIT });
+    context = await browser.newContext({ viewport: { width: 1280, height: 820 } });
+    page = await context.newPage();
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+  });
+
+  after(async function () {
+    await browser?.close();
+    await h.teardown();
+  });
+
+  it('asks for the token once, then lists the tasks of a type with their counts, live', async function () {
+    // Tasks that ended, for the list to show: all succeeded, one failed, and one cancelled before its
+    // endpoints (not started yet) saw it.
+    await call('POST', 'deploy', { identifier: 'hotfix-7', payload: { sleep: 0 }, endpoints: FIRST });
+    await call('POST', 'deploy', { identifier: 'canary-3', payload: { sleep: 0, fail: ['ep02'] }, endpoints: ['ep01', 'ep02'] });
+    await call('POST', 'deploy', { identifier: 'rollback-2', payload: { sleep: 0 }, endpoints: LATER });
+    await call('POST', 'deploy/rollback-2/cancel');
+    await waitForTask('hotfix-7', 'DONE');
+    await waitForTask('canary-3', 'DONE');
+
+    await page.goto(`${h.baseUrl}/ui/`);
+    // The API answered 401: the page asks for a token.
+    const dialog = await page.waitForSelector('dialog#signin[open]', { timeout: WAIT });
+    assert.match(await dialog.innerText(), /needs a bearer token/);
+    await page.fill('#token', tokens.admin);
+    await page.click('dialog#signin button[type=submit]');
+    await page.waitForSelector('dialog#signin[open]', { state: 'detached', timeout: WAIT });
+    assert.equal(await page.evaluate(() => localStorage.getItem('tasker.token')), tokens.admin, 'kept for the next visit');
+    assert.equal(await page.isVisible('#signout'), true);
+
+    await page.evaluate(() => {
+      const w = window as any;
+      w.__sameDocument = true;
+      w.__stateLog = [];
+      new MutationObserver((records: any[]) => {
+        for (const r of records) {
+          const el = r.target;
+          if (el.classList.contains('cell')) w.__stateLog.push({ endpoint: el.dataset.endpoint, from: r.oldValue, to: el.dataset.state });
+        }
+      }).observe(document.body, { subtree: true, attributes: true, attributeFilter: ['data-state'], attributeOldValue: true });
+    });
+    await page.click('#nav a[href="#/tasks/deploy"]');
+    await page.waitForSelector('tr[data-identifier="hotfix-7"][data-status="DONE"]', { timeout: WAIT });
+    await page.waitForSelector('tr[data-identifier="rollback-2"][data-status="CANCELLED"]', { timeout: WAIT });
+    assert.match(await page.innerText('tr[data-identifier="canary-3"]'), /2\/2 finished · 1 failed/);
+    assert.match(await page.innerText('.summary'), /All\s*3[\s\S]*DONE\s*2[\s\S]*CANCELLED\s*1/);
+
+    // Created while the list is open: it appears, and its counts move, without a reload.
+    await call('POST', 'deploy', { identifier: 'rollout-12', payload: { sleep: 2, fail: FAIL }, endpoints: [...FIRST, ...LATER] });
+    await page.waitForSelector('tr[data-identifier="rollout-12"][data-status="SENT"]', { timeout: WAIT });
+    await page.waitForFunction(() => /8\/12 finished · 2 failed/.test(document.querySelector('tr[data-identifier="rollout-12"]')?.textContent ?? ''), null, { timeout: WAIT });
+    assert.match(await page.innerText('.summary'), /All\s*4[\s\S]*SENT\s*1/);
+    assert.equal(await page.locator('table.tasks tbody tr').first().getAttribute('data-identifier'), 'rollout-12', 'newest first');
+
+    // A filter is part of the address, and asks the API.
+    await page.selectOption('.filters select[name=status]', 'DONE');
+    await page.click('.filters button[type=submit]');
+    await page.waitForFunction(() => document.querySelectorAll('table.tasks tbody tr').length === 2 && !document.querySelector('tr[data-identifier="rollout-12"]'), null, { timeout: WAIT });
+    assert.match(page.url(), /#\/tasks\/deploy\?status=DONE$/);
+    await page.click('.filters a.clear');
+    await page.waitForSelector('tr[data-identifier="rollout-12"]', { timeout: WAIT });
+    await page.waitForFunction(() => /8\/12 finished · 2 failed/.test(document.querySelector('tr[data-identifier="rollout-12"]')?.textContent ?? ''), null, { timeout: WAIT });
+    await page.waitForSelector('#live[data-live="live"]', { timeout: WAIT });
+    await screenshot('dashboard-tasks.png');
+    assert.equal(await marker(), true, 'the page was not reloaded');
+  });
+
+  it('shows a task\'s endpoints going from SENT to DONE as its events arrive, and a failed one\'s result', async function () {
+    await page.click('tr[data-identifier="rollout-12"] a');
+    await page.waitForSelector('.grid .cell', { timeout: WAIT });
+    assert.equal(await page.locator('.grid .cell').count(), 12);
+    // The endpoints of the manager not started yet have not been heard from: the task stays SENT.
+    await status('SENT');
+    for (const ep of LATER) await cell(ep, 'pending');
+    for (const ep of FIRST) await cell(ep, FAIL.includes(ep) ? 'failed' : 'succeeded');
+    assert.match(await page.innerText('.legend'), /pending\s*4[\s\S]*succeeded\s*6[\s\S]*failed\s*2/);
+
+    await page.click('.cell[data-endpoint="ep03"]');
+    await page.waitForFunction(() => /failed as asked/.test(document.querySelector('.details')?.textContent ?? ''), null, { timeout: WAIT });
+    const details = await page.innerText('.details');
+    assert.match(details, /ep03/);
+    assert.match(details, /errnr\s+7/);
+    assert.match(details, /errmsg\s+failed as asked/);
+    assert.match(details, /attempts\s+1/);
+    await screenshot('dashboard-task.png');
+
+    await h.startManager(LATER, TYPES);
+    await status('DONE');
+    for (const ep of LATER) await cell(ep, FAIL.includes(ep) ? 'failed' : 'succeeded');
+    // Each of them was shown pending, then running (its receipt), then finished.
+    for (const ep of LATER) {
+      assert.deepEqual(await transitions(ep), ['pending>running', `running>${FAIL.includes(ep) ? 'failed' : 'succeeded'}`], ep);
+    }
+    assert.match(await page.innerText('.legend'), /succeeded\s*9[\s\S]*failed\s*3/);
+    assert.match(await page.innerText('.history'), /done\s+9 succeeded, 3 failed/);
+    assert.equal(await marker(), true, 'the page was not reloaded');
+  });
+
+  it('retries the failed endpoints with the button, and shows them run again and succeed', async function () {
+    const retry = page.locator('.actions button', { hasText: 'Retry failed (3)' });
+    await retry.waitFor({ timeout: WAIT });
+    await page.waitForFunction(() => !(document.querySelector('.actions button')).disabled, null, { timeout: WAIT });
+    await retry.click();
+    await page.waitForSelector('.message[data-kind="ok"]', { timeout: WAIT });
+    assert.match(await page.innerText('.message'), /Sent again to 3 endpoints: ep03, ep06, ep10/);
+    for (const ep of FAIL) await cell(ep, 'succeeded');
+    await status('DONE');
+    for (const ep of FAIL) {
+      const seen = await transitions(ep);
+      assert.deepEqual(seen.slice(seen.indexOf('failed>pending')), ['failed>pending', 'pending>running', 'running>succeeded'], `${ep}: ${seen.join(', ')}`);
+    }
+    assert.match(await page.innerText('.legend'), /succeeded\s*12[\s\S]*failed\s*0/);
+    assert.match(await page.innerText('.history'), /retried\s+ep03, ep06, ep10 \(round 1\)\s+by ui-admin/);
+    const stored = await call('GET', 'deploy/rollout-12');
+    assert.deepEqual(stored.taskResponseList.filter((r: any) => r.round === 1).map((r: any) => r.endpoint), FAIL, 'the API did what the page shows');
+    // Nothing left to retry; the details of the selected endpoint follow its new round.
+    assert.equal(await retry.count(), 0);
+    await page.waitForFunction(() => {
+      const b = document.querySelector('.actions button');
+      return b.textContent === 'Retry failed (0)' && b.disabled;
+    }, null, { timeout: WAIT });
+    await page.waitForFunction(() => /round\s*1/.test(document.querySelector('.details')?.textContent ?? ''), null, { timeout: WAIT });
+    assert.equal(await marker(), true, 'the page was not reloaded');
+  });
+
+  it('cancels a task with the button (a second click confirms)', async function () {
+    await call('POST', 'deploy', { identifier: 'hold-1', payload: { sleep: 0 }, endpoints: ['ep01', 'ep99'] });
+    await page.evaluate(() => { location.hash = '#/task/deploy/hold-1'; });
+    await cell('ep99', 'pending');
+    await cell('ep01', 'succeeded');
+    const cancel = page.locator('.actions button.danger');
+    await page.waitForFunction(() => !(document.querySelector('.actions button.danger')).disabled, null, { timeout: WAIT });
+    await cancel.click();
+    assert.equal(await cancel.innerText(), 'Click again to cancel');
+    assert.equal((await call('GET', 'deploy/hold-1')).task.status, 'SENT', 'one click cancels nothing');
+    await cancel.click();
+    await status('CANCELLED');
+    await cell('ep99', 'cancelled');
+    assert.equal(await cancel.isDisabled(), true);
+    assert.equal((await call('GET', 'deploy/hold-1')).task.status, 'CANCELLED');
+    assert.equal(await marker(), true, 'the page was not reloaded');
+  });
+
+  it('shows the endpoints with the age of their last heartbeat', async function () {
+    await page.click('#nav a[href="#/endpoints"]');
+    await page.waitForFunction(() => document.querySelectorAll('table.endpoints tbody tr[data-alive="true"]').length === 12, null, { timeout: WAIT });
+    assert.match(await page.innerText('tr[data-name="ep09"]'), /ep09\s+alive\s+\d+ s ago\s+deploy, worker/);
+    assert.match(await page.innerText('.summary-line'), /12 endpoints: 12 alive, 0 silent/);
+    await screenshot('dashboard-endpoints.png');
+    assert.equal(await marker(), true, 'the page was not reloaded');
+  });
+
+  it('gives a token without the operate scope the pages but not retry and cancel', async function () {
+    const reader = await browser!.newContext({ viewport: { width: 1280, height: 820 } });
+    try {
+      const p = await reader.newPage();
+      await p.goto(`${h.baseUrl}/ui/#/task/deploy/rollout-12`);
+      await p.waitForSelector('dialog#signin[open]', { timeout: WAIT });
+      await p.fill('#token', tokens.reader);
+      await p.click('dialog#signin button[type=submit]');
+      await p.waitForSelector('.cell[data-endpoint="ep12"][data-state="succeeded"]', { timeout: WAIT });
+      await p.waitForSelector('.note:not([hidden])', { timeout: WAIT });
+      assert.match(await p.innerText('.note'), /operate scope/);
+      for (const b of await p.locator('.actions button').all()) assert.equal(await b.isDisabled(), true, await b.innerText());
+      // A token the API does not know is asked for again.
+      await p.evaluate(() => { localStorage.setItem('tasker.token', 'tkr_0000000000000000_nope'); location.hash = '#/endpoints'; });
+      await p.waitForSelector('dialog#signin[open]', { timeout: WAIT });
+      assert.match(await p.innerText('#signin-error'), /did not accept the token/);
+    } finally {
+      await reader.close();
+    }
+    assert.deepEqual(pageErrors, [], 'no script errors on the page');
+  });
+});
