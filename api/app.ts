@@ -4,10 +4,15 @@ import type { Logger } from '../lib/logger';
 import type { AccessGuard } from './auth';
 import type { EndpointService } from './endpoint-service';
 import { errorMiddleware } from './error-middleware';
+import type { HealthChecks } from './health';
+import { httpMetrics } from './http-metrics';
+import type { Metrics } from './metrics';
 import { ApiRoutes } from './operation';
 import type { OperationsService } from './operations-service';
 import { addEndpointRoutes } from './routes/endpoints';
 import { addEventRoutes } from './routes/events';
+import { addHealthRoutes } from './routes/health';
+import { addMetricsRoutes } from './routes/metrics';
 import { requestIdMiddleware } from './request-id';
 import { addMetaRoutes } from './routes/meta';
 import { addTaskRoutes } from './routes/tasks';
@@ -31,6 +36,8 @@ export interface AppDeps {
   logger: Logger;
   /** True once the server is shutting down: responses then close their connection. */
   draining: () => boolean;
+  metrics: Metrics;
+  health: HealthChecks;
 }
 
 /** The koa application: error mapping, then the routes; a path no route matches is a JSON 404, a method
@@ -40,6 +47,7 @@ export function createApp(deps: AppDeps): Koa {
   app.silent = true; // errors are logged by the error middleware
   // Outermost, so that the error middleware's answers and log lines carry the id too.
   app.use(requestIdMiddleware());
+  app.use(httpMetrics(deps.metrics));
   app.use(async (ctx, next) => {
     await next();
     // A keep-alive client must not send its next request on a connection that is about to close.
@@ -51,6 +59,8 @@ export function createApp(deps: AppDeps): Koa {
   // type may not shadow them (the configuration refuses such names).
   const router = new Router();
   const routes = new ApiRoutes(router, deps.guard, deps.bodyLimit);
+  addHealthRoutes(routes, deps.health, deps.draining);
+  addMetricsRoutes(routes, deps.metrics);
   addMetaRoutes(routes, deps.tokens, { version: deps.version, taskTypes: deps.taskTypes, auth: deps.auth });
   addEndpointRoutes(routes, deps.endpoints, deps.taskTypes);
   addEventRoutes(routes, deps.service, deps.hub);

@@ -2,6 +2,7 @@ import type { DataSource } from 'typeorm';
 import { Batcher } from '../lib/batcher';
 import { InFlight } from '../lib/in-flight';
 import type { Logger } from '../lib/logger';
+import type { Metrics } from './metrics';
 import type { IncomingMessage } from '../protocol/broker';
 import type { ServerTransport } from '../protocol/server-transport';
 import { decodeEvents, PresenceEvent, ResponseEvent, WireEvent } from '../protocol/wire';
@@ -25,9 +26,20 @@ export interface CollectorOptions {
   /** Called with the history of each batch once it committed. */
   announce: Announce;
   logger: Logger;
+  metrics: Metrics;
 }
 
 const isResponse = (e: WireEvent): e is ResponseEvent => e.kind === 'receipt' || e.kind === 'result';
+
+/**
+ * When the endpoint made the event, for the collector's lag: a result's end, a heartbeat's sending. A
+ * receipt goes out `manager.receipt_delay` after its start_time, which says nothing about its wait.
+ */
+function madeAt(e: WireEvent): number | null {
+  if (e.kind === 'result') return Date.parse(e.end_time);
+  if (e.kind === 'register' || e.kind === 'heartbeat') return Date.parse(e.time);
+  return null;
+}
 
 /**
  * Collects the endpoints' events from the responses queue: competing consumers in every API process.
@@ -56,14 +68,28 @@ export class Collector {
 
   private async write(events: WireEvent[]): Promise<EventOutcome[]> {
     const now = new Date();
-    const { outcomes, history } = await transaction(this.o.ds, async (em) => {
+    const presence = events.filter((e): e is PresenceEvent => !isResponse(e));
+    const { outcomes, history, done } = await transaction(this.o.ds, async (em) => {
       const stored = await this.o.completion.applyEvents(em, events.filter(isResponse), now);
-      await this.o.registry.record(em, events.filter((e): e is PresenceEvent => !isResponse(e)), now);
+      await this.o.registry.record(em, presence, now);
       return stored;
     });
+    // Before the announce: the metrics of the finished responses name only endpoints of the registry.
+    if (presence.length > 0) this.o.metrics.knowEndpoints(presence.map((e) => e.endpoint));
     this.o.announce(history);
+    const { metrics } = this.o;
+    metrics.tasksDone(done);
+    const made: number[] = [];
     let i = 0;
-    return events.map((e) => (isResponse(e) ? outcomes[i++] : 'stored'));
+    const all = events.map((e) => {
+      const outcome = isResponse(e) ? outcomes[i++] : 'stored';
+      metrics.collectedEvent(e.kind, outcome);
+      const t = madeAt(e);
+      if (t !== null && !Number.isNaN(t)) made.push(t);
+      return outcome;
+    });
+    metrics.collectorBatch(events.length, made, Date.now());
+    return all;
   }
 
   private async handle(m: IncomingMessage): Promise<void> {
@@ -72,6 +98,7 @@ export class Collector {
       events = decodeEvents(m.body, m.contentType);
     } catch (err) {
       this.log.warn({ err, userId: m.userId, body: m.body.subarray(0, 200).toString('utf8') }, 'invalid response message dead-lettered');
+      this.o.metrics.invalidMessage();
       m.deadLetter();
       return;
     }
@@ -80,6 +107,7 @@ export class Collector {
       if (this.o.identity !== 'per_endpoint_user' || e.endpoint === m.userId) return true;
       this.log.warn({ kind: e.kind, endpoint: e.endpoint, userId: m.userId ?? null }, 'response event refused: its endpoint is not the sender');
       refused.push(e.endpoint);
+      this.o.metrics.collectedEvent(e.kind, 'refused');
       return false;
     });
     let outcomes: EventOutcome[];

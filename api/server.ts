@@ -9,12 +9,14 @@ import { createApp } from './app';
 import { OPEN_ACCESS, TokenGuard } from './auth';
 import { Collector } from './collector';
 import { EndpointService } from './endpoint-service';
+import { HealthChecks } from './health';
+import { MAX_ENDPOINT_LABELS, Metrics } from './metrics';
 import { OperationsService } from './operations-service';
 import { Publisher } from './publisher';
 import { StateResponder } from './state-responder';
 import { Completion } from './storage/completion';
 import { EndpointRegistry } from './storage/endpoint-registry';
-import { History } from './storage/history';
+import { Announce, History } from './storage/history';
 import { TaskOperations } from './storage/operations';
 import { ResponseStore } from './storage/response-store';
 import { TaskQueries } from './storage/task-queries';
@@ -34,10 +36,23 @@ export interface ApiDeps {
 
 export interface ApiServer {
   readonly port: number;
+  readonly metrics: Metrics;
   /** Stops accepting requests and lets in-flight ones complete (the first step of a shutdown). */
   stopHttp(): Promise<void>;
   /** Stops consuming events and state requests, lets those in hand finish, stops the periodic jobs. */
   stopBackground(): Promise<void>;
+}
+
+/** The registry's endpoints may be label values of the metrics from the start (later ones as they register). */
+async function knowRegisteredEndpoints(registry: EndpointRegistry, metrics: Metrics): Promise<void> {
+  let after = '';
+  for (let n = 0; n < MAX_ENDPOINT_LABELS;) {
+    const page = await registry.list(after, 1000);
+    metrics.knowEndpoints(page.map((e) => e.name));
+    if (page.length < 1000) return;
+    n += page.length;
+    after = page[page.length - 1].name;
+  }
 }
 
 /**
@@ -50,11 +65,22 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const log = deps.logger.child({ component: 'api' });
   const history = new History(ds);
   const hub = new WatchHub(history, transport, log);
-  const announce = hub.announce;
+  const health = new HealthChecks(ds, () => transport.connected);
+  const metrics = new Metrics({
+    taskTypes: config.task_types, endpoints: config.manager.endpoints.map((e) => e.name),
+    live: { brokerConnected: () => transport.connected, databaseUp: () => health.databaseUp() },
+  });
+  // Every committed change passes here: counted, then announced to waiting clients and streams.
+  const announce: Announce = (events) => {
+    metrics.recordEvents(events);
+    hub.announce(events);
+  };
   const tasks = new TaskStore(ds, history, announce);
   const publisher = new Publisher(transport, tasks, log);
-  const completion = new Completion(ds, history, announce);
+  const completion = new Completion(ds, history, announce, (done) => metrics.tasksDone(done));
   const registry = new EndpointRegistry(ds);
+  // Not worth failing the start over: endpoints are learnt from their heartbeats as well.
+  await knowRegisteredEndpoints(registry, metrics).catch((err: unknown) => log.warn({ err }, 'could not read the endpoint registry for the metrics'));
   const responses = new ResponseStore(ds);
   const queries = new TaskQueries(ds);
   const service = new TaskService({
@@ -66,7 +92,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const endpoints = new EndpointService(registry, responses, queries, 3 * config.manager.heartbeat_interval * 1000);
   const identity = config.api.endpoint_identity;
   const batchSize = config.api.collector_batch;
-  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: log });
+  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: log, metrics });
   const responder = new StateResponder({ completion, responses, transport, identity, batchSize, logger: log });
   await transport.start();
   await hub.start();
@@ -80,7 +106,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   let draining = false;
   const app = createApp({
     service, operations, endpoints, hub, taskTypes: config.task_types, bodyLimit: config.api.body_limit, guard, tokens, auth,
-    version: deps.version, logger: log, draining: () => draining,
+    version: deps.version, logger: log, draining: () => draining, metrics, health,
   });
   const server = http.createServer(app.callback());
   server.keepAliveTimeout = 65_000;
@@ -95,9 +121,10 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   // A broker that kept nothing across the restart: hand every unfinished task out again.
   if (!transport.durable) await publisher.redeliverUnfinished();
   const jobs = [
-    startPeriodic('resend', config.api.resend_interval * 1000, () => publisher.resendUnsent(config.api.resend_after * 1000), log),
+    startPeriodic('resend', config.api.resend_interval * 1000,
+      metrics.job('resend', () => publisher.resendUnsent(config.api.resend_after * 1000)), log),
     startPeriodic('incomplete-sweep', config.api.sweep_interval * 1000,
-      () => completion.sweepIncomplete(new Date(), config.api.wait_for_endpoints_timeout * 1000), log),
+      metrics.job('sweep', () => completion.sweepIncomplete(new Date(), config.api.wait_for_endpoints_timeout * 1000)), log),
   ];
   log.info({ host: config.api.host, port }, 'listening');
 
@@ -106,6 +133,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const timeoutMs = config.api.shutdown_timeout * 1000;
   return {
     port,
+    metrics,
     stopHttp() {
       httpStopped ??= (async () => {
         draining = true;

@@ -1,4 +1,5 @@
 import type { DataSource, EntityManager } from 'typeorm';
+import type { TaskDone } from '../metrics';
 import type { ResponseEvent } from '../../protocol/wire';
 import { ERRNR_ATTEMPTS_EXHAUSTED } from '../../protocol/wire';
 import { dialectOf, transaction } from './database';
@@ -55,6 +56,7 @@ export interface LockedTask {
   read: { status: TaskStatus; received: number; finished: number; failed: number };
   endTime: Date | null;
   sentTime: Date | null;
+  startTime: Date;
   /** A retry: the task's next send starts the wait for the endpoints afresh. */
   clearSentTime?: boolean;
 }
@@ -95,6 +97,8 @@ export class Locked {
   /** The changes of endpoints, one event per task and kind. */
   private readonly endpointEvents = new Map<string, NewEvent>();
   private readonly taskEvents: NewEvent[] = [];
+  /** The tasks this transaction makes DONE (known once `write` ran), for the end-to-end metric. */
+  readonly done: TaskDone[] = [];
 
   constructor(
     readonly tasks: Map<number, LockedTask>, readonly rows: Map<string, LockedRow>, private readonly now: Date, private readonly mysql: boolean,
@@ -160,6 +164,7 @@ export class Locked {
       if (['CREATED', 'SENT', 'INCOMPLETE'].includes(t.status) && t.finished >= t.expected) {
         t.status = 'DONE';
         t.endTime = this.now;
+        this.done.push({ type: t.type, startTime: t.startTime, endTime: this.now });
         this.record(t, { kind: 'done', detail: { succeeded: t.finished - t.failed, failed: t.failed } });
       }
     }
@@ -200,10 +205,16 @@ export class Locked {
   }
 }
 
+/** Told of the tasks that became DONE, once their transaction committed. */
+export type OnDone = (done: readonly TaskDone[]) => void;
+
 export class Completion {
   private readonly mysql: boolean;
 
-  constructor(private readonly ds: DataSource, private readonly history: History, private readonly announce: Announce) {
+  constructor(
+    private readonly ds: DataSource, private readonly history: History, private readonly announce: Announce,
+    private readonly onDone: OnDone = () => undefined,
+  ) {
     this.mysql = dialectOf(ds) === 'mysql';
   }
 
@@ -216,7 +227,7 @@ export class Completion {
     const eps = endpoints === null ? null : [...new Set(endpoints)];
     const rows: Record<string, unknown>[] = await em.query(
       `SELECT t.id AS task, t.type, t.identifier, t.status AS task_status, t.expected_count, t.received_count, t.finished_count,
-         t.failed_count, t.end_time, t.sent_time, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time
+         t.failed_count, t.end_time, t.sent_time, t.start_time AS task_start_time, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time
        FROM task t LEFT JOIN task_response r ON r.task_id = t.id${eps === null ? '' : ` AND r.endpoint IN (${marks(eps.length)})`}
        WHERE t.id IN (${marks(ids.length)}) ORDER BY t.id${this.mysql ? ' FOR UPDATE' : ''}`, [...eps ?? [], ...ids]);
     const tasks = new Map<number, LockedTask>();
@@ -227,7 +238,7 @@ export class Completion {
         const counts = { status: r.task_status as TaskStatus, received: Number(r.received_count), finished: Number(r.finished_count), failed: Number(r.failed_count) };
         tasks.set(id, {
           id, type: String(r.type), identifier: String(r.identifier), expected: Number(r.expected_count), ...counts, read: { ...counts },
-          endTime: readOptionalTime(r.end_time), sentTime: readOptionalTime(r.sent_time),
+          endTime: readOptionalTime(r.end_time), sentTime: readOptionalTime(r.sent_time), startTime: readTime(r.task_start_time),
         });
       }
       if (r.id === null || r.endpoint === null) continue;
@@ -248,9 +259,10 @@ export class Completion {
    * once: a repeat is a `duplicate` and changes nothing, as does a receipt for a response heard from
    * already, or an event of an earlier round. An event for an endpoint the task does not expect is
    * `refused`, one for a task that does not exist `unknown`. What a cancelled endpoint reports is kept.
+   * `done`: the tasks made DONE, for the caller to report once it committed.
    */
-  async applyEvents(em: EntityManager, events: ResponseEvent[], now: Date): Promise<{ outcomes: EventOutcome[]; history: StoredEvent[] }> {
-    if (events.length === 0) return { outcomes: [], history: [] };
+  async applyEvents(em: EntityManager, events: ResponseEvent[], now: Date): Promise<{ outcomes: EventOutcome[]; history: StoredEvent[]; done: TaskDone[] }> {
+    if (events.length === 0) return { outcomes: [], history: [], done: [] };
     const locked = await this.lock(em, events.map((e) => e.task_id), events.map((e) => e.endpoint), now);
     const outcomes = events.map((e): EventOutcome => {
       const task = locked.tasks.get(e.task_id);
@@ -269,7 +281,7 @@ export class Completion {
       locked.finish(task, row, { errnr: e.errnr, errmsg: e.errmsg ?? null, payload: writeJson(e.payload), attempt: e.attempt, startTime: start });
       return 'stored';
     });
-    return { outcomes, history: await locked.write(em, this.history) };
+    return { outcomes, history: await locked.write(em, this.history), done: locked.done };
   }
 
   /**
@@ -278,6 +290,7 @@ export class Completion {
    */
   async receiveMany(items: ReceiveItem[], now: Date): Promise<ReceiveOutcome[]> {
     let history: StoredEvent[] = [];
+    let done: TaskDone[] = [];
     const outcomes = await transaction(this.ds, async (em) => {
       const locked = await this.lock(em, items.map((i) => i.taskId), items.map((i) => i.endpoint), now);
       const out = items.map((item): ReceiveOutcome => {
@@ -305,9 +318,11 @@ export class Completion {
         return { action: 'run', attempt: row.attempts };
       });
       history = await locked.write(em, this.history);
+      done = locked.done;
       return out;
     });
     this.announce(history);
+    this.onDone(done);
     return outcomes;
   }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { Harness, Proc } from '../support/harness';
+import { parseMetrics, valueOf } from '../support/prometheus';
 import { startMariadb, stopMariadb } from '../support/services';
 
 const QUEUES = ['tasker.worker.console1', 'tasker.worker.console2'];
@@ -42,6 +43,20 @@ describe('faults: MariaDB', function () {
       });
       assert.equal(posted.status, 503);
       assert.equal(((await posted.json()) as any).error.code, 'database_unavailable');
+      // Not ready, naming the database; alive all the same (a restart would not bring the database back).
+      const ready = await fetch(`${h.baseUrl}/readyz`, { signal: AbortSignal.timeout(10_000) });
+      assert.equal(ready.status, 503);
+      const readiness = (await ready.json()) as any;
+      assert.equal(readiness.status, 'unready');
+      assert.match(readiness.checks.database, /^down: /);
+      assert.equal(readiness.checks.broker, 'up');
+      assert.doesNotMatch(JSON.stringify(readiness), /ECONNREFUSED|127\.0\.0\.1|stack|SELECT/);
+      assert.deepEqual(await h.get('healthz'), { status: 200, json: { status: 'ok' } });
+      const scraped = await fetch(`${h.baseUrl}/metrics`, { signal: AbortSignal.timeout(10_000) });
+      assert.equal(scraped.status, 200);
+      const samples = parseMetrics(await scraped.text());
+      assert.equal(valueOf(samples, 'tasker_database_up'), 0);
+      assert.equal(valueOf(samples, 'tasker_broker_connected'), 1);
       const got = await fetch(`${h.baseUrl}/worker/before-0`, { signal: AbortSignal.timeout(10_000) });
       assert.equal(got.status, 503);
       const body = (await got.json()) as any;
@@ -55,6 +70,14 @@ describe('faults: MariaDB', function () {
     } finally {
       await startMariadb();
     }
+    // Ready again once the pool reconnects, without a restart.
+    let readyAgain: { status: number; json: any } = { status: 0, json: null };
+    for (let i = 0; i < 120 && readyAgain.status !== 200; i++) {
+      readyAgain = await h.get('readyz');
+      if (readyAgain.status !== 200) await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    assert.deepEqual(readyAgain, { status: 200, json: { status: 'ready', checks: { database: 'up', migrations: 'current', broker: 'up' } } });
+    assert.deepEqual(await h.get('healthz'), { status: 200, json: { status: 'ok' } });
     // Pools recover without restarts.
     for (let i = 0; i < 6; i++) await post(`after-${i}`, 0);
     await h.checkInvariants(accepted, QUEUES);

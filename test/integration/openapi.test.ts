@@ -9,7 +9,7 @@ const RUNS = Number(process.env.TASKER_FUZZ_RUNS ?? 600);
 
 /** Every route of the API, as the document must name it. */
 const ROUTES = [
-  'GET /openapi.json', 'GET /tokens', 'POST /tokens', 'DELETE /tokens/{name}', 'GET /endpoints', 'GET /endpoints/{name}/responses',
+  'GET /openapi.json', 'GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /tokens', 'POST /tokens', 'DELETE /tokens/{name}', 'GET /endpoints', 'GET /endpoints/{name}/responses',
   'GET /events', 'POST /{type}', 'GET /{type}', 'GET /{type}/{identifier}', 'GET /{type}/{identifier}/responses',
   'GET /{type}/{identifier}/events', 'POST /{type}/{identifier}/retry', 'POST /{type}/{identifier}/cancel',
 ];

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { Harness, Proc } from '../support/harness';
+import { parseMetrics, valueOf } from '../support/prometheus';
 
 const SEED = { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] };
 const CONSOLES = [{ name: 'console1', task_types: ['worker', 'backup'] }, { name: 'console2', task_types: ['worker', 'backup'] }];
@@ -39,6 +40,23 @@ describe('standalone mode (npm start)', function () {
     ]);
     const ports = remotePorts(proc.child.pid!);
     assert.ok(!ports.includes(5672) && !ports.includes(3306), `connections to ${ports.join(', ')}`);
+  });
+
+  it('answers /healthz, /readyz and /metrics in the standalone process too', async function () {
+    assert.deepEqual(await h.get('healthz'), { status: 200, json: { status: 'ok' } });
+    assert.deepEqual(await h.get('readyz'), { status: 200, json: { status: 'ready', checks: { database: 'up', migrations: 'current', broker: 'up' } } });
+    const res = await fetch(`${h.baseUrl}/metrics`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+    const samples = parseMetrics(await res.text());
+    // The seed task of the first test, done by both consoles.
+    assert.equal(valueOf(samples, 'tasker_tasks_created_total', { type: 'worker' }), 1);
+    assert.equal(valueOf(samples, 'tasker_tasks_done_total', { type: 'worker' }), 1);
+    assert.equal(valueOf(samples, 'tasker_responses_total', { type: 'worker', endpoint: 'console1', outcome: 'succeeded' }), 1);
+    assert.equal(valueOf(samples, 'tasker_responses_total', { type: 'worker', endpoint: 'console2', outcome: 'succeeded' }), 1);
+    assert.equal(valueOf(samples, 'tasker_task_duration_seconds_count', { type: 'worker' }), 1);
+    assert.equal(valueOf(samples, 'tasker_broker_connected'), 1);
+    assert.equal(valueOf(samples, 'tasker_database_up'), 1);
   });
 
   it('delivers again after a crash what an endpoint had not finished, and finishes it once', async function () {

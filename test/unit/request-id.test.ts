@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp, AppDeps } from '../../api/app';
 import { OPEN_ACCESS } from '../../api/auth';
+import { Metrics } from '../../api/metrics';
 import { createLogger } from '../../lib/logger';
 
 /** The koa application with a task service that fails: what a 5xx answer and its log line carry. */
@@ -15,7 +16,7 @@ describe('request id (koa application)', function () {
     const logger = createLogger({}, 'info', { destination: { write: (s: string) => { lines.push(JSON.parse(s)); } } });
     const service = { get: async () => { throw new Error('database exploded'); } };
     const app = createApp({
-      service, operations: {}, endpoints: {}, hub: {}, taskTypes: ['worker'], bodyLimit: 1024, guard: OPEN_ACCESS, tokens: {}, auth: false, version: '0', logger, draining: () => false,
+      service, operations: {}, endpoints: {}, hub: {}, taskTypes: ['worker'], bodyLimit: 1024, guard: OPEN_ACCESS, tokens: {}, auth: false, version: '0', metrics: new Metrics({ taskTypes: ['worker'], processMetrics: false }), health: {}, logger, draining: () => false,
     } as unknown as AppDeps);
     server = http.createServer(app.callback());
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
