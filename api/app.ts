@@ -10,6 +10,8 @@ import { addEndpointRoutes } from './routes/endpoints';
 import { addEventRoutes } from './routes/events';
 import { requestIdMiddleware } from './request-id';
 import { addMetaRoutes } from './routes/meta';
+import { addScheduleRoutes } from './routes/schedules';
+import type { ScheduleService } from './schedule-service';
 import { addTaskRoutes } from './routes/tasks';
 import type { TokenStore } from './storage/token-store';
 import type { TaskService } from './task-service';
@@ -20,6 +22,7 @@ export interface AppDeps {
   service: TaskService;
   operations: OperationsService;
   endpoints: EndpointService;
+  schedules: ScheduleService;
   hub: WatchHub;
   taskTypes: readonly string[];
   bodyLimit: number;
@@ -54,6 +57,7 @@ export function createApp(deps: AppDeps): Koa {
   addMetaRoutes(routes, deps.tokens, { version: deps.version, taskTypes: deps.taskTypes, auth: deps.auth });
   addEndpointRoutes(routes, deps.endpoints, deps.taskTypes);
   addEventRoutes(routes, deps.service, deps.hub);
+  addScheduleRoutes(routes, deps.schedules);
   addTaskRoutes(routes, { service: deps.service, operations: deps.operations, hub: deps.hub });
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: true }));
