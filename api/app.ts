@@ -15,6 +15,8 @@ import { addHealthRoutes } from './routes/health';
 import { addMetricsRoutes } from './routes/metrics';
 import { requestIdMiddleware } from './request-id';
 import { addMetaRoutes } from './routes/meta';
+import { addScheduleRoutes } from './routes/schedules';
+import type { ScheduleService } from './schedule-service';
 import { addTaskRoutes } from './routes/tasks';
 import type { TokenStore } from './storage/token-store';
 import type { TaskService } from './task-service';
@@ -25,6 +27,7 @@ export interface AppDeps {
   service: TaskService;
   operations: OperationsService;
   endpoints: EndpointService;
+  schedules: ScheduleService;
   hub: WatchHub;
   taskTypes: readonly string[];
   bodyLimit: number;
@@ -64,6 +67,7 @@ export function createApp(deps: AppDeps): Koa {
   addMetaRoutes(routes, deps.tokens, { version: deps.version, taskTypes: deps.taskTypes, auth: deps.auth });
   addEndpointRoutes(routes, deps.endpoints, deps.taskTypes);
   addEventRoutes(routes, deps.service, deps.hub);
+  addScheduleRoutes(routes, deps.schedules);
   addTaskRoutes(routes, { service: deps.service, operations: deps.operations, hub: deps.hub });
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: true }));

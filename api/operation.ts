@@ -23,7 +23,7 @@ export interface Answer {
 
 export interface Operation<Q extends TObject = TObject, B extends TSchema | undefined = TSchema | undefined> {
   id: string;
-  method: 'get' | 'post' | 'delete';
+  method: 'get' | 'post' | 'patch' | 'delete';
   /** koa-router's path: `/:type/:identifier`. */
   path: string;
   summary: string;

@@ -54,6 +54,41 @@ export const TokenBody = Type.Object({
 }, { additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object' });
 export type TokenBody = Static<typeof TokenBody>;
 
+/** A schedule's name: its tasks' identifiers are `<name>-<UTC time>` (17 more characters), within 64. */
+export const SCHEDULE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,46}$/;
+export const ScheduleName = Type.String({ pattern: SCHEDULE_NAME_PATTERN.source, [ERROR_KEYWORD]: 'must be 1-47 characters of A-Z a-z 0-9 . _ - (starting with a letter or digit)' });
+const ScheduleFields = {
+  task_type: TaskTypeName,
+  cron: Type.String({ minLength: 1, maxLength: 255, [ERROR_KEYWORD]: 'must be a cron expression of 1-255 characters', description: 'five fields (minute hour day-of-month month day-of-week), six with seconds first, or @hourly, @daily, @weekly, @monthly, @yearly; read in `timezone`; give this or `every`' }),
+  every: Type.String({ pattern: '^(?:[0-9]{1,7}[smhd])+$', maxLength: 32, [ERROR_KEYWORD]: 'must be a duration such as 30s, 5m, 1h30m or 1d', description: 'a fixed interval (at least 1s), counted from when the schedule was created or its timing last changed; give this or `cron`' }),
+  timezone: Type.String({ minLength: 1, maxLength: 64, [ERROR_KEYWORD]: 'must be an IANA time zone name such as UTC or Europe/Berlin', description: 'IANA time zone the cron expression is read in (default UTC)' }),
+  payload: AnyJson,
+  endpoints: nullable(Type.Array(EndpointName, {
+    maxItems: MAX_ENDPOINTS, uniqueItems: true, description: 'the endpoints each task lists; when absent or empty, those registered for the task type when it fires',
+  })),
+  rollout: nullable(Type.Object({
+    batch_size: Type.Optional(Type.Union([Type.Integer(), Type.String()])),
+    max_errors: Type.Optional(Type.Union([Type.Integer(), Type.String()])),
+  }, { description: 'handed to each task as its `rollout`' })),
+  paused: Type.Boolean({ description: 'a paused schedule does not fire' }),
+};
+const f = ScheduleFields;
+const ScheduleOptions = {
+  cron: Type.Optional(f.cron), every: Type.Optional(f.every), timezone: Type.Optional(f.timezone), payload: Type.Optional(f.payload),
+  endpoints: Type.Optional(f.endpoints), rollout: Type.Optional(f.rollout), paused: Type.Optional(f.paused),
+};
+
+export const ScheduleBody = Type.Object({ name: ScheduleName, task_type: f.task_type, ...ScheduleOptions }, {
+  additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object',
+  example: { name: 'nightly-backup', task_type: 'backup', cron: '30 2 * * *', timezone: 'Europe/Berlin', payload: { keep: 7 } },
+});
+export type ScheduleBody = Static<typeof ScheduleBody>;
+
+export const SchedulePatchBody = Type.Object({ task_type: Type.Optional(f.task_type), ...ScheduleOptions }, {
+  additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object', example: { cron: '0 3 * * *' },
+});
+export type SchedulePatchBody = Static<typeof SchedulePatchBody>;
+
 const ISO_TIME = '^\\d{4}-\\d\\d-\\d\\d(T\\d\\d:\\d\\d(:\\d\\d(\\.\\d{1,9})?)?(Z|[+-]\\d\\d:\\d\\d))?$';
 const TimeParam = Type.String({ pattern: ISO_TIME, [ERROR_KEYWORD]: 'must be an ISO 8601 time such as 2026-11-24T10:00:00Z' });
 const Cursor = Type.String({ pattern: '^[A-Za-z0-9_-]{1,200}$', [ERROR_KEYWORD]: 'is not a cursor this API gave', description: 'next_cursor of the previous page' });
@@ -163,5 +198,25 @@ const TokenInfo = Type.Object({
 export const TokenPage = Type.Object({ tokens: Type.Array(TokenInfo) });
 export const CreatedToken = Type.Object({ name: Type.String(), scopes: Type.Array(Type.String()), token: Type.String({ description: 'shown once; only its hash is stored' }) });
 
+export const ScheduleAnswer = Type.Object({
+  name: Type.String(),
+  task_type: Type.String(),
+  cron: nullable(Type.String()),
+  every: nullable(Type.String()),
+  timezone: Type.String(),
+  payload: AnyJson,
+  endpoints: nullable(Type.Array(Type.String())),
+  rollout: nullable(Type.Record(Type.String(), Type.Unknown())),
+  paused: Type.Boolean(),
+  next_fire_time: nullable(Type.String({ format: 'date-time', description: 'ISO 8601, UTC; null while paused, or when the cron matches no later time' })),
+  last_fire_time: nullable(Type.String({ format: 'date-time', description: 'the scheduled time of the last firing (ISO 8601, UTC)' })),
+  last_task_identifier: nullable(Type.String({ description: 'the identifier of the last task it created: `<name>-<scheduled time in UTC>`' })),
+  last_error: nullable(Type.String({ description: 'why the last firing created no task; null once one did' })),
+  created_by: nullable(Type.String()),
+  created_time: Time,
+  updated_time: Time,
+}, { $id: 'Schedule' });
+export const ScheduleList = Type.Object({ schedules: Type.Array(Type.Ref('Schedule')) });
+
 /** Schemas that answers refer to by `$ref`, shared in the OpenAPI document's components. */
-export const SHARED_SCHEMAS: readonly TSchema[] = [ErrorAnswer, TaskAnswer, ResponseAnswer, EventAnswer];
+export const SHARED_SCHEMAS: readonly TSchema[] = [ErrorAnswer, TaskAnswer, ResponseAnswer, EventAnswer, ScheduleAnswer];

@@ -12,6 +12,8 @@ import { EndpointService } from './endpoint-service';
 import { HealthChecks } from './health';
 import { MAX_ENDPOINT_LABELS, Metrics } from './metrics';
 import { OperationsService } from './operations-service';
+import { ScheduleService } from './schedule-service';
+import { ScheduleStore } from './storage/schedule-store';
 import { Publisher } from './publisher';
 import { StateResponder } from './state-responder';
 import { Completion } from './storage/completion';
@@ -99,13 +101,14 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   await collector.start();
   await responder.start();
 
+  const schedules = new ScheduleService({ store: new ScheduleStore(ds), tasks: service, taskTypes: config.task_types, logger: log });
   const tokens = new TokenStore(ds);
   const auth = config.api.auth === 'tokens';
   const guard = auth ? new TokenGuard(tokens, config.api.auth_cache * 1000) : OPEN_ACCESS;
   if (!auth) log.warn('the API is open: api.auth is off, so anyone who reaches its port may create, read, retry and cancel tasks');
   let draining = false;
   const app = createApp({
-    service, operations, endpoints, hub, taskTypes: config.task_types, bodyLimit: config.api.body_limit, guard, tokens, auth,
+    service, operations, endpoints, schedules, hub, taskTypes: config.task_types, bodyLimit: config.api.body_limit, guard, tokens, auth,
     version: deps.version, logger: log, draining: () => draining, metrics, health,
   });
   const server = http.createServer(app.callback());
@@ -125,6 +128,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
       metrics.job('resend', () => publisher.resendUnsent(config.api.resend_after * 1000)), log),
     startPeriodic('incomplete-sweep', config.api.sweep_interval * 1000,
       metrics.job('sweep', () => completion.sweepIncomplete(new Date(), config.api.wait_for_endpoints_timeout * 1000)), log),
+    // Every instance runs it: the firings' idempotent identifiers (and row locks on MySQL) make that safe.
+    startPeriodic('schedules', config.api.schedule_interval * 1000, metrics.job('schedules', () => schedules.fireDue()), log),
   ];
   log.info({ host: config.api.host, port }, 'listening');
 

@@ -3,10 +3,10 @@ import { readFileSync } from 'node:fs';
 import type { ApiClient } from './client';
 import { CliError, EXIT, taskExitReason, taskExitStatus } from './exit-status';
 import { followTask } from './follow';
-import { endpointsTable, taskHeader, taskListTable, taskTable, tokensTable, render, ansi, plain, type OutputFormat, type Paint } from './output';
+import { endpointsTable, schedulesTable, taskHeader, taskListTable, taskTable, tokensTable, render, ansi, plain, type OutputFormat, type Paint } from './output';
 import { endpointRowsFor, LineProgress, TerminalProgress, type Screen } from './progress';
 import { TaskTracker } from './tracker';
-import type { EndpointInfo, Task, TaskWithResponses, TokenInfo } from './types';
+import type { EndpointInfo, ScheduleInfo, Task, TaskWithResponses, TokenInfo } from './types';
 
 /** Where a command writes, and how. */
 export interface Io {
@@ -146,4 +146,60 @@ export async function tokenRevoke(ctx: Context, name: string): Promise<number> {
   const revoked = await ctx.client.json<TokenInfo>('DELETE', ['tokens', name]);
   out(ctx, revoked, () => tokensTable([revoked]));
   return EXIT.OK;
+}
+
+export interface ScheduleOptions {
+  type?: string;
+  cron?: string;
+  every?: string;
+  timezone?: string;
+  payload?: string;
+  endpoints?: string;
+}
+
+/** The fields of a schedule that options give (the API checks them and names the field it refuses). */
+function scheduleFields(ctx: Context, o: ScheduleOptions): Record<string, unknown> {
+  return {
+    ...(o.type !== undefined ? { task_type: o.type } : {}),
+    ...(o.cron !== undefined ? { cron: o.cron } : {}),
+    ...(o.every !== undefined ? { every: o.every } : {}),
+    ...(o.timezone !== undefined ? { timezone: o.timezone } : {}),
+    ...(o.payload !== undefined ? { payload: readPayload(o.payload, ctx.io.readStdin) } : {}),
+    ...(o.endpoints !== undefined ? { endpoints: nameList(o.endpoints) } : {}),
+  };
+}
+
+const showSchedule = (ctx: Context, s: ScheduleInfo): number => {
+  out(ctx, s, () => schedulesTable([s]));
+  return EXIT.OK;
+};
+
+export async function scheduleCreate(ctx: Context, name: string, o: ScheduleOptions & { paused?: boolean }): Promise<number> {
+  if (o.cron === undefined && o.every === undefined) throw new CliError('give --cron or --every');
+  const body = { name, ...scheduleFields(ctx, o), ...(o.paused ? { paused: true } : {}) };
+  return showSchedule(ctx, await ctx.client.json<ScheduleInfo>('POST', ['schedules'], { body }));
+}
+
+export async function scheduleUpdate(ctx: Context, name: string, o: ScheduleOptions): Promise<number> {
+  const body = scheduleFields(ctx, o);
+  if (Object.keys(body).length === 0) throw new CliError('nothing to change: give --type, --cron, --every, --timezone, --payload or --endpoints');
+  return showSchedule(ctx, await ctx.client.json<ScheduleInfo>('PATCH', ['schedules', name], { body }));
+}
+
+export async function scheduleList(ctx: Context): Promise<number> {
+  const list = await ctx.client.json<{ schedules: ScheduleInfo[] }>('GET', ['schedules']);
+  out(ctx, list, () => (list.schedules.length ? schedulesTable(list.schedules) : ['no schedules']));
+  return EXIT.OK;
+}
+
+export async function scheduleGet(ctx: Context, name: string): Promise<number> {
+  return showSchedule(ctx, await ctx.client.json<ScheduleInfo>('GET', ['schedules', name]));
+}
+
+/** pause, resume or delete. */
+export async function scheduleAction(ctx: Context, name: string, action: 'pause' | 'resume' | 'delete'): Promise<number> {
+  const s = action === 'delete'
+    ? await ctx.client.json<ScheduleInfo>('DELETE', ['schedules', name])
+    : await ctx.client.json<ScheduleInfo>('POST', ['schedules', name, action]);
+  return showSchedule(ctx, s);
 }

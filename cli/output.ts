@@ -1,6 +1,6 @@
 import YAML from 'yaml';
 import { type EndpointView, TaskTracker } from './tracker';
-import type { EndpointInfo, EndpointState, Task, TokenInfo } from './types';
+import type { EndpointInfo, EndpointState, ScheduleInfo, Task, TokenInfo } from './types';
 
 export const OUTPUT_FORMATS = ['table', 'json', 'yaml'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -149,4 +149,11 @@ export function endpointsTable(endpoints: EndpointInfo[], nextCursor: string | n
 export function tokensTable(tokens: TokenInfo[]): string[] {
   return table(['NAME', 'SCOPES', 'CREATED', 'LAST USED', 'REVOKED'],
     tokens.map((t) => [t.name, t.scopes.join(','), time(t.created_time), time(t.last_used_time), time(t.revoked_time)]));
+}
+
+export function schedulesTable(schedules: ScheduleInfo[]): string[] {
+  return table(['NAME', 'TYPE', 'WHEN', 'TIMEZONE', 'NEXT FIRING', 'PAUSED', 'LAST TASK', 'LAST ERROR'], schedules.map((s) => [
+    s.name, s.task_type, s.cron ?? `every ${s.every}`, s.timezone, s.paused ? 'paused' : time(s.next_fire_time), s.paused ? 'yes' : 'no',
+    s.last_task_identifier ?? '-', s.last_error ?? '-',
+  ]));
 }

@@ -15,6 +15,7 @@ Examples:
   $ tasker retry worker deploy-42 --endpoints failed --wait
   $ tasker cancel worker deploy-42
   $ tasker endpoints
+  $ tasker schedule create nightly --type backup --cron '30 2 * * *' --timezone Europe/Berlin
   $ TASKER_TOKEN=tkr_... tasker token create deployer --scope submit:worker --scope read
 
 Exit status: 0 every endpoint succeeded (or the command did what was asked), 2 some endpoint failed,
@@ -132,6 +133,37 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .action(action((ctx) => commands.tokenList(ctx)));
   token.command('revoke').description('revoke a token').argument('<name>', 'the token\'s name')
     .action(action((ctx, name: string) => commands.tokenRevoke(ctx, name)));
+
+  const schedule = program.command('schedule').description('tasks created at cron times or fixed intervals');
+  const timing = (c: Command): Command => c
+    .option('-t, --type <type>', 'the task type of the tasks it creates')
+    .option('--cron <expr>', 'cron expression: minute hour day-of-month month day-of-week (six fields: seconds first), or @daily etc.')
+    .option('--every <duration>', 'a fixed interval instead: 30s, 5m, 1h30m, 1d')
+    .option('--timezone <zone>', 'IANA time zone the cron expression is read in (default UTC)')
+    .option('-p, --payload <json>', 'JSON handed to the handlers, or @file (@- for standard input)')
+    .option('-e, --endpoints <names>', 'comma-separated endpoints (default: those registered for the type when it fires)');
+  timing(schedule.command('create'))
+    .description('create a schedule; each firing creates a task with identifier NAME-<scheduled time in UTC>')
+    .argument('<name>', 'the schedule\'s name (1-47 of A-Z a-z 0-9 . _ -)')
+    .option('--paused', 'create it paused')
+    .addHelpText('after', '\nExamples:\n  $ tasker schedule create nightly --type backup --cron \'30 2 * * *\' --timezone Europe/Berlin --payload \'{"keep": 7}\'\n'
+      + '  $ tasker schedule create heartbeat --type worker --every 5m --endpoints web1,web2')
+    .action(action((ctx, name: string, o: commands.ScheduleOptions & { paused?: boolean }) => {
+      if (o.type === undefined) throw new CliError('--type is required');
+      return commands.scheduleCreate(ctx, name, o);
+    }));
+  timing(schedule.command('update'))
+    .description('change a schedule: the options given replace the stored values (--cron replaces --every and the other way round)')
+    .argument('<name>', 'the schedule\'s name')
+    .action(action((ctx, name: string, o: commands.ScheduleOptions) => commands.scheduleUpdate(ctx, name, o)));
+  schedule.command('list').description('every schedule, with its next firing')
+    .action(action((ctx) => commands.scheduleList(ctx)));
+  schedule.command('get').description('a schedule, with its next and last firing').argument('<name>', 'the schedule\'s name')
+    .action(action((ctx, name: string) => commands.scheduleGet(ctx, name)));
+  for (const [verb, what] of [['pause', 'stop firing until resumed'], ['resume', 'fire again, from the next scheduled time after now'], ['delete', 'delete a schedule (its tasks stay)']] as const) {
+    schedule.command(verb).description(what).argument('<name>', 'the schedule\'s name')
+      .action(action((ctx, name: string) => commands.scheduleAction(ctx, name, verb)));
+  }
 
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -71,3 +71,22 @@ export interface TokenInfo {
 }
 
 export const ENDED: readonly TaskStatus[] = ['DONE', 'INCOMPLETE', 'CANCELLED'];
+
+export interface ScheduleInfo {
+  name: string;
+  task_type: string;
+  cron: string | null;
+  every: string | null;
+  timezone: string;
+  payload: unknown;
+  endpoints: string[] | null;
+  rollout: Record<string, unknown> | null;
+  paused: boolean;
+  next_fire_time: string | null;
+  last_fire_time: string | null;
+  last_task_identifier: string | null;
+  last_error: string | null;
+  created_by: string | null;
+  created_time: string;
+  updated_time: string;
+}

@@ -63,6 +63,8 @@ export const ConfigSchema = Type.Object({
     resend_interval: num(5, 0.05, 3600),
     resend_after: num(10, 0, 3600),
     sweep_interval: num(5, 0.05, 3600),
+    /** Seconds between looks for schedules that are due: how late after its time a firing may be. */
+    schedule_interval: num(1, 0.05, 60),
     shutdown_timeout: num(10, 0.1, 600),
     /** Endpoints silent for longer than this many seconds are no longer expected by tasks that list none. */
     endpoint_expiry: num(86400, 1, 86400 * 365),

@@ -1,9 +1,10 @@
-// The dashboard: hash routes (#/tasks/<type>, #/task/<type>/<identifier>, #/endpoints), the navigation,
+// The dashboard: hash routes (#/tasks/<type>, #/task/<type>/<identifier>, #/endpoints, #/schedules), the navigation,
 // and the token prompt. Each view mounts into <main> and returns the function that unmounts it.
 
 import { api, onUnauthorized, token } from './api.js';
 import { h } from './dom.js';
 import { mountEndpoints } from './endpoints.js';
+import { mountSchedules } from './schedules.js';
 import { mountTask } from './task.js';
 import { mountTasks } from './tasks.js';
 
@@ -36,6 +37,7 @@ function renderNav(parts) {
   nav.replaceChildren(
     ...taskTypes.map((t) => h('a', { href: `#/tasks/${encodeURIComponent(t)}`, 'aria-current': (parts[0] === 'tasks' || parts[0] === 'task') && parts[1] === t ? 'page' : null }, t)),
     h('a', { href: '#/endpoints', 'aria-current': parts[0] === 'endpoints' ? 'page' : null }, 'Endpoints'),
+    h('a', { href: '#/schedules', 'aria-current': parts[0] === 'schedules' ? 'page' : null }, 'Schedules'),
   );
   signout.hidden = !token.get();
 }
@@ -53,6 +55,8 @@ function route() {
     unmount = mountTask(view, app, parts[1], parts[2]);
   } else if (parts[0] === 'endpoints') {
     unmount = mountEndpoints(view, app);
+  } else if (parts[0] === 'schedules') {
+    unmount = mountSchedules(view, app);
   } else if (taskTypes.length) {
     location.replace(`#/tasks/${encodeURIComponent(taskTypes[0])}`);
   } else {

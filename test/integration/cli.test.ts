@@ -173,6 +173,37 @@ describe('the tasker CLI (RabbitMQ + MariaDB, real processes)', function () {
     assert.notEqual(JSON.parse(revoked.stdout).revoked_time, null);
   });
 
+  it('manages schedules: create (a 400 naming the field), list with the next firing, get, pause, resume, delete', async function () {
+    const bad = await cli(['schedule', 'create', 'hourly', '--type', 'worker', '--cron', '0 * * *']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^tasker: POST \/schedules: 400 invalid_request: cron: /);
+    const made = await cli(['schedule', 'create', 'hourly', '--type', 'worker', '--cron', '0 * * * *', '--timezone', 'Asia/Kolkata',
+      '--payload', '{"sleep": 0}', '--endpoints', 'ep1']);
+    assert.equal(made.code, 0, made.stderr);
+    const s = JSON.parse(made.stdout);
+    assert.deepEqual([s.name, s.task_type, s.cron, s.timezone, s.endpoints, s.paused], ['hourly', 'worker', '0 * * * *', 'Asia/Kolkata', ['ep1'], false]);
+    // Kolkata is UTC+05:30: its full hours are half past in UTC.
+    assert.match(s.next_fire_time, /^\d{4}-\d\d-\d\dT\d\d:30:00\.000Z$/);
+    const listed = await cli(['schedule', 'list', '--output', 'table']);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^NAME +TYPE +WHEN +TIMEZONE +NEXT FIRING +PAUSED +LAST TASK +LAST ERROR$/m);
+    assert.match(listed.stdout, /^hourly +worker +0 \* \* \* \* +Asia\/Kolkata +\d{4}-\d\d-\d\d \d\d:30:00Z +no +- +-$/m);
+    const paused = await cli(['schedule', 'pause', 'hourly']);
+    assert.equal(paused.code, 0, paused.stderr);
+    assert.deepEqual([JSON.parse(paused.stdout).paused, JSON.parse(paused.stdout).next_fire_time], [true, null]);
+    assert.equal(JSON.parse((await cli(['schedule', 'get', 'hourly'])).stdout).paused, true);
+    const resumed = await cli(['schedule', 'resume', 'hourly', '--output', 'yaml']);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(YAML.parse(resumed.stdout).next_fire_time, /^\d{4}-\d\d-\d\dT\d\d:30:00\.000Z$/);
+    const changed = await cli(['schedule', 'update', 'hourly', '--every', '90m']);
+    assert.equal(changed.code, 0, changed.stderr);
+    assert.deepEqual([JSON.parse(changed.stdout).cron, JSON.parse(changed.stdout).every], [null, '90m']);
+    assert.equal((await cli(['schedule', 'delete', 'hourly'])).code, 0);
+    const gone = await cli(['schedule', 'get', 'hourly']);
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /404 not_found: no schedule named 'hourly'/);
+  });
+
   describe('at a terminal (tmux): a task to three endpoints, one failing and one down', function () {
     // A tmux server of this run's own (-L), so that nothing else's sessions are touched.
     const socket = `tasker-cli-${h.id}`;

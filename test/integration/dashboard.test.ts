@@ -247,6 +247,27 @@ describe('the dashboard in a real browser (Chromium)', function () {
     assert.equal(await marker(), true, 'the page was not reloaded');
   });
 
+  it('lists the schedules with their next firing, paused flag and a link to the last task', async function () {
+    await call('POST', 'schedules', { name: 'pulse', task_type: 'deploy', every: '2s', payload: { sleep: 0 }, endpoints: ['ep01'] });
+    const nightly = await call('POST', 'schedules', { name: 'nightly', task_type: 'deploy', cron: '30 2 * * *', timezone: 'Europe/Berlin' });
+    await call('POST', 'schedules', { name: 'quiet', task_type: 'deploy', every: '1h', paused: true });
+    await page.click('#nav a[href="#/schedules"]');
+    const row = await page.waitForSelector('tr[data-name="nightly"] td.next[data-next]', { timeout: WAIT });
+    assert.equal(await row.getAttribute('data-next'), nightly.next_fire_time);
+    assert.match(await page.innerText('tr[data-name="nightly"]'), /nightly\s+deploy\s+30 2 \* \* \* \(Europe\/Berlin\)\s+\d{4}-\d\d-\d\d \d\d:30:00 \(in \d+ (s|min|h)\)\s+active/);
+    assert.match(await page.innerText('tr[data-name="quiet"]'), /quiet\s+deploy\s+every 1h\s+paused\s+paused/);
+    // Refreshed in place: the last task of the 2 s schedule appears, linking to its page.
+    const link = await page.waitForSelector('tr[data-name="pulse"] a[href^="#/task/deploy/pulse-"]', { timeout: WAIT });
+    const identifier = await link.innerText();
+    assert.match(identifier, /^pulse-\d{8}T\d{6}Z$/);
+    await call('POST', 'schedules/pulse/pause');
+    await screenshot('dashboard-schedules.png');
+    await link.click();
+    await page.waitForSelector(`.cell[data-endpoint="ep01"]`, { timeout: WAIT });
+    assert.equal(decodeURIComponent(await page.evaluate(() => location.hash)), `#/task/deploy/${identifier}`);
+    assert.equal(await marker(), true, 'the page was not reloaded');
+  });
+
   it('gives a token without the operate scope the pages but not retry and cancel', async function () {
     const reader = await browser!.newContext({ viewport: { width: 1280, height: 820 } });
     try {

@@ -12,6 +12,8 @@ const ROUTES = [
   'GET /openapi.json', 'GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /tokens', 'POST /tokens', 'DELETE /tokens/{name}', 'GET /endpoints', 'GET /endpoints/{name}/responses',
   'GET /events', 'POST /{type}', 'GET /{type}', 'GET /{type}/{identifier}', 'GET /{type}/{identifier}/responses',
   'GET /{type}/{identifier}/events', 'POST /{type}/{identifier}/retry', 'POST /{type}/{identifier}/cancel',
+  'GET /schedules', 'POST /schedules', 'GET /schedules/{name}', 'PATCH /schedules/{name}', 'DELETE /schedules/{name}',
+  'POST /schedules/{name}/pause', 'POST /schedules/{name}/resume',
 ];
 
 /**
