@@ -56,12 +56,14 @@ export class Collector {
 
   private async write(events: WireEvent[]): Promise<EventOutcome[]> {
     const now = new Date();
-    const { outcomes, history } = await transaction(this.o.ds, async (em) => {
+    const { outcomes, history, sends } = await transaction(this.o.ds, async (em) => {
       const stored = await this.o.completion.applyEvents(em, events.filter(isResponse), now);
       await this.o.registry.record(em, events.filter((e): e is PresenceEvent => !isResponse(e)), now);
       return stored;
     });
     this.o.announce(history);
+    // The next batches of rollouts, decided with these results.
+    this.o.completion.dispatch(sends);
     let i = 0;
     return events.map((e) => (isResponse(e) ? outcomes[i++] : 'stored'));
   }

@@ -54,6 +54,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const tasks = new TaskStore(ds, history, announce);
   const publisher = new Publisher(transport, tasks, log);
   const completion = new Completion(ds, history, announce);
+  completion.dispatch = publisher.dispatch;
   const registry = new EndpointRegistry(ds);
   const responses = new ResponseStore(ds);
   const queries = new TaskQueries(ds);
@@ -98,6 +99,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     startPeriodic('resend', config.api.resend_interval * 1000, () => publisher.resendUnsent(config.api.resend_after * 1000), log),
     startPeriodic('incomplete-sweep', config.api.sweep_interval * 1000,
       () => completion.sweepIncomplete(new Date(), config.api.wait_for_endpoints_timeout * 1000), log),
+    startPeriodic('rollout-sweep', config.api.sweep_interval * 1000,
+      () => completion.sweepRollouts(new Date(), config.api.wait_for_endpoints_timeout * 1000), log),
   ];
   log.info({ host: config.api.host, port }, 'listening');
 
