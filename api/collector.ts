@@ -69,7 +69,7 @@ export class Collector {
   private async write(events: WireEvent[]): Promise<EventOutcome[]> {
     const now = new Date();
     const presence = events.filter((e): e is PresenceEvent => !isResponse(e));
-    const { outcomes, history, done } = await transaction(this.o.ds, async (em) => {
+    const { outcomes, history, done, sends } = await transaction(this.o.ds, async (em) => {
       const stored = await this.o.completion.applyEvents(em, events.filter(isResponse), now);
       await this.o.registry.record(em, presence, now);
       return stored;
@@ -77,6 +77,8 @@ export class Collector {
     // Before the announce: the metrics of the finished responses name only endpoints of the registry.
     if (presence.length > 0) this.o.metrics.knowEndpoints(presence.map((e) => e.endpoint));
     this.o.announce(history);
+    // The next batches of rollouts, decided with these results.
+    this.o.completion.dispatch(sends);
     const { metrics } = this.o;
     metrics.tasksDone(done);
     const made: number[] = [];

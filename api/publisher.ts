@@ -4,7 +4,8 @@ import type { Logger } from '../lib/logger';
 import type { PublishTaskOptions, ServerTransport } from '../protocol/server-transport';
 import type { TaskMessage } from '../protocol/wire';
 import type { Task } from './storage/entities/task';
-import type { SendTargets, TaskStore } from './storage/task-store';
+import type { RolloutSend } from './storage/completion';
+import { firstTargets, SendTargets, TaskStore } from './storage/task-store';
 
 const RESEND_BATCH = 200;
 /** How long confirmed sends gather before they are recorded together. */
@@ -52,14 +53,15 @@ export class Publisher {
    * the listed endpoints' queues only.
    */
   private publish(s: SendTargets, resend?: PublishTaskOptions['resend']): Promise<void> {
-    const first = s.round === 0 && resend === undefined && s.endpoints.length === s.task.expected_endpoints.length;
+    // A rollout's sends are always to named queues: the fanout would reach endpoints whose turn has not come.
+    const first = s.round === 0 && resend === undefined && s.endpoints.length === s.task.expected_endpoints.length && !s.task.rollout;
     return this.transport.publishTask(toMessage(s.task, s.round), {
       broadcast: first && s.task.endpoints === null, targets: first ? undefined : s.endpoints, resend,
     });
   }
 
   /** Publishes sends; on a broker failure the task is left CREATED for the resend job. */
-  async send(task: Task, sends: SendTargets[] = [{ task, round: 0, endpoints: task.expected_endpoints }]): Promise<Task> {
+  async send(task: Task, sends: SendTargets[] = [{ task, round: 0, endpoints: firstTargets(task), decided: task.rollout !== null }]): Promise<Task> {
     try {
       await Promise.all(sends.map((s) => this.publish(s)));
     } catch (err) {
@@ -77,8 +79,35 @@ export class Publisher {
     return { ...task, status: task.status === 'CREATED' ? 'SENT' : task.status, sent_time: task.sent_time ?? at };
   }
 
-  /** Waits for the confirms in hand to be recorded (shutdown). */
-  flush(): Promise<void> {
+  /**
+   * Publishes the sends rollouts decided (their rows are `pending` and their `sent` events stored already);
+   * a send the broker does not confirm is left to the resend job, which finds its rows never stamped.
+   */
+  async sendDecided(sends: RolloutSend[]): Promise<void> {
+    if (sends.length === 0) return;
+    const tasks = new Map<number, Task | null>();
+    for (const s of sends) if (!tasks.has(s.taskId)) tasks.set(s.taskId, await this.tasks.findById(s.taskId));
+    await Promise.all(sends.map(async (s) => {
+      const task = tasks.get(s.taskId);
+      if (task) await this.send(task, [{ task, round: s.round, endpoints: s.endpoints, decided: true }]);
+    }));
+  }
+
+  /** `sendDecided` in the background, for callers that must not wait on the broker. */
+  dispatch = (sends: RolloutSend[]): void => {
+    if (sends.length === 0) return;
+    const p = this.sendDecided(sends).catch((err: unknown) => {
+      this.log.warn({ err, tasks: [...new Set(sends.map((s) => s.taskId))] }, 'rollout send not published; the resend job sends it');
+    });
+    this.dispatching.add(p);
+    void p.finally(() => this.dispatching.delete(p));
+  };
+
+  private readonly dispatching = new Set<Promise<void>>();
+
+  /** Waits for the rollout sends and the confirms in hand to be recorded (shutdown). */
+  async flush(): Promise<void> {
+    await Promise.all(this.dispatching);
     return this.sent.idle();
   }
 

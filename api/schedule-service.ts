@@ -1,5 +1,6 @@
 import { DatabaseUnavailableError, InvalidRequestError, NotFoundError, TaskerError } from '../lib/errors';
 import type { Logger } from '../lib/logger';
+import type { RolloutRequest } from './rollout';
 import { canonicalTimezone, checkCron, firingIdentifier, nextAfter, parseEvery, type Timing } from './schedule-timing';
 import type { ScheduleBody, SchedulePatchBody } from './schemas';
 import { guardDb, isTransientDbError } from './storage/database';
@@ -120,8 +121,7 @@ export class ScheduleService {
   private async fire(s: Schedule, now: Date): Promise<Fired> {
     const scheduled = s.next_fire_time as Date;
     const identifier = firingIdentifier(s.name, scheduled);
-    // When TaskRequest gains `rollout`, add `rollout: s.rollout` here: the one place a schedule's rollout reaches its tasks.
-    const req: TaskRequest = { identifier, payload: s.payload, endpoints: s.endpoints };
+    const req: TaskRequest = { identifier, payload: s.payload, endpoints: s.endpoints, rollout: s.rollout as RolloutRequest | null };
     let error: string | null = null;
     try {
       await this.deps.tasks.create(s.task_type, req, `schedule:${s.name}`);

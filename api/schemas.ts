@@ -5,6 +5,7 @@ import { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from '../protocol/names';
 import { TASK_STATUSES } from './storage/entities/task';
 import { EVENT_KINDS } from './storage/entities/task-event';
 import { SHOWN_STATES } from './storage/entities/task-response';
+import { PERCENT_PATTERN } from './rollout';
 
 /**
  * The HTTP API's requests and answers, declared once: the routes validate against them, the handlers
@@ -30,6 +31,20 @@ const AnyJson = Type.Unknown({ description: 'any JSON' });
 
 // ---- requests
 
+const BatchSize = Type.Union([
+  Type.Integer({ minimum: 1 }),
+  Type.String({ pattern: '^(100|[1-9][0-9]?)%$' }),
+], { [ERROR_KEYWORD]: 'must be an integer of at least 1 or a percentage from 1% to 100%', description: 'how many endpoints run the task at once: a number, or a share of the expected endpoints ("10%", rounded up)' });
+const MaxErrors = Type.Union([
+  Type.Integer({ minimum: 0 }),
+  Type.String({ pattern: PERCENT_PATTERN.source }),
+], { [ERROR_KEYWORD]: 'must be an integer of at least 0 or a percentage from 0% to 100%', description: 'sending stops once more endpoints than this failed or went missing: a number, or a share of the expected endpoints ("5%", rounded down); absent: no limit' });
+
+export const RolloutBody = Type.Object({
+  batch_size: BatchSize,
+  max_errors: Type.Optional(MaxErrors),
+}, { additionalProperties: false, [ERROR_KEYWORD]: 'must be an object with batch_size and optionally max_errors', description: 'a rolling send: a few endpoints at a time, stopping when too many fail' });
+
 export const TaskRequestBody = Type.Object({
   identifier: Identifier,
   payload: Type.Optional(AnyJson),
@@ -37,6 +52,7 @@ export const TaskRequestBody = Type.Object({
     maxItems: MAX_ENDPOINTS, uniqueItems: true,
     description: 'the endpoints that must perform the task; when absent or empty, those registered for the task type',
   }))),
+  rollout: Type.Optional(RolloutBody),
 }, { additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object', example: { identifier: 'deploy-42', payload: { version: '1.2.3' }, endpoints: ['console1', 'console2'] } });
 export type TaskRequestBody = Static<typeof TaskRequestBody>;
 
@@ -66,10 +82,9 @@ const ScheduleFields = {
   endpoints: nullable(Type.Array(EndpointName, {
     maxItems: MAX_ENDPOINTS, uniqueItems: true, description: 'the endpoints each task lists; when absent or empty, those registered for the task type when it fires',
   })),
-  rollout: nullable(Type.Object({
-    batch_size: Type.Optional(Type.Union([Type.Integer(), Type.String()])),
-    max_errors: Type.Optional(Type.Union([Type.Integer(), Type.String()])),
-  }, { description: 'handed to each task as its `rollout`' })),
+  rollout: nullable(Type.Object(RolloutBody.properties, {
+    additionalProperties: false, [ERROR_KEYWORD]: 'must be an object with batch_size and optionally max_errors', description: 'handed to each task as its `rollout`',
+  })),
   paused: Type.Boolean({ description: 'a paused schedule does not fire' }),
 };
 const f = ScheduleFields;
@@ -137,7 +152,7 @@ export const ErrorAnswer = Type.Object({
 
 const Counts = Type.Object({
   expected: Count, received: Count, finished: Count,
-  pending: Count, running: Count, succeeded: Count, failed: Count, missing: Count, cancelled: Count,
+  pending: Count, running: Count, succeeded: Count, failed: Count, missing: Count, cancelled: Count, queued: Count, skipped: Count,
 }, { description: 'how many expected endpoints received and finished the task, and how many are in each state' });
 
 export const TaskAnswer = Type.Object({
@@ -151,6 +166,12 @@ export const TaskAnswer = Type.Object({
   sent_time: nullable(Time),
   end_time: nullable(Time),
   responses: Counts,
+  rollout: nullable(Type.Object({
+    batch_size: Type.Integer({ minimum: 1, description: 'at most this many endpoints sent the task and not finished at once' }),
+    max_errors: nullable(Type.Integer({ minimum: 0, description: 'no more sends once more endpoints than this failed or went missing; null: no limit' })),
+    request: Type.Object({ batch_size: BatchSize, max_errors: Type.Optional(MaxErrors) }, { description: 'as asked' }),
+    sent: Count, running: Count, remaining: Count, errors: Count,
+  }, { description: 'a rolling send (null for a task sent to all its endpoints at once): endpoints sent the task, running it, waiting for a slot, and the errors counted' })),
 }, { $id: 'Task' });
 
 export const ResponseAnswer = Type.Object({

@@ -80,6 +80,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const tasks = new TaskStore(ds, history, announce);
   const publisher = new Publisher(transport, tasks, log);
   const completion = new Completion(ds, history, announce, (done) => metrics.tasksDone(done));
+  completion.dispatch = publisher.dispatch;
   const registry = new EndpointRegistry(ds);
   // Not worth failing the start over: endpoints are learnt from their heartbeats as well.
   await knowRegisteredEndpoints(registry, metrics).catch((err: unknown) => log.warn({ err }, 'could not read the endpoint registry for the metrics'));
@@ -128,6 +129,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
       metrics.job('resend', () => publisher.resendUnsent(config.api.resend_after * 1000)), log),
     startPeriodic('incomplete-sweep', config.api.sweep_interval * 1000,
       metrics.job('sweep', () => completion.sweepIncomplete(new Date(), config.api.wait_for_endpoints_timeout * 1000)), log),
+    startPeriodic('rollout-sweep', config.api.sweep_interval * 1000,
+      metrics.job('rollout-sweep', () => completion.sweepRollouts(new Date(), config.api.wait_for_endpoints_timeout * 1000)), log),
     // Every instance runs it: the firings' idempotent identifiers (and row locks on MySQL) make that safe.
     startPeriodic('schedules', config.api.schedule_interval * 1000, metrics.job('schedules', () => schedules.fireDue()), log),
   ];

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { InvalidRequestError } from '../lib/errors';
+import type { RolloutRequest } from './rollout';
 import type { TaskRequestBody } from './schemas';
 
 /** Deeper payloads are refused: everything that walks a payload (hashing, storing, sending) recurses. */
@@ -10,6 +11,8 @@ export interface TaskRequest {
   payload: unknown;
   /** The endpoints the client listed; null when none (then the registered ones are expected). */
   endpoints: string[] | null;
+  /** A rolling send, or null for all at once. */
+  rollout: RolloutRequest | null;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -21,7 +24,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export function toTaskRequest(body: TaskRequestBody): TaskRequest {
   if (depthExceeds(body.payload, MAX_PAYLOAD_DEPTH)) throw new InvalidRequestError(`payload is nested deeper than ${MAX_PAYLOAD_DEPTH} levels`);
   const endpoints = body.endpoints && body.endpoints.length > 0 ? body.endpoints : null;
-  return { identifier: body.identifier, payload: body.payload ?? null, endpoints };
+  return { identifier: body.identifier, payload: body.payload ?? null, endpoints, rollout: body.rollout ?? null };
 }
 
 /** Whether arrays and objects nest deeper than `max` (without recursion, whatever the depth). */
@@ -45,7 +48,11 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value) ?? 'null';
 }
 
-/** What tells an idempotent retry (same hash) from a conflicting reuse of the identifier. */
-export function requestHash(req: TaskRequest): string {
-  return createHash('sha256').update(canonicalJson({ payload: req.payload, endpoints: req.endpoints })).digest('hex');
+/**
+ * What tells an idempotent retry (same hash) from a conflicting reuse of the identifier. The rollout is
+ * hashed only when there is one, so that the tasks stored before rollouts existed keep their hashes.
+ */
+export function requestHash(req: Pick<TaskRequest, 'payload' | 'endpoints'> & { rollout?: RolloutRequest | null }): string {
+  const rollout = req.rollout ? { rollout: req.rollout } : {};
+  return createHash('sha256').update(canonicalJson({ payload: req.payload, endpoints: req.endpoints, ...rollout })).digest('hex');
 }

@@ -8,7 +8,8 @@ import type { ResponseState, ShownState, TaskResponse } from './storage/entities
 import type { History, StoredEvent } from './storage/history';
 import type { ResponseStore } from './storage/response-store';
 import type { TaskFilter, TaskQueries } from './storage/task-queries';
-import type { NewTask, TaskStore } from './storage/task-store';
+import { firstTargets, NewTask, TaskStore } from './storage/task-store';
+import { resolveRollout } from './rollout';
 import { requestHash, TaskRequest } from './task-request';
 import { countRows } from './views';
 import type { WatchHub } from './watch-hub';
@@ -68,15 +69,17 @@ export class TaskService {
       }
       return this.creator.submit({
         type, identifier: req.identifier, payload: req.payload, endpoints: req.endpoints, expected,
-        requestHash: hash, now: new Date(), actor,
+        requestHash: hash, now: new Date(), actor, rollout: req.rollout ? resolveRollout(req.rollout, expected.length) : null,
       });
     });
     if (!created) {
       if (task.request_hash !== hash) throw new IdentifierConflictError(type, req.identifier);
       return { task, created: false, counts: await this.counts(task) };
     }
-    // A new task's endpoints are all pending.
-    return { task: await this.deps.publisher.send(task), created: true, counts: new Map([['pending', task.expected_count]]) };
+    // A new task's endpoints are all pending, but for a rollout's that wait for their turn.
+    const first = firstTargets(task).length;
+    const counts = new Map<ResponseState, number>([['pending', first], ...(first < task.expected_count ? [['queued', task.expected_count - first] as const] : [])]);
+    return { task: await this.deps.publisher.send(task), created: true, counts };
   }
 
   async counts(task: Task): Promise<ReadonlyMap<ResponseState, number>> {

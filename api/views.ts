@@ -2,6 +2,7 @@ import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_HANDLER_TIMEOUT } from '../protocol/wir
 import type { Task } from './storage/entities/task';
 import type { ResponseState, ShownState, TaskResponse } from './storage/entities/task-response';
 import type { StoredEvent } from './storage/history';
+import { rolloutView } from './rollout';
 
 /**
  * The JSON shapes of the API: the seed's field names and value types, plus additions (sent_time,
@@ -19,7 +20,7 @@ export function stateCounts(task: Pick<Task, 'status'>, counts: ReadonlyMap<Resp
   const incomplete = task.status === 'INCOMPLETE';
   return {
     pending: incomplete ? 0 : n('pending'), running: n('running'), succeeded: n('succeeded'), failed: n('failed'),
-    missing: incomplete ? n('pending') : 0, cancelled: n('cancelled'),
+    missing: (incomplete ? n('pending') : 0) + n('missing'), cancelled: n('cancelled'), queued: n('queued'), skipped: n('skipped'),
   };
 }
 
@@ -42,6 +43,7 @@ export function taskView(t: Task, counts: ReadonlyMap<ResponseState, number>): R
     end_time: t.end_time?.toISOString() ?? null,
     // `failed` is both a count of the original shape and a state: the same number.
     responses: { expected: t.expected_count, received: t.received_count, finished: t.finished_count, ...stateCounts(t, counts) },
+    rollout: t.rollout ? rolloutView(t.rollout, t.expected_count, (s) => counts.get(s as ResponseState) ?? 0) : null,
   };
 }
 

@@ -5,7 +5,7 @@ import { decodeNotice, NoticeTask } from '../protocol/wire';
 import type { History, StoredEvent } from './storage/history';
 
 /** Events that end a task (for waiting clients: a late response may still turn INCOMPLETE into DONE). */
-const ENDING = new Set(['done', 'incomplete', 'cancelled']);
+const ENDING = new Set(['done', 'incomplete', 'cancelled', 'stopped']);
 /** A comment line on every open stream this often, so that proxies and clients keep the connection. */
 const KEEP_ALIVE_MS = 15_000;
 /** Events read per catch-up query of a task's streams. */

@@ -72,10 +72,26 @@ async function followAndReport(ctx: Context, snapshot: TaskWithResponses): Promi
   return exitFor(ctx, final.task);
 }
 
-export async function send(ctx: Context, type: string, o: { identifier?: string; payload?: string; endpoints?: string; wait?: boolean }): Promise<number> {
+export interface SendOptions {
+  identifier?: string;
+  payload?: string;
+  endpoints?: string;
+  batchSize?: string;
+  maxErrors?: string;
+  wait?: boolean;
+}
+
+/** `10` → 10, `10%` stays a string: the API takes both. */
+const amount = (v: string): number | string => (v.endsWith('%') ? v : Number(v));
+
+export async function send(ctx: Context, type: string, o: SendOptions): Promise<number> {
   const body: Record<string, unknown> = { identifier: o.identifier ?? randomUUID() };
   if (o.payload !== undefined) body.payload = readPayload(o.payload, ctx.io.readStdin);
   if (o.endpoints !== undefined) body.endpoints = nameList(o.endpoints);
+  if (o.maxErrors !== undefined && o.batchSize === undefined) throw new CliError('--max-errors needs --batch-size');
+  if (o.batchSize !== undefined) {
+    body.rollout = { batch_size: amount(o.batchSize), ...(o.maxErrors !== undefined ? { max_errors: amount(o.maxErrors) } : {}) };
+  }
   const task = await ctx.client.json<Task>('POST', [type], { body });
   if (!o.wait) {
     out(ctx, task, () => [...taskHeader(task, paintFor(ctx, ctx.io.stdout)), `follow it: tasker watch ${type} ${task.identifier}`]);

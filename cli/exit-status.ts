@@ -8,7 +8,7 @@ export const EXIT = {
   ERROR: 1,
   /** The task ended (or is running) with some endpoint failed. */
   FAILED: 2,
-  /** The task is INCOMPLETE (some endpoint never answered) or CANCELLED. */
+  /** The task is INCOMPLETE (some endpoint never answered), CANCELLED, or STOPPED (a rollout over its error budget). */
   UNFINISHED: 3,
 } as const;
 
@@ -21,11 +21,11 @@ export class CliError extends Error {
 }
 
 /**
- * The exit status a task gives: INCOMPLETE or CANCELLED 3 (whatever else happened: the task did not reach
+ * The exit status a task gives: INCOMPLETE, CANCELLED or STOPPED 3 (whatever else happened: the task did not reach
  * all its endpoints), some endpoint failed 2, otherwise 0. A task still running counts what is known so far.
  */
 export function taskExitStatus(task: { status: TaskStatus; responses: Pick<Counts, 'failed'> }): number {
-  if (task.status === 'INCOMPLETE' || task.status === 'CANCELLED') return EXIT.UNFINISHED;
+  if (task.status === 'INCOMPLETE' || task.status === 'CANCELLED' || task.status === 'STOPPED') return EXIT.UNFINISHED;
   if (task.responses.failed > 0) return EXIT.FAILED;
   return EXIT.OK;
 }
@@ -35,6 +35,6 @@ export function taskExitReason(task: { type: string; identifier: string; status:
   const code = taskExitStatus(task);
   if (code === EXIT.OK) return null;
   const c = task.responses;
-  const parts = (['failed', 'missing', 'cancelled', 'pending', 'running'] as const).filter((s) => c[s] > 0).map((s) => `${c[s]} ${s}`);
+  const parts = (['failed', 'missing', 'skipped', 'cancelled', 'pending', 'queued', 'running'] as const).filter((s) => (c[s] ?? 0) > 0).map((s) => `${c[s] ?? 0} ${s}`);
   return `${task.type}/${task.identifier} is ${task.status}${parts.length > 0 ? `: ${parts.join(', ')} of ${c.expected} endpoints` : ''}`;
 }

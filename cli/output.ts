@@ -26,9 +26,9 @@ export const plain: Paint = (_style, text) => text;
 export const ansi: Paint = (style, text) => `\x1b[${CODES[style][0]}m${text}\x1b[${CODES[style][1]}m`;
 
 const STATE_STYLE: Record<EndpointState, keyof typeof CODES> = {
-  pending: 'dim', running: 'cyan', succeeded: 'green', failed: 'red', missing: 'yellow', cancelled: 'yellow',
+  pending: 'dim', running: 'cyan', succeeded: 'green', failed: 'red', missing: 'yellow', cancelled: 'yellow', queued: 'dim', skipped: 'yellow',
 };
-const STATUS_STYLE: Record<string, keyof typeof CODES> = { CREATED: 'dim', SENT: 'cyan', DONE: 'green', INCOMPLETE: 'yellow', CANCELLED: 'yellow' };
+const STATUS_STYLE: Record<string, keyof typeof CODES> = { CREATED: 'dim', SENT: 'cyan', DONE: 'green', INCOMPLETE: 'yellow', CANCELLED: 'yellow', STOPPED: 'red' };
 
 // ---- tables
 
@@ -74,24 +74,28 @@ export function bar(finished: number, expected: number, width = 30): string {
 export function taskHeader(t: TaskTracker | Task, paint: Paint = plain, columns = Infinity): string[] {
   // A task as the API answered it carries its counts; a followed one counts its endpoints.
   const c = t instanceof TaskTracker ? t.counts() : t.responses;
-  const states: EndpointState[] = ['pending', 'running', 'succeeded', 'failed', 'missing', 'cancelled'];
+  // A rollout's states show only where there are some, so that other tasks read as they always did.
+  const states = (['pending', 'running', 'succeeded', 'failed', 'missing', 'cancelled', 'queued', 'skipped'] as const)
+    .filter((s) => (s !== 'queued' && s !== 'skipped') || (c[s] ?? 0) > 0);
+  const rollout = t instanceof TaskTracker ? t.rollout : t.rollout ?? null;
   const name = `${t.type}/${t.identifier}`;
   const done = `${c.finished}/${c.expected} finished`;
   const width = Math.max(10, Math.min(30, columns - 1 - `${name}  ${t.status}  [] ${done}`.length));
   return [
     `${paint('bold', name)}  ${paint(STATUS_STYLE[t.status] ?? 'bold', t.status)}  ${bar(c.finished, c.expected, width)} ${done}`,
-    states.map((s) => (c[s] > 0 ? paint(STATE_STYLE[s], `${s} ${c[s]}`) : `${s} ${c[s]}`)).join('  '),
+    states.map((s) => ((c[s] ?? 0) > 0 ? paint(STATE_STYLE[s], `${s} ${c[s] ?? 0}`) : `${s} ${c[s] ?? 0}`)).join('  '),
+    ...(rollout ? [`rollout: ${rollout.batch_size} at a time, ${rollout.max_errors === null ? 'no error limit' : `stops once more than ${rollout.max_errors} fail`}`] : []),
   ];
 }
 
 /** One line: `worker/deploy-42 SENT: 1/3 finished (pending 1, running 1, failed 1)`. */
 export function taskSummary(t: TaskTracker): string {
   const c = t.counts();
-  const states = (['pending', 'running', 'succeeded', 'failed', 'missing', 'cancelled'] as const).filter((s) => c[s] > 0).map((s) => `${s} ${c[s]}`);
+  const states = (['pending', 'running', 'succeeded', 'failed', 'missing', 'cancelled', 'queued', 'skipped'] as const).filter((s) => c[s] > 0).map((s) => `${s} ${c[s]}`);
   return `${t.type}/${t.identifier} ${t.status}: ${c.finished}/${c.expected} finished (${states.join(', ')})`;
 }
 
-const RANK: Record<EndpointState, number> = { failed: 0, running: 1, missing: 2, cancelled: 3, pending: 4, succeeded: 5 };
+const RANK: Record<EndpointState, number> = { failed: 0, running: 1, missing: 2, skipped: 3, cancelled: 3, pending: 4, queued: 5, succeeded: 6 };
 
 /**
  * The endpoints to show when not all fit in `max` lines (a fleet): the failed first, then the running,
@@ -114,7 +118,7 @@ export const ENDPOINT_HEADERS = ['ENDPOINT', 'STATE', 'ROUND', 'ATTEMPTS', 'ERRN
 
 export function endpointRow(t: TaskTracker, e: EndpointView, paint: Paint = plain): string[] {
   const state = t.shown(e);
-  const message = state === 'failed' ? e.errmsg ?? '' : state === 'missing' ? 'never answered' : state === 'cancelled' ? 'skipped: task cancelled' : '';
+  const message = state === 'failed' ? e.errmsg ?? '' : state === 'missing' ? 'never answered' : state === 'cancelled' ? 'skipped: task cancelled' : state === 'skipped' ? 'never sent: rollout stopped' : state === 'queued' ? 'waiting for a rollout slot' : '';
   return [e.endpoint, paint(STATE_STYLE[state], state), String(e.round), String(e.attempt), e.errnr === null ? '-' : String(e.errnr), message];
 }
 

@@ -9,6 +9,7 @@ const EXAMPLES = `
 Examples:
   $ tasker send worker --identifier deploy-42 --payload '{"version": "1.4.2"}' --endpoints web1,web2 --wait
   $ tasker send backup --payload @backup.json --wait --output json > result.json
+  $ tasker send worker --payload '{"version": "1.4.3"}' --batch-size 10% --max-errors 2 --wait
   $ tasker get worker deploy-42
   $ tasker list worker --status INCOMPLETE --since 2026-11-24
   $ tasker watch worker deploy-42
@@ -19,7 +20,7 @@ Examples:
   $ TASKER_TOKEN=tkr_... tasker token create deployer --scope submit:worker --scope read
 
 Exit status: 0 every endpoint succeeded (or the command did what was asked), 2 some endpoint failed,
-3 the task is INCOMPLETE or CANCELLED, 1 a usage error, an API that cannot be reached or that refused
+3 the task is INCOMPLETE, CANCELLED or STOPPED, 1 a usage error, an API that cannot be reached or that refused
 the request; a one-line reason goes to stderr.`;
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, ...commands.nameList(value)];
@@ -27,6 +28,17 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 function positiveInt(value: string): string {
   if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('must be a positive whole number');
   return value;
+}
+
+/** `--batch-size` / `--max-errors`: a whole number from `min`, or a percentage. */
+function rolloutAmount(min: number) {
+  return (value: string): string => {
+    const percent = /^(\d{1,3})%$/.exec(value);
+    if (percent ? Number(percent[1]) < min || Number(percent[1]) > 100 : !/^\d+$/.test(value) || Number(value) < min) {
+      throw new InvalidArgumentError(`must be a whole number of at least ${min}, or a percentage from ${min}% to 100%`);
+    }
+    return value;
+  };
 }
 
 interface Globals {
@@ -73,9 +85,11 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .option('-i, --identifier <id>', 'the task\'s key, unique per type (default: a random UUID)')
     .option('-p, --payload <json>', 'JSON handed to the handlers, or @file (@- for standard input)')
     .option('-e, --endpoints <names>', 'comma-separated endpoints (default: every endpoint registered for TYPE)')
-    .option('-w, --wait', 'follow the task until DONE, INCOMPLETE or CANCELLED; exit status by its result')
+    .option('-b, --batch-size <n>', 'a rollout: at most N endpoints (or N% of them) run the task at once', rolloutAmount(1))
+    .option('--max-errors <n>', 'with --batch-size: send to no more endpoints once more than N (or N%) failed or went missing', rolloutAmount(0))
+    .option('-w, --wait', 'follow the task until DONE, INCOMPLETE, CANCELLED or STOPPED; exit status by its result')
     .addHelpText('after', '\nExample:\n  $ tasker send worker --identifier deploy-42 --payload \'{"sleep": 1}\' --endpoints console1,console2 --wait')
-    .action(action((ctx, type: string, o: { identifier?: string; payload?: string; endpoints?: string; wait?: boolean }) => commands.send(ctx, type, o)));
+    .action(action((ctx, type: string, o: commands.SendOptions) => commands.send(ctx, type, o)));
 
   program.command('get')
     .description('show a task and the state of each of its endpoints')

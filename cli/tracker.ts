@@ -1,11 +1,11 @@
-import type { EndpointState, Task, TaskEvent, TaskStatus, TaskWithResponses } from './types';
+import type { EndpointState, Rollout, Task, TaskEvent, TaskStatus, TaskWithResponses } from './types';
 import { ENDED, ENDPOINT_STATES } from './types';
 
 /** What the CLI knows of one expected endpoint. */
 export interface EndpointView {
   endpoint: string;
-  /** The stored state: `missing` is not stored, it is a pending endpoint of an INCOMPLETE task (see shown()). */
-  state: Exclude<EndpointState, 'missing'>;
+  /** The stored state: `missing` of a task that is not a rollout is a pending endpoint of an INCOMPLETE task (see shown()). */
+  state: EndpointState;
   round: number;
   attempt: number;
   errnr: number | null;
@@ -34,15 +34,21 @@ export class TaskTracker {
   readonly endpoints = new Map<string, EndpointView>();
   /** The id of the last event applied: the stream resumes after it. */
   lastEventId = 0;
+  /** A rolling send's numbers (as the task was read; its progress is counted from the endpoints). */
+  readonly rollout: Rollout | null;
   private seq = 0;
 
   constructor(task: Task, responses?: TaskWithResponses['taskResponseList']) {
     this.type = task.type;
     this.identifier = task.identifier;
     this.status = task.status;
-    for (const name of task.endpoints) this.endpoints.set(name, { endpoint: name, state: 'pending', round: 0, attempt: 0, errnr: null, errmsg: null, changed: 0 });
+    this.rollout = task.rollout ?? null;
+    // A rollout sends to its first batch; the others wait for a slot.
+    task.endpoints.forEach((name, i) => this.endpoints.set(name, {
+      endpoint: name, state: this.rollout && i >= this.rollout.batch_size ? 'queued' : 'pending', round: 0, attempt: 0, errnr: null, errmsg: null, changed: 0,
+    }));
     for (const r of responses ?? []) {
-      const state = r.state === 'missing' ? 'pending' : r.state;
+      const state = r.state === 'missing' && !this.rollout ? 'pending' : r.state;
       this.endpoints.set(r.endpoint, {
         endpoint: r.endpoint, state, round: r.round, attempt: r.attempts, errnr: r.status === 1 ? r.errnr : null, errmsg: r.errmsg, changed: 0,
       });
@@ -81,6 +87,23 @@ export class TaskTracker {
     switch (event.kind) {
       case 'sent':
         this.status = 'SENT';
+        // A rollout's batch names its endpoints.
+        for (const name of Array.isArray(detail.endpoints) ? (detail.endpoints as string[]) : []) {
+          const e = this.endpoints.get(name);
+          if (e && e.state === 'queued') touch(e, { state: 'pending' });
+        }
+        break;
+      case 'missing':
+        for (const c of changes) {
+          const e = this.endpoints.get(c.endpoint);
+          if (e && e.state === 'pending') touch(e, { state: 'missing' });
+        }
+        break;
+      case 'skipped':
+        for (const e of this.endpoints.values()) if (e.state === 'queued') touch(e, { state: 'skipped' });
+        break;
+      case 'stopped':
+        this.status = 'STOPPED';
         break;
       case 'received':
       case 'finished':
@@ -98,10 +121,11 @@ export class TaskTracker {
         }
         break;
       case 'retried':
-        this.status = 'CREATED';
+        // A rollout's retried endpoints wait for a slot; the task is sent batch by batch, so stays SENT.
+        this.status = this.rollout ? (this.status === 'CREATED' ? 'CREATED' : 'SENT') : 'CREATED';
         for (const c of changes) {
           const e = this.endpoints.get(c.endpoint);
-          if (e) touch(e, { state: 'pending', round: c.round ?? e.round + 1, attempt: 0, errnr: null, errmsg: null });
+          if (e) touch(e, { state: this.rollout ? 'queued' : 'pending', round: c.round ?? e.round + 1, attempt: 0, errnr: null, errmsg: null });
         }
         break;
       case 'incomplete':
@@ -113,7 +137,10 @@ export class TaskTracker {
         break;
       case 'cancelled':
         this.status = 'CANCELLED';
-        for (const e of this.endpoints.values()) if (e.state === 'pending') touch(e, { state: 'cancelled' });
+        for (const e of this.endpoints.values()) {
+          if (e.state === 'pending' || e.state === 'missing') touch(e, { state: 'cancelled' });
+          else if (e.state === 'queued') touch(e, { state: 'skipped' });
+        }
         break;
     }
     return changed;

@@ -3,13 +3,15 @@
  * server side, so that the CLI depends on the API's JSON alone (GET /openapi.json describes it).
  */
 
-export const TASK_STATUSES = ['CREATED', 'SENT', 'DONE', 'INCOMPLETE', 'CANCELLED'] as const;
+export const TASK_STATUSES = ['CREATED', 'SENT', 'DONE', 'INCOMPLETE', 'CANCELLED', 'STOPPED'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
 
-export const ENDPOINT_STATES = ['pending', 'running', 'succeeded', 'failed', 'missing', 'cancelled'] as const;
+export const ENDPOINT_STATES = ['pending', 'running', 'succeeded', 'failed', 'missing', 'cancelled', 'queued', 'skipped'] as const;
 export type EndpointState = (typeof ENDPOINT_STATES)[number];
 
-export type Counts = { expected: number; received: number; finished: number } & Record<EndpointState, number>;
+/** `queued` and `skipped` (a rollout's) are absent from APIs that predate rollouts. */
+export type Counts = { expected: number; received: number; finished: number } & Record<Exclude<EndpointState, 'queued' | 'skipped'>, number>
+  & Partial<Record<'queued' | 'skipped', number>>;
 
 export interface Task {
   id: number;
@@ -22,6 +24,17 @@ export interface Task {
   sent_time: string | null;
   end_time: string | null;
   responses: Counts;
+  /** A rolling send (absent from APIs that predate rollouts). */
+  rollout?: Rollout | null;
+}
+
+export interface Rollout {
+  batch_size: number;
+  max_errors: number | null;
+  sent: number;
+  running: number;
+  remaining: number;
+  errors: number;
 }
 
 export interface TaskResponse {
@@ -70,7 +83,7 @@ export interface TokenInfo {
   revoked_time: string | null;
 }
 
-export const ENDED: readonly TaskStatus[] = ['DONE', 'INCOMPLETE', 'CANCELLED'];
+export const ENDED: readonly TaskStatus[] = ['DONE', 'INCOMPLETE', 'CANCELLED', 'STOPPED'];
 
 export interface ScheduleInfo {
   name: string;

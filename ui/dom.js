@@ -29,8 +29,8 @@ function append(el, children) {
 }
 
 /** Endpoint states, in the order the page lists them. */
-export const STATES = ['pending', 'running', 'succeeded', 'failed', 'missing', 'cancelled'];
-export const STATUSES = ['CREATED', 'SENT', 'DONE', 'INCOMPLETE', 'CANCELLED'];
+export const STATES = ['queued', 'pending', 'running', 'succeeded', 'failed', 'missing', 'skipped', 'cancelled'];
+export const STATUSES = ['CREATED', 'SENT', 'DONE', 'INCOMPLETE', 'CANCELLED', 'STOPPED'];
 
 export const badge = (status) => h('span.badge', { dataset: { status } }, status);
 

@@ -9,7 +9,7 @@ const TILE_LIMIT = 60;
 const HISTORY_SHOWN = 200;
 
 /** A later state of the same round never goes back to an earlier one (events may repeat what a page shows). */
-const RANK = { pending: 0, missing: 1, cancelled: 1, running: 2, succeeded: 3, failed: 3 };
+const RANK = { queued: 0, pending: 0, missing: 1, cancelled: 1, skipped: 1, running: 2, succeeded: 3, failed: 3 };
 const FAILURE_OF = { 124: 'timed_out', 125: 'gave_up' };
 
 /** Whether the token may retry and cancel, by token: learned once, from a request refused before it is read. */
@@ -177,7 +177,22 @@ export function mountTask(root, app, type, identifier) {
     const list = Array.isArray(e.detail?.endpoints) ? e.detail.endpoints : [];
     switch (e.kind) {
       case 'created': task.status = 'CREATED'; break;
-      case 'sent': task.status = 'SENT'; task.sent_time = e.time; break;
+      case 'sent':
+        task.status = 'SENT';
+        task.sent_time ??= e.time;
+        // A rollout's batch: its endpoints leave the queue.
+        for (const name of Array.isArray(e.detail?.endpoints) ? e.detail.endpoints : []) {
+          const r = rows.get(name);
+          if (r && r.state === 'queued') setRow({ ...r, state: 'pending', last_modified_time: e.time });
+        }
+        break;
+      case 'missing':
+        for (const x of list) change(x.endpoint, x.round, { state: 'missing', last_modified_time: e.time });
+        break;
+      case 'skipped':
+        for (const r of rows.values()) if (r.state === 'queued') setRow({ ...r, state: 'skipped', last_modified_time: e.time });
+        break;
+      case 'stopped': task.status = 'STOPPED'; task.end_time = e.time; break;
       case 'received':
         for (const x of list) change(x.endpoint, x.round, { state: 'running', status: 0, attempts: x.attempt ?? 1, start_time: rows.get(x.endpoint)?.start_time ?? e.time, last_modified_time: e.time });
         break;
@@ -191,9 +206,10 @@ export function mountTask(root, app, type, identifier) {
         }
         break;
       case 'retried':
-        task.status = 'CREATED';
+        // A rollout's retried endpoints wait for a slot, and the task stays SENT.
+        task.status = task.rollout && task.status !== 'CREATED' ? 'SENT' : 'CREATED';
         task.end_time = null;
-        for (const x of list) change(x.endpoint, x.round, { state: 'pending', failure: undefined, status: null, errnr: 0, errmsg: null, payload: null, attempts: 0, start_time: null, last_modified_time: e.time });
+        for (const x of list) change(x.endpoint, x.round, { state: task.rollout ? 'queued' : 'pending', failure: undefined, status: null, errnr: 0, errmsg: null, payload: null, attempts: 0, start_time: null, last_modified_time: e.time });
         break;
       case 'incomplete':
         task.status = 'INCOMPLETE';
@@ -203,7 +219,10 @@ export function mountTask(root, app, type, identifier) {
       case 'cancelled':
         task.status = 'CANCELLED';
         task.end_time = e.time;
-        for (const r of rows.values()) if (r.state === 'pending') setRow({ ...r, state: 'cancelled' });
+        for (const r of rows.values()) {
+          if (r.state === 'pending' || r.state === 'missing') setRow({ ...r, state: 'cancelled' });
+          else if (r.state === 'queued') setRow({ ...r, state: 'skipped' });
+        }
         break;
       default: break;
     }
@@ -218,7 +237,7 @@ export function mountTask(root, app, type, identifier) {
     queueCounts();
     // These change many endpoints at once, or end the task: read the responses again for the exact picture
     // (and the payloads that events do not carry).
-    if (batch.some((e) => ['done', 'incomplete', 'retried', 'cancelled'].includes(e.kind))) scheduleRefetch(300);
+    if (batch.some((e) => ['done', 'incomplete', 'retried', 'cancelled', 'stopped'].includes(e.kind))) scheduleRefetch(300);
   }
 
   function describe(e) {
@@ -226,7 +245,10 @@ export function mountTask(root, app, type, identifier) {
     const names = (xs) => xs.length <= 6 ? xs.join(', ') : `${xs.slice(0, 5).join(', ')} and ${xs.length - 5} more`;
     switch (e.kind) {
       case 'created': return `${e.detail?.expected ?? ''} endpoints expected${e.detail?.broadcast ? ' (broadcast)' : ''}`;
-      case 'sent': return `round ${e.detail?.round ?? 0} to ${e.detail?.targets ?? '?'} endpoint${e.detail?.targets === 1 ? '' : 's'}`;
+      case 'sent': return `round ${e.detail?.round ?? 0} to ${Array.isArray(e.detail?.endpoints) ? names(e.detail.endpoints) : `${e.detail?.targets ?? '?'} endpoint${e.detail?.targets === 1 ? '' : 's'}`}`;
+      case 'missing': return `${names(list.map((x) => x.endpoint))} never answered`;
+      case 'skipped': return `${e.detail?.errors ?? '?'} errors (at most ${e.detail?.max_errors ?? '?'}): ${Array.isArray(e.detail?.endpoints) ? names(e.detail.endpoints) : '?'} skipped`;
+      case 'stopped': return `${e.detail?.succeeded ?? '?'} succeeded, ${e.detail?.failed ?? '?'} failed, ${e.detail?.skipped ?? '?'} skipped`;
       case 'received': return names(list.map((x) => x.endpoint));
       case 'finished': {
         const failed = list.filter((x) => x.errnr !== 0);

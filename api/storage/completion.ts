@@ -4,9 +4,9 @@ import type { ResponseEvent } from '../../protocol/wire';
 import { ERRNR_ATTEMPTS_EXHAUSTED } from '../../protocol/wire';
 import { dialectOf, transaction } from './database';
 import type { ResponseState } from './entities/task-response';
-import type { TaskStatus } from './entities/task';
+import type { Rollout, TaskStatus } from './entities/task';
 import type { Announce, EndpointChange, History, NewEvent, StoredEvent } from './history';
-import { readId, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
+import { readId, readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
 
 /**
  * Completion without races. Every writer of response rows (the collector storing events, the state
@@ -59,6 +59,14 @@ export interface LockedTask {
   startTime: Date;
   /** A retry: the task's next send starts the wait for the endpoints afresh. */
   clearSentTime?: boolean;
+  rollout: Rollout | null;
+}
+
+/** A send a transaction decided for a rollout (its rows are `pending` now): to publish once it committed. */
+export interface RolloutSend {
+  taskId: number;
+  round: number;
+  endpoints: string[];
 }
 
 /** A response row as a transaction holding its task's lock sees it; `changed` once this transaction changes it. */
@@ -74,6 +82,8 @@ export interface LockedRow {
   payload: string | null;
   attempts: number;
   startTime: string | null;
+  /** A rollout's row: when the broker confirmed its send. */
+  sentTime: string | null;
   changed: boolean;
 }
 
@@ -99,6 +109,8 @@ export class Locked {
   private readonly taskEvents: NewEvent[] = [];
   /** The tasks this transaction makes DONE (known once `write` ran), for the end-to-end metric. */
   readonly done: TaskDone[] = [];
+  /** The rollout sends this transaction decided, to publish after its commit. */
+  readonly sends: RolloutSend[] = [];
 
   constructor(
     readonly tasks: Map<number, LockedTask>, readonly rows: Map<string, LockedRow>, private readonly now: Date, private readonly mysql: boolean,
@@ -118,7 +130,7 @@ export class Locked {
   }
 
   /** A change of one of the task's endpoints. */
-  recordEndpoint(task: LockedTask, kind: 'received' | 'finished' | 'retried', change: EndpointChange, actor: string | null = null): void {
+  recordEndpoint(task: LockedTask, kind: 'received' | 'finished' | 'retried' | 'missing', change: EndpointChange, actor: string | null = null): void {
     const key = `${task.id}/${kind}`;
     const event = this.endpointEvents.get(key);
     if (event) event.endpoints?.push(change);
@@ -134,6 +146,8 @@ export class Locked {
     if (task.status !== 'CREATED') return;
     task.status = 'SENT';
     task.sentTime = at;
+    // A rollout's history has the batch's `sent` event already, from the transaction that decided it.
+    if (task.rollout) return;
     this.leadEvents.push({ task, kind: 'sent', time: at, detail: { by: 'first response' } });
   }
 
@@ -170,6 +184,59 @@ export class Locked {
     }
   }
 
+  /**
+   * A rollout's next step, decided from its rows as this transaction left them (the task's lock held):
+   * past the error budget, the endpoints not sent yet are skipped; otherwise the free slots are given to
+   * the next queued endpoints, in the order they were listed, whose rows become `pending` here, in the
+   * transaction, and are published after the commit (the resend job sends those whose publish never got
+   * confirmed). Once nothing is queued or in flight, a rollout that skipped endpoints is STOPPED, one with
+   * missing endpoints INCOMPLETE; one whose endpoints all finished was made DONE already.
+   */
+  private async advance(em: EntityManager, task: LockedTask, rollout: Rollout): Promise<void> {
+    if (task.status !== 'CREATED' && task.status !== 'SENT') return;
+    const counted: { state: string; n: unknown }[] = await em.query(
+      'SELECT state, COUNT(*) AS n FROM task_response WHERE task_id = ? GROUP BY state', [task.id]);
+    const count = new Map(counted.map((c) => [c.state, Number(c.n)]));
+    const n = (state: string): number => count.get(state) ?? 0;
+    let queued = n('queued');
+    let skipped = n('skipped');
+    let inFlight = n('pending') + n('running');
+    // A retry starts the budget afresh: the errors it left standing are not counted again.
+    const errors = n('failed') + n('missing') - (rollout.errors_before ?? 0);
+    const t = sqlTime(this.now);
+    if (queued > 0 && rollout.max_errors !== null && errors > rollout.max_errors) {
+      const rows: { endpoint: string }[] = await em.query(
+        `SELECT endpoint FROM task_response WHERE task_id = ? AND state = 'queued' ORDER BY id`, [task.id]);
+      await em.query(`UPDATE task_response SET state = 'skipped', last_modified_time = ? WHERE task_id = ? AND state = 'queued'`, [t, task.id]);
+      this.record(task, { kind: 'skipped', detail: { errors, max_errors: rollout.max_errors, running: inFlight, endpoints: rows.map((r) => r.endpoint) } });
+      skipped += queued;
+      queued = 0;
+    } else if (queued > 0 && inFlight < rollout.batch_size) {
+      const rows: { id: unknown; endpoint: string; round: unknown }[] = await em.query(
+        `SELECT id, endpoint, round FROM task_response WHERE task_id = ? AND state = 'queued' ORDER BY id LIMIT ${Math.floor(rollout.batch_size - inFlight)}`,
+        [task.id]);
+      await em.query(`UPDATE task_response SET state = 'pending', sent_time = NULL, last_modified_time = ? WHERE id IN (${marks(rows.length)})`,
+        [t, ...rows.map((r) => readId(r.id))]);
+      inFlight += rows.length;
+      queued -= rows.length;
+      const byRound = new Map<number, string[]>();
+      for (const r of rows) byRound.set(Number(r.round), [...byRound.get(Number(r.round)) ?? [], r.endpoint]);
+      for (const [round, endpoints] of byRound) {
+        this.sends.push({ taskId: task.id, round, endpoints });
+        this.record(task, { kind: 'sent', detail: { round, targets: endpoints.length, endpoints, rollout: { running: inFlight, remaining: queued, errors } } });
+      }
+    }
+    if (queued > 0 || inFlight > 0) return;
+    if (skipped > 0) {
+      task.status = 'STOPPED';
+      task.endTime = this.now;
+      this.record(task, { kind: 'stopped', detail: { succeeded: n('succeeded'), failed: n('failed'), missing: n('missing'), skipped, errors } });
+    } else if (n('missing') > 0) {
+      task.status = 'INCOMPLETE';
+      this.record(task, { kind: 'incomplete', detail: { missing: n('missing') } });
+    }
+  }
+
   async write(em: EntityManager, history: History): Promise<StoredEvent[]> {
     this.complete();
     const t = sqlTime(this.now);
@@ -177,14 +244,16 @@ export class Locked {
     if (rows.size > 0) {
       // Rows that exist (and are locked), updated by primary key with one multi-row upsert: a CASE per
       // column would cost each row a scan of every other row's value.
-      const changed = ['state', 'round', 'status', 'errnr', 'errmsg', 'payload', 'attempts', 'start_time', 'last_modified_time'];
+      const changed = ['state', 'round', 'status', 'errnr', 'errmsg', 'payload', 'attempts', 'start_time', 'sent_time', 'last_modified_time'];
       const upsert = this.mysql
         ? `ON DUPLICATE KEY UPDATE ${changed.map((c) => `${c} = VALUES(${c})`).join(', ')}`
         : `ON CONFLICT (id) DO UPDATE SET ${changed.map((c) => `${c} = excluded.${c}`).join(', ')}`;
-      const values = [...rows.values()].map((r) => [r.id, r.taskId, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.startTime, t]);
+      const values = [...rows.values()].map((r) => [r.id, r.taskId, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.startTime, r.sentTime, t]);
       await em.query(`INSERT INTO task_response (id, task_id, endpoint, ${changed.join(', ')})
         VALUES ${values.map((v) => `(${marks(v.length)})`).join(', ')} ${upsert}`, values.flat());
     }
+    // After the rows are written: a rollout decides from them as they now are.
+    for (const task of this.tasks.values()) if (task.rollout) await this.advance(em, task, task.rollout);
     const tasks = [...this.tasks.values()].filter((x) => x.status !== x.read.status || x.received !== x.read.received
       || x.finished !== x.read.finished || x.failed !== x.read.failed || x.clearSentTime);
     const sentNow = tasks.filter((x) => x.read.status === 'CREATED' && x.sentTime !== null);
@@ -210,6 +279,8 @@ export type OnDone = (done: readonly TaskDone[]) => void;
 
 export class Completion {
   private readonly mysql: boolean;
+  /** Publishes the sends rollouts decided, after their transaction committed (set by the server). */
+  dispatch: (sends: RolloutSend[]) => void = () => undefined;
 
   constructor(
     private readonly ds: DataSource, private readonly history: History, private readonly announce: Announce,
@@ -227,7 +298,8 @@ export class Completion {
     const eps = endpoints === null ? null : [...new Set(endpoints)];
     const rows: Record<string, unknown>[] = await em.query(
       `SELECT t.id AS task, t.type, t.identifier, t.status AS task_status, t.expected_count, t.received_count, t.finished_count,
-         t.failed_count, t.end_time, t.sent_time, t.start_time AS task_start_time, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time
+         t.failed_count, t.end_time, t.sent_time, t.start_time AS task_start_time, t.rollout, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts,
+         r.start_time, r.sent_time AS row_sent_time
        FROM task t LEFT JOIN task_response r ON r.task_id = t.id${eps === null ? '' : ` AND r.endpoint IN (${marks(eps.length)})`}
        WHERE t.id IN (${marks(ids.length)}) ORDER BY t.id${this.mysql ? ' FOR UPDATE' : ''}`, [...eps ?? [], ...ids]);
     const tasks = new Map<number, LockedTask>();
@@ -239,6 +311,7 @@ export class Completion {
         tasks.set(id, {
           id, type: String(r.type), identifier: String(r.identifier), expected: Number(r.expected_count), ...counts, read: { ...counts },
           endTime: readOptionalTime(r.end_time), sentTime: readOptionalTime(r.sent_time), startTime: readTime(r.task_start_time),
+          rollout: readJson<Rollout | null>(r.rollout ?? null),
         });
       }
       if (r.id === null || r.endpoint === null) continue;
@@ -247,6 +320,7 @@ export class Completion {
         status: r.status === null ? null : Number(r.status), errnr: Number(r.errnr), errmsg: r.errmsg === null ? null : String(r.errmsg),
         payload: r.payload === null ? null : String(r.payload), attempts: Number(r.attempts),
         startTime: r.start_time === null ? null : sqlTime(readTime(r.start_time)),
+        sentTime: r.row_sent_time === null || r.row_sent_time === undefined ? null : sqlTime(readTime(r.row_sent_time)),
         changed: false,
       });
     }
@@ -261,8 +335,8 @@ export class Completion {
    * `refused`, one for a task that does not exist `unknown`. What a cancelled endpoint reports is kept.
    * `done`: the tasks made DONE, for the caller to report once it committed.
    */
-  async applyEvents(em: EntityManager, events: ResponseEvent[], now: Date): Promise<{ outcomes: EventOutcome[]; history: StoredEvent[]; done: TaskDone[] }> {
-    if (events.length === 0) return { outcomes: [], history: [], done: [] };
+  async applyEvents(em: EntityManager, events: ResponseEvent[], now: Date): Promise<{ outcomes: EventOutcome[]; history: StoredEvent[]; done: TaskDone[]; sends: RolloutSend[] }> {
+    if (events.length === 0) return { outcomes: [], history: [], done: [], sends: [] };
     const locked = await this.lock(em, events.map((e) => e.task_id), events.map((e) => e.endpoint), now);
     const outcomes = events.map((e): EventOutcome => {
       const task = locked.tasks.get(e.task_id);
@@ -271,6 +345,8 @@ export class Completion {
       const round = e.round ?? 0;
       if (!row || round > row.round) return 'refused';
       if (round < row.round) return 'duplicate';
+      // Nobody was sent these (a rollout's endpoints not sent yet, or never).
+      if (row.state === 'queued' || row.state === 'skipped') return 'refused';
       const start = sqlTime(new Date(e.start_time));
       if (e.kind === 'receipt') {
         if (row.status !== null) return 'duplicate';
@@ -281,7 +357,8 @@ export class Completion {
       locked.finish(task, row, { errnr: e.errnr, errmsg: e.errmsg ?? null, payload: writeJson(e.payload), attempt: e.attempt, startTime: start });
       return 'stored';
     });
-    return { outcomes, history: await locked.write(em, this.history), done: locked.done };
+    const history = await locked.write(em, this.history);
+    return { outcomes, history, done: locked.done, sends: locked.sends };
   }
 
   /**
@@ -291,6 +368,7 @@ export class Completion {
   async receiveMany(items: ReceiveItem[], now: Date): Promise<ReceiveOutcome[]> {
     let history: StoredEvent[] = [];
     let done: TaskDone[] = [];
+    let sends: RolloutSend[] = [];
     const outcomes = await transaction(this.ds, async (em) => {
       const locked = await this.lock(em, items.map((i) => i.taskId), items.map((i) => i.endpoint), now);
       const out = items.map((item): ReceiveOutcome => {
@@ -299,7 +377,8 @@ export class Completion {
         const row = locked.row(item.taskId, item.endpoint);
         if (!row || item.round > row.round) return { action: 'refused' };
         if (item.round < row.round || row.status === 1) return { action: 'finished' };
-        if (row.state === 'cancelled') return { action: 'cancelled' };
+        if (row.state === 'cancelled' || row.state === 'skipped') return { action: 'cancelled' };
+        if (row.state === 'queued') return { action: 'refused' };
         if (row.status === null) {
           // Never exhausted without a recorded attempt: a redelivered message may not have started at all.
           const attempt = Math.min(item.redelivered ? 2 : 1, item.maxAttempts);
@@ -319,11 +398,48 @@ export class Completion {
       });
       history = await locked.write(em, this.history);
       done = locked.done;
+      sends = locked.sends;
       return out;
     });
     this.announce(history);
     this.onDone(done);
+    this.dispatch(sends);
     return outcomes;
+  }
+
+  /**
+   * A rollout's endpoints not heard from within `timeout` of the broker's confirm of their send become
+   * `missing`: each frees its slot and counts as an error, and the rollout goes on (or stops) from there.
+   * Like the INCOMPLETE sweep, decided from the database alone, safe with several instances.
+   */
+  async sweepRollouts(now: Date, timeoutMs: number, batch = 100): Promise<number> {
+    const cutoff = sqlTime(new Date(now.getTime() - timeoutMs));
+    let total = 0;
+    for (;;) {
+      let history: StoredEvent[] = [];
+      let sends: RolloutSend[] = [];
+      const swept = await transaction(this.ds, async (em) => {
+        const rows: { id: unknown }[] = await em.query(
+          `SELECT id FROM task WHERE rollout IS NOT NULL AND status = 'SENT' AND EXISTS (SELECT 1 FROM task_response r
+             WHERE r.task_id = task.id AND r.state = 'pending' AND r.sent_time < ?) ORDER BY id LIMIT ${batch}${this.mysql ? ' FOR UPDATE SKIP LOCKED' : ''}`,
+          [cutoff]);
+        if (rows.length === 0) return 0;
+        const locked = await this.lock(em, rows.map((r) => readId(r.id)), null, now);
+        for (const row of locked.rows.values()) {
+          const task = locked.tasks.get(row.taskId) as LockedTask;
+          if (row.state !== 'pending' || row.sentTime === null || row.sentTime >= cutoff || task.status !== 'SENT') continue;
+          Object.assign(row, { state: 'missing', changed: true });
+          locked.recordEndpoint(task, 'missing', { endpoint: row.endpoint, round: row.round });
+        }
+        history = await locked.write(em, this.history);
+        sends = locked.sends;
+        return rows.length;
+      });
+      this.announce(history);
+      this.dispatch(sends);
+      total += swept;
+      if (swept < batch) return total;
+    }
   }
 
   /**
@@ -338,7 +454,7 @@ export class Completion {
       const marked = await transaction(this.ds, async (em) => {
         const rows: Record<string, unknown>[] = await em.query(
           `SELECT id, type, identifier, expected_count, received_count FROM task
-           WHERE status = 'SENT' AND sent_time < ? AND received_count < expected_count ORDER BY id LIMIT ${batch}${this.mysql ? ' FOR UPDATE SKIP LOCKED' : ''}`,
+           WHERE status = 'SENT' AND sent_time < ? AND received_count < expected_count AND rollout IS NULL ORDER BY id LIMIT ${batch}${this.mysql ? ' FOR UPDATE SKIP LOCKED' : ''}`,
           [sqlTime(new Date(now.getTime() - timeoutMs))]);
         if (rows.length === 0) return 0;
         const ids = rows.map((r) => readId(r.id));

@@ -14,11 +14,12 @@ import { Initial1763800000000 } from './migrations/1763800000000-initial';
 import { BinaryKeys1763900000000 } from './migrations/1763900000000-binary-keys';
 import { Operations1764000000000 } from './migrations/1764000000000-operations';
 import { ApiTokens1764100000000 } from './migrations/1764100000000-api-tokens';
+import { Rollouts1764200000000 } from './migrations/1764200000000-rollouts';
 import { Schedules1764300000000 } from './migrations/1764300000000-schedules';
 
 export const ENTITIES = [TaskEntity, TaskResponseEntity, EndpointEntity, TaskEventEntity, RequestKeyEntity, ApiTokenEntity];
 export const MIGRATIONS = [Initial1763800000000, BinaryKeys1763900000000, Operations1764000000000, ApiTokens1764100000000,
-  Schedules1764300000000];
+  Rollouts1764200000000, Schedules1764300000000];
 
 export type Dialect = 'mysql' | 'sqlite';
 

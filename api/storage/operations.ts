@@ -48,8 +48,9 @@ export class TaskOperations {
 
   private select(selector: RetrySelector, rows: LockedRow[], incomplete: boolean): LockedRow[] {
     if (selector === 'failed') return rows.filter((r) => r.state === 'failed');
-    if (selector === 'missing') return incomplete ? rows.filter((r) => r.state === 'pending') : [];
-    if (selector === 'unfinished') return rows.filter((r) => r.state === 'pending' || r.state === 'cancelled');
+    // A rollout stores `missing`; any other task shows its pending endpoints as missing once INCOMPLETE.
+    if (selector === 'missing') return rows.filter((r) => r.state === 'missing' || (incomplete && r.state === 'pending'));
+    if (selector === 'unfinished') return rows.filter((r) => ['pending', 'cancelled', 'missing', 'skipped'].includes(r.state));
     const byName = new Map(rows.map((r) => [r.endpoint, r]));
     const unknown = selector.filter((n) => !byName.has(n));
     if (unknown.length > 0) throw new InvalidRequestError(`endpoints: ${unknown.map((n) => `'${n}'`).join(', ')} not an endpoint of this task`);
@@ -59,7 +60,9 @@ export class TaskOperations {
   /**
    * Sends the task again to the selected endpoints, each starting a new round (its previous result stays in
    * the history); the task goes back to CREATED until the broker confirms the send, then SENT, and ends
-   * again by the usual rules. With an Idempotency-Key, a repeat of the same request changes and sends nothing.
+   * again by the usual rules. A rollout's retried endpoints are queued and go through its slots like the
+   * others (the task SENT again); its error budget counts the failures as they then stand. With an
+   * Idempotency-Key, a repeat of the same request changes and sends nothing.
    */
   async retry(task: Task, selector: RetrySelector, actor: string | null, idempotencyKey: string | null): Promise<RetryOutcome> {
     const scope = `retry:${task.id}`;
@@ -89,12 +92,22 @@ export class TaskOperations {
             t.finished--;
             if (row.errnr !== 0) t.failed--;
           }
-          Object.assign(row, { state: 'pending', status: null, round: row.round + 1, attempts: 0, errnr: 0, errmsg: null, payload: null, startTime: null, changed: true });
+          Object.assign(row, {
+            state: t.rollout ? 'queued' : 'pending', status: null, round: row.round + 1, attempts: 0, errnr: 0, errmsg: null, payload: null,
+            startTime: null, sentTime: null, changed: true,
+          });
           locked.recordEndpoint(t, 'retried', { endpoint: row.endpoint, round: row.round, previous }, actor);
         }
-        t.status = 'CREATED';
+        if (t.rollout) {
+          // Sent batch by batch from here (Locked.advance), each batch recorded as it is decided.
+          if (t.status !== 'CREATED') t.status = 'SENT';
+          t.rollout = { ...t.rollout, errors_before: rows.filter((r) => r.state === 'failed' || r.state === 'missing').length };
+          await em.query('UPDATE task SET rollout = ? WHERE id = ?', [JSON.stringify(t.rollout), t.id]);
+        } else {
+          t.status = 'CREATED';
+          t.clearSentTime = true;
+        }
         t.endTime = null;
-        t.clearSentTime = true;
         events = await locked.write(em, this.history);
         const retried = chosen.map((r) => r.endpoint);
         if (idempotencyKey !== null) {
@@ -102,6 +115,9 @@ export class TaskOperations {
             [scope, idempotencyKey, JSON.stringify({ retried }), sqlTime(now)]);
         }
         const fresh = await this.tasks.findIn(em, task.id) as Task;
+        if (t.rollout) {
+          return { task: fresh, retried, sends: locked.sends.map((s): SendTargets => ({ task: fresh, round: s.round, endpoints: s.endpoints, decided: true })) };
+        }
         const byRound = new Map<number, string[]>();
         for (const r of chosen) byRound.set(r.round, [...byRound.get(r.round) ?? [], r.endpoint]);
         return { task: fresh, retried, sends: [...byRound].map(([round, endpoints]) => ({ task: fresh, round, endpoints })) };
@@ -117,7 +133,8 @@ export class TaskOperations {
 
   /**
    * Cancels the task: endpoints that have not started it skip it (state `cancelled`); those running it are
-   * told to abort, and what they then report is kept. A task that is DONE cannot be cancelled.
+   * told to abort, and what they then report is kept. A rollout sends to nobody more: the endpoints it had
+   * not sent the task to are `skipped`. A task that is DONE cannot be cancelled.
    */
   async cancel(task: Task, actor: string | null): Promise<CancelOutcome> {
     const now = new Date();
@@ -126,13 +143,19 @@ export class TaskOperations {
       const { locked, t, rows } = await this.locked(em, task, now);
       if (t.status === 'DONE') throw new ConflictError('task_ended', `the task is DONE; there is nothing left to cancel`);
       const rounds: Record<string, number> = {};
-      for (const r of rows) if (r.status !== 1) rounds[r.endpoint] = r.round;
+      // Endpoints never sent the task need no word of its cancel.
+      for (const r of rows) if (r.status !== 1 && r.state !== 'queued' && r.state !== 'skipped') rounds[r.endpoint] = r.round;
       if (t.status === 'CANCELLED') return { task, rounds, changed: false };
-      const pending = rows.filter((r) => r.state === 'pending');
+      const pending = rows.filter((r) => r.state === 'pending' || r.state === 'missing');
       for (const row of pending) Object.assign(row, { state: 'cancelled', changed: true });
+      const queued = rows.filter((r) => r.state === 'queued');
+      for (const row of queued) Object.assign(row, { state: 'skipped', changed: true });
       t.status = 'CANCELLED';
       t.endTime = now;
-      locked.record(t, { kind: 'cancelled', actor, detail: { cancelled: pending.length, running: rows.filter((r) => r.state === 'running').length } });
+      locked.record(t, {
+        kind: 'cancelled', actor,
+        detail: { cancelled: pending.length, running: rows.filter((r) => r.state === 'running').length, ...(t.rollout ? { skipped: queued.length } : {}) },
+      });
       events = await locked.write(em, this.history);
       return { task: await this.tasks.findIn(em, task.id) as Task, rounds, changed: true };
     });

@@ -33,10 +33,10 @@ export interface EndpointResponse extends TaskResponse {
 
 /**
  * The stored state `pending` stands for both `pending` and `missing` (a pending endpoint of an
- * INCOMPLETE task): the SQL conditions on the row and its task that select a shown state.
+ * INCOMPLETE task; a rollout stores `missing`): the SQL conditions on the row and its task that select a shown state.
  */
 export function stateCondition(state: ShownState, row = 'r', task = 't'): { sql: string; params: unknown[] } {
-  if (state === 'missing') return { sql: `${row}.state = 'pending' AND ${task}.status = 'INCOMPLETE'`, params: [] };
+  if (state === 'missing') return { sql: `(${row}.state = 'missing' OR ${row}.state = 'pending' AND ${task}.status = 'INCOMPLETE')`, params: [] };
   if (state === 'pending') return { sql: `${row}.state = 'pending' AND ${task}.status <> 'INCOMPLETE'`, params: [] };
   return { sql: `${row}.state = ?`, params: [state] };
 }
@@ -58,9 +58,10 @@ export class ResponseStore {
   async pageForTask(taskId: number, taskStatus: TaskStatus, state: ShownState | null, afterId: number, limit: number): Promise<TaskResponse[]> {
     let where = '';
     let params: unknown[] = [];
-    if (state === 'missing' || state === 'pending') {
-      if ((state === 'missing') !== (taskStatus === 'INCOMPLETE')) return [];
-      where = ` AND r.state = 'pending'`;
+    if (state === 'missing' && taskStatus === 'INCOMPLETE') {
+      where = ` AND r.state IN ('pending', 'missing')`;
+    } else if (state === 'pending' && taskStatus === 'INCOMPLETE') {
+      return [];
     } else if (state !== null) {
       where = ' AND r.state = ?';
       params = [state];

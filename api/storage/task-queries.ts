@@ -40,6 +40,12 @@ function rowState(state: ShownState): { state: string; statuses: TaskStatus[] | 
   return { state, statuses: null };
 }
 
+/** Pages of tasks with endpoints in one shown state, found by one stored state each, merged newest first. */
+function rowStates(state: ShownState): { state: string; statuses: TaskStatus[] | null }[] {
+  // A rollout stores `missing` (on a task of any status); any other task shows INCOMPLETE's pending rows as missing.
+  return state === 'missing' ? [rowState(state), { state: 'missing', statuses: null }] : [rowState(state)];
+}
+
 /** Response rows read per step when the list is driven by them. */
 const STEP = 500;
 /** Steps one page may take before it answers what it found, with a cursor to go on from. */
@@ -103,11 +109,19 @@ export class TaskQueries {
       const tasks = rows.map(hydrateTask);
       return { tasks: tasks.slice(0, f.limit), next: tasks.length > f.limit ? tasks[f.limit - 1].id : null };
     }
-    return this.listByResponses(type, f, lo, hi);
+    if (f.state === null) return this.listByResponses(type, f, lo, hi, null);
+    const pages = await Promise.all(rowStates(f.state).map((rs) => this.listByResponses(type, f, lo, hi, rs)));
+    if (pages.length === 1) return pages[0];
+    // Merged: newest first, each task once, up to where every page is complete (the lowest cursor).
+    const floor = Math.max(...pages.map((p) => (p.next === null ? 0 : p.next)));
+    const byId = new Map<number, Task>();
+    for (const p of pages) for (const t of p.tasks) if (t.id >= floor || floor === 0) byId.set(t.id, t);
+    const merged = [...byId.values()].filter((t) => floor === 0 || t.id >= floor).sort((a, b) => b.id - a.id);
+    if (merged.length > f.limit) return { tasks: merged.slice(0, f.limit), next: merged[f.limit - 1].id };
+    return { tasks: merged, next: floor === 0 ? null : floor };
   }
 
-  private async listByResponses(type: string, f: TaskFilter, lo: number, hi: number): Promise<TaskPage> {
-    const rs = f.state ? rowState(f.state) : null;
+  private async listByResponses(type: string, f: TaskFilter, lo: number, hi: number, rs: { state: string; statuses: TaskStatus[] | null } | null): Promise<TaskPage> {
     const rowWhere = [...(f.endpoint !== null ? ['endpoint = ?'] : []), ...(rs ? ['state = ?'] : [])];
     const rowParams = [...(f.endpoint !== null ? [f.endpoint] : []), ...(rs ? [rs.state] : [])];
     const c = this.taskConditions(type, f, rs?.statuses ?? null);

@@ -1,5 +1,5 @@
 import { DataSource, EntityManager } from 'typeorm';
-import { Task, TaskStatus } from './entities/task';
+import { Rollout, Task, TaskStatus } from './entities/task';
 import { dialectOf, exclusive, insertRows, isDuplicateKey, transaction } from './database';
 import type { Announce, History, NewEvent, StoredEvent } from './history';
 import { readId, readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
@@ -14,10 +14,12 @@ export interface NewTask {
   now: Date;
   /** Who created it (a token's name), for the history. */
   actor: string | null;
+  /** A rolling send, resolved; null: to every expected endpoint at once. */
+  rollout: Rollout | null;
 }
 
 const TASK_COLUMN_NAMES = ['id', 'identifier', 'type', 'status', 'payload', 'endpoints', 'expected_endpoints', 'expected_count',
-  'received_count', 'finished_count', 'failed_count', 'request_hash', 'start_time', 'sent_time', 'end_time', 'last_modified_time'];
+  'received_count', 'finished_count', 'failed_count', 'request_hash', 'start_time', 'sent_time', 'end_time', 'last_modified_time', 'rollout'];
 
 /** The task columns that `hydrateTask` reads, with a table alias if given. */
 export function taskColumns(alias?: string): string {
@@ -44,7 +46,13 @@ export function hydrateTask(row: Record<string, unknown>): Task {
     sent_time: readOptionalTime(row.sent_time),
     end_time: readOptionalTime(row.end_time),
     last_modified_time: readTime(row.last_modified_time),
+    rollout: readJson<Rollout | null>(row.rollout ?? null),
   };
+}
+
+/** The endpoints a task is sent to first: every expected one, or a rollout's first batch. */
+export function firstTargets(task: Pick<Task, 'expected_endpoints' | 'rollout'>): string[] {
+  return task.rollout ? task.expected_endpoints.slice(0, task.rollout.batch_size) : task.expected_endpoints;
 }
 
 /** A send to do: the endpoints of one round of a task whose rows are waiting for it. */
@@ -52,6 +60,11 @@ export interface SendTargets {
   task: Task;
   round: number;
   endpoints: string[];
+  /**
+   * A rollout's send, recorded (rows `pending`, a `sent` event) by the transaction that decided it: its
+   * confirm only stamps the rows' sent_time.
+   */
+  decided?: boolean;
 }
 
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
@@ -77,10 +90,19 @@ export class TaskStore {
       created = await transaction(this.ds, async (em) => {
         const tasks = await this.insertTasks(em, [...firsts.values()]);
         await this.insertResponseRows(em, tasks);
-        events = await this.history.append(em, tasks.map((task): NewEvent => ({
-          task, kind: 'created', time: task.start_time, detail: { expected: task.expected_count, broadcast: task.endpoints === null },
-          actor: firsts.get(`${task.type}/${task.identifier}`)?.actor ?? null,
-        })));
+        events = await this.history.append(em, tasks.flatMap((task): NewEvent[] => {
+          const created: NewEvent = {
+            task, kind: 'created', time: task.start_time, detail: { expected: task.expected_count, broadcast: task.endpoints === null },
+            actor: firsts.get(`${task.type}/${task.identifier}`)?.actor ?? null,
+          };
+          if (!task.rollout) return [created];
+          const first = firstTargets(task);
+          created.detail = { ...created.detail, rollout: { batch_size: task.rollout.batch_size, max_errors: task.rollout.max_errors } };
+          return [created, {
+            task, kind: 'sent', time: task.start_time,
+            detail: { round: 0, targets: first.length, endpoints: first, rollout: { running: first.length, remaining: task.expected_count - first.length } },
+          }];
+        }));
         return new Map(tasks.map((t) => [`${t.type}/${t.identifier}`, t]));
       });
     } catch (err) {
@@ -118,9 +140,9 @@ export class TaskStore {
   private async insertTasks(em: EntityManager, items: NewTask[]): Promise<Task[]> {
     const rows = items.map((t) => [
       t.identifier, t.type, 'CREATED', writeJson(t.payload), writeJson(t.endpoints), writeJson(t.expected), t.expected.length,
-      t.requestHash, sqlTime(t.now), sqlTime(t.now)]);
+      t.requestHash, sqlTime(t.now), sqlTime(t.now), t.rollout ? writeJson(t.rollout) : null]);
     const first = await insertRows(this.ds, em, `INSERT INTO task (identifier, type, status, payload, endpoints, expected_endpoints, expected_count,
-      request_hash, start_time, last_modified_time) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
+      request_hash, start_time, last_modified_time, rollout) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
     if (first === null) {
       const stored: Task[] = [];
       for (const t of items) stored.push(...(await this.selectByIdentifiers(em, t.type, [t.identifier])).values());
@@ -129,7 +151,7 @@ export class TaskStore {
     return items.map((t, i): Task => ({
       id: first + i, identifier: t.identifier, type: t.type, status: 'CREATED', payload: t.payload ?? null, endpoints: t.endpoints,
       expected_endpoints: t.expected, expected_count: t.expected.length, received_count: 0, finished_count: 0, failed_count: 0,
-      request_hash: t.requestHash, start_time: t.now, sent_time: null, end_time: null, last_modified_time: t.now,
+      request_hash: t.requestHash, start_time: t.now, sent_time: null, end_time: null, last_modified_time: t.now, rollout: t.rollout,
     }));
   }
 
@@ -139,13 +161,17 @@ export class TaskStore {
     return new Map(rows.map((r) => [String(r.identifier), hydrateTask(r)]));
   }
 
-  /** A pending row per expected endpoint: the task's part of each endpoint, before anything is heard. */
+  /**
+   * A pending row per expected endpoint: the task's part of each endpoint, before anything is heard. A
+   * rollout's endpoints after its first batch are `queued`: they wait for a slot.
+   */
   private async insertResponseRows(em: EntityManager, tasks: Task[]): Promise<void> {
-    const rows = tasks.flatMap((t) => t.expected_endpoints.map((ep) => [t.id, ep, sqlTime(t.start_time)]));
+    const rows = tasks.flatMap((t) => t.expected_endpoints.map((ep, i) => [
+      t.id, ep, t.rollout && i >= t.rollout.batch_size ? 'queued' : 'pending', sqlTime(t.start_time)]));
     for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
       const chunk = rows.slice(i, i + ROWS_PER_INSERT);
       await em.query(`INSERT INTO task_response (task_id, endpoint, state, round, status, errnr, attempts, last_modified_time)
-        VALUES ${chunk.map(() => "(?, ?, 'pending', 0, NULL, 0, 0, ?)").join(', ')}`, chunk.flat());
+        VALUES ${chunk.map(() => '(?, ?, ?, 0, NULL, 0, 0, ?)').join(', ')}`, chunk.flat());
     }
   }
 
@@ -180,7 +206,8 @@ export class TaskStore {
     const rows: { id: unknown; status: string }[] = await em.query(
       `SELECT id, status FROM task WHERE id IN (${marks(ids.length)}) ORDER BY id${dialectOf(this.ds) === 'mysql' ? ' FOR UPDATE' : ''}`, ids);
     const created = new Set(rows.filter((r) => r.status === 'CREATED').map((r) => readId(r.id)));
-    const recorded = sends.filter((s) => created.has(s.task.id) || detail.resend !== undefined);
+    const recorded = sends.filter((s) => !s.decided && (created.has(s.task.id) || detail.resend !== undefined));
+    await this.stampRollouts(em, sends);
     const at = new Map<number, string>();
     for (const s of sends) if (created.has(s.task.id) && !at.has(s.task.id)) at.set(s.task.id, sqlTime(s.at));
     if (at.size > 0) {
@@ -189,8 +216,21 @@ export class TaskStore {
          last_modified_time = ? WHERE id IN (${marks(at.size)})`, [...[...at].flat(), sqlTime(new Date()), ...at.keys()]);
     }
     return this.history.append(em, recorded.map((s): NewEvent => ({
-      task: s.task, kind: 'sent', time: s.at, detail: { round: s.round, targets: s.endpoints.length, ...detail },
+      task: s.task, kind: 'sent', time: s.at,
+      detail: { round: s.round, targets: s.endpoints.length, ...(s.task.rollout ? { endpoints: s.endpoints } : {}), ...detail },
     })));
+  }
+
+  /**
+   * The confirmed sends of rollouts, stamped on their rows: that starts each endpoint's wait, and tells the
+   * resend job that these reached the broker. Under the task's lock (recordSent's).
+   */
+  private async stampRollouts(em: EntityManager, sends: (SendTargets & { at: Date })[]): Promise<void> {
+    for (const s of sends) {
+      if (!s.task.rollout || s.endpoints.length === 0) continue;
+      await em.query(`UPDATE task_response SET sent_time = ? WHERE task_id = ? AND round = ? AND sent_time IS NULL
+        AND endpoint IN (${marks(s.endpoints.length)})`, [sqlTime(s.at), s.task.id, s.round, ...s.endpoints]);
+    }
   }
 
   /** `recordSent` in a transaction of its own. */
@@ -204,15 +244,17 @@ export class TaskStore {
    * (`pending` only, for a send the broker never confirmed; `pending` and `running`, for a broker that
    * lost its queues), so that a resend reaches nobody who already answered.
    */
-  private async targetsOf(em: EntityManager, tasks: Task[], states: string[]): Promise<SendTargets[]> {
+  private async targetsOf(em: EntityManager, tasks: Task[], states: string[], unsentBefore: Date | null): Promise<SendTargets[]> {
     if (tasks.length === 0) return [];
-    const rows: { task_id: unknown; endpoint: string; round: unknown }[] = await em.query(
-      `SELECT task_id, endpoint, round FROM task_response WHERE task_id IN (${marks(tasks.length)}) AND state IN (${marks(states.length)})
-       ORDER BY id`, [...tasks.map((t) => t.id), ...states]);
+    const rows: { task_id: unknown; endpoint: string; round: unknown; sent_time: unknown; last_modified_time: unknown }[] = await em.query(
+      `SELECT task_id, endpoint, round, sent_time, last_modified_time FROM task_response WHERE task_id IN (${marks(tasks.length)})
+       AND state IN (${marks(states.length)}) ORDER BY id`, [...tasks.map((t) => t.id), ...states]);
     const byTask = new Map(tasks.map((t) => [t.id, t]));
     const groups = new Map<string, SendTargets>();
     for (const r of rows) {
       const task = byTask.get(readId(r.task_id)) as Task;
+      // A rollout's rows are sent one batch at a time: only the decided sends the broker never confirmed.
+      if (unsentBefore && task.rollout && (r.sent_time !== null || readTime(r.last_modified_time) >= unsentBefore)) continue;
       const round = Number(r.round);
       const key = `${task.id}/${round}`;
       let g = groups.get(key);
@@ -226,7 +268,8 @@ export class TaskStore {
    * Claims a batch of tasks to send again, in id order after `afterId`, and hands their sends to `send`
    * inside the claiming transaction, which records what was confirmed. On MySQL the rows are locked with
    * SKIP LOCKED, so several API instances never pick the same task at once.
-   * - `unsent`: CREATED (the broker never confirmed the last send) and untouched since before `before`;
+   * - `unsent`: CREATED (the broker never confirmed the last send) and untouched since before `before`, or a
+   *   rollout with a batch decided before `before` that the broker never confirmed (the API died in between);
    * - `unfinished`: some expected endpoint has not finished them (for a broker that keeps nothing across
    *   a restart).
    */
@@ -236,8 +279,10 @@ export class TaskStore {
     send: (sends: SendTargets[]) => Promise<(SendTargets & { at: Date })[]>,
   ): Promise<Task[]> {
     const lock = dialectOf(this.ds) === 'mysql' ? ' FOR UPDATE SKIP LOCKED' : '';
+    const before = selection.kind === 'unsent' ? sqlTime(selection.before) : null;
     const [where, params, states] = selection.kind === 'unsent'
-      ? [`status = 'CREATED' AND last_modified_time < ?`, [sqlTime(selection.before)], ['pending']]
+      ? [`(status = 'CREATED' AND last_modified_time < ? OR status = 'SENT' AND rollout IS NOT NULL AND EXISTS (SELECT 1 FROM task_response r
+          WHERE r.task_id = task.id AND r.state = 'pending' AND r.sent_time IS NULL AND r.last_modified_time < ?))`, [before, before], ['pending']]
       : [`status <> 'CANCELLED' AND finished_count < expected_count`, [], ['pending', 'running']];
     let events: StoredEvent[] = [];
     const claimed = await transaction(this.ds, async (em) => {
@@ -245,7 +290,7 @@ export class TaskStore {
         `SELECT ${TASK_COLUMNS} FROM task WHERE ${where} AND id > ? ORDER BY id LIMIT ${Math.floor(limit)}${lock}`,
         [...params, afterId]);
       const tasks = rows.map(hydrateTask);
-      const sent = await send(await this.targetsOf(em, tasks, states));
+      const sent = await send(await this.targetsOf(em, tasks, states, selection.kind === 'unsent' ? selection.before : null));
       events = await this.recordSent(em, sent, { resend: selection.kind });
       return tasks;
     });

@@ -36,7 +36,7 @@ describe('broadcasting tasks to endpoints (RabbitMQ + MariaDB, real processes)',
     const done = await h.waitForStatus('worker', SEED_ID, ['DONE']);
     assert.equal(done.task.id, created.json.id);
     assert.deepEqual(done.task.responses, {
-      expected: 2, received: 2, finished: 2, failed: 0, pending: 0, running: 0, succeeded: 2, missing: 0, cancelled: 0,
+      expected: 2, received: 2, finished: 2, failed: 0, pending: 0, running: 0, succeeded: 2, missing: 0, cancelled: 0, queued: 0, skipped: 0,
     });
     assert.match(done.task.end_time, ISO);
     const list = done.taskResponseList as any[];

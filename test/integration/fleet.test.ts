@@ -61,7 +61,7 @@ describe('a fleet of 100 endpoint manager processes', function () {
     const done = await h.waitForStatus('worker', 'fleet-all', ['DONE'], 60_000);
     assert.equal(done.taskResponseList.length, ENDPOINTS.length);
     assert.deepEqual(done.task.responses, {
-      expected: 100, received: 100, finished: 100, failed: 0, pending: 0, running: 0, succeeded: 100, missing: 0, cancelled: 0,
+      expected: 100, received: 100, finished: 100, failed: 0, pending: 0, running: 0, succeeded: 100, missing: 0, cancelled: 0, queued: 0, skipped: 0,
     });
   });
 

@@ -83,8 +83,9 @@ export function requests(doc: Json, values: Record<string, fc.Arbitrary<string>>
       const params: Json[] = op.parameters ?? [];
       const pathParams = params.filter((p) => p.in === 'path');
       const segments = fc.tuple(...pathParams.map((p) => fc.oneof(
-        { weight: 4, arbitrary: values[p.name] ?? valueOf(p.schema, doc).map(String).filter((v) => v !== '') },
-        { weight: 1, arbitrary: fc.string({ minLength: 1, maxLength: 20 }) },
+        { weight: 4, arbitrary: values[p.name] ?? valueOf(p.schema, doc).map(String).filter((v) => v !== '' && v !== '.' && v !== '..') },
+        // `.` and `..` are not segments: a URL resolves them away before any server sees them.
+        { weight: 1, arbitrary: fc.string({ minLength: 1, maxLength: 20 }).filter((v) => v !== '.' && v !== '..') },
       )));
       const bodySchema = op.requestBody?.content?.['application/json']?.schema;
       const body = bodySchema

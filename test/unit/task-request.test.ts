@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { InvalidRequestError } from '../../lib/errors';
 import { bodyChecker } from '../../api/operation';
 import { TaskRequestBody } from '../../api/schemas';
@@ -11,7 +12,7 @@ const parseTaskRequest = (body: unknown) => toTaskRequest(checkBody(body));
 describe('task requests', function () {
   it('accepts the seed body', function () {
     const req = parseTaskRequest({ identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] });
-    assert.deepEqual(req, { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] });
+    assert.deepEqual(req, { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'], rollout: null });
   });
 
   it('treats missing, null and empty endpoints as none listed', function () {
@@ -33,7 +34,13 @@ describe('task requests', function () {
       [{ identifier: 'a', endpoints: 'console1' }, 'endpoints must be a list'],
       [{ identifier: 'a', endpoints: ['ok', '../etc'] }, 'endpoints[1] must be an endpoint name'],
       [{ identifier: 'a', endpoints: ['a', 'a'] }, 'endpoints lists "a" twice'],
-      [{ identifier: 'a', priority: 1 }, "unknown field 'priority'; expected identifier, payload, endpoints"],
+      [{ identifier: 'a', priority: 1 }, "unknown field 'priority'; expected identifier, payload, endpoints, rollout"],
+      [{ identifier: 'a', rollout: { batch_size: 0 } }, 'rollout.batch_size must be an integer of at least 1 or a percentage from 1% to 100%'],
+      [{ identifier: 'a', rollout: { batch_size: '0%' } }, 'rollout.batch_size must be an integer of at least 1 or a percentage from 1% to 100%'],
+      [{ identifier: 'a', rollout: { batch_size: '101%' } }, 'rollout.batch_size must be an integer of at least 1 or a percentage from 1% to 100%'],
+      [{ identifier: 'a', rollout: { batch_size: 2, max_errors: -1 } }, 'rollout.max_errors must be an integer of at least 0 or a percentage from 0% to 100%'],
+      [{ identifier: 'a', rollout: { batch_size: 2, max_errors: '5.5%' } }, 'rollout.max_errors must be an integer of at least 0 or a percentage from 0% to 100%'],
+      [{ identifier: 'a', rollout: { max_errors: 1 } }, 'rollout.batch_size is required'],
     ];
     for (const [body, message] of cases) {
       assert.throws(() => parseTaskRequest(body), (err: Error) => err.message.startsWith(message), `${JSON.stringify(body)} → ${message}`);
@@ -59,5 +66,18 @@ describe('task requests', function () {
     assert.equal(a, b);
     assert.notEqual(a, c);
     assert.equal(canonicalJson({ b: [1, { d: 1, c: 2 }], a: null }), '{"a":null,"b":[1,{"c":2,"d":1}]}');
+  });
+
+  it('takes a rollout as numbers or percentages, and hashes it only when there is one', function () {
+    const plain = parseTaskRequest({ identifier: 'a', payload: { x: 1 }, endpoints: ['e1'] });
+    assert.equal(requestHash(plain), createHash('sha256').update('{"endpoints":["e1"],"payload":{"x":1}}').digest('hex'),
+      'tasks stored before rollouts keep their hash');
+    const rolled = parseTaskRequest({ identifier: 'a', payload: { x: 1 }, endpoints: ['e1'], rollout: { batch_size: '10%', max_errors: 3 } });
+    assert.deepEqual(rolled.rollout, { batch_size: '10%', max_errors: 3 });
+    const other = parseTaskRequest({ identifier: 'a', payload: { x: 1 }, endpoints: ['e1'], rollout: { batch_size: '10%', max_errors: 4 } });
+    assert.notEqual(requestHash(rolled), requestHash(plain));
+    assert.notEqual(requestHash(rolled), requestHash(other), 'a repeat with another rollout is a conflict');
+    for (const batch_size of [1, 1000, '1%', '100%', '55%']) assert.doesNotThrow(() => parseTaskRequest({ identifier: 'a', rollout: { batch_size } }));
+    for (const max_errors of [0, '0%', '100%']) assert.doesNotThrow(() => parseTaskRequest({ identifier: 'a', rollout: { batch_size: 1, max_errors } }));
   });
 });

@@ -2,15 +2,18 @@ import { EntitySchema } from 'typeorm';
 
 /**
  * An expected endpoint's part of a task, from the task's creation on. `state` is the one vocabulary of
- * the API: `pending` (expected, nothing heard; shown as `missing` once the task is INCOMPLETE),
+ * the API: `pending` (sent, nothing heard; shown as `missing` once the task is INCOMPLETE),
  * `running` (receipt), `succeeded` / `failed` (finished), `cancelled` (the task was cancelled before the
- * endpoint was heard from). `status` keeps the original's values: null (not heard), 0 received, 1 finished.
+ * endpoint was heard from). A rollout adds `queued` (not sent yet: waiting for a slot), `skipped` (never
+ * sent: the rollout stopped, or was cancelled, before its turn) and a stored `missing` (sent, and not heard
+ * from within `wait_for_endpoints_timeout` of its send). `status` keeps the original's values: null (not
+ * heard), 0 received, 1 finished.
  */
-export const RESPONSE_STATES = ['pending', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+export const RESPONSE_STATES = ['queued', 'pending', 'running', 'succeeded', 'failed', 'missing', 'skipped', 'cancelled'] as const;
 export type ResponseState = (typeof RESPONSE_STATES)[number];
-/** Shown for a pending endpoint of an INCOMPLETE task. */
-export type ShownState = ResponseState | 'missing';
-export const SHOWN_STATES: readonly ShownState[] = ['pending', 'running', 'succeeded', 'failed', 'missing', 'cancelled'];
+/** `missing` is also shown for a pending endpoint of an INCOMPLETE task. */
+export type ShownState = ResponseState;
+export const SHOWN_STATES: readonly ShownState[] = ['queued', 'pending', 'running', 'succeeded', 'failed', 'missing', 'skipped', 'cancelled'];
 
 export const RESPONSE_RECEIVED = 0;
 export const RESPONSE_FINISHED = 1;
@@ -30,6 +33,8 @@ export interface TaskResponse {
   attempts: number;
   start_time: Date | null;
   last_modified_time: Date;
+  /** A rollout's rows only: when the broker confirmed the send to this endpoint (null: not yet). */
+  sent_time?: Date | null;
 }
 
 export const TaskResponseEntity = new EntitySchema<TaskResponse>({
@@ -47,6 +52,7 @@ export const TaskResponseEntity = new EntitySchema<TaskResponse>({
     payload: { type: 'simple-json', nullable: true },
     attempts: { type: Number, default: 0 },
     start_time: { type: 'datetime', precision: 3, nullable: true },
+    sent_time: { type: 'datetime', precision: 3, nullable: true },
     last_modified_time: { type: 'datetime', precision: 3 },
   },
 });

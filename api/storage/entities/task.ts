@@ -1,9 +1,28 @@
 import { EntitySchema } from 'typeorm';
 
-export const TASK_STATUSES = ['CREATED', 'SENT', 'DONE', 'INCOMPLETE', 'CANCELLED'] as const;
+export const TASK_STATUSES = ['CREATED', 'SENT', 'DONE', 'INCOMPLETE', 'CANCELLED', 'STOPPED'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
-/** A task in one of these has ended; a late response may still turn INCOMPLETE into DONE. */
-export const ENDED_STATUSES: readonly TaskStatus[] = ['DONE', 'INCOMPLETE', 'CANCELLED'];
+/**
+ * A task in one of these has ended; a late response may still turn INCOMPLETE into DONE. STOPPED: a
+ * rollout whose error budget ran out, once the endpoints it had sent the task to were done.
+ */
+export const ENDED_STATUSES: readonly TaskStatus[] = ['DONE', 'INCOMPLETE', 'CANCELLED', 'STOPPED'];
+
+/** A size or a share of the expected endpoints, as the client asked for it: 3 or "10%". */
+export type RolloutAmount = number | string;
+
+/**
+ * A rolling send: at most `batch_size` endpoints sent the task and not finished at once; no more sends
+ * once more than `max_errors` failed or went missing (null: no limit). Both resolved against the expected
+ * endpoints when the task was created; `request` is what the client asked for.
+ */
+export interface Rollout {
+  batch_size: number;
+  max_errors: number | null;
+  request: { batch_size: RolloutAmount; max_errors?: RolloutAmount };
+  /** The errors left standing by the last retry: the budget counts only the errors beyond them. */
+  errors_before?: number;
+}
 
 export interface Task {
   id: number;
@@ -25,6 +44,7 @@ export interface Task {
   sent_time: Date | null;
   end_time: Date | null;
   last_modified_time: Date;
+  rollout: Rollout | null;
 }
 
 export const TaskEntity = new EntitySchema<Task>({
@@ -47,5 +67,6 @@ export const TaskEntity = new EntitySchema<Task>({
     sent_time: { type: 'datetime', precision: 3, nullable: true },
     end_time: { type: 'datetime', precision: 3, nullable: true },
     last_modified_time: { type: 'datetime', precision: 3 },
+    rollout: { type: 'simple-json', nullable: true },
   },
 });
