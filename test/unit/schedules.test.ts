@@ -157,6 +157,13 @@ describe('schedule firing (SQLite, fixed clock)', function () {
     clock = new Date(clock.getTime() + ms);
   };
 
+  it('hands its rollout to every task it creates', async function () {
+    await service.create({ name: 'rolling', task_type: 'worker', every: '2s', rollout: { batch_size: '10%', max_errors: 1 } }, 'ops');
+    advance(1900);
+    assert.equal(await service.fireDue(), 1);
+    assert.deepEqual(created[0].req.rollout, { batch_size: '10%', max_errors: 1 });
+  });
+
   it('creates one task per scheduled time, named after it, with the schedule as the actor', async function () {
     const s = await service.create({ name: 'tick', task_type: 'worker', every: '2s', payload: { n: 1 }, endpoints: ['console1'] }, 'ops');
     assert.equal(s.next_fire_time?.toISOString(), '2026-11-24T10:00:02.000Z');
@@ -167,7 +174,7 @@ describe('schedule firing (SQLite, fixed clock)', function () {
     advance(2000);
     await service.fireDue();
     assert.deepEqual(created.map((c) => c.req.identifier), ['tick-20261124T100002Z', 'tick-20261124T100004Z']);
-    assert.deepEqual(created[0], { type: 'worker', req: { identifier: 'tick-20261124T100002Z', payload: { n: 1 }, endpoints: ['console1'] }, actor: 'schedule:tick' });
+    assert.deepEqual(created[0], { type: 'worker', req: { identifier: 'tick-20261124T100002Z', payload: { n: 1 }, endpoints: ['console1'], rollout: null }, actor: 'schedule:tick' });
     const after = await service.get('tick');
     assert.equal(after.last_task_identifier, 'tick-20261124T100004Z');
     assert.equal(after.last_fire_time?.toISOString(), '2026-11-24T10:00:04.000Z');
