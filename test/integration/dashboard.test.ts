@@ -79,11 +79,14 @@ describe('the dashboard in a real browser (Chromium)', function () {
   /** The states each endpoint's cell went through, as the page showed them. */
   const transitions = (endpoint: string) => page.evaluate((ep) => window.__stateLog.filter((t: any) => t.endpoint === ep).map((t: any) => `${t.from}>${t.to}`), endpoint);
 
+  /** Under test-output/; with TASKER_UPDATE_SCREENSHOTS=1 also the README's copies in docs/screenshots/. */
   async function screenshot(file: string): Promise<void> {
     mkdirSync(OUTPUT, { recursive: true });
-    mkdirSync(SCREENSHOTS, { recursive: true });
     await page.screenshot({ path: path.join(OUTPUT, file), fullPage: true });
-    copyFileSync(path.join(OUTPUT, file), path.join(SCREENSHOTS, file));
+    if (process.env.TASKER_UPDATE_SCREENSHOTS === '1') {
+      mkdirSync(SCREENSHOTS, { recursive: true });
+      copyFileSync(path.join(OUTPUT, file), path.join(SCREENSHOTS, file));
+    }
   }
 
   before(async function () {
