@@ -6,6 +6,7 @@ import { InvalidRequestError } from '../lib/errors';
 import { createAjv, describeFailure } from '../lib/validation';
 import type { AccessGuard, Scope } from './auth';
 import { readJsonBody } from './body';
+import { queryParameterError } from './query';
 
 /**
  * A route of the API with everything known about it: who may call it, what it takes and what it answers.
@@ -71,19 +72,16 @@ export class ApiRoutes {
 function queryChecker<Q extends TObject>(schema: Q | undefined): (q: Record<string, string | string[] | undefined>) => Static<Q> {
   const names = schema ? Object.keys(schema.properties) : [];
   const validate = queryAjv.compile(schema ?? { type: 'object', additionalProperties: false }) as ValidateFunction<Static<Q>>;
-  const fail = (name: string, message: string): never => {
-    throw new InvalidRequestError(`query parameter '${name}': ${message}`);
-  };
   return (raw) => {
     const q: Record<string, unknown> = {};
     for (const [name, value] of Object.entries(raw)) {
-      if (!names.includes(name)) fail(name, `unknown; this route takes ${names.length ? names.join(', ') : 'none'}`);
-      if (Array.isArray(value)) fail(name, 'given more than once');
+      if (!names.includes(name)) queryParameterError(name, `unknown; this route takes ${names.length ? names.join(', ') : 'none'}`);
+      if (Array.isArray(value)) queryParameterError(name, 'given more than once');
       q[name] = value;
     }
     if (!validate(q)) {
       const f = describeFailure(validate.errors);
-      fail(f.path, f.message);
+      queryParameterError(f.path, f.message);
     }
     return q as Static<Q>;
   };

@@ -4,7 +4,8 @@ import { InvalidRequestError } from '../lib/errors';
  * What query parameters hold beyond their schema: cursors (opaque to clients) and times that must name
  * a real moment (the schema's pattern lets 2026-13-45 through).
  */
-const fail = (name: string, message: string): never => {
+/** The 400 of a query parameter, naming it. */
+export const queryParameterError = (name: string, message: string): never => {
   throw new InvalidRequestError(`query parameter '${name}': ${message}`);
 };
 
@@ -21,14 +22,14 @@ function cursorValue(v: string | undefined): unknown {
   } catch {
     // reported below
   }
-  return fail('cursor', 'is not a cursor this API gave');
+  return queryParameterError('cursor', 'is not a cursor this API gave');
 }
 
 /** A cursor of a list ordered by id. */
 export function decodeCursor(v: string | undefined): number | null {
   const after = cursorValue(v);
   if (after === undefined) return null;
-  if (typeof after !== 'number' || !Number.isSafeInteger(after) || after < 0) fail('cursor', 'is not a cursor of this list');
+  if (typeof after !== 'number' || !Number.isSafeInteger(after) || after < 0) queryParameterError('cursor', 'is not a cursor of this list');
   return after as number;
 }
 
@@ -36,13 +37,13 @@ export function decodeCursor(v: string | undefined): number | null {
 export function decodeNameCursor(v: string | undefined): string | null {
   const after = cursorValue(v);
   if (after === undefined) return null;
-  if (typeof after !== 'string' || after.length > 64) fail('cursor', 'is not a cursor of this list');
+  if (typeof after !== 'string' || after.length > 64) queryParameterError('cursor', 'is not a cursor of this list');
   return after as string;
 }
 
 export function decodeTime(v: string | undefined, name: string): Date | null {
   if (v === undefined) return null;
   const ms = Date.parse(v);
-  if (Number.isNaN(ms)) fail(name, 'must be an ISO 8601 time such as 2026-11-24T10:00:00Z');
+  if (Number.isNaN(ms)) queryParameterError(name, 'must be an ISO 8601 time such as 2026-11-24T10:00:00Z');
   return new Date(ms);
 }

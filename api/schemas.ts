@@ -15,6 +15,8 @@ import { PERCENT_PATTERN } from './rollout';
 /** The client's key for a task: 1–64 of A-Za-z0-9._:- */
 export const IDENTIFIER_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
 export const MAX_ENDPOINTS = 1000;
+/** A token's name: 1–64 of A-Za-z0-9._- */
+export const TOKEN_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const IDENTIFIER_WORDS = '1-64 characters of A-Z a-z 0-9 . _ : -';
 
 const enumOf = <const T extends string>(values: readonly T[], description?: string) =>
@@ -65,7 +67,7 @@ export const RetryBody = Type.Object({
 export type RetryBody = Static<typeof RetryBody>;
 
 export const TokenBody = Type.Object({
-  name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$', [ERROR_KEYWORD]: 'must be 1-64 characters of A-Z a-z 0-9 . _ -' }),
+  name: Type.String({ pattern: TOKEN_NAME_PATTERN.source, [ERROR_KEYWORD]: 'must be 1-64 characters of A-Z a-z 0-9 . _ -' }),
   scopes: Type.Array(Type.String({ pattern: SCOPE_PATTERN.source, [ERROR_KEYWORD]: 'must be read, operate, admin, submit:* or submit:<task_type>' }), { minItems: 1, maxItems: 64, uniqueItems: true }),
 }, { additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object' });
 export type TokenBody = Static<typeof TokenBody>;

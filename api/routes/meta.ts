@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { NotFoundError } from '../../lib/errors';
 import type { ApiRoutes } from '../operation';
 import { openApiDocument } from '../openapi';
-import { CreatedToken, NoQuery, TokenBody, TokenPage } from '../schemas';
+import { CreatedToken, NoQuery, TOKEN_NAME_PATTERN, TokenBody, TokenPage } from '../schemas';
 import type { TokenStore } from '../storage/token-store';
 import { guardDb } from '../storage/database';
 import { issueToken, tokenView } from '../tokens';
@@ -45,7 +45,7 @@ export function addMetaRoutes(routes: ApiRoutes, tokens: TokenStore, options: { 
     summary: 'Revoke a token (its name stays taken, and in the history of what it did)',
     answers: answers({ 200: { description: 'the revoked token', schema: TokenPage.properties.tokens.items } }, [400, 404]),
   }, async (ctx) => {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(ctx.params.name)) throw new NotFoundError(`no token named '${ctx.params.name}'`);
+    if (!TOKEN_NAME_PATTERN.test(ctx.params.name)) throw new NotFoundError(`no token named '${ctx.params.name}'`);
     ctx.body = tokenView(await guardDb(() => tokens.revoke(ctx.params.name, new Date())));
   });
 }

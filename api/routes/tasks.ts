@@ -22,12 +22,13 @@ export interface TasksRouterDeps {
   hub: WatchHub;
 }
 
-const IdempotencyKey = Type.String({ pattern: '^[\\x21-\\x7e]{1,128}$', description: 'a retry with the same key answers as the first one did and sends nothing' });
+const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
+const IdempotencyKey = Type.String({ pattern: IDEMPOTENCY_KEY_PATTERN.source, description: 'a retry with the same key answers as the first one did and sends nothing' });
 
 function idempotencyKey(ctx: Context): string | null {
   const v = ctx.get('idempotency-key');
   if (v === '') return null;
-  if (!/^[\x21-\x7e]{1,128}$/.test(v)) throw new InvalidRequestError('Idempotency-Key must be 1 to 128 printable ASCII characters');
+  if (!IDEMPOTENCY_KEY_PATTERN.test(v)) throw new InvalidRequestError('Idempotency-Key must be 1 to 128 printable ASCII characters');
   return v;
 }
 
