@@ -1,6 +1,7 @@
 import { Static, TInteger, TNumber, TProperties, TString, Type } from '@sinclair/typebox';
 import { createAjv, describeFailure, ERROR_KEYWORD } from '../lib/validation';
 import { ENDPOINT_PATTERN, RESERVED_TASK_TYPES, TASK_TYPE_PATTERN } from '../protocol/names';
+import { HOST_ENTRY_PATTERN, parseHostEntry } from '../protocol/rabbitmq/hosts';
 
 export { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from '../protocol/names';
 
@@ -35,8 +36,12 @@ const DbSchema = section({
 });
 
 const MessageQueueSchema = section({
+  /** The one node, when `hosts` is empty. */
   host: str('127.0.0.1'),
+  /** The port of `host`, and of every `hosts` entry that names none. */
   port: int(5672, 1, 65535),
+  /** Nodes of a cluster (`host` or `host:port`), tried in turn from a random one; replaces `host` when not empty. */
+  hosts: Type.Array(Type.String({ pattern: HOST_ENTRY_PATTERN.source, [ERROR_KEYWORD]: 'must be host or host:port' }), { default: [] }),
   username: str('guest'),
   password: str('guest'),
   virtual_host: str('/'),
@@ -152,10 +157,46 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** The raw `manager.message_queue` section, if it is a mapping. */
+function rawMessageQueue(raw: Record<string, unknown>): Record<string, unknown> | null {
+  const mq = (raw.manager as Record<string, unknown> | undefined)?.message_queue;
+  return typeof mq === 'object' && mq !== null && !Array.isArray(mq) ? mq as Record<string, unknown> : null;
+}
+
+/** `hosts` may be given as one comma-separated string (handy in an environment variable); empty means none. */
+function splitHosts(mq: Record<string, unknown> | null): void {
+  if (mq && typeof mq.hosts === 'string') mq.hosts = mq.hosts.split(',').map((h) => h.trim()).filter((h) => h !== '');
+}
+
+/**
+ * `hosts` replaces `host`; a `host` set beside it must be one of the hosts (as the test mode's is), or the
+ * configuration says two different things and is refused.
+ */
+function checkHosts(mq: MessageQueueConfig, hostGiven: boolean): void {
+  mq.hosts.forEach((h, i) => {
+    try {
+      parseHostEntry(h, mq.port);
+    } catch (err) {
+      fail(`manager.message_queue.hosts[${i}]`, (err as Error).message);
+    }
+  });
+  if (mq.hosts.length === 0) {
+    if (mq.host === '') fail('manager.message_queue.host', 'must be set when manager.message_queue.hosts is empty');
+    return;
+  }
+  const names = mq.hosts.map((h) => parseHostEntry(h, mq.port).host);
+  if (hostGiven && !names.includes(mq.host)) {
+    fail('manager.message_queue.host', `'${mq.host}' is not among manager.message_queue.hosts (${mq.hosts.join(', ')}); set one of them only`);
+  }
+}
+
 /** Validates a merged raw configuration and returns it typed, completed with defaults, and frozen. */
 export function validateConfig(input: unknown): Config {
   const raw = dropNulls(input ?? {}) as Record<string, unknown>;
   expandEndpoints(raw);
+  const rawMq = rawMessageQueue(raw);
+  splitHosts(rawMq);
+  const hostGiven = typeof rawMq?.host === 'string' && rawMq.host !== '';
   if (!validate(raw)) {
     const f = describeFailure(validate.errors);
     fail(f.path, f.message);
@@ -169,6 +210,7 @@ export function validateConfig(input: unknown): Config {
   if (cfg.manager.receipt_delay >= cfg.api.wait_for_endpoints_timeout) {
     fail('manager.receipt_delay', `must be shorter than api.wait_for_endpoints_timeout (${cfg.api.wait_for_endpoints_timeout} s)`);
   }
+  checkHosts(cfg.manager.message_queue, hostGiven);
   if (cfg.task_types.length === 0) fail('task_types', 'must list at least one task type');
   cfg.task_types.forEach((t, i) => {
     if (RESERVED_TASK_TYPES.includes(t)) fail(`task_types[${i}]`, `'${t}' is reserved (${RESERVED_TASK_TYPES.join(', ')} name the server side's own queues)`);

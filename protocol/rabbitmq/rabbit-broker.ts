@@ -8,6 +8,9 @@ import { QueueDecl, REPLY_TO } from '../topology';
 import { CONTENT_TYPE } from '../wire';
 import { PendingReplies } from '../pending-replies';
 import { coalesceWrites } from './coalesce-writes';
+import { brokerAddresses, formatAddress } from './hosts';
+import { NodeRotation } from './node-rotation';
+import { Unconfirmed } from './unconfirmed';
 
 export interface RabbitBrokerOptions {
   /** Shown in the management UI's connection list. */
@@ -29,6 +32,10 @@ interface ConsumerSpec {
 }
 
 const MAX_BACKOFF_MS = 15_000;
+/** Pause before trying the next node of a round: another node is likely up. */
+const NEXT_NODE_DELAY_MS = 100;
+/** Pause before consuming again after the broker cancelled a consumer (its queue was moving or went away). */
+const RECONSUME_DELAY_MS = 500;
 
 function publishOptions(m: OutgoingMessage, user: string): Options.Publish {
   return {
@@ -48,8 +55,10 @@ function publishOptions(m: OutgoingMessage, user: string): Options.Publish {
  * RabbitMQ through amqplib: one long-lived connection with a confirm channel for publishing and
  * declarations, a plain channel for requests and replies (direct reply-to), and one channel per
  * consumer. A lost connection or channel (including a forced close, which emits `close` without
- * `error`) tears the connection down and reconnects with backoff; declarations are repeated and
- * consumers re-established on the new connection.
+ * `error`) tears the connection down and reconnects, to the next node of the cluster when several are
+ * configured, with backoff once every node failed; declarations are repeated and consumers
+ * re-established on the new connection. Publishes waiting for a confirm fail at once when the
+ * connection is lost or the broker blocks publishers.
  */
 export class RabbitBroker implements Broker {
   readonly durable = true;
@@ -68,15 +77,18 @@ export class RabbitBroker implements Broker {
   private readonly returned = new Set<string>();
   private consuming = true;
   private closing = false;
-  private attempt = 0;
+  private readonly nodes: NodeRotation;
+  private readonly unconfirmed = new Unconfirmed();
   private reconnectTimer: NodeJS.Timeout | null = null;
-  private blockedReason: string | null = null;
+  /** Connections the broker blocks, with its reason: a block may come before the connection is in use. */
+  private readonly blocked = new WeakMap<ChannelModel, string>();
   private writeBlocked = false;
   private drainWaiters: (() => void)[] = [];
   private readonly log: Logger;
 
   constructor(private readonly mq: MessageQueueConfig, private readonly options: RabbitBrokerOptions) {
     this.log = options.logger.child({ component: 'rabbitmq' });
+    this.nodes = new NodeRotation(brokerAddresses(mq));
   }
 
   get user(): string {
@@ -96,13 +108,16 @@ export class RabbitBroker implements Broker {
     try {
       await this.connect();
     } catch (err) {
-      this.log.warn({ err }, 'broker unavailable, retrying in the background');
-      this.scheduleReconnect();
+      const node = formatAddress(this.nodes.current);
+      const round = this.nodes.failed();
+      this.log.warn({ err, node, next: formatAddress(this.nodes.current) }, 'broker unavailable, retrying in the background');
+      this.scheduleReconnect(round);
     }
   }
 
   private async connect(): Promise<void> {
-    const { host, port, username, password, virtual_host, heartbeat } = this.mq;
+    const { username, password, virtual_host, heartbeat } = this.mq;
+    const { host, port } = this.nodes.current;
     const conn = await amqp.connect(
       { protocol: 'amqp', hostname: host, port, username, password, vhost: virtual_host, heartbeat },
       { clientProperties: { connection_name: this.options.connectionName }, timeout: 10_000, noDelay: true },
@@ -110,13 +125,17 @@ export class RabbitBroker implements Broker {
     if (!coalesceWrites(conn)) this.log.debug('amqplib socket not reachable; frames are written one by one');
     conn.on('error', (err: Error) => this.log.warn({ err }, 'connection error'));
     conn.on('close', () => this.onConnectionLost(conn));
-    // A memory or disk alarm: publishes would wait for the alarm to clear, so they fail at once instead.
+    // A memory or disk alarm: publishes would wait for the alarm to clear, so they fail at once instead,
+    // those waiting for a confirm or for the socket to drain included.
     conn.on('blocked', (reason: string) => {
-      this.blockedReason = reason;
-      this.log.warn({ reason }, 'broker blocked publishing');
+      this.blocked.set(conn, reason);
+      this.log.warn({ reason, unconfirmed: this.unconfirmed.size }, 'broker blocked publishing');
+      if (conn !== this.conn) return;
+      this.unconfirmed.failAll(() => this.blockedError(reason));
+      this.wakeDrainWaiters();
     });
     conn.on('unblocked', () => {
-      this.blockedReason = null;
+      this.blocked.delete(conn);
       this.log.info('broker unblocked publishing');
     });
     try {
@@ -147,8 +166,12 @@ export class RabbitBroker implements Broker {
       await conn.close().catch(() => undefined);
       throw err;
     }
-    this.attempt = 0;
-    this.log.info({ host, port, vhost: virtual_host, user: username }, 'connected');
+    this.nodes.connected();
+    this.log.info({ node: formatAddress(this.nodes.current), nodes: this.nodes.size, vhost: virtual_host, user: username }, 'connected');
+  }
+
+  private blockedError(reason: string): BrokerUnavailableError {
+    return new BrokerUnavailableError(`the broker is blocking publishers (${reason})`);
   }
 
   private watchChannel(ch: Channel, conn: ChannelModel, role: string): void {
@@ -171,8 +194,9 @@ export class RabbitBroker implements Broker {
     this.pub = null;
     this.rpc = null;
     this.replyConsumer = null;
-    this.blockedReason = null;
     this.returned.clear();
+    // Their confirms can never arrive: the task stays CREATED and the resend job sends it (the endpoints skip a repeat).
+    this.unconfirmed.failAll(() => new BrokerUnavailableError('connection lost before the broker confirmed the publish'));
     for (const spec of this.consumers) {
       spec.channel = null;
       spec.tag = null;
@@ -181,20 +205,29 @@ export class RabbitBroker implements Broker {
     this.replies.failAll('connection lost before the reply');
     this.unblockWrites();
     if (this.closing) return;
-    if (wasConnected) this.log.warn('connection lost, reconnecting');
+    if (wasConnected) {
+      const node = formatAddress(this.nodes.current);
+      this.nodes.lost();
+      this.log.warn({ node, next: formatAddress(this.nodes.current) }, 'connection lost, reconnecting');
+    }
     this.scheduleReconnect();
   }
 
-  private scheduleReconnect(): void {
+  /** Right away to another node while a round lasts; with growing backoff once every node failed. */
+  private scheduleReconnect(roundFailed = true): void {
     if (this.closing || this.reconnectTimer) return;
-    const base = Math.min(MAX_BACKOFF_MS, 250 * 2 ** this.attempt);
-    const delay = base / 2 + Math.random() * (base / 2);
-    this.attempt++;
+    let delay = NEXT_NODE_DELAY_MS;
+    if (roundFailed) {
+      const base = Math.min(MAX_BACKOFF_MS, 250 * 2 ** this.nodes.backoffRound);
+      delay = base / 2 + Math.random() * (base / 2);
+    }
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
+      const node = formatAddress(this.nodes.current);
       this.connect().catch((err: unknown) => {
-        this.log.warn({ err, attempt: this.attempt }, 'reconnect failed');
-        this.scheduleReconnect();
+        const round = this.nodes.failed();
+        this.log.warn({ err, node, next: formatAddress(this.nodes.current), rounds: this.nodes.backoffRound }, 'reconnect failed');
+        this.scheduleReconnect(round);
       });
     }, delay);
   }
@@ -224,6 +257,11 @@ export class RabbitBroker implements Broker {
 
   private unblockWrites(): void {
     this.writeBlocked = false;
+    this.wakeDrainWaiters();
+  }
+
+  /** Publishes waiting for `drain` look again (at a block, a lost connection, or the drain itself). */
+  private wakeDrainWaiters(): void {
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of waiters) w();
@@ -231,18 +269,25 @@ export class RabbitBroker implements Broker {
 
   async publish(exchange: string, routingKey: string, message: OutgoingMessage): Promise<void> {
     // amqplib buffers without bound while the socket is full: wait for `drain` instead.
-    while (this.writeBlocked) await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
-    if (this.blockedReason !== null) throw new BrokerUnavailableError(`the broker is blocking publishers (${this.blockedReason})`);
+    for (;;) {
+      const blocked = this.conn ? this.blocked.get(this.conn) : undefined;
+      if (blocked !== undefined) throw this.blockedError(blocked);
+      if (!this.writeBlocked) break;
+      await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    }
     const ch = this.pub;
     if (!ch) throw new BrokerUnavailableError();
     if (message.mandatory && message.messageId === undefined) throw new Error('a mandatory publish needs a messageId');
     await new Promise<void>((resolve, reject) => {
+      const forget = this.unconfirmed.add(reject);
       const timer = setTimeout(() => {
+        forget();
         reject(new BrokerUnavailableError(`publish not confirmed within ${this.options.publishTimeoutMs} ms`));
       }, this.options.publishTimeoutMs);
       try {
         const ok = ch.publish(exchange, routingKey, message.body, publishOptions(message, this.user), (err: unknown) => {
           clearTimeout(timer);
+          forget();
           const id = message.messageId;
           if (message.mandatory && id !== undefined && this.returned.delete(id)) {
             reject(new BrokerUnavailableError(`message ${id} reached no queue (${exchange || 'default exchange'}, ${routingKey})`));
@@ -255,6 +300,7 @@ export class RabbitBroker implements Broker {
         if (!ok) this.writeBlocked = true;
       } catch (err) {
         clearTimeout(timer);
+        forget();
         reject(new BrokerUnavailableError('publish failed', { cause: err }));
       }
     });
@@ -314,20 +360,41 @@ export class RabbitBroker implements Broker {
     const ch = await conn.createChannel();
     this.watchChannel(ch, conn, `consume ${spec.decl.name}`);
     await ch.prefetch(spec.prefetch);
+    spec.channel = ch;
+    await this.subscribe(spec, ch, conn);
+  }
+
+  /** Declares the queue and consumes it on `ch`; again on the same channel if the broker cancels the consumer. */
+  private async subscribe(spec: ConsumerSpec, ch: Channel, conn: ChannelModel): Promise<void> {
     const queue = await this.assertQueue(ch, spec.decl);
     const { consumerTag } = await ch.consume(queue, (msg) => {
       if (msg === null) {
-        // The broker cancelled the consumer (queue deleted): start over so the queue is declared again.
-        this.log.warn({ queue }, 'consumer cancelled by the broker');
-        conn.close().catch(() => undefined);
+        this.onCancelled(spec, ch, conn, queue);
         return;
       }
       spec.handler(this.incoming(ch, msg));
     }, { noAck: false });
-    spec.channel = ch;
     spec.tag = consumerTag;
     this.log.info({ queue }, 'consuming');
     spec.onStarted?.();
+  }
+
+  /**
+   * The broker cancelled the consumer: its queue was deleted, or (in a cluster) the queue's node went away.
+   * Deliveries in hand stay valid on the channel, so only the consumer is started again, after a pause;
+   * if the queue cannot be declared now, the refused channel takes the connection down and the reconnect
+   * starts every consumer.
+   */
+  private onCancelled(spec: ConsumerSpec, ch: Channel, conn: ChannelModel, queue: string): void {
+    spec.tag = null;
+    this.log.warn({ queue }, 'consumer cancelled by the broker; consuming again');
+    setTimeout(() => {
+      if (this.closing || !this.consuming || conn !== this.conn || this.deadChannels.has(ch) || spec.channel !== ch) return;
+      this.subscribe(spec, ch, conn).catch((err: unknown) => {
+        this.log.warn({ queue, err }, 'could not consume again; reconnecting');
+        conn.close().catch(() => undefined);
+      });
+    }, RECONSUME_DELAY_MS);
   }
 
   private incoming(ch: Channel, msg: ConsumeMessage): IncomingMessage {

@@ -12,6 +12,7 @@ import { loadConfig, projectRoot } from '../../config/loader';
 import type { Config } from '../../config/schema';
 import { RabbitAdmin } from '../../api/rabbit-admin';
 import { dropDatabase } from '../../api/storage/provision';
+import { brokerAddresses } from '../../protocol/rabbitmq/hosts';
 import { requireServices } from './service-gate';
 
 const ROOT = projectRoot();
@@ -305,10 +306,23 @@ export class Harness {
     throw new Error(`task ${type}/${identifier} not ${statuses.join('|')} within ${timeoutMs} ms: ${JSON.stringify(last)}`);
   }
 
+  /** A connection as the application user to the first node of `message_queue.hosts` (or `host`) that takes it. */
+  private async connectAmqp(): Promise<amqp.ChannelModel> {
+    const mq = this.config.manager.message_queue;
+    let lastError: unknown;
+    for (const { host, port } of brokerAddresses(mq)) {
+      try {
+        return await amqp.connect({ hostname: host, port, username: mq.username, password: mq.password, vhost: mq.virtual_host }, { timeout: 10_000 });
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    throw lastError;
+  }
+
   /** A confirm channel on the run's vhost as the application user, to look at or feed queues directly. */
   async withChannel<T>(fn: (ch: amqp.ConfirmChannel) => Promise<T>): Promise<T> {
-    const mq = this.config.manager.message_queue;
-    const conn = await amqp.connect({ hostname: mq.host, port: mq.port, username: mq.username, password: mq.password, vhost: mq.virtual_host });
+    const conn = await this.connectAmqp();
     try {
       const ch = await conn.createConfirmChannel();
       const result = await fn(ch);

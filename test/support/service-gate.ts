@@ -45,9 +45,16 @@ export function unreachableServices(): Promise<string[]> {
 const notRun: string[] = [];
 let reasons: string[] = [];
 
+export interface RequireOptions {
+  /** Only the problems this accepts count (a suite that brings its own broker needs only MariaDB). */
+  only?: (problem: string) => boolean;
+  /** Further problems the suite found itself (a program it needs is not installed). */
+  also?: string[];
+}
+
 /** In a suite's `before`: skips the suite (or, with TASKER_REQUIRE_SERVICES, fails it) when a service is missing. */
-export async function requireServices(ctx: Mocha.Context): Promise<void> {
-  const problems = await unreachableServices();
+export async function requireServices(ctx: Mocha.Context, options: RequireOptions = {}): Promise<void> {
+  const problems = [...(await unreachableServices()).filter(options.only ?? (() => true)), ...options.also ?? []];
   if (problems.length === 0) return;
   const suite = ctx.test?.parent?.fullTitle() ?? 'a suite';
   if (process.env[REQUIRE_SERVICES]) throw new Error(`${suite} needs ${problems.join('; ')} (${REQUIRE_SERVICES} is set)`);
