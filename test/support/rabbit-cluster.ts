@@ -20,8 +20,27 @@ export interface RabbitNodeInfo {
 }
 
 interface RunningNode {
+  /** `rabbitmq-server`: a shell that runs the VM as its child and turns SIGTERM into a clean stop. */
   child: ChildProcess;
   exited: Promise<void>;
+  /** The Erlang VM's pid, once it runs. */
+  vm: number | null;
+}
+
+/** The pid of `parent`'s child process running the Erlang VM, if there is one. */
+function vmChild(parent: number): number | null {
+  try {
+    const children = readFileSync(`/proc/${parent}/task/${parent}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return children.find((c) => {
+      try {
+        return readFileSync(`/proc/${c}/comm`, 'utf8').trim() === 'beam.smp';
+      } catch {
+        return false;
+      }
+    }) ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -115,14 +134,16 @@ export class RabbitCluster {
   async startNode(i: number): Promise<void> {
     if (this.running.has(i)) throw new Error(`node ${i} is running`);
     const out = openSync(path.join(this.dir, `n${i}`, 'log', 'stdout.log'), 'a');
-    // `rabbitmq-server` execs erl, which execs the VM: the child's pid is the node's.
     const child = spawn(path.join(RABBIT_BIN, 'rabbitmq-server'), [], { env: this.nodeEnv(i), stdio: ['ignore', out, out] });
     closeSync(out);
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    this.running.set(i, { child, exited });
+    const node: RunningNode = { child, exited, vm: null };
+    this.running.set(i, node);
     void exited.then(() => { if (this.running.get(i)?.child === child) this.running.delete(i); });
     try {
       await this.registered(i, child);
+      node.vm = vmChild(child.pid ?? -1);
+      if (node.vm === null) throw new Error('no Erlang VM under rabbitmq-server');
       await this.ctl(i, ['await_startup']);
     } catch (err) {
       throw new Error(`node ${this.nodes[i].name} did not start: ${(err as Error).message}\n${this.log(i)}`);
@@ -142,10 +163,10 @@ export class RabbitCluster {
     }
   }
 
-  /** The OS pid of node `i`'s VM. */
+  /** The OS pid of node `i`'s Erlang VM. */
   pid(i: number): number {
-    const pid = this.running.get(i)?.child.pid;
-    if (pid === undefined) throw new Error(`node ${i} is not running`);
+    const pid = this.running.get(i)?.vm;
+    if (pid === undefined || pid === null) throw new Error(`node ${i} is not running`);
     return pid;
   }
 
@@ -157,16 +178,27 @@ export class RabbitCluster {
   async kill(i: number): Promise<void> {
     const node = this.running.get(i);
     if (!node) return;
+    // The VM itself: killing the shell above it would leave the node running.
+    if (node.vm !== null) process.kill(node.vm, 'SIGKILL');
     node.child.kill('SIGKILL');
     await node.exited;
+    await this.vmGone(node.vm);
   }
 
-  /** A clean stop (SIGTERM: the node shuts down as `rabbitmqctl stop` would). */
+  /** Until the VM's process is gone (the shell above it may end first). */
+  private async vmGone(vm: number | null): Promise<void> {
+    if (vm === null) return;
+    const deadline = Date.now() + 30_000;
+    while (existsSync(`/proc/${vm}`) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+
+  /** A clean stop (SIGTERM: the shell stops the VM as `rabbitmqctl stop` would, and waits for it). */
   async stopNode(i: number): Promise<void> {
     const node = this.running.get(i);
     if (!node) return;
     node.child.kill('SIGTERM');
     await node.exited;
+    await this.vmGone(node.vm);
   }
 
   /** `rabbitmqctl -n <node i> ...` with the cluster's cookie; resolves with its output. */
