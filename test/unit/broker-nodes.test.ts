@@ -48,6 +48,14 @@ describe('RabbitMQ cluster nodes', function () {
       assert.doesNotThrow(() => load('    host: ""\n    hosts: [a]\n'));
     });
 
+    it('production mode: TASKER_MQ_HOST or TASKER_MQ_HOSTS, and one of them is required', function () {
+      const env = { TASKER_MQ_USERNAME: 'u', TASKER_MQ_PASSWORD: 'p' };
+      assert.throws(() => loadConfig({ mode: 'production', env }), /'manager\.message_queue\.host': must be set/);
+      const cluster = loadConfig({ mode: 'production', env: { ...env, TASKER_MQ_HOSTS: 'r1:5672,r2:5672,r3:5672', TASKER_MQ_QUEUE_TYPE: 'quorum' } });
+      assert.deepEqual(brokerAddresses(cluster.manager.message_queue).map((a) => a.host), ['r1', 'r2', 'r3']);
+      assert.equal(cluster.manager.message_queue.queue_type, 'quorum');
+    });
+
     it('parses a bare entry', function () {
       assert.deepEqual(parseHostEntry('mq.example.org', 5672), { host: 'mq.example.org', port: 5672 });
       assert.throws(() => parseHostEntry('', 5672));
