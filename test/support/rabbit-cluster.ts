@@ -19,6 +19,13 @@ export interface RabbitNodeInfo {
   distPort: number;
 }
 
+export interface SavedCluster {
+  dir: string;
+  nodes: RabbitNodeInfo[];
+  /** The nodes' VMs and the shells above them. */
+  pids: number[];
+}
+
 interface RunningNode {
   /** `rabbitmq-server`: a shell that runs the VM as its child and turns SIGTERM into a clean stop. */
   child: ChildProcess;
@@ -53,9 +60,44 @@ export class RabbitCluster {
   readonly nodes: RabbitNodeInfo[] = [];
   private readonly running = new Map<number, RunningNode>();
   private dir = '';
-  private readonly tag = randomBytes(3).toString('hex');
+  private readonly tag: string = randomBytes(3).toString('hex');
 
-  constructor(readonly size = 3) {}
+  /**
+   * `basePort`: fixed ports (AMQP base+i, management base+10000+i, distribution base+20000+i) instead of
+   * free ones, for a cluster people start by hand (`npm run cluster:up`).
+   */
+  constructor(readonly size = 3, private readonly options: { basePort?: number; name?: string } = {}) {
+    if (options.name !== undefined) this.tag = options.name;
+  }
+
+  private async ports(i: number): Promise<Omit<RabbitNodeInfo, 'name'>> {
+    const base = this.options.basePort;
+    if (base === undefined) return { amqpPort: await freePort(), managementPort: await freePort(), distPort: await freePort() };
+    return { amqpPort: base + i, managementPort: base + 10_000 + i, distPort: base + 20_000 + i };
+  }
+
+  /** What `RabbitCluster.stopSaved` needs to stop the nodes from another process. */
+  saved(): SavedCluster {
+    return { dir: this.dir, nodes: this.nodes, pids: [...this.running.values()].flatMap((n) => [n.vm, n.child.pid].filter((p): p is number => p !== undefined && p !== null)) };
+  }
+
+  /** Lets this process exit while the nodes run on (they are stopped with `stopSaved`). */
+  detach(): void {
+    for (const n of this.running.values()) n.child.unref();
+  }
+
+  /** Kills the processes of a cluster saved by another process and deletes its directory. */
+  static stopSaved(saved: SavedCluster): void {
+    for (const pid of saved.pids) {
+      try {
+        // Only if it still is one of the cluster's processes, not another that got the pid since.
+        if (readFileSync(`/proc/${pid}/environ`, 'utf8').includes(`=${saved.dir}/`)) process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    rmSync(saved.dir, { recursive: true, force: true });
+  }
 
   /** `127.0.0.1:<port>` of every node, for `manager.message_queue.hosts`. */
   get hosts(): string[] {
@@ -85,7 +127,7 @@ export class RabbitCluster {
     chmodSync(path.join(home, '.erlang.cookie'), 0o400);
     writeFileSync(path.join(this.dir, 'enabled_plugins'), '[rabbitmq_management].\n');
     for (let i = 0; i < this.size; i++) {
-      const node = { name: `tasker-${this.tag}-${i}@localhost`, amqpPort: await freePort(), managementPort: await freePort(), distPort: await freePort() };
+      const node = { name: `tasker-${this.tag}-${i}@localhost`, ...await this.ports(i) };
       this.nodes.push(node);
       const nodeDir = path.join(this.dir, `n${i}`);
       mkdirSync(path.join(nodeDir, 'log'), { recursive: true });
