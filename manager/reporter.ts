@@ -12,6 +12,12 @@ function weight(event: ResponseEvent): number {
   return 256 + (event.errmsg?.length ?? 0) + (event.payload === null ? 0 : JSON.stringify(event.payload).length);
 }
 
+/**
+ * Longest pause between tries of a result. Short: a cluster nacks while a quorum queue elects its new
+ * leader, for a few seconds, and each result waiting here holds a task's delivery.
+ */
+const MAX_RETRY_DELAY_MS = 1000;
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -40,7 +46,7 @@ export class Reporter {
       } catch (err) {
         if (this.stopping()) throw err;
         if (attempt === 0) this.log.warn({ kind: event.kind, taskId: event.task_id, err }, 'could not publish a response event, retrying');
-        await sleep(Math.min(5000, 100 * 2 ** attempt));
+        await sleep(Math.min(MAX_RETRY_DELAY_MS, 100 * 2 ** attempt));
       }
     }
   }

@@ -29,7 +29,8 @@ export class PendingReplies {
     p.resolve(body);
   }
 
-  private fail(correlationId: string, err: Error): void {
+  /** The request cannot be answered (the broker refused it): fails its wait now rather than at the deadline. */
+  fail(correlationId: string, err: Error): void {
     const p = this.pending.get(correlationId);
     if (!p) return;
     this.pending.delete(correlationId);

@@ -64,7 +64,11 @@ export class RabbitBroker implements Broker {
   readonly durable = true;
   private conn: ChannelModel | null = null;
   private pub: ConfirmChannel | null = null;
-  private rpc: Channel | null = null;
+  /**
+   * Requests and replies. In confirm mode, so that a request the broker could not enqueue (a quorum queue
+   * between leaders drops unconfirmed messages) fails at once instead of at the reply deadline.
+   */
+  private rpc: ConfirmChannel | null = null;
   /** The connection whose `rpc` channel consumes replies, and the start of that consumer. */
   private replyConsumer: { conn: ChannelModel; started: Promise<void> } | null = null;
   private readonly replies = new PendingReplies();
@@ -146,7 +150,7 @@ export class RabbitBroker implements Broker {
         const id = msg.properties.messageId as string | undefined;
         if (id !== undefined) this.returned.add(id);
       });
-      const rpc = await conn.createChannel();
+      const rpc = await conn.createConfirmChannel();
       this.watchChannel(rpc, conn, 'requests');
       rpc.on('return', () => undefined);
       this.conn = conn;
@@ -307,7 +311,7 @@ export class RabbitBroker implements Broker {
   }
 
   /** The `rpc` channel of the current connection, consuming replies (started once per connection). */
-  private async replyChannel(): Promise<Channel> {
+  private async replyChannel(): Promise<ConfirmChannel> {
     const conn = this.conn;
     const ch = this.rpc;
     if (!conn || !ch) throw new BrokerUnavailableError();
@@ -326,7 +330,9 @@ export class RabbitBroker implements Broker {
     const ch = await this.replyChannel();
     const correlationId = randomUUID();
     return this.replies.wait(correlationId, timeoutMs, () => {
-      ch.publish(exchange, routingKey, message.body, { ...publishOptions(message, this.user), replyTo: REPLY_TO, correlationId });
+      ch.publish(exchange, routingKey, message.body, { ...publishOptions(message, this.user), replyTo: REPLY_TO, correlationId }, (err: unknown) => {
+        if (err) this.replies.fail(correlationId, new BrokerUnavailableError('request not taken by the broker', { cause: err }));
+      });
     });
   }
 
