@@ -53,8 +53,7 @@ function publishOptions(m: OutgoingMessage, user: string): Options.Publish {
 
 /**
  * RabbitMQ through amqplib: one long-lived connection with a confirm channel for publishing and
- * declarations, a plain channel for requests and replies (direct reply-to), and one channel per
- * consumer. A lost connection or channel (including a forced close, which emits `close` without
+ * declarations, another for requests and replies (direct reply-to), and one channel per consumer. A lost connection or channel (including a forced close, which emits `close` without
  * `error`) tears the connection down and reconnects, to the next node of the cluster when several are
  * configured, with backoff once every node failed; declarations are repeated and consumers
  * re-established on the new connection. Publishes waiting for a confirm fail at once when the

@@ -129,6 +129,24 @@ describe('faults: a RabbitMQ cluster with quorum queues', function () {
       + `connections lost: ${procs.map((p) => p.lines.filter((l) => l.msg === 'connection lost, reconnecting').length).join('/')}\n`);
   });
 
+  it('consumes again, on the same connection, when the broker cancels a consumer (its queue deleted)', async function () {
+    const manager = procs[1];
+    const lost = (): number => manager.lines.filter((l) => l.msg === 'connection lost, reconnecting').length;
+    const lostBefore = lost();
+    const consumingBefore = manager.lines.filter((l) => l.msg === 'consuming' && l.queue === QUEUES[0]).length;
+    await h.checkInvariants(accepted, QUEUES);
+    await cluster.ctl(cluster.anyRunning(), ['delete_queue', '-p', h.config.manager.message_queue.virtual_host, QUEUES[0]]);
+    await manager.waitForLog((l) => l.msg === 'consumer cancelled by the broker; consuming again' && l.queue === QUEUES[0], 10_000, 'the cancel');
+    const deadline = Date.now() + 10_000;
+    while (manager.lines.filter((l) => l.msg === 'consuming' && l.queue === QUEUES[0]).length === consumingBefore) {
+      assert.ok(Date.now() < deadline, 'not consuming again within 10 s');
+      await sleep(100);
+    }
+    const posted = await load('after-cancel', sleep(2_000));
+    await checkOutcome(posted);
+    assert.equal(lost(), lostBefore, 'the connection was dropped');
+  });
+
   it('loses no task and duplicates no response through a rolling restart of all three nodes under load', async function () {
     const started = Date.now();
     const restart = (async () => {
