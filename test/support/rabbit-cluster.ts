@@ -169,6 +169,7 @@ export class RabbitCluster {
       RABBITMQ_LOG_BASE: path.join(nodeDir, 'log'),
       RABBITMQ_PID_FILE: path.join(nodeDir, 'pid'),
       ERL_EPMD_ADDRESS: '127.0.0.1',
+      ERL_CRASH_DUMP: path.join(nodeDir, 'log', 'erl_crash.dump'),
     };
   }
 
@@ -176,7 +177,8 @@ export class RabbitCluster {
   async startNode(i: number): Promise<void> {
     if (this.running.has(i)) throw new Error(`node ${i} is running`);
     const out = openSync(path.join(this.dir, `n${i}`, 'log', 'stdout.log'), 'a');
-    const child = spawn(path.join(RABBIT_BIN, 'rabbitmq-server'), [], { env: this.nodeEnv(i), stdio: ['ignore', out, out] });
+    // Its own directory as working directory: the VM writes crash dumps (erl_crash.dump, MnesiaCore.*) there.
+    const child = spawn(path.join(RABBIT_BIN, 'rabbitmq-server'), [], { env: this.nodeEnv(i), stdio: ['ignore', out, out], cwd: path.join(this.dir, `n${i}`) });
     closeSync(out);
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const node: RunningNode = { child, exited, vm: null };
@@ -246,7 +248,7 @@ export class RabbitCluster {
   /** `rabbitmqctl -n <node i> ...` with the cluster's cookie; resolves with its output. */
   async ctl(i: number, args: string[]): Promise<string> {
     const { stdout } = await run(path.join(RABBIT_BIN, 'rabbitmqctl'), ['-q', '-n', this.nodes[i].name, ...args],
-      { env: this.nodeEnv(i), timeout: CTL_TIMEOUT_MS });
+      { env: this.nodeEnv(i), timeout: CTL_TIMEOUT_MS, cwd: path.join(this.dir, `n${i}`) });
     return stdout;
   }
 
