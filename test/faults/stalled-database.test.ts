@@ -138,7 +138,8 @@ describe('faults: a stalled MariaDB (SIGSTOP)', function () {
       assert.ok([201, 503].includes(a.status), `trickle answered ${a.status}: ${JSON.stringify(a.json)}`);
       assert.ok(a.ms <= BOUND_MS, `a trickle POST answered in ${a.ms} ms`);
     }
-    assert.ok(during.filter((a) => a.status === 503).length >= 10, 'the trickle went on during the stall');
+    // One POST at a time, each taking up to connect_timeout: a handful over the stall.
+    assert.ok(during.filter((a) => a.status === 503).length >= 3, `the trickle went on during the stall: ${JSON.stringify(during.map((a) => [a.status, a.ms]))}`);
 
     // Ready again without a restart.
     let ready = await call('GET', 'readyz');
