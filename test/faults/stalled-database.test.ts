@@ -54,12 +54,12 @@ describe('faults: a stalled MariaDB (SIGSTOP)', function () {
     }
   });
 
-  async function call(method: 'GET' | 'POST', pathname: string, body?: unknown): Promise<Answer> {
+  async function call(method: 'GET' | 'POST', pathname: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
     const started = Date.now();
     // A hang trips this rather than the test's own timeout; it is far beyond the bound asserted.
     const res = await fetch(`${h.baseUrl}/${pathname}`, {
       method, signal: AbortSignal.timeout(30_000),
-      ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+      ...(body === undefined ? { headers } : { headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) }),
     });
     const json = await res.json();
     return { status: res.status, ms: Date.now() - started, json };
@@ -109,6 +109,12 @@ describe('faults: a stalled MariaDB (SIGSTOP)', function () {
       await sleep(200);
       worst = Math.max(worst, assertUnavailable([await post('during-single')], 'a POST'));
       worst = Math.max(worst, assertUnavailable([await call('GET', 'worker/before-0')], 'a GET'));
+      // A long poll and event streams: their first reads are bounded the same way.
+      worst = Math.max(worst, assertUnavailable([await call('GET', 'worker/before-1?wait=20')], 'a long poll'));
+      worst = Math.max(worst, assertUnavailable(await Promise.all([
+        call('GET', 'worker/before-2/events', undefined, { accept: 'text/event-stream' }),
+        call('GET', 'events', undefined, { accept: 'text/event-stream' }),
+      ]), 'an event stream'));
       const ready = await call('GET', 'readyz');
       assert.equal(ready.status, 503);
       assert.match(ready.json.checks.database, /^down: /);
