@@ -140,22 +140,26 @@ export class Locked {
   /**
    * An endpoint answered: the task was sent, whatever its status (a confirm that timed out, or was never
    * recorded, leaves it CREATED with no sent_time; a cancel may have come first), so its sent_time is set
-   * if it has none: the earlier of now and the endpoint's start, never before the task's creation. A task
-   * still CREATED becomes SENT here, first, so that the history reads in the order things happened; the
-   * confirm's record (Publisher) then finds it SENT and adds nothing.
+   * if it has none: the earlier of now and the endpoint's start, never before the task's creation.
+   * A task that is not a rollout stays CREATED until the broker confirms a send: one endpoint's answer
+   * does not show that every endpoint's queue took its copy (a nacked publish, a queue whose node went
+   * down mid-publish), and the resend job picks CREATED tasks, sending them to the endpoints that have
+   * not answered. A rollout becomes SENT here: its rows record which of its sends were confirmed.
    */
   private sent(task: LockedTask, startTime: string): void {
-    if (task.sentTime === null) {
+    const first = task.sentTime === null;
+    if (first) {
       const started = readTime(startTime).getTime();
       const at = Math.max(task.startTime.getTime(), Math.min(this.now.getTime(), Number.isNaN(started) ? Infinity : started));
       task.sentTime = new Date(at);
     }
     if (task.status !== 'CREATED') return;
-    task.status = 'SENT';
-    const at = task.sentTime;
-    // A rollout's history has the batch's `sent` event already, from the transaction that decided it.
-    if (task.rollout) return;
-    this.leadEvents.push({ task, kind: 'sent', time: at, detail: { by: 'first response' } });
+    if (task.rollout) {
+      // Its history has the batch's `sent` event already, from the transaction that decided it.
+      task.status = 'SENT';
+      return;
+    }
+    if (first) this.leadEvents.push({ task, kind: 'sent', time: task.sentTime as Date, detail: { by: 'first response' } });
   }
 
   /** A row heard from for the first time (a receipt, or a state request that lets it run). */

@@ -8,7 +8,7 @@ const POLICY = 'tasker-test-reject-console1';
  * sent_time is set whenever a task is known to have been sent, also when the broker never confirmed the
  * send: here console1's queue refuses every message (a policy of the run's own vhost: max-length 0,
  * reject-publish), so the publish is nacked and the task stays CREATED, while console2's copy went through
- * and console2 answers it.
+ * and console2 answers it. Once console1's queue takes messages again, the resend job sends it console1's copy.
  */
 describe('sent_time of a task whose send was never confirmed', function () {
   const h = new Harness({ waitTimeout: 60, env: { TASKER_API__RESEND_INTERVAL: '0.5', TASKER_API__RESEND_AFTER: '1' } });
@@ -24,7 +24,7 @@ describe('sent_time of a task whose send was never confirmed', function () {
 
   const policyPath = (): string => `/policies/${encodeURIComponent(h.config.manager.message_queue.virtual_host)}/${POLICY}`;
 
-  it('is set by the first response to a CREATED task, no later than that response, and shown by GET and the list', async function () {
+  it('is set by the first response to a CREATED task, no later than that response; the task stays CREATED until the resend job reaches the endpoint whose copy was refused', async function () {
     const put = await h.admin().request('PUT', policyPath(), {
       pattern: '^tasker\\.worker\\.console1$', 'apply-to': 'queues', definition: { 'max-length': 0, overflow: 'reject-publish' },
     });
@@ -41,7 +41,8 @@ describe('sent_time of a task whose send was never confirmed', function () {
         return r.length ? r : null;
       });
       const [row] = rows;
-      assert.equal(row.status, 'SENT', 'console1 has not answered: the task is SENT, not DONE');
+      // One answer does not show that console1's queue took its copy: the task stays CREATED, for the resend job.
+      assert.equal(row.status, 'CREATED', 'no send was confirmed: the task stays CREATED');
       assert.notEqual(row.sent_time, null, 'a task an endpoint answered was sent');
       const sent = storedTimeMs(row.sent_time);
       assert.ok(sent >= storedTimeMs(row.start_time), 'sent after it was created');
@@ -53,17 +54,16 @@ describe('sent_time of a task whose send was never confirmed', function () {
     } finally {
       await h.admin().request('DELETE', policyPath());
     }
-    // console1's copy, as a resend would bring it once its queue takes messages again (the resend job
-    // picks CREATED tasks only, and this one is SENT now); the time of the first send stays.
-    const [{ id }] = await h.query<{ id: number }>(`SELECT id FROM task WHERE identifier = 'nacked'`);
-    const task = (await h.get('worker/nacked')).json.task;
-    await h.withChannel(async (ch) => {
-      const body = { id: Number(id), identifier: 'nacked', type: 'worker', payload: { sleep: 0 }, endpoints: ENDPOINTS, start_time: task.start_time };
-      ch.sendToQueue('tasker.worker.console1', Buffer.from(JSON.stringify(body)), {
-        persistent: true, contentType: 'application/json', messageId: String(id),
-      });
-    });
+    // The resend job sends the task again to the endpoint that has not answered, now that its queue
+    // takes messages; console2 is not sent it again. The time of the first send stays.
     const done = await h.waitForStatus('worker', 'nacked', ['DONE']);
+    const history = (await h.get('worker/nacked/events')).json.events;
+    const resent = history.filter((e: any) => e.kind === 'sent' && e.detail.resend === 'unsent');
+    assert.equal(resent.length, 1, JSON.stringify(history));
+    assert.equal(resent[0].detail.targets, 1, 'resent to console1 only');
+    const runs = await h.query<{ endpoint: string; attempts: number }>(
+      `SELECT r.endpoint, r.attempts FROM task_response r JOIN task t ON t.id = r.task_id WHERE t.identifier = 'nacked' ORDER BY r.endpoint`);
+    assert.deepEqual(runs.map((r) => [r.endpoint, Number(r.attempts)]), [['console1', 1], ['console2', 1]]);
     const first = await h.query<{ sent_time: string }>(`SELECT sent_time FROM task WHERE identifier = 'nacked'`);
     assert.equal(Date.parse(done.task.sent_time), storedTimeMs(first[0].sent_time));
     assert.ok(Date.parse(done.task.sent_time) <= Date.parse(done.task.end_time));
