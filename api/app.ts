@@ -18,6 +18,7 @@ import { addMetaRoutes } from './routes/meta';
 import { addScheduleRoutes } from './routes/schedules';
 import type { ScheduleService } from './schedule-service';
 import { addTaskRoutes } from './routes/tasks';
+import { limitDbCalls } from './storage/database';
 import type { TokenStore } from './storage/token-store';
 import type { TaskService } from './task-service';
 import { uiMiddleware } from './ui';
@@ -41,6 +42,8 @@ export interface AppDeps {
   draining: () => boolean;
   metrics: Metrics;
   health: HealthChecks;
+  /** Ms each database call of a request may take before it answers 503 (null: the driver's own limits only). */
+  dbCallLimitMs?: number | null;
 }
 
 /** The koa application: error mapping, then the routes; a path no route matches is a JSON 404, a method
@@ -57,6 +60,8 @@ export function createApp(deps: AppDeps): Koa {
     if (deps.draining()) ctx.set('Connection', 'close');
   });
   app.use(errorMiddleware(deps.logger));
+  const dbLimit = deps.dbCallLimitMs;
+  if (dbLimit) app.use((_ctx, next) => limitDbCalls(dbLimit, next));
   app.use(uiMiddleware());
   // One router, so that 405 answers know every route of a path. The fixed paths come first: a task
   // type may not shadow them (the configuration refuses such names).

@@ -10,7 +10,7 @@ import type { Completion, EventOutcome } from './storage/completion';
 import { isTransientDbError, transaction } from './storage/database';
 import type { EndpointRegistry } from './storage/endpoint-registry';
 import type { Announce } from './storage/history';
-import { withDbRetry } from './storage/retry';
+import { OutageNotice, withDbRetry } from './storage/retry';
 
 export type EndpointIdentity = 'shared_user' | 'per_endpoint_user';
 
@@ -53,10 +53,13 @@ export class Collector {
   private readonly writer: Batcher<WireEvent, EventOutcome>;
   private readonly inFlight = new InFlight();
   private readonly log: Logger;
+  /** One warning per database outage, not one per event held. */
+  private readonly outage: OutageNotice;
   private stopping = false;
 
   constructor(private readonly o: CollectorOptions) {
     this.log = o.logger.child({ component: 'collector' });
+    this.outage = new OutageNotice(this.log, 'store events');
     this.writer = new Batcher((events) => this.write(events), {
       maxBatch: o.batchSize, maxConcurrent: 2, split: (err) => !isTransientDbError(err),
     });
@@ -115,7 +118,7 @@ export class Collector {
     let outcomes: EventOutcome[];
     try {
       outcomes = await Promise.all(accepted.map((e) =>
-        withDbRetry(() => this.writer.submit(e), { what: 'store events', log: this.log, stopping: () => this.stopping })));
+        withDbRetry(() => this.writer.submit(e), { what: 'store events', log: this.log, stopping: () => this.stopping, notice: this.outage })));
     } catch (err) {
       if (this.stopping) {
         m.release();

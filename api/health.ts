@@ -27,6 +27,11 @@ function within<T>(p: Promise<T>, ms: number): Promise<T> {
  */
 export class HealthChecks {
   private inFlight: Promise<Readiness> | null = null;
+  /**
+   * The database probe still waiting for its answer: a stalled server never answers, and a new probe per
+   * check would take one pool connection each until the statement limit frees it.
+   */
+  private probe: Promise<unknown> | null = null;
   /** Migrations never go back while the process runs: once current, not asked again. */
   private migrationsCurrent = false;
 
@@ -56,7 +61,8 @@ export class HealthChecks {
 
   private async database(): Promise<string> {
     try {
-      await within(exclusive(this.ds, () => this.ds.query('SELECT 1')), this.timeoutMs);
+      this.probe ??= exclusive(this.ds, () => this.ds.query('SELECT 1')).finally(() => { this.probe = null; });
+      await within(this.probe, this.timeoutMs);
       return 'up';
     } catch (err) {
       if (err instanceof Timeout) return `down: no answer within ${this.timeoutMs} ms`;

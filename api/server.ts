@@ -17,6 +17,7 @@ import { ScheduleStore } from './storage/schedule-store';
 import { Publisher } from './publisher';
 import { StateResponder } from './state-responder';
 import { Completion } from './storage/completion';
+import { dialectOf } from './storage/database';
 import { EndpointRegistry } from './storage/endpoint-registry';
 import { Announce, History } from './storage/history';
 import { TaskOperations } from './storage/operations';
@@ -111,6 +112,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const app = createApp({
     service, operations, endpoints, schedules, hub, taskTypes: config.task_types, bodyLimit: config.api.body_limit, guard, tokens, auth,
     version: deps.version, logger: log, draining: () => draining, metrics, health,
+    // A stalled MySQL answers nothing: each call of a request gives up after connect_timeout (503).
+    dbCallLimitMs: dialectOf(ds) === 'mysql' ? config.manager.db.connect_timeout * 1000 : null,
   });
   const server = http.createServer(app.callback());
   server.keepAliveTimeout = 65_000;

@@ -31,8 +31,10 @@ const DbSchema = section({
   /** Optional superuser URI that initialize uses to create the database and the application user. */
   admin_uri: str(''),
   pool_size: int(10, 1, 500),
-  /** Seconds to wait for a connection before answering 503. */
+  /** Seconds to wait for a connection, and that each database call of a request may take, before answering 503. */
   connect_timeout: num(3, 0.1, 120),
+  /** Seconds one statement may take before its connection is closed (migrations excepted). */
+  query_timeout: num(10, 0.1, 3600),
 });
 
 const MessageQueueSchema = section({

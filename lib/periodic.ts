@@ -5,24 +5,36 @@ export interface PeriodicJob {
   stop(): Promise<void>;
 }
 
-/** Runs `fn` every `intervalMs`, never two runs at once; a failing run is logged and the job goes on. */
+/** The longest pause between runs of a failing job (unless its interval is longer). */
+export const MAX_BACKOFF_MS = 10_000;
+
+/** The pause after `failures` failed runs in a row: the interval, doubled per failure up to the cap. */
+export function backoffMs(intervalMs: number, failures: number): number {
+  if (failures === 0) return intervalMs;
+  return Math.min(intervalMs * 2 ** failures, Math.max(intervalMs, MAX_BACKOFF_MS));
+}
+
+/**
+ * Runs `fn` every `intervalMs`, never two runs at once. A failing run is logged (once per run of
+ * failures, e.g. a database outage) and the job goes on with exponential backoff, so that an unavailable
+ * database is not asked again and again; the first run that succeeds restores the interval.
+ */
 export function startPeriodic(name: string, intervalMs: number, fn: () => Promise<unknown>, logger: Logger): PeriodicJob {
   let timer: NodeJS.Timeout | null = null;
   let running: Promise<void> | null = null;
   let stopped = false;
-  let failing = false;
+  let failures = 0;
   const tick = (): void => {
     timer = null;
     running = fn().then(() => {
-      if (failing) logger.info({ job: name }, 'periodic job recovered');
-      failing = false;
+      if (failures > 0) logger.info({ job: name, failures }, 'periodic job recovered');
+      failures = 0;
     }, (err: unknown) => {
-      // Logged once per outage rather than on every tick.
-      if (!failing) logger.warn({ job: name, err }, 'periodic job failed');
-      failing = true;
+      if (failures === 0) logger.warn({ job: name, err }, 'periodic job failed; retrying with backoff');
+      failures++;
     }).finally(() => {
       running = null;
-      if (!stopped) timer = setTimeout(tick, intervalMs);
+      if (!stopped) timer = setTimeout(tick, backoffMs(intervalMs, failures));
     });
   };
   timer = setTimeout(tick, intervalMs);

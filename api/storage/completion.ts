@@ -52,8 +52,8 @@ export interface LockedTask {
   received: number;
   finished: number;
   failed: number;
-  /** Status and counters as read, to tell what this transaction changed. */
-  read: { status: TaskStatus; received: number; finished: number; failed: number };
+  /** Status, counters and sent_time as read, to tell what this transaction changed. */
+  read: { status: TaskStatus; received: number; finished: number; failed: number; sentTime: Date | null };
   endTime: Date | null;
   sentTime: Date | null;
   startTime: Date;
@@ -138,22 +138,33 @@ export class Locked {
   }
 
   /**
-   * An endpoint answered a task still CREATED: the broker did take it, and its confirm is being recorded
-   * in the background (Publisher). Recorded here, first, so that the history reads in the order things
-   * happened; the background record then finds the task SENT and adds nothing.
+   * An endpoint answered: the task was sent, whatever its status (a confirm that timed out, or was never
+   * recorded, leaves it CREATED with no sent_time; a cancel may have come first), so its sent_time is set
+   * if it has none: the earlier of now and the endpoint's start, never before the task's creation.
+   * A task that is not a rollout stays CREATED until the broker confirms a send: one endpoint's answer
+   * does not show that every endpoint's queue took its copy (a nacked publish, a queue whose node went
+   * down mid-publish), and the resend job picks CREATED tasks, sending them to the endpoints that have
+   * not answered. A rollout becomes SENT here: its rows record which of its sends were confirmed.
    */
-  private sent(task: LockedTask, at: Date): void {
+  private sent(task: LockedTask, startTime: string): void {
+    const first = task.sentTime === null;
+    if (first) {
+      const started = readTime(startTime).getTime();
+      const at = Math.max(task.startTime.getTime(), Math.min(this.now.getTime(), Number.isNaN(started) ? Infinity : started));
+      task.sentTime = new Date(at);
+    }
     if (task.status !== 'CREATED') return;
-    task.status = 'SENT';
-    task.sentTime = at;
-    // A rollout's history has the batch's `sent` event already, from the transaction that decided it.
-    if (task.rollout) return;
-    this.leadEvents.push({ task, kind: 'sent', time: at, detail: { by: 'first response' } });
+    if (task.rollout) {
+      // Its history has the batch's `sent` event already, from the transaction that decided it.
+      task.status = 'SENT';
+      return;
+    }
+    if (first) this.leadEvents.push({ task, kind: 'sent', time: task.sentTime as Date, detail: { by: 'first response' } });
   }
 
   /** A row heard from for the first time (a receipt, or a state request that lets it run). */
   receive(task: LockedTask, row: LockedRow, attempt: number, startTime: string): void {
-    this.sent(task, this.now);
+    this.sent(task, startTime);
     Object.assign(row, { state: 'running', status: 0, attempts: attempt, startTime: row.startTime ?? startTime, changed: true });
     task.received++;
     this.recordEndpoint(task, 'received', { endpoint: row.endpoint, round: row.round, attempt });
@@ -161,7 +172,7 @@ export class Locked {
 
   /** A row finished (from pending, cancelled or running), with its result. */
   finish(task: LockedTask, row: LockedRow, r: { errnr: number; errmsg: string | null; payload: string | null; attempt: number; startTime: string }): void {
-    this.sent(task, this.now);
+    this.sent(task, r.startTime);
     if (row.status === null) task.received++;
     task.finished++;
     if (r.errnr !== 0) task.failed++;
@@ -254,9 +265,10 @@ export class Locked {
     }
     // After the rows are written: a rollout decides from them as they now are.
     for (const task of this.tasks.values()) if (task.rollout) await this.advance(em, task, task.rollout);
+    const learntSent = (x: LockedTask): boolean => x.read.sentTime === null && x.sentTime !== null && !x.clearSentTime;
     const tasks = [...this.tasks.values()].filter((x) => x.status !== x.read.status || x.received !== x.read.received
-      || x.finished !== x.read.finished || x.failed !== x.read.failed || x.clearSentTime);
-    const sentNow = tasks.filter((x) => x.read.status === 'CREATED' && x.sentTime !== null);
+      || x.finished !== x.read.finished || x.failed !== x.read.failed || x.clearSentTime || learntSent(x));
+    const sentNow = tasks.filter(learntSent);
     if (tasks.length > 0) {
       const column = (get: (x: LockedTask) => unknown) => caseById(new Map(tasks.map((x) => [x.id, get(x)])));
       const sets = [
@@ -265,10 +277,11 @@ export class Locked {
       ];
       const names = ['status', 'received_count', 'finished_count', 'failed_count', 'end_time'];
       const clear = tasks.filter((x) => x.clearSentTime).map((x) => x.id);
+      const [sentCase, sentParams] = caseById(new Map(sentNow.map((x) => [x.id, sqlTime(x.sentTime as Date)])));
       const sentTime = clear.length === 0 && sentNow.length === 0 ? ''
-        : `, sent_time = CASE${clear.length ? ` WHEN id IN (${marks(clear.length)}) THEN NULL` : ''}${sentNow.length ? ` WHEN id IN (${marks(sentNow.length)}) THEN COALESCE(sent_time, ?)` : ''} ELSE sent_time END`;
+        : `, sent_time = CASE${clear.length ? ` WHEN id IN (${marks(clear.length)}) THEN NULL` : ''}${sentNow.length ? ` WHEN id IN (${marks(sentNow.length)}) THEN COALESCE(sent_time, ${sentCase})` : ''} ELSE sent_time END`;
       await em.query(`UPDATE task SET ${names.map((n, i) => `${n} = ${sets[i][0]}`).join(', ')}${sentTime}, last_modified_time = ?
-        WHERE id IN (${marks(tasks.length)})`, [...sets.flatMap(([, p]) => p), ...clear, ...sentNow.map((x) => x.id), ...(sentNow.length ? [t] : []), t, ...tasks.map((x) => x.id)]);
+        WHERE id IN (${marks(tasks.length)})`, [...sets.flatMap(([, p]) => p), ...clear, ...sentNow.map((x) => x.id), ...(sentNow.length ? sentParams : []), t, ...tasks.map((x) => x.id)]);
     }
     return history.append(em, [...this.leadEvents, ...this.endpointEvents.values(), ...this.taskEvents]);
   }
@@ -308,9 +321,10 @@ export class Completion {
       const id = readId(r.task);
       if (!tasks.has(id)) {
         const counts = { status: r.task_status as TaskStatus, received: Number(r.received_count), finished: Number(r.finished_count), failed: Number(r.failed_count) };
+        const sentTime = readOptionalTime(r.sent_time);
         tasks.set(id, {
-          id, type: String(r.type), identifier: String(r.identifier), expected: Number(r.expected_count), ...counts, read: { ...counts },
-          endTime: readOptionalTime(r.end_time), sentTime: readOptionalTime(r.sent_time), startTime: readTime(r.task_start_time),
+          id, type: String(r.type), identifier: String(r.identifier), expected: Number(r.expected_count), ...counts, read: { ...counts, sentTime },
+          endTime: readOptionalTime(r.end_time), sentTime, startTime: readTime(r.task_start_time),
           rollout: readJson<Rollout | null>(r.rollout ?? null),
         });
       }

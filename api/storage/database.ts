@@ -1,9 +1,11 @@
 import path from 'node:path';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { DataSource, DataSourceOptions, EntityManager, QueryFailedError } from 'typeorm';
 import type { DbConfig } from '../../config/schema';
 import { DatabaseUnavailableError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
+import { ACQUIRE_TIMEOUT, boundedMysql2, DbBounds } from './bounded-mysql';
 import { TaskEntity } from './entities/task';
 import { TaskResponseEntity } from './entities/task-response';
 import { EndpointEntity } from './entities/endpoint';
@@ -27,11 +29,21 @@ export function dialectOf(ds: DataSource): Dialect {
   return ds.options.type === 'mysql' ? 'mysql' : 'sqlite';
 }
 
+/** The time limits of each MySQL DataSource's pool (see bounded-mysql). */
+const boundsOf = new WeakMap<DataSource, DbBounds>();
+
+/** Every wait on MySQL bounded: a pool connection within connect_timeout, a statement within query_timeout. */
+function mysqlBounds(db: DbConfig): DbBounds {
+  return { acquireMs: Math.round(db.connect_timeout * 1000), queryMs: Math.round(db.query_timeout * 1000) };
+}
+
 /** Builds (does not connect) the DataSource for `manager.db.uri`: `mysql://…` or `sqlite:path`. */
 export function createDataSource(db: DbConfig, root: string): DataSource {
   const common = { entities: ENTITIES, migrations: MIGRATIONS, logging: db.verbose, migrationsTransactionMode: 'each' } as const;
   let options: DataSourceOptions;
+  let bounds: DbBounds | null = null;
   if (db.uri.startsWith('mysql://')) {
+    bounds = mysqlBounds(db);
     options = {
       ...common,
       type: 'mysql',
@@ -40,6 +52,8 @@ export function createDataSource(db: DbConfig, root: string): DataSource {
       charset: 'utf8mb4_unicode_ci',
       poolSize: db.pool_size,
       connectTimeout: Math.round(db.connect_timeout * 1000),
+      driver: boundedMysql2(bounds),
+      connectorPackage: 'mysql2',
       extra: { enableKeepAlive: true, maxIdle: db.pool_size },
     };
   } else if (db.uri.startsWith('sqlite:')) {
@@ -60,13 +74,19 @@ export function createDataSource(db: DbConfig, root: string): DataSource {
   } else {
     throw new Error(`manager.db.uri must start with mysql:// or sqlite:, got '${db.uri.replace(/:[^:@/]*@/, ':***@')}'`);
   }
-  return new DataSource(options);
+  const ds = new DataSource(options);
+  if (bounds) boundsOf.set(ds, bounds);
+  return ds;
 }
+
+/** The code of a request's database call that ran out of its time (see `guardDb`). */
+const DB_DEADLINE = 'DB_DEADLINE';
 
 const CONNECTION_ERRORS = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'PROTOCOL_CONNECTION_LOST',
   'PROTOCOL_ENQUEUE_AFTER_FATAL_ERROR', 'PROTOCOL_SEQUENCE_TIMEOUT', 'ER_SERVER_SHUTDOWN', 'ER_CON_COUNT_ERROR',
   'ER_CONNECTION_KILLED', 'CR_SERVER_GONE_ERROR', 'CR_SERVER_LOST', 'ER_LOCK_WAIT_TIMEOUT', 'ER_LOCK_DEADLOCK',
+  ACQUIRE_TIMEOUT, DB_DEADLINE,
 ]);
 
 function errorCode(err: unknown): string | undefined {
@@ -88,10 +108,37 @@ export function isDuplicateKey(err: unknown): boolean {
   return code === 'ER_DUP_ENTRY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
-/** Runs `fn`, turning "cannot reach the database" into a 503-class error. */
+/** How long each database call of an HTTP request may take, in ms (set per request, see `limitDbCalls`). */
+const callLimit = new AsyncLocalStorage<number>();
+
+/** Runs `next` (a request's handling) with each of its `guardDb` calls bounded to `ms`. */
+export function limitDbCalls<T>(ms: number, next: () => Promise<T>): Promise<T> {
+  return callLimit.run(ms, next);
+}
+
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`no answer from the database within ${ms} ms`), { code: DB_DEADLINE })), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Runs `fn`, turning "cannot reach the database" into a 503-class error. Within a request (see
+ * `limitDbCalls`) it also gives up after the request's limit: the pool's own limits end each statement,
+ * but a call may be several statements, or wait behind a batch of other callers' (the Batcher). What it
+ * started goes on in the background until those limits end it; a task whose insert commits after all
+ * stays CREATED and the resend job sends it.
+ */
 export async function guardDb<T>(fn: () => Promise<T>): Promise<T> {
+  const limit = callLimit.getStore();
   try {
-    return await fn();
+    if (limit === undefined) return await fn();
+    const p = fn();
+    // The answer may come after the caller gave up: nobody waits for its error any more.
+    p.catch(() => undefined);
+    return await within(p, limit);
   } catch (err) {
     if (isTransientDbError(err)) throw new DatabaseUnavailableError({ cause: err });
     throw err;
@@ -104,6 +151,10 @@ export async function migrate(ds: DataSource): Promise<void> {
     await ds.runMigrations();
     return;
   }
+  const bounds = boundsOf.get(ds);
+  const queryMs = bounds?.queryMs ?? 0;
+  // No statement limit meanwhile (nothing else runs on this DataSource until it is migrated).
+  if (bounds) bounds.queryMs = 0;
   const runner = ds.createQueryRunner();
   try {
     // A migration may rebuild a large table: wait as long as it takes rather than run it a second time.
@@ -113,6 +164,7 @@ export async function migrate(ds: DataSource): Promise<void> {
   } finally {
     await runner.query(`SELECT RELEASE_LOCK('tasker_migrations')`).catch(() => undefined);
     await runner.release();
+    if (bounds) bounds.queryMs = queryMs;
   }
 }
 

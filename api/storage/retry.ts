@@ -4,16 +4,44 @@ import { isTransientDbError } from './database';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * Runs `fn` again with backoff while the database cannot be reached; any other error, or one while
- * stopping, goes to the caller. Logs the first failure of a run of them.
+ * The start and the end of a database outage, each logged once however many callers meet it (the
+ * collector retries every event it holds).
  */
-export async function withDbRetry<T>(fn: () => Promise<T>, o: { what: string; log: Logger; stopping: () => boolean }): Promise<T> {
+export class OutageNotice {
+  private down = false;
+
+  constructor(private readonly log: Logger, private readonly what: string) {}
+
+  failed(err: unknown): void {
+    if (this.down) return;
+    this.down = true;
+    this.log.warn({ what: this.what, err }, 'database unavailable, retrying');
+  }
+
+  succeeded(): void {
+    if (!this.down) return;
+    this.down = false;
+    this.log.info({ what: this.what }, 'database available again');
+  }
+}
+
+/**
+ * Runs `fn` again with backoff while the database cannot be reached; any other error, or one while
+ * stopping, goes to the caller. Logs the first failure of a run of them (once for all callers that share
+ * `notice`).
+ */
+export async function withDbRetry<T>(
+  fn: () => Promise<T>, o: { what: string; log: Logger; stopping: () => boolean; notice?: OutageNotice },
+): Promise<T> {
+  const notice = o.notice ?? new OutageNotice(o.log, o.what);
   for (let attempt = 0; ; attempt++) {
     try {
-      return await fn();
+      const result = await fn();
+      notice.succeeded();
+      return result;
     } catch (err) {
       if (!isTransientDbError(err) || o.stopping()) throw err;
-      if (attempt === 0) o.log.warn({ what: o.what, err }, 'database unavailable, retrying');
+      notice.failed(err);
       await sleep(Math.min(5000, 100 * 2 ** attempt));
     }
   }

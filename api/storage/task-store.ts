@@ -198,15 +198,18 @@ export class TaskStore {
   /**
    * Records the broker's confirm of sends, with a `sent` event each, in the caller's transaction. Only
    * CREATED becomes SENT: a task may already be DONE when a fast endpoint finished before the confirm arrived.
+   * A resend is always recorded; a first send that an endpoint's answer recorded already is not again.
    */
   async recordSent(em: EntityManager, sends: (SendTargets & { at: Date })[], detail: Record<string, unknown> = {}): Promise<StoredEvent[]> {
     if (sends.length === 0) return [];
     const ids = [...new Set(sends.map((s) => s.task.id))].sort((a, b) => a - b);
     // Locked, so that a send an endpoint's answer recorded already (Completion) is not recorded twice.
-    const rows: { id: unknown; status: string }[] = await em.query(
-      `SELECT id, status FROM task WHERE id IN (${marks(ids.length)}) ORDER BY id${dialectOf(this.ds) === 'mysql' ? ' FOR UPDATE' : ''}`, ids);
+    const rows: { id: unknown; status: string; sent_time: unknown }[] = await em.query(
+      `SELECT id, status, sent_time FROM task WHERE id IN (${marks(ids.length)}) ORDER BY id${dialectOf(this.ds) === 'mysql' ? ' FOR UPDATE' : ''}`, ids);
     const created = new Set(rows.filter((r) => r.status === 'CREATED').map((r) => readId(r.id)));
-    const recorded = sends.filter((s) => !s.decided && (created.has(s.task.id) || detail.resend !== undefined));
+    // A first response recorded this send already (its `sent` event, by first response), before the confirm.
+    const learnt = new Set(rows.filter((r) => r.status === 'CREATED' && r.sent_time !== null).map((r) => readId(r.id)));
+    const recorded = sends.filter((s) => !s.decided && (created.has(s.task.id) && !learnt.has(s.task.id) || detail.resend !== undefined));
     await this.stampRollouts(em, sends);
     const at = new Map<number, string>();
     for (const s of sends) if (created.has(s.task.id) && !at.has(s.task.id)) at.set(s.task.id, sqlTime(s.at));

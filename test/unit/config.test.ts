@@ -90,6 +90,14 @@ describe('configuration', function () {
       /'api\.endpoint_identity': must be one of shared_user, per_endpoint_user/);
   });
 
+  it('bounds the database waits: query_timeout defaults to 10 s and must be a positive number of seconds', function () {
+    const load = (env: NodeJS.ProcessEnv) => loadConfig({ mode: 'x', env, configDir: configDir(MINIMAL) });
+    assert.equal(load({}).manager.db.query_timeout, 10);
+    assert.equal(load({ TASKER_MANAGER__DB__QUERY_TIMEOUT: '2.5' }).manager.db.query_timeout, 2.5);
+    assert.throws(() => load({ TASKER_MANAGER__DB__QUERY_TIMEOUT: '0' }), /config key 'manager\.db\.query_timeout': must be a number from 0\.1 to 3600/);
+    assert.throws(() => load({ TASKER_MANAGER__DB__QUERY_TIMEOUT: 'soon' }), /config key 'manager\.db\.query_timeout'/);
+  });
+
   it('refuses an unknown mode', function () {
     assert.throws(() => loadConfig({ mode: 'nosuchmode', env: {} }), /nosuchmode/);
   });
