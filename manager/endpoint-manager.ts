@@ -25,6 +25,16 @@ export interface EndpointManagerOptions {
   logger: Logger;
 }
 
+/**
+ * How long to wait before asking the server side again. Capped at 2 s: a request refused while a quorum
+ * queue elects a new leader fails at once and is answered a second later; jittered, so that a fleet
+ * reconnecting together does not ask in step.
+ */
+function askAgainAfter(attempt: number): number {
+  const base = Math.min(2_000, 250 * 2 ** attempt);
+  return base / 2 + Math.random() * (base / 2);
+}
+
 /** Tasks finished here (and cancelled ones) remembered, so that a copy arriving later is acked without asking. */
 const REMEMBERED = 10_000;
 
@@ -143,7 +153,7 @@ export class EndpointManager {
       }
       if (this.stopping) return;
       if (attempt === 0) this.log.warn({ err: problem }, 'no answer from the server side about cancelled tasks; tasks wait, retrying');
-      await sleep(Math.min(10_000, 250 * 2 ** attempt));
+      await sleep(askAgainAfter(attempt));
     }
   }
 
@@ -258,7 +268,7 @@ export class EndpointManager {
       }
       if (this.stopping) throw new Error('stopping before the server side answered');
       if (attempt === 0) log.warn({ err: problem }, 'no answer from the server side about a redelivered task, retrying');
-      await sleep(Math.min(10_000, 250 * 2 ** attempt));
+      await sleep(askAgainAfter(attempt));
     }
   }
 
