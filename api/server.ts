@@ -15,6 +15,7 @@ import { OperationsService } from './operations-service';
 import { ScheduleService } from './schedule-service';
 import { ScheduleStore } from './storage/schedule-store';
 import { Publisher } from './publisher';
+import { RetentionJob, retentionMs } from './retention';
 import { StateResponder } from './state-responder';
 import { Completion } from './storage/completion';
 import { dialectOf } from './storage/database';
@@ -22,6 +23,7 @@ import { EndpointRegistry } from './storage/endpoint-registry';
 import { Announce, History } from './storage/history';
 import { TaskOperations } from './storage/operations';
 import { ResponseStore } from './storage/response-store';
+import { RetentionStore } from './storage/retention-store';
 import { TaskQueries } from './storage/task-queries';
 import { TaskStore } from './storage/task-store';
 import { TokenStore } from './storage/token-store';
@@ -137,6 +139,10 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     // Every instance runs it: the firings' idempotent identifiers (and row locks on MySQL) make that safe.
     startPeriodic('schedules', config.api.schedule_interval * 1000, metrics.job('schedules', () => schedules.fireDue()), log),
   ];
+  const keepMs = retentionMs(config.api.retention);
+  const retention = keepMs === null ? null : new RetentionJob(new RetentionStore(ds), keepMs, config.api.retention_batch);
+  // Every instance runs it: each batch takes only tasks no other instance holds (SKIP LOCKED on MySQL).
+  if (retention) jobs.push(startPeriodic('retention', config.api.retention_interval * 1000, metrics.job('retention', () => retention.run()), log));
   log.info({ host: config.api.host, port }, 'listening');
 
   let httpStopped: Promise<void> | null = null;
@@ -161,6 +167,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     stopBackground() {
       backgroundStopped ??= (async () => {
         await transport.stopConsuming();
+        retention?.stop();
         await Promise.all([collector.drain(timeoutMs), responder.drain(timeoutMs), publisher.flush()]);
         await Promise.all(jobs.map((j) => j.stop()));
       })();

@@ -8,6 +8,9 @@ export { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from '../protocol/names';
 /** Paths of the API that a task type would shadow (`/<task_type>`). */
 export const RESERVED_ROUTES: readonly string[] = ['endpoints', 'events', 'schedules', 'metrics', 'healthz', 'readyz', 'ui', 'tokens'];
 
+/** `api.retention`: `off`, or a positive whole number of days, hours or minutes. */
+export const RETENTION_PATTERN = /^(?:off|[1-9][0-9]{0,5}[dhm])$/;
+
 const str = (def: string, pattern?: RegExp, error?: string): TString =>
   Type.String({ default: def, ...(pattern ? { pattern: pattern.source } : {}), ...(error ? { [ERROR_KEYWORD]: error } : {}) });
 const int = (def: number, minimum: number, maximum: number): TInteger => Type.Integer({ default: def, minimum, maximum });
@@ -83,6 +86,12 @@ export const ConfigSchema = Type.Object({
     auth: oneOf(['off', 'tokens'], 'off'),
     /** Seconds a verified token is trusted before it is read again (a revocation takes effect within it). */
     auth_cache: num(5, 0, 3600),
+    /** How long ended tasks are kept (with their responses and history): `30d`, `12h`, `90m`, or `off` to keep them for ever. */
+    retention: str('off', RETENTION_PATTERN, 'must be off or a whole number of days, hours or minutes such as 30d, 12h or 90m'),
+    /** Most tasks removed by the retention job in one transaction. */
+    retention_batch: int(500, 1, 10_000),
+    /** Seconds between runs of the retention job. */
+    retention_interval: num(60, 0.05, 86400),
   }),
   manager: section({
     /** How tasks travel: RabbitMQ, or in-process queues when API and managers share one process. */

@@ -6,6 +6,7 @@ import type { DbConfig } from '../../config/schema';
 import { DatabaseUnavailableError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import { ACQUIRE_TIMEOUT, boundedMysql2, DbBounds } from './bounded-mysql';
+import { readId } from './sql-values';
 import { TaskEntity } from './entities/task';
 import { TaskResponseEntity } from './entities/task-response';
 import { EndpointEntity } from './entities/endpoint';
@@ -18,10 +19,11 @@ import { Operations1764000000000 } from './migrations/1764000000000-operations';
 import { ApiTokens1764100000000 } from './migrations/1764100000000-api-tokens';
 import { Rollouts1764200000000 } from './migrations/1764200000000-rollouts';
 import { Schedules1764300000000 } from './migrations/1764300000000-schedules';
+import { BigintIds1764400000000 } from './migrations/1764400000000-bigint-ids';
 
 export const ENTITIES = [TaskEntity, TaskResponseEntity, EndpointEntity, TaskEventEntity, RequestKeyEntity, ApiTokenEntity];
 export const MIGRATIONS = [Initial1763800000000, BinaryKeys1763900000000, Operations1764000000000, ApiTokens1764100000000,
-  Rollouts1764200000000, Schedules1764300000000];
+  Rollouts1764200000000, Schedules1764300000000, BigintIds1764400000000];
 
 export type Dialect = 'mysql' | 'sqlite';
 
@@ -55,6 +57,8 @@ export function createDataSource(db: DbConfig, root: string): DataSource {
       driver: boundedMysql2(bounds),
       connectorPackage: 'mysql2',
       extra: { enableKeepAlive: true, maxIdle: db.pool_size },
+      // BIGINT ids as numbers while exact, as strings beyond 2^53 (which readId then refuses), not always strings.
+      supportBigNumbers: true, bigNumberStrings: false,
     };
   } else if (db.uri.startsWith('sqlite:')) {
     const file = path.resolve(root, db.uri.slice('sqlite:'.length));
@@ -220,7 +224,7 @@ export async function insertRows(ds: DataSource, em: EntityManager, sql: string,
   const result = await runner.query(sql, params, true) as { raw: unknown };
   if (!(await insertIdsAreConsecutive(ds, em))) return null;
   // MySQL answers the first generated id, SQLite the last.
-  return dialectOf(ds) === 'mysql' ? Number((result.raw as { insertId: number }).insertId) : Number(result.raw) - count + 1;
+  return dialectOf(ds) === 'mysql' ? readId((result.raw as { insertId: unknown }).insertId) : readId(result.raw) - count + 1;
 }
 
 const sqliteQueues = new WeakMap<DataSource, Promise<unknown>>();

@@ -26,6 +26,9 @@ export interface CancelOutcome {
   changed: boolean;
 }
 
+/** The request_key scope of a task's retries (the retention job removes them with the task). */
+export const retryScope = (taskId: number): string => `retry:${taskId}`;
+
 /**
  * What operators do to a task once it is out: send it again to some of its endpoints (retry) or stop it
  * (cancel). Each is one transaction under the task's lock, recorded in the history with who asked.
@@ -65,7 +68,7 @@ export class TaskOperations {
    * Idempotency-Key, a repeat of the same request changes and sends nothing.
    */
   async retry(task: Task, selector: RetrySelector, actor: string | null, idempotencyKey: string | null): Promise<RetryOutcome> {
-    const scope = `retry:${task.id}`;
+    const scope = retryScope(task.id);
     const now = new Date();
     let events: StoredEvent[] = [];
     let outcome: RetryOutcome;

@@ -1,7 +1,7 @@
 import type { DataSource, EntityManager, QueryResult } from 'typeorm';
 import { ConflictError } from '../../lib/errors';
 import { dialectOf, exclusive, isDuplicateKey, transaction } from './database';
-import { readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
+import { readId, readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
 
 export interface Schedule {
   id: number;
@@ -45,7 +45,7 @@ type Row = Record<string, unknown>;
 
 function fromRow(r: Row): Schedule {
   return {
-    id: Number(r.id), name: String(r.name), task_type: String(r.task_type),
+    id: readId(r.id), name: String(r.name), task_type: String(r.task_type),
     cron: r.cron === null ? null : String(r.cron), every: r.every === null ? null : String(r.every), timezone: String(r.timezone),
     payload: readJson(r.payload), endpoints: readJson(r.endpoints), rollout: readJson(r.rollout), paused: Number(r.paused) === 1,
     anchor_time: readTime(r.anchor_time), next_fire_time: readOptionalTime(r.next_fire_time), last_fire_time: readOptionalTime(r.last_fire_time),

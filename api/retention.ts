@@ -1,0 +1,44 @@
+import { RETENTION_PATTERN } from '../config/schema';
+import type { RetentionStore } from './storage/retention-store';
+
+const UNIT_MS = { m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** `api.retention` in milliseconds; null for `off`. The configuration's schema has checked its form. */
+export function retentionMs(text: string): number | null {
+  if (!RETENTION_PATTERN.test(text)) throw new RangeError(`not a retention: '${text}' (off, or such as 30d, 12h, 90m)`);
+  if (text === 'off') return null;
+  return Number(text.slice(0, -1)) * UNIT_MS[text.slice(-1) as keyof typeof UNIT_MS];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Removes the tasks that ended more than the retention ago, batch after batch until none is due. After
+ * each batch it idles as long as the batch took, so that it holds the database for at most half of the
+ * time of one connection and the requests beside it keep their latency (see the retention bench).
+ * Every API instance may run it at once: each batch takes tasks no other one holds.
+ */
+export class RetentionJob {
+  private stopping = false;
+
+  constructor(private readonly store: RetentionStore, private readonly keepMs: number, private readonly batch: number) {}
+
+  /** One run; answers how many tasks it removed. */
+  async run(now = new Date()): Promise<number> {
+    const cutoff = new Date(now.getTime() - this.keepMs);
+    let total = 0;
+    while (!this.stopping) {
+      const started = performance.now();
+      const removed = await this.store.removeBatch(cutoff, this.batch);
+      total += removed;
+      if (removed < this.batch) break;
+      await sleep(performance.now() - started);
+    }
+    return total;
+  }
+
+  /** The run in progress ends after its current batch: a backlog of millions must not hold up a shutdown. */
+  stop(): void {
+    this.stopping = true;
+  }
+}
