@@ -14,14 +14,16 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 /**
  * Removes the tasks that ended more than the retention ago, batch after batch until none is due. After
- * each batch it idles as long as the batch took, so that it holds the database for at most half of the
- * time of one connection and the requests beside it keep their latency (see the retention bench).
- * Every API instance may run it at once: each batch takes tasks no other one holds.
+ * each batch it idles so that removing takes at most `dutyCycle` of its time: a removal costs the database
+ * about what writing the task did, and at full speed it would take that from the requests beside it (see
+ * the retention bench). Every API instance may run it at once: each batch takes tasks no other one holds.
  */
 export class RetentionJob {
   private stopping = false;
 
-  constructor(private readonly store: RetentionStore, private readonly keepMs: number, private readonly batch: number) {}
+  constructor(
+    private readonly store: RetentionStore, private readonly keepMs: number, private readonly batch: number, private readonly dutyCycle: number,
+  ) {}
 
   /** One run; answers how many tasks it removed. */
   async run(now = new Date()): Promise<number> {
@@ -32,7 +34,7 @@ export class RetentionJob {
       const removed = await this.store.removeBatch(cutoff, this.batch);
       total += removed;
       if (removed < this.batch) break;
-      await sleep(performance.now() - started);
+      await sleep((performance.now() - started) * (1 / this.dutyCycle - 1));
     }
     return total;
   }

@@ -140,7 +140,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     startPeriodic('schedules', config.api.schedule_interval * 1000, metrics.job('schedules', () => schedules.fireDue()), log),
   ];
   const keepMs = retentionMs(config.api.retention);
-  const retention = keepMs === null ? null : new RetentionJob(new RetentionStore(ds), keepMs, config.api.retention_batch);
+  const retention = keepMs === null ? null : new RetentionJob(new RetentionStore(ds), keepMs, config.api.retention_batch, config.api.retention_duty_cycle);
   // Every instance runs it: each batch takes only tasks no other instance holds (SKIP LOCKED on MySQL).
   if (retention) jobs.push(startPeriodic('retention', config.api.retention_interval * 1000, metrics.job('retention', () => retention.run()), log));
   log.info({ host: config.api.host, port }, 'listening');

@@ -90,6 +90,8 @@ export const ConfigSchema = Type.Object({
     retention: str('off', RETENTION_PATTERN, 'must be off or a whole number of days, hours or minutes such as 30d, 12h or 90m'),
     /** Most tasks removed by the retention job in one transaction. */
     retention_batch: int(500, 1, 10_000),
+    /** The share of the time the retention job may spend removing: it idles between batches for the rest. */
+    retention_duty_cycle: num(0.1, 0.01, 1),
     /** Seconds between runs of the retention job. */
     retention_interval: num(60, 0.05, 86400),
   }),

@@ -139,4 +139,12 @@ describe('64-bit ids (RabbitMQ + MariaDB, real processes)', function () {
       await h.withChannel((ch) => ch.deleteQueue(tap)).catch(() => undefined);
     }
   });
+
+  it('refuses a task whose id would be past 2^53 - 1, storing nothing, rather than answer a rounded id', async function () {
+    await sql.query(`ALTER TABLE task AUTO_INCREMENT = ${2 ** 53}`);
+    const refused = await h.post('worker', { identifier: 'beyond', payload: {}, endpoints: ['console1'] });
+    assert.equal(refused.status, 500);
+    const [rows] = await sql.query(`SELECT COUNT(*) AS n FROM task WHERE identifier = 'beyond'`) as unknown as [{ n: string }[]];
+    assert.equal(Number(rows[0].n), 0);
+  });
 });

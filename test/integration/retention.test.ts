@@ -1,5 +1,13 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import mysql from 'mysql2/promise';
+import type { DataSource } from 'typeorm';
+import { RetentionJob } from '../../api/retention';
+import { createDataSource } from '../../api/storage/database';
+import { RetentionStore } from '../../api/storage/retention-store';
+import { sqlTime } from '../../api/storage/sql-values';
 import { freePort, Harness, Proc } from '../support/harness';
 import { parseMetrics, valueOf } from '../support/prometheus';
 
@@ -119,5 +127,56 @@ describe('retention of ended tasks (RabbitMQ + MariaDB, real processes)', functi
     const logged = apis.flatMap((p) => p.lines);
     assert.deepEqual(logged.filter((l) => l.job === 'retention' || Number(l.level) >= 50), []);
     assert.ok(!apis.some((p) => /deadlock|ER_LOCK/i.test(p.raw.join('\n'))));
+  });
+});
+
+/** The same removal on SQLite (the standalone mode), through the job itself. */
+describe('retention of ended tasks (SQLite)', function () {
+  let dir: string;
+  let ds: DataSource;
+
+  before(async function () {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'tasker-retention-'));
+    ds = createDataSource({ uri: `sqlite:${path.join(dir, 'tasker.sqlite')}`, verbose: false, admin_uri: '', pool_size: 1, connect_timeout: 3 }, dir);
+    await ds.initialize();
+    await ds.runMigrations();
+  });
+
+  after(async function () {
+    await ds?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('removes the ended tasks last changed before the cutoff, in batches, and keeps the others', async function () {
+    const now = Date.now();
+    const day = 86_400_000;
+    const tasks: [identifier: string, status: string, ageMs: number][] = [
+      ...Array.from({ length: 25 }, (_v, i): [string, string, number] => [`old-${i}`, ['DONE', 'INCOMPLETE', 'CANCELLED', 'STOPPED'][i % 4], 3 * day]),
+      ['old-sent', 'SENT', 3 * day], ['old-created', 'CREATED', 3 * day], ['recent', 'DONE', day / 2],
+    ];
+    for (const [identifier, status, age] of tasks) {
+      const at = sqlTime(new Date(now - age));
+      await ds.query(`INSERT INTO task (identifier, type, status, expected_endpoints, expected_count, request_hash, start_time, last_modified_time)
+        VALUES (?, 'worker', ?, '["a","b"]', 2, 'h', ?, ?)`, [identifier, status, at, at]);
+      const [{ id }] = await ds.query('SELECT id FROM task WHERE identifier = ?', [identifier]) as { id: number }[];
+      for (const ep of ['a', 'b']) await ds.query(`INSERT INTO task_response (task_id, endpoint, last_modified_time) VALUES (?, ?, ?)`, [id, ep, at]);
+      await ds.query(`INSERT INTO task_event (task_id, time, kind) VALUES (?, ?, 'created')`, [id, at]);
+      await ds.query(`INSERT INTO request_key (scope, idempotency_key, response, created_time) VALUES (?, 'k', '{}', ?)`, [`retry:${id}`, at]);
+    }
+    const batches: number[] = [];
+    const store = new RetentionStore(ds);
+    const counting = { removeBatch: async (cutoff: Date, limit: number) => { const n = await store.removeBatch(cutoff, limit); batches.push(n); return n; } };
+    const removed = await new RetentionJob(counting as RetentionStore, day, 10, 1).run(new Date(now));
+    assert.equal(removed, 25);
+    assert.deepEqual(batches, [10, 10, 5]);
+    const left = (await ds.query('SELECT identifier FROM task ORDER BY identifier') as { identifier: string }[]).map((r) => r.identifier);
+    assert.deepEqual(left, ['old-created', 'old-sent', 'recent']);
+    for (const table of ['task_response', 'task_event']) {
+      const [{ n }] = await ds.query(`SELECT COUNT(*) AS n FROM ${table} WHERE task_id NOT IN (SELECT id FROM task)`) as { n: number }[];
+      assert.equal(n, 0, table);
+    }
+    const [{ n: keys }] = await ds.query('SELECT COUNT(*) AS n FROM request_key') as { n: number }[];
+    assert.equal(keys, 3);
+    assert.equal(await new RetentionJob(store, day, 10, 1).run(new Date(now)), 0);
   });
 });
