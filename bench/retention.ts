@@ -97,6 +97,22 @@ async function phase(h: Harness, ds: DataSource | null, hi: number, n: number): 
   return result;
 }
 
+/** Expired tasks removed per second by the job alone, no load beside it, at this duty cycle. */
+async function alone(h: Harness, ds: DataSource, hi: number, dutyCycle: number): Promise<number> {
+  const job = new RetentionJob(new RetentionStore(ds), retentionMs(String(opt.retention)) as number, h.config.api.retention_batch, dutyCycle);
+  const running = job.run();
+  await sleep(2000);
+  const left0 = await expiredLeft(h, hi);
+  const t0 = performance.now();
+  await sleep(SECONDS * 1000);
+  const left1 = await expiredLeft(h, hi);
+  const rate = Math.round((left0 - left1) / ((performance.now() - t0) / 1000));
+  job.stop();
+  await running;
+  log(`alone, duty cycle ${dutyCycle}: ${rate} tasks removed/s`);
+  return rate;
+}
+
 async function stop(p: Proc): Promise<void> {
   const code = await p.stop();
   if (code !== 0) throw new Error(`${p.name} exited with ${code}`);
@@ -115,6 +131,7 @@ async function main(): Promise<void> {
   await h.setup();
   const phases: Phase[] = [];
   let remaining = 0;
+  let removedAlone = { duty_cycle: 0, full: 0 };
   let hi = 0;
   try {
     h.discardStdout = true;
@@ -130,6 +147,7 @@ async function main(): Promise<void> {
         phases.push(await phase(h, null, hi, 2 * i));
         phases.push(await phase(h, ds, hi, 2 * i + 1));
       }
+      removedAlone = { duty_cycle: await alone(h, ds, hi, h.config.api.retention_duty_cycle), full: await alone(h, ds, hi, 1) };
       remaining = await expiredLeft(h, hi);
     } finally {
       await ds.destroy();
@@ -148,6 +166,7 @@ async function main(): Promise<void> {
     p99_median_ms: { off: median(off.map((p) => p.post_ms.p99)), on: median(on.map((p) => p.post_ms.p99)) },
     accepted_per_s: { off: mean(off.map((p) => p.accepted_per_s)), on: mean(on.map((p) => p.accepted_per_s)) },
     removed_per_s: mean(on.map((p) => p.removed_per_s ?? 0)),
+    removed_alone_per_s: removedAlone,
   };
   if (opt.json) {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
@@ -165,6 +184,8 @@ async function main(): Promise<void> {
     `| POST p99 (median of the rounds) | ${report.p99_median_ms.off} ms | ${report.p99_median_ms.on} ms | ${change(report.p99_median_ms.off, report.p99_median_ms.on)} |`,
     `| accepted tasks/s | ${report.accepted_per_s.off} | ${report.accepted_per_s.on} | ${change(report.accepted_per_s.off, report.accepted_per_s.on)} |`,
     `| expired tasks removed/s (with their 3 responses and 2 events) | - | ${report.removed_per_s} | |`,
+    '',
+    `the job alone, no load: ${report.removed_alone_per_s.duty_cycle} tasks removed/s at duty cycle ${report.duty_cycle}, ${report.removed_alone_per_s.full} at 1`,
     '',
   ].join('\n'));
 }
