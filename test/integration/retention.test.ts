@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
 import type { DataSource } from 'typeorm';
+import { validateConfig } from '../../config/schema';
 import { RetentionJob } from '../../api/retention';
 import { createDataSource } from '../../api/storage/database';
 import { RetentionStore } from '../../api/storage/retention-store';
@@ -137,7 +138,7 @@ describe('retention of ended tasks (SQLite)', function () {
 
   before(async function () {
     dir = mkdtempSync(path.join(os.tmpdir(), 'tasker-retention-'));
-    ds = createDataSource({ uri: `sqlite:${path.join(dir, 'tasker.sqlite')}`, verbose: false, admin_uri: '', pool_size: 1, connect_timeout: 3 }, dir);
+    ds = createDataSource(validateConfig({ mode: 'x', task_types: ['worker'], manager: { db: { uri: `sqlite:${path.join(dir, 'tasker.sqlite')}` } } }).manager.db, dir);
     await ds.initialize();
     await ds.runMigrations();
   });
