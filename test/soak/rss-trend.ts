@@ -1,0 +1,54 @@
+import type { RssSample } from '../support/rss';
+
+/** One life of a process (a manager restarted by pm2 starts a new one, fresh). */
+export interface Life {
+  name: string;
+  pid: number;
+  samples: RssSample[];
+}
+
+export interface Verdict {
+  life: string;
+  startMiB: number;
+  endMiB: number;
+  /** Median of the first window after the warm-up. */
+  referenceMiB: number | null;
+  /** Largest window median of the last quarter. */
+  lastMiB: number | null;
+  growth: number | null;
+  judged: boolean;
+  ok: boolean;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+};
+
+/**
+ * Whether a life's RSS stayed flat after its warm-up (its first quarter): the largest median of the
+ * windows in its last quarter against the median of the first window after the warm-up. Medians of
+ * windows, so that one collection's peak decides nothing. A life too short for both is not judged.
+ */
+export function judge(life: Life, windowS: number, maxGrowth: number): Verdict {
+  const s = life.samples;
+  const base = { life: `${life.name} (pid ${life.pid})`, startMiB: s[0]?.mib ?? 0, endMiB: s[s.length - 1]?.mib ?? 0 };
+  const from = s[0]?.t ?? 0;
+  const to = s[s.length - 1]?.t ?? 0;
+  const warm = from + (to - from) / 4;
+  const inWindow = (a: number, b: number): number[] => s.filter((x) => x.t >= a && x.t < b).map((x) => x.mib);
+  const first = inWindow(warm, warm + windowS);
+  const lastStart = to - (to - from) / 4;
+  const lastWindows: number[] = [];
+  for (let a = lastStart; a + windowS <= to + 1e-9; a += windowS) {
+    const w = inWindow(a, a + windowS);
+    if (w.length >= 3) lastWindows.push(median(w));
+  }
+  if (first.length < 3 || lastWindows.length === 0 || lastStart < warm + windowS) {
+    return { ...base, referenceMiB: null, lastMiB: null, growth: null, judged: false, ok: true };
+  }
+  const referenceMiB = median(first);
+  const lastMiB = Math.max(...lastWindows);
+  const growth = lastMiB / referenceMiB - 1;
+  return { ...base, referenceMiB, lastMiB, growth, judged: true, ok: growth <= maxGrowth };
+}
