@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { validateConfig } from '../../config/schema';
 import { createLogger } from '../../lib/logger';
 import type { IncomingMessage, OutgoingMessage } from '../../protocol/broker';
 import { InProcessBroker } from '../../protocol/in-process/in-process-broker';
@@ -115,6 +116,14 @@ describe('in-process broker: the bound on its queues (manager.in_process_backlog
     api.onConnect(async (d) => { await d.exchange(topology.taskExchange('worker'), 'fanout'); });
     await api.start();
     for (const q of queues) await api.declareQueue(q);
+  });
+
+  it('takes its bound from manager.in_process_backlog: 10,000 by default, a value out of range refused by name', function () {
+    const base = { mode: 'x', task_types: ['worker'] };
+    assert.equal(validateConfig(base).manager.in_process_backlog, 10_000);
+    assert.equal(validateConfig({ ...base, manager: { in_process_backlog: 50 } }).manager.in_process_backlog, 50);
+    assert.throws(() => validateConfig({ ...base, manager: { in_process_backlog: 5 } }), /'manager\.in_process_backlog': must be a number from 10 to 1000000/);
+    assert.throws(() => validateConfig({ ...base, manager: { in_process_backlog: 'lots' } }), /'manager\.in_process_backlog': must be an integer/);
   });
 
   it('refuses a publish that would take any queue it reaches past the bound, and stores it in none', async function () {
