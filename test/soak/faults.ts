@@ -52,7 +52,7 @@ async function restartDatabase(t: FaultTargets): Promise<string> {
 
 /**
  * Faults on a timer, in turn: the vhost's broker connections closed, a manager killed (each in turn),
- * the database restarted. `onKill` hears of a manager's new life.
+ * the database restarted. `onChange` runs after each, so that a manager's new life is sampled.
  */
 export function faultTimer(t: FaultTargets, intervalS: number, t0: number, onChange: () => Promise<void>): { records: FaultRecord[]; stop(): Promise<void> } {
   const records: FaultRecord[] = [];
@@ -74,7 +74,8 @@ export function faultTimer(t: FaultTargets, intervalS: number, t0: number, onCha
     }
     records.push({ at, kind, detail });
     process.stdout.write(`  [${at}s] ${kind}: ${detail}\n`);
-    await onChange();
+    // A failed look at pm2 must not stop the faults that follow.
+    await onChange().catch((err: unknown) => { process.stdout.write(`  could not refresh the PIDs: ${(err as Error).message}\n`); });
   };
   const timer = setInterval(() => {
     if (!stopped) running = running.then(inject);

@@ -26,16 +26,18 @@ const median = (xs: number[]): number => {
 };
 
 /**
- * Whether a life's RSS stayed flat after its warm-up (its first quarter): the largest median of the
- * windows in its last quarter against the median of the first window after the warm-up. Medians of
- * windows, so that one collection's peak decides nothing. A life too short for both is not judged.
+ * Whether a life's RSS stayed flat after its warm-up (its first quarter, at least `minWarmupS`: a fresh
+ * process fills its caches, such as a manager's 10,000 remembered tasks, and V8 sizes its heap): the
+ * largest median of the windows in its last quarter against the median of the first window after the
+ * warm-up. Medians of windows, so that one collection's peak decides nothing. A life too short for both
+ * is not judged.
  */
-export function judge(life: Life, windowS: number, maxGrowth: number): Verdict {
+export function judge(life: Life, windowS: number, maxGrowth: number, minWarmupS: number): Verdict {
   const s = life.samples;
   const base = { life: `${life.name} (pid ${life.pid})`, startMiB: s[0]?.mib ?? 0, endMiB: s[s.length - 1]?.mib ?? 0 };
   const from = s[0]?.t ?? 0;
   const to = s[s.length - 1]?.t ?? 0;
-  const warm = from + (to - from) / 4;
+  const warm = from + Math.max((to - from) / 4, minWarmupS);
   const inWindow = (a: number, b: number): number[] => s.filter((x) => x.t >= a && x.t < b).map((x) => x.mib);
   const first = inWindow(warm, warm + windowS);
   const lastStart = to - (to - from) / 4;

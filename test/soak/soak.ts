@@ -1,3 +1,6 @@
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Harness } from '../support/harness';
 import { PrivateMariadb } from '../support/private-mariadb';
 import { FaultRecord, faultTimer } from './faults';
@@ -28,6 +31,7 @@ const DRAIN_S = num('TASKER_SOAK_DRAIN_SECONDS', 300);
 const MAX_GROWTH = 0.10;
 const WINDOW_S = Math.max(5, Math.min(60, SECONDS / 12));
 const MANAGERS = ['console1', 'console2', 'console3'];
+const MIN_WARMUP_S = 60;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const say = (text: string): void => { process.stdout.write(`${text}\n`); };
@@ -91,7 +95,10 @@ async function soak(h: Harness, db: PrivateMariadb, pm2: IsolatedPm2): Promise<O
   const queues = await queuesEmpty(h, vhost, 60_000);
   if (queues) failures.push(queues);
   sampler.stop();
-  const verdicts = sampler.lives.map((life) => judge({ ...life, samples: life.samples.filter((s) => s.t <= loadEnd) }, WINDOW_S, MAX_GROWTH));
+  const verdicts = sampler.lives.map((life) => judge({ ...life, samples: life.samples.filter((s) => s.t <= loadEnd) }, WINDOW_S, MAX_GROWTH, MIN_WARMUP_S));
+  const series = path.join(os.tmpdir(), `tasker-soak-rss-${t0}.json`);
+  writeFileSync(series, JSON.stringify(sampler.lives));
+  lines.push(`RSS samples of every process: ${series}`);
   for (const v of verdicts) if (!v.ok) failures.push(`RSS of ${v.life} grew ${((v.growth ?? 0) * 100).toFixed(1)} % (${v.referenceMiB?.toFixed(1)} → ${v.lastMiB?.toFixed(1)} MiB)`);
   if (!verdicts.some((v) => v.judged && v.life.startsWith('tasker-api'))) failures.push('the API\'s RSS could not be judged');
   const killed = faults.records.filter((f) => f.kind === 'manager killed');
@@ -103,7 +110,7 @@ async function soak(h: Harness, db: PrivateMariadb, pm2: IsolatedPm2): Promise<O
 
 function report(o: Outcome): void {
   say('\n== soak summary');
-  say(`duration ${SECONDS} s at ${RATE} POSTs/s (1 in 20 a broadcast), faults every ${FAULT_INTERVAL_S} s, RSS windows of ${WINDOW_S} s, warm-up the first quarter of each process's life`);
+  say(`duration ${SECONDS} s at ${RATE} POSTs/s (1 in 20 a broadcast), faults every ${FAULT_INTERVAL_S} s, RSS windows of ${WINDOW_S} s, warm-up the first quarter of each process's life (at least ${MIN_WARMUP_S} s)`);
   for (const l of o.lines) say(l);
   say(`faults injected: ${o.faults.length}`);
   for (const f of o.faults) say(`  ${String(f.at).padStart(5)} s  ${f.kind}: ${f.detail}`);
