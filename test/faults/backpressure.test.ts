@@ -102,3 +102,47 @@ describe('faults: standalone backpressure under overload', function () {
     assert.equal(Number(responses[0].n), Number(tasks[0].n) * ENDPOINTS.length);
   });
 });
+
+/** The bound at small scale, deterministic: a handler that does not finish, so the queue stays full. */
+describe('faults: standalone backpressure, one full queue', function () {
+  const LIMIT = 10;
+  const h = new Harness({
+    backend: 'standalone', waitTimeout: 600, handlerTimeout: 120,
+    env: { TASKER_MANAGER__IN_PROCESS_BACKLOG: String(LIMIT), TASKER_MANAGER__MESSAGE_QUEUE__PREFETCH: '1' },
+  });
+
+  before(async function () {
+    await h.setup();
+    await h.startSystem(ENDPOINTS.map((name) => ({ name, task_types: ['worker'] })));
+  });
+
+  after(async function () {
+    await h.teardown();
+  });
+
+  it('answers 503 backlog_full with Retry-After and stores nothing once the queue is full; a repeat is still 200; other queues take tasks', async function () {
+    const accepted: string[] = [];
+    let refused: { identifier: string; res: Response; json: any } | null = null;
+    for (let i = 0; i < LIMIT + 5 && !refused; i++) {
+      const identifier = `held-${i}`;
+      const res = await fetch(`${h.baseUrl}/worker`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ identifier, payload: { sleep: 100 }, endpoints: ['console1'] }),
+      });
+      const json = await res.json();
+      if (res.status === 201) accepted.push(identifier);
+      else refused = { identifier, res, json };
+    }
+    assert.ok(refused, 'never refused');
+    // The queue holds LIMIT; one more may be out with the manager (prefetch 1).
+    assert.ok(accepted.length >= LIMIT && accepted.length <= LIMIT + 1, `${accepted.length} accepted before the first 503`);
+    assert.equal(refused.res.status, 503);
+    assert.equal(refused.res.headers.get('retry-after'), '1');
+    assert.equal(refused.json.error.code, 'backlog_full');
+    assert.equal((await h.get(`worker/${refused.identifier}`)).status, 404, 'a 503 stored nothing');
+    const repeat = await h.post('worker', { identifier: accepted[0], payload: { sleep: 100 }, endpoints: ['console1'] });
+    assert.equal(repeat.status, 200, 'a repeat of a stored task is answered as such, full or not');
+    assert.equal((await h.post('worker', { identifier: 'elsewhere', payload: { sleep: 0 }, endpoints: ['console2'] })).status, 201);
+    await h.waitForStatus('worker', 'elsewhere', ['DONE']);
+  });
+});
