@@ -11,7 +11,7 @@ export interface Verdict {
   life: string;
   startMiB: number;
   endMiB: number;
-  /** Median of the first window after the warm-up. */
+  /** Larger median of the first two windows after the warm-up. */
   referenceMiB: number | null;
   /** Largest window median of the last quarter. */
   lastMiB: number | null;
@@ -28,9 +28,10 @@ const median = (xs: number[]): number => {
 /**
  * Whether a life's RSS stayed flat after its warm-up (its first quarter, at least `minWarmupS`: a fresh
  * process fills its caches, such as a manager's 10,000 remembered tasks, and V8 sizes its heap): the
- * largest median of the windows in its last quarter against the median of the first window after the
- * warm-up. Medians of windows, so that one collection's peak decides nothing. A life too short for both
- * is not judged.
+ * largest window median of its last quarter against the larger median of the first two windows after the
+ * warm-up. Medians of windows, so that one collection's peak decides nothing; two windows at the start,
+ * because V8 gives memory back now and then, and a reference taken in such a dip would make the level
+ * the process keeps look like growth. A life too short for both is not judged.
  */
 export function judge(life: Life, windowS: number, maxGrowth: number, minWarmupS: number): Verdict {
   const s = life.samples;
@@ -39,17 +40,21 @@ export function judge(life: Life, windowS: number, maxGrowth: number, minWarmupS
   const to = s[s.length - 1]?.t ?? 0;
   const warm = from + Math.max((to - from) / 4, minWarmupS);
   const inWindow = (a: number, b: number): number[] => s.filter((x) => x.t >= a && x.t < b).map((x) => x.mib);
-  const first = inWindow(warm, warm + windowS);
   const lastStart = to - (to - from) / 4;
-  const lastWindows: number[] = [];
-  for (let a = lastStart; a + windowS <= to + 1e-9; a += windowS) {
-    const w = inWindow(a, a + windowS);
-    if (w.length >= 3) lastWindows.push(median(w));
-  }
-  if (first.length < 3 || lastWindows.length === 0 || lastStart < warm + windowS) {
+  const medians = (a0: number, b0: number): number[] => {
+    const out: number[] = [];
+    for (let a = a0; a + windowS <= b0 + 1e-9; a += windowS) {
+      const w = inWindow(a, a + windowS);
+      if (w.length >= 3) out.push(median(w));
+    }
+    return out;
+  };
+  const reference = medians(warm, Math.min(lastStart, warm + 2 * windowS));
+  const lastWindows = medians(lastStart, to);
+  if (reference.length === 0 || lastWindows.length === 0) {
     return { ...base, referenceMiB: null, lastMiB: null, growth: null, judged: false, ok: true };
   }
-  const referenceMiB = median(first);
+  const referenceMiB = Math.max(...reference);
   const lastMiB = Math.max(...lastWindows);
   const growth = lastMiB / referenceMiB - 1;
   return { ...base, referenceMiB, lastMiB, growth, judged: true, ok: growth <= maxGrowth };

@@ -5,6 +5,7 @@ import { Harness } from '../support/harness';
 import { PrivateMariadb } from '../support/private-mariadb';
 import { FaultRecord, faultTimer } from './faults';
 import { LifeSampler } from './lives';
+import { loggedProblems } from './logs';
 import { steadyLoad } from './load';
 import { IsolatedPm2 } from './pm2';
 import { judge, Verdict } from './rss-trend';
@@ -56,6 +57,19 @@ async function queuesEmpty(h: Harness, vhost: string, timeoutMs: number): Promis
   }
 }
 
+/** A few dead letters, left in their queue: what they are and why they were refused. */
+async function deadLetters(h: Harness, queue: string): Promise<string[]> {
+  return h.withChannel(async (ch) => {
+    const out: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const m = await ch.get(queue, { noAck: false });
+      if (!m) break;
+      out.push(`type ${String(m.properties.type)}: ${m.content.toString('utf8').slice(0, 300)}`);
+    }
+    return out;
+  });
+}
+
 async function soak(h: Harness, db: PrivateMariadb, pm2: IsolatedPm2): Promise<Outcome> {
   const failures: string[] = [];
   const lines: string[] = [];
@@ -93,7 +107,12 @@ async function soak(h: Harness, db: PrivateMariadb, pm2: IsolatedPm2): Promise<O
   const stored = await h.query<{ n: number }>("SELECT COUNT(*) AS n FROM task WHERE status <> 'DONE'");
   if (Number(stored[0].n) > 0) failures.push(`${stored[0].n} stored tasks not DONE (including any whose POST got no answer)`);
   const queues = await queuesEmpty(h, vhost, 60_000);
-  if (queues) failures.push(queues);
+  if (queues) {
+    failures.push(queues);
+    for (const d of await deadLetters(h, 'tasker.dead-letter')) lines.push(`dead letter: ${d}`);
+  }
+  const problems = loggedProblems(pm2.home);
+  lines.push(`warnings and errors logged: ${problems.length === 0 ? 'none' : ''}`, ...problems.slice(0, 15).map((p) => `  ${p}`));
   sampler.stop();
   const verdicts = sampler.lives.map((life) => judge({ ...life, samples: life.samples.filter((s) => s.t <= loadEnd) }, WINDOW_S, MAX_GROWTH, MIN_WARMUP_S));
   const series = path.join(os.tmpdir(), `tasker-soak-rss-${t0}.json`);
@@ -114,7 +133,7 @@ function report(o: Outcome): void {
   for (const l of o.lines) say(l);
   say(`faults injected: ${o.faults.length}`);
   for (const f of o.faults) say(`  ${String(f.at).padStart(5)} s  ${f.kind}: ${f.detail}`);
-  say('RSS (MiB): process, start, end, reference (first window after warm-up, median), last quarter (largest window median), growth');
+  say('RSS (MiB): process, start, end, after warm-up (largest window median before the last quarter), last quarter (largest window median), growth');
   for (const v of o.verdicts) {
     say(`  ${v.life.padEnd(36)} ${v.startMiB.toFixed(1).padStart(6)} ${v.endMiB.toFixed(1).padStart(6)} `
       + (v.judged ? `${v.referenceMiB?.toFixed(1).padStart(6)} ${v.lastMiB?.toFixed(1).padStart(6)} ${((v.growth ?? 0) * 100).toFixed(1).padStart(5)} %${v.ok ? '' : '  TOO MUCH'}` : '  (life too short to judge)'));
