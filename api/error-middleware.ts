@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import { NotFoundError, TaskerError } from '../lib/errors';
+import { BacklogFullError, NotFoundError, TaskerError } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 
 const HTTP_CODES: Record<number, string> = {
@@ -27,7 +27,9 @@ export function errorMiddleware(log: Logger): Middleware {
         code = HTTP_CODES[status] ?? `http_${status}`;
         message = httpErr.message ?? code;
       }
-      if (status >= 500) log.error({ method: ctx.method, path: ctx.path, status, err }, 'request failed');
+      // Shedding load is the answer working as meant; one log line per refused request would add to the load.
+      if (err instanceof BacklogFullError) ctx.set('Retry-After', String(err.retryAfter));
+      else if (status >= 500) log.error({ method: ctx.method, path: ctx.path, status, err }, 'request failed');
       ctx.status = status;
       ctx.body = { error: { code, message } };
     }

@@ -43,7 +43,8 @@ function operationObject(op: Operation, options: DocumentOptions): Record<string
     const content: Record<string, unknown> = {};
     if (a.schema) content[a.contentType ?? 'application/json'] = { schema: schemaOf(a.schema) };
     if (a.eventStream) content['text/event-stream'] = { schema: { type: 'string', description: 'server-sent events: id (the event id), event (its kind), data (the event as JSON)' } };
-    responses[status] = { description: a.description, ...(Object.keys(content).length ? { content } : {}) };
+    const headers = Object.fromEntries(Object.entries(a.headers ?? {}).map(([name, h]) => [name, { description: h.description, schema: schemaOf(h.schema) }]));
+    responses[status] = { description: a.description, ...(Object.keys(content).length ? { content } : {}), ...(a.headers ? { headers } : {}) };
   }
   const secured = options.auth && op.scope !== null;
   if (secured) {

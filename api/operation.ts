@@ -20,6 +20,8 @@ export interface Answer {
   eventStream?: boolean;
   /** The media type, when not JSON. */
   contentType?: string;
+  /** Response headers the answer carries. */
+  headers?: Record<string, { description: string; schema: TSchema }>;
 }
 
 export interface Operation<Q extends TObject = TObject, B extends TSchema | undefined = TSchema | undefined> {

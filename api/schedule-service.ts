@@ -1,4 +1,4 @@
-import { DatabaseUnavailableError, InvalidRequestError, NotFoundError, TaskerError } from '../lib/errors';
+import { BacklogFullError, DatabaseUnavailableError, InvalidRequestError, NotFoundError, TaskerError } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 import type { RolloutRequest } from './rollout';
 import { canonicalTimezone, checkCron, firingIdentifier, nextAfter, parseEvery, type Timing } from './schedule-timing';
@@ -126,8 +126,8 @@ export class ScheduleService {
     try {
       await this.deps.tasks.create(s.task_type, req, `schedule:${s.name}`);
     } catch (err) {
-      // The database gone: the schedule stays due and fires when it is back.
-      if (err instanceof DatabaseUnavailableError || isTransientDbError(err)) throw err;
+      // The database gone, or the standalone backlog full: the schedule stays due and fires when it can.
+      if (err instanceof DatabaseUnavailableError || err instanceof BacklogFullError || isTransientDbError(err)) throw err;
       if (err instanceof TaskerError) {
         error = `${err.code}: ${err.message}`;
       } else {

@@ -91,7 +91,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const queries = new TaskQueries(ds);
   const service = new TaskService({
     taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, tasks, queries, responses, history,
-    registry, publisher, hub, maxBatch: 256,
+    registry, publisher, hub, maxBatch: 256, admit: (type, eps) => transport.admit(type, eps),
   });
   const operations = new OperationsService(service, new TaskOperations(ds, completion, history, tasks, announce), publisher, transport, log);
   // Alive: heard from within three heartbeats.

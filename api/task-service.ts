@@ -1,5 +1,6 @@
 import { Batcher } from '../lib/batcher';
-import { IdentifierConflictError, NoEndpointsError, NotFoundError } from '../lib/errors';
+import { BacklogFullError, IdentifierConflictError, NoEndpointsError, NotFoundError } from '../lib/errors';
+import type { Reservation } from '../protocol/broker';
 import type { Publisher } from './publisher';
 import { guardDb } from './storage/database';
 import type { EndpointRegistry } from './storage/endpoint-registry';
@@ -27,7 +28,12 @@ export interface TaskServiceDeps {
   hub: WatchHub;
   /** Most tasks stored in one transaction. */
   maxBatch: number;
+  /** Room for a new task in the queues it will reach, held until it is sent; `null` when they are full. */
+  admit: (type: string, endpoints: readonly string[] | null) => Reservation | null;
 }
+
+/** Seconds a client refused for a full backlog waits: the in-process queues drain thousands a second. */
+const BACKLOG_RETRY_AFTER_S = 1;
 
 export interface TaskWithCounts {
   task: Task;
@@ -58,6 +64,17 @@ export class TaskService {
   /** Stores and sends a task; a repeat with the same body returns the stored task with `created: false`. */
   async create(type: string, req: TaskRequest, actor: string | null): Promise<TaskWithCounts & { created: boolean }> {
     this.requireType(type);
+    const room = this.deps.admit(type, req.endpoints);
+    // A repeat of a stored task is answered as such: a 503 must only ever mean "not stored".
+    if (!room && !(await guardDb(() => this.deps.tasks.find(type, req.identifier)))) throw new BacklogFullError(BACKLOG_RETRY_AFTER_S);
+    try {
+      return await this.store(type, req, actor);
+    } finally {
+      room?.release();
+    }
+  }
+
+  private async store(type: string, req: TaskRequest, actor: string | null): Promise<TaskWithCounts & { created: boolean }> {
     const hash = requestHash(req);
     const { task, created } = await guardDb(async () => {
       let expected = req.endpoints;

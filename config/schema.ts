@@ -109,6 +109,11 @@ export const ConfigSchema = Type.Object({
     /** Seconds a manager waits for the server side's answer about a redelivered task before asking again. */
     state_timeout: num(10, 0.1, 600),
     shutdown_timeout: num(30, 0.1, 3600),
+    /**
+     * With `transport: in-process`, most messages waiting in one queue (an endpoint's tasks of a type, the
+     * response events): past it POST answers 503 with Retry-After, so that memory stays bounded.
+     */
+    in_process_backlog: int(10_000, 10, 1_000_000),
     db: DbSchema,
     message_queue: MessageQueueSchema,
   }),

@@ -51,6 +51,16 @@ export class DatabaseUnavailableError extends TaskerError {
   constructor(options?: { cause?: unknown }) { super('database_unavailable', 503, 'the database is unavailable; retry later', options); }
 }
 
+/**
+ * The standalone mode's in-process queues hold as many messages as `manager.in_process_backlog` allows:
+ * nothing was stored; the client tries again after `retryAfter` seconds (the Retry-After header).
+ */
+export class BacklogFullError extends TaskerError {
+  constructor(readonly retryAfter: number) {
+    super('backlog_full', 503, `the backlog of tasks waiting for their endpoints is full; nothing was stored; retry after ${retryAfter} s`);
+  }
+}
+
 export class BrokerUnavailableError extends TaskerError {
   constructor(message = 'the message broker is unavailable', options?: { cause?: unknown }) {
     super('broker_unavailable', 503, message, options);

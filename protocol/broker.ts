@@ -47,6 +47,11 @@ export interface IncomingMessage {
   release(): void;
 }
 
+/** Room held in a bounded broker's queues until released (see `Broker.reserve`). */
+export interface Reservation {
+  release(): void;
+}
+
 export type MessageHandler = (message: IncomingMessage) => void;
 
 export type ExchangeType = 'fanout' | 'direct';
@@ -77,6 +82,11 @@ export interface Broker {
   consume(queue: QueueDecl, prefetch: number, handler: MessageHandler, onStarted?: () => void): Promise<void>;
   /** Publishes a request and resolves with the reply's body (RabbitMQ's direct reply-to). */
   request(exchange: string, routingKey: string, message: OutgoingMessage, timeoutMs: number): Promise<Buffer>;
+  /**
+   * Holds room for one message in every queue a publish to (`exchange`, `keys`) would reach; `null` when
+   * one of them is full. Only a broker whose queues are bounded (the in-process one) has it.
+   */
+  reserve?(exchange: string, keys: readonly string[]): Reservation | null;
   /** Answers a request received by `consume`. Best effort: a requester that is gone gets nothing. */
   reply(request: IncomingMessage, body: Buffer): void;
   /** Stops taking new deliveries; deliveries already handed out may still be settled. */

@@ -1,4 +1,4 @@
-import type { Broker, IncomingMessage, MessageHandler } from './broker';
+import type { Broker, IncomingMessage, MessageHandler, Reservation } from './broker';
 import type { Topology } from './topology';
 import { CancelledReply, ControlMessage, encode, Notice, RESENT_HEADER, StateReply, TaskMessage } from './wire';
 
@@ -17,6 +17,9 @@ export interface PublishTaskOptions {
   /** A targeted send to these endpoints only (a retry, a resend), instead of all of `endpoints`. */
   targets?: readonly string[];
 }
+
+/** What an unbounded broker (RabbitMQ) holds: nothing. */
+const UNBOUNDED: Reservation = { release: () => undefined };
 
 /** Splits the target queues into publishes whose BCC header stays within a frame. */
 export function bccChunks(queues: string[]): string[][] {
@@ -65,6 +68,17 @@ export class ServerTransport {
 
   get durable(): boolean {
     return this.broker.durable;
+  }
+
+  /**
+   * Room for a new task in the queues it will reach (its endpoints', or every queue of its type's fanout
+   * when it lists none), held until released; `null` when the broker's queues are bounded and one is full.
+   */
+  admit(type: string, endpoints: readonly string[] | null): Reservation | null {
+    if (!this.broker.reserve) return UNBOUNDED;
+    return endpoints === null
+      ? this.broker.reserve(this.topology.taskExchange(type), [''])
+      : this.broker.reserve('', endpoints.map((ep) => this.topology.endpointQueue(type, ep).name));
   }
 
   /**

@@ -33,7 +33,7 @@ export class Connections {
   private connect(name: string, user: string, publishTimeoutMs: number): Broker {
     const mq = this.config.manager.message_queue;
     if (this.config.manager.transport === 'in-process') {
-      this.world ??= new InProcessBroker(this.logger);
+      this.world ??= new InProcessBroker(this.logger, this.config.manager.in_process_backlog);
       return this.world.connect(user);
     }
     return new RabbitBroker(mq, { connectionName: name, publishTimeoutMs, logger: this.logger });

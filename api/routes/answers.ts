@@ -23,6 +23,13 @@ export function answers(own: Record<number, Answer>, errors: number[]): Record<n
   return all;
 }
 
+/** POST of a task: 503 also when the standalone mode's in-process backlog is full, then with Retry-After. */
+export const BACKLOG_ANSWER: Answer = {
+  description: 'the database or the broker is unavailable, or (standalone mode) the backlog of tasks waiting for their endpoints is full (code backlog_full, with Retry-After); nothing was stored; retry later',
+  schema: Type.Ref('Error'),
+  headers: { 'Retry-After': { description: 'with backlog_full: seconds to wait before trying again', schema: Type.Integer({ minimum: 0 }) } },
+};
+
 export const errorAnswer = (status: number): Answer => ({ description: ERRORS[status], schema: Type.Ref('Error') });
 
 export const TYPE_PARAM = { type: TaskTypeName };

@@ -14,7 +14,7 @@ import { toTaskRequest } from '../task-request';
 import { TaskService } from '../task-service';
 import { eventView, responseView, taskView } from '../views';
 import type { WatchHub } from '../watch-hub';
-import { answers, TASK_PARAMS, TYPE_PARAM } from './answers';
+import { answers, BACKLOG_ANSWER, TASK_PARAMS, TYPE_PARAM } from './answers';
 
 export interface TasksRouterDeps {
   service: TaskService;
@@ -44,7 +44,7 @@ export function addTaskRoutes(routes: ApiRoutes, deps: TasksRouterDeps): void {
     summary: 'Create a task and send it to its endpoints',
     description: 'A repeat with the same identifier and body answers 200 with the stored task and sends nothing; with another body, 409.',
     params: TYPE_PARAM, body: TaskRequestBody,
-    answers: answers({ 201: { description: 'created and sent (or stored as CREATED, to be sent when the broker is back)', schema: Type.Ref('Task') }, 200: { description: 'an idempotent repeat: the stored task', schema: Type.Ref('Task') } }, [400, 404, 409, 413, 415, 422]),
+    answers: { ...answers({ 201: { description: 'created and sent (or stored as CREATED, to be sent when the broker is back)', schema: Type.Ref('Task') }, 200: { description: 'an idempotent repeat: the stored task', schema: Type.Ref('Task') } }, [400, 404, 409, 413, 415, 422]), 503: BACKLOG_ANSWER },
   }, async (ctx, { body }) => {
     const { task, created, counts } = await service.create(ctx.params.type, toTaskRequest(body), actorOf(ctx));
     ctx.status = created ? 201 : 200;

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { BrokerUnavailableError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
-import type { Broker, Declarer, ExchangeType, IncomingMessage, MessageHandler, OutgoingMessage } from '../broker';
+import type { Broker, Declarer, ExchangeType, IncomingMessage, MessageHandler, OutgoingMessage, Reservation } from '../broker';
 import { PendingReplies } from '../pending-replies';
 import { QueueDecl, REPLY_TO } from '../topology';
 import { CONTENT_TYPE } from '../wire';
+import { Reservations } from './reservations';
 
 interface Stored {
   body: Buffer;
@@ -47,13 +48,21 @@ const DEAD_LETTER_LIMIT = 1000;
  * redelivered, dead-lettering, `user_id` stamping and request/reply. Messages are encoded as on the
  * wire, so both sides run exactly the code they run against RabbitMQ. Nothing survives the process: on
  * start the API sends again what is unfinished (`durable` is false).
+ *
+ * Every queue holds at most `limit` ready messages: a publish that would take one past it is refused
+ * whole, as RabbitMQ refuses one with `x-overflow: reject-publish`, and each publisher handles that as
+ * the unconfirmed publish it is (a task is left to the resend job, a manager publishes its result again
+ * later). `reserve` lets the API refuse a task before storing it instead. Messages handed back (released,
+ * or a closed connection's) and the start's redelivery are never refused: they were admitted before.
  */
 export class InProcessBroker {
   private readonly exchanges = new Map<string, Exchange>([['', { type: 'direct', bindings: new Map() }]]);
   private readonly queues = new Map<string, Queue>();
   private readonly replyRoutes = new Map<string, InProcessConnection>();
 
-  constructor(readonly log: Logger) {}
+  private readonly reservations = new Reservations();
+
+  constructor(readonly log: Logger, readonly limit = Number.POSITIVE_INFINITY) {}
 
   /** A connection authenticated as `user`. */
   connect(user: string): Broker {
@@ -118,11 +127,27 @@ export class InProcessBroker {
 
   publish(exchange: string, keys: string[], message: Stored): number {
     const targets = this.route(exchange, keys);
+    if (!message.redelivered) {
+      const full = [...targets].find((q) => q.messages.length >= this.limit);
+      if (full) throw new BrokerUnavailableError(`in-process queue ${full.decl.name} is full (${this.limit} messages; manager.in_process_backlog)`);
+    }
     for (const q of targets) {
       q.messages.push({ ...message });
       this.schedule(q);
     }
     return targets.size;
+  }
+
+  /** The queues a publish would reach, by name: those of the default exchange need not exist yet. */
+  private targetNames(exchange: string, keys: readonly string[]): string[] {
+    if (exchange === '') return [...new Set(keys)];
+    return [...this.route(exchange, [...keys])].map((q) => q.decl.name);
+  }
+
+  reserve(exchange: string, keys: readonly string[]): Reservation | null {
+    const names = this.targetNames(exchange, keys);
+    const room = (name: string): boolean => (this.queues.get(name)?.messages.length ?? 0) + this.reservations.count(name) < this.limit;
+    return names.every(room) ? this.reservations.hold(names) : null;
   }
 
   deliverReply(replyTo: string, correlationId: string | undefined, body: Buffer): void {
@@ -241,6 +266,11 @@ class InProcessConnection implements Broker {
     if (message.mandatory && reached === 0) {
       throw new BrokerUnavailableError(`message ${message.messageId} reached no queue (${exchange || 'default exchange'}, ${routingKey})`);
     }
+  }
+
+  reserve(exchange: string, keys: readonly string[]): Reservation | null {
+    this.requireOpen();
+    return this.broker.reserve(exchange, keys);
   }
 
   async consume(decl: QueueDecl, prefetch: number, handler: MessageHandler, onStarted?: () => void): Promise<void> {

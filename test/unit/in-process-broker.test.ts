@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { validateConfig } from '../../config/schema';
 import { createLogger } from '../../lib/logger';
-import type { IncomingMessage } from '../../protocol/broker';
+import type { IncomingMessage, OutgoingMessage } from '../../protocol/broker';
 import { InProcessBroker } from '../../protocol/in-process/in-process-broker';
 import { PendingReplies } from '../../protocol/pending-replies';
 import { Topology } from '../../protocol/topology';
@@ -99,6 +100,75 @@ describe('in-process broker (the standalone mode\'s)', function () {
     const endpoint = world.connect('node7');
     const reply = await endpoint.request(topology.responsesExchange, 'state', { body: body('?'), persistent: false, stampUser: true }, 1000);
     assert.equal(reply.toString(), 'hello node7');
+  });
+});
+
+describe('in-process broker: the bound on its queues (manager.in_process_backlog)', function () {
+  const LIMIT = 3;
+  let world: InProcessBroker;
+  let api: ReturnType<InProcessBroker['connect']>;
+  const queues = ['a', 'b'].map((e) => topology.endpointQueue('worker', e));
+  const msg = (text: string, extra: Partial<OutgoingMessage> = {}): OutgoingMessage => ({ body: body(text), persistent: true, mandatory: true, messageId: text, ...extra });
+
+  beforeEach(async function () {
+    world = new InProcessBroker(createLogger({}, 'error'), LIMIT);
+    api = world.connect('api');
+    api.onConnect(async (d) => { await d.exchange(topology.taskExchange('worker'), 'fanout'); });
+    await api.start();
+    for (const q of queues) await api.declareQueue(q);
+  });
+
+  it('takes its bound from manager.in_process_backlog: 10,000 by default, a value out of range refused by name', function () {
+    const base = { mode: 'x', task_types: ['worker'] };
+    assert.equal(validateConfig(base).manager.in_process_backlog, 10_000);
+    assert.equal(validateConfig({ ...base, manager: { in_process_backlog: 50 } }).manager.in_process_backlog, 50);
+    assert.throws(() => validateConfig({ ...base, manager: { in_process_backlog: 5 } }), /'manager\.in_process_backlog': must be a number from 10 to 1000000/);
+    assert.throws(() => validateConfig({ ...base, manager: { in_process_backlog: 'lots' } }), /'manager\.in_process_backlog': must be an integer/);
+  });
+
+  it('refuses a publish that would take any queue it reaches past the bound, and stores it in none', async function () {
+    for (let i = 0; i < LIMIT; i++) await api.publish('', queues[0].name, msg(`a${i}`));
+    await assert.rejects(api.publish('', queues[1].name, msg('both', { bcc: [queues[0].name] })), /queue t\.worker\.a is full \(3 messages/);
+    await assert.rejects(api.publish(topology.taskExchange('worker'), '', msg('fanout')), /is full/);
+    await api.publish('', queues[1].name, msg('b-only'));
+    const got = collector();
+    await world.connect('b').consume(queues[1], 10, got.handler);
+    await tick();
+    assert.deepEqual(got.got.map((m) => m.body.toString()), ['b-only'], 'the refused publishes left nothing in the queue that had room');
+  });
+
+  it('takes messages again once a consumer made room, and never refuses the start\'s redelivery', async function () {
+    for (let i = 0; i < LIMIT; i++) await api.publish('', queues[0].name, msg(`a${i}`));
+    await api.publish('', queues[0].name, msg('again', { redelivered: true }));
+    const held: IncomingMessage[] = [];
+    await world.connect('a').consume(queues[0], 1, (m) => held.push(m));
+    await tick();
+    held[0].ack();
+    await tick();
+    // 4 were in the queue, 2 delivered: 2 left, room for 1.
+    await api.publish('', queues[0].name, msg('room'));
+    await assert.rejects(api.publish('', queues[0].name, msg('no room')), /is full/);
+  });
+
+  it('holds room for admitted tasks: reservations count against the bound until released, also for queues not declared yet', async function () {
+    const held = Array.from({ length: LIMIT }, () => api.reserve?.('', [queues[0].name, 't.worker.new']));
+    assert.ok(held.every((r) => r !== null && r !== undefined));
+    assert.equal(api.reserve?.('', [queues[0].name]), null);
+    assert.equal(api.reserve?.('', ['t.worker.new']), null);
+    assert.equal(api.reserve?.(topology.taskExchange('worker'), ['']), null, 'a broadcast reaches the full queue too');
+    assert.notEqual(api.reserve?.('', [queues[1].name]), null);
+    held[0]?.release();
+    held[0]?.release();
+    assert.notEqual(api.reserve?.('', [queues[0].name]), null, 'released once, room for one');
+    assert.equal(api.reserve?.('', [queues[0].name]), null, 'a second release changes nothing');
+  });
+
+  it('refuses a request (a state request) to a full queue, so that its sender asks again later', async function () {
+    const state = world.connect('api-state');
+    state.onConnect(async (d) => { await d.exchange(topology.responsesExchange, 'direct'); await d.queue(topology.stateQueue); });
+    await state.start();
+    for (let i = 0; i < LIMIT; i++) await state.publish(topology.responsesExchange, 'state', msg(`s${i}`));
+    await assert.rejects(world.connect('node1').request(topology.responsesExchange, 'state', msg('ask'), 1000), /request not sent/);
   });
 });
 

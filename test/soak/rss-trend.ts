@@ -1,0 +1,61 @@
+import type { RssSample } from '../support/rss';
+
+/** One life of a process (a manager restarted by pm2 starts a new one, fresh). */
+export interface Life {
+  name: string;
+  pid: number;
+  samples: RssSample[];
+}
+
+export interface Verdict {
+  life: string;
+  startMiB: number;
+  endMiB: number;
+  /** Larger median of the first two windows after the warm-up. */
+  referenceMiB: number | null;
+  /** Largest window median of the last quarter. */
+  lastMiB: number | null;
+  growth: number | null;
+  judged: boolean;
+  ok: boolean;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+};
+
+/**
+ * Whether a life's RSS stayed flat after its warm-up (its first quarter, at least `minWarmupS`: a fresh
+ * process fills its caches, such as a manager's 10,000 remembered tasks, and V8 sizes its heap): the
+ * largest window median of its last quarter against the larger median of the first two windows after the
+ * warm-up. Medians of windows, so that one collection's peak decides nothing; two windows at the start,
+ * because V8 gives memory back now and then, and a reference taken in such a dip would make the level
+ * the process keeps look like growth. A life too short for both is not judged.
+ */
+export function judge(life: Life, windowS: number, maxGrowth: number, minWarmupS: number): Verdict {
+  const s = life.samples;
+  const base = { life: `${life.name} (pid ${life.pid})`, startMiB: s[0]?.mib ?? 0, endMiB: s[s.length - 1]?.mib ?? 0 };
+  const from = s[0]?.t ?? 0;
+  const to = s[s.length - 1]?.t ?? 0;
+  const warm = from + Math.max((to - from) / 4, minWarmupS);
+  const inWindow = (a: number, b: number): number[] => s.filter((x) => x.t >= a && x.t < b).map((x) => x.mib);
+  const lastStart = to - (to - from) / 4;
+  const medians = (a0: number, b0: number): number[] => {
+    const out: number[] = [];
+    for (let a = a0; a + windowS <= b0 + 1e-9; a += windowS) {
+      const w = inWindow(a, a + windowS);
+      if (w.length >= 3) out.push(median(w));
+    }
+    return out;
+  };
+  const reference = medians(warm, Math.min(lastStart, warm + 2 * windowS));
+  const lastWindows = medians(lastStart, to);
+  if (reference.length === 0 || lastWindows.length === 0) {
+    return { ...base, referenceMiB: null, lastMiB: null, growth: null, judged: false, ok: true };
+  }
+  const referenceMiB = Math.max(...reference);
+  const lastMiB = Math.max(...lastWindows);
+  const growth = lastMiB / referenceMiB - 1;
+  return { ...base, referenceMiB, lastMiB, growth, judged: true, ok: growth <= maxGrowth };
+}
