@@ -24,6 +24,12 @@ export interface LoggerOptions {
  * when a process exits right after logging, and a reader (the test harness) sees a line as soon as it is logged.
  */
 function output(fd: 1 | 2, human: boolean): pino.DestinationStream {
+  // pm2's cluster mode replaces the streams' write() to carry lines to its log files over IPC; bytes
+  // written to the file descriptor itself would go to its daemon's stdout, not to the app's log.
+  const stream = fd === 1 ? process.stdout : process.stderr;
+  if (Object.prototype.hasOwnProperty.call(stream, 'write')) {
+    return human ? pretty({ destination: stream, colorize: false, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,process' }) : stream;
+  }
   if (!human) return pino.destination({ dest: fd, sync: true });
   return pretty({ destination: fd, sync: true, colorize: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,process' });
 }

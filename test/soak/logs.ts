@@ -37,3 +37,19 @@ export function loggedProblems(pm2Home: string): string[] {
   }
   return [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([what, n]) => `${n} × ${what}`);
 }
+
+/**
+ * The pm2 processes none of whose lines reached pm2's log files, from the names it runs: a process whose
+ * logger wrote past pm2 (in its cluster mode, lines go over IPC through the replaced stdout) logs nothing there.
+ */
+export function silentProcesses(pm2Home: string, names: string[]): string[] {
+  const dir = path.join(pm2Home, 'logs');
+  let files: string[] = [];
+  try {
+    files = readdirSync(dir);
+  } catch {
+    return names;
+  }
+  return names.filter((name) => !files.some((file) => file.startsWith(`${name}-out`)
+    && readFileSync(path.join(dir, file), 'utf8').split('\n').some((line) => line.startsWith('{'))));
+}

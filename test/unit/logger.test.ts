@@ -12,6 +12,28 @@ function capture(base: Record<string, unknown> = {}, level: LogLevel = 'info') {
 }
 
 describe('logger (pino, JSON lines)', function () {
+  it('writes through stdout and stderr when their write() was replaced, as pm2 does in cluster mode to carry lines over IPC', function () {
+    const seen: { out: string[]; err: string[] } = { out: [], err: [] };
+    const replace = (stream: NodeJS.WriteStream, into: string[]): void => {
+      Object.defineProperty(stream, 'write', { configurable: true, writable: true, value: (chunk: string | Uint8Array): boolean => {
+        into.push(String(chunk));
+        return true;
+      } });
+    };
+    replace(process.stdout, seen.out);
+    replace(process.stderr, seen.err);
+    try {
+      const log = createLogger({ process: 'api' });
+      log.info('through pm2');
+      log.error('an error through pm2');
+    } finally {
+      delete (process.stdout as unknown as Record<string, unknown>).write;
+      delete (process.stderr as unknown as Record<string, unknown>).write;
+    }
+    assert.deepEqual(seen.out.map((l) => JSON.parse(l).msg), ['through pm2']);
+    assert.deepEqual(seen.err.map((l) => JSON.parse(l).msg), ['an error through pm2']);
+  });
+
   it('writes one JSON object per line: ISO time, level by name, msg, base fields, child bindings and fields', function () {
     const { log, lines } = capture({ process: 'manager' });
     const before = Date.now();
