@@ -36,7 +36,7 @@ function askAgainAfter(attempt: number): number {
 }
 
 /** Tasks finished here (and cancelled ones) remembered, so that a copy arriving later is acked without asking. */
-const REMEMBERED = 10_000;
+export const REMEMBERED = 10_000;
 
 /** A task's copy for this endpoint: the task and its round (0, then one more per retry). */
 const keyOf = (msg: { id: number; round?: number }): string => `${msg.id}/${msg.round ?? 0}`;
