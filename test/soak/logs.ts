@@ -40,7 +40,9 @@ export function loggedProblems(pm2Home: string): string[] {
 
 /**
  * The pm2 processes none of whose lines reached pm2's log files, from the names it runs: a process whose
- * logger wrote past pm2 (in its cluster mode, lines go over IPC through the replaced stdout) logs nothing there.
+ * logger wrote past pm2 (in its cluster mode, lines go over IPC through the replaced stdout) logs nothing
+ * there. The soak logs at `warn`, and each process has warned by the end: the API that it is open, the
+ * managers that the first fault closed their connection.
  */
 export function silentProcesses(pm2Home: string, names: string[]): string[] {
   const dir = path.join(pm2Home, 'logs');
@@ -50,6 +52,6 @@ export function silentProcesses(pm2Home: string, names: string[]): string[] {
   } catch {
     return names;
   }
-  return names.filter((name) => !files.some((file) => file.startsWith(`${name}-out`)
+  return names.filter((name) => !files.some((file) => /^-(out|error)(-\d+)?\.log$/.test(file.slice(name.length)) && file.startsWith(name)
     && readFileSync(path.join(dir, file), 'utf8').split('\n').some((line) => line.startsWith('{'))));
 }
