@@ -13,7 +13,7 @@ export interface Verdict {
   endMiB: number;
   /** Larger median of the first two windows after the warm-up. */
   referenceMiB: number | null;
-  /** Largest window median of the last quarter. */
+  /** Median of the last quarter. */
   lastMiB: number | null;
   growth: number | null;
   judged: boolean;
@@ -28,10 +28,12 @@ const median = (xs: number[]): number => {
 /**
  * Whether a life's RSS stayed flat after its warm-up (its first quarter, at least `minWarmupS`: a fresh
  * process fills its caches, such as a manager's 10,000 remembered tasks, and V8 sizes its heap): the
- * largest window median of its last quarter against the larger median of the first two windows after the
- * warm-up. Medians of windows, so that one collection's peak decides nothing; two windows at the start,
- * because V8 gives memory back now and then, and a reference taken in such a dip would make the level
- * the process keeps look like growth. A life too short for both is not judged.
+ * median of its last quarter against the larger median of the first two windows after the warm-up. A leak
+ * raises the level the process keeps, and so the median of a quarter; a fault's aftermath (the API holds
+ * requests and events for a minute or two after a database restart, then gives the memory back) raises a
+ * window or two, and so would decide a window-by-window comparison. Two windows at the start, because V8
+ * gives memory back now and then, and a reference taken in such a dip would make the level the process
+ * keeps look like growth. A life too short for both is not judged.
  */
 export function judge(life: Life, windowS: number, maxGrowth: number, minWarmupS: number): Verdict {
   const s = life.samples;
@@ -50,12 +52,12 @@ export function judge(life: Life, windowS: number, maxGrowth: number, minWarmupS
     return out;
   };
   const reference = medians(warm, Math.min(lastStart, warm + 2 * windowS));
-  const lastWindows = medians(lastStart, to);
-  if (reference.length === 0 || lastWindows.length === 0) {
+  const last = inWindow(lastStart, to + 1e-9);
+  if (reference.length === 0 || last.length < 3 || medians(lastStart, to).length === 0) {
     return { ...base, referenceMiB: null, lastMiB: null, growth: null, judged: false, ok: true };
   }
   const referenceMiB = Math.max(...reference);
-  const lastMiB = Math.max(...lastWindows);
+  const lastMiB = median(last);
   const growth = lastMiB / referenceMiB - 1;
   return { ...base, referenceMiB, lastMiB, growth, judged: true, ok: growth <= maxGrowth };
 }

@@ -144,7 +144,7 @@ function report(o: Outcome): void {
   for (const l of o.lines) say(l);
   say(`faults injected: ${o.faults.length}`);
   for (const f of o.faults) say(`  ${String(f.at).padStart(5)} s  ${f.kind}: ${f.detail}`);
-  say('RSS (MiB): process, start, end, after warm-up (largest window median before the last quarter), last quarter (largest window median), growth');
+  say('RSS (MiB): process, start, end, after warm-up (largest window median before the last quarter), last quarter (median), growth');
   for (const v of o.verdicts) {
     say(`  ${v.life.padEnd(36)} ${v.startMiB.toFixed(1).padStart(6)} ${v.endMiB.toFixed(1).padStart(6)} `
       + (v.judged ? `${v.referenceMiB?.toFixed(1).padStart(6)} ${v.lastMiB?.toFixed(1).padStart(6)} ${((v.growth ?? 0) * 100).toFixed(1).padStart(5)} %${v.ok ? '' : '  TOO MUCH'}` : '  (life too short to judge)'));
