@@ -18,8 +18,8 @@ const OVERLOAD_S = 60;
  */
 const REFERENCE_WINDOW: [number, number] = [15, 40];
 /**
- * The old generation is capped: a backlog that grew without bound (3,000 tasks a second more than the
- * endpoints finish, without the bound) would exhaust it within the minute and the process would die.
+ * The old generation is capped, so that V8 collects it fully every few seconds instead of letting it grow
+ * for tens of seconds: what remains between collections is what the process holds.
  */
 const MAX_OLD_SPACE_MIB = 160;
 const LAST_WINDOW: [number, number] = [OVERLOAD_S - 20, OVERLOAD_S + 1];
