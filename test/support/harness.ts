@@ -2,7 +2,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import BetterSqlite3 from 'better-sqlite3';
 import assert from 'node:assert/strict';
@@ -134,6 +134,8 @@ export class Harness {
   config!: Config;
   port = 0;
   private readonly procs = new Set<Proc>();
+  /** Every process this run started, exited ones too: their output is written to TASKER_TEST_LOGS (a folder) on teardown. */
+  private readonly started: Proc[] = [];
   /** Processes started from now on write their stdout (info lines) nowhere: for the bench's large fleets. */
   discardStdout = false;
   /** RabbitMQ users of endpoints made by this run, deleted on teardown (users are broker-wide). */
@@ -217,8 +219,18 @@ export class Harness {
     });
     const proc = new Proc(name, child);
     this.procs.add(proc);
+    this.started.push(proc);
     void proc.exited.then(() => this.procs.delete(proc));
     return proc;
+  }
+
+  /** Writes every started process's output to `$TASKER_TEST_LOGS/<run id>/<n>-<name>.log`, for reading a failed run afterwards. */
+  private keepLogs(): void {
+    const dir = process.env.TASKER_TEST_LOGS;
+    if (!dir) return;
+    const runDir = path.join(dir, this.id);
+    mkdirSync(runDir, { recursive: true });
+    this.started.forEach((p, i) => writeFileSync(path.join(runDir, `${i}-${p.name.replace(/[^\w.-]+/g, '_')}.log`), `${p.raw.join('\n')}\n`));
   }
 
   /** A process that is not one of the project's (an endpoint in another language), stopped with the rest. */
@@ -226,6 +238,7 @@ export class Harness {
     const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const proc = new Proc(name, child);
     this.procs.add(proc);
+    this.started.push(proc);
     void proc.exited.then(() => this.procs.delete(proc));
     return proc;
   }
@@ -341,7 +354,7 @@ export class Harness {
   async checkInvariants(accepted: { type: string; identifier: string }[], queues: string[], timeoutMs = 120_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const ids = new Set(accepted.map((a) => `${a.type}/${a.identifier}`));
-    let notDone: Record<string, unknown>[] = [];
+    let notDone: { type: string; identifier: string; status: string }[] = [];
     for (;;) {
       const rows = await this.query<{ type: string; identifier: string; status: string }>('SELECT type, identifier, status FROM task');
       const stored = new Set(rows.map((r) => `${r.type}/${r.identifier}`));
@@ -349,7 +362,7 @@ export class Harness {
       assert.deepEqual(missing, [], 'accepted tasks missing from the database');
       notDone = rows.filter((r) => ids.has(`${r.type}/${r.identifier}`) && r.status !== 'DONE');
       if (notDone.length === 0) break;
-      if (Date.now() > deadline) assert.fail(`${notDone.length} tasks not DONE, e.g. ${JSON.stringify(notDone.slice(0, 3))}`);
+      if (Date.now() > deadline) assert.fail(`${notDone.length} tasks not DONE, e.g. ${await this.explain(notDone.slice(0, 3))}`);
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
     const wrong = await this.query(`
@@ -369,6 +382,21 @@ export class Harness {
     }
   }
 
+  /** Tasks with their response rows and history, so that a failed check says where each one stopped. */
+  private async explain(tasks: { type: string; identifier: string }[]): Promise<string> {
+    const out: unknown[] = [];
+    for (const t of tasks) {
+      const [task] = await this.query<{ id: unknown }>('SELECT * FROM task WHERE type = ? AND identifier = ?', [t.type, t.identifier]);
+      if (!task) continue;
+      out.push({
+        task,
+        responses: await this.query('SELECT * FROM task_response WHERE task_id = ? ORDER BY id', [task.id]),
+        history: await this.query('SELECT time, kind, detail FROM task_event WHERE task_id = ? ORDER BY id', [task.id]),
+      });
+    }
+    return JSON.stringify(out);
+  }
+
   admin(): RabbitAdmin {
     return new RabbitAdmin(this.config.rabbitmq);
   }
@@ -382,6 +410,7 @@ export class Harness {
   /** Stops every process (they must exit cleanly), checks nothing stayed connected, drops everything. */
   async teardown(): Promise<void> {
     const failures = await this.stopAll();
+    this.keepLogs();
     await this.sql?.end();
     this.sql = null;
     this.sqlite?.close();
