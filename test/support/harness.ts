@@ -362,7 +362,9 @@ export class Harness {
       assert.deepEqual(missing, [], 'accepted tasks missing from the database');
       notDone = rows.filter((r) => ids.has(`${r.type}/${r.identifier}`) && r.status !== 'DONE');
       if (notDone.length === 0) break;
-      if (Date.now() > deadline) assert.fail(`${notDone.length} tasks not DONE, e.g. ${await this.explain(notDone.slice(0, 3))}`);
+      if (Date.now() > deadline) {
+        assert.fail(`${notDone.length} tasks not DONE, e.g. ${await this.explain(notDone.slice(0, 3))}; queues: ${await this.queueCounts(queues)}`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
     const wrong = await this.query(`
@@ -395,6 +397,16 @@ export class Harness {
       });
     }
     return JSON.stringify(out);
+  }
+
+  /** Ready messages and consumers of each queue: a task stuck in a queue, or a queue nobody consumes, shows here. */
+  private async queueCounts(queues: string[]): Promise<string> {
+    try {
+      const counts = await this.withChannel((ch) => Promise.all(queues.map((q) => ch.checkQueue(q))));
+      return counts.map((c) => `${c.queue} ready=${c.messageCount} consumers=${c.consumerCount}`).join(', ');
+    } catch (err) {
+      return `not readable (${String(err)})`;
+    }
   }
 
   admin(): RabbitAdmin {
