@@ -90,12 +90,34 @@ export class Proc {
   }
 }
 
-export async function freePort(): Promise<number> {
+/** Ports this process handed out: never handed out twice, even once free again. */
+const handedOut = new Set<number>();
+/**
+ * Below Linux's ephemeral range (32768-60999), where the kernel's own picks for outgoing connections and
+ * for `listen(0)` never land: a port found free here stays free until its process binds it. (With
+ * `listen(0)` two calls could return the same port, or a client's connection take it in between; a test
+ * cluster's node once failed to start with `dist_port_already_used` that way.)
+ */
+const PORT_RANGE = { low: 20_000, high: 32_000 };
+/** Ports of the machine's services in that range (RabbitMQ's distribution port), free while one restarts. */
+const RESERVED_PORTS = new Set([25_672]);
+
+function canListen(port: number): Promise<boolean> {
   const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+export async function freePort(): Promise<number> {
+  for (let i = 0; i < 1000; i++) {
+    const port = PORT_RANGE.low + Math.floor(Math.random() * (PORT_RANGE.high - PORT_RANGE.low));
+    if (handedOut.has(port) || RESERVED_PORTS.has(port) || !await canListen(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port in ${PORT_RANGE.low}-${PORT_RANGE.high}`);
 }
 
 export type Backend = 'rabbitmq' | 'standalone';
