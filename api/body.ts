@@ -9,9 +9,11 @@ import { InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError } 
 export async function readJsonBody(ctx: Context, limit: number): Promise<unknown> {
   if (!ctx.is('application/json')) throw new UnsupportedMediaTypeError();
   const declared = Number(ctx.get('content-length') || NaN);
-  // The unread rest of a refused body would be taken for the next request: close the connection.
+  // Refused from its declared length: the rest is read and discarded (Content-Length frames it, so the
+  // connection stays usable). Closing instead would reset a client still writing the body, which then
+  // sees EPIPE rather than the 413. Node's requestTimeout bounds how long a slow sender can hold this.
   if (declared > limit) {
-    ctx.set('Connection', 'close');
+    ctx.req.resume();
     throw new PayloadTooLargeError(limit);
   }
   let text: string;
@@ -19,6 +21,7 @@ export async function readJsonBody(ctx: Context, limit: number): Promise<unknown
     text = await getRawBody(ctx.req, { limit, encoding: ctx.request.charset || 'utf-8' });
   } catch (err) {
     if ((err as { type?: string }).type === 'entity.too.large') {
+      // A chunked body has no declared end to discard up to: close the connection instead.
       ctx.set('Connection', 'close');
       throw new PayloadTooLargeError(limit);
     }
