@@ -128,9 +128,9 @@ describe('GET /events: never past an uncommitted event', function () {
       const later = (await committedAfter(before)).filter((id) => id > heldId);
       assert.ok(later.length >= 3, `precondition: events committed after the held id ${heldId}: ${JSON.stringify(later)}`);
 
+      assert.ok(stream.seen().every((e) => e.id < heldId), `the stream passed the open id ${heldId}: ${JSON.stringify(stream.seen().map((e) => e.id))}`);
       const listed = await listAfter(readBase, before);
       assert.ok(listed.every((id) => id < heldId), `the list passed the open id ${heldId}: ${JSON.stringify(listed)}`);
-      assert.ok(stream.seen().every((e) => e.id < heldId), `the stream passed the open id ${heldId}: ${JSON.stringify(stream.seen().map((e) => e.id))}`);
       // A stream "from now on" opened now starts before the open id, not after the newest committed one.
       const fromNow = openStream(readBase, undefined);
       try {
