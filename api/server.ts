@@ -27,6 +27,7 @@ import { RetentionStore } from './storage/retention-store';
 import { TaskQueries } from './storage/task-queries';
 import { TaskStore } from './storage/task-store';
 import { TokenStore } from './storage/token-store';
+import { checkAutoincLockMode } from './storage/uncommitted';
 import { TaskService } from './task-service';
 import { WatchHub } from './watch-hub';
 
@@ -69,6 +70,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const { config, ds, transport } = deps;
   const log = deps.logger.child({ component: 'api' });
   const history = new History(ds);
+  await checkAutoincLockMode(ds, log);
   const hub = new WatchHub(history, transport, log);
   const health = new HealthChecks(ds, () => transport.connected);
   const metrics = new Metrics({

@@ -162,12 +162,12 @@ export class TaskService {
   /** Every task's events after `after` (of one type, if given), oldest first. */
   async allEvents(type: string | null, after: number, limit: number): Promise<Page<StoredEvent>> {
     if (type !== null) this.requireType(type);
-    const events = await guardDb(() => this.deps.history.after(after, type, limit + 1));
+    const { events } = await guardDb(() => this.deps.history.after(after, type, limit + 1));
     const items = events.slice(0, limit);
     return { items, next: events.length > limit ? items[items.length - 1].id : null };
   }
 
-  /** The id of the newest event (0 when there is none). */
+  /** Where a stream of every task's events from now on starts (see History.lastId). */
   lastEventId(): Promise<number> {
     return guardDb(() => this.deps.history.lastId());
   }

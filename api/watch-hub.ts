@@ -11,26 +11,10 @@ const KEEP_ALIVE_MS = 15_000;
 /** Events read per catch-up query of a task's streams. */
 const CATCH_UP_BATCH = 1000;
 /**
- * How long the stream of every task holds back events stored after an id it has not seen: a transaction
- * that took that id may not have committed yet. Past this (measured from the held event's time, as its
- * transaction took it) the id counts as rolled back and is passed.
+ * How soon the stream of every task reads again while an event waits for an open transaction: its commit
+ * is announced (and read at once), a rollback is not, so this read lets the stream go on past it.
  */
-export const GAP_WAIT_MS = 5000;
-
-/**
- * The events that can be sent now: those up to the first missing id (after `afterId`) that is younger than
- * `GAP_WAIT_MS`. Ids are taken when events are stored and seen when they commit, which may be in another
- * order across tasks; older gaps are ids of transactions that rolled back.
- */
-export function upToGap(afterId: number, events: StoredEvent[], now: number): StoredEvent[] {
-  let previous = afterId;
-  for (let i = 0; i < events.length; i++) {
-    const e = events[i];
-    if (e.id !== previous + 1 && now - Date.parse(e.time) < GAP_WAIT_MS) return events.slice(0, i);
-    previous = e.id;
-  }
-  return events;
-}
+export const HELD_REREAD_MS = 1000;
 
 /**
  * Catches streams up with one read at a time: a call while a read runs makes one more read follow it, so
@@ -105,14 +89,15 @@ interface TaskWatch {
  * exclusive queue of it. A waiting client (`?wait=`) is answered when its task ends; a task's event
  * stream reads the new events from the database (one read per task however many clients stream it, and
  * complete, since a task's events are committed in id order under its lock); the stream of every task
- * reads them too, in id order, holding an event back while an older id may still commit. An idle client
+ * reads them too, in id order, never past an id whose transaction is still open (see
+ * storage/uncommitted.ts). An idle client
  * costs its socket and an entry in a map.
  */
 export class WatchHub {
   private readonly tasks = new Map<number, TaskWatch>();
   private readonly all = new Set<GlobalStream>();
   private readonly allRead = new SerialRead();
-  private gapTimer: NodeJS.Timeout | null = null;
+  private heldTimer: NodeJS.Timeout | null = null;
   private keepAlive: NodeJS.Timeout | null = null;
   private readonly log: Logger;
 
@@ -224,7 +209,8 @@ export class WatchHub {
 
   /**
    * Streams every task's events (of one type, if given) after `lastId` as they are announced, in id order
-   * with none left out: an event is held back while an older id may still commit (see `upToGap`).
+   * with none left out: an event is held back while an older id's transaction is still open (see
+   * `History.after`).
    */
   streamAll(type: string | null, lastId: number, sink: EventSink): () => void {
     const entry: GlobalStream = { sink, type, lastId };
@@ -237,12 +223,11 @@ export class WatchHub {
     await this.allRead.run(async () => {
       if (this.all.size === 0) return false;
       const from = Math.min(...[...this.all].map((s) => s.lastId));
-      const events = await this.history.after(from, null, CATCH_UP_BATCH);
-      const ready = upToGap(from, events, Date.now());
-      deliver(this.all, ready, (s, e) => s.type === null || e.type === s.type);
-      if (ready.length < events.length) {
-        // The notice of the missing id's commit reads again; this read covers an id that never commits.
-        this.readAllAfter(GAP_WAIT_MS);
+      const { events, held } = await this.history.after(from, null, CATCH_UP_BATCH);
+      deliver(this.all, events, (s, e) => s.type === null || e.type === s.type);
+      if (held) {
+        // The notice of the open transaction's commit reads again; this read covers a rollback.
+        this.readAllAfter(HELD_REREAD_MS);
         return false;
       }
       return events.length === CATCH_UP_BATCH;
@@ -250,12 +235,12 @@ export class WatchHub {
   }
 
   private readAllAfter(ms: number): void {
-    if (this.gapTimer) return;
-    this.gapTimer = setTimeout(() => {
-      this.gapTimer = null;
+    if (this.heldTimer) return;
+    this.heldTimer = setTimeout(() => {
+      this.heldTimer = null;
       void this.catchUpAll();
     }, ms);
-    this.gapTimer.unref();
+    this.heldTimer.unref();
   }
 
   private ping(): void {
@@ -267,8 +252,8 @@ export class WatchHub {
   closeAll(): void {
     if (this.keepAlive) clearInterval(this.keepAlive);
     this.keepAlive = null;
-    if (this.gapTimer) clearTimeout(this.gapTimer);
-    this.gapTimer = null;
+    if (this.heldTimer) clearTimeout(this.heldTimer);
+    this.heldTimer = null;
     for (const w of this.tasks.values()) {
       for (const wake of w.waiters) wake();
       for (const s of w.streams) s.sink.close();

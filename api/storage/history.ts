@@ -1,7 +1,8 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { exclusive, insertRows } from './database';
+import { dialectOf, exclusive, insertRows } from './database';
 import type { EventKind } from './entities/task-event';
 import { readId, readJson, readTime, sqlTime, writeJson } from './sql-values';
+import { servedFrontier, withoutUncommitted } from './uncommitted';
 
 /** What a per-endpoint change records of each endpoint it concerns. */
 export interface EndpointChange {
@@ -71,8 +72,7 @@ export class History {
     if (events.length === 0) return [];
     const details = events.map(detailOf);
     const rows = events.map((e, i) => [e.task.id, sqlTime(e.time), e.kind, details[i] === null ? null : writeJson(details[i]), e.actor ?? null]);
-    const first = await insertRows(this.ds, em, `INSERT INTO task_event (task_id, time, kind, detail, actor)
-      VALUES ${rows.map(() => '(?, ?, ?, ?, ?)').join(', ')}`, rows.flat(), events.length);
+    const first = await insertRows(this.ds, em, this.insertSql(rows.length), rows.flat(), events.length);
     let ids: number[];
     if (first !== null) {
       ids = events.map((_e, i) => first + i);
@@ -89,6 +89,21 @@ export class History {
     }));
   }
 
+  /**
+   * The INSERT of `n` events. On MySQL an INSERT … SELECT, whose ids are taken under the table's AUTO-INC
+   * lock until the statement ends, so that each id's row is in the table before any later id is taken:
+   * what lets readers of every task's events know which ids are still uncommitted (see uncommitted.ts).
+   * The ordinal keeps the rows (and so their ids) in the order given.
+   */
+  private insertSql(n: number): string {
+    const head = 'INSERT INTO task_event (task_id, time, kind, detail, actor)';
+    if (dialectOf(this.ds) !== 'mysql') return `${head} VALUES ${Array.from({ length: n }, () => '(?, ?, ?, ?, ?)').join(', ')}`;
+    const selects = Array.from({ length: n }, (_v, i) => i === 0
+      ? 'SELECT 0 AS n, ? AS task_id, ? AS time, ? AS kind, ? AS detail, ? AS actor'
+      : `SELECT ${i}, ?, ?, ?, ?, ?`);
+    return `${head} SELECT task_id, time, kind, detail, actor FROM (${selects.join(' UNION ALL ')}) AS v ORDER BY n`;
+  }
+
   /** A task's events after `afterId`, oldest first. */
   async forTask(taskId: number, afterId: number, limit: number): Promise<StoredEvent[]> {
     const rows: Record<string, unknown>[] = await exclusive(this.ds, () => this.ds.query(
@@ -97,16 +112,31 @@ export class History {
     return rows.map(hydrate);
   }
 
-  async lastId(): Promise<number> {
+  private async newestId(): Promise<number> {
     const rows: { id: unknown }[] = await exclusive(this.ds, () => this.ds.query('SELECT MAX(id) AS id FROM task_event', []));
     return rows[0]?.id === null || rows[0]?.id === undefined ? 0 : readId(rows[0].id);
   }
 
-  /** Every task's events after `afterId` (of one type, if given), oldest first. */
-  async after(afterId: number, type: string | null, limit: number): Promise<StoredEvent[]> {
+  /**
+   * Where a stream of every task's events "from now on" starts: after the newest event, or before the
+   * oldest recent one whose transaction is still open (see uncommitted.ts).
+   */
+  async lastId(): Promise<number> {
+    return servedFrontier(this.ds, await this.newestId(), async (afterId, upTo) => {
+      const rows: { id: unknown }[] = await this.ds.query('SELECT id FROM task_event WHERE id > ? AND id <= ?', [afterId, upTo]);
+      return rows.map((r) => readId(r.id));
+    });
+  }
+
+  /**
+   * Every task's events after `afterId` (of one type, if given), oldest first, up to the first one that
+   * is not committed yet: none is ever passed over by a reader that goes on from the last one it got.
+   * `held` tells that events after the last one returned are waiting for an open transaction.
+   */
+  async after(afterId: number, type: string | null, limit: number): Promise<{ events: StoredEvent[]; held: boolean }> {
     const rows: Record<string, unknown>[] = await exclusive(this.ds, () => this.ds.query(
       `SELECT ${COLUMNS} FROM task_event e JOIN task t ON t.id = e.task_id WHERE e.id > ?${type ? ' AND t.type = ?' : ''}
        ORDER BY e.id LIMIT ${Math.floor(limit)}`, type ? [afterId, type] : [afterId]));
-    return rows.map(hydrate);
+    return withoutUncommitted(this.ds, afterId, type, rows.map(hydrate));
   }
 }

@@ -280,9 +280,9 @@ export class Harness {
     return output;
   }
 
-  /** An API process; `port` starts a further instance beside the first. */
-  async startApi(port?: number): Promise<Proc> {
-    const p = this.spawn(port ? `api ${port}` : 'api', ['api.js'], port ? { TASKER_API_PORT: String(port) } : {});
+  /** An API process; `port` starts a further instance beside the first; `env` is added to the run's environment (e.g. a skewed clock). */
+  async startApi(port?: number, env?: Record<string, string>): Promise<Proc> {
+    const p = this.spawn(port ? `api ${port}` : 'api', ['api.js'], { ...port ? { TASKER_API_PORT: String(port) } : {}, ...env });
     await p.waitReady();
     return p;
   }

@@ -7,10 +7,10 @@ export interface SseEvent {
 }
 
 /**
- * Reads a server-sent event stream until `done` says so (or the timeout), then closes the connection as
- * a browser's EventSource would when its page goes away.
+ * Reads a server-sent event stream until `done` says so, `signal` aborts (both answer what came), or the
+ * timeout, then closes the connection as a browser's EventSource would when its page goes away.
  */
-export function readEventStream(url: string, o: { lastEventId?: number; done: (events: SseEvent[]) => boolean; timeoutMs?: number }): Promise<{ status: number; contentType: string; events: SseEvent[] }> {
+export function readEventStream(url: string, o: { lastEventId?: number; done: (events: SseEvent[]) => boolean; timeoutMs?: number; signal?: AbortSignal }): Promise<{ status: number; contentType: string; events: SseEvent[] }> {
   return new Promise((resolve, reject) => {
     const events: SseEvent[] = [];
     const headers: Record<string, string> = { accept: 'text/event-stream' };
@@ -24,6 +24,7 @@ export function readEventStream(url: string, o: { lastEventId?: number; done: (e
         if (err) reject(err);
         else resolve({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type']), events });
       };
+      o.signal?.addEventListener('abort', () => finish(), { once: true });
       if (res.statusCode !== 200) {
         res.resume();
         finish();
