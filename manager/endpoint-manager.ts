@@ -250,8 +250,9 @@ export class EndpointManager {
       d.ack();
       return;
     }
+    // Cancelled, or superseded by a newer round (which cancels the older ones).
     if (this.dead.isDead(msg.id, round)) {
-      log.info('task cancelled or superseded by a newer round; skipped');
+      log.info('task cancelled; skipped');
       d.ack();
       return;
     }
