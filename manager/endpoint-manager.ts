@@ -36,7 +36,7 @@ function askAgainAfter(attempt: number): number {
   return base / 2 + Math.random() * (base / 2);
 }
 
-/** Tasks finished here (and cancelled ones) remembered, so that a copy arriving later is acked without asking. */
+/** Tasks finished here remembered (and tasks whose rounds must not run), so that a copy arriving later is acked without asking. */
 export const REMEMBERED = 10_000;
 
 /** A task's copy for this endpoint: the task and its round (0, then one more per retry). */
