@@ -40,8 +40,9 @@ describe('an endpoint coming back (rabbitmq)', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const ran = (): number[] => (existsSync(runLog) ? readFileSync(runLog, 'utf8') : '').split('\n').filter(Boolean)
-    .map((l) => JSON.parse(l) as { event: string; task: number }).filter((m) => m.event === 'start').map((m) => m.task);
+  const starts = (): { task: number; round: number }[] => (existsSync(runLog) ? readFileSync(runLog, 'utf8') : '').split('\n').filter(Boolean)
+    .map((l) => JSON.parse(l) as { event: string; task: number; round: number }).filter((m) => m.event === 'start');
+  const ran = (): number[] => starts().map((m) => m.task);
 
   it('skips every task cancelled while it was away, beyond the listed page, and runs the others once', async function () {
     const ids: number[] = [];
@@ -56,9 +57,15 @@ describe('an endpoint coming back (rabbitmq)', function () {
       if (i % 3 !== 2) assert.equal((await h.post(`runlog/away-${i}/cancel`, {})).status, 200);
     }
     assert.equal(cancelled.length, 20);
+    // Cancelled, then retried, while away: its queue holds round 0 (superseded) and then round 1.
+    const again = await h.post('runlog', { identifier: 'retried-away', endpoints: [EP], payload: { sleep: 0 } });
+    assert.equal((await h.post('runlog/retried-away/cancel', {})).status, 200);
+    const retried = await h.post('runlog/retried-away/retry', { endpoints: [EP] });
+    assert.equal(retried.status, 200, JSON.stringify(retried.json));
     const back = await h.startManager(EP, ['runlog']);
     await back.waitForLog((l) => l.msg === 'the list of cancelled tasks was cut; older deliveries are checked with the server side before they run');
     for (let i = 2; i < 30; i += 3) await h.waitForStatus('runlog', `away-${i}`, ['DONE'], 30_000);
+    await h.waitForStatus('runlog', 'retried-away', ['DONE'], 30_000);
     // Every delivery dealt with: the queue is empty.
     for (;;) {
       const depth = await h.withChannel(async (ch) => (await ch.checkQueue(TOPOLOGY.endpointQueueName('runlog', EP))).messageCount);
@@ -68,7 +75,9 @@ describe('an endpoint coming back (rabbitmq)', function () {
     await sleep(1000);
     const runs = ran();
     assert.deepEqual(runs.filter((id) => cancelled.includes(id)), [], 'a cancelled task ran');
-    assert.deepEqual([...runs].sort((a, b) => a - b), ids.filter((_id, i) => i % 3 === 2));
+    assert.deepEqual([...runs].filter((id) => ids.includes(id)).sort((a, b) => a - b), ids.filter((_id, i) => i % 3 === 2));
+    // The superseded round never started; the current one ran once.
+    assert.deepEqual(starts().filter((m) => m.task === again.json.id).map((m) => m.round), [1]);
     for (let i = 0; i < 30; i += 3) assert.equal((await h.get(`runlog/away-${i}`)).json.task.status, 'CANCELLED');
     await back.stop();
   });
