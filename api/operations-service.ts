@@ -19,20 +19,26 @@ export class OperationsService {
   async retry(type: string, identifier: string, selector: RetrySelector, key: string | null, actor: string | null): Promise<{ task: Task; retried: string[] }> {
     const task = await this.tasks.find(type, identifier);
     const outcome = await guardDb(() => this.operations.retry(task, selector, actor, key));
+    // Before the new round goes out: a connected endpoint holding the old one never starts it; one that is
+    // not connected learns it from the list it asks for when it connects.
+    if (Object.keys(outcome.superseded).length > 0) await this.control(task.id, outcome.superseded, 'retry recorded');
     const sent = outcome.sends.length > 0 ? await this.publisher.send(outcome.task, outcome.sends) : await this.tasks.find(type, identifier);
     this.log.info({ taskId: task.id, identifier, endpoints: outcome.retried.length, replay: outcome.sends.length === 0, actor }, 'task retried');
     return { task: sent, retried: outcome.retried };
   }
 
+  /** Tells the connected managers that these rounds must not run (and abort if they do). */
+  private async control(taskId: number, rounds: Record<string, number>, what: string): Promise<void> {
+    await this.transport.publishControl({ kind: 'cancel', task_id: taskId, rounds }).catch((err: unknown) => {
+      this.log.warn({ taskId, err }, `${what}, but the control message to the connected endpoints was not sent`);
+    });
+  }
+
   async cancel(type: string, identifier: string, actor: string | null): Promise<Task> {
     const task = await this.tasks.find(type, identifier);
     const outcome = await guardDb(() => this.operations.cancel(task, actor));
-    if (Object.keys(outcome.rounds).length > 0) {
-      // Managers that are not connected now ask for the cancelled tasks when they connect.
-      await this.transport.publishControl({ kind: 'cancel', task_id: task.id, rounds: outcome.rounds }).catch((err: unknown) => {
-        this.log.warn({ taskId: task.id, err }, 'cancel recorded, but the control message to the running endpoints was not sent');
-      });
-    }
+    // Managers that are not connected now ask for the cancelled tasks when they connect.
+    if (Object.keys(outcome.rounds).length > 0) await this.control(task.id, outcome.rounds, 'cancel recorded');
     if (outcome.changed) this.log.info({ taskId: task.id, identifier, actor }, 'task cancelled');
     return outcome.task;
   }

@@ -210,6 +210,9 @@ export const RetryAnswer = Type.Object({ task: Type.Ref('Task'), retried: Type.A
 export const EndpointPage = page('endpoints', Type.Object({
   name: Type.String(), task_types: Type.Array(Type.String()), first_seen: Time, last_heartbeat: Time,
   alive: Type.Boolean({ description: 'heard from within three heartbeat intervals' }),
+  waiting_since: Type.Union([Time, Type.Null()], {
+    description: 'as its latest heartbeat said: since when its deliveries wait (nothing runs) because no server side answered its requests; null: not waiting',
+  }),
 }));
 export const EndpointResponsePage = page('responses', Type.Intersect([
   Type.Object({ type: Type.String(), identifier: Type.String(), task_status: enumOf(TASK_STATUSES) }), Type.Ref('TaskResponse'),

@@ -101,7 +101,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const identity = config.api.endpoint_identity;
   const batchSize = config.api.collector_batch;
   const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: log, metrics });
-  const responder = new StateResponder({ completion, responses, transport, identity, batchSize, logger: log });
+  const responder = new StateResponder({ completion, responses, transport, identity, batchSize, cancelledListed: config.api.cancelled_listed, logger: log });
   await transport.start();
   await hub.start();
   await collector.start();

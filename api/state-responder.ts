@@ -3,7 +3,7 @@ import { InFlight } from '../lib/in-flight';
 import type { Logger } from '../lib/logger';
 import type { IncomingMessage } from '../protocol/broker';
 import type { ServerTransport } from '../protocol/server-transport';
-import { CancelledRequest, decodeServerRequest, MAX_CANCELLED_LISTED, StateReply, StateRequest } from '../protocol/wire';
+import { CancelledReply, CancelledRequest, decodeServerRequest, StateReply, StateRequest } from '../protocol/wire';
 import type { EndpointIdentity } from './collector';
 import type { Completion, ReceiveItem, ReceiveOutcome } from './storage/completion';
 import { isTransientDbError } from './storage/database';
@@ -16,6 +16,8 @@ export interface StateResponderOptions {
   identity: EndpointIdentity;
   /** Most requests answered in one transaction. */
   batchSize: number;
+  /** Most entries of a cancelled-tasks reply (`api.cancelled_listed`); a longer list is cut and says so. */
+  cancelledListed: number;
   logger: Logger;
 }
 
@@ -80,12 +82,15 @@ export class StateResponder {
   }
 
   private async answerCancelled(m: IncomingMessage, req: CancelledRequest, refused: boolean): Promise<void> {
-    let reply: { action: 'cancelled' | 'refused' | 'unavailable'; cancelled: { task_id: number; round: number }[] };
+    let reply: Omit<CancelledReply, 'endpoint'>;
     if (refused) {
       reply = { action: 'refused', cancelled: [] };
     } else {
       try {
-        reply = { action: 'cancelled', cancelled: await this.o.responses.cancelledFor(req.endpoint, MAX_CANCELLED_LISTED) };
+        // One more than listed tells whether the list was cut.
+        const rows = await this.o.responses.cancelledFor(req.endpoint, this.o.cancelledListed + 1);
+        const truncated = rows.length > this.o.cancelledListed;
+        reply = { action: 'cancelled', cancelled: rows.slice(0, this.o.cancelledListed), ...(truncated ? { truncated } : {}) };
       } catch (err) {
         if (!isTransientDbError(err)) this.log.error({ err, endpoint: req.endpoint }, 'could not list the cancelled tasks of an endpoint');
         reply = { action: 'unavailable', cancelled: [] };

@@ -82,6 +82,8 @@ export const ConfigSchema = Type.Object({
     endpoint_identity: oneOf(['shared_user', 'per_endpoint_user'], 'shared_user'),
     /** Most response events (or state requests) written in one transaction. */
     collector_batch: int(500, 1, 10_000),
+    /** Most cancelled (or superseded) rounds listed to a (re)connecting manager; it asks about older deliveries. */
+    cancelled_listed: int(10_000, 1, 100_000),
     /** `tokens`: every route but the health checks needs a bearer token with the route's scope; `off`: the API is open. */
     auth: oneOf(['off', 'tokens'], 'off'),
     /** Seconds a verified token is trusted before it is read again (a revocation takes effect within it). */

@@ -41,6 +41,16 @@ export class ConflictError extends TaskerError {
   constructor(code: string, message: string) { super(code, 409, message); }
 }
 
+/**
+ * A retry of an endpoint whose current round was sent (or is about to be) and has not finished, on a task
+ * still open: a second round beside it could run twice at once, so retries wait for the first to finish.
+ */
+export class EndpointPendingError extends TaskerError {
+  constructor(endpoints: string[]) {
+    super('endpoint_pending', 409, `endpoints whose current round was sent and has not finished: ${endpoints.join(', ')}`);
+  }
+}
+
 export class NoEndpointsError extends TaskerError {
   constructor(type: string) {
     super('no_endpoints', 422, `no endpoints listed and none registered for task type '${type}'`);

@@ -4,6 +4,7 @@ import { startPeriodic, PeriodicJob } from '../lib/periodic';
 import type { IncomingMessage } from '../protocol/broker';
 import type { EndpointTransport } from '../protocol/endpoint-transport';
 import { decodeControlMessage, decodeTaskMessage, RESENT_HEADER, StateReply, TaskMessage } from '../protocol/wire';
+import { DeadRounds } from './dead-rounds';
 import { HandlerModule, HandlerTask, runHandler } from './handler';
 import { Reporter } from './reporter';
 
@@ -35,7 +36,7 @@ function askAgainAfter(attempt: number): number {
   return base / 2 + Math.random() * (base / 2);
 }
 
-/** Tasks finished here (and cancelled ones) remembered, so that a copy arriving later is acked without asking. */
+/** Tasks finished here remembered (and tasks whose rounds must not run), so that a copy arriving later is acked without asking. */
 export const REMEMBERED = 10_000;
 
 /** A task's copy for this endpoint: the task and its round (0, then one more per retry). */
@@ -63,12 +64,15 @@ export class EndpointManager {
   private readonly reporter: Reporter;
   private readonly log: Logger;
   private readonly inFlight = new InFlight();
-  /** A task's copy → the run of its handler in this process, so that a second copy never runs beside it. */
+  /** A task → the run of its handler in this process, so that no other copy (or round) of it runs beside it. */
   private readonly running = new Map<string, Promise<void>>();
   /** A task's copy → what aborts its running handler when the task is cancelled. */
   private readonly aborts = new Map<string, AbortController>();
   private readonly finished = new Remembered(REMEMBERED);
-  private readonly cancelled = new Remembered(REMEMBERED);
+  /** The rounds not to run: cancelled ones, and those older than a round known of (superseded). */
+  private readonly dead = new DeadRounds(REMEMBERED);
+  /** Since when the deliveries wait for a server side that does not answer (reported with the heartbeats). */
+  private waitingSince: Date | null = null;
   /** Settled once the cancelled tasks were fetched after the latest (re)connect; deliveries wait for it. */
   private synced: Promise<void>;
   private heartbeat: PeriodicJob | null = null;
@@ -109,7 +113,10 @@ export class EndpointManager {
   /** Registration until one was confirmed, heartbeats after that. */
   private async announce(): Promise<void> {
     const kind = this.registered ? 'heartbeat' : 'register';
-    const event = { kind, endpoint: this.o.endpoint, task_types: this.taskTypes, time: new Date().toISOString() } as const;
+    const event = {
+      kind, endpoint: this.o.endpoint, task_types: this.taskTypes, time: new Date().toISOString(),
+      ...(this.waitingSince ? { waiting_since: this.waitingSince.toISOString() } : {}),
+    } as const;
     // A heartbeat is worthless once the next one is due; a registration must arrive.
     await this.o.transport.publishEvents([event], kind === 'register'
       ? { persistent: true } : { persistent: false, expirationMs: 3 * this.o.heartbeatIntervalMs });
@@ -127,34 +134,55 @@ export class EndpointManager {
     }
     const round = msg.rounds[this.o.endpoint];
     if (round === undefined) return;
-    const key = keyOf({ id: msg.task_id, round });
-    this.cancelled.add(key);
-    const running = this.aborts.get(key);
-    this.log.info({ taskId: msg.task_id, round }, running ? 'task cancelled; aborting its handler' : 'task cancelled');
-    running?.abort();
+    this.dead.add(msg.task_id, round);
+    // The round named, or an older one still running here: both are over.
+    const running = [...this.aborts].filter(([k]) => k.startsWith(`${msg.task_id}/`) && Number(k.split('/')[1]) <= round);
+    this.log.info({ taskId: msg.task_id, round }, running.length > 0 ? 'task cancelled; aborting its handler' : 'task cancelled');
+    for (const [, abort] of running) abort.abort();
   }
 
-  /** Asks the server side for the tasks cancelled for this endpoint, until it answers. */
+  /**
+   * Asks the server side for the tasks cancelled for this endpoint, until it answers. Meanwhile nothing
+   * runs (nothing could be checked): the wait is logged once, reported with every heartbeat
+   * (`waiting_since`), and ends by itself when a server side answers.
+   */
   private async fetchCancelled(): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       let problem: unknown = 'the server side cannot reach its database';
       try {
         const reply = await this.o.transport.requestCancelled(this.o.stateTimeoutMs);
         if (reply.action === 'cancelled') {
-          for (const c of reply.cancelled) this.cancelled.add(keyOf({ id: c.task_id, round: c.round }));
+          this.dead.sync(reply.cancelled, reply.truncated === true);
+          this.endWait(reply.truncated === true);
           return;
         }
         if (reply.action === 'refused') {
           this.log.error('the server side refused this endpoint (its RabbitMQ user is not the endpoint\'s name?); going on without the cancelled tasks');
+          this.dead.sync([], true);
+          this.endWait(true);
           return;
         }
       } catch (err) {
         problem = err;
       }
       if (this.stopping) return;
-      if (attempt === 0) this.log.warn({ err: problem }, 'no answer from the server side about cancelled tasks; tasks wait, retrying');
-      await sleep(askAgainAfter(attempt));
+      if (attempt === 0) {
+        this.waitingSince ??= new Date();
+        this.log.warn({ err: problem, waitingSince: this.waitingSince.toISOString() },
+          'no answer from the server side about cancelled tasks; deliveries wait (nothing runs), asking again');
+        void this.announce().catch(() => undefined);
+      }
+      await sleep(askAgainAfter(Math.min(attempt, 10)));
     }
+  }
+
+  private endWait(truncated: boolean): void {
+    if (this.waitingSince) {
+      this.log.info({ waitedMs: Date.now() - this.waitingSince.getTime() }, 'the server side answered; deliveries run again');
+      this.waitingSince = null;
+      void this.announce().catch(() => undefined);
+    }
+    if (truncated) this.log.info('the list of cancelled tasks was cut; older deliveries are checked with the server side before they run');
   }
 
   private async process(type: string, d: IncomingMessage): Promise<void> {
@@ -191,7 +219,7 @@ export class EndpointManager {
    * resend) waits for that run, so that the handler never runs twice side by side here.
    */
   private async handle(msg: TaskMessage, d: IncomingMessage, log: Logger): Promise<void> {
-    const key = keyOf(msg);
+    const key = String(msg.id);
     const running = this.running.get(key);
     if (running) {
       log.info('task is running here already; this copy waits for it');
@@ -208,23 +236,30 @@ export class EndpointManager {
   }
 
   /**
-   * A first delivery (never delivered before, not a resend) runs at once, as attempt 1. Any other copy
-   * may have run before, here or on a previous life of this process: the server side decides, recording
-   * the attempt, so that a handler that keeps crashing its process runs a bounded number of times.
+   * A first delivery (never delivered before, not a resend) of a task's first round runs at once, as
+   * attempt 1, unless it is older than what this manager knows in full of the cancels (after a cut list or
+   * a full memory). Any other copy may have run before, here or on a previous life of this process, and a
+   * later round may have been superseded by a newer one or cancelled: the server side decides, under the
+   * task's lock, recording the attempt, so that a handler that keeps crashing its process runs a bounded
+   * number of times and a round is never started once a newer one exists.
    */
   private async runOnce(msg: TaskMessage, d: IncomingMessage, log: Logger): Promise<void> {
+    const round = msg.round ?? 0;
     if (this.finished.has(keyOf(msg))) {
       log.info('already finished here; copy acked without running the handler');
       d.ack();
       return;
     }
-    if (this.cancelled.has(keyOf(msg))) {
+    // Cancelled, or superseded by a newer round (which cancels the older ones).
+    if (this.dead.isDead(msg.id, round)) {
       log.info('task cancelled; skipped');
       d.ack();
       return;
     }
+    // A copy of this round: every older one is superseded.
+    if (round > 0) this.dead.add(msg.id, round - 1);
     const resent = d.headers[RESENT_HEADER] === true;
-    if (!d.redelivered && !resent) return this.runAndReport(msg, d, log, 1, true);
+    if (!d.redelivered && !resent && round === 0 && !this.dead.uncertain(msg.id)) return this.runAndReport(msg, d, log, 1, true);
     const reply = await this.askState(msg, d.redelivered, resent, log);
     switch (reply.action) {
       case 'run':
@@ -236,7 +271,7 @@ export class EndpointManager {
         return;
       case 'cancelled':
         log.info('task cancelled; skipped');
-        this.cancelled.add(keyOf(msg));
+        this.dead.add(msg.id, round);
         d.ack();
         return;
       case 'exhausted':
@@ -290,6 +325,8 @@ export class EndpointManager {
     const key = keyOf(msg);
     const abort = new AbortController();
     this.aborts.set(key, abort);
+    // Cancelled while the server side was answering: the run is recorded, so it starts and stops at once.
+    if (this.dead.isDead(msg.id, msg.round ?? 0)) abort.abort();
     let result;
     try {
       result = await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal, msg.round ?? 0);

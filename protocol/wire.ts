@@ -86,6 +86,8 @@ export const PresenceEventSchema = Type.Object({
   endpoint: EndpointName,
   task_types: Type.Array(TaskTypeName, { minItems: 1, maxItems: 1000 }),
   time: Time,
+  /** Since when the endpoint's deliveries wait because no server side answers its requests (absent: not waiting). */
+  waiting_since: Type.Optional(Time),
 }, { $id: 'PresenceEvent', title: 'register and heartbeat events' });
 export type PresenceEvent = Static<typeof PresenceEventSchema>;
 
@@ -129,8 +131,13 @@ export type StateReply = Static<typeof StateReplySchema>;
 /**
  * Endpoint → server, request/reply: the tasks cancelled for this endpoint (with their round), asked by a
  * manager each time it connects, before it runs anything, so that a task cancelled while it was away and
- * still waiting in its queue is skipped.
+ * still waiting in its queue is skipped. An entry (task, round) stands for every round up to `round` (a
+ * round older than the current one is superseded and never runs): a task retried while its previous round
+ * never finished is listed with the round before its current one.
  */
+/** The most entries one cancelled-tasks reply may carry (the bound of `api.cancelled_listed`). */
+export const MAX_CANCELLED_LISTED = 100_000;
+
 export const CancelledRequestSchema = Type.Object({
   kind: Type.Literal('cancelled'),
   endpoint: EndpointName,
@@ -140,15 +147,20 @@ export type CancelledRequest = Static<typeof CancelledRequestSchema>;
 export const CancelledReplySchema = Type.Object({
   endpoint: EndpointName,
   action: Type.Union([Type.Literal('cancelled'), Type.Literal('refused'), Type.Literal('unavailable')]),
-  /** Newest first; at most MAX_CANCELLED_LISTED. */
-  cancelled: Type.Array(Type.Object({ task_id: TaskId, round: Round }), { maxItems: 100_000 }),
+  /** Newest task first; at most the server's `api.cancelled_listed`. */
+  cancelled: Type.Array(Type.Object({ task_id: TaskId, round: Round }), { maxItems: MAX_CANCELLED_LISTED }),
+  /**
+   * True when the list was cut: it is complete only for tasks from its oldest (lowest) task id on; the
+   * endpoint asks the server side (a state request) about any older task before running it.
+   */
+  truncated: Type.Optional(Type.Boolean()),
 }, { $id: 'CancelledReply', title: 'cancelled-tasks reply' });
 export type CancelledReply = Static<typeof CancelledReplySchema>;
-export const MAX_CANCELLED_LISTED = 10_000;
 
 /**
- * Server → every endpoint manager, on the control fanout: a task was cancelled. An endpoint listed in
- * `rounds` skips that round of the task from now on and aborts its handler if one is running.
+ * Server → every endpoint manager, on the control fanout: a task was cancelled, or retried while a round
+ * had not finished. An endpoint listed in `rounds` skips that round of the task (and any older one) from
+ * now on and aborts its handler if one is running.
  */
 export const ControlMessageSchema = Type.Object({
   kind: Type.Literal('cancel'),

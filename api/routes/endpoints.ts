@@ -12,7 +12,7 @@ export function addEndpointRoutes(routes: ApiRoutes, service: EndpointService, t
 
   routes.add({
     id: 'listEndpoints', method: 'get', path: '/endpoints', tag: 'endpoints', scope: 'read',
-    summary: 'The endpoints that registered, by name, with their last heartbeat', query: EndpointListQuery,
+    summary: 'The endpoints that registered, by name, with their last heartbeat and whether they wait for a server side', query: EndpointListQuery,
     answers: answers({ 200: { description: 'a page of endpoints', schema: EndpointPage } }, [400]),
   }, async (ctx, { query: q }) => {
     const page = await service.list(decodeNameCursor(q.cursor) ?? '', q.limit ?? 100);
@@ -20,7 +20,7 @@ export function addEndpointRoutes(routes: ApiRoutes, service: EndpointService, t
     ctx.body = {
       endpoints: page.items.map((e) => ({
         name: e.name, task_types: e.task_types, first_seen: e.first_seen.toISOString(), last_heartbeat: e.last_heartbeat.toISOString(),
-        alive: service.isAlive(e, now),
+        alive: service.isAlive(e, now), waiting_since: e.waiting_since?.toISOString() ?? null,
       })),
       next_cursor: page.next === null ? null : encodeCursor(page.next),
     };

@@ -1,13 +1,15 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { PresenceEvent } from '../../protocol/wire';
 import { dialectOf, exclusive } from './database';
-import { readTime, sqlTime } from './sql-values';
+import { readOptionalTime, readTime, sqlTime } from './sql-values';
 
 export interface RegisteredEndpoint {
   name: string;
   task_types: string[];
   first_seen: Date;
   last_heartbeat: Date;
+  /** Since when its deliveries wait for a server side that does not answer, as its latest heartbeat said. */
+  waiting_since: Date | null;
 }
 
 /**
@@ -26,31 +28,37 @@ export class EndpointRegistry {
    * counts from when it was sent (it may have waited in the queue), but never from the future.
    */
   async record(em: EntityManager, events: PresenceEvent[], now: Date): Promise<void> {
-    const latest = new Map<string, { type: string; name: string; time: number }>();
+    const latest = new Map<string, { type: string; name: string; time: number; waiting: string | null }>();
     for (const e of events) {
       const time = Math.min(Date.parse(e.time), now.getTime());
       for (const type of new Set(e.task_types)) {
         const key = `${type}\u0000${e.endpoint}`;
-        if ((latest.get(key)?.time ?? -Infinity) < time) latest.set(key, { type, name: e.endpoint, time });
+        if ((latest.get(key)?.time ?? -Infinity) < time) {
+          latest.set(key, { type, name: e.endpoint, time, waiting: e.waiting_since === undefined ? null : sqlTime(new Date(e.waiting_since)) });
+        }
       }
     }
     if (latest.size === 0) return;
     // One order for every writer, so that two collectors never deadlock on these rows.
     const rows = [...latest.values()].sort((a, b) => (a.type === b.type ? (a.name < b.name ? -1 : 1) : (a.type < b.type ? -1 : 1)));
+    // `waiting_since` as the newest heartbeat says (assigned before last_heartbeat: MySQL reads updated columns).
     const upsert = this.mysql
-      ? 'ON DUPLICATE KEY UPDATE last_heartbeat = GREATEST(last_heartbeat, VALUES(last_heartbeat))'
-      : 'ON CONFLICT (task_type, name) DO UPDATE SET last_heartbeat = MAX(last_heartbeat, excluded.last_heartbeat)';
-    await em.query(`INSERT INTO endpoint (task_type, name, first_seen, last_heartbeat) VALUES ${rows.map(() => '(?, ?, ?, ?)').join(', ')} ${upsert}`,
-      rows.flatMap((r) => [r.type, r.name, sqlTime(new Date(r.time)), sqlTime(new Date(r.time))]));
+      ? `ON DUPLICATE KEY UPDATE waiting_since = IF(VALUES(last_heartbeat) >= last_heartbeat, VALUES(waiting_since), waiting_since),
+         last_heartbeat = GREATEST(last_heartbeat, VALUES(last_heartbeat))`
+      : `ON CONFLICT (task_type, name) DO UPDATE SET
+         waiting_since = CASE WHEN excluded.last_heartbeat >= last_heartbeat THEN excluded.waiting_since ELSE waiting_since END,
+         last_heartbeat = MAX(last_heartbeat, excluded.last_heartbeat)`;
+    await em.query(`INSERT INTO endpoint (task_type, name, first_seen, last_heartbeat, waiting_since) VALUES ${rows.map(() => '(?, ?, ?, ?, ?)').join(', ')} ${upsert}`,
+      rows.flatMap((r) => [r.type, r.name, sqlTime(new Date(r.time)), sqlTime(new Date(r.time)), r.waiting]));
   }
 
   private async select(where: string, params: unknown[], limit: number): Promise<RegisteredEndpoint[]> {
     const rows: Record<string, unknown>[] = await exclusive(this.ds, () => this.ds.query(
-      `SELECT name, MIN(first_seen) AS first_seen, MAX(last_heartbeat) AS last_heartbeat, GROUP_CONCAT(task_type) AS task_types
+      `SELECT name, MIN(first_seen) AS first_seen, MAX(last_heartbeat) AS last_heartbeat, MAX(waiting_since) AS waiting_since, GROUP_CONCAT(task_type) AS task_types
        FROM endpoint WHERE ${where} GROUP BY name ORDER BY name LIMIT ${Math.floor(limit)}`, params));
     return rows.map((r) => ({
       name: String(r.name), task_types: String(r.task_types).split(',').sort(),
-      first_seen: readTime(r.first_seen), last_heartbeat: readTime(r.last_heartbeat),
+      first_seen: readTime(r.first_seen), last_heartbeat: readTime(r.last_heartbeat), waiting_since: readOptionalTime(r.waiting_since ?? null),
     }));
   }
 

@@ -1,5 +1,5 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { ConflictError, InvalidRequestError, NotFoundError } from '../../lib/errors';
+import { ConflictError, EndpointPendingError, InvalidRequestError, NotFoundError } from '../../lib/errors';
 import type { Completion, LockedRow } from './completion';
 import { isDuplicateKey, transaction } from './database';
 import type { Task } from './entities/task';
@@ -16,6 +16,11 @@ export interface RetryOutcome {
   retried: string[];
   /** What to publish (empty when this is a repeat of a request with the same Idempotency-Key). */
   sends: SendTargets[];
+  /**
+   * Endpoint → the round this retry superseded, where that round may still wait in the endpoint's queue (it
+   * never finished): told with a cancel control message, so that the endpoint never starts it.
+   */
+  superseded: Record<string, number>;
 }
 
 export interface CancelOutcome {
@@ -61,6 +66,22 @@ export class TaskOperations {
   }
 
   /**
+   * A retry starts a round only once the current one cannot run any more: never beside a running handler
+   * (`endpoint_running`), nor while the current round was sent (or is being sent) to an endpoint that has
+   * not finished it on a task still open (`endpoint_pending`), where its handler may be running before
+   * any receipt says so. Checked under the task's lock, so concurrent retries start one round between them.
+   */
+  private refuseUnfinished(chosen: LockedRow[], status: Task['status']): void {
+    const running = chosen.filter((r) => r.state === 'running');
+    if (running.length > 0) {
+      throw new ConflictError('endpoint_running', `endpoints still running the task: ${running.map((r) => r.endpoint).join(', ')}`);
+    }
+    const open = status === 'CREATED' || status === 'SENT';
+    const pending = open ? chosen.filter((r) => r.state === 'pending') : [];
+    if (pending.length > 0) throw new EndpointPendingError(pending.map((r) => r.endpoint));
+  }
+
+  /**
    * Sends the task again to the selected endpoints, each starting a new round (its previous result stays in
    * the history); the task goes back to CREATED until the broker confirms the send, then SENT, and ends
    * again by the usual rules. A rollout's retried endpoints are queued and go through its slots like the
@@ -74,20 +95,21 @@ export class TaskOperations {
     let outcome: RetryOutcome;
     try {
       outcome = await transaction(this.ds, async (em) => {
+        // The key is read under the task's lock: a concurrent request with the same key waits for the first
+        // one's commit and then replays its answer, instead of judging the rows that request changed.
+        const { locked, t, rows } = await this.locked(em, task, now);
         if (idempotencyKey !== null) {
           const seen: { response: unknown }[] = await em.query(
             'SELECT response FROM request_key WHERE scope = ? AND idempotency_key = ?', [scope, idempotencyKey]);
-          if (seen.length > 0) return { task, retried: readJson<{ retried: string[] }>(seen[0].response).retried, sends: [] };
+          if (seen.length > 0) return { task, retried: readJson<{ retried: string[] }>(seen[0].response).retried, sends: [], superseded: {} };
         }
-        const { locked, t, rows } = await this.locked(em, task, now);
         const chosen = this.select(selector, rows, t.status === 'INCOMPLETE');
-        const running = chosen.filter((r) => r.state === 'running');
-        if (running.length > 0) {
-          throw new ConflictError('endpoint_running', `endpoints still running the task: ${running.map((r) => r.endpoint).join(', ')}`);
-        }
+        this.refuseUnfinished(chosen, t.status);
         if (chosen.length === 0) {
           throw new ConflictError('nothing_to_retry', `no endpoint of the task is ${typeof selector === 'string' ? selector : 'selected'}`);
         }
+        const superseded: Record<string, number> = {};
+        for (const row of chosen) if (row.status !== 1 && row.state !== 'queued' && row.state !== 'skipped') superseded[row.endpoint] = row.round;
         for (const row of chosen) {
           const previous = { state: row.state, round: row.round, attempts: row.attempts, errnr: row.status === 1 ? row.errnr : null, errmsg: row.errmsg, payload: readJson(row.payload) };
           if (row.status !== null) t.received--;
@@ -119,11 +141,11 @@ export class TaskOperations {
         }
         const fresh = await this.tasks.findIn(em, task.id) as Task;
         if (t.rollout) {
-          return { task: fresh, retried, sends: locked.sends.map((s): SendTargets => ({ task: fresh, round: s.round, endpoints: s.endpoints, decided: true })) };
+          return { task: fresh, retried, superseded, sends: locked.sends.map((s): SendTargets => ({ task: fresh, round: s.round, endpoints: s.endpoints, decided: true })) };
         }
         const byRound = new Map<number, string[]>();
         for (const r of chosen) byRound.set(r.round, [...byRound.get(r.round) ?? [], r.endpoint]);
-        return { task: fresh, retried, sends: [...byRound].map(([round, endpoints]) => ({ task: fresh, round, endpoints })) };
+        return { task: fresh, retried, superseded, sends: [...byRound].map(([round, endpoints]) => ({ task: fresh, round, endpoints })) };
       });
     } catch (err) {
       // The same key at the same moment from elsewhere: that one did it; this is its repeat.

@@ -105,9 +105,14 @@ export class ResponseStore {
     return out;
   }
 
-  /** The endpoint's cancelled rows (the tasks it must skip), newest first. */
+  /**
+   * What the endpoint must not run, newest task first: each task's cancelled round, or, for a task retried
+   * while its previous round never finished (that copy may still wait in the endpoint's queue), the round
+   * before the current one. An entry (task, round) stands for every round up to `round`.
+   */
   async cancelledFor(endpoint: string, limit: number): Promise<{ task_id: number; round: number }[]> {
-    const rows = await this.query(`SELECT task_id, round FROM task_response WHERE endpoint = ? AND state = 'cancelled'
+    const rows = await this.query(`SELECT task_id, CASE WHEN state = 'cancelled' THEN round ELSE round - 1 END AS round FROM task_response
+      WHERE endpoint = ? AND state IN ('cancelled', 'pending', 'missing') AND (state = 'cancelled' OR round > 0)
       ORDER BY task_id DESC LIMIT ${Math.floor(limit)}`, [endpoint]);
     return rows.map((r) => ({ task_id: readId(r.task_id), round: Number(r.round) }));
   }

@@ -57,12 +57,16 @@ class Endpoint:
         self.rpc.basic_consume(REPLY_TO, self.on_reply, auto_ack=True)
         # Cancels: an exclusive queue on the control fanout first, then the list of what was cancelled
         # while this endpoint was away; no task runs before both.
-        self.cancelled = set()
+        # task id -> the highest round not to run (cancelled or superseded): it stands for every round up to it.
+        self.dead = {}
         control = self.rpc.queue_declare("", exclusive=True, auto_delete=True).method.queue
         self.rpc.queue_bind(control, f'{e["prefix"]}.control')
         self.rpc.basic_consume(control, self.on_control, auto_ack=True)
-        for c in self.request({"kind": "cancelled", "endpoint": e["endpoint"]})["cancelled"]:
-            self.cancelled.add((c["task_id"], c["round"]))
+        listed = self.request({"kind": "cancelled", "endpoint": e["endpoint"]})
+        for c in listed["cancelled"]:
+            self.mark_dead(c["task_id"], c["round"])
+        # A cut list is complete only from its oldest task on: older deliveries are asked about first.
+        self.complete_from = min((c["task_id"] for c in listed["cancelled"]), default=2 ** 63) if listed.get("truncated") else 0
         self.queue = f'{e["prefix"]}.{e["task_type"]}.{e["endpoint"]}'
         # The same arguments as every other declaration of this queue.
         self.channel.queue_declare(self.queue, durable=True, arguments={
@@ -79,10 +83,13 @@ class Endpoint:
     def on_reply(self, _ch, _method, props, body):
         self.replies[props.correlation_id] = json.loads(body)
 
+    def mark_dead(self, task_id, round_):
+        self.dead[task_id] = max(round_, self.dead.get(task_id, -1))
+
     def on_control(self, _ch, _method, _props, body):
         msg = json.loads(body)
         if msg.get("kind") == "cancel" and ENV["endpoint"] in msg["rounds"]:
-            self.cancelled.add((msg["task_id"], msg["rounds"][ENV["endpoint"]]))
+            self.mark_dead(msg["task_id"], msg["rounds"][ENV["endpoint"]])
 
     def ask_state(self, task, redelivered, resent):
         """Asks the server side what to do with a copy that may have run before; waits for the answer."""
@@ -116,14 +123,20 @@ class Endpoint:
             return
         resent = bool((props.headers or {}).get("x-tasker-resent"))
         round_ = task.get("round", 0)
-        if (task["id"], round_) in self.cancelled:
+        if round_ <= self.dead.get(task["id"], -1):
             self.channel.basic_ack(method.delivery_tag)
             log("task cancelled; skipped", task_id=task["id"])
             return
+        if round_ > 0:
+            self.mark_dead(task["id"], round_ - 1)  # older rounds are superseded
         attempt = 1
-        if method.redelivered or resent:
+        # A later round may have been superseded or cancelled meanwhile, and a task older than the cut list
+        # may have been cancelled: the server side decides, as for a copy that may have run before.
+        if method.redelivered or resent or round_ > 0 or task["id"] < self.complete_from:
             reply = self.ask_state(task, method.redelivered, resent)
             log("state reply", task_id=task["id"], action=reply["action"])
+            if reply["action"] == "cancelled":
+                self.mark_dead(task["id"], round_)
             if reply["action"] in ("finished", "cancelled"):
                 self.channel.basic_ack(method.delivery_tag)
                 return

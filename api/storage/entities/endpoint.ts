@@ -7,6 +7,7 @@ export interface Endpoint {
   name: string;
   first_seen: Date;
   last_heartbeat: Date;
+  waiting_since: Date | null;
 }
 
 export const EndpointEntity = new EntitySchema<Endpoint>({
@@ -18,5 +19,6 @@ export const EndpointEntity = new EntitySchema<Endpoint>({
     name: { type: String, length: 64 },
     first_seen: { type: 'datetime', precision: 3 },
     last_heartbeat: { type: 'datetime', precision: 3 },
+    waiting_since: { type: 'datetime', precision: 3, nullable: true },
   },
 });
