@@ -1,8 +1,11 @@
 import { EntitySchema } from 'typeorm';
 
+import type { EventKind } from '../../lifecycle/states';
+
+export { EVENT_KINDS } from '../../lifecycle/states';
+export type { EventKind } from '../../lifecycle/states';
+
 /** Every change of a task, in order: the history that GET …/events answers and streams. */
-export const EVENT_KINDS = ['created', 'sent', 'received', 'finished', 'incomplete', 'done', 'retried', 'cancelled', 'missing', 'skipped', 'stopped'] as const;
-export type EventKind = (typeof EVENT_KINDS)[number];
 
 export interface TaskEvent {
   id: number;

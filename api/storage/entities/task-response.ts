@@ -1,22 +1,10 @@
 import { EntitySchema } from 'typeorm';
 
-/**
- * An expected endpoint's part of a task, from the task's creation on. `state` is the one vocabulary of
- * the API: `pending` (sent, nothing heard; shown as `missing` once the task is INCOMPLETE),
- * `running` (receipt), `succeeded` / `failed` (finished), `cancelled` (the task was cancelled before the
- * endpoint was heard from). A rollout adds `queued` (not sent yet: waiting for a slot), `skipped` (never
- * sent: the rollout stopped, or was cancelled, before its turn) and a stored `missing` (sent, and not heard
- * from within `wait_for_endpoints_timeout` of its send). `status` keeps the original's values: null (not
- * heard), 0 received, 1 finished.
- */
-export const RESPONSE_STATES = ['queued', 'pending', 'running', 'succeeded', 'failed', 'missing', 'skipped', 'cancelled'] as const;
-export type ResponseState = (typeof RESPONSE_STATES)[number];
-/** `missing` is also shown for a pending endpoint of an INCOMPLETE task. */
-export type ShownState = ResponseState;
-export const SHOWN_STATES: readonly ShownState[] = ['queued', 'pending', 'running', 'succeeded', 'failed', 'missing', 'skipped', 'cancelled'];
+import type { EndpointState } from '../../lifecycle/states';
 
-export const RESPONSE_RECEIVED = 0;
-export const RESPONSE_FINISHED = 1;
+export { ENDPOINT_STATES as RESPONSE_STATES, SHOWN_STATES } from '../../lifecycle/states';
+export type { EndpointState as ResponseState, ShownState } from '../../lifecycle/states';
+type ResponseState = EndpointState;
 
 export interface TaskResponse {
   id: number;

@@ -1,12 +1,9 @@
 import { EntitySchema } from 'typeorm';
 
-export const TASK_STATUSES = ['CREATED', 'SENT', 'DONE', 'INCOMPLETE', 'CANCELLED', 'STOPPED'] as const;
-export type TaskStatus = (typeof TASK_STATUSES)[number];
-/**
- * A task in one of these has ended; a late response may still turn INCOMPLETE into DONE. STOPPED: a
- * rollout whose error budget ran out, once the endpoints it had sent the task to were done.
- */
-export const ENDED_STATUSES: readonly TaskStatus[] = ['DONE', 'INCOMPLETE', 'CANCELLED', 'STOPPED'];
+import type { TaskStatus } from '../../lifecycle/states';
+
+export { ENDED_STATUSES, TASK_STATUSES } from '../../lifecycle/states';
+export type { TaskStatus } from '../../lifecycle/states';
 
 /** A size or a share of the expected endpoints, as the client asked for it: 3 or "10%". */
 export type RolloutAmount = number | string;
