@@ -154,6 +154,21 @@ export function enter(target: { status?: string; state?: string }, to: string, e
   return found.event;
 }
 
+/**
+ * For a statement that moves many rows at once: the quoted `to`, once the table allows each of `froms`
+ * → `to` (by `event`, if given); otherwise IllegalTransitionError, before anything is written.
+ */
+export function sqlEnter(froms: readonly TaskStatus[], to: TaskStatus, event?: EventKind): string;
+export function sqlEnter(froms: readonly EndpointState[], to: EndpointState, event?: EventKind): string;
+export function sqlEnter(froms: readonly string[], to: string, event?: EventKind): string {
+  for (const from of froms) {
+    if (!tableOf(to).some((t) => t.from === from && t.to === to && (event === undefined || t.event === event))) {
+      throw new IllegalTransitionError(isTaskStatus(to) ? 'status' : 'state', from, to, event);
+    }
+  }
+  return sqlWord(to as TaskStatus);
+}
+
 /** The events that end a task (a late response may still follow INCOMPLETE's with DONE's). */
 export const ENDING_EVENTS: readonly EventKind[] = Object.freeze(
   [...new Set(TASK_TRANSITIONS.filter((t) => ENDED_STATUSES.includes(t.to)).map((t) => t.event))]);

@@ -1,6 +1,6 @@
 import { EntitySchema } from 'typeorm';
 
-import type { EndpointState } from '../../lifecycle/states';
+import { ENDPOINT_STATE, EndpointState } from '../../lifecycle/states';
 
 export { ENDPOINT_STATES as RESPONSE_STATES, SHOWN_STATES } from '../../lifecycle/states';
 export type { EndpointState as ResponseState, ShownState } from '../../lifecycle/states';
@@ -32,7 +32,7 @@ export const TaskResponseEntity = new EntitySchema<TaskResponse>({
     id: { type: 'bigint', primary: true, generated: 'increment' },
     task_id: { type: 'bigint' },
     endpoint: { type: String, length: 64 },
-    state: { type: String, length: 16, default: 'pending' },
+    state: { type: String, length: 16, default: ENDPOINT_STATE.PENDING },
     round: { type: Number, default: 0 },
     status: { type: Number, nullable: true },
     errnr: { type: Number, default: 0 },
