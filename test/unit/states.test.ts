@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import Database from 'better-sqlite3';
 import {
   allows, ENDED_STATUSES, ENDING_EVENTS, ENDPOINT_STATE, ENDPOINT_STATES, ENDPOINT_TRANSITIONS, enter, EVENT, LIVE_STATUSES,
@@ -6,6 +8,7 @@ import {
 } from '../../api/lifecycle/states';
 import type { EndpointState, TaskStatus, Transition } from '../../api/lifecycle/states';
 import { IllegalTransitionError } from '../../lib/errors';
+import { currentBlock, endpointDiagram, replaceBlock, statesBlock, taskDiagram } from '../../api/lifecycle/diagram';
 
 const line = (t: Transition<string>): string => `${t.from ?? '*'} -> ${t.to} (${t.event})`;
 
@@ -125,5 +128,31 @@ describe('the derived state', function () {
     assert.equal(sqlWord(ENDPOINT_STATE.PENDING), `'pending'`);
     assert.throws(() => sqlWord(`x' OR '1` as TaskStatus));
     assert.throws(() => sqlIn([]));
+  });
+});
+
+describe('the state diagrams', function () {
+  it('draw every transition of the table, with its event', function () {
+    const check = (diagram: string, table: readonly Transition<string>[]): void => {
+      for (const t of table) {
+        const arrow = diagram.split('\n').find((l) => l.trim().startsWith(`${t.from ?? '[*]'} --> ${t.to}:`));
+        assert.ok(arrow?.includes(t.event), `${line(t)} in\n${diagram}`);
+      }
+    };
+    check(taskDiagram(), TASK_TRANSITIONS);
+    check(endpointDiagram(), ENDPOINT_TRANSITIONS);
+    assert.match(endpointDiagram(), /note right of pending: shown missing once the task is INCOMPLETE/);
+  });
+
+  it('are in the README as the table draws them (npm run docs:states)', function () {
+    const readme = readFileSync(path.resolve(__dirname, '..', '..', '..', 'README.md'), 'utf8');
+    assert.equal(currentBlock(readme), statesBlock(), 'the README\'s state diagrams differ from the table: run npm run docs:states');
+  });
+
+  it('replace only the block between the markers', function () {
+    const block = statesBlock();
+    const text = `before\n${block.replace('CREATED --> SENT', 'CREATED --> GONE')}\nafter\n`;
+    assert.equal(replaceBlock(text, block), `before\n${block}\nafter\n`);
+    assert.throws(() => replaceBlock('no markers', block));
   });
 });
