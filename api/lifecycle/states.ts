@@ -145,8 +145,10 @@ export function allows(from: string | null, to: string, event?: EventKind): bool
  */
 export function enter(task: { status: TaskStatus }, to: TaskStatus, event?: EventKind): EventKind;
 export function enter(row: { state: EndpointState }, to: EndpointState, event?: EventKind): EventKind;
-export function enter(target: { status?: string; state?: string }, to: string, event?: EventKind): EventKind {
-  const field = 'status' in target ? 'status' : 'state';
+export function enter(target: { status?: unknown; state?: string }, to: string, event?: EventKind): EventKind {
+  // A response row has a `status` too (the original's 0/1): its state is `state`; a task has no `state`.
+  const field = isTaskStatus(to) ? 'status' : 'state';
+  if (!(field in target)) throw new IllegalTransitionError(field, 'absent', to, event);
   const from = target[field] ?? null;
   const found = tableOf(to).find((t) => t.from === from && t.to === to && (event === undefined || t.event === event));
   if (!found) throw new IllegalTransitionError(field, String(from), to, event);

@@ -62,9 +62,14 @@ describe('the state table', function () {
     assert.equal(enter(task, TASK_STATUS.DONE), EVENT.DONE);
     assert.throws(() => enter(task, TASK_STATUS.CANCELLED), (e: unknown) => e instanceof IllegalTransitionError && e.code === 'illegal_transition');
     assert.equal(task.status, TASK_STATUS.DONE, 'unchanged by a refused transition');
-    const row = { state: ENDPOINT_STATE.QUEUED as EndpointState };
+    // A response row has the original's `status` (null, 0, 1) besides its state: the state is what moves.
+    const row = { state: ENDPOINT_STATE.QUEUED as EndpointState, status: null };
     assert.equal(enter(row, ENDPOINT_STATE.SKIPPED, EVENT.CANCELLED), EVENT.CANCELLED);
+    assert.deepEqual(row, { state: ENDPOINT_STATE.SKIPPED, status: null });
     assert.throws(() => enter(row, ENDPOINT_STATE.RUNNING), IllegalTransitionError);
+    const received = { state: ENDPOINT_STATE.PENDING as EndpointState, status: null };
+    assert.equal(enter(received, ENDPOINT_STATE.RUNNING), EVENT.RECEIVED);
+    assert.equal(received.state, ENDPOINT_STATE.RUNNING);
   });
 
   it('splits the statuses into ended and live, and knows the events that end a task', function () {
