@@ -3,7 +3,7 @@ import { BrokerUnavailableError } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 import type { PublishTaskOptions, ServerTransport } from '../protocol/server-transport';
 import type { TaskMessage } from '../protocol/wire';
-import type { Task } from './storage/entities/task';
+import type { Task } from './storage/rows';
 import { allows, EVENT, TASK_STATUS } from './lifecycle/states';
 import type { RolloutSend } from './storage/completion';
 import { firstTargets, SendTargets, TaskStore } from './storage/task-store';

@@ -1,4 +1,4 @@
-import type { Rollout, RolloutAmount } from './storage/entities/task';
+import type { Rollout, RolloutAmount } from './storage/rows';
 import { ENDPOINT_STATE, EndpointState } from './lifecycle/states';
 
 /** `"10%"`: a share of the expected endpoints. */

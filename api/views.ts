@@ -1,6 +1,6 @@
 import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_HANDLER_TIMEOUT } from '../protocol/wire';
-import type { Task } from './storage/entities/task';
-import type { ResponseState, ShownState, TaskResponse } from './storage/entities/task-response';
+import type { Task, TaskResponse } from './storage/rows';
+import type { EndpointState as ResponseState, ShownState } from './lifecycle/states';
 import type { StoredEvent } from './storage/history';
 import { ENDPOINT_STATE, shownState } from './lifecycle/states';
 import { rolloutView } from './rollout';

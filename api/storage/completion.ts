@@ -3,7 +3,7 @@ import type { TaskDone } from '../metrics';
 import type { ResponseEvent } from '../../protocol/wire';
 import { ERRNR_ATTEMPTS_EXHAUSTED } from '../../protocol/wire';
 import { dialectOf, transaction } from './database';
-import type { Rollout } from './entities/task';
+import type { Rollout } from './rows';
 import {
   allows, ENDPOINT_STATE, enter, EVENT, EndpointState as ResponseState, LIVE_STATUSES, RESPONSE_STATUS, sqlEnter, sqlWord, TASK_STATUS, TaskStatus,
 } from '../lifecycle/states';

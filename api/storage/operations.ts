@@ -2,7 +2,7 @@ import type { DataSource, EntityManager } from 'typeorm';
 import { ConflictError, InvalidRequestError, NotFoundError } from '../../lib/errors';
 import type { Completion, LockedRow } from './completion';
 import { isDuplicateKey, transaction } from './database';
-import type { Task } from './entities/task';
+import type { Task } from './rows';
 import { ENDPOINT_STATE, EndpointState, enter, EVENT, RESPONSE_STATUS, shownState, TASK_STATUS, TaskStatus } from '../lifecycle/states';
 import type { Announce, History, StoredEvent } from './history';
 import { readJson, sqlTime } from './sql-values';

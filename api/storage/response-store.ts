@@ -1,8 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { exclusive } from './database';
-import type { TaskStatus } from './entities/task';
-import type { ResponseState, ShownState, TaskResponse } from './entities/task-response';
-import { ENDPOINT_STATE, sqlIn, sqlShownIs, sqlWord, storedStatesFor } from '../lifecycle/states';
+import type { EndpointResponse, TaskResponse } from './rows';
+import { ENDPOINT_STATE, EndpointState as ResponseState, ShownState, sqlIn, sqlShownIs, sqlWord, storedStatesFor, TaskStatus } from '../lifecycle/states';
 import { readId, readJson, readOptionalTime, readTime } from './sql-values';
 
 const COLUMNS = 'r.id, r.task_id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time, r.last_modified_time';
@@ -25,12 +24,7 @@ export function hydrateResponse(r: Record<string, unknown>): TaskResponse {
   };
 }
 
-/** A response with the task it belongs to, for lists across tasks. */
-export interface EndpointResponse extends TaskResponse {
-  type: string;
-  identifier: string;
-  task_status: TaskStatus;
-}
+export type { EndpointResponse } from './rows';
 
 /**
  * The stored state `pending` stands for both `pending` and `missing` (a pending endpoint of an

@@ -1,8 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { exclusive } from './database';
-import type { Task, TaskStatus } from './entities/task';
-import type { ShownState } from './entities/task-response';
-import { EndpointState, storedForms } from '../lifecycle/states';
+import type { Task } from './rows';
+import { EndpointState, ShownState, storedForms, TaskStatus } from '../lifecycle/states';
 import { readId, sqlTime } from './sql-values';
 import { hydrateTask, taskColumns } from './task-store';
 

@@ -1,6 +1,6 @@
 import { DataSource, EntityManager } from 'typeorm';
-import { Rollout, Task, TaskStatus } from './entities/task';
-import { ENDPOINT_STATE, EndpointState, EVENT, sqlEnter, sqlIn, sqlWord, TASK_STATUS } from '../lifecycle/states';
+import type { Rollout, Task } from './rows';
+import { ENDPOINT_STATE, EndpointState, EVENT, sqlEnter, sqlIn, sqlWord, TASK_STATUS, TaskStatus } from '../lifecycle/states';
 import { dialectOf, exclusive, insertRows, isDuplicateKey, transaction } from './database';
 import type { Announce, History, NewEvent, StoredEvent } from './history';
 import { readId, readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
