@@ -92,3 +92,10 @@ export class IllegalTransitionError extends TaskerError {
     super('illegal_transition', 500, `${field} ${from} → ${to}${event ? ` (${event})` : ''} is not an allowed transition`);
   }
 }
+
+/** A wait bounded by `withDeadline` (lib/retry.ts) that did not end in time. */
+export class DeadlineError extends TaskerError {
+  constructor(readonly what: string, readonly ms: number) {
+    super('deadline_exceeded', 503, `${what}: no outcome within ${ms} ms`);
+  }
+}
