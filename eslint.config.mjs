@@ -39,8 +39,9 @@ export default tseslint.config(
       'no-restricted-syntax': ['error',
         // A string that is a state word; not a type (`'failed' | …` of a union) nor a wire protocol's `action`.
         { selector: `Literal[value=/^(${STATE_WORDS})$/]:not(TSLiteralType > Literal):not(Property[key.name="action"] > Literal)`, message: STATE_MESSAGE },
-        // A state word quoted inside a template string: SQL.
+        // A state word quoted inside a template or a plain string: SQL.
         { selector: `TemplateElement[value.raw=/'(${STATE_WORDS})'/]`, message: STATE_MESSAGE },
+        { selector: `Literal[value=/'(${STATE_WORDS})'/]`, message: STATE_MESSAGE },
       ],
     },
   },
