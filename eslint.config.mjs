@@ -1,6 +1,18 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/**
+ * The words of the life of a task (api/lifecycle/states.ts): task statuses, endpoint states, history
+ * events. Outside that module the server side names them by its constants, never as literals, whether a
+ * whole string or quoted inside SQL.
+ */
+const STATE_WORDS = [
+  'CREATED', 'SENT', 'DONE', 'INCOMPLETE', 'CANCELLED', 'STOPPED',
+  'queued', 'pending', 'running', 'succeeded', 'failed', 'missing', 'skipped', 'cancelled',
+  'created', 'sent', 'received', 'finished', 'incomplete', 'done', 'retried', 'stopped',
+].join('|');
+const STATE_MESSAGE = 'A task status, endpoint state or event is named by its constant of api/lifecycle/states.ts (and quoted into SQL with sqlWord/sqlIn).';
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'var/', 'ecosystem.config.js'] },
   js.configs.recommended,
@@ -19,6 +31,19 @@ export default tseslint.config(
   {
     files: ['config/loader.ts', 'scripts/**/*.ts', 'cli/tasker.ts', 'test/**/*.ts', 'bench/**/*.ts'],
     rules: { 'no-restricted-properties': 'off' },
+  },
+  {
+    files: ['api/**/*.ts', 'scripts/**/*.ts'],
+    ignores: ['api/lifecycle/states.ts', 'api/storage/migrations/**'],
+    rules: {
+      'no-restricted-syntax': ['error',
+        // A string that is a state word; not a type (`'failed' | …` of a union) nor a wire protocol's `action`.
+        { selector: `Literal[value=/^(${STATE_WORDS})$/]:not(TSLiteralType > Literal):not(Property[key.name="action"] > Literal)`, message: STATE_MESSAGE },
+        // A state word quoted inside a template or a plain string: SQL.
+        { selector: `TemplateElement[value.raw=/'(${STATE_WORDS})'/]`, message: STATE_MESSAGE },
+        { selector: `Literal[value=/'(${STATE_WORDS})'/]`, message: STATE_MESSAGE },
+      ],
+    },
   },
   {
     // The dashboard: plain ES modules that run in the browser, served as they are (no build step).

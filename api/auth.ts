@@ -1,7 +1,7 @@
 import type { Context } from 'koa';
 import { ForbiddenError, UnauthorizedError } from '../lib/errors';
 import { guardDb } from './storage/database';
-import type { ApiToken } from './storage/entities/api-token';
+import type { ApiToken } from './storage/rows';
 import type { TokenStore } from './storage/token-store';
 import { parseToken, secretMatches } from './tokens';
 

@@ -1,7 +1,7 @@
 import { NotFoundError } from '../lib/errors';
 import { guardDb } from './storage/database';
 import type { EndpointRegistry, RegisteredEndpoint } from './storage/endpoint-registry';
-import type { ShownState } from './storage/entities/task-response';
+import type { ShownState } from './lifecycle/states';
 import type { EndpointResponse, ResponseStore } from './storage/response-store';
 import type { TaskQueries } from './storage/task-queries';
 import type { Page } from './task-service';

@@ -1,4 +1,6 @@
 import type { DataSource } from 'typeorm';
+import { DeadlineError } from '../lib/errors';
+import { withDeadline } from '../lib/retry';
 import { exclusive, isTransientDbError } from './storage/database';
 
 /** How long the database may take to answer a readiness check before it counts as down. */
@@ -10,15 +12,6 @@ export interface Readiness {
   checks: Record<string, string>;
 }
 
-class Timeout extends Error {}
-
-function within<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Timeout()), ms); }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /**
  * What `/readyz` and the `tasker_database_up` gauge ask: can this process reach its database and its
@@ -62,10 +55,10 @@ export class HealthChecks {
   private async database(): Promise<string> {
     try {
       this.probe ??= exclusive(this.ds, () => this.ds.query('SELECT 1')).finally(() => { this.probe = null; });
-      await within(this.probe, this.timeoutMs);
+      await withDeadline(this.probe, this.timeoutMs, 'the database probe');
       return 'up';
     } catch (err) {
-      if (err instanceof Timeout) return `down: no answer within ${this.timeoutMs} ms`;
+      if (err instanceof DeadlineError) return `down: no answer within ${this.timeoutMs} ms`;
       return isTransientDbError(err) || !this.ds.isInitialized ? 'down: unreachable' : 'down: query failed';
     }
   }
@@ -74,14 +67,14 @@ export class HealthChecks {
     if (this.migrationsCurrent) return 'current';
     const table = this.ds.options.migrationsTableName ?? 'migrations';
     try {
-      const rows: { name: string }[] = await within(exclusive(this.ds, () => this.ds.query(`SELECT name FROM ${table}`)), this.timeoutMs);
+      const rows: { name: string }[] = await withDeadline(exclusive(this.ds, () => this.ds.query(`SELECT name FROM ${table}`)), this.timeoutMs, 'the migrations read');
       const applied = new Set(rows.map((r) => String(r.name)));
       const pending = this.ds.migrations.filter((m) => !applied.has(m.name ?? m.constructor.name)).length;
       if (pending > 0) return `down: ${pending} migration${pending === 1 ? '' : 's'} pending`;
       this.migrationsCurrent = true;
       return 'current';
     } catch (err) {
-      return err instanceof Timeout ? `unknown: no answer within ${this.timeoutMs} ms` : 'unknown: could not read the migrations';
+      return err instanceof DeadlineError ? `unknown: no answer within ${this.timeoutMs} ms` : 'unknown: could not read the migrations';
     }
   }
 }

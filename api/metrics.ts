@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, LabelValues, Registry } from 'prom-client';
 import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_HANDLER_TIMEOUT } from '../protocol/wire';
 import type { StoredEvent } from './storage/history';
+import { ENDPOINT_STATE, EVENT } from './lifecycle/states';
 
 /**
  * The server side's Prometheus metrics, on a registry of its own (never prom-client's global one), so
@@ -82,7 +83,7 @@ function fastCounter<L extends string>(config: { name: string; help: string; lab
 }
 
 export function responseOutcome(errnr: number): ResponseOutcome {
-  if (errnr === 0) return 'succeeded';
+  if (errnr === 0) return ENDPOINT_STATE.SUCCEEDED;
   if (errnr === ERRNR_HANDLER_TIMEOUT) return 'timed_out';
   if (errnr === ERRNR_ATTEMPTS_EXHAUSTED) return 'gave_up';
   return 'error';
@@ -217,13 +218,13 @@ export class Metrics {
   readonly recordEvents = (events: readonly StoredEvent[]): void => {
     for (const e of events) {
       switch (e.kind) {
-        case 'created': this.type(e.type).created.inc(); break;
-        case 'sent': this.type(e.type).sent.inc(); break;
-        case 'done': this.type(e.type).done.inc(); break;
-        case 'incomplete': this.type(e.type).incomplete.inc(); break;
-        case 'cancelled': this.type(e.type).cancelled.inc(); break;
-        case 'retried': this.type(e.type).retried.inc(); break;
-        case 'finished': {
+        case EVENT.CREATED: this.type(e.type).created.inc(); break;
+        case EVENT.SENT: this.type(e.type).sent.inc(); break;
+        case EVENT.DONE: this.type(e.type).done.inc(); break;
+        case EVENT.INCOMPLETE: this.type(e.type).incomplete.inc(); break;
+        case EVENT.CANCELLED: this.type(e.type).cancelled.inc(); break;
+        case EVENT.RETRIED: this.type(e.type).retried.inc(); break;
+        case EVENT.FINISHED: {
           const endpoints = e.detail?.endpoints as { endpoint: string; errnr?: number }[] | undefined;
           for (const ep of endpoints ?? []) this.response(e.type, ep.endpoint, responseOutcome(ep.errnr ?? 0)).inc();
           break;

@@ -2,7 +2,7 @@ import type { Logger } from '../lib/logger';
 import type { ServerTransport } from '../protocol/server-transport';
 import type { Publisher } from './publisher';
 import { guardDb } from './storage/database';
-import type { Task } from './storage/entities/task';
+import type { Task } from './storage/rows';
 import type { RetrySelector, TaskOperations } from './storage/operations';
 import type { TaskService } from './task-service';
 

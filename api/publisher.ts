@@ -3,7 +3,8 @@ import { BrokerUnavailableError } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 import type { PublishTaskOptions, ServerTransport } from '../protocol/server-transport';
 import type { TaskMessage } from '../protocol/wire';
-import type { Task } from './storage/entities/task';
+import type { Task } from './storage/rows';
+import { allows, EVENT, TASK_STATUS } from './lifecycle/states';
 import type { RolloutSend } from './storage/completion';
 import { firstTargets, SendTargets, TaskStore } from './storage/task-store';
 
@@ -76,7 +77,9 @@ export class Publisher {
         this.log.warn({ taskId: task.id, err }, 'task sent but not marked SENT');
       });
     }
-    return { ...task, status: task.status === 'CREATED' ? 'SENT' : task.status, sent_time: task.sent_time ?? at };
+    // What the confirm just recorded (TaskStore.recordSent), shown without reading it back.
+    const status = allows(task.status, TASK_STATUS.SENT, EVENT.SENT) ? TASK_STATUS.SENT : task.status;
+    return { ...task, status, sent_time: task.sent_time ?? at };
   }
 
   /**

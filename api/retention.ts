@@ -1,4 +1,5 @@
 import { RETENTION_PATTERN } from '../config/schema';
+import { sleep } from '../lib/retry';
 import type { RetentionStore } from './storage/retention-store';
 
 const UNIT_MS = { m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -10,7 +11,6 @@ export function retentionMs(text: string): number | null {
   return Number(text.slice(0, -1)) * UNIT_MS[text.slice(-1) as keyof typeof UNIT_MS];
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Removes the tasks that ended more than the retention ago, batch after batch until none is due. After

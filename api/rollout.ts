@@ -1,4 +1,5 @@
-import type { Rollout, RolloutAmount } from './storage/entities/task';
+import type { Rollout, RolloutAmount } from './storage/rows';
+import { ENDPOINT_STATE, EndpointState } from './lifecycle/states';
 
 /** `"10%"`: a share of the expected endpoints. */
 export const PERCENT_PATTERN = /^(100|[1-9]?[0-9])%$/;
@@ -50,14 +51,15 @@ export interface RolloutView {
 }
 
 /** Counts per stored state → the rollout's progress. */
-export function rolloutView(r: Rollout, expected: number, count: (state: string) => number): RolloutView {
+export function rolloutView(r: Rollout, expected: number, count: (state: EndpointState) => number): RolloutView {
+  const S = ENDPOINT_STATE;
   return {
     batch_size: r.batch_size,
     max_errors: r.max_errors,
     request: r.request,
-    sent: expected - count('queued') - count('skipped'),
-    running: count('pending') + count('running'),
-    remaining: count('queued'),
-    errors: Math.max(0, count('failed') + count('missing') - (r.errors_before ?? 0)),
+    sent: expected - count(S.QUEUED) - count(S.SKIPPED),
+    running: count(S.PENDING) + count(S.RUNNING),
+    remaining: count(S.QUEUED),
+    errors: Math.max(0, count(S.FAILED) + count(S.MISSING) - (r.errors_before ?? 0)),
   };
 }

@@ -2,9 +2,7 @@ import { Static, TSchema, Type } from '@sinclair/typebox';
 import { ERROR_KEYWORD } from '../lib/validation';
 import { SCOPE_PATTERN } from './auth';
 import { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from '../protocol/names';
-import { TASK_STATUSES } from './storage/entities/task';
-import { EVENT_KINDS } from './storage/entities/task-event';
-import { SHOWN_STATES } from './storage/entities/task-response';
+import { ENDPOINT_STATE, EVENT_KINDS, SHOWN_STATES, TASK_STATUSES } from './lifecycle/states';
 import { PERCENT_PATTERN } from './rollout';
 
 /**
@@ -60,7 +58,7 @@ export type TaskRequestBody = Static<typeof TaskRequestBody>;
 
 export const RetryBody = Type.Object({
   endpoints: Type.Union([
-    enumOf(['failed', 'missing', 'unfinished']),
+    enumOf([ENDPOINT_STATE.FAILED, ENDPOINT_STATE.MISSING, 'unfinished']),
     Type.Array(EndpointName, { minItems: 1, maxItems: MAX_ENDPOINTS }),
   ], { [ERROR_KEYWORD]: `must be failed, missing, unfinished or a list of 1 to ${MAX_ENDPOINTS} endpoint names` }),
 }, { additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object' });

@@ -4,6 +4,7 @@ import type { DataSource } from 'typeorm';
 import type { Config } from '../config/schema';
 import type { Logger } from '../lib/logger';
 import { startPeriodic } from '../lib/periodic';
+import { settlesWithin } from '../lib/retry';
 import type { ServerTransport } from '../protocol/server-transport';
 import { createApp } from './app';
 import { OPEN_ACCESS, TokenGuard } from './auth';
@@ -160,8 +161,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
         hub.closeAll();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
-        const timeout = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref());
-        await Promise.race([closed, timeout]);
+        await settlesWithin(closed, timeoutMs);
         server.closeAllConnections();
       })();
       return httpStopped;

@@ -59,6 +59,7 @@ export class StateResponder {
     }
     const refused = this.o.identity === 'per_endpoint_user' && req.endpoint !== m.userId;
     if (refused) this.log.warn({ endpoint: req.endpoint, userId: m.userId ?? null }, 'state request refused: its endpoint is not the sender');
+    // eslint-disable-next-line no-restricted-syntax -- the wire protocol's request kind (protocol/wire.ts), not a state
     if (req.kind === 'cancelled') return this.answerCancelled(m, req, refused);
     if (refused) {
       this.answer(m, req, 'refused');

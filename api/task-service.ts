@@ -4,8 +4,8 @@ import type { Reservation } from '../protocol/broker';
 import type { Publisher } from './publisher';
 import { guardDb } from './storage/database';
 import type { EndpointRegistry } from './storage/endpoint-registry';
-import { ENDED_STATUSES, Task } from './storage/entities/task';
-import type { ResponseState, ShownState, TaskResponse } from './storage/entities/task-response';
+import type { Task, TaskResponse } from './storage/rows';
+import { ENDED_STATUSES, ENDPOINT_STATE, EndpointState as ResponseState, ShownState } from './lifecycle/states';
 import type { History, StoredEvent } from './storage/history';
 import type { ResponseStore } from './storage/response-store';
 import type { TaskFilter, TaskQueries } from './storage/task-queries';
@@ -95,7 +95,7 @@ export class TaskService {
     }
     // A new task's endpoints are all pending, but for a rollout's that wait for their turn.
     const first = firstTargets(task).length;
-    const counts = new Map<ResponseState, number>([['pending', first], ...(first < task.expected_count ? [['queued', task.expected_count - first] as const] : [])]);
+    const counts = new Map<ResponseState, number>([[ENDPOINT_STATE.PENDING, first], ...(first < task.expected_count ? [[ENDPOINT_STATE.QUEUED, task.expected_count - first] as const] : [])]);
     return { task: await this.deps.publisher.send(task), created: true, counts };
   }
 

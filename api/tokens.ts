@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { ApiToken } from './storage/entities/api-token';
+import type { ApiToken } from './storage/rows';
 import type { TokenStore } from './storage/token-store';
 
 /**

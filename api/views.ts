@@ -1,7 +1,8 @@
 import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_HANDLER_TIMEOUT } from '../protocol/wire';
-import type { Task } from './storage/entities/task';
-import type { ResponseState, ShownState, TaskResponse } from './storage/entities/task-response';
+import type { Task, TaskResponse } from './storage/rows';
+import type { EndpointState as ResponseState, ShownState } from './lifecycle/states';
 import type { StoredEvent } from './storage/history';
+import { ENDPOINT_STATE, shownState } from './lifecycle/states';
 import { rolloutView } from './rollout';
 
 /**
@@ -9,19 +10,18 @@ import { rolloutView } from './rollout';
  * end_time, response counts per state, each endpoint's state).
  */
 
-/** What an endpoint's row is shown as: a pending endpoint of an INCOMPLETE task is `missing`. */
-export function shownState(state: ResponseState, task: Pick<Task, 'status'>): ShownState {
-  return state === 'pending' && task.status === 'INCOMPLETE' ? 'missing' : state;
-}
+const S = ENDPOINT_STATE;
+/** The order of the counts in a task's `responses` (that of the API since states were added one by one). */
+const COUNTED: readonly ShownState[] = [S.PENDING, S.RUNNING, S.SUCCEEDED, S.FAILED, S.MISSING, S.CANCELLED, S.QUEUED, S.SKIPPED];
 
 /** Counts per shown state, from the counts per stored state. */
 export function stateCounts(task: Pick<Task, 'status'>, counts: ReadonlyMap<ResponseState, number>): Record<ShownState, number> {
-  const n = (s: ResponseState): number => counts.get(s) ?? 0;
-  const incomplete = task.status === 'INCOMPLETE';
-  return {
-    pending: incomplete ? 0 : n('pending'), running: n('running'), succeeded: n('succeeded'), failed: n('failed'),
-    missing: (incomplete ? n('pending') : 0) + n('missing'), cancelled: n('cancelled'), queued: n('queued'), skipped: n('skipped'),
-  };
+  const shown = Object.fromEntries(COUNTED.map((s) => [s, 0])) as Record<ShownState, number>;
+  for (const [state, n] of counts) {
+    const as = shownState(state, task.status);
+    if (as in shown) shown[as] += n;
+  }
+  return shown;
 }
 
 export function countRows(rows: readonly TaskResponse[]): Map<ResponseState, number> {
@@ -43,13 +43,13 @@ export function taskView(t: Task, counts: ReadonlyMap<ResponseState, number>): R
     end_time: t.end_time?.toISOString() ?? null,
     // `failed` is both a count of the original shape and a state: the same number.
     responses: { expected: t.expected_count, received: t.received_count, finished: t.finished_count, ...stateCounts(t, counts) },
-    rollout: t.rollout ? rolloutView(t.rollout, t.expected_count, (s) => counts.get(s as ResponseState) ?? 0) : null,
+    rollout: t.rollout ? rolloutView(t.rollout, t.expected_count, (s) => counts.get(s) ?? 0) : null,
   };
 }
 
 /** Why a failed response failed: its handler timed out, it was given up on after crashes, or it reported an error. */
 function failure(r: TaskResponse): string | undefined {
-  if (r.state !== 'failed') return undefined;
+  if (r.state !== ENDPOINT_STATE.FAILED) return undefined;
   if (r.errnr === ERRNR_HANDLER_TIMEOUT) return 'timed_out';
   if (r.errnr === ERRNR_ATTEMPTS_EXHAUSTED) return 'gave_up';
   return 'error';
@@ -61,7 +61,7 @@ export function responseView(r: TaskResponse, task: Pick<Task, 'status'>): Recor
     id: r.id,
     task_id: r.task_id,
     endpoint: r.endpoint,
-    state: shownState(r.state, task),
+    state: shownState(r.state, task.status),
     ...(why ? { failure: why } : {}),
     round: r.round,
     status: r.status,

@@ -3,9 +3,10 @@ import type { IncomingMessage } from '../protocol/broker';
 import type { ServerTransport } from '../protocol/server-transport';
 import { decodeNotice, NoticeTask } from '../protocol/wire';
 import type { History, StoredEvent } from './storage/history';
+import { ENDING_EVENTS } from './lifecycle/states';
 
 /** Events that end a task (for waiting clients: a late response may still turn INCOMPLETE into DONE). */
-const ENDING = new Set(['done', 'incomplete', 'cancelled', 'stopped']);
+const ENDING = new Set<string>(ENDING_EVENTS);
 /** A comment line on every open stream this often, so that proxies and clients keep the connection. */
 const KEEP_ALIVE_MS = 15_000;
 /** Events read per catch-up query of a task's streams. */

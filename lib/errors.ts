@@ -92,3 +92,20 @@ export class UnauthorizedError extends TaskerError {
 export class ForbiddenError extends TaskerError {
   constructor(scope: string) { super('forbidden', 403, `this token lacks the scope '${scope}'`); }
 }
+
+/**
+ * A writer tried a change of a task's status or an endpoint's state that the state table
+ * (api/lifecycle/states.ts) does not allow: a defect, refused rather than stored.
+ */
+export class IllegalTransitionError extends TaskerError {
+  constructor(field: string, from: string, to: string, event?: string) {
+    super('illegal_transition', 500, `${field} ${from} → ${to}${event ? ` (${event})` : ''} is not an allowed transition`);
+  }
+}
+
+/** A wait bounded by `withDeadline` (lib/retry.ts) that did not end in time. */
+export class DeadlineError extends TaskerError {
+  constructor(readonly what: string, readonly ms: number) {
+    super('deadline_exceeded', 503, `${what}: no outcome within ${ms} ms`);
+  }
+}

@@ -1,3 +1,5 @@
+import { settlesWithin } from './retry';
+
 /** Work under way that a shutdown waits for, up to a deadline. */
 export class InFlight {
   private readonly work = new Set<Promise<unknown>>();
@@ -13,11 +15,7 @@ export class InFlight {
   }
 
   /** Resolves once everything tracked now has settled (true), or after `timeoutMs` (false). */
-  async settle(timeoutMs: number): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); });
-    const outcome = await Promise.race([Promise.allSettled([...this.work]).then(() => true as const), deadline]);
-    clearTimeout(timer);
-    return outcome;
+  settle(timeoutMs: number): Promise<boolean> {
+    return settlesWithin(Promise.allSettled([...this.work]), timeoutMs);
   }
 }

@@ -1,4 +1,5 @@
 import type { Logger } from './logger';
+import { backoffDelay } from './retry';
 
 export interface PeriodicJob {
   /** Stops scheduling and waits for a run in progress. */
@@ -10,8 +11,7 @@ export const MAX_BACKOFF_MS = 10_000;
 
 /** The pause after `failures` failed runs in a row: the interval, doubled per failure up to the cap. */
 export function backoffMs(intervalMs: number, failures: number): number {
-  if (failures === 0) return intervalMs;
-  return Math.min(intervalMs * 2 ** failures, Math.max(intervalMs, MAX_BACKOFF_MS));
+  return backoffDelay(failures, intervalMs, Math.max(intervalMs, MAX_BACKOFF_MS));
 }
 
 /**

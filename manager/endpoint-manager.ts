@@ -1,6 +1,7 @@
 import { InFlight } from '../lib/in-flight';
 import type { Logger } from '../lib/logger';
 import { startPeriodic, PeriodicJob } from '../lib/periodic';
+import { backoffDelay, sleep } from '../lib/retry';
 import type { IncomingMessage } from '../protocol/broker';
 import type { EndpointTransport } from '../protocol/endpoint-transport';
 import { decodeControlMessage, decodeTaskMessage, RESENT_HEADER, StateReply, TaskMessage } from '../protocol/wire';
@@ -32,8 +33,7 @@ export interface EndpointManagerOptions {
  * reconnecting together does not ask in step.
  */
 function askAgainAfter(attempt: number): number {
-  const base = Math.min(2_000, 250 * 2 ** attempt);
-  return base / 2 + Math.random() * (base / 2);
+  return backoffDelay(attempt, 250, 2_000, 'half');
 }
 
 /** Tasks finished here remembered (and tasks whose rounds must not run), so that a copy arriving later is acked without asking. */
@@ -53,7 +53,6 @@ class Remembered {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * One endpoint: consumes its queue of every task type it serves, runs the handler and reports the result

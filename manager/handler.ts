@@ -1,3 +1,4 @@
+import { withDeadline } from '../lib/retry';
 import {
   ERRNR_BAD_RESULT, ERRNR_HANDLER_THREW, ERRNR_HANDLER_TIMEOUT, MAX_ERRMSG_CHARS, MAX_RESPONSE_PAYLOAD_BYTES,
 } from '../protocol/wire';
@@ -90,19 +91,18 @@ export async function runHandler(
   if (cancel?.aborted) onCancel();
   else cancel?.addEventListener('abort', onCancel, { once: true });
   const response: HandlerResponse = { endpoint, attempt, round, signal: controller.signal, payload: null, errnr: 0, errmsg: null };
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), timeoutMs); });
+  // This run's own marker: whatever the handler throws (a DeadlineError of its own included) is not its timeout.
+  const timedOut = new Error('handler timeout');
   try {
-    const outcome = await Promise.race([Promise.resolve().then(() => mod.handleTask(task, response)), timeout]);
-    if (outcome === 'timeout') {
-      controller.abort(new Error('handler timeout'));
-      return { payload: null, errnr: ERRNR_HANDLER_TIMEOUT, errmsg: `handler timed out after ${timeoutMs / 1000} s` };
-    }
+    await withDeadline(Promise.resolve().then(() => mod.handleTask(task, response)), timeoutMs, () => timedOut);
     return storableResult(response.payload, response.errnr, response.errmsg);
   } catch (err) {
+    if (err === timedOut) {
+      controller.abort(timedOut);
+      return { payload: null, errnr: ERRNR_HANDLER_TIMEOUT, errmsg: `handler timed out after ${timeoutMs / 1000} s` };
+    }
     return storableResult(null, ERRNR_HANDLER_THREW, errorMessage(err));
   } finally {
-    clearTimeout(timer);
     cancel?.removeEventListener('abort', onCancel);
   }
 }

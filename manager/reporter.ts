@@ -1,5 +1,6 @@
 import { Batcher } from '../lib/batcher';
 import type { Logger } from '../lib/logger';
+import { retrying } from '../lib/retry';
 import type { EndpointTransport } from '../protocol/endpoint-transport';
 import type { ResponseEvent } from '../protocol/wire';
 
@@ -18,7 +19,6 @@ function weight(event: ResponseEvent): number {
  */
 const MAX_RETRY_DELAY_MS = 1000;
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Publishes an endpoint's receipts and results. Events reported while the previous message waits for its
@@ -39,16 +39,13 @@ export class Reporter {
    * Resolves once the broker confirmed the event. While the broker is away it tries again with backoff;
    * it gives up only when the manager is stopping (the task delivery is then left unacked).
    */
-  async report(event: ResponseEvent): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.batcher.submit(event);
-      } catch (err) {
-        if (this.stopping()) throw err;
+  report(event: ResponseEvent): Promise<void> {
+    return retrying(() => this.batcher.submit(event), {
+      base: 100, max: MAX_RETRY_DELAY_MS, retryIf: () => !this.stopping(),
+      onRetry: (err, attempt) => {
         if (attempt === 0) this.log.warn({ kind: event.kind, taskId: event.task_id, err }, 'could not publish a response event, retrying');
-        await sleep(Math.min(MAX_RETRY_DELAY_MS, 100 * 2 ** attempt));
-      }
-    }
+      },
+    });
   }
 
   /** Once, without waiting: for receipts, which only show that a handler is running. */

@@ -3,8 +3,10 @@ import type { TaskDone } from '../metrics';
 import type { ResponseEvent } from '../../protocol/wire';
 import { ERRNR_ATTEMPTS_EXHAUSTED } from '../../protocol/wire';
 import { dialectOf, transaction } from './database';
-import type { ResponseState } from './entities/task-response';
-import type { Rollout, TaskStatus } from './entities/task';
+import type { Rollout } from './rows';
+import {
+  allows, ENDPOINT_STATE, enter, EVENT, EndpointState as ResponseState, LIVE_STATUSES, RESPONSE_STATUS, sqlEnter, sqlWord, TASK_STATUS, TaskStatus,
+} from '../lifecycle/states';
 import type { Announce, EndpointChange, History, NewEvent, StoredEvent } from './history';
 import { readId, readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
 
@@ -88,6 +90,7 @@ export interface LockedRow {
 }
 
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
+const QUEUED = sqlWord(ENDPOINT_STATE.QUEUED);
 export const keyOf = (taskId: number, endpoint: string): string => `${taskId}\u0000${endpoint}`;
 
 /** `CASE id WHEN ? THEN ? … END` for per-row values in one statement, with its parameters. */
@@ -130,7 +133,7 @@ export class Locked {
   }
 
   /** A change of one of the task's endpoints. */
-  recordEndpoint(task: LockedTask, kind: 'received' | 'finished' | 'retried' | 'missing', change: EndpointChange, actor: string | null = null): void {
+  recordEndpoint(task: LockedTask, kind: typeof EVENT.RECEIVED | typeof EVENT.FINISHED | typeof EVENT.RETRIED | typeof EVENT.MISSING, change: EndpointChange, actor: string | null = null): void {
     const key = `${task.id}/${kind}`;
     const event = this.endpointEvents.get(key);
     if (event) event.endpoints?.push(change);
@@ -153,21 +156,22 @@ export class Locked {
       const at = Math.max(task.startTime.getTime(), Math.min(this.now.getTime(), Number.isNaN(started) ? Infinity : started));
       task.sentTime = new Date(at);
     }
-    if (task.status !== 'CREATED') return;
+    if (task.status !== TASK_STATUS.CREATED) return;
     if (task.rollout) {
       // Its history has the batch's `sent` event already, from the transaction that decided it.
-      task.status = 'SENT';
+      enter(task, TASK_STATUS.SENT);
       return;
     }
-    if (first) this.leadEvents.push({ task, kind: 'sent', time: task.sentTime as Date, detail: { by: 'first response' } });
+    if (first) this.leadEvents.push({ task, kind: EVENT.SENT, time: task.sentTime as Date, detail: { by: 'first response' } });
   }
 
   /** A row heard from for the first time (a receipt, or a state request that lets it run). */
   receive(task: LockedTask, row: LockedRow, attempt: number, startTime: string): void {
     this.sent(task, startTime);
-    Object.assign(row, { state: 'running', status: 0, attempts: attempt, startTime: row.startTime ?? startTime, changed: true });
+    enter(row, ENDPOINT_STATE.RUNNING);
+    Object.assign(row, { status: RESPONSE_STATUS.RECEIVED, attempts: attempt, startTime: row.startTime ?? startTime, changed: true });
     task.received++;
-    this.recordEndpoint(task, 'received', { endpoint: row.endpoint, round: row.round, attempt });
+    this.recordEndpoint(task, EVENT.RECEIVED, { endpoint: row.endpoint, round: row.round, attempt });
   }
 
   /** A row finished (from pending, cancelled or running), with its result. */
@@ -176,21 +180,22 @@ export class Locked {
     if (row.status === null) task.received++;
     task.finished++;
     if (r.errnr !== 0) task.failed++;
+    enter(row, r.errnr === 0 ? ENDPOINT_STATE.SUCCEEDED : ENDPOINT_STATE.FAILED);
     Object.assign(row, {
-      state: r.errnr === 0 ? 'succeeded' : 'failed', status: 1, errnr: r.errnr, errmsg: r.errmsg, payload: r.payload,
+      status: RESPONSE_STATUS.FINISHED, errnr: r.errnr, errmsg: r.errmsg, payload: r.payload,
       attempts: Math.max(row.attempts, r.attempt), startTime: row.startTime ?? r.startTime, changed: true,
     });
-    this.recordEndpoint(task, 'finished', { endpoint: row.endpoint, round: row.round, attempt: row.attempts, errnr: r.errnr, errmsg: r.errmsg });
+    this.recordEndpoint(task, EVENT.FINISHED, { endpoint: row.endpoint, round: row.round, attempt: row.attempts, errnr: r.errnr, errmsg: r.errmsg });
   }
 
   /** Makes DONE every task of this transaction whose expected endpoints have all finished. */
   private complete(): void {
     for (const t of this.tasks.values()) {
-      if (['CREATED', 'SENT', 'INCOMPLETE'].includes(t.status) && t.finished >= t.expected) {
-        t.status = 'DONE';
+      if (allows(t.status, TASK_STATUS.DONE) && t.finished >= t.expected) {
+        const kind = enter(t, TASK_STATUS.DONE);
         t.endTime = this.now;
         this.done.push({ type: t.type, startTime: t.startTime, endTime: this.now });
-        this.record(t, { kind: 'done', detail: { succeeded: t.finished - t.failed, failed: t.failed } });
+        this.record(t, { kind, detail: { succeeded: t.finished - t.failed, failed: t.failed } });
       }
     }
   }
@@ -204,29 +209,29 @@ export class Locked {
    * missing endpoints INCOMPLETE; one whose endpoints all finished was made DONE already.
    */
   private async advance(em: EntityManager, task: LockedTask, rollout: Rollout): Promise<void> {
-    if (task.status !== 'CREATED' && task.status !== 'SENT') return;
+    if (!LIVE_STATUSES.includes(task.status)) return;
     const counted: { state: string; n: unknown }[] = await em.query(
       'SELECT state, COUNT(*) AS n FROM task_response WHERE task_id = ? GROUP BY state', [task.id]);
     const count = new Map(counted.map((c) => [c.state, Number(c.n)]));
-    const n = (state: string): number => count.get(state) ?? 0;
-    let queued = n('queued');
-    let skipped = n('skipped');
-    let inFlight = n('pending') + n('running');
+    const n = (state: ResponseState): number => count.get(state) ?? 0;
+    let queued = n(ENDPOINT_STATE.QUEUED);
+    let skipped = n(ENDPOINT_STATE.SKIPPED);
+    let inFlight = n(ENDPOINT_STATE.PENDING) + n(ENDPOINT_STATE.RUNNING);
     // A retry starts the budget afresh: the errors it left standing are not counted again.
-    const errors = n('failed') + n('missing') - (rollout.errors_before ?? 0);
+    const errors = n(ENDPOINT_STATE.FAILED) + n(ENDPOINT_STATE.MISSING) - (rollout.errors_before ?? 0);
     const t = sqlTime(this.now);
     if (queued > 0 && rollout.max_errors !== null && errors > rollout.max_errors) {
       const rows: { endpoint: string }[] = await em.query(
-        `SELECT endpoint FROM task_response WHERE task_id = ? AND state = 'queued' ORDER BY id`, [task.id]);
-      await em.query(`UPDATE task_response SET state = 'skipped', last_modified_time = ? WHERE task_id = ? AND state = 'queued'`, [t, task.id]);
-      this.record(task, { kind: 'skipped', detail: { errors, max_errors: rollout.max_errors, running: inFlight, endpoints: rows.map((r) => r.endpoint) } });
+        `SELECT endpoint FROM task_response WHERE task_id = ? AND state = ${QUEUED} ORDER BY id`, [task.id]);
+      await em.query(`UPDATE task_response SET state = ${sqlEnter([ENDPOINT_STATE.QUEUED], ENDPOINT_STATE.SKIPPED, EVENT.SKIPPED)}, last_modified_time = ? WHERE task_id = ? AND state = ${QUEUED}`, [t, task.id]);
+      this.record(task, { kind: EVENT.SKIPPED, detail: { errors, max_errors: rollout.max_errors, running: inFlight, endpoints: rows.map((r) => r.endpoint) } });
       skipped += queued;
       queued = 0;
     } else if (queued > 0 && inFlight < rollout.batch_size) {
       const rows: { id: unknown; endpoint: string; round: unknown }[] = await em.query(
-        `SELECT id, endpoint, round FROM task_response WHERE task_id = ? AND state = 'queued' ORDER BY id LIMIT ${Math.floor(rollout.batch_size - inFlight)}`,
+        `SELECT id, endpoint, round FROM task_response WHERE task_id = ? AND state = ${QUEUED} ORDER BY id LIMIT ${Math.floor(rollout.batch_size - inFlight)}`,
         [task.id]);
-      await em.query(`UPDATE task_response SET state = 'pending', sent_time = NULL, last_modified_time = ? WHERE id IN (${marks(rows.length)})`,
+      await em.query(`UPDATE task_response SET state = ${sqlEnter([ENDPOINT_STATE.QUEUED], ENDPOINT_STATE.PENDING, EVENT.SENT)}, sent_time = NULL, last_modified_time = ? WHERE id IN (${marks(rows.length)})`,
         [t, ...rows.map((r) => readId(r.id))]);
       inFlight += rows.length;
       queued -= rows.length;
@@ -234,17 +239,18 @@ export class Locked {
       for (const r of rows) byRound.set(Number(r.round), [...byRound.get(Number(r.round)) ?? [], r.endpoint]);
       for (const [round, endpoints] of byRound) {
         this.sends.push({ taskId: task.id, round, endpoints });
-        this.record(task, { kind: 'sent', detail: { round, targets: endpoints.length, endpoints, rollout: { running: inFlight, remaining: queued, errors } } });
+        this.record(task, { kind: EVENT.SENT, detail: { round, targets: endpoints.length, endpoints, rollout: { running: inFlight, remaining: queued, errors } } });
       }
     }
     if (queued > 0 || inFlight > 0) return;
     if (skipped > 0) {
-      task.status = 'STOPPED';
+      const kind = enter(task, TASK_STATUS.STOPPED);
       task.endTime = this.now;
-      this.record(task, { kind: 'stopped', detail: { succeeded: n('succeeded'), failed: n('failed'), missing: n('missing'), skipped, errors } });
-    } else if (n('missing') > 0) {
-      task.status = 'INCOMPLETE';
-      this.record(task, { kind: 'incomplete', detail: { missing: n('missing') } });
+      const [succeeded, failed, missing] = [n(ENDPOINT_STATE.SUCCEEDED), n(ENDPOINT_STATE.FAILED), n(ENDPOINT_STATE.MISSING)];
+      this.record(task, { kind, detail: { succeeded, failed, missing, skipped, errors } });
+    } else if (n(ENDPOINT_STATE.MISSING) > 0) {
+      const kind = enter(task, TASK_STATUS.INCOMPLETE);
+      this.record(task, { kind, detail: { missing: n(ENDPOINT_STATE.MISSING) } });
     }
   }
 
@@ -360,14 +366,14 @@ export class Completion {
       if (!row || round > row.round) return 'refused';
       if (round < row.round) return 'duplicate';
       // Nobody was sent these (a rollout's endpoints not sent yet, or never).
-      if (row.state === 'queued' || row.state === 'skipped') return 'refused';
+      if (row.state === ENDPOINT_STATE.QUEUED || row.state === ENDPOINT_STATE.SKIPPED) return 'refused';
       const start = sqlTime(new Date(e.start_time));
       if (e.kind === 'receipt') {
         if (row.status !== null) return 'duplicate';
         locked.receive(task, row, e.attempt, start);
         return 'stored';
       }
-      if (row.status === 1) return 'duplicate';
+      if (row.status === RESPONSE_STATUS.FINISHED) return 'duplicate';
       locked.finish(task, row, { errnr: e.errnr, errmsg: e.errmsg ?? null, payload: writeJson(e.payload), attempt: e.attempt, startTime: start });
       return 'stored';
     });
@@ -390,9 +396,9 @@ export class Completion {
         if (!task) return { action: 'unknown' };
         const row = locked.row(item.taskId, item.endpoint);
         if (!row || item.round > row.round) return { action: 'refused' };
-        if (item.round < row.round || row.status === 1) return { action: 'finished' };
-        if (row.state === 'cancelled' || row.state === 'skipped') return { action: 'cancelled' };
-        if (row.state === 'queued') return { action: 'refused' };
+        if (item.round < row.round || row.status === RESPONSE_STATUS.FINISHED) return { action: 'finished' };
+        if (row.state === ENDPOINT_STATE.CANCELLED || row.state === ENDPOINT_STATE.SKIPPED) return { action: 'cancelled' };
+        if (row.state === ENDPOINT_STATE.QUEUED) return { action: 'refused' };
         if (row.status === null) {
           // Never exhausted without a recorded attempt: a redelivered message may not have started at all.
           const attempt = Math.min(item.redelivered ? 2 : 1, item.maxAttempts);
@@ -434,16 +440,16 @@ export class Completion {
       let sends: RolloutSend[] = [];
       const swept = await transaction(this.ds, async (em) => {
         const rows: { id: unknown }[] = await em.query(
-          `SELECT id FROM task WHERE rollout IS NOT NULL AND status = 'SENT' AND EXISTS (SELECT 1 FROM task_response r
-             WHERE r.task_id = task.id AND r.state = 'pending' AND r.sent_time < ?) ORDER BY id LIMIT ${batch}${this.mysql ? ' FOR UPDATE SKIP LOCKED' : ''}`,
+          `SELECT id FROM task WHERE rollout IS NOT NULL AND status = ${sqlWord(TASK_STATUS.SENT)} AND EXISTS (SELECT 1 FROM task_response r
+             WHERE r.task_id = task.id AND r.state = ${sqlWord(ENDPOINT_STATE.PENDING)} AND r.sent_time < ?) ORDER BY id LIMIT ${batch}${this.mysql ? ' FOR UPDATE SKIP LOCKED' : ''}`,
           [cutoff]);
         if (rows.length === 0) return 0;
         const locked = await this.lock(em, rows.map((r) => readId(r.id)), null, now);
         for (const row of locked.rows.values()) {
           const task = locked.tasks.get(row.taskId) as LockedTask;
-          if (row.state !== 'pending' || row.sentTime === null || row.sentTime >= cutoff || task.status !== 'SENT') continue;
-          Object.assign(row, { state: 'missing', changed: true });
-          locked.recordEndpoint(task, 'missing', { endpoint: row.endpoint, round: row.round });
+          if (row.state !== ENDPOINT_STATE.PENDING || row.sentTime === null || row.sentTime >= cutoff || task.status !== TASK_STATUS.SENT) continue;
+          locked.recordEndpoint(task, enter(row, ENDPOINT_STATE.MISSING) as typeof EVENT.MISSING, { endpoint: row.endpoint, round: row.round });
+          row.changed = true;
         }
         history = await locked.write(em, this.history);
         sends = locked.sends;
@@ -468,13 +474,14 @@ export class Completion {
       const marked = await transaction(this.ds, async (em) => {
         const rows: Record<string, unknown>[] = await em.query(
           `SELECT id, type, identifier, expected_count, received_count FROM task
-           WHERE status = 'SENT' AND sent_time < ? AND received_count < expected_count AND rollout IS NULL ORDER BY id LIMIT ${batch}${this.mysql ? ' FOR UPDATE SKIP LOCKED' : ''}`,
+           WHERE status = ${sqlWord(TASK_STATUS.SENT)} AND sent_time < ? AND received_count < expected_count AND rollout IS NULL ORDER BY id LIMIT ${batch}${this.mysql ? ' FOR UPDATE SKIP LOCKED' : ''}`,
           [sqlTime(new Date(now.getTime() - timeoutMs))]);
         if (rows.length === 0) return 0;
         const ids = rows.map((r) => readId(r.id));
-        await em.query(`UPDATE task SET status = 'INCOMPLETE', last_modified_time = ? WHERE id IN (${marks(ids.length)})`, [sqlTime(now), ...ids]);
+        const incomplete = sqlEnter([TASK_STATUS.SENT], TASK_STATUS.INCOMPLETE, EVENT.INCOMPLETE);
+        await em.query(`UPDATE task SET status = ${incomplete}, last_modified_time = ? WHERE id IN (${marks(ids.length)})`, [sqlTime(now), ...ids]);
         history = await this.history.append(em, rows.map((r): NewEvent => ({
-          task: { id: readId(r.id), type: String(r.type), identifier: String(r.identifier) }, kind: 'incomplete', time: now,
+          task: { id: readId(r.id), type: String(r.type), identifier: String(r.identifier) }, kind: EVENT.INCOMPLETE, time: now,
           detail: { missing: Number(r.expected_count) - Number(r.received_count) },
         })));
         return ids.length;

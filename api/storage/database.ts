@@ -7,11 +7,7 @@ import { DatabaseUnavailableError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import { ACQUIRE_TIMEOUT, boundedMysql2, DbBounds } from './bounded-mysql';
 import { readId } from './sql-values';
-import { TaskEntity } from './entities/task';
-import { TaskResponseEntity } from './entities/task-response';
-import { EndpointEntity } from './entities/endpoint';
-import { RequestKeyEntity } from './entities/request-key';
-import { TaskEventEntity } from './entities/task-event';
+import { retrying, withDeadline } from '../../lib/retry';
 import { ApiTokenEntity } from './entities/api-token';
 import { Initial1763800000000 } from './migrations/1763800000000-initial';
 import { BinaryKeys1763900000000 } from './migrations/1763900000000-binary-keys';
@@ -22,7 +18,11 @@ import { Schedules1764300000000 } from './migrations/1764300000000-schedules';
 import { BigintIds1764400000000 } from './migrations/1764400000000-bigint-ids';
 import { EndpointWaiting1764800000000 } from './migrations/1764800000000-endpoint-waiting';
 
-export const ENTITIES = [TaskEntity, TaskResponseEntity, EndpointEntity, TaskEventEntity, RequestKeyEntity, ApiTokenEntity];
+/**
+ * Entities only for the tables a TypeORM repository queries (the API tokens); every other table is read and
+ * written by hand-written SQL (row types in ./rows), and the schema of all is the migrations'.
+ */
+export const ENTITIES = [ApiTokenEntity];
 export const MIGRATIONS = [Initial1763800000000, BinaryKeys1763900000000, Operations1764000000000, ApiTokens1764100000000,
   Rollouts1764200000000, Schedules1764300000000, BigintIds1764400000000, EndpointWaiting1764800000000];
 
@@ -121,12 +121,9 @@ export function limitDbCalls<T>(ms: number, next: () => Promise<T>): Promise<T> 
   return callLimit.run(ms, next);
 }
 
+/** `p`, or past `ms` an error with the code that isTransientDbError knows (so the caller answers 503). */
 function within<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error(`no answer from the database within ${ms} ms`), { code: DB_DEADLINE })), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+  return withDeadline(p, ms, () => Object.assign(new Error(`no answer from the database within ${ms} ms`), { code: DB_DEADLINE }));
 }
 
 /**
@@ -180,23 +177,26 @@ const FATAL_CONNECT = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_BAD_DB_ERROR', 'ER_
  * start before its database. Wrong credentials or a missing database fail at once.
  */
 export async function openDatabase(make: () => DataSource, log: Logger): Promise<DataSource> {
-  for (let attempt = 0; ; attempt++) {
-    const ds = make();
-    try {
-      await ds.initialize();
-      await migrate(ds);
-      return ds;
-    } catch (err) {
-      if (ds.isInitialized) await ds.destroy().catch(() => undefined);
-      else await ds.driver.disconnect().catch(() => undefined);
-      const code = errorCode(err);
-      if (code && FATAL_CONNECT.has(code)) {
-        throw new Error(`cannot use the database (${code}); run \`npm run initialize\` for this mode first`, { cause: err });
+  const fatal = (err: unknown): boolean => FATAL_CONNECT.has(errorCode(err) ?? '');
+  try {
+    return await retrying(async () => {
+      const ds = make();
+      try {
+        await ds.initialize();
+        await migrate(ds);
+        return ds;
+      } catch (err) {
+        if (ds.isInitialized) await ds.destroy().catch(() => undefined);
+        else await ds.driver.disconnect().catch(() => undefined);
+        throw err;
       }
-      if (!isTransientDbError(err)) throw err;
-      if (attempt === 0) log.warn({ err }, 'database unavailable, waiting for it');
-      await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 200 * 2 ** attempt)));
-    }
+    }, {
+      base: 200, max: 5000, retryIf: (err) => !fatal(err) && isTransientDbError(err),
+      onRetry: (err, attempt) => { if (attempt === 0) log.warn({ err }, 'database unavailable, waiting for it'); },
+    });
+  } catch (err) {
+    if (fatal(err)) throw new Error(`cannot use the database (${errorCode(err)}); run \`npm run initialize\` for this mode first`, { cause: err });
+    throw err;
   }
 }
 
@@ -277,13 +277,7 @@ async function readCommitted<T>(ds: DataSource, fn: (em: EntityManager) => Promi
  */
 export async function transaction<T>(ds: DataSource, fn: (em: EntityManager) => Promise<T>): Promise<T> {
   if (dialectOf(ds) !== 'mysql') return exclusive(ds, () => ds.transaction(fn));
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await readCommitted(ds, fn);
-    } catch (err) {
-      const code = errorCode(err);
-      if (!code || !DEADLOCK.has(code) || attempt >= 5) throw err;
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
-    }
-  }
+  return retrying(() => readCommitted(ds, fn), {
+    tries: 5, retryIf: (err) => DEADLOCK.has(errorCode(err) ?? ''), delay: (attempt) => Math.random() * 10 * (attempt + 1),
+  });
 }

@@ -1,16 +1,10 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { PresenceEvent } from '../../protocol/wire';
 import { dialectOf, exclusive } from './database';
+import type { RegisteredEndpoint } from './rows';
 import { readOptionalTime, readTime, sqlTime } from './sql-values';
 
-export interface RegisteredEndpoint {
-  name: string;
-  task_types: string[];
-  first_seen: Date;
-  last_heartbeat: Date;
-  /** Since when its deliveries wait for a server side that does not answer, as its latest heartbeat said. */
-  waiting_since: Date | null;
-}
+export type { RegisteredEndpoint } from './rows';
 
 /**
  * Which endpoints serve which task type, kept from their register and heartbeat events. A task that

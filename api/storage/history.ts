@@ -1,6 +1,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { dialectOf, exclusive, insertRows } from './database';
-import type { EventKind } from './entities/task-event';
+import type { EventKind } from '../lifecycle/states';
+import type { StoredEvent } from './rows';
 import { readId, readJson, readTime, sqlTime, writeJson } from './sql-values';
 import { servedFrontier, withoutUncommitted } from './uncommitted';
 
@@ -29,17 +30,7 @@ export interface NewEvent {
   actor?: string | null;
 }
 
-/** A recorded change, as the API shows it. */
-export interface StoredEvent {
-  id: number;
-  task_id: number;
-  type: string;
-  identifier: string;
-  time: string;
-  kind: string;
-  detail: Record<string, unknown> | null;
-  actor: string | null;
-}
+export type { StoredEvent } from './rows';
 
 /** Called with the events of a transaction once it committed (the server side turns them into notices). */
 export type Announce = (events: StoredEvent[]) => void;

@@ -2,13 +2,17 @@ import type { DataSource, EntityManager } from 'typeorm';
 import { ConflictError, EndpointPendingError, InvalidRequestError, NotFoundError } from '../../lib/errors';
 import type { Completion, LockedRow } from './completion';
 import { isDuplicateKey, transaction } from './database';
-import type { Task } from './entities/task';
+import type { Task } from './rows';
+import { ENDPOINT_STATE, EndpointState, enter, EVENT, RESPONSE_STATUS, shownState, TASK_STATUS, TaskStatus } from '../lifecycle/states';
 import type { Announce, History, StoredEvent } from './history';
 import { readJson, sqlTime } from './sql-values';
 import type { SendTargets, TaskStore } from './task-store';
 
 /** Which endpoints a retry sends the task to again. */
-export type RetrySelector = 'failed' | 'missing' | 'unfinished' | string[];
+export type RetrySelector = typeof ENDPOINT_STATE.FAILED | typeof ENDPOINT_STATE.MISSING | 'unfinished' | string[];
+
+/** The states `unfinished` selects: every endpoint that was not heard from, or never sent the task. */
+const UNFINISHED: readonly EndpointState[] = [ENDPOINT_STATE.PENDING, ENDPOINT_STATE.CANCELLED, ENDPOINT_STATE.MISSING, ENDPOINT_STATE.SKIPPED];
 
 export interface RetryOutcome {
   task: Task;
@@ -54,11 +58,11 @@ export class TaskOperations {
     return { locked, t, rows: locked.rowsOf(task.id) };
   }
 
-  private select(selector: RetrySelector, rows: LockedRow[], incomplete: boolean): LockedRow[] {
-    if (selector === 'failed') return rows.filter((r) => r.state === 'failed');
+  private select(selector: RetrySelector, rows: LockedRow[], status: TaskStatus): LockedRow[] {
+    if (selector === ENDPOINT_STATE.FAILED) return rows.filter((r) => r.state === ENDPOINT_STATE.FAILED);
     // A rollout stores `missing`; any other task shows its pending endpoints as missing once INCOMPLETE.
-    if (selector === 'missing') return rows.filter((r) => r.state === 'missing' || (incomplete && r.state === 'pending'));
-    if (selector === 'unfinished') return rows.filter((r) => ['pending', 'cancelled', 'missing', 'skipped'].includes(r.state));
+    if (selector === ENDPOINT_STATE.MISSING) return rows.filter((r) => shownState(r.state, status) === ENDPOINT_STATE.MISSING);
+    if (selector === 'unfinished') return rows.filter((r) => UNFINISHED.includes(r.state));
     const byName = new Map(rows.map((r) => [r.endpoint, r]));
     const unknown = selector.filter((n) => !byName.has(n));
     if (unknown.length > 0) throw new InvalidRequestError(`endpoints: ${unknown.map((n) => `'${n}'`).join(', ')} not an endpoint of this task`);
@@ -71,13 +75,13 @@ export class TaskOperations {
    * not finished it on a task still open (`endpoint_pending`), where its handler may be running before
    * any receipt says so. Checked under the task's lock, so concurrent retries start one round between them.
    */
-  private refuseUnfinished(chosen: LockedRow[], status: Task['status']): void {
-    const running = chosen.filter((r) => r.state === 'running');
+  private refuseUnfinished(chosen: LockedRow[], status: TaskStatus): void {
+    const running = chosen.filter((r) => r.state === ENDPOINT_STATE.RUNNING);
     if (running.length > 0) {
       throw new ConflictError('endpoint_running', `endpoints still running the task: ${running.map((r) => r.endpoint).join(', ')}`);
     }
-    const open = status === 'CREATED' || status === 'SENT';
-    const pending = open ? chosen.filter((r) => r.state === 'pending') : [];
+    const open = status === TASK_STATUS.CREATED || status === TASK_STATUS.SENT;
+    const pending = open ? chosen.filter((r) => r.state === ENDPOINT_STATE.PENDING) : [];
     if (pending.length > 0) throw new EndpointPendingError(pending.map((r) => r.endpoint));
   }
 
@@ -103,33 +107,34 @@ export class TaskOperations {
             'SELECT response FROM request_key WHERE scope = ? AND idempotency_key = ?', [scope, idempotencyKey]);
           if (seen.length > 0) return { task, retried: readJson<{ retried: string[] }>(seen[0].response).retried, sends: [], superseded: {} };
         }
-        const chosen = this.select(selector, rows, t.status === 'INCOMPLETE');
+        const chosen = this.select(selector, rows, t.status);
         this.refuseUnfinished(chosen, t.status);
         if (chosen.length === 0) {
           throw new ConflictError('nothing_to_retry', `no endpoint of the task is ${typeof selector === 'string' ? selector : 'selected'}`);
         }
         const superseded: Record<string, number> = {};
-        for (const row of chosen) if (row.status !== 1 && row.state !== 'queued' && row.state !== 'skipped') superseded[row.endpoint] = row.round;
+        for (const row of chosen) if (row.status !== RESPONSE_STATUS.FINISHED && row.state !== ENDPOINT_STATE.QUEUED && row.state !== ENDPOINT_STATE.SKIPPED) superseded[row.endpoint] = row.round;
         for (const row of chosen) {
-          const previous = { state: row.state, round: row.round, attempts: row.attempts, errnr: row.status === 1 ? row.errnr : null, errmsg: row.errmsg, payload: readJson(row.payload) };
+          const previous = { state: row.state, round: row.round, attempts: row.attempts, errnr: row.status === RESPONSE_STATUS.FINISHED ? row.errnr : null, errmsg: row.errmsg, payload: readJson(row.payload) };
           if (row.status !== null) t.received--;
-          if (row.status === 1) {
+          if (row.status === RESPONSE_STATUS.FINISHED) {
             t.finished--;
             if (row.errnr !== 0) t.failed--;
           }
+          const kind = enter(row, t.rollout ? ENDPOINT_STATE.QUEUED : ENDPOINT_STATE.PENDING, EVENT.RETRIED) as typeof EVENT.RETRIED;
           Object.assign(row, {
-            state: t.rollout ? 'queued' : 'pending', status: null, round: row.round + 1, attempts: 0, errnr: 0, errmsg: null, payload: null,
+            status: null, round: row.round + 1, attempts: 0, errnr: 0, errmsg: null, payload: null,
             startTime: null, sentTime: null, changed: true,
           });
-          locked.recordEndpoint(t, 'retried', { endpoint: row.endpoint, round: row.round, previous }, actor);
+          locked.recordEndpoint(t, kind, { endpoint: row.endpoint, round: row.round, previous }, actor);
         }
         if (t.rollout) {
           // Sent batch by batch from here (Locked.advance), each batch recorded as it is decided.
-          if (t.status !== 'CREATED') t.status = 'SENT';
-          t.rollout = { ...t.rollout, errors_before: rows.filter((r) => r.state === 'failed' || r.state === 'missing').length };
+          if (t.status !== TASK_STATUS.CREATED) enter(t, TASK_STATUS.SENT, EVENT.RETRIED);
+          t.rollout = { ...t.rollout, errors_before: rows.filter((r) => r.state === ENDPOINT_STATE.FAILED || r.state === ENDPOINT_STATE.MISSING).length };
           await em.query('UPDATE task SET rollout = ? WHERE id = ?', [JSON.stringify(t.rollout), t.id]);
         } else {
-          t.status = 'CREATED';
+          enter(t, TASK_STATUS.CREATED, EVENT.RETRIED);
           t.clearSentTime = true;
         }
         t.endTime = null;
@@ -166,20 +171,27 @@ export class TaskOperations {
     let events: StoredEvent[] = [];
     const outcome = await transaction(this.ds, async (em) => {
       const { locked, t, rows } = await this.locked(em, task, now);
-      if (t.status === 'DONE') throw new ConflictError('task_ended', `the task is DONE; there is nothing left to cancel`);
+      if (t.status === TASK_STATUS.DONE) throw new ConflictError('task_ended', `the task is ${TASK_STATUS.DONE}; there is nothing left to cancel`);
       const rounds: Record<string, number> = {};
       // Endpoints never sent the task need no word of its cancel.
-      for (const r of rows) if (r.status !== 1 && r.state !== 'queued' && r.state !== 'skipped') rounds[r.endpoint] = r.round;
-      if (t.status === 'CANCELLED') return { task, rounds, changed: false };
-      const pending = rows.filter((r) => r.state === 'pending' || r.state === 'missing');
-      for (const row of pending) Object.assign(row, { state: 'cancelled', changed: true });
-      const queued = rows.filter((r) => r.state === 'queued');
-      for (const row of queued) Object.assign(row, { state: 'skipped', changed: true });
-      t.status = 'CANCELLED';
+      const unsent = (r: LockedRow): boolean => r.state === ENDPOINT_STATE.QUEUED || r.state === ENDPOINT_STATE.SKIPPED;
+      for (const r of rows) if (r.status !== RESPONSE_STATUS.FINISHED && !unsent(r)) rounds[r.endpoint] = r.round;
+      if (t.status === TASK_STATUS.CANCELLED) return { task, rounds, changed: false };
+      const pending = rows.filter((r) => r.state === ENDPOINT_STATE.PENDING || r.state === ENDPOINT_STATE.MISSING);
+      for (const row of pending) {
+        enter(row, ENDPOINT_STATE.CANCELLED, EVENT.CANCELLED);
+        row.changed = true;
+      }
+      const queued = rows.filter((r) => r.state === ENDPOINT_STATE.QUEUED);
+      for (const row of queued) {
+        enter(row, ENDPOINT_STATE.SKIPPED, EVENT.CANCELLED);
+        row.changed = true;
+      }
+      const kind = enter(t, TASK_STATUS.CANCELLED);
       t.endTime = now;
       locked.record(t, {
-        kind: 'cancelled', actor,
-        detail: { cancelled: pending.length, running: rows.filter((r) => r.state === 'running').length, ...(t.rollout ? { skipped: queued.length } : {}) },
+        kind, actor,
+        detail: { cancelled: pending.length, running: rows.filter((r) => r.state === ENDPOINT_STATE.RUNNING).length, ...(t.rollout ? { skipped: queued.length } : {}) },
       });
       events = await locked.write(em, this.history);
       return { task: await this.tasks.findIn(em, task.id) as Task, rounds, changed: true };

@@ -1,7 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { exclusive } from './database';
-import type { TaskStatus } from './entities/task';
-import type { ResponseState, ShownState, TaskResponse } from './entities/task-response';
+import type { EndpointResponse, TaskResponse } from './rows';
+import { ENDPOINT_STATE, EndpointState as ResponseState, ShownState, sqlIn, sqlShownIs, sqlWord, storedStatesFor, TaskStatus } from '../lifecycle/states';
 import { readId, readJson, readOptionalTime, readTime } from './sql-values';
 
 const COLUMNS = 'r.id, r.task_id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time, r.last_modified_time';
@@ -24,21 +24,14 @@ export function hydrateResponse(r: Record<string, unknown>): TaskResponse {
   };
 }
 
-/** A response with the task it belongs to, for lists across tasks. */
-export interface EndpointResponse extends TaskResponse {
-  type: string;
-  identifier: string;
-  task_status: TaskStatus;
-}
+export type { EndpointResponse } from './rows';
 
 /**
  * The stored state `pending` stands for both `pending` and `missing` (a pending endpoint of an
  * INCOMPLETE task; a rollout stores `missing`): the SQL conditions on the row and its task that select a shown state.
  */
 export function stateCondition(state: ShownState, row = 'r', task = 't'): { sql: string; params: unknown[] } {
-  if (state === 'missing') return { sql: `(${row}.state = 'missing' OR ${row}.state = 'pending' AND ${task}.status = 'INCOMPLETE')`, params: [] };
-  if (state === 'pending') return { sql: `${row}.state = 'pending' AND ${task}.status <> 'INCOMPLETE'`, params: [] };
-  return { sql: `${row}.state = ?`, params: [state] };
+  return { sql: sqlShownIs(state, row, task), params: [] };
 }
 
 /** Reads of response rows: a task's, an endpoint's, and the counts per state. */
@@ -57,17 +50,13 @@ export class ResponseStore {
   /** A page of a task's rows after row `afterId`, in one shown state if given. */
   async pageForTask(taskId: number, taskStatus: TaskStatus, state: ShownState | null, afterId: number, limit: number): Promise<TaskResponse[]> {
     let where = '';
-    let params: unknown[] = [];
-    if (state === 'missing' && taskStatus === 'INCOMPLETE') {
-      where = ` AND r.state IN ('pending', 'missing')`;
-    } else if (state === 'pending' && taskStatus === 'INCOMPLETE') {
-      return [];
-    } else if (state !== null) {
-      where = ' AND r.state = ?';
-      params = [state];
+    if (state !== null) {
+      const stored = storedStatesFor(state, taskStatus);
+      if (stored.length === 0) return [];
+      where = ` AND r.state IN ${sqlIn(stored)}`;
     }
     const rows = await this.query(`SELECT ${COLUMNS} FROM task_response r WHERE r.task_id = ?${where} AND r.id > ? ORDER BY r.id LIMIT ${Math.floor(limit)}`,
-      [taskId, ...params, afterId]);
+      [taskId, afterId]);
     return rows.map(hydrateResponse);
   }
 
@@ -111,8 +100,10 @@ export class ResponseStore {
    * before the current one. An entry (task, round) stands for every round up to `round`.
    */
   async cancelledFor(endpoint: string, limit: number): Promise<{ task_id: number; round: number }[]> {
-    const rows = await this.query(`SELECT task_id, CASE WHEN state = 'cancelled' THEN round ELSE round - 1 END AS round FROM task_response
-      WHERE endpoint = ? AND state IN ('cancelled', 'pending', 'missing') AND (state = 'cancelled' OR round > 0)
+    const cancelled = sqlWord(ENDPOINT_STATE.CANCELLED);
+    const rows = await this.query(`SELECT task_id, CASE WHEN state = ${cancelled} THEN round ELSE round - 1 END AS round FROM task_response
+      WHERE endpoint = ? AND state IN ${sqlIn([ENDPOINT_STATE.CANCELLED, ENDPOINT_STATE.PENDING, ENDPOINT_STATE.MISSING])}
+        AND (state = ${cancelled} OR round > 0)
       ORDER BY task_id DESC LIMIT ${Math.floor(limit)}`, [endpoint]);
     return rows.map((r) => ({ task_id: readId(r.task_id), round: Number(r.round) }));
   }

@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import { ENDED_STATUSES } from './entities/task';
+import { ENDED_STATUSES } from '../lifecycle/states';
 import { dialectOf, guardDb, transaction } from './database';
 import { retryScope } from './operations';
 import { readId, sqlTime } from './sql-values';

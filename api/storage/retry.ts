@@ -1,7 +1,6 @@
 import type { Logger } from '../../lib/logger';
+import { retrying } from '../../lib/retry';
 import { isTransientDbError } from './database';
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * The start and the end of a database outage, each logged once however many callers meet it (the
@@ -34,15 +33,9 @@ export async function withDbRetry<T>(
   fn: () => Promise<T>, o: { what: string; log: Logger; stopping: () => boolean; notice?: OutageNotice },
 ): Promise<T> {
   const notice = o.notice ?? new OutageNotice(o.log, o.what);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const result = await fn();
-      notice.succeeded();
-      return result;
-    } catch (err) {
-      if (!isTransientDbError(err) || o.stopping()) throw err;
-      notice.failed(err);
-      await sleep(Math.min(5000, 100 * 2 ** attempt));
-    }
-  }
+  const result = await retrying(fn, {
+    base: 100, max: 5000, retryIf: (err) => isTransientDbError(err) && !o.stopping(), onRetry: (err) => notice.failed(err),
+  });
+  notice.succeeded();
+  return result;
 }

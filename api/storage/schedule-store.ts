@@ -1,30 +1,10 @@
 import type { DataSource, EntityManager, QueryResult } from 'typeorm';
 import { ConflictError } from '../../lib/errors';
 import { dialectOf, exclusive, isDuplicateKey, transaction } from './database';
+import type { Schedule } from './rows';
 import { readId, readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
 
-export interface Schedule {
-  id: number;
-  name: string;
-  task_type: string;
-  cron: string | null;
-  every: string | null;
-  timezone: string;
-  payload: unknown;
-  endpoints: string[] | null;
-  rollout: Record<string, unknown> | null;
-  paused: boolean;
-  /** Where `every` counts from. */
-  anchor_time: Date;
-  /** Null while paused, or when a cron matches no later time. */
-  next_fire_time: Date | null;
-  last_fire_time: Date | null;
-  last_task_identifier: string | null;
-  last_error: string | null;
-  created_by: string | null;
-  created_time: Date;
-  updated_time: Date;
-}
+export type { Schedule } from './rows';
 
 export type NewSchedule = Omit<Schedule, 'id' | 'last_fire_time' | 'last_task_identifier' | 'last_error' | 'updated_time'>;
 

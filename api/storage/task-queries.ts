@@ -1,7 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { exclusive } from './database';
-import type { Task, TaskStatus } from './entities/task';
-import type { ShownState } from './entities/task-response';
+import type { Task } from './rows';
+import { EndpointState, ShownState, storedForms, TaskStatus } from '../lifecycle/states';
 import { readId, sqlTime } from './sql-values';
 import { hydrateTask, taskColumns } from './task-store';
 
@@ -28,22 +28,6 @@ export interface TaskPage {
 /** `%` and `_` are LIKE's wildcards, and identifiers may contain `_`; `!` escapes them (and itself) in both dialects. */
 function likePrefix(prefix: string): string {
   return `${prefix.replace(/[!%_]/g, (c) => `!${c}`)}%`;
-}
-
-/**
- * The stored row state a shown state comes from, and what the task's status must be then: `missing` is a
- * pending endpoint of an INCOMPLETE task, and only CREATED and SENT tasks have endpoints shown `pending`.
- */
-function rowState(state: ShownState): { state: string; statuses: TaskStatus[] | null } {
-  if (state === 'missing') return { state: 'pending', statuses: ['INCOMPLETE'] };
-  if (state === 'pending') return { state: 'pending', statuses: ['CREATED', 'SENT'] };
-  return { state, statuses: null };
-}
-
-/** Pages of tasks with endpoints in one shown state, found by one stored state each, merged newest first. */
-function rowStates(state: ShownState): { state: string; statuses: TaskStatus[] | null }[] {
-  // A rollout stores `missing` (on a task of any status); any other task shows INCOMPLETE's pending rows as missing.
-  return state === 'missing' ? [rowState(state), { state: 'missing', statuses: null }] : [rowState(state)];
 }
 
 /** Response rows read per step when the list is driven by them. */
@@ -84,7 +68,7 @@ export class TaskQueries {
   }
 
   /** The conditions on the task row itself. */
-  private taskConditions(type: string, f: TaskFilter, statuses: TaskStatus[] | null): { where: string[]; params: unknown[] } {
+  private taskConditions(type: string, f: TaskFilter, statuses: readonly TaskStatus[] | null): { where: string[]; params: unknown[] } {
     const where = ['t.type = ?'];
     const params: unknown[] = [type];
     if (f.since) { where.push('t.start_time >= ?'); params.push(sqlTime(f.since)); }
@@ -110,7 +94,7 @@ export class TaskQueries {
       return { tasks: tasks.slice(0, f.limit), next: tasks.length > f.limit ? tasks[f.limit - 1].id : null };
     }
     if (f.state === null) return this.listByResponses(type, f, lo, hi, null);
-    const pages = await Promise.all(rowStates(f.state).map((rs) => this.listByResponses(type, f, lo, hi, rs)));
+    const pages = await Promise.all(storedForms(f.state).map((rs) => this.listByResponses(type, f, lo, hi, rs)));
     if (pages.length === 1) return pages[0];
     // Merged: newest first, each task once, up to where every page is complete (the lowest cursor).
     const floor = Math.max(...pages.map((p) => (p.next === null ? 0 : p.next)));
@@ -121,7 +105,7 @@ export class TaskQueries {
     return { tasks: merged, next: floor === 0 ? null : floor };
   }
 
-  private async listByResponses(type: string, f: TaskFilter, lo: number, hi: number, rs: { state: string; statuses: TaskStatus[] | null } | null): Promise<TaskPage> {
+  private async listByResponses(type: string, f: TaskFilter, lo: number, hi: number, rs: { state: EndpointState; statuses: readonly TaskStatus[] | null } | null): Promise<TaskPage> {
     const rowWhere = [...(f.endpoint !== null ? ['endpoint = ?'] : []), ...(rs ? ['state = ?'] : [])];
     const rowParams = [...(f.endpoint !== null ? [f.endpoint] : []), ...(rs ? [rs.state] : [])];
     const c = this.taskConditions(type, f, rs?.statuses ?? null);

@@ -1,5 +1,6 @@
 import { DataSource, EntityManager } from 'typeorm';
-import { Rollout, Task, TaskStatus } from './entities/task';
+import type { Rollout, Task } from './rows';
+import { ENDPOINT_STATE, EndpointState, EVENT, sqlEnter, sqlIn, sqlWord, TASK_STATUS, TaskStatus } from '../lifecycle/states';
 import { dialectOf, exclusive, insertRows, isDuplicateKey, transaction } from './database';
 import type { Announce, History, NewEvent, StoredEvent } from './history';
 import { readId, readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
@@ -27,6 +28,11 @@ export function taskColumns(alias?: string): string {
 }
 
 const TASK_COLUMNS = taskColumns();
+
+/** The rows a resend reaches: not heard from (a send the broker never confirmed) … */
+const UNSENT: readonly EndpointState[] = [ENDPOINT_STATE.PENDING];
+/** … or not finished (for a broker that lost its queues). */
+const UNFINISHED: readonly EndpointState[] = [ENDPOINT_STATE.PENDING, ENDPOINT_STATE.RUNNING];
 
 export function hydrateTask(row: Record<string, unknown>): Task {
   return {
@@ -92,14 +98,14 @@ export class TaskStore {
         await this.insertResponseRows(em, tasks);
         events = await this.history.append(em, tasks.flatMap((task): NewEvent[] => {
           const created: NewEvent = {
-            task, kind: 'created', time: task.start_time, detail: { expected: task.expected_count, broadcast: task.endpoints === null },
+            task, kind: EVENT.CREATED, time: task.start_time, detail: { expected: task.expected_count, broadcast: task.endpoints === null },
             actor: firsts.get(`${task.type}/${task.identifier}`)?.actor ?? null,
           };
           if (!task.rollout) return [created];
           const first = firstTargets(task);
           created.detail = { ...created.detail, rollout: { batch_size: task.rollout.batch_size, max_errors: task.rollout.max_errors } };
           return [created, {
-            task, kind: 'sent', time: task.start_time,
+            task, kind: EVENT.SENT, time: task.start_time,
             detail: { round: 0, targets: first.length, endpoints: first, rollout: { running: first.length, remaining: task.expected_count - first.length } },
           }];
         }));
@@ -139,7 +145,7 @@ export class TaskStore {
   /** Inserts the task rows; their ids follow from the first one where they are consecutive, else are read back. */
   private async insertTasks(em: EntityManager, items: NewTask[]): Promise<Task[]> {
     const rows = items.map((t) => [
-      t.identifier, t.type, 'CREATED', writeJson(t.payload), writeJson(t.endpoints), writeJson(t.expected), t.expected.length,
+      t.identifier, t.type, TASK_STATUS.CREATED, writeJson(t.payload), writeJson(t.endpoints), writeJson(t.expected), t.expected.length,
       t.requestHash, sqlTime(t.now), sqlTime(t.now), t.rollout ? writeJson(t.rollout) : null]);
     const first = await insertRows(this.ds, em, `INSERT INTO task (identifier, type, status, payload, endpoints, expected_endpoints, expected_count,
       request_hash, start_time, last_modified_time, rollout) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
@@ -149,7 +155,7 @@ export class TaskStore {
       return stored;
     }
     return items.map((t, i): Task => ({
-      id: first + i, identifier: t.identifier, type: t.type, status: 'CREATED', payload: t.payload ?? null, endpoints: t.endpoints,
+      id: first + i, identifier: t.identifier, type: t.type, status: TASK_STATUS.CREATED, payload: t.payload ?? null, endpoints: t.endpoints,
       expected_endpoints: t.expected, expected_count: t.expected.length, received_count: 0, finished_count: 0, failed_count: 0,
       request_hash: t.requestHash, start_time: t.now, sent_time: null, end_time: null, last_modified_time: t.now, rollout: t.rollout,
     }));
@@ -167,7 +173,7 @@ export class TaskStore {
    */
   private async insertResponseRows(em: EntityManager, tasks: Task[]): Promise<void> {
     const rows = tasks.flatMap((t) => t.expected_endpoints.map((ep, i) => [
-      t.id, ep, t.rollout && i >= t.rollout.batch_size ? 'queued' : 'pending', sqlTime(t.start_time)]));
+      t.id, ep, t.rollout && i >= t.rollout.batch_size ? ENDPOINT_STATE.QUEUED : ENDPOINT_STATE.PENDING, sqlTime(t.start_time)]));
     for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
       const chunk = rows.slice(i, i + ROWS_PER_INSERT);
       await em.query(`INSERT INTO task_response (task_id, endpoint, state, round, status, errnr, attempts, last_modified_time)
@@ -204,22 +210,22 @@ export class TaskStore {
     if (sends.length === 0) return [];
     const ids = [...new Set(sends.map((s) => s.task.id))].sort((a, b) => a - b);
     // Locked, so that a send an endpoint's answer recorded already (Completion) is not recorded twice.
-    const rows: { id: unknown; status: string; sent_time: unknown }[] = await em.query(
+    const rows: { id: unknown; status: TaskStatus; sent_time: unknown }[] = await em.query(
       `SELECT id, status, sent_time FROM task WHERE id IN (${marks(ids.length)}) ORDER BY id${dialectOf(this.ds) === 'mysql' ? ' FOR UPDATE' : ''}`, ids);
-    const created = new Set(rows.filter((r) => r.status === 'CREATED').map((r) => readId(r.id)));
+    const created = new Set(rows.filter((r) => r.status === TASK_STATUS.CREATED).map((r) => readId(r.id)));
     // A first response recorded this send already (its `sent` event, by first response), before the confirm.
-    const learnt = new Set(rows.filter((r) => r.status === 'CREATED' && r.sent_time !== null).map((r) => readId(r.id)));
+    const learnt = new Set(rows.filter((r) => r.status === TASK_STATUS.CREATED && r.sent_time !== null).map((r) => readId(r.id)));
     const recorded = sends.filter((s) => !s.decided && (created.has(s.task.id) && !learnt.has(s.task.id) || detail.resend !== undefined));
     await this.stampRollouts(em, sends);
     const at = new Map<number, string>();
     for (const s of sends) if (created.has(s.task.id) && !at.has(s.task.id)) at.set(s.task.id, sqlTime(s.at));
     if (at.size > 0) {
       await em.query(
-        `UPDATE task SET status = 'SENT', sent_time = COALESCE(sent_time, CASE id ${[...at].map(() => 'WHEN ? THEN ?').join(' ')} END),
+        `UPDATE task SET status = ${sqlEnter([TASK_STATUS.CREATED], TASK_STATUS.SENT, EVENT.SENT)}, sent_time = COALESCE(sent_time, CASE id ${[...at].map(() => 'WHEN ? THEN ?').join(' ')} END),
          last_modified_time = ? WHERE id IN (${marks(at.size)})`, [...[...at].flat(), sqlTime(new Date()), ...at.keys()]);
     }
     return this.history.append(em, recorded.map((s): NewEvent => ({
-      task: s.task, kind: 'sent', time: s.at,
+      task: s.task, kind: EVENT.SENT, time: s.at,
       detail: { round: s.round, targets: s.endpoints.length, ...(s.task.rollout ? { endpoints: s.endpoints } : {}), ...detail },
     })));
   }
@@ -247,11 +253,11 @@ export class TaskStore {
    * (`pending` only, for a send the broker never confirmed; `pending` and `running`, for a broker that
    * lost its queues), so that a resend reaches nobody who already answered.
    */
-  private async targetsOf(em: EntityManager, tasks: Task[], states: string[], unsentBefore: Date | null): Promise<SendTargets[]> {
+  private async targetsOf(em: EntityManager, tasks: Task[], states: readonly EndpointState[], unsentBefore: Date | null): Promise<SendTargets[]> {
     if (tasks.length === 0) return [];
     const rows: { task_id: unknown; endpoint: string; round: unknown; sent_time: unknown; last_modified_time: unknown }[] = await em.query(
       `SELECT task_id, endpoint, round, sent_time, last_modified_time FROM task_response WHERE task_id IN (${marks(tasks.length)})
-       AND state IN (${marks(states.length)}) ORDER BY id`, [...tasks.map((t) => t.id), ...states]);
+       AND state IN ${sqlIn(states)} ORDER BY id`, tasks.map((t) => t.id));
     const byTask = new Map(tasks.map((t) => [t.id, t]));
     const groups = new Map<string, SendTargets>();
     for (const r of rows) {
@@ -283,10 +289,11 @@ export class TaskStore {
   ): Promise<Task[]> {
     const lock = dialectOf(this.ds) === 'mysql' ? ' FOR UPDATE SKIP LOCKED' : '';
     const before = selection.kind === 'unsent' ? sqlTime(selection.before) : null;
+    const [created, sent, pending] = [sqlWord(TASK_STATUS.CREATED), sqlWord(TASK_STATUS.SENT), sqlWord(ENDPOINT_STATE.PENDING)];
     const [where, params, states] = selection.kind === 'unsent'
-      ? [`(status = 'CREATED' AND last_modified_time < ? OR status = 'SENT' AND rollout IS NOT NULL AND EXISTS (SELECT 1 FROM task_response r
-          WHERE r.task_id = task.id AND r.state = 'pending' AND r.sent_time IS NULL AND r.last_modified_time < ?))`, [before, before], ['pending']]
-      : [`status <> 'CANCELLED' AND finished_count < expected_count`, [], ['pending', 'running']];
+      ? [`(status = ${created} AND last_modified_time < ? OR status = ${sent} AND rollout IS NOT NULL AND EXISTS (SELECT 1 FROM task_response r
+          WHERE r.task_id = task.id AND r.state = ${pending} AND r.sent_time IS NULL AND r.last_modified_time < ?))`, [before, before], UNSENT]
+      : [`status <> ${sqlWord(TASK_STATUS.CANCELLED)} AND finished_count < expected_count`, [], UNFINISHED];
     let events: StoredEvent[] = [];
     const claimed = await transaction(this.ds, async (em) => {
       const rows: Record<string, unknown>[] = await em.query(

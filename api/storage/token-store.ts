@@ -1,7 +1,8 @@
 import type { DataSource, Repository } from 'typeorm';
 import { ConflictError, NotFoundError } from '../../lib/errors';
 import { isDuplicateKey } from './database';
-import { ApiToken, ApiTokenEntity } from './entities/api-token';
+import { ApiTokenEntity } from './entities/api-token';
+import type { ApiToken } from './rows';
 
 /** The API's bearer tokens, as stored: names, scopes and hashes of their secrets. */
 export class TokenStore {

@@ -3,6 +3,7 @@ import amqp, { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } 
 import type { MessageQueueConfig } from '../../config/schema';
 import { BrokerUnavailableError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
+import { backoffDelay } from '../../lib/retry';
 import type { Broker, Declarer, IncomingMessage, MessageHandler, OutgoingMessage } from '../broker';
 import { QueueDecl, REPLY_TO } from '../topology';
 import { CONTENT_TYPE } from '../wire';
@@ -221,8 +222,7 @@ export class RabbitBroker implements Broker {
     if (this.closing || this.reconnectTimer) return;
     let delay = NEXT_NODE_DELAY_MS;
     if (roundFailed) {
-      const base = Math.min(MAX_BACKOFF_MS, 250 * 2 ** this.nodes.backoffRound);
-      delay = base / 2 + Math.random() * (base / 2);
+      delay = backoffDelay(this.nodes.backoffRound, 250, MAX_BACKOFF_MS, 'half');
     }
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;

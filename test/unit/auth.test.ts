@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { grants } from '../../api/auth';
 import { hashSecret, parseToken, secretMatches } from '../../api/tokens';
-import type { ApiToken } from '../../api/storage/entities/api-token';
+import type { ApiToken } from '../../api/storage/rows';
 
 describe('scopes and tokens', function () {
   it('grants a scope by name, submit:* every submit, admin everything', function () {

@@ -1,19 +1,7 @@
 import { EntitySchema } from 'typeorm';
+import type { ApiToken } from '../rows';
 
-/**
- * A bearer token of the API. Only a SHA-256 of its secret is stored: the token itself is shown once, when
- * it is created. `key` is the token's public part, by which a presented token is found.
- */
-export interface ApiToken {
-  id: number;
-  name: string;
-  key: string;
-  secret_hash: string;
-  scopes: string[];
-  created_time: Date;
-  last_used_time: Date | null;
-  revoked_time: Date | null;
-}
+export type { ApiToken } from '../rows';
 
 export const ApiTokenEntity = new EntitySchema<ApiToken>({
   name: 'ApiToken',
