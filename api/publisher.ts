@@ -111,9 +111,9 @@ export class Publisher {
     return this.sent.idle();
   }
 
-  /** Sends tasks left CREATED and untouched for longer than `afterMs`. Returns how many were sent. */
-  resendUnsent(afterMs: number): Promise<number> {
-    return this.resend({ kind: 'unsent', before: new Date(Date.now() - afterMs) });
+  /** Sends tasks left CREATED and untouched for longer than `afterMs` before `now` (the database's clock). Returns how many were sent. */
+  resendUnsent(afterMs: number, now: Date): Promise<number> {
+    return this.resend({ kind: 'unsent', before: new Date(now.getTime() - afterMs) });
   }
 
   /**

@@ -24,6 +24,11 @@ export const ERRNR_HANDLER_THREW = 1;
 export const ERRNR_HANDLER_TIMEOUT = 124;
 export const ERRNR_ATTEMPTS_EXHAUSTED = 125;
 export const ERRNR_BAD_RESULT = 126;
+/**
+ * Set by the server side, never reported by an endpoint: the task's execution deadline (`timeout`) passed
+ * while the endpoint was running it (shown with failure `timed_out`).
+ */
+export const ERRNR_DEADLINE_PASSED = 127;
 
 /** errmsg is a TEXT column (65,535 bytes): at most 4 bytes a character in utf8mb4. */
 export const MAX_ERRMSG_CHARS = 16_000;

@@ -1,8 +1,8 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { TaskDone } from '../metrics';
 import type { ResponseEvent } from '../../protocol/wire';
-import { ERRNR_ATTEMPTS_EXHAUSTED } from '../../protocol/wire';
-import { dialectOf, transaction } from './database';
+import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_DEADLINE_PASSED } from '../../protocol/wire';
+import { databaseNow, dialectOf, transaction } from './database';
 import type { ResponseState } from './entities/task-response';
 import type { Rollout, TaskStatus } from './entities/task';
 import type { Announce, EndpointChange, History, NewEvent, StoredEvent } from './history';
@@ -60,6 +60,11 @@ export interface LockedTask {
   /** A retry: the task's next send starts the wait for the endpoints afresh. */
   clearSentTime?: boolean;
   rollout: Rollout | null;
+  /** Seconds the task may run from its send. */
+  timeout: number;
+  /** When its run's time is up (the database's clock); `readDeadline` as read, to tell whether it changed. */
+  deadline: Date | null;
+  readDeadline: Date | null;
 }
 
 /** A send a transaction decided for a rollout (its rows are `pending` now): to publish once it committed. */
@@ -88,6 +93,14 @@ export interface LockedRow {
 }
 
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
+
+/**
+ * A row the execution deadline failed while its endpoint ran it: shown failed (`timed_out`), but not
+ * finished (status 0, not counted in finished_count), so that a result arriving later is still stored.
+ */
+export const timedOut = (row: Pick<LockedRow, 'state' | 'status' | 'errnr'>): boolean =>
+  row.state === 'failed' && row.status === 0 && row.errnr === ERRNR_DEADLINE_PASSED;
+
 export const keyOf = (taskId: number, endpoint: string): string => `${taskId}\u0000${endpoint}`;
 
 /** `CASE id WHEN ? THEN ? … END` for per-row values in one statement, with its parameters. */
@@ -116,6 +129,11 @@ export class Locked {
     readonly tasks: Map<number, LockedTask>, readonly rows: Map<string, LockedRow>, private readonly now: Date, private readonly mysql: boolean,
   ) {}
 
+  /** The database's time this transaction writes. */
+  get time(): Date {
+    return this.now;
+  }
+
   row(taskId: number, endpoint: string): LockedRow | undefined {
     return this.rows.get(keyOf(taskId, endpoint));
   }
@@ -130,7 +148,7 @@ export class Locked {
   }
 
   /** A change of one of the task's endpoints. */
-  recordEndpoint(task: LockedTask, kind: 'received' | 'finished' | 'retried' | 'missing', change: EndpointChange, actor: string | null = null): void {
+  recordEndpoint(task: LockedTask, kind: 'received' | 'finished' | 'retried' | 'missing' | 'timed_out', change: EndpointChange, actor: string | null = null): void {
     const key = `${task.id}/${kind}`;
     const event = this.endpointEvents.get(key);
     if (event) event.endpoints?.push(change);
@@ -140,18 +158,18 @@ export class Locked {
   /**
    * An endpoint answered: the task was sent, whatever its status (a confirm that timed out, or was never
    * recorded, leaves it CREATED with no sent_time; a cancel may have come first), so its sent_time is set
-   * if it has none: the earlier of now and the endpoint's start, never before the task's creation.
+   * if it has none: now, on the database's clock (the endpoint's start time is its own clock's, kept on
+   * its row but deciding nothing); the deadline counts from it.
    * A task that is not a rollout stays CREATED until the broker confirms a send: one endpoint's answer
    * does not show that every endpoint's queue took its copy (a nacked publish, a queue whose node went
    * down mid-publish), and the resend job picks CREATED tasks, sending them to the endpoints that have
    * not answered. A rollout becomes SENT here: its rows record which of its sends were confirmed.
    */
-  private sent(task: LockedTask, startTime: string): void {
+  private sent(task: LockedTask): void {
     const first = task.sentTime === null;
     if (first) {
-      const started = readTime(startTime).getTime();
-      const at = Math.max(task.startTime.getTime(), Math.min(this.now.getTime(), Number.isNaN(started) ? Infinity : started));
-      task.sentTime = new Date(at);
+      task.sentTime = new Date(Math.max(task.startTime.getTime(), this.now.getTime()));
+      task.deadline = new Date(task.sentTime.getTime() + task.timeout * 1000);
     }
     if (task.status !== 'CREATED') return;
     if (task.rollout) {
@@ -164,7 +182,7 @@ export class Locked {
 
   /** A row heard from for the first time (a receipt, or a state request that lets it run). */
   receive(task: LockedTask, row: LockedRow, attempt: number, startTime: string): void {
-    this.sent(task, startTime);
+    this.sent(task);
     Object.assign(row, { state: 'running', status: 0, attempts: attempt, startTime: row.startTime ?? startTime, changed: true });
     task.received++;
     this.recordEndpoint(task, 'received', { endpoint: row.endpoint, round: row.round, attempt });
@@ -172,7 +190,7 @@ export class Locked {
 
   /** A row finished (from pending, cancelled or running), with its result. */
   finish(task: LockedTask, row: LockedRow, r: { errnr: number; errmsg: string | null; payload: string | null; attempt: number; startTime: string }): void {
-    this.sent(task, r.startTime);
+    this.sent(task);
     if (row.status === null) task.received++;
     task.finished++;
     if (r.errnr !== 0) task.failed++;
@@ -266,16 +284,17 @@ export class Locked {
     // After the rows are written: a rollout decides from them as they now are.
     for (const task of this.tasks.values()) if (task.rollout) await this.advance(em, task, task.rollout);
     const learntSent = (x: LockedTask): boolean => x.read.sentTime === null && x.sentTime !== null && !x.clearSentTime;
+    const newDeadline = (x: LockedTask): boolean => x.deadline?.getTime() !== x.readDeadline?.getTime();
     const tasks = [...this.tasks.values()].filter((x) => x.status !== x.read.status || x.received !== x.read.received
-      || x.finished !== x.read.finished || x.failed !== x.read.failed || x.clearSentTime || learntSent(x));
+      || x.finished !== x.read.finished || x.failed !== x.read.failed || x.clearSentTime || learntSent(x) || newDeadline(x));
     const sentNow = tasks.filter(learntSent);
     if (tasks.length > 0) {
       const column = (get: (x: LockedTask) => unknown) => caseById(new Map(tasks.map((x) => [x.id, get(x)])));
       const sets = [
         column((x) => x.status), column((x) => x.received), column((x) => x.finished), column((x) => x.failed),
-        column((x) => (x.endTime ? sqlTime(x.endTime) : null)),
+        column((x) => (x.endTime ? sqlTime(x.endTime) : null)), column((x) => (x.deadline ? sqlTime(x.deadline) : null)),
       ];
-      const names = ['status', 'received_count', 'finished_count', 'failed_count', 'end_time'];
+      const names = ['status', 'received_count', 'finished_count', 'failed_count', 'end_time', 'deadline'];
       const clear = tasks.filter((x) => x.clearSentTime).map((x) => x.id);
       const [sentCase, sentParams] = caseById(new Map(sentNow.map((x) => [x.id, sqlTime(x.sentTime as Date)])));
       const sentTime = clear.length === 0 && sentNow.length === 0 ? ''
@@ -285,6 +304,13 @@ export class Locked {
     }
     return history.append(em, [...this.leadEvents, ...this.endpointEvents.values(), ...this.taskEvents]);
   }
+}
+
+/** A task the deadline ended while some of its endpoints ran it: they are told to abort, as by a cancel. */
+export interface DeadlineAbort {
+  taskId: number;
+  /** The round each running endpoint runs. */
+  rounds: Record<string, number>;
 }
 
 /** Told of the tasks that became DONE, once their transaction committed. */
@@ -311,7 +337,7 @@ export class Completion {
     const eps = endpoints === null ? null : [...new Set(endpoints)];
     const rows: Record<string, unknown>[] = await em.query(
       `SELECT t.id AS task, t.type, t.identifier, t.status AS task_status, t.expected_count, t.received_count, t.finished_count,
-         t.failed_count, t.end_time, t.sent_time, t.start_time AS task_start_time, t.rollout, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts,
+         t.failed_count, t.end_time, t.sent_time, t.start_time AS task_start_time, t.rollout, t.timeout, t.deadline, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts,
          r.start_time, r.sent_time AS row_sent_time
        FROM task t LEFT JOIN task_response r ON r.task_id = t.id${eps === null ? '' : ` AND r.endpoint IN (${marks(eps.length)})`}
        WHERE t.id IN (${marks(ids.length)}) ORDER BY t.id${this.mysql ? ' FOR UPDATE' : ''}`, [...eps ?? [], ...ids]);
@@ -326,6 +352,7 @@ export class Completion {
           id, type: String(r.type), identifier: String(r.identifier), expected: Number(r.expected_count), ...counts, read: { ...counts, sentTime },
           endTime: readOptionalTime(r.end_time), sentTime, startTime: readTime(r.task_start_time),
           rollout: readJson<Rollout | null>(r.rollout ?? null),
+          timeout: Number(r.timeout), deadline: readOptionalTime(r.deadline), readDeadline: readOptionalTime(r.deadline),
         });
       }
       if (r.id === null || r.endpoint === null) continue;
@@ -368,6 +395,9 @@ export class Completion {
         return 'stored';
       }
       if (row.status === 1) return 'duplicate';
+      // A timed-out run's result: a success comes late but is kept (and may make the task DONE); a failure
+      // (the run aborted for the deadline, most likely) adds nothing to the failure recorded.
+      if (timedOut(row) && e.errnr !== 0) return 'duplicate';
       locked.finish(task, row, { errnr: e.errnr, errmsg: e.errmsg ?? null, payload: writeJson(e.payload), attempt: e.attempt, startTime: start });
       return 'stored';
     });
@@ -379,11 +409,12 @@ export class Completion {
    * Answers state requests (copies of tasks that may have run before) and records the new attempts, in
    * one transaction; one outcome per item, in order.
    */
-  async receiveMany(items: ReceiveItem[], now: Date): Promise<ReceiveOutcome[]> {
+  async receiveMany(items: ReceiveItem[]): Promise<ReceiveOutcome[]> {
     let history: StoredEvent[] = [];
     let done: TaskDone[] = [];
     let sends: RolloutSend[] = [];
     const outcomes = await transaction(this.ds, async (em) => {
+      const now = await databaseNow(this.ds, em);
       const locked = await this.lock(em, items.map((i) => i.taskId), items.map((i) => i.endpoint), now);
       const out = items.map((item): ReceiveOutcome => {
         const task = locked.tasks.get(item.taskId);
@@ -391,7 +422,8 @@ export class Completion {
         const row = locked.row(item.taskId, item.endpoint);
         if (!row || item.round > row.round) return { action: 'refused' };
         if (item.round < row.round || row.status === 1) return { action: 'finished' };
-        if (row.state === 'cancelled' || row.state === 'skipped') return { action: 'cancelled' };
+        // The deadline ended it: a copy delivered again (the endpoint restarted) is not run any more.
+        if (row.state === 'cancelled' || row.state === 'skipped' || timedOut(row)) return { action: 'cancelled' };
         if (row.state === 'queued') return { action: 'refused' };
         if (row.status === null) {
           // Never exhausted without a recorded attempt: a redelivered message may not have started at all.
@@ -454,6 +486,71 @@ export class Completion {
       total += swept;
       if (swept < batch) return total;
     }
+  }
+
+  /**
+   * The execution deadline: every task not ended whose `deadline` (the database's clock) is before `now`
+   * and that was sent (CREATED with a send learnt of, SENT, or INCOMPLETE for want of a receipt) ends:
+   * its endpoints still pending become `missing`, those running `failed` with errnr 127 (`timed_out`, not
+   * counted as finished, so that a result arriving later is still stored), a rollout's queued ones
+   * `skipped`; the task becomes INCOMPLETE with an end time, recorded as `timed_out` (the endpoints) and
+   * `incomplete` (the task). Answers the running endpoints to tell to abort, once committed. Like the
+   * other sweeps, decided from the database alone: any instance may run it, SKIP LOCKED keeps two apart.
+   */
+  async sweepDeadlines(now: Date, batch = 500): Promise<DeadlineAbort[]> {
+    const aborts: DeadlineAbort[] = [];
+    for (;;) {
+      let history: StoredEvent[] = [];
+      const found = await transaction(this.ds, async (em) => {
+        const rows: { id: unknown }[] = await em.query(
+          `SELECT id FROM task WHERE end_time IS NULL AND deadline < ?
+             AND (status IN ('SENT', 'INCOMPLETE') OR status = 'CREATED' AND sent_time IS NOT NULL)
+           ORDER BY deadline LIMIT ${batch}${this.mysql ? ' FOR UPDATE SKIP LOCKED' : ''}`, [sqlTime(now)]);
+        if (rows.length === 0) return 0;
+        const locked = await this.lock(em, rows.map((r) => readId(r.id)), null, now);
+        for (const task of locked.tasks.values()) {
+          const abort = this.expire(locked, task);
+          if (abort) aborts.push(abort);
+        }
+        history = await locked.write(em, this.history);
+        return rows.length;
+      });
+      this.announce(history);
+      if (found < batch) return aborts;
+    }
+  }
+
+  /** Ends one task whose deadline passed (see `sweepDeadlines`); answers its running endpoints, if any. */
+  private expire(locked: Locked, task: LockedTask): DeadlineAbort | null {
+    if (task.endTime !== null || !['CREATED', 'SENT', 'INCOMPLETE'].includes(task.status)) return null;
+    const rows = locked.rowsOf(task.id);
+    const rounds: Record<string, number> = {};
+    let missing = 0;
+    let skipped = 0;
+    for (const row of rows) {
+      if (row.state === 'pending') {
+        Object.assign(row, { state: 'missing', changed: true });
+        locked.recordEndpoint(task, 'missing', { endpoint: row.endpoint, round: row.round });
+        missing++;
+      } else if (row.state === 'running') {
+        Object.assign(row, { state: 'failed', errnr: ERRNR_DEADLINE_PASSED, errmsg: 'timed_out', changed: true });
+        locked.recordEndpoint(task, 'timed_out', { endpoint: row.endpoint, round: row.round, attempt: row.attempts, errnr: ERRNR_DEADLINE_PASSED, errmsg: 'timed_out' });
+        rounds[row.endpoint] = row.round;
+      } else if (row.state === 'queued') {
+        Object.assign(row, { state: 'skipped', changed: true });
+        skipped++;
+      } else if (row.state === 'missing') {
+        missing++;
+      }
+    }
+    const timedOutCount = Object.keys(rounds).length;
+    task.status = 'INCOMPLETE';
+    task.endTime = locked.time;
+    locked.record(task, {
+      kind: 'incomplete',
+      detail: { missing, timed_out: timedOutCount, ...(skipped > 0 ? { skipped } : {}), reason: 'deadline', timeout: task.timeout },
+    });
+    return timedOutCount > 0 ? { taskId: task.id, rounds } : null;
   }
 
   /**

@@ -1,7 +1,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { ConflictError, InvalidRequestError, NotFoundError } from '../../lib/errors';
 import type { Completion, LockedRow } from './completion';
-import { isDuplicateKey, transaction } from './database';
+import { databaseNow, isDuplicateKey, transaction } from './database';
 import type { Task } from './entities/task';
 import type { Announce, History, StoredEvent } from './history';
 import { readJson, sqlTime } from './sql-values';
@@ -42,11 +42,13 @@ export class TaskOperations {
     private readonly announce: Announce,
   ) {}
 
-  private async locked(em: EntityManager, task: Task, now: Date) {
+  /** Locks the task with all its rows; `now` is the database's clock. */
+  private async locked(em: EntityManager, task: Task) {
+    const now = await databaseNow(this.ds, em);
     const locked = await this.completion.lock(em, [task.id], null, now);
     const t = locked.tasks.get(task.id);
     if (!t) throw new NotFoundError(`no ${task.type} task with identifier '${task.identifier}'`);
-    return { locked, t, rows: locked.rowsOf(task.id) };
+    return { locked, t, rows: locked.rowsOf(task.id), now };
   }
 
   private select(selector: RetrySelector, rows: LockedRow[], incomplete: boolean): LockedRow[] {
@@ -69,7 +71,6 @@ export class TaskOperations {
    */
   async retry(task: Task, selector: RetrySelector, actor: string | null, idempotencyKey: string | null): Promise<RetryOutcome> {
     const scope = retryScope(task.id);
-    const now = new Date();
     let events: StoredEvent[] = [];
     let outcome: RetryOutcome;
     try {
@@ -79,7 +80,7 @@ export class TaskOperations {
             'SELECT response FROM request_key WHERE scope = ? AND idempotency_key = ?', [scope, idempotencyKey]);
           if (seen.length > 0) return { task, retried: readJson<{ retried: string[] }>(seen[0].response).retried, sends: [] };
         }
-        const { locked, t, rows } = await this.locked(em, task, now);
+        const { locked, t, rows, now } = await this.locked(em, task);
         const chosen = this.select(selector, rows, t.status === 'INCOMPLETE');
         const running = chosen.filter((r) => r.state === 'running');
         if (running.length > 0) {
@@ -111,6 +112,8 @@ export class TaskOperations {
           t.clearSentTime = true;
         }
         t.endTime = null;
+        // A new run, with the task's whole timeout (from the send, once the broker confirms it, for a task sent again whole).
+        t.deadline = new Date(now.getTime() + t.timeout * 1000);
         events = await locked.write(em, this.history);
         const retried = chosen.map((r) => r.endpoint);
         if (idempotencyKey !== null) {
@@ -140,10 +143,9 @@ export class TaskOperations {
    * not sent the task to are `skipped`. A task that is DONE cannot be cancelled.
    */
   async cancel(task: Task, actor: string | null): Promise<CancelOutcome> {
-    const now = new Date();
     let events: StoredEvent[] = [];
     const outcome = await transaction(this.ds, async (em) => {
-      const { locked, t, rows } = await this.locked(em, task, now);
+      const { locked, t, rows, now } = await this.locked(em, task);
       if (t.status === 'DONE') throw new ConflictError('task_ended', `the task is DONE; there is nothing left to cancel`);
       const rounds: Record<string, number> = {};
       // Endpoints never sent the task need no word of its cancel.

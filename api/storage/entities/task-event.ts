@@ -1,7 +1,7 @@
 import { EntitySchema } from 'typeorm';
 
 /** Every change of a task, in order: the history that GET …/events answers and streams. */
-export const EVENT_KINDS = ['created', 'sent', 'received', 'finished', 'incomplete', 'done', 'retried', 'cancelled', 'missing', 'skipped', 'stopped'] as const;
+export const EVENT_KINDS = ['created', 'sent', 'received', 'finished', 'incomplete', 'done', 'retried', 'cancelled', 'missing', 'skipped', 'stopped', 'timed_out'] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
 export interface TaskEvent {

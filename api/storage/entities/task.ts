@@ -45,6 +45,10 @@ export interface Task {
   end_time: Date | null;
   last_modified_time: Date;
   rollout: Rollout | null;
+  /** Seconds the task may run from its send (its POST's `timeout`, or `api.execution_timeout`). */
+  timeout: number;
+  /** When the run's time is up, on the database's clock: the send (or creation, until sent) plus `timeout`. */
+  deadline: Date | null;
 }
 
 export const TaskEntity = new EntitySchema<Task>({
@@ -68,5 +72,7 @@ export const TaskEntity = new EntitySchema<Task>({
     end_time: { type: 'datetime', precision: 3, nullable: true },
     last_modified_time: { type: 'datetime', precision: 3 },
     rollout: { type: 'simple-json', nullable: true },
+    timeout: { type: Number, default: 3600 },
+    deadline: { type: 'datetime', precision: 3, nullable: true },
   },
 });
