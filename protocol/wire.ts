@@ -82,6 +82,7 @@ export const ResultEventSchema = Type.Object({
   errnr: Type.Integer({ ...INT32, description: '0: success' }),
   errmsg: Type.Optional(Type.Union([Type.String({ maxLength: MAX_ERRMSG_CHARS + 1 }), Type.Null()])),
   payload: Type.Optional(Type.Unknown({ description: `the handler's result, any JSON up to ${MAX_RESPONSE_PAYLOAD_BYTES} bytes` })),
+  aborted: Type.Optional(Type.Boolean({ description: 'true when the run was told to abort (a cancel, or the task\'s deadline) before it ended' })),
 }, { $id: 'ResultEvent', title: 'result event' });
 export type ResultEvent = Static<typeof ResultEventSchema>;
 

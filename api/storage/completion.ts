@@ -395,9 +395,9 @@ export class Completion {
         return 'stored';
       }
       if (row.status === 1) return 'duplicate';
-      // A timed-out run's result: a success comes late but is kept (and may make the task DONE); a failure
-      // (the run aborted for the deadline, most likely) adds nothing to the failure recorded.
-      if (timedOut(row) && e.errnr !== 0) return 'duplicate';
+      // A timed-out run's result comes late but is kept (and may make the task DONE), unless the run was
+      // aborted: that is the deadline's own doing, already recorded as timed_out.
+      if (timedOut(row) && e.aborted === true) return 'duplicate';
       locked.finish(task, row, { errnr: e.errnr, errmsg: e.errmsg ?? null, payload: writeJson(e.payload), attempt: e.attempt, startTime: start });
       return 'stored';
     });

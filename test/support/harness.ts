@@ -280,9 +280,9 @@ export class Harness {
     return output;
   }
 
-  /** An API process; `port` starts a further instance beside the first. */
-  async startApi(port?: number): Promise<Proc> {
-    const p = this.spawn(port ? `api ${port}` : 'api', ['api.js'], port ? { TASKER_API_PORT: String(port) } : {});
+  /** An API process; `port` starts a further instance beside the first; `env` adds to its environment. */
+  async startApi(port?: number, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+    const p = this.spawn(port ? `api ${port}` : 'api', ['api.js'], { ...port ? { TASKER_API_PORT: String(port) } : {}, ...env });
     await p.waitReady();
     return p;
   }
