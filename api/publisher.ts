@@ -76,7 +76,9 @@ export class Publisher {
         this.log.warn({ taskId: task.id, err }, 'task sent but not marked SENT');
       });
     }
-    return { ...task, status: task.status === 'CREATED' ? 'SENT' : task.status, sent_time: task.sent_time ?? at };
+    // The send is recorded a few ms later at the database's time; until then the answer shows the creation's,
+    // also the database's: this host's clock may be off.
+    return { ...task, status: task.status === 'CREATED' ? 'SENT' : task.status, sent_time: task.sent_time ?? task.start_time };
   }
 
   /**

@@ -141,12 +141,12 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
       metrics.job('rollout-sweep', async () => completion.sweepRollouts(await dbNow(), waitMs)), log),
     startPeriodic('deadline-sweep', config.api.sweep_interval * 1000,
       metrics.job('deadline-sweep', async () => {
-        const aborts = await completion.sweepDeadlines(await dbNow());
+        const { ended, aborts } = await completion.sweepDeadlines(await dbNow());
         // As a cancel does: a manager not connected now learns of it when it asks about the copy again.
         await Promise.all(aborts.map((a) => transport.publishControl({ kind: 'cancel', task_id: a.taskId, rounds: a.rounds }).catch((err: unknown) => {
           log.warn({ taskId: a.taskId, err }, 'deadline passed, but the control message to the running endpoints was not sent');
         })));
-        return aborts.length;
+        return ended;
       }), log),
     // Every instance runs it: the firings' idempotent identifiers (and row locks on MySQL) make that safe.
     startPeriodic('schedules', config.api.schedule_interval * 1000, metrics.job('schedules', () => schedules.fireDue()), log),

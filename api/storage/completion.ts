@@ -53,7 +53,7 @@ export interface LockedTask {
   finished: number;
   failed: number;
   /** Status, counters and sent_time as read, to tell what this transaction changed. */
-  read: { status: TaskStatus; received: number; finished: number; failed: number; sentTime: Date | null };
+  read: { status: TaskStatus; received: number; finished: number; failed: number; sentTime: Date | null; endTime: Date | null };
   endTime: Date | null;
   sentTime: Date | null;
   startTime: Date;
@@ -284,7 +284,8 @@ export class Locked {
     // After the rows are written: a rollout decides from them as they now are.
     for (const task of this.tasks.values()) if (task.rollout) await this.advance(em, task, task.rollout);
     const learntSent = (x: LockedTask): boolean => x.read.sentTime === null && x.sentTime !== null && !x.clearSentTime;
-    const newDeadline = (x: LockedTask): boolean => x.deadline?.getTime() !== x.readDeadline?.getTime();
+    const newDeadline = (x: LockedTask): boolean => x.deadline?.getTime() !== x.readDeadline?.getTime()
+      || x.endTime?.getTime() !== x.read.endTime?.getTime();
     const tasks = [...this.tasks.values()].filter((x) => x.status !== x.read.status || x.received !== x.read.received
       || x.finished !== x.read.finished || x.failed !== x.read.failed || x.clearSentTime || learntSent(x) || newDeadline(x));
     const sentNow = tasks.filter(learntSent);
@@ -348,9 +349,10 @@ export class Completion {
       if (!tasks.has(id)) {
         const counts = { status: r.task_status as TaskStatus, received: Number(r.received_count), finished: Number(r.finished_count), failed: Number(r.failed_count) };
         const sentTime = readOptionalTime(r.sent_time);
+        const endTime = readOptionalTime(r.end_time);
         tasks.set(id, {
-          id, type: String(r.type), identifier: String(r.identifier), expected: Number(r.expected_count), ...counts, read: { ...counts, sentTime },
-          endTime: readOptionalTime(r.end_time), sentTime, startTime: readTime(r.task_start_time),
+          id, type: String(r.type), identifier: String(r.identifier), expected: Number(r.expected_count), ...counts, read: { ...counts, sentTime, endTime },
+          endTime, sentTime, startTime: readTime(r.task_start_time),
           rollout: readJson<Rollout | null>(r.rollout ?? null),
           timeout: Number(r.timeout), deadline: readOptionalTime(r.deadline), readDeadline: readOptionalTime(r.deadline),
         });
@@ -494,11 +496,13 @@ export class Completion {
    * its endpoints still pending become `missing`, those running `failed` with errnr 127 (`timed_out`, not
    * counted as finished, so that a result arriving later is still stored), a rollout's queued ones
    * `skipped`; the task becomes INCOMPLETE with an end time, recorded as `timed_out` (the endpoints) and
-   * `incomplete` (the task). Answers the running endpoints to tell to abort, once committed. Like the
+   * `incomplete` (the task). Answers how many tasks it ended, and the running endpoints to tell to abort
+   * once committed. Like the
    * other sweeps, decided from the database alone: any instance may run it, SKIP LOCKED keeps two apart.
    */
-  async sweepDeadlines(now: Date, batch = 500): Promise<DeadlineAbort[]> {
+  async sweepDeadlines(now: Date, batch = 500): Promise<{ ended: number; aborts: DeadlineAbort[] }> {
     const aborts: DeadlineAbort[] = [];
+    let ended = 0;
     for (;;) {
       let history: StoredEvent[] = [];
       const found = await transaction(this.ds, async (em) => {
@@ -509,29 +513,33 @@ export class Completion {
         if (rows.length === 0) return 0;
         const locked = await this.lock(em, rows.map((r) => readId(r.id)), null, now);
         for (const task of locked.tasks.values()) {
-          const abort = this.expire(locked, task);
-          if (abort) aborts.push(abort);
+          const expired = this.expire(locked, task);
+          if (!expired) continue;
+          ended++;
+          if (Object.keys(expired.rounds).length > 0) aborts.push(expired);
         }
         history = await locked.write(em, this.history);
         return rows.length;
       });
       this.announce(history);
-      if (found < batch) return aborts;
+      if (found < batch) return { ended, aborts };
     }
   }
 
-  /** Ends one task whose deadline passed (see `sweepDeadlines`); answers its running endpoints, if any. */
+  /** Ends one task whose deadline passed (see `sweepDeadlines`); answers its running endpoints, null if it had ended. */
   private expire(locked: Locked, task: LockedTask): DeadlineAbort | null {
     if (task.endTime !== null || !['CREATED', 'SENT', 'INCOMPLETE'].includes(task.status)) return null;
     const rows = locked.rowsOf(task.id);
     const rounds: Record<string, number> = {};
     let missing = 0;
+    let newlyMissing = 0;
     let skipped = 0;
     for (const row of rows) {
       if (row.state === 'pending') {
         Object.assign(row, { state: 'missing', changed: true });
         locked.recordEndpoint(task, 'missing', { endpoint: row.endpoint, round: row.round });
         missing++;
+        newlyMissing++;
       } else if (row.state === 'running') {
         Object.assign(row, { state: 'failed', errnr: ERRNR_DEADLINE_PASSED, errmsg: 'timed_out', changed: true });
         locked.recordEndpoint(task, 'timed_out', { endpoint: row.endpoint, round: row.round, attempt: row.attempts, errnr: ERRNR_DEADLINE_PASSED, errmsg: 'timed_out' });
@@ -544,13 +552,16 @@ export class Completion {
       }
     }
     const timedOutCount = Object.keys(rounds).length;
+    const ended = task.status === 'INCOMPLETE' && newlyMissing === 0 && timedOutCount === 0 && skipped === 0;
     task.status = 'INCOMPLETE';
     task.endTime = locked.time;
+    // INCOMPLETE already (a rollout with missing endpoints), with nothing left to end: only its end time is new.
+    if (ended) return { taskId: task.id, rounds };
     locked.record(task, {
       kind: 'incomplete',
       detail: { missing, timed_out: timedOutCount, ...(skipped > 0 ? { skipped } : {}), reason: 'deadline', timeout: task.timeout },
     });
-    return timedOutCount > 0 ? { taskId: task.id, rounds } : null;
+    return { taskId: task.id, rounds };
   }
 
   /**

@@ -137,7 +137,8 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`executi
  * A result that arrives after the deadline is still stored and can make the task DONE.
  */
 describe('execution deadlines: an endpoint gone for good after its receipt (rabbitmq)', function () {
-  const h = new Harness({ waitTimeout: 300, handlerTimeout: 300, env: { TASKER_API__SWEEP_INTERVAL: String(SWEEP_S) } });
+  const WAIT_S = 2;
+  const h = new Harness({ waitTimeout: WAIT_S, handlerTimeout: 300, env: { TASKER_API__SWEEP_INTERVAL: String(SWEEP_S) } });
 
   before(async function () {
     await h.setup(this);
@@ -170,6 +171,32 @@ describe('execution deadlines: an endpoint gone for good after its receipt (rabb
     const [response] = ended.taskResponseList;
     assert.deepEqual([response.endpoint, response.state, response.failure, response.errnr], ['doomed', 'failed', 'timed_out', ERRNR_DEADLINE_PASSED]);
     assert.deepEqual([ended.task.responses.failed, ended.task.responses.running, ended.task.responses.finished], [1, 0, 0]);
+  });
+
+  it('ends a task INCOMPLETE for want of a receipt once more at its deadline, its running endpoint timed out, and once only', async function () {
+    const manager = await h.startManager('slow', ['worker']);
+    const posted = await h.post('worker', { identifier: 'unheard-and-running', payload: { sleep: 120 }, endpoints: ['slow', 'absent'], timeout: 5 });
+    assert.equal(posted.status, 201);
+    const early = await h.waitForStatus('worker', 'unheard-and-running', ['INCOMPLETE'], 20_000);
+    assert.equal(early.task.end_time, null, 'INCOMPLETE for want of a receipt: not ended yet');
+    assert.equal(early.taskResponseList.find((r: any) => r.endpoint === 'slow').state, 'running');
+    for (let i = 0; ; i++) {
+      const got = (await h.get('worker/unheard-and-running')).json;
+      if (got.task.end_time !== null) break;
+      assert.ok(i < 200, 'the deadline never ended it');
+      await sleep(100);
+    }
+    const [row] = await h.query<TaskRow>(`SELECT id, status, sent_time, end_time, deadline, timeout FROM task WHERE identifier = 'unheard-and-running'`);
+    const late = storedTimeMs(row.end_time) - storedTimeMs(row.deadline);
+    assert.ok(late >= 0 && late <= SWEEP_S * 1000 + RUN_SLACK_MS, `ended ${late} ms after the deadline`);
+    const rows = await h.query<{ endpoint: string; state: string; errnr: number }>(
+      'SELECT endpoint, state, errnr FROM task_response WHERE task_id = ? ORDER BY endpoint', [row.id]);
+    assert.deepEqual(rows.map((r) => [r.endpoint, r.state, r.errnr]), [['absent', 'missing', 0], ['slow', 'failed', ERRNR_DEADLINE_PASSED]]);
+    // Ended once: later sweeps find nothing more to do with it.
+    await sleep(3 * SWEEP_S * 1000);
+    const kinds = (await h.get('worker/unheard-and-running/events')).json.events.map((e: any) => e.kind);
+    assert.deepEqual(kinds.filter((k: string) => ['incomplete', 'timed_out'].includes(k)), ['incomplete', 'timed_out', 'incomplete']);
+    await manager.stop();
   });
 
   it('stores a result that arrives after the deadline, which makes the task DONE', async function () {
