@@ -6,8 +6,8 @@ import { Backend, Harness, Proc, storedTimeMs } from '../support/harness';
 const TOPOLOGY = new Topology('tasker', 'classic');
 /** The sweeps' interval in these suites (seconds): a deadline is judged within it. */
 const SWEEP_S = 1;
-/** What a sweep run itself may take on this shared machine, beyond the interval. */
-const RUN_SLACK_MS = 750;
+/** What a sweep run (and the timer before it) may take beyond the interval on this shared, loaded machine (2 cores, several suites at once): up to ~1 s was seen. */
+const RUN_SLACK_MS = 1500;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface TaskRow {
