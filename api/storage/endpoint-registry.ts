@@ -63,6 +63,11 @@ export class EndpointRegistry {
     return (await this.select('name = ?', [name], 1))[0] ?? null;
   }
 
+  /** The database's clock, which heartbeats are stamped with. */
+  now(): Promise<Date> {
+    return databaseNow(this.ds);
+  }
+
   /** Endpoint names of the type with a heartbeat within the last `seconds` (on the database's clock), sorted. */
   async activeFor(taskType: string, seconds: number): Promise<string[]> {
     const since = new Date((await databaseNow(this.ds)).getTime() - seconds * 1000);

@@ -86,4 +86,10 @@ describe('deadlines with an API host whose clock is skewed (rabbitmq)', function
     assert.ok(after >= WAIT_S * 1000 && after <= WAIT_S * 1000 + SWEEP_S * 1000 + RUN_SLACK_MS,
       `INCOMPLETE ${after} ms after the send (wait_for_endpoints_timeout ${WAIT_S} s)`);
   });
+
+  it('judges an endpoint alive by its heartbeats on the database clock', async function () {
+    const listed = (await getFrom(skewedPort, 'endpoints')).endpoints.find((e: any) => e.name === 'sk1');
+    assert.ok(Math.abs(Date.parse(listed.last_heartbeat) - Date.now()) < 5000, `heartbeat stamped ${listed.last_heartbeat}`);
+    assert.equal(listed.alive, true);
+  });
 });
