@@ -63,7 +63,8 @@ async function knowRegisteredEndpoints(registry: EndpointRegistry, metrics: Metr
 /**
  * The server side: the HTTP API, the collector of response events, the state responder, and the
  * periodic jobs (resending tasks the broker never confirmed, marking INCOMPLETE the tasks some expected
- * endpoint never received). Every part is safe with several instances.
+ * endpoint never received, ending the tasks whose execution deadline passed). Every part is safe with
+ * several instances; every deadline is judged by the database's clock.
  */
 export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const { config, ds, transport } = deps;

@@ -498,7 +498,10 @@ export class Completion {
    * `skipped`; the task becomes INCOMPLETE with an end time, recorded as `timed_out` (the endpoints) and
    * `incomplete` (the task). Answers how many tasks it ended, and the running endpoints to tell to abort
    * once committed. Like the
-   * other sweeps, decided from the database alone: any instance may run it, SKIP LOCKED keeps two apart.
+   * other sweeps, decided from the database alone, so any instance may run it. The candidates are read
+   * without a lock, then locked in id order (every writer's order) and judged again: with SKIP LOCKED they
+   * would be passed over whenever another job's scan held them at that instant (the sweeps fire together),
+   * and a task end seconds late; a second instance waits for the first and finds them ended.
    */
   async sweepDeadlines(now: Date, batch = 500): Promise<{ ended: number; aborts: DeadlineAbort[] }> {
     const aborts: DeadlineAbort[] = [];
@@ -509,11 +512,11 @@ export class Completion {
         const rows: { id: unknown }[] = await em.query(
           `SELECT id FROM task WHERE end_time IS NULL AND deadline < ?
              AND (status IN ('SENT', 'INCOMPLETE') OR status = 'CREATED' AND sent_time IS NOT NULL)
-           ORDER BY deadline LIMIT ${batch}${this.mysql ? ' FOR UPDATE SKIP LOCKED' : ''}`, [sqlTime(now)]);
+           ORDER BY deadline LIMIT ${batch}`, [sqlTime(now)]);
         if (rows.length === 0) return 0;
         const locked = await this.lock(em, rows.map((r) => readId(r.id)), null, now);
         for (const task of locked.tasks.values()) {
-          const expired = this.expire(locked, task);
+          const expired = this.expire(locked, task, now);
           if (!expired) continue;
           ended++;
           if (Object.keys(expired.rounds).length > 0) aborts.push(expired);
@@ -527,8 +530,10 @@ export class Completion {
   }
 
   /** Ends one task whose deadline passed (see `sweepDeadlines`); answers its running endpoints, null if it had ended. */
-  private expire(locked: Locked, task: LockedTask): DeadlineAbort | null {
-    if (task.endTime !== null || !['CREATED', 'SENT', 'INCOMPLETE'].includes(task.status)) return null;
+  private expire(locked: Locked, task: LockedTask, now: Date): DeadlineAbort | null {
+    // As the lock shows it: another instance, a late result or a retry may have come first.
+    if (task.endTime !== null || task.deadline === null || task.deadline >= now) return null;
+    if (!['SENT', 'INCOMPLETE'].includes(task.status) && !(task.status === 'CREATED' && task.sentTime !== null)) return null;
     const rows = locked.rowsOf(task.id);
     const rounds: Record<string, number> = {};
     let missing = 0;
