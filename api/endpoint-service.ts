@@ -16,8 +16,14 @@ export class EndpointService {
     private readonly aliveWithinMs: number,
   ) {}
 
-  isAlive(e: RegisteredEndpoint, now = Date.now()): boolean {
+  /** `now`: the database's clock (see `now`), as the heartbeats are stamped with it. */
+  isAlive(e: RegisteredEndpoint, now: number): boolean {
     return now - e.last_heartbeat.getTime() <= this.aliveWithinMs;
+  }
+
+  /** The database's time, in ms: this host's clock may be off. */
+  async now(): Promise<number> {
+    return (await guardDb(() => this.registry.now())).getTime();
   }
 
   async list(after: string, limit: number): Promise<{ items: RegisteredEndpoint[]; next: string | null }> {

@@ -77,9 +77,11 @@ export class Publisher {
         this.log.warn({ taskId: task.id, err }, 'task sent but not marked SENT');
       });
     }
-    // What the confirm just recorded (TaskStore.recordSent), shown without reading it back.
+    // What the confirm just recorded (TaskStore.recordSent), shown without reading it back. The send is
+    // recorded a few ms later at the database's time; until then the answer shows the creation's, also the
+    // database's: this host's clock may be off.
     const status = allows(task.status, TASK_STATUS.SENT, EVENT.SENT) ? TASK_STATUS.SENT : task.status;
-    return { ...task, status, sent_time: task.sent_time ?? at };
+    return { ...task, status, sent_time: task.sent_time ?? task.start_time };
   }
 
   /**
@@ -114,9 +116,9 @@ export class Publisher {
     return this.sent.idle();
   }
 
-  /** Sends tasks left CREATED and untouched for longer than `afterMs`. Returns how many were sent. */
-  resendUnsent(afterMs: number): Promise<number> {
-    return this.resend({ kind: 'unsent', before: new Date(Date.now() - afterMs) });
+  /** Sends tasks left CREATED and untouched for longer than `afterMs` before `now` (the database's clock). Returns how many were sent. */
+  resendUnsent(afterMs: number, now: Date): Promise<number> {
+    return this.resend({ kind: 'unsent', before: new Date(now.getTime() - afterMs) });
   }
 
   /**

@@ -25,8 +25,8 @@ export class RetentionJob {
     private readonly store: RetentionStore, private readonly keepMs: number, private readonly batch: number, private readonly dutyCycle: number,
   ) {}
 
-  /** One run; answers how many tasks it removed. */
-  async run(now = new Date()): Promise<number> {
+  /** One run, with ended tasks judged against `now` (the database's clock); answers how many tasks it removed. */
+  async run(now: Date): Promise<number> {
     const cutoff = new Date(now.getTime() - this.keepMs);
     let total = 0;
     while (!this.stopping) {

@@ -121,7 +121,7 @@ export class ScheduleService {
   private async fire(s: Schedule, now: Date): Promise<Fired> {
     const scheduled = s.next_fire_time as Date;
     const identifier = firingIdentifier(s.name, scheduled);
-    const req: TaskRequest = { identifier, payload: s.payload, endpoints: s.endpoints, rollout: s.rollout as RolloutRequest | null };
+    const req: TaskRequest = { identifier, payload: s.payload, endpoints: s.endpoints, rollout: s.rollout as RolloutRequest | null, timeout: null };
     let error: string | null = null;
     try {
       await this.deps.tasks.create(s.task_type, req, `schedule:${s.name}`);

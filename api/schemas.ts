@@ -45,6 +45,13 @@ export const RolloutBody = Type.Object({
   max_errors: Type.Optional(MaxErrors),
 }, { additionalProperties: false, [ERROR_KEYWORD]: 'must be an object with batch_size and optionally max_errors', description: 'a rolling send: a few endpoints at a time, stopping when too many fail' });
 
+/** The most a task's `timeout` may be: 30 days. */
+export const MAX_TASK_TIMEOUT = 30 * 86400;
+const TimeoutSeconds = Type.Integer({
+  minimum: 1, maximum: MAX_TASK_TIMEOUT, [ERROR_KEYWORD]: `must be a whole number of seconds from 1 to ${MAX_TASK_TIMEOUT}`,
+  description: 'seconds the task may run from its send (default api.execution_timeout): then endpoints still pending become missing, those running failed (timed_out), and the task INCOMPLETE',
+});
+
 export const TaskRequestBody = Type.Object({
   identifier: Identifier,
   payload: Type.Optional(AnyJson),
@@ -53,6 +60,7 @@ export const TaskRequestBody = Type.Object({
     description: 'the endpoints that must perform the task; when absent or empty, those registered for the task type',
   }))),
   rollout: Type.Optional(RolloutBody),
+  timeout: Type.Optional(TimeoutSeconds),
 }, { additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object', example: { identifier: 'deploy-42', payload: { version: '1.2.3' }, endpoints: ['console1', 'console2'] } });
 export type TaskRequestBody = Static<typeof TaskRequestBody>;
 
@@ -165,6 +173,8 @@ export const TaskAnswer = Type.Object({
   start_time: Time,
   sent_time: nullable(Time),
   end_time: nullable(Time),
+  timeout: Type.Integer({ minimum: 1, description: 'seconds the task may run from its send' }),
+  deadline: nullable(Type.String({ format: 'date-time', description: 'when the run\'s time is up (ISO 8601, UTC, on the database\'s clock): the send plus `timeout`, the creation plus it until sent' })),
   responses: Counts,
   rollout: nullable(Type.Object({
     batch_size: Type.Integer({ minimum: 1, description: 'at most this many endpoints sent the task and not finished at once' }),

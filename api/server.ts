@@ -19,7 +19,7 @@ import { Publisher } from './publisher';
 import { RetentionJob, retentionMs } from './retention';
 import { StateResponder } from './state-responder';
 import { Completion } from './storage/completion';
-import { dialectOf } from './storage/database';
+import { databaseNow, dialectOf } from './storage/database';
 import { EndpointRegistry } from './storage/endpoint-registry';
 import { Announce, History } from './storage/history';
 import { TaskOperations } from './storage/operations';
@@ -65,7 +65,8 @@ async function knowRegisteredEndpoints(registry: EndpointRegistry, metrics: Metr
 /**
  * The server side: the HTTP API, the collector of response events, the state responder, and the
  * periodic jobs (resending tasks the broker never confirmed, marking INCOMPLETE the tasks some expected
- * endpoint never received). Every part is safe with several instances.
+ * endpoint never received, ending the tasks whose execution deadline passed). Every part is safe with
+ * several instances; every deadline is judged by the database's clock.
  */
 export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const { config, ds, transport } = deps;
@@ -93,7 +94,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const responses = new ResponseStore(ds);
   const queries = new TaskQueries(ds);
   const service = new TaskService({
-    taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, tasks, queries, responses, history,
+    taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
     registry, publisher, hub, maxBatch: 256, admit: (type, eps) => transport.admit(type, eps),
   });
   const operations = new OperationsService(service, new TaskOperations(ds, completion, history, tasks, announce), publisher, transport, log);
@@ -132,20 +133,32 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const port = (server.address() as AddressInfo).port;
   // A broker that kept nothing across the restart: hand every unfinished task out again.
   if (!transport.durable) await publisher.redeliverUnfinished();
+  // Every deadline is judged by the database's clock, read at each run: API hosts whose clocks disagree judge alike.
+  const dbNow = (): Promise<Date> => databaseNow(ds);
+  const waitMs = config.api.wait_for_endpoints_timeout * 1000;
   const jobs = [
     startPeriodic('resend', config.api.resend_interval * 1000,
-      metrics.job('resend', () => publisher.resendUnsent(config.api.resend_after * 1000)), log),
+      metrics.job('resend', async () => publisher.resendUnsent(config.api.resend_after * 1000, await dbNow())), log),
     startPeriodic('incomplete-sweep', config.api.sweep_interval * 1000,
-      metrics.job('sweep', () => completion.sweepIncomplete(new Date(), config.api.wait_for_endpoints_timeout * 1000)), log),
+      metrics.job('sweep', async () => completion.sweepIncomplete(await dbNow(), waitMs)), log),
     startPeriodic('rollout-sweep', config.api.sweep_interval * 1000,
-      metrics.job('rollout-sweep', () => completion.sweepRollouts(new Date(), config.api.wait_for_endpoints_timeout * 1000)), log),
+      metrics.job('rollout-sweep', async () => completion.sweepRollouts(await dbNow(), waitMs)), log),
+    startPeriodic('deadline-sweep', config.api.sweep_interval * 1000,
+      metrics.job('deadline-sweep', async () => {
+        const { ended, aborts } = await completion.sweepDeadlines(await dbNow());
+        // As a cancel does: a manager not connected now learns of it when it asks about the copy again.
+        await Promise.all(aborts.map((a) => transport.publishControl({ kind: 'cancel', task_id: a.taskId, rounds: a.rounds }).catch((err: unknown) => {
+          log.warn({ taskId: a.taskId, err }, 'deadline passed, but the control message to the running endpoints was not sent');
+        })));
+        return ended;
+      }), log),
     // Every instance runs it: the firings' idempotent identifiers (and row locks on MySQL) make that safe.
     startPeriodic('schedules', config.api.schedule_interval * 1000, metrics.job('schedules', () => schedules.fireDue()), log),
   ];
   const keepMs = retentionMs(config.api.retention);
   const retention = keepMs === null ? null : new RetentionJob(new RetentionStore(ds), keepMs, config.api.retention_batch, config.api.retention_duty_cycle);
   // Every instance runs it: each batch takes only tasks no other instance holds (SKIP LOCKED on MySQL).
-  if (retention) jobs.push(startPeriodic('retention', config.api.retention_interval * 1000, metrics.job('retention', () => retention.run()), log));
+  if (retention) jobs.push(startPeriodic('retention', config.api.retention_interval * 1000, metrics.job('retention', async () => retention.run(await dbNow())), log));
   log.info({ host: config.api.host, port }, 'listening');
 
   let httpStopped: Promise<void> | null = null;

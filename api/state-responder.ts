@@ -34,7 +34,7 @@ export class StateResponder {
 
   constructor(private readonly o: StateResponderOptions) {
     this.log = o.logger.child({ component: 'state-responder' });
-    this.receiver = new Batcher((items) => o.completion.receiveMany(items, new Date()), {
+    this.receiver = new Batcher((items) => o.completion.receiveMany(items), {
       maxBatch: o.batchSize, split: (err) => !isTransientDbError(err),
     });
   }

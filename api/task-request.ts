@@ -13,6 +13,8 @@ export interface TaskRequest {
   endpoints: string[] | null;
   /** A rolling send, or null for all at once. */
   rollout: RolloutRequest | null;
+  /** Seconds the task may run from its send; null: the configured default. */
+  timeout: number | null;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -24,7 +26,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export function toTaskRequest(body: TaskRequestBody): TaskRequest {
   if (depthExceeds(body.payload, MAX_PAYLOAD_DEPTH)) throw new InvalidRequestError(`payload is nested deeper than ${MAX_PAYLOAD_DEPTH} levels`);
   const endpoints = body.endpoints && body.endpoints.length > 0 ? body.endpoints : null;
-  return { identifier: body.identifier, payload: body.payload ?? null, endpoints, rollout: body.rollout ?? null };
+  return { identifier: body.identifier, payload: body.payload ?? null, endpoints, rollout: body.rollout ?? null, timeout: body.timeout ?? null };
 }
 
 /** Whether arrays and objects nest deeper than `max` (without recursion, whatever the depth). */
@@ -52,7 +54,9 @@ export function canonicalJson(value: unknown): string {
  * What tells an idempotent retry (same hash) from a conflicting reuse of the identifier. The rollout is
  * hashed only when there is one, so that the tasks stored before rollouts existed keep their hashes.
  */
-export function requestHash(req: Pick<TaskRequest, 'payload' | 'endpoints'> & { rollout?: RolloutRequest | null }): string {
+export function requestHash(req: Pick<TaskRequest, 'payload' | 'endpoints'> & { rollout?: RolloutRequest | null; timeout?: number | null }): string {
   const rollout = req.rollout ? { rollout: req.rollout } : {};
-  return createHash('sha256').update(canonicalJson({ payload: req.payload, endpoints: req.endpoints, ...rollout })).digest('hex');
+  // Likewise the timeout: a repeat that asks for another one is another request.
+  const timeout = req.timeout ? { timeout: req.timeout } : {};
+  return createHash('sha256').update(canonicalJson({ payload: req.payload, endpoints: req.endpoints, ...rollout, ...timeout })).digest('hex');
 }

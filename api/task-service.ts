@@ -19,6 +19,8 @@ export interface TaskServiceDeps {
   taskTypes: readonly string[];
   /** Seconds after which a silent endpoint is no longer expected by tasks that list none. */
   endpointExpiry: number;
+  /** Seconds a task may run when its request gives no `timeout` (`api.execution_timeout`). */
+  executionTimeout: number;
   tasks: TaskStore;
   queries: TaskQueries;
   responses: ResponseStore;
@@ -81,12 +83,12 @@ export class TaskService {
       if (!expected) {
         const existing = await this.deps.tasks.find(type, req.identifier);
         if (existing) return { task: existing, created: false };
-        expected = await this.deps.registry.activeFor(type, new Date(Date.now() - this.deps.endpointExpiry * 1000));
+        expected = await this.deps.registry.activeFor(type, this.deps.endpointExpiry);
         if (expected.length === 0) throw new NoEndpointsError(type);
       }
       return this.creator.submit({
         type, identifier: req.identifier, payload: req.payload, endpoints: req.endpoints, expected,
-        requestHash: hash, now: new Date(), actor, rollout: req.rollout ? resolveRollout(req.rollout, expected.length) : null,
+        requestHash: hash, timeout: req.timeout ?? this.deps.executionTimeout, actor, rollout: req.rollout ? resolveRollout(req.rollout, expected.length) : null,
       });
     });
     if (!created) {

@@ -1,4 +1,4 @@
-import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_HANDLER_TIMEOUT } from '../protocol/wire';
+import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_DEADLINE_PASSED, ERRNR_HANDLER_TIMEOUT } from '../protocol/wire';
 import type { Task, TaskResponse } from './storage/rows';
 import type { EndpointState as ResponseState, ShownState } from './lifecycle/states';
 import type { StoredEvent } from './storage/history';
@@ -41,6 +41,8 @@ export function taskView(t: Task, counts: ReadonlyMap<ResponseState, number>): R
     start_time: t.start_time.toISOString(),
     sent_time: t.sent_time?.toISOString() ?? null,
     end_time: t.end_time?.toISOString() ?? null,
+    timeout: t.timeout,
+    deadline: t.deadline?.toISOString() ?? null,
     // `failed` is both a count of the original shape and a state: the same number.
     responses: { expected: t.expected_count, received: t.received_count, finished: t.finished_count, ...stateCounts(t, counts) },
     rollout: t.rollout ? rolloutView(t.rollout, t.expected_count, (s) => counts.get(s) ?? 0) : null,
@@ -50,7 +52,7 @@ export function taskView(t: Task, counts: ReadonlyMap<ResponseState, number>): R
 /** Why a failed response failed: its handler timed out, it was given up on after crashes, or it reported an error. */
 function failure(r: TaskResponse): string | undefined {
   if (r.state !== ENDPOINT_STATE.FAILED) return undefined;
-  if (r.errnr === ERRNR_HANDLER_TIMEOUT) return 'timed_out';
+  if (r.errnr === ERRNR_HANDLER_TIMEOUT || r.errnr === ERRNR_DEADLINE_PASSED) return 'timed_out';
   if (r.errnr === ERRNR_ATTEMPTS_EXHAUSTED) return 'gave_up';
   return 'error';
 }

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import type { DataSource } from 'typeorm';
 import { loadConfig, projectRoot } from '../config/loader';
 import { RetentionJob, retentionMs } from '../api/retention';
-import { createDataSource } from '../api/storage/database';
+import { createDataSource, databaseNow } from '../api/storage/database';
 import { RetentionStore } from '../api/storage/retention-store';
 import { Harness, Proc } from '../test/support/harness';
 import { shippedDefaults } from './defaults';
@@ -74,7 +74,7 @@ async function phase(h: Harness, ds: DataSource | null, hi: number, n: number): 
   if (ds) {
     const api = h.config.api;
     job = new RetentionJob(new RetentionStore(ds), retentionMs(String(opt.retention)) as number, api.retention_batch, api.retention_duty_cycle);
-    running = job.run();
+    running = job.run(await databaseNow(ds));
     // Measured from its second batch on, as it runs for hours through a large backlog.
     for (const before = await expiredLeft(h, hi); await expiredLeft(h, hi) === before;) await sleep(200);
   }
@@ -100,7 +100,7 @@ async function phase(h: Harness, ds: DataSource | null, hi: number, n: number): 
 /** Expired tasks removed per second by the job alone, no load beside it, at this duty cycle. */
 async function alone(h: Harness, ds: DataSource, hi: number, dutyCycle: number): Promise<number> {
   const job = new RetentionJob(new RetentionStore(ds), retentionMs(String(opt.retention)) as number, h.config.api.retention_batch, dutyCycle);
-  const running = job.run();
+  const running = job.run(await databaseNow(ds));
   await sleep(2000);
   const left0 = await expiredLeft(h, hi);
   const t0 = performance.now();

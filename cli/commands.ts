@@ -78,6 +78,8 @@ export interface SendOptions {
   endpoints?: string;
   batchSize?: string;
   maxErrors?: string;
+  /** Seconds the task may run (the API's `timeout`). */
+  timeout?: string;
   wait?: boolean;
 }
 
@@ -92,6 +94,7 @@ export async function send(ctx: Context, type: string, o: SendOptions): Promise<
   if (o.batchSize !== undefined) {
     body.rollout = { batch_size: amount(o.batchSize), ...(o.maxErrors !== undefined ? { max_errors: amount(o.maxErrors) } : {}) };
   }
+  if (o.timeout !== undefined) body.timeout = Number(o.timeout);
   const task = await ctx.client.json<Task>('POST', [type], { body });
   if (!o.wait) {
     out(ctx, task, () => [...taskHeader(task, paintFor(ctx, ctx.io.stdout)), `follow it: tasker watch ${type} ${task.identifier}`]);

@@ -85,7 +85,16 @@ export function taskHeader(t: TaskTracker | Task, paint: Paint = plain, columns 
     `${paint('bold', name)}  ${paint(STATUS_STYLE[t.status] ?? 'bold', t.status)}  ${bar(c.finished, c.expected, width)} ${done}`,
     states.map((s) => ((c[s] ?? 0) > 0 ? paint(STATE_STYLE[s], `${s} ${c[s] ?? 0}`) : `${s} ${c[s] ?? 0}`)).join('  '),
     ...(rollout ? [`rollout: ${rollout.batch_size} at a time, ${rollout.max_errors === null ? 'no error limit' : `stops once more than ${rollout.max_errors} fail`}`] : []),
+    ...deadlineLine(t),
   ];
+}
+
+/** `timeout: 300 s, deadline 2026-11-24T12:05:00.000Z` (the deadline once the task was sent, or its creation's until then). */
+function deadlineLine(t: TaskTracker | Task): string[] {
+  const timeout = t instanceof TaskTracker ? t.timeout : t.timeout ?? null;
+  if (timeout === null) return [];
+  const deadline = t.deadline ?? null;
+  return [`timeout: ${timeout} s${deadline ? `, deadline ${deadline}` : ''}`];
 }
 
 /** One line: `worker/deploy-42 SENT: 1/3 finished (pending 1, running 1, failed 1)`. */

@@ -30,6 +30,14 @@ function positiveInt(value: string): string {
   return value;
 }
 
+/** `--timeout`: whole seconds from 1 to 30 days, as the API takes them. */
+function timeoutSeconds(value: string): string {
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 30 * 86400) {
+    throw new InvalidArgumentError('must be a whole number of seconds from 1 to 2592000 (30 days)');
+  }
+  return value;
+}
+
 /** `--batch-size` / `--max-errors`: a whole number from `min`, or a percentage. */
 function rolloutAmount(min: number) {
   return (value: string): string => {
@@ -87,6 +95,7 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .option('-e, --endpoints <names>', 'comma-separated endpoints (default: every endpoint registered for TYPE)')
     .option('-b, --batch-size <n>', 'a rollout: at most N endpoints (or N% of them) run the task at once', rolloutAmount(1))
     .option('--max-errors <n>', 'with --batch-size: send to no more endpoints once more than N (or N%) failed or went missing', rolloutAmount(0))
+    .option('-t, --timeout <seconds>', 'seconds the task may run once sent (default: the API\'s api.execution_timeout); then it ends INCOMPLETE, running endpoints timed_out', timeoutSeconds)
     .option('-w, --wait', 'follow the task until DONE, INCOMPLETE, CANCELLED or STOPPED; exit status by its result')
     .addHelpText('after', '\nExample:\n  $ tasker send worker --identifier deploy-42 --payload \'{"sleep": 1}\' --endpoints console1,console2 --wait')
     .action(action((ctx, type: string, o: commands.SendOptions) => commands.send(ctx, type, o)));

@@ -36,6 +36,9 @@ export class TaskTracker {
   lastEventId = 0;
   /** A rolling send's numbers (as the task was read; its progress is counted from the endpoints). */
   readonly rollout: Rollout | null;
+  /** The task's execution timeout and deadline as it was read (absent from APIs that predate them). */
+  readonly timeout: number | null;
+  deadline: string | null;
   private seq = 0;
 
   constructor(task: Task, responses?: TaskWithResponses['taskResponseList']) {
@@ -43,6 +46,8 @@ export class TaskTracker {
     this.identifier = task.identifier;
     this.status = task.status;
     this.rollout = task.rollout ?? null;
+    this.timeout = task.timeout ?? null;
+    this.deadline = task.deadline ?? null;
     // A rollout sends to its first batch; the others wait for a slot.
     task.endpoints.forEach((name, i) => this.endpoints.set(name, {
       endpoint: name, state: this.rollout && i >= this.rollout.batch_size ? 'queued' : 'pending', round: 0, attempt: 0, errnr: null, errmsg: null, changed: 0,
@@ -50,7 +55,7 @@ export class TaskTracker {
     for (const r of responses ?? []) {
       const state = r.state === 'missing' && !this.rollout ? 'pending' : r.state;
       this.endpoints.set(r.endpoint, {
-        endpoint: r.endpoint, state, round: r.round, attempt: r.attempts, errnr: r.status === 1 ? r.errnr : null, errmsg: r.errmsg, changed: 0,
+        endpoint: r.endpoint, state, round: r.round, attempt: r.attempts, errnr: r.status === 1 || r.state === 'failed' ? r.errnr : null, errmsg: r.errmsg, changed: 0,
       });
     }
   }
@@ -126,6 +131,13 @@ export class TaskTracker {
         for (const c of changes) {
           const e = this.endpoints.get(c.endpoint);
           if (e) touch(e, { state: this.rollout ? 'queued' : 'pending', round: c.round ?? e.round + 1, attempt: 0, errnr: null, errmsg: null });
+        }
+        break;
+      case 'timed_out':
+        // The execution deadline passed while these ran: failed, told to abort.
+        for (const c of changes) {
+          const e = this.endpoints.get(c.endpoint);
+          if (e && (c.round ?? 0) >= e.round && e.state === 'running') touch(e, { state: 'failed', errnr: c.errnr ?? null, errmsg: c.errmsg ?? 'timed_out' });
         }
         break;
       case 'incomplete':

@@ -26,6 +26,9 @@ export interface Task {
   responses: Counts;
   /** A rolling send (absent from APIs that predate rollouts). */
   rollout?: Rollout | null;
+  /** Seconds the task may run from its send, and when that is up (absent from APIs that predate deadlines). */
+  timeout?: number;
+  deadline?: string | null;
 }
 
 export interface Rollout {

@@ -68,10 +68,13 @@ export const ConfigSchema = Type.Object({
     host: str('0.0.0.0'),
     port: int(8888, 0, 65535),
     wait_for_endpoints_timeout: num(60, 0.1, 86400 * 30),
+    /** Seconds a task may run, from its send, when its POST gives no `timeout`: then it ends (INCOMPLETE). */
+    execution_timeout: int(3600, 1, 86400 * 30),
     body_limit: int(1024 * 1024, 1024, 64 * 1024 * 1024),
     publish_timeout: num(5, 0.1, 600),
     resend_interval: num(5, 0.05, 3600),
     resend_after: num(10, 0, 3600),
+    /** Seconds between runs of the sweeps (INCOMPLETE, rollout slots, execution deadlines). */
     sweep_interval: num(5, 0.05, 3600),
     /** Seconds between looks for schedules that are due: how late after its time a firing may be. */
     schedule_interval: num(1, 0.05, 60),

@@ -333,7 +333,8 @@ export class EndpointManager {
       clearTimeout(timer);
       this.aborts.delete(key);
     }
-    await this.reporter.report({ kind: 'result', ...base, end_time: new Date().toISOString(), ...result });
+    // An aborted run says so: after a deadline, the server side keeps its timed_out rather than this.
+    await this.reporter.report({ kind: 'result', ...base, end_time: new Date().toISOString(), ...result, ...(abort.signal.aborted ? { aborted: true } : {}) });
     this.finished.add(key);
     log.info({ errnr: result.errnr, ...(abort.signal.aborted ? { cancelled: true } : {}) }, 'task finished');
     d.ack();

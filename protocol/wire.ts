@@ -24,6 +24,11 @@ export const ERRNR_HANDLER_THREW = 1;
 export const ERRNR_HANDLER_TIMEOUT = 124;
 export const ERRNR_ATTEMPTS_EXHAUSTED = 125;
 export const ERRNR_BAD_RESULT = 126;
+/**
+ * Set by the server side, never reported by an endpoint: the task's execution deadline (`timeout`) passed
+ * while the endpoint was running it (shown with failure `timed_out`).
+ */
+export const ERRNR_DEADLINE_PASSED = 127;
 
 /** errmsg is a TEXT column (65,535 bytes): at most 4 bytes a character in utf8mb4. */
 export const MAX_ERRMSG_CHARS = 16_000;
@@ -77,6 +82,7 @@ export const ResultEventSchema = Type.Object({
   errnr: Type.Integer({ ...INT32, description: '0: success' }),
   errmsg: Type.Optional(Type.Union([Type.String({ maxLength: MAX_ERRMSG_CHARS + 1 }), Type.Null()])),
   payload: Type.Optional(Type.Unknown({ description: `the handler's result, any JSON up to ${MAX_RESPONSE_PAYLOAD_BYTES} bytes` })),
+  aborted: Type.Optional(Type.Boolean({ description: 'true when the run was told to abort (a cancel, or the task\'s deadline) before it ended' })),
 }, { $id: 'ResultEvent', title: 'result event' });
 export type ResultEvent = Static<typeof ResultEventSchema>;
 

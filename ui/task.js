@@ -10,7 +10,7 @@ const HISTORY_SHOWN = 200;
 
 /** A later state of the same round never goes back to an earlier one (events may repeat what a page shows). */
 const RANK = { queued: 0, pending: 0, missing: 1, cancelled: 1, skipped: 1, running: 2, succeeded: 3, failed: 3 };
-const FAILURE_OF = { 124: 'timed_out', 125: 'gave_up' };
+const FAILURE_OF = { 124: 'timed_out', 125: 'gave_up', 127: 'timed_out' };
 
 /** Whether the token may retry and cancel, by token: learned once, from a request refused before it is read. */
 const operateScope = new Map();
@@ -96,6 +96,9 @@ export function mountTask(root, app, type, identifier) {
       ...item('Started', when(task.start_time), task.start_time),
       ...item('Sent', when(task.sent_time), task.sent_time ?? undefined),
       ...item(task.status === 'CANCELLED' ? 'Cancelled' : 'Ended', when(task.end_time), task.end_time ?? undefined),
+      // The execution deadline (on the server's database clock): the send plus the task's timeout.
+      ...(task.timeout ? item('Timeout', `${task.timeout} s`) : []),
+      ...(task.deadline ? item('Deadline', when(task.deadline), task.deadline) : []),
       ...item('Took', task.end_time ? duration(task.start_time, task.end_time) : `${age(serverNow() - Date.parse(task.start_time)).replace(' ago', '')} so far`),
     );
     payload.textContent = JSON.stringify(task.payload, null, 2);
@@ -211,8 +214,12 @@ export function mountTask(root, app, type, identifier) {
         task.end_time = null;
         for (const x of list) change(x.endpoint, x.round, { state: task.rollout ? 'queued' : 'pending', failure: undefined, status: null, errnr: 0, errmsg: null, payload: null, attempts: 0, start_time: null, last_modified_time: e.time });
         break;
+      case 'timed_out':
+        for (const x of list) change(x.endpoint, x.round, { state: 'failed', failure: 'timed_out', errnr: x.errnr ?? 127, errmsg: x.errmsg ?? 'timed_out', last_modified_time: e.time });
+        break;
       case 'incomplete':
         task.status = 'INCOMPLETE';
+        if (e.detail?.reason === 'deadline') task.end_time = e.time;
         for (const r of rows.values()) if (r.state === 'pending') setRow({ ...r, state: 'missing' });
         break;
       case 'done': task.status = 'DONE'; task.end_time = e.time; break;
@@ -256,7 +263,10 @@ export function mountTask(root, app, type, identifier) {
         return [ok.length ? `${names(ok)} succeeded` : '', failed.length ? `${names(failed.map((x) => `${x.endpoint} (errnr ${x.errnr})`))} failed` : ''].filter(Boolean).join('; ');
       }
       case 'retried': return `${names(list.map((x) => x.endpoint))} (round ${list[0]?.round ?? '?'})`;
-      case 'incomplete': return `${e.detail?.missing ?? '?'} missing`;
+      case 'timed_out': return `${names(list.map((x) => x.endpoint))} still running at the deadline: failed, told to abort`;
+      case 'incomplete': return e.detail?.reason === 'deadline'
+        ? `deadline passed (timeout ${e.detail?.timeout ?? '?'} s): ${e.detail?.missing ?? '?'} missing, ${e.detail?.timed_out ?? '?'} timed out`
+        : `${e.detail?.missing ?? '?'} missing`;
       case 'done': return `${e.detail?.succeeded ?? '?'} succeeded, ${e.detail?.failed ?? '?'} failed`;
       default: return '';
     }

@@ -76,6 +76,8 @@ export const EVENT = Object.freeze({
   MISSING: 'missing',
   SKIPPED: 'skipped',
   STOPPED: 'stopped',
+  /** The task's execution deadline passed while the endpoint ran it. */
+  TIMED_OUT: 'timed_out',
 } as const);
 export type EventKind = (typeof EVENT)[keyof typeof EVENT];
 export const EVENT_KINDS: readonly EventKind[] = Object.freeze(Object.values(EVENT));
@@ -100,8 +102,8 @@ export const TASK_TRANSITIONS: readonly Transition<TaskStatus>[] = Object.freeze
   ...each([null], [T.CREATED], EVENT.CREATED, 'POST stores the task'),
   ...each([T.CREATED], [T.SENT], EVENT.SENT, 'the broker confirms a send (a rollout: its first response)'),
   ...each([T.CREATED, T.SENT, T.INCOMPLETE], [T.DONE], EVENT.DONE, 'the last expected endpoint finishes'),
-  ...each([T.SENT], [T.INCOMPLETE], EVENT.INCOMPLETE, 'the sweep: some endpoint not heard from in time'),
-  ...each([T.CREATED], [T.INCOMPLETE], EVENT.INCOMPLETE, 'a rollout ends with missing endpoints'),
+  ...each([T.SENT], [T.INCOMPLETE], EVENT.INCOMPLETE, 'a sweep: some endpoint not heard from in time, or the execution deadline passed'),
+  ...each([T.CREATED], [T.INCOMPLETE], EVENT.INCOMPLETE, 'a rollout ends with missing endpoints, or the deadline of a task whose send is known passed'),
   ...each([T.CREATED, T.SENT], [T.STOPPED], EVENT.STOPPED, 'a rollout past its error budget ends'),
   ...each([T.CREATED, T.SENT, T.INCOMPLETE, T.STOPPED], [T.CANCELLED], EVENT.CANCELLED, 'an operator cancels'),
   ...each(TASK_STATUSES, [T.CREATED], EVENT.RETRIED, 'an operator retries (sent again)'),
@@ -117,7 +119,9 @@ export const ENDPOINT_TRANSITIONS: readonly Transition<EndpointState>[] = Object
   ...each([E.QUEUED], [E.SKIPPED], EVENT.CANCELLED, 'an operator cancels a rollout'),
   ...each([E.PENDING, E.MISSING, E.CANCELLED], [E.RUNNING], EVENT.RECEIVED, 'the endpoint\'s receipt (a late one kept)'),
   ...each([E.PENDING, E.RUNNING, E.MISSING, E.CANCELLED], [E.SUCCEEDED, E.FAILED], EVENT.FINISHED, 'the endpoint\'s result, or its attempts exhausted'),
-  ...each([E.PENDING], [E.MISSING], EVENT.MISSING, 'a rollout\'s endpoint not heard from in time'),
+  ...each([E.FAILED], [E.SUCCEEDED, E.FAILED], EVENT.FINISHED, 'the result of a run the execution deadline failed, arriving late'),
+  ...each([E.PENDING], [E.MISSING], EVENT.MISSING, 'a rollout\'s endpoint not heard from in time, or the execution deadline passed'),
+  ...each([E.RUNNING], [E.FAILED], EVENT.TIMED_OUT, 'the execution deadline passed while it ran (errnr 127, told to abort)'),
   ...each([E.PENDING, E.MISSING], [E.CANCELLED], EVENT.CANCELLED, 'an operator cancels'),
   ...each([E.QUEUED, E.PENDING, E.SUCCEEDED, E.FAILED, E.MISSING, E.SKIPPED, E.CANCELLED], [E.PENDING, E.QUEUED], EVENT.RETRIED,
     'an operator retries (a new round; queued in a rollout)'),

@@ -16,7 +16,7 @@ export function addEndpointRoutes(routes: ApiRoutes, service: EndpointService, t
     answers: answers({ 200: { description: 'a page of endpoints', schema: EndpointPage } }, [400]),
   }, async (ctx, { query: q }) => {
     const page = await service.list(decodeNameCursor(q.cursor) ?? '', q.limit ?? 100);
-    const now = Date.now();
+    const now = await service.now();
     ctx.body = {
       endpoints: page.items.map((e) => ({
         name: e.name, task_types: e.task_types, first_seen: e.first_seen.toISOString(), last_heartbeat: e.last_heartbeat.toISOString(),

@@ -1,11 +1,11 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { TaskDone } from '../metrics';
 import type { ResponseEvent } from '../../protocol/wire';
-import { ERRNR_ATTEMPTS_EXHAUSTED } from '../../protocol/wire';
-import { dialectOf, transaction } from './database';
+import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_DEADLINE_PASSED } from '../../protocol/wire';
+import { databaseNow, dialectOf, transaction } from './database';
 import type { Rollout } from './rows';
 import {
-  allows, ENDPOINT_STATE, enter, EVENT, EndpointState as ResponseState, LIVE_STATUSES, RESPONSE_STATUS, sqlEnter, sqlWord, TASK_STATUS, TaskStatus,
+  allows, ENDPOINT_STATE, enter, EVENT, EndpointState as ResponseState, LIVE_STATUSES, RESPONSE_STATUS, sqlEnter, sqlIn, sqlWord, TASK_STATUS, TaskStatus,
 } from '../lifecycle/states';
 import type { Announce, EndpointChange, History, NewEvent, StoredEvent } from './history';
 import { readId, readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
@@ -55,13 +55,18 @@ export interface LockedTask {
   finished: number;
   failed: number;
   /** Status, counters and sent_time as read, to tell what this transaction changed. */
-  read: { status: TaskStatus; received: number; finished: number; failed: number; sentTime: Date | null };
+  read: { status: TaskStatus; received: number; finished: number; failed: number; sentTime: Date | null; endTime: Date | null };
   endTime: Date | null;
   sentTime: Date | null;
   startTime: Date;
   /** A retry: the task's next send starts the wait for the endpoints afresh. */
   clearSentTime?: boolean;
   rollout: Rollout | null;
+  /** Seconds the task may run from its send. */
+  timeout: number;
+  /** When its run's time is up (the database's clock); `readDeadline` as read, to tell whether it changed. */
+  deadline: Date | null;
+  readDeadline: Date | null;
 }
 
 /** A send a transaction decided for a rollout (its rows are `pending` now): to publish once it committed. */
@@ -91,6 +96,18 @@ export interface LockedRow {
 
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
 const QUEUED = sqlWord(ENDPOINT_STATE.QUEUED);
+/** The statuses a task's execution deadline ends (and CREATED once a send of it is known). */
+const DEADLINE_STATUSES: readonly TaskStatus[] = [TASK_STATUS.SENT, TASK_STATUS.INCOMPLETE];
+/** The failure (errmsg) of a run its task's execution deadline ended. */
+const DEADLINE_FAILURE = 'timed_out';
+
+/**
+ * A row the execution deadline failed while its endpoint ran it: shown failed (`timed_out`), but not
+ * finished (status 0, not counted in finished_count), so that a result arriving later is still stored.
+ */
+export const timedOut = (row: Pick<LockedRow, 'state' | 'status' | 'errnr'>): boolean =>
+  row.state === ENDPOINT_STATE.FAILED && row.status === RESPONSE_STATUS.RECEIVED && row.errnr === ERRNR_DEADLINE_PASSED;
+
 export const keyOf = (taskId: number, endpoint: string): string => `${taskId}\u0000${endpoint}`;
 
 /** `CASE id WHEN ? THEN ? … END` for per-row values in one statement, with its parameters. */
@@ -119,6 +136,11 @@ export class Locked {
     readonly tasks: Map<number, LockedTask>, readonly rows: Map<string, LockedRow>, private readonly now: Date, private readonly mysql: boolean,
   ) {}
 
+  /** The database's time this transaction writes. */
+  get time(): Date {
+    return this.now;
+  }
+
   row(taskId: number, endpoint: string): LockedRow | undefined {
     return this.rows.get(keyOf(taskId, endpoint));
   }
@@ -133,7 +155,8 @@ export class Locked {
   }
 
   /** A change of one of the task's endpoints. */
-  recordEndpoint(task: LockedTask, kind: typeof EVENT.RECEIVED | typeof EVENT.FINISHED | typeof EVENT.RETRIED | typeof EVENT.MISSING, change: EndpointChange, actor: string | null = null): void {
+  recordEndpoint(task: LockedTask, kind: typeof EVENT.RECEIVED | typeof EVENT.FINISHED | typeof EVENT.RETRIED | typeof EVENT.MISSING | typeof EVENT.TIMED_OUT,
+    change: EndpointChange, actor: string | null = null): void {
     const key = `${task.id}/${kind}`;
     const event = this.endpointEvents.get(key);
     if (event) event.endpoints?.push(change);
@@ -143,18 +166,18 @@ export class Locked {
   /**
    * An endpoint answered: the task was sent, whatever its status (a confirm that timed out, or was never
    * recorded, leaves it CREATED with no sent_time; a cancel may have come first), so its sent_time is set
-   * if it has none: the earlier of now and the endpoint's start, never before the task's creation.
+   * if it has none: now, on the database's clock (the endpoint's start time is its own clock's, kept on
+   * its row but deciding nothing); the deadline counts from it.
    * A task that is not a rollout stays CREATED until the broker confirms a send: one endpoint's answer
    * does not show that every endpoint's queue took its copy (a nacked publish, a queue whose node went
    * down mid-publish), and the resend job picks CREATED tasks, sending them to the endpoints that have
    * not answered. A rollout becomes SENT here: its rows record which of its sends were confirmed.
    */
-  private sent(task: LockedTask, startTime: string): void {
+  private sent(task: LockedTask): void {
     const first = task.sentTime === null;
     if (first) {
-      const started = readTime(startTime).getTime();
-      const at = Math.max(task.startTime.getTime(), Math.min(this.now.getTime(), Number.isNaN(started) ? Infinity : started));
-      task.sentTime = new Date(at);
+      task.sentTime = new Date(Math.max(task.startTime.getTime(), this.now.getTime()));
+      task.deadline = new Date(task.sentTime.getTime() + task.timeout * 1000);
     }
     if (task.status !== TASK_STATUS.CREATED) return;
     if (task.rollout) {
@@ -167,7 +190,7 @@ export class Locked {
 
   /** A row heard from for the first time (a receipt, or a state request that lets it run). */
   receive(task: LockedTask, row: LockedRow, attempt: number, startTime: string): void {
-    this.sent(task, startTime);
+    this.sent(task);
     enter(row, ENDPOINT_STATE.RUNNING);
     Object.assign(row, { status: RESPONSE_STATUS.RECEIVED, attempts: attempt, startTime: row.startTime ?? startTime, changed: true });
     task.received++;
@@ -176,7 +199,7 @@ export class Locked {
 
   /** A row finished (from pending, cancelled or running), with its result. */
   finish(task: LockedTask, row: LockedRow, r: { errnr: number; errmsg: string | null; payload: string | null; attempt: number; startTime: string }): void {
-    this.sent(task, r.startTime);
+    this.sent(task);
     if (row.status === null) task.received++;
     task.finished++;
     if (r.errnr !== 0) task.failed++;
@@ -272,16 +295,18 @@ export class Locked {
     // After the rows are written: a rollout decides from them as they now are.
     for (const task of this.tasks.values()) if (task.rollout) await this.advance(em, task, task.rollout);
     const learntSent = (x: LockedTask): boolean => x.read.sentTime === null && x.sentTime !== null && !x.clearSentTime;
+    const newDeadline = (x: LockedTask): boolean => x.deadline?.getTime() !== x.readDeadline?.getTime()
+      || x.endTime?.getTime() !== x.read.endTime?.getTime();
     const tasks = [...this.tasks.values()].filter((x) => x.status !== x.read.status || x.received !== x.read.received
-      || x.finished !== x.read.finished || x.failed !== x.read.failed || x.clearSentTime || learntSent(x));
+      || x.finished !== x.read.finished || x.failed !== x.read.failed || x.clearSentTime || learntSent(x) || newDeadline(x));
     const sentNow = tasks.filter(learntSent);
     if (tasks.length > 0) {
       const column = (get: (x: LockedTask) => unknown) => caseById(new Map(tasks.map((x) => [x.id, get(x)])));
       const sets = [
         column((x) => x.status), column((x) => x.received), column((x) => x.finished), column((x) => x.failed),
-        column((x) => (x.endTime ? sqlTime(x.endTime) : null)),
+        column((x) => (x.endTime ? sqlTime(x.endTime) : null)), column((x) => (x.deadline ? sqlTime(x.deadline) : null)),
       ];
-      const names = ['status', 'received_count', 'finished_count', 'failed_count', 'end_time'];
+      const names = ['status', 'received_count', 'finished_count', 'failed_count', 'end_time', 'deadline'];
       const clear = tasks.filter((x) => x.clearSentTime).map((x) => x.id);
       const [sentCase, sentParams] = caseById(new Map(sentNow.map((x) => [x.id, sqlTime(x.sentTime as Date)])));
       const sentTime = clear.length === 0 && sentNow.length === 0 ? ''
@@ -291,6 +316,13 @@ export class Locked {
     }
     return history.append(em, [...this.leadEvents, ...this.endpointEvents.values(), ...this.taskEvents]);
   }
+}
+
+/** A task the deadline ended while some of its endpoints ran it: they are told to abort, as by a cancel. */
+export interface DeadlineAbort {
+  taskId: number;
+  /** The round each running endpoint runs. */
+  rounds: Record<string, number>;
 }
 
 /** Told of the tasks that became DONE, once their transaction committed. */
@@ -317,7 +349,7 @@ export class Completion {
     const eps = endpoints === null ? null : [...new Set(endpoints)];
     const rows: Record<string, unknown>[] = await em.query(
       `SELECT t.id AS task, t.type, t.identifier, t.status AS task_status, t.expected_count, t.received_count, t.finished_count,
-         t.failed_count, t.end_time, t.sent_time, t.start_time AS task_start_time, t.rollout, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts,
+         t.failed_count, t.end_time, t.sent_time, t.start_time AS task_start_time, t.rollout, t.timeout, t.deadline, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts,
          r.start_time, r.sent_time AS row_sent_time
        FROM task t LEFT JOIN task_response r ON r.task_id = t.id${eps === null ? '' : ` AND r.endpoint IN (${marks(eps.length)})`}
        WHERE t.id IN (${marks(ids.length)}) ORDER BY t.id${this.mysql ? ' FOR UPDATE' : ''}`, [...eps ?? [], ...ids]);
@@ -328,10 +360,12 @@ export class Completion {
       if (!tasks.has(id)) {
         const counts = { status: r.task_status as TaskStatus, received: Number(r.received_count), finished: Number(r.finished_count), failed: Number(r.failed_count) };
         const sentTime = readOptionalTime(r.sent_time);
+        const endTime = readOptionalTime(r.end_time);
         tasks.set(id, {
-          id, type: String(r.type), identifier: String(r.identifier), expected: Number(r.expected_count), ...counts, read: { ...counts, sentTime },
-          endTime: readOptionalTime(r.end_time), sentTime, startTime: readTime(r.task_start_time),
+          id, type: String(r.type), identifier: String(r.identifier), expected: Number(r.expected_count), ...counts, read: { ...counts, sentTime, endTime },
+          endTime, sentTime, startTime: readTime(r.task_start_time),
           rollout: readJson<Rollout | null>(r.rollout ?? null),
+          timeout: Number(r.timeout), deadline: readOptionalTime(r.deadline), readDeadline: readOptionalTime(r.deadline),
         });
       }
       if (r.id === null || r.endpoint === null) continue;
@@ -374,6 +408,9 @@ export class Completion {
         return 'stored';
       }
       if (row.status === RESPONSE_STATUS.FINISHED) return 'duplicate';
+      // A timed-out run's result comes late but is kept (and may make the task DONE), unless the run was
+      // aborted: that is the deadline's own doing, already recorded as timed_out.
+      if (timedOut(row) && e.aborted === true) return 'duplicate';
       locked.finish(task, row, { errnr: e.errnr, errmsg: e.errmsg ?? null, payload: writeJson(e.payload), attempt: e.attempt, startTime: start });
       return 'stored';
     });
@@ -385,11 +422,12 @@ export class Completion {
    * Answers state requests (copies of tasks that may have run before) and records the new attempts, in
    * one transaction; one outcome per item, in order.
    */
-  async receiveMany(items: ReceiveItem[], now: Date): Promise<ReceiveOutcome[]> {
+  async receiveMany(items: ReceiveItem[]): Promise<ReceiveOutcome[]> {
     let history: StoredEvent[] = [];
     let done: TaskDone[] = [];
     let sends: RolloutSend[] = [];
     const outcomes = await transaction(this.ds, async (em) => {
+      const now = await databaseNow(this.ds, em);
       const locked = await this.lock(em, items.map((i) => i.taskId), items.map((i) => i.endpoint), now);
       const out = items.map((item): ReceiveOutcome => {
         const task = locked.tasks.get(item.taskId);
@@ -397,7 +435,8 @@ export class Completion {
         const row = locked.row(item.taskId, item.endpoint);
         if (!row || item.round > row.round) return { action: 'refused' };
         if (item.round < row.round || row.status === RESPONSE_STATUS.FINISHED) return { action: 'finished' };
-        if (row.state === ENDPOINT_STATE.CANCELLED || row.state === ENDPOINT_STATE.SKIPPED) return { action: 'cancelled' };
+        // The deadline ended it: a copy delivered again (the endpoint restarted) is not run any more.
+        if (row.state === ENDPOINT_STATE.CANCELLED || row.state === ENDPOINT_STATE.SKIPPED || timedOut(row)) return { action: 'cancelled' };
         if (row.state === ENDPOINT_STATE.QUEUED) return { action: 'refused' };
         if (row.status === null) {
           // Never exhausted without a recorded attempt: a redelivered message may not have started at all.
@@ -460,6 +499,89 @@ export class Completion {
       total += swept;
       if (swept < batch) return total;
     }
+  }
+
+  /**
+   * The execution deadline: every task not ended whose `deadline` (the database's clock) is before `now`
+   * and that was sent (CREATED with a send learnt of, SENT, or INCOMPLETE for want of a receipt) ends:
+   * its endpoints still pending become `missing`, those running `failed` with errnr 127 (`timed_out`, not
+   * counted as finished, so that a result arriving later is still stored), a rollout's queued ones
+   * `skipped`; the task becomes INCOMPLETE with an end time, recorded as `timed_out` (the endpoints) and
+   * `incomplete` (the task). Answers how many tasks it ended, and the running endpoints to tell to abort
+   * once committed. Like the
+   * other sweeps, decided from the database alone, so any instance may run it. The candidates are read
+   * without a lock, then locked in id order (every writer's order) and judged again: with SKIP LOCKED they
+   * would be passed over whenever another job's scan held them at that instant (the sweeps fire together),
+   * and a task end seconds late; a second instance waits for the first and finds them ended.
+   */
+  async sweepDeadlines(now: Date, batch = 500): Promise<{ ended: number; aborts: DeadlineAbort[] }> {
+    const aborts: DeadlineAbort[] = [];
+    let ended = 0;
+    for (;;) {
+      let history: StoredEvent[] = [];
+      const found = await transaction(this.ds, async (em) => {
+        const rows: { id: unknown }[] = await em.query(
+          `SELECT id FROM task WHERE end_time IS NULL AND deadline < ?
+             AND (status IN ${sqlIn(DEADLINE_STATUSES)} OR status = ${sqlWord(TASK_STATUS.CREATED)} AND sent_time IS NOT NULL)
+           ORDER BY deadline LIMIT ${batch}`, [sqlTime(now)]);
+        if (rows.length === 0) return 0;
+        const locked = await this.lock(em, rows.map((r) => readId(r.id)), null, now);
+        for (const task of locked.tasks.values()) {
+          const expired = this.expire(locked, task, now);
+          if (!expired) continue;
+          ended++;
+          if (Object.keys(expired.rounds).length > 0) aborts.push(expired);
+        }
+        history = await locked.write(em, this.history);
+        return rows.length;
+      });
+      this.announce(history);
+      if (found < batch) return { ended, aborts };
+    }
+  }
+
+  /** Ends one task whose deadline passed (see `sweepDeadlines`); answers its running endpoints, null if it had ended. */
+  private expire(locked: Locked, task: LockedTask, now: Date): DeadlineAbort | null {
+    // As the lock shows it: another instance, a late result or a retry may have come first.
+    if (task.endTime !== null || task.deadline === null || task.deadline >= now) return null;
+    if (!DEADLINE_STATUSES.includes(task.status) && !(task.status === TASK_STATUS.CREATED && task.sentTime !== null)) return null;
+    const rows = locked.rowsOf(task.id);
+    const rounds: Record<string, number> = {};
+    let missing = 0;
+    let newlyMissing = 0;
+    let skipped = 0;
+    for (const row of rows) {
+      if (row.state === ENDPOINT_STATE.PENDING) {
+        const kind = enter(row, ENDPOINT_STATE.MISSING, EVENT.MISSING) as typeof EVENT.MISSING;
+        row.changed = true;
+        locked.recordEndpoint(task, kind, { endpoint: row.endpoint, round: row.round });
+        missing++;
+        newlyMissing++;
+      } else if (row.state === ENDPOINT_STATE.RUNNING) {
+        const kind = enter(row, ENDPOINT_STATE.FAILED, EVENT.TIMED_OUT) as typeof EVENT.TIMED_OUT;
+        Object.assign(row, { errnr: ERRNR_DEADLINE_PASSED, errmsg: DEADLINE_FAILURE, changed: true });
+        locked.recordEndpoint(task, kind, { endpoint: row.endpoint, round: row.round, attempt: row.attempts, errnr: ERRNR_DEADLINE_PASSED, errmsg: DEADLINE_FAILURE });
+        rounds[row.endpoint] = row.round;
+      } else if (row.state === ENDPOINT_STATE.QUEUED) {
+        enter(row, ENDPOINT_STATE.SKIPPED, EVENT.SKIPPED);
+        row.changed = true;
+        skipped++;
+      } else if (row.state === ENDPOINT_STATE.MISSING) {
+        missing++;
+      }
+    }
+    const timedOutCount = Object.keys(rounds).length;
+    const wasIncomplete = task.status === TASK_STATUS.INCOMPLETE;
+    const ended = wasIncomplete && newlyMissing === 0 && timedOutCount === 0 && skipped === 0;
+    if (!wasIncomplete) enter(task, TASK_STATUS.INCOMPLETE, EVENT.INCOMPLETE);
+    task.endTime = locked.time;
+    // INCOMPLETE already (a rollout with missing endpoints), with nothing left to end: only its end time is new.
+    if (ended) return { taskId: task.id, rounds };
+    locked.record(task, {
+      kind: EVENT.INCOMPLETE,
+      detail: { missing, timed_out: timedOutCount, ...(skipped > 0 ? { skipped } : {}), reason: 'deadline', timeout: task.timeout },
+    });
+    return { taskId: task.id, rounds };
   }
 
   /**

@@ -6,7 +6,7 @@ import type { DbConfig } from '../../config/schema';
 import { DatabaseUnavailableError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import { ACQUIRE_TIMEOUT, boundedMysql2, DbBounds } from './bounded-mysql';
-import { readId } from './sql-values';
+import { readId, readTime } from './sql-values';
 import { retrying, withDeadline } from '../../lib/retry';
 import { ApiTokenEntity } from './entities/api-token';
 import { Initial1763800000000 } from './migrations/1763800000000-initial';
@@ -16,6 +16,7 @@ import { ApiTokens1764100000000 } from './migrations/1764100000000-api-tokens';
 import { Rollouts1764200000000 } from './migrations/1764200000000-rollouts';
 import { Schedules1764300000000 } from './migrations/1764300000000-schedules';
 import { BigintIds1764400000000 } from './migrations/1764400000000-bigint-ids';
+import { Deadlines1764500000000 } from './migrations/1764500000000-deadlines';
 import { EndpointWaiting1764800000000 } from './migrations/1764800000000-endpoint-waiting';
 
 /**
@@ -24,12 +25,30 @@ import { EndpointWaiting1764800000000 } from './migrations/1764800000000-endpoin
  */
 export const ENTITIES = [ApiTokenEntity];
 export const MIGRATIONS = [Initial1763800000000, BinaryKeys1763900000000, Operations1764000000000, ApiTokens1764100000000,
-  Rollouts1764200000000, Schedules1764300000000, BigintIds1764400000000, EndpointWaiting1764800000000];
+  Rollouts1764200000000, Schedules1764300000000, BigintIds1764400000000,
+  Deadlines1764500000000, EndpointWaiting1764800000000];
 
 export type Dialect = 'mysql' | 'sqlite';
 
 export function dialectOf(ds: DataSource): Dialect {
   return ds.options.type === 'mysql' ? 'mysql' : 'sqlite';
+}
+
+/**
+ * The database's clock as an SQL expression, in the stored form of times (UTC, milliseconds). Every
+ * server-side time and deadline is taken from it, so that API hosts whose clocks disagree judge alike.
+ * UTC_TIMESTAMP(3) rather than CURRENT_TIMESTAMP(3): the latter is in the session's time zone, and stored
+ * times are UTC. SQLite (standalone) runs inside the one API process, so its clock is that host's.
+ */
+export function nowSql(dialect: Dialect): string {
+  return dialect === 'mysql' ? 'UTC_TIMESTAMP(3)' : `strftime('%Y-%m-%d %H:%M:%f', 'now')`;
+}
+
+/** Reads the database's clock (see `nowSql`), within a transaction if given one. */
+export async function databaseNow(ds: DataSource, em?: EntityManager): Promise<Date> {
+  const sql = `SELECT ${nowSql(dialectOf(ds))} AS now`;
+  const rows = await (em ? em.query(sql) : exclusive(ds, () => ds.query(sql))) as { now: unknown }[];
+  return readTime(rows[0].now);
 }
 
 /** The time limits of each MySQL DataSource's pool (see bounded-mysql). */

@@ -1,6 +1,6 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { PresenceEvent } from '../../protocol/wire';
-import { dialectOf, exclusive } from './database';
+import { databaseNow, dialectOf, exclusive } from './database';
 import type { RegisteredEndpoint } from './rows';
 import { readOptionalTime, readTime, sqlTime } from './sql-values';
 
@@ -19,12 +19,12 @@ export class EndpointRegistry {
 
   /**
    * Registers or refreshes the endpoints of these events, within the caller's transaction. A heartbeat
-   * counts from when it was sent (it may have waited in the queue), but never from the future.
+   * counts from when it is stored (`now`, the database's clock): the endpoint's own clock decides nothing.
    */
   async record(em: EntityManager, events: PresenceEvent[], now: Date): Promise<void> {
     const latest = new Map<string, { type: string; name: string; time: number; waiting: string | null }>();
     for (const e of events) {
-      const time = Math.min(Date.parse(e.time), now.getTime());
+      const time = now.getTime();
       for (const type of new Set(e.task_types)) {
         const key = `${type}\u0000${e.endpoint}`;
         if ((latest.get(key)?.time ?? -Infinity) < time) {
@@ -65,8 +65,14 @@ export class EndpointRegistry {
     return (await this.select('name = ?', [name], 1))[0] ?? null;
   }
 
-  /** Endpoint names of the type with a heartbeat after `since`, sorted. */
-  async activeFor(taskType: string, since: Date): Promise<string[]> {
+  /** The database's clock, which heartbeats are stamped with. */
+  now(): Promise<Date> {
+    return databaseNow(this.ds);
+  }
+
+  /** Endpoint names of the type with a heartbeat within the last `seconds` (on the database's clock), sorted. */
+  async activeFor(taskType: string, seconds: number): Promise<string[]> {
+    const since = new Date((await databaseNow(this.ds)).getTime() - seconds * 1000);
     const rows: { name: string }[] = await exclusive(this.ds, () => this.ds.query(
       'SELECT name FROM endpoint WHERE task_type = ? AND last_heartbeat >= ? ORDER BY name', [taskType, sqlTime(since)]));
     return rows.map((r) => r.name);

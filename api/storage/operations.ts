@@ -1,7 +1,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { ConflictError, EndpointPendingError, InvalidRequestError, NotFoundError } from '../../lib/errors';
 import type { Completion, LockedRow } from './completion';
-import { isDuplicateKey, transaction } from './database';
+import { databaseNow, isDuplicateKey, transaction } from './database';
 import type { Task } from './rows';
 import { ENDPOINT_STATE, EndpointState, enter, EVENT, RESPONSE_STATUS, shownState, TASK_STATUS, TaskStatus } from '../lifecycle/states';
 import type { Announce, History, StoredEvent } from './history';
@@ -51,11 +51,13 @@ export class TaskOperations {
     private readonly announce: Announce,
   ) {}
 
-  private async locked(em: EntityManager, task: Task, now: Date) {
+  /** Locks the task with all its rows; `now` is the database's clock. */
+  private async locked(em: EntityManager, task: Task) {
+    const now = await databaseNow(this.ds, em);
     const locked = await this.completion.lock(em, [task.id], null, now);
     const t = locked.tasks.get(task.id);
     if (!t) throw new NotFoundError(`no ${task.type} task with identifier '${task.identifier}'`);
-    return { locked, t, rows: locked.rowsOf(task.id) };
+    return { locked, t, rows: locked.rowsOf(task.id), now };
   }
 
   private select(selector: RetrySelector, rows: LockedRow[], status: TaskStatus): LockedRow[] {
@@ -94,14 +96,13 @@ export class TaskOperations {
    */
   async retry(task: Task, selector: RetrySelector, actor: string | null, idempotencyKey: string | null): Promise<RetryOutcome> {
     const scope = retryScope(task.id);
-    const now = new Date();
     let events: StoredEvent[] = [];
     let outcome: RetryOutcome;
     try {
       outcome = await transaction(this.ds, async (em) => {
         // The key is read under the task's lock: a concurrent request with the same key waits for the first
         // one's commit and then replays its answer, instead of judging the rows that request changed.
-        const { locked, t, rows } = await this.locked(em, task, now);
+        const { locked, t, rows, now } = await this.locked(em, task);
         if (idempotencyKey !== null) {
           const seen: { response: unknown }[] = await em.query(
             'SELECT response FROM request_key WHERE scope = ? AND idempotency_key = ?', [scope, idempotencyKey]);
@@ -138,6 +139,8 @@ export class TaskOperations {
           t.clearSentTime = true;
         }
         t.endTime = null;
+        // A new run, with the task's whole timeout (from the send, once the broker confirms it, for a task sent again whole).
+        t.deadline = new Date(now.getTime() + t.timeout * 1000);
         events = await locked.write(em, this.history);
         const retried = chosen.map((r) => r.endpoint);
         if (idempotencyKey !== null) {
@@ -167,10 +170,9 @@ export class TaskOperations {
    * not sent the task to are `skipped`. A task that is DONE cannot be cancelled.
    */
   async cancel(task: Task, actor: string | null): Promise<CancelOutcome> {
-    const now = new Date();
     let events: StoredEvent[] = [];
     const outcome = await transaction(this.ds, async (em) => {
-      const { locked, t, rows } = await this.locked(em, task, now);
+      const { locked, t, rows, now } = await this.locked(em, task);
       if (t.status === TASK_STATUS.DONE) throw new ConflictError('task_ended', `the task is ${TASK_STATUS.DONE}; there is nothing left to cancel`);
       const rounds: Record<string, number> = {};
       // Endpoints never sent the task need no word of its cancel.

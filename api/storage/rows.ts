@@ -42,6 +42,10 @@ export interface Task {
   end_time: Date | null;
   last_modified_time: Date;
   rollout: Rollout | null;
+  /** Seconds the task may run from its send (its POST's `timeout`, or `api.execution_timeout`). */
+  timeout: number;
+  /** When the run's time is up, on the database's clock: the send (or creation, until sent) plus `timeout`. */
+  deadline: Date | null;
 }
 
 export interface TaskResponse {

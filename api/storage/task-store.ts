@@ -1,7 +1,7 @@
 import { DataSource, EntityManager } from 'typeorm';
 import type { Rollout, Task } from './rows';
 import { ENDPOINT_STATE, EndpointState, EVENT, sqlEnter, sqlIn, sqlWord, TASK_STATUS, TaskStatus } from '../lifecycle/states';
-import { dialectOf, exclusive, insertRows, isDuplicateKey, transaction } from './database';
+import { databaseNow, dialectOf, exclusive, insertRows, isDuplicateKey, transaction } from './database';
 import type { Announce, History, NewEvent, StoredEvent } from './history';
 import { readId, readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
 
@@ -12,7 +12,8 @@ export interface NewTask {
   endpoints: string[] | null;
   expected: string[];
   requestHash: string;
-  now: Date;
+  /** Seconds it may run from its send. */
+  timeout: number;
   /** Who created it (a token's name), for the history. */
   actor: string | null;
   /** A rolling send, resolved; null: to every expected endpoint at once. */
@@ -20,7 +21,7 @@ export interface NewTask {
 }
 
 const TASK_COLUMN_NAMES = ['id', 'identifier', 'type', 'status', 'payload', 'endpoints', 'expected_endpoints', 'expected_count',
-  'received_count', 'finished_count', 'failed_count', 'request_hash', 'start_time', 'sent_time', 'end_time', 'last_modified_time', 'rollout'];
+  'received_count', 'finished_count', 'failed_count', 'request_hash', 'start_time', 'sent_time', 'end_time', 'last_modified_time', 'rollout', 'timeout', 'deadline'];
 
 /** The task columns that `hydrateTask` reads, with a table alias if given. */
 export function taskColumns(alias?: string): string {
@@ -53,6 +54,8 @@ export function hydrateTask(row: Record<string, unknown>): Task {
     end_time: readOptionalTime(row.end_time),
     last_modified_time: readTime(row.last_modified_time),
     rollout: readJson<Rollout | null>(row.rollout ?? null),
+    timeout: Number(row.timeout),
+    deadline: readOptionalTime(row.deadline),
   };
 }
 
@@ -142,13 +145,18 @@ export class TaskStore {
     return results;
   }
 
-  /** Inserts the task rows; their ids follow from the first one where they are consecutive, else are read back. */
+  /**
+   * Inserts the task rows, created at the database's time (the deadline counts from it until the task is
+   * sent); their ids follow from the first one where they are consecutive, else are read back.
+   */
   private async insertTasks(em: EntityManager, items: NewTask[]): Promise<Task[]> {
+    const now = await databaseNow(this.ds, em);
+    const deadline = (t: NewTask): Date => new Date(now.getTime() + t.timeout * 1000);
     const rows = items.map((t) => [
       t.identifier, t.type, TASK_STATUS.CREATED, writeJson(t.payload), writeJson(t.endpoints), writeJson(t.expected), t.expected.length,
-      t.requestHash, sqlTime(t.now), sqlTime(t.now), t.rollout ? writeJson(t.rollout) : null]);
+      t.requestHash, sqlTime(now), sqlTime(now), t.rollout ? writeJson(t.rollout) : null, t.timeout, sqlTime(deadline(t))]);
     const first = await insertRows(this.ds, em, `INSERT INTO task (identifier, type, status, payload, endpoints, expected_endpoints, expected_count,
-      request_hash, start_time, last_modified_time, rollout) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
+      request_hash, start_time, last_modified_time, rollout, timeout, deadline) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
     if (first === null) {
       const stored: Task[] = [];
       for (const t of items) stored.push(...(await this.selectByIdentifiers(em, t.type, [t.identifier])).values());
@@ -157,7 +165,8 @@ export class TaskStore {
     return items.map((t, i): Task => ({
       id: first + i, identifier: t.identifier, type: t.type, status: TASK_STATUS.CREATED, payload: t.payload ?? null, endpoints: t.endpoints,
       expected_endpoints: t.expected, expected_count: t.expected.length, received_count: 0, finished_count: 0, failed_count: 0,
-      request_hash: t.requestHash, start_time: t.now, sent_time: null, end_time: null, last_modified_time: t.now, rollout: t.rollout,
+      request_hash: t.requestHash, start_time: now, sent_time: null, end_time: null, last_modified_time: now, rollout: t.rollout,
+      timeout: t.timeout, deadline: deadline(t),
     }));
   }
 
@@ -206,9 +215,13 @@ export class TaskStore {
    * CREATED becomes SENT: a task may already be DONE when a fast endpoint finished before the confirm arrived.
    * A resend is always recorded; a first send that an endpoint's answer recorded already is not again.
    */
-  async recordSent(em: EntityManager, sends: (SendTargets & { at: Date })[], detail: Record<string, unknown> = {}): Promise<StoredEvent[]> {
-    if (sends.length === 0) return [];
-    const ids = [...new Set(sends.map((s) => s.task.id))].sort((a, b) => a - b);
+  async recordSent(em: EntityManager, confirmed: (SendTargets & { at: Date })[], detail: Record<string, unknown> = {}): Promise<StoredEvent[]> {
+    if (confirmed.length === 0) return [];
+    const ids = [...new Set(confirmed.map((s) => s.task.id))].sort((a, b) => a - b);
+    // The broker's confirm as the database's clock tells it (the publisher's `at` is its host's clock):
+    // the task's deadline counts from it.
+    const now = await databaseNow(this.ds, em);
+    const sends = confirmed.map((s) => ({ ...s, at: now }));
     // Locked, so that a send an endpoint's answer recorded already (Completion) is not recorded twice.
     const rows: { id: unknown; status: TaskStatus; sent_time: unknown }[] = await em.query(
       `SELECT id, status, sent_time FROM task WHERE id IN (${marks(ids.length)}) ORDER BY id${dialectOf(this.ds) === 'mysql' ? ' FOR UPDATE' : ''}`, ids);
@@ -218,11 +231,20 @@ export class TaskStore {
     const recorded = sends.filter((s) => !s.decided && (created.has(s.task.id) && !learnt.has(s.task.id) || detail.resend !== undefined));
     await this.stampRollouts(em, sends);
     const at = new Map<number, string>();
-    for (const s of sends) if (created.has(s.task.id) && !at.has(s.task.id)) at.set(s.task.id, sqlTime(s.at));
+    // A first send starts the run's time: the deadline is the send plus the task's timeout.
+    const deadlines = new Map<number, string>();
+    for (const s of sends) {
+      if (!created.has(s.task.id) || at.has(s.task.id)) continue;
+      at.set(s.task.id, sqlTime(now));
+      deadlines.set(s.task.id, sqlTime(new Date(now.getTime() + s.task.timeout * 1000)));
+    }
     if (at.size > 0) {
+      const cases = (m: Map<number, string>): string => `CASE id ${[...m].map(() => 'WHEN ? THEN ?').join(' ')} END`;
       await em.query(
-        `UPDATE task SET status = ${sqlEnter([TASK_STATUS.CREATED], TASK_STATUS.SENT, EVENT.SENT)}, sent_time = COALESCE(sent_time, CASE id ${[...at].map(() => 'WHEN ? THEN ?').join(' ')} END),
-         last_modified_time = ? WHERE id IN (${marks(at.size)})`, [...[...at].flat(), sqlTime(new Date()), ...at.keys()]);
+        `UPDATE task SET status = ${sqlEnter([TASK_STATUS.CREATED], TASK_STATUS.SENT, EVENT.SENT)},
+         deadline = CASE WHEN sent_time IS NULL THEN ${cases(deadlines)} ELSE deadline END,
+         sent_time = COALESCE(sent_time, ${cases(at)}), last_modified_time = ? WHERE id IN (${marks(at.size)})`,
+        [...[...deadlines].flat(), ...[...at].flat(), sqlTime(now), ...at.keys()]);
     }
     return this.history.append(em, recorded.map((s): NewEvent => ({
       task: s.task, kind: EVENT.SENT, time: s.at,

@@ -70,6 +70,23 @@ describe('the tasker CLI (RabbitMQ + MariaDB, real processes)', function () {
     assert.ok(!r.stderr.includes('tasker:'), 'no reason line when the status is 0');
   });
 
+  it('send --timeout bounds the run: the deadline ends it INCOMPLETE (exit 3), the running endpoint timed_out; get shows the timeout', async function () {
+    // A worker task: the flaky ones are counted by the tests below.
+    const r = await cli(['send', 'worker', '--identifier', 'bounded-1', '--payload', '{"sleep": 60}', '--endpoints', 'ep1', '--timeout', '2', '--wait']);
+    assert.equal(r.code, 3, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual([out.task.status, out.task.timeout], ['INCOMPLETE', 2]);
+    assert.equal(Date.parse(out.task.deadline) - Date.parse(out.task.sent_time), 2000);
+    assert.deepEqual([out.taskResponseList[0].state, out.taskResponseList[0].failure, out.taskResponseList[0].errnr], ['failed', 'timed_out', 127]);
+    const table = await cli(['get', 'worker', 'bounded-1', '-o', 'table']);
+    assert.equal(table.code, 3);
+    assert.ok(lines(table.stdout).includes(`timeout: 2 s, deadline ${out.task.deadline}`), table.stdout);
+    assert.match(table.stdout, /ep1\s+failed\s+0\s+1\s+127\s+timed_out/);
+    const bad = await cli(['send', 'worker', '--timeout', '0']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /timeout.*must be a whole number of seconds from 1 to 2592000/);
+  });
+
   it('exits 2 when some endpoint failed (one line saying so on stderr); a retry of the failed ones exits 0', async function () {
     const r = await cli(['send', 'flaky', '--identifier', 'fail-1', '--payload', '{"sleep": 0, "fail": ["ep2"]}', '--endpoints', 'ep1,ep2', '--wait']);
     assert.equal(r.code, 2, r.stderr);

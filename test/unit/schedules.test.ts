@@ -174,7 +174,7 @@ describe('schedule firing (SQLite, fixed clock)', function () {
     advance(2000);
     await service.fireDue();
     assert.deepEqual(created.map((c) => c.req.identifier), ['tick-20261124T100002Z', 'tick-20261124T100004Z']);
-    assert.deepEqual(created[0], { type: 'worker', req: { identifier: 'tick-20261124T100002Z', payload: { n: 1 }, endpoints: ['console1'], rollout: null }, actor: 'schedule:tick' });
+    assert.deepEqual(created[0], { type: 'worker', req: { identifier: 'tick-20261124T100002Z', payload: { n: 1 }, endpoints: ['console1'], rollout: null, timeout: null }, actor: 'schedule:tick' });
     const after = await service.get('tick');
     assert.equal(after.last_task_identifier, 'tick-20261124T100004Z');
     assert.equal(after.last_fire_time?.toISOString(), '2026-11-24T10:00:04.000Z');

@@ -37,6 +37,8 @@ describe('the state table', function () {
       'queued -> pending (sent)', 'queued -> skipped (skipped)', 'queued -> skipped (cancelled)',
       'pending -> running (received)', 'missing -> running (received)', 'cancelled -> running (received)',
       ...['pending', 'running', 'missing', 'cancelled'].flatMap((s) => [`${s} -> succeeded (finished)`, `${s} -> failed (finished)`]),
+      // A run the execution deadline failed keeps a result that comes late.
+      'failed -> succeeded (finished)', 'failed -> failed (finished)', 'running -> failed (timed_out)',
       'pending -> missing (missing)', 'pending -> cancelled (cancelled)', 'missing -> cancelled (cancelled)',
       ...retried,
     ];

@@ -12,7 +12,15 @@ const parseTaskRequest = (body: unknown) => toTaskRequest(checkBody(body));
 describe('task requests', function () {
   it('accepts the seed body', function () {
     const req = parseTaskRequest({ identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] });
-    assert.deepEqual(req, { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'], rollout: null });
+    assert.deepEqual(req, { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'], rollout: null, timeout: null });
+  });
+
+  it('takes a timeout of 1 to 2592000 seconds, which a repeat must ask for alike', function () {
+    assert.equal(parseTaskRequest({ identifier: 'a', timeout: 1 }).timeout, 1);
+    assert.equal(parseTaskRequest({ identifier: 'a', timeout: 2_592_000 }).timeout, 2_592_000);
+    const base = { payload: null, endpoints: null };
+    assert.equal(requestHash({ ...base, timeout: null }), requestHash(base), 'no timeout: the hash of tasks stored before timeouts');
+    assert.notEqual(requestHash({ ...base, timeout: 5 }), requestHash(base));
   });
 
   it('treats missing, null and empty endpoints as none listed', function () {
@@ -34,7 +42,10 @@ describe('task requests', function () {
       [{ identifier: 'a', endpoints: 'console1' }, 'endpoints must be a list'],
       [{ identifier: 'a', endpoints: ['ok', '../etc'] }, 'endpoints[1] must be an endpoint name'],
       [{ identifier: 'a', endpoints: ['a', 'a'] }, 'endpoints lists "a" twice'],
-      [{ identifier: 'a', priority: 1 }, "unknown field 'priority'; expected identifier, payload, endpoints, rollout"],
+      [{ identifier: 'a', priority: 1 }, "unknown field 'priority'; expected identifier, payload, endpoints, rollout, timeout"],
+      [{ identifier: 'a', timeout: 0 }, 'timeout must be a whole number of seconds from 1 to 2592000'],
+      [{ identifier: 'a', timeout: 2_592_001 }, 'timeout must be a whole number of seconds from 1 to 2592000'],
+      [{ identifier: 'a', timeout: 1.5 }, 'timeout must be a whole number of seconds from 1 to 2592000'],
       [{ identifier: 'a', rollout: { batch_size: 0 } }, 'rollout.batch_size must be an integer of at least 1 or a percentage from 1% to 100%'],
       [{ identifier: 'a', rollout: { batch_size: '0%' } }, 'rollout.batch_size must be an integer of at least 1 or a percentage from 1% to 100%'],
       [{ identifier: 'a', rollout: { batch_size: '101%' } }, 'rollout.batch_size must be an integer of at least 1 or a percentage from 1% to 100%'],
