@@ -1,5 +1,5 @@
 import { Batcher } from '../lib/batcher';
-import { BacklogFullError, IdentifierConflictError, NoEndpointsError, NotFoundError } from '../lib/errors';
+import { BacklogFullError, IdentifierConflictError, NoEndpointsError, NotFoundError, TaskTooLargeError } from '../lib/errors';
 import type { Reservation } from '../protocol/broker';
 import type { Publisher } from './publisher';
 import { guardDb } from './storage/database';
@@ -7,8 +7,10 @@ import type { EndpointRegistry } from './storage/endpoint-registry';
 import { ENDED_STATUSES, Task } from './storage/entities/task';
 import type { ResponseState, ShownState, TaskResponse } from './storage/entities/task-response';
 import type { History, StoredEvent } from './storage/history';
+import { taskRowBytes } from './storage/insert-bound';
 import type { ResponseStore } from './storage/response-store';
 import type { TaskFilter, TaskQueries } from './storage/task-queries';
+import { writeJson } from './storage/sql-values';
 import { firstTargets, NewTask, TaskStore } from './storage/task-store';
 import { resolveRollout } from './rollout';
 import { requestHash, TaskRequest } from './task-request';
@@ -28,6 +30,8 @@ export interface TaskServiceDeps {
   hub: WatchHub;
   /** Most tasks stored in one transaction. */
   maxBatch: number;
+  /** Most bytes of task rows in one INSERT (see insert-bound): a batch stays within it, and a larger task is refused. */
+  maxBatchBytes: number;
   /** Room for a new task in the queues it will reach, held until it is sent; `null` when they are full. */
   admit: (type: string, endpoints: readonly string[] | null) => Reservation | null;
 }
@@ -49,12 +53,14 @@ export interface Page<T> {
 /** The use cases behind the task routes: create, read, find, page the responses, read the history. */
 export class TaskService {
   private readonly types: Set<string>;
-  private readonly creator: Batcher<NewTask, { task: Task; created: boolean }>;
+  private readonly creator: Batcher<{ task: NewTask; bytes: number }, { task: Task; created: boolean }>;
 
   constructor(private readonly deps: TaskServiceDeps) {
     this.types = new Set(deps.taskTypes);
-    // Concurrent POSTs share one transaction; each answer still waits for its commit.
-    this.creator = new Batcher((items) => deps.tasks.createMany(items), { maxBatch: deps.maxBatch });
+    // Concurrent POSTs share one transaction, as many as fit one statement; each answer still waits for its commit.
+    this.creator = new Batcher((items) => deps.tasks.createMany(items.map((i) => i.task)), {
+      maxBatch: deps.maxBatch, weigh: (i) => i.bytes, maxWeight: deps.maxBatchBytes,
+    });
   }
 
   requireType(type: string): void {
@@ -84,10 +90,14 @@ export class TaskService {
         expected = await this.deps.registry.activeFor(type, new Date(Date.now() - this.deps.endpointExpiry * 1000));
         if (expected.length === 0) throw new NoEndpointsError(type);
       }
-      return this.creator.submit({
+      const item: NewTask = {
         type, identifier: req.identifier, payload: req.payload, endpoints: req.endpoints, expected,
         requestHash: hash, now: new Date(), actor, rollout: req.rollout ? resolveRollout(req.rollout, expected.length) : null,
-      });
+      };
+      const bytes = taskRowBytes(item, writeJson(item.payload));
+      // Alone in its statement it would still be refused by the database (and fail any batch it joined).
+      if (bytes > this.deps.maxBatchBytes) throw new TaskTooLargeError(bytes, this.deps.maxBatchBytes);
+      return this.creator.submit({ task: item, bytes });
     });
     if (!created) {
       if (task.request_hash !== hash) throw new IdentifierConflictError(type, req.identifier);

@@ -20,10 +20,11 @@ import { ApiTokens1764100000000 } from './migrations/1764100000000-api-tokens';
 import { Rollouts1764200000000 } from './migrations/1764200000000-rollouts';
 import { Schedules1764300000000 } from './migrations/1764300000000-schedules';
 import { BigintIds1764400000000 } from './migrations/1764400000000-bigint-ids';
+import { ResendBackoff1764600000000 } from './migrations/1764600000000-resend-backoff';
 
 export const ENTITIES = [TaskEntity, TaskResponseEntity, EndpointEntity, TaskEventEntity, RequestKeyEntity, ApiTokenEntity];
 export const MIGRATIONS = [Initial1763800000000, BinaryKeys1763900000000, Operations1764000000000, ApiTokens1764100000000,
-  Rollouts1764200000000, Schedules1764300000000, BigintIds1764400000000];
+  Rollouts1764200000000, Schedules1764300000000, BigintIds1764400000000, ResendBackoff1764600000000];
 
 export type Dialect = 'mysql' | 'sqlite';
 
