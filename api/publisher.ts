@@ -8,7 +8,8 @@ import type { RolloutSend } from './storage/completion';
 import { resendDelayMs, ResendBackoff } from './resend-backoff';
 import { firstTargets, SendTargets, TaskStore } from './storage/task-store';
 
-const RESEND_BATCH = 200;
+/** Tasks the resend job claims (and locks) at a time. */
+export const RESEND_BATCH = 200;
 /** How long confirmed sends gather before they are recorded together. */
 const RECORD_LINGER_MS = 20;
 
