@@ -57,6 +57,7 @@ interface TypeChildren {
   incomplete: Inc;
   cancelled: Inc;
   retried: Inc;
+  resendFailed: Inc;
   e2e: Observe;
 }
 
@@ -117,6 +118,8 @@ export class Metrics {
     const incomplete = typeCounter('tasker_tasks_incomplete_total', 'Tasks marked INCOMPLETE (some expected endpoint never received them in time), by task type.');
     const cancelled = typeCounter('tasker_tasks_cancelled_total', 'Tasks cancelled, by task type.');
     const retried = typeCounter('tasker_tasks_retried_total', 'Retries of a task (each sends it again to some of its endpoints), by task type.');
+    const resendFailed = typeCounter('tasker_resend_failures_total',
+      'Tasks the resend job could not send (refused, unroutable or not confirmed by the broker); each is tried again after its backoff, by task type.');
     const e2e = new Histogram({
       name: 'tasker_task_duration_seconds', help: 'Time from a task being stored to it becoming DONE, by task type.',
       labelNames: ['type'] as const, buckets: E2E_BUCKETS, registers,
@@ -125,7 +128,7 @@ export class Metrics {
       e2e.zero({ type });
       return {
         created: created(type), sent: sent(type), done: done(type), incomplete: incomplete(type), cancelled: cancelled(type),
-        retried: retried(type), e2e: e2e.labels(type),
+        retried: retried(type), resendFailed: resendFailed(type), e2e: e2e.labels(type),
       };
     };
     // Every configured type is shown from the start (at 0), so that rates exist before the first task.
@@ -245,6 +248,11 @@ export class Metrics {
     if (!child) byOutcome.set(outcome, child = this.responses(t, ep, outcome));
     return child;
   }
+
+  /** A task the resend job tried to send, and could not. */
+  readonly resendFailed = (type: string): void => {
+    this.type(type).resendFailed.inc();
+  };
 
   /** Tasks that became DONE in a committed transaction. */
   tasksDone(done: readonly TaskDone[]): void {

@@ -6,11 +6,29 @@ import type { TaskMessage } from '../protocol/wire';
 import type { Task } from './storage/rows';
 import { allows, EVENT, TASK_STATUS } from './lifecycle/states';
 import type { RolloutSend } from './storage/completion';
+import { resendDelayMs, ResendBackoff } from './resend-backoff';
 import { firstTargets, SendTargets, TaskStore } from './storage/task-store';
 
-const RESEND_BATCH = 200;
+/** Tasks the resend job claims (and locks) at a time. */
+export const RESEND_BATCH = 200;
 /** How long confirmed sends gather before they are recorded together. */
 const RECORD_LINGER_MS = 20;
+
+/** A resend run's failed tasks, for its one log line: how many, the first few, the first error. */
+interface FailedSends {
+  count: number;
+  tasks: number[];
+  err: unknown;
+}
+
+export interface PublisherOptions {
+  /** Confirms recorded in one transaction at most. */
+  maxBatch?: number;
+  /** How long the resend job leaves a task whose send failed before trying it again. */
+  backoff?: ResendBackoff;
+  /** Called for each task whose send by the resend job failed (a metric). */
+  onResendFailure?: (type: string) => void;
+}
 
 export function toMessage(task: Task, round = 0): TaskMessage {
   return {
@@ -41,12 +59,12 @@ export class Publisher {
     private readonly transport: ServerTransport,
     private readonly tasks: TaskStore,
     private readonly log: Logger,
-    maxBatch = 256,
+    private readonly options: PublisherOptions = {},
   ) {
     this.sent = new Batcher(async (sends) => {
       await this.tasks.markSent(sends);
       return sends.map((): void => undefined);
-    }, { maxBatch, lingerMs: RECORD_LINGER_MS });
+    }, { maxBatch: options.maxBatch ?? 256, lingerMs: RECORD_LINGER_MS });
   }
 
   /**
@@ -129,26 +147,50 @@ export class Publisher {
     return this.resend({ kind: 'unfinished' });
   }
 
+  /**
+   * One pass over the tasks the selection takes, batch after batch in id order. A task whose send fails
+   * is left for a later run (after its backoff, see `resendDelayMs`) and the pass goes on to the next
+   * ones: tasks that cannot be sent (an unroutable target, a queue without a leader) never hold up those
+   * that can. The pass stops when the connection is lost: then every send would fail, through no fault
+   * of its task, and such failures start no backoff.
+   */
   private async resend(selection: Parameters<TaskStore['claim']>[0]): Promise<number> {
     if (!this.transport.connected) return 0;
+    const backoff = this.options.backoff;
+    const delayMs = backoff ? (failures: number) => resendDelayMs(failures, backoff) : undefined;
     let total = 0;
-    let afterId = 0;
-    for (;;) {
-      let sent = 0;
-      let tried = 0;
+    const failed: FailedSends = { count: 0, tasks: [], err: undefined };
+    for (let afterId = 0; ;) {
       const claimed = await this.tasks.claim(selection, afterId, RESEND_BATCH, async (sends) => {
         const results = await Promise.allSettled(sends.map((s) => this.publish(s, selection.kind)));
         const at = new Date();
         const ok = sends.filter((_s, i) => results[i].status === 'fulfilled').map((s) => ({ ...s, at }));
-        tried = sends.length;
-        sent = ok.length;
-        return ok;
-      });
-      total += sent;
-      if (claimed.length) afterId = claimed[claimed.length - 1].id;
-      if (claimed.length < RESEND_BATCH || sent < tried) break;
+        total += ok.length;
+        return { sent: ok, failed: this.transport.connected ? this.failedTasks(sends, results, failed) : [] };
+      }, delayMs);
+      if (claimed.length < RESEND_BATCH || !this.transport.connected) break;
+      afterId = claimed[claimed.length - 1].id;
     }
     if (total > 0) this.log.info({ count: total }, selection.kind === 'unsent' ? 'sent tasks the broker had not confirmed' : 'redelivered unfinished tasks');
+    if (failed.count > 0) {
+      this.log.warn({ count: failed.count, tasks: failed.tasks, err: failed.err },
+        'tasks not sent again; each is tried again after its backoff');
+    }
     return total;
+  }
+
+  /** The tasks some send of which failed, counted (`onResendFailure`) and summed up in `into` for the log. */
+  private failedTasks(sends: SendTargets[], results: PromiseSettledResult<void>[], into: FailedSends): number[] {
+    const ids = new Set<number>();
+    sends.forEach((s, i) => {
+      const r = results[i];
+      if (r.status === 'fulfilled' || ids.has(s.task.id)) return;
+      ids.add(s.task.id);
+      this.options.onResendFailure?.(s.task.type);
+      into.count++;
+      into.err ??= r.reason;
+      if (into.tasks.length < 10) into.tasks.push(s.task.id);
+    });
+    return [...ids];
   }
 }

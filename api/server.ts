@@ -21,6 +21,7 @@ import { StateResponder } from './state-responder';
 import { Completion } from './storage/completion';
 import { databaseNow, dialectOf } from './storage/database';
 import { EndpointRegistry } from './storage/endpoint-registry';
+import { taskInsertBound } from './storage/insert-bound';
 import { Announce, History } from './storage/history';
 import { TaskOperations } from './storage/operations';
 import { ResponseStore } from './storage/response-store';
@@ -85,7 +86,9 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     hub.announce(events);
   };
   const tasks = new TaskStore(ds, history, announce);
-  const publisher = new Publisher(transport, tasks, log);
+  const publisher = new Publisher(transport, tasks, log, {
+    backoff: { baseS: config.api.resend_interval, maxS: config.api.resend_backoff_max }, onResendFailure: metrics.resendFailed,
+  });
   const completion = new Completion(ds, history, announce, (done) => metrics.tasksDone(done));
   completion.dispatch = publisher.dispatch;
   const registry = new EndpointRegistry(ds);
@@ -95,7 +98,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const queries = new TaskQueries(ds);
   const service = new TaskService({
     taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
-    registry, publisher, hub, maxBatch: 256, admit: (type, eps) => transport.admit(type, eps),
+    registry, publisher, hub, maxBatch: 256, maxBatchBytes: await taskInsertBound(ds), admit: (type, eps) => transport.admit(type, eps),
   });
   const operations = new OperationsService(service, new TaskOperations(ds, completion, history, tasks, announce), publisher, transport, log);
   // Alive: heard from within three heartbeats.

@@ -1,5 +1,5 @@
 import { Batcher } from '../lib/batcher';
-import { BacklogFullError, IdentifierConflictError, NoEndpointsError, NotFoundError } from '../lib/errors';
+import { BacklogFullError, IdentifierConflictError, NoEndpointsError, NotFoundError, TaskTooLargeError } from '../lib/errors';
 import type { Reservation } from '../protocol/broker';
 import type { Publisher } from './publisher';
 import { guardDb } from './storage/database';
@@ -7,8 +7,10 @@ import type { EndpointRegistry } from './storage/endpoint-registry';
 import type { Task, TaskResponse } from './storage/rows';
 import { ENDED_STATUSES, ENDPOINT_STATE, EndpointState as ResponseState, ShownState } from './lifecycle/states';
 import type { History, StoredEvent } from './storage/history';
+import { taskRowBytes } from './storage/insert-bound';
 import type { ResponseStore } from './storage/response-store';
 import type { TaskFilter, TaskQueries } from './storage/task-queries';
+import { writeJson } from './storage/sql-values';
 import { firstTargets, NewTask, TaskStore } from './storage/task-store';
 import { resolveRollout } from './rollout';
 import { requestHash, TaskRequest } from './task-request';
@@ -30,6 +32,8 @@ export interface TaskServiceDeps {
   hub: WatchHub;
   /** Most tasks stored in one transaction. */
   maxBatch: number;
+  /** Most bytes of task rows in one INSERT (see insert-bound): a batch stays within it, and a larger task is refused. */
+  maxBatchBytes: number;
   /** Room for a new task in the queues it will reach, held until it is sent; `null` when they are full. */
   admit: (type: string, endpoints: readonly string[] | null) => Reservation | null;
 }
@@ -51,12 +55,14 @@ export interface Page<T> {
 /** The use cases behind the task routes: create, read, find, page the responses, read the history. */
 export class TaskService {
   private readonly types: Set<string>;
-  private readonly creator: Batcher<NewTask, { task: Task; created: boolean }>;
+  private readonly creator: Batcher<{ task: NewTask; bytes: number }, { task: Task; created: boolean }>;
 
   constructor(private readonly deps: TaskServiceDeps) {
     this.types = new Set(deps.taskTypes);
-    // Concurrent POSTs share one transaction; each answer still waits for its commit.
-    this.creator = new Batcher((items) => deps.tasks.createMany(items), { maxBatch: deps.maxBatch });
+    // Concurrent POSTs share one transaction, as many as fit one statement; each answer still waits for its commit.
+    this.creator = new Batcher((items) => deps.tasks.createMany(items.map((i) => i.task)), {
+      maxBatch: deps.maxBatch, weigh: (i) => i.bytes, maxWeight: deps.maxBatchBytes,
+    });
   }
 
   requireType(type: string): void {
@@ -86,10 +92,14 @@ export class TaskService {
         expected = await this.deps.registry.activeFor(type, this.deps.endpointExpiry);
         if (expected.length === 0) throw new NoEndpointsError(type);
       }
-      return this.creator.submit({
+      const item: NewTask = {
         type, identifier: req.identifier, payload: req.payload, endpoints: req.endpoints, expected,
         requestHash: hash, timeout: req.timeout ?? this.deps.executionTimeout, actor, rollout: req.rollout ? resolveRollout(req.rollout, expected.length) : null,
-      });
+      };
+      const bytes = taskRowBytes(item, writeJson(item.payload));
+      // Alone in its statement it would still be refused by the database (and fail any batch it joined).
+      if (bytes > this.deps.maxBatchBytes) throw new TaskTooLargeError(bytes, this.deps.maxBatchBytes);
+      return this.creator.submit({ task: item, bytes });
     });
     if (!created) {
       if (task.request_hash !== hash) throw new IdentifierConflictError(type, req.identifier);

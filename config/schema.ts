@@ -74,6 +74,8 @@ export const ConfigSchema = Type.Object({
     publish_timeout: num(5, 0.1, 600),
     resend_interval: num(5, 0.05, 3600),
     resend_after: num(10, 0, 3600),
+    /** The longest wait, in seconds, before the resend job tries again a task whose sends keep failing. */
+    resend_backoff_max: num(300, 1, 86400),
     /** Seconds between runs of the sweeps (INCOMPLETE, rollout slots, execution deadlines). */
     sweep_interval: num(5, 0.05, 3600),
     /** Seconds between looks for schedules that are due: how late after its time a firing may be. */

@@ -26,6 +26,16 @@ export class PayloadTooLargeError extends TaskerError {
   constructor(limit: number) { super('payload_too_large', 413, `request body exceeds the limit of ${limit} bytes`); }
 }
 
+/**
+ * A task that takes more bytes to store than the database takes in one statement (its `max_allowed_packet`,
+ * less a margin): refused before anything is stored.
+ */
+export class TaskTooLargeError extends TaskerError {
+  constructor(bytes: number, limit: number) {
+    super('payload_too_large', 413, `the task takes ${bytes} bytes to store, more than the database takes in one statement (${limit} bytes)`);
+  }
+}
+
 export class NotFoundError extends TaskerError {
   constructor(message: string) { super('not_found', 404, message); }
 }

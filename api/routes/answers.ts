@@ -9,7 +9,7 @@ const ERRORS: Record<number, string> = {
   403: 'the token lacks the scope',
   404: 'unknown task type, task, endpoint or schedule',
   409: 'conflicts with the task\'s state, or the identifier (or schedule name) exists with another body',
-  413: 'the body is over api.body_limit',
+  413: 'the body is over api.body_limit, or a task (POST, a schedule\'s firing) larger than the database takes in one statement (max_allowed_packet); nothing was stored',
   415: 'the body is not application/json',
   422: 'no endpoints listed and none registered for the task type',
   500: 'internal error (details only in the log)',

@@ -1,7 +1,7 @@
 import { DataSource, EntityManager } from 'typeorm';
 import type { Rollout, Task } from './rows';
 import { ENDPOINT_STATE, EndpointState, EVENT, sqlEnter, sqlIn, sqlWord, TASK_STATUS, TaskStatus } from '../lifecycle/states';
-import { databaseNow, dialectOf, exclusive, insertRows, isDuplicateKey, transaction } from './database';
+import { databaseNow, Dialect, dialectOf, exclusive, insertRows, isDuplicateKey, nowSql, transaction } from './database';
 import type { Announce, History, NewEvent, StoredEvent } from './history';
 import { readId, readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
 
@@ -74,6 +74,21 @@ export interface SendTargets {
    * confirm only stamps the rows' sent_time.
    */
   decided?: boolean;
+}
+
+/** What a claim's `send` did: the sends the broker confirmed, and the tasks some send of which failed. */
+export interface SendOutcome {
+  sent: (SendTargets & { at: Date })[];
+  failed: number[];
+}
+
+/** The database's clock plus the milliseconds of the one parameter it takes (see `dbNowPlusParam`). */
+function dbNowPlus(dialect: Dialect): string {
+  return dialect === 'mysql' ? `${nowSql(dialect)} + INTERVAL ? MICROSECOND` : `strftime('%Y-%m-%d %H:%M:%f', 'now', ?)`;
+}
+
+function dbNowPlusParam(dialect: Dialect, ms: number): number | string {
+  return dialect === 'mysql' ? Math.round(ms) * 1000 : `+${(ms / 1000).toFixed(3)} seconds`;
 }
 
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
@@ -301,32 +316,61 @@ export class TaskStore {
    * SKIP LOCKED, so several API instances never pick the same task at once.
    * - `unsent`: CREATED (the broker never confirmed the last send) and untouched since before `before`, or a
    *   rollout with a batch decided before `before` that the broker never confirmed (the API died in between);
+   *   and not waiting out a backoff: a task whose send failed is tried again only once `delayMs` of its
+   *   failures in a row has passed on the database's clock (`next_send_time`);
    * - `unfinished`: some expected endpoint has not finished them (for a broker that keeps nothing across
    *   a restart).
    */
   async claim(
     selection: { kind: 'unsent'; before: Date } | { kind: 'unfinished' },
     afterId: number, limit: number,
-    send: (sends: SendTargets[]) => Promise<(SendTargets & { at: Date })[]>,
+    send: (sends: SendTargets[]) => Promise<SendOutcome>,
+    delayMs: (failures: number) => number = () => 0,
   ): Promise<Task[]> {
-    const lock = dialectOf(this.ds) === 'mysql' ? ' FOR UPDATE SKIP LOCKED' : '';
+    const dialect = dialectOf(this.ds);
+    const lock = dialect === 'mysql' ? ' FOR UPDATE SKIP LOCKED' : '';
     const before = selection.kind === 'unsent' ? sqlTime(selection.before) : null;
     const [created, sent, pending] = [sqlWord(TASK_STATUS.CREATED), sqlWord(TASK_STATUS.SENT), sqlWord(ENDPOINT_STATE.PENDING)];
     const [where, params, states] = selection.kind === 'unsent'
       ? [`(status = ${created} AND last_modified_time < ? OR status = ${sent} AND rollout IS NOT NULL AND EXISTS (SELECT 1 FROM task_response r
-          WHERE r.task_id = task.id AND r.state = ${pending} AND r.sent_time IS NULL AND r.last_modified_time < ?))`, [before, before], UNSENT]
+          WHERE r.task_id = task.id AND r.state = ${pending} AND r.sent_time IS NULL AND r.last_modified_time < ?))
+          AND (next_send_time IS NULL OR next_send_time <= ${nowSql(dialect)})`, [before, before], UNSENT]
       : [`status <> ${sqlWord(TASK_STATUS.CANCELLED)} AND finished_count < expected_count`, [], UNFINISHED];
     let events: StoredEvent[] = [];
     const claimed = await transaction(this.ds, async (em) => {
       const rows: Record<string, unknown>[] = await em.query(
-        `SELECT ${TASK_COLUMNS} FROM task WHERE ${where} AND id > ? ORDER BY id LIMIT ${Math.floor(limit)}${lock}`,
+        `SELECT ${TASK_COLUMNS}, send_failures FROM task WHERE ${where} AND id > ? ORDER BY id LIMIT ${Math.floor(limit)}${lock}`,
         [...params, afterId]);
       const tasks = rows.map(hydrateTask);
-      const sent = await send(await this.targetsOf(em, tasks, states, selection.kind === 'unsent' ? selection.before : null));
-      events = await this.recordSent(em, sent, { resend: selection.kind });
+      const outcome = await send(await this.targetsOf(em, tasks, states, selection.kind === 'unsent' ? selection.before : null));
+      events = await this.recordSent(em, outcome.sent, { resend: selection.kind });
+      await this.recordSendOutcome(em, outcome, new Map(rows.map((r) => [readId(r.id), Number(r.send_failures)])), delayMs);
       return tasks;
     });
     this.announce(events);
     return claimed;
+  }
+
+  /**
+   * A task some send of which failed waits `delayMs(failures in a row)` before the next try; one whose
+   * sends all succeeded starts again from no failure.
+   */
+  private async recordSendOutcome(em: EntityManager, outcome: SendOutcome, failures: ReadonlyMap<number, number>,
+    delayMs: (failures: number) => number): Promise<void> {
+    const dialect = dialectOf(this.ds);
+    const failed = new Set(outcome.failed);
+    const byDelay = new Map<number, number[]>();
+    for (const id of failed) {
+      const delay = delayMs((failures.get(id) ?? 0) + 1);
+      byDelay.set(delay, [...byDelay.get(delay) ?? [], id]);
+    }
+    for (const [delay, ids] of byDelay) {
+      await em.query(`UPDATE task SET send_failures = send_failures + 1, next_send_time = ${dbNowPlus(dialect)} WHERE id IN (${marks(ids.length)})`,
+        [dbNowPlusParam(dialect, delay), ...ids]);
+    }
+    const recovered = [...new Set(outcome.sent.map((s) => s.task.id))].filter((id) => !failed.has(id) && (failures.get(id) ?? 0) > 0);
+    if (recovered.length > 0) {
+      await em.query(`UPDATE task SET send_failures = 0, next_send_time = NULL WHERE id IN (${marks(recovered.length)})`, recovered);
+    }
   }
 }

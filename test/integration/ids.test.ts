@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
 import { DataSource } from 'typeorm';
 import { createDataSource, MIGRATIONS } from '../../api/storage/database';
-import { ID_COLUMNS } from '../../api/storage/migrations/1764400000000-bigint-ids';
+import { BigintIds1764400000000, ID_COLUMNS } from '../../api/storage/migrations/1764400000000-bigint-ids';
 import { Topology } from '../../protocol/topology';
 import { Harness } from '../support/harness';
 
@@ -51,7 +51,8 @@ describe('64-bit ids (RabbitMQ + MariaDB, real processes)', function () {
     };
 
     it('converts every id column still 32-bit, keeps the rows and the foreign key, and leaves BIGINT ones alone', async function () {
-      ds = open(MIGRATIONS.slice(0, -1));
+      // Every migration before the one to BIGINT (later ones may follow it in the list).
+      ds = open(MIGRATIONS.slice(0, MIGRATIONS.indexOf(BigintIds1764400000000)));
       await ds.initialize();
       await ds.runMigrations();
       // A database whose id columns are 32-bit (altered by hand, or restored from elsewhere), with rows in them.

@@ -98,6 +98,14 @@ describe('configuration', function () {
     assert.throws(() => load({ TASKER_MANAGER__DB__QUERY_TIMEOUT: 'soon' }), /config key 'manager\.db\.query_timeout'/);
   });
 
+  it('caps the resend backoff at api.resend_backoff_max seconds, 300 by default, at least 1', function () {
+    const load = (env: Record<string, string>) => loadConfig({ mode: 'x', env, configDir: configDir(MINIMAL) });
+    assert.equal(load({}).api.resend_backoff_max, 300);
+    assert.equal(load({ TASKER_API__RESEND_BACKOFF_MAX: '2.5' }).api.resend_backoff_max, 2.5);
+    assert.throws(() => load({ TASKER_API__RESEND_BACKOFF_MAX: '0' }), /'api\.resend_backoff_max'/);
+    assert.throws(() => load({ TASKER_API__RESEND_BACKOFF_MAX: 'soon' }), /'api\.resend_backoff_max'/);
+  });
+
   it('refuses an unknown mode', function () {
     assert.throws(() => loadConfig({ mode: 'nosuchmode', env: {} }), /nosuchmode/);
   });

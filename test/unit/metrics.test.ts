@@ -22,6 +22,18 @@ describe('metrics', function () {
     assert.ok(!s.some((x) => x.labels.type === '_other'));
   });
 
+  it('counts the tasks the resend job could not send, by type, from 0', async function () {
+    const m = new Metrics({ taskTypes: ['worker', 'backup'], processMetrics: false });
+    assert.ok((await samples(m)).some((x) => x.name === 'tasker_resend_failures_total' && x.labels.type === 'backup' && x.value === 0));
+    m.resendFailed('worker');
+    m.resendFailed('worker');
+    m.resendFailed('legacy');
+    const s = await samples(m);
+    assert.equal(valueOf(s, 'tasker_resend_failures_total', { type: 'worker' }), 2);
+    assert.equal(valueOf(s, 'tasker_resend_failures_total', { type: 'backup' }), 0);
+    assert.equal(valueOf(s, 'tasker_resend_failures_total', { type: '_other' }), 1);
+  });
+
   it('counts the transitions of committed history events by type, and responses by endpoint and outcome', async function () {
     const m = new Metrics({ taskTypes: ['worker'], endpoints: ['console1'], processMetrics: false });
     m.knowEndpoints(['console2']);
