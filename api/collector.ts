@@ -7,7 +7,8 @@ import type { IncomingMessage } from '../protocol/broker';
 import type { ServerTransport } from '../protocol/server-transport';
 import { decodeEvents, PresenceEvent, ResponseEvent, WireEvent } from '../protocol/wire';
 import type { Completion, EventOutcome } from './storage/completion';
-import { databaseNow, isTransientDbError, transaction } from './storage/database';
+import { clockOf } from './storage/database-clock';
+import { isTransientDbError, transaction } from './storage/database';
 import type { EndpointRegistry } from './storage/endpoint-registry';
 import type { Announce } from './storage/history';
 import { OutageNotice, withDbRetry } from './storage/retry';
@@ -72,8 +73,8 @@ export class Collector {
   private async write(events: WireEvent[]): Promise<EventOutcome[]> {
     const presence = events.filter((e): e is PresenceEvent => !isResponse(e));
     const { outcomes, history, done, sends } = await transaction(this.o.ds, async (em) => {
-      // The database's clock: every time this batch writes, and every deadline it decides, comes from it.
-      const now = await databaseNow(this.o.ds, em);
+      // The database's clock (a fresh estimate of it): every time this batch writes comes from it.
+      const now = await clockOf(this.o.ds).now();
       const stored = await this.o.completion.applyEvents(em, events.filter(isResponse), now);
       await this.o.registry.record(em, presence, now);
       return stored;

@@ -91,13 +91,14 @@ export async function runHandler(
   if (cancel?.aborted) onCancel();
   else cancel?.addEventListener('abort', onCancel, { once: true });
   const response: HandlerResponse = { endpoint, attempt, round, signal: controller.signal, payload: null, errnr: 0, errmsg: null };
-  // This run's own marker: whatever the handler throws (a DeadlineError of its own included) is not its timeout.
-  const timedOut = new Error('handler timeout');
+  // This run's own marker, made only when the time is up (an Error's stack costs every run otherwise):
+  // whatever the handler throws (a DeadlineError of its own included) is not its timeout.
+  let timedOut: Error | null = null;
   try {
-    await withDeadline(Promise.resolve().then(() => mod.handleTask(task, response)), timeoutMs, () => timedOut);
+    await withDeadline(Promise.resolve().then(() => mod.handleTask(task, response)), timeoutMs, () => (timedOut = new Error('handler timeout')));
     return storableResult(response.payload, response.errnr, response.errmsg);
   } catch (err) {
-    if (err === timedOut) {
+    if (timedOut !== null && err === timedOut) {
       controller.abort(timedOut);
       return { payload: null, errnr: ERRNR_HANDLER_TIMEOUT, errmsg: `handler timed out after ${timeoutMs / 1000} s` };
     }

@@ -2,7 +2,8 @@ import type { DataSource, EntityManager } from 'typeorm';
 import type { TaskDone } from '../metrics';
 import type { ResponseEvent } from '../../protocol/wire';
 import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_DEADLINE_PASSED } from '../../protocol/wire';
-import { databaseNow, dialectOf, transaction } from './database';
+import { clockOf } from './database-clock';
+import { dialectOf, transaction } from './database';
 import type { Rollout } from './rows';
 import {
   allows, ENDPOINT_STATE, enter, EVENT, EndpointState as ResponseState, LIVE_STATUSES, RESPONSE_STATUS, sqlEnter, sqlIn, sqlWord, TASK_STATUS, TaskStatus,
@@ -427,7 +428,7 @@ export class Completion {
     let done: TaskDone[] = [];
     let sends: RolloutSend[] = [];
     const outcomes = await transaction(this.ds, async (em) => {
-      const now = await databaseNow(this.ds, em);
+      const now = await clockOf(this.ds).now();
       const locked = await this.lock(em, items.map((i) => i.taskId), items.map((i) => i.endpoint), now);
       const out = items.map((item): ReceiveOutcome => {
         const task = locked.tasks.get(item.taskId);
