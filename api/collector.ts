@@ -74,7 +74,7 @@ export class Collector {
     const presence = events.filter((e): e is PresenceEvent => !isResponse(e));
     const { outcomes, history, done, sends } = await transaction(this.o.ds, async (em) => {
       // The database's clock (a fresh estimate of it): every time this batch writes comes from it.
-      const now = await clockOf(this.o.ds).now();
+      const now = await clockOf(this.o.ds).now(em);
       const stored = await this.o.completion.applyEvents(em, events.filter(isResponse), now);
       await this.o.registry.record(em, presence, now);
       return stored;

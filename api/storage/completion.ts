@@ -428,7 +428,7 @@ export class Completion {
     let done: TaskDone[] = [];
     let sends: RolloutSend[] = [];
     const outcomes = await transaction(this.ds, async (em) => {
-      const now = await clockOf(this.ds).now();
+      const now = await clockOf(this.ds).now(em);
       const locked = await this.lock(em, items.map((i) => i.taskId), items.map((i) => i.endpoint), now);
       const out = items.map((item): ReceiveOutcome => {
         const task = locked.tasks.get(item.taskId);

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import { databaseNow } from './database';
 
 /** How old a sample of the database's clock may be before the next reading takes a new one. */
@@ -19,21 +19,25 @@ export class DatabaseClock {
 
   constructor(private readonly ds: DataSource, private readonly resampleMs = RESAMPLE_MS) {}
 
-  async now(): Promise<Date> {
-    if (this.sample === null || performance.now() - this.sample.monoMs > this.resampleMs) await this.resample();
+  /**
+   * `em`: the transaction the caller is in, read through when a new sample is due (SQLite's one
+   * connection is that transaction's until it ends: a read beside it would wait for ever).
+   */
+  async now(em?: EntityManager): Promise<Date> {
+    if (this.sample === null || performance.now() - this.sample.monoMs > this.resampleMs) await this.resample(em);
     const s = this.sample as { dbMs: number; monoMs: number };
     return new Date(Math.round(s.dbMs + performance.now() - s.monoMs));
   }
 
-  private resample(): Promise<void> {
+  private resample(em?: EntityManager): Promise<void> {
     // One reading at a time: concurrent callers share it.
-    this.reading ??= this.read().finally(() => { this.reading = null; });
+    this.reading ??= this.read(em).finally(() => { this.reading = null; });
     return this.reading;
   }
 
-  private async read(): Promise<void> {
+  private async read(em?: EntityManager): Promise<void> {
     const before = performance.now();
-    const db = await databaseNow(this.ds);
+    const db = await databaseNow(this.ds, em);
     const after = performance.now();
     this.sample = { dbMs: db.getTime(), monoMs: (before + after) / 2 };
   }

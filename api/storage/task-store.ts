@@ -166,7 +166,7 @@ export class TaskStore {
    * sent); their ids follow from the first one where they are consecutive, else are read back.
    */
   private async insertTasks(em: EntityManager, items: NewTask[]): Promise<Task[]> {
-    const now = await clockOf(this.ds).now();
+    const now = await clockOf(this.ds).now(em);
     const deadline = (t: NewTask): Date => new Date(now.getTime() + t.timeout * 1000);
     const rows = items.map((t) => [
       t.identifier, t.type, TASK_STATUS.CREATED, writeJson(t.payload), writeJson(t.endpoints), writeJson(t.expected), t.expected.length,
@@ -236,7 +236,7 @@ export class TaskStore {
     const ids = [...new Set(confirmed.map((s) => s.task.id))].sort((a, b) => a - b);
     // The broker's confirm as the database's clock tells it (the publisher's `at` is its host's clock):
     // the task's deadline counts from it.
-    const now = await clockOf(this.ds).now();
+    const now = await clockOf(this.ds).now(em);
     const sends = confirmed.map((s) => ({ ...s, at: now }));
     // Locked, so that a send an endpoint's answer recorded already (Completion) is not recorded twice.
     const rows: { id: unknown; status: TaskStatus; sent_time: unknown }[] = await em.query(
