@@ -23,6 +23,7 @@ import type { TokenStore } from './storage/token-store';
 import type { TaskService } from './task-service';
 import { uiMiddleware } from './ui';
 import type { WatchHub } from './watch-hub';
+import type { EventStreams } from './sse';
 
 export interface AppDeps {
   service: TaskService;
@@ -30,6 +31,8 @@ export interface AppDeps {
   endpoints: EndpointService;
   schedules: ScheduleService;
   hub: WatchHub;
+  /** The event streams' bounds, metrics and log. */
+  streams: EventStreams;
   taskTypes: readonly string[];
   bodyLimit: number;
   guard: AccessGuard;
@@ -71,9 +74,9 @@ export function createApp(deps: AppDeps): Koa {
   addMetricsRoutes(routes, deps.metrics);
   addMetaRoutes(routes, deps.tokens, { version: deps.version, taskTypes: deps.taskTypes, auth: deps.auth });
   addEndpointRoutes(routes, deps.endpoints, deps.taskTypes);
-  addEventRoutes(routes, deps.service, deps.hub);
+  addEventRoutes(routes, deps.service, deps.hub, deps.streams);
   addScheduleRoutes(routes, deps.schedules);
-  addTaskRoutes(routes, { service: deps.service, operations: deps.operations, hub: deps.hub });
+  addTaskRoutes(routes, { service: deps.service, operations: deps.operations, hub: deps.hub, streams: deps.streams });
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: true }));
   return app;

@@ -108,6 +108,9 @@ export class Metrics {
   private readonly collected: Record<CollectedKind, Record<CollectedOutcome, Inc>>;
   private readonly invalidMessages: Inc;
   private readonly jobs: Record<JobName, { ok: Inc; failed: Inc; tasks: Inc; duration: Observe }>;
+  private readonly sseOpen: Gauge;
+  private readonly sseSlow: Inc;
+  private readonly sseRefused: Inc;
 
   constructor(options: { taskTypes: readonly string[]; endpoints?: readonly string[]; live?: LiveState; processMetrics?: boolean }) {
     const registers = [this.registry];
@@ -180,6 +183,15 @@ export class Metrics {
       return { ok: runs(name, 'ok'), failed: runs(name, 'error'), tasks: touched(name), duration: duration.labels(name) };
     };
     this.jobs = { resend: job('resend'), sweep: job('sweep'), 'rollout-sweep': job('rollout-sweep'), 'deadline-sweep': job('deadline-sweep'), schedules: job('schedules'), retention: job('retention') };
+
+    this.sseOpen = new Gauge({ name: 'tasker_sse_streams_open', help: 'Event streams (server-sent events) open in this API process.', registers });
+    this.sseSlow = fastCounter({
+      name: 'tasker_sse_disconnected_slow_total', help: 'Event streams closed because their client read too slowly (more than api.sse_max_buffered_bytes waiting).',
+      labelNames: [], registers,
+    })();
+    this.sseRefused = fastCounter({
+      name: 'tasker_sse_refused_total', help: 'Event streams refused (503) past api.sse_max_streams or api.sse_max_streams_per_client.', labelNames: [], registers,
+    })();
 
     const live = options.live;
     if (live) {
@@ -303,6 +315,19 @@ export class Metrics {
         j.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
       }
     };
+  }
+
+  /** An event stream opened (+1) or closed (-1). */
+  streamsOpen(delta: 1 | -1): void {
+    this.sseOpen.inc(delta);
+  }
+
+  streamDisconnectedSlow(): void {
+    this.sseSlow.inc();
+  }
+
+  streamRefused(): void {
+    this.sseRefused.inc();
   }
 
   /** The Prometheus text exposition of everything. */

@@ -32,6 +32,7 @@ import { TokenStore } from './storage/token-store';
 import { checkAutoincLockMode } from './storage/uncommitted';
 import { TaskService } from './task-service';
 import { WatchHub } from './watch-hub';
+import { StreamLimits } from './stream-limits';
 
 export interface ApiDeps {
   config: Config;
@@ -118,8 +119,12 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const guard = auth ? new TokenGuard(tokens, config.api.auth_cache * 1000) : OPEN_ACCESS;
   if (!auth) log.warn('the API is open: api.auth is off, so anyone who reaches its port may create, read, retry and cancel tasks');
   let draining = false;
+  const streams = {
+    limits: new StreamLimits({ maxStreams: config.api.sse_max_streams, maxPerClient: config.api.sse_max_streams_per_client }),
+    maxBufferedBytes: config.api.sse_max_buffered_bytes, metrics, log,
+  };
   const app = createApp({
-    service, operations, endpoints, schedules, hub, taskTypes: config.task_types, bodyLimit: config.api.body_limit, guard, tokens, auth,
+    service, operations, endpoints, schedules, hub, streams, taskTypes: config.task_types, bodyLimit: config.api.body_limit, guard, tokens, auth,
     version: deps.version, logger: log, draining: () => draining, metrics, health,
     // A stalled MySQL answers nothing: each call of a request gives up after connect_timeout (503).
     dbCallLimitMs: dialectOf(ds) === 'mysql' ? config.manager.db.connect_timeout * 1000 : null,

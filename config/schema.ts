@@ -101,6 +101,12 @@ export const ConfigSchema = Type.Object({
     retention_duty_cycle: num(0.1, 0.01, 1),
     /** Seconds between runs of the retention job. */
     retention_interval: num(60, 0.05, 86400),
+    /** Bytes an event stream may have waiting for its client to read; past it the client is disconnected (it resumes with Last-Event-ID). */
+    sse_max_buffered_bytes: int(1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
+    /** Event streams open in this API process at most; more are answered 503 with Retry-After. */
+    sse_max_streams: int(1000, 1, 1_000_000),
+    /** Event streams open per client (its token, or its address when api.auth is off) at most; more are answered 503 with Retry-After. */
+    sse_max_streams_per_client: int(20, 1, 1_000_000),
   }),
   manager: section({
     /** How tasks travel: RabbitMQ, or in-process queues when API and managers share one process. */

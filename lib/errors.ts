@@ -119,3 +119,13 @@ export class DeadlineError extends TaskerError {
     super('deadline_exceeded', 503, `${what}: no outcome within ${ms} ms`);
   }
 }
+
+/**
+ * An event stream past `api.sse_max_streams` or `api.sse_max_streams_per_client`: refused so that streams
+ * cannot hold every socket and buffer; the client tries again after `retryAfter` seconds (Retry-After).
+ */
+export class TooManyStreamsError extends TaskerError {
+  constructor(message: string, readonly retryAfter: number) {
+    super('too_many_streams', 503, `${message}; retry after ${retryAfter} s`);
+  }
+}

@@ -30,6 +30,13 @@ export const BACKLOG_ANSWER: Answer = {
   headers: { 'Retry-After': { description: 'with backlog_full: seconds to wait before trying again', schema: Type.Integer({ minimum: 0 }) } },
 };
 
+/** An event stream: 503 also past the bounds on open streams (code too_many_streams, with Retry-After). */
+export const STREAM_ANSWER: Answer = {
+  description: 'the database or the broker is unavailable, or (code too_many_streams, with Retry-After) the server or this client holds its most event streams (api.sse_max_streams, api.sse_max_streams_per_client); retry later',
+  schema: Type.Ref('Error'),
+  headers: { 'Retry-After': { description: 'with too_many_streams: seconds to wait before trying again', schema: Type.Integer({ minimum: 0 }) } },
+};
+
 export const errorAnswer = (status: number): Answer => ({ description: ERRORS[status], schema: Type.Ref('Error') });
 
 export const TYPE_PARAM = { type: TaskTypeName };

@@ -9,17 +9,18 @@ import {
   EventPage, EventsQuery, NoQuery, ResponsePage, ResponsesQuery, RetryAnswer, RetryBody, TaskListQuery, TaskPage,
   TaskQuery, TaskRequestBody, TaskWithResponses,
 } from '../schemas';
-import { lastEventId, openEventStream, wantsEventStream } from '../sse';
+import { admitEventStream, EventStreams, lastEventId, openEventStream, wantsEventStream } from '../sse';
 import { toTaskRequest } from '../task-request';
 import { TaskService } from '../task-service';
 import { eventView, responseView, taskView } from '../views';
 import type { WatchHub } from '../watch-hub';
-import { answers, BACKLOG_ANSWER, TASK_PARAMS, TYPE_PARAM } from './answers';
+import { answers, BACKLOG_ANSWER, STREAM_ANSWER, TASK_PARAMS, TYPE_PARAM } from './answers';
 
 export interface TasksRouterDeps {
   service: TaskService;
   operations: OperationsService;
   hub: WatchHub;
+  streams: EventStreams;
 }
 
 const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
@@ -92,12 +93,13 @@ export function addTaskRoutes(routes: ApiRoutes, deps: TasksRouterDeps): void {
     id: 'listTaskEvents', method: 'get', path: '/:type/:identifier/events', tag: 'tasks', scope: 'read',
     summary: 'A task\'s history; as server-sent events with Accept: text/event-stream (resumable with Last-Event-ID)',
     params: TASK_PARAMS, query: EventsQuery,
-    answers: answers({ 200: { description: 'a page of events, or a stream of them', schema: EventPage, eventStream: true } }, [400, 404]),
+    answers: { ...answers({ 200: { description: 'a page of events, or a stream of them', schema: EventPage, eventStream: true } }, [400, 404]), 503: STREAM_ANSWER },
   }, async (ctx, { query: q }) => {
     if (wantsEventStream(ctx)) {
       const task = await service.find(ctx.params.type, ctx.params.identifier);
+      const release = admitEventStream(ctx, deps.streams);
       let stop = (): void => undefined;
-      const sink = openEventStream(ctx, () => stop());
+      const sink = openEventStream(ctx, deps.streams, release, () => stop());
       stop = deps.hub.streamTask(task.id, lastEventId(ctx) ?? decodeCursor(q.cursor) ?? 0, sink);
       return;
     }
