@@ -3,6 +3,12 @@ import type { Metrics, PeerRefusal } from './metrics';
 
 /** How long refusals of one sender and reason are gathered into one log line. */
 export const REFUSAL_LOG_INTERVAL_MS = 60_000;
+/**
+ * Senders logged apart in one interval; the others share one line. With `shared_user` the sender is the
+ * event's own claim, which a peer can vary at will.
+ */
+export const REFUSAL_LOG_SENDERS = 100;
+const OTHERS = '(other senders)';
 
 interface Gathered {
   count: number;
@@ -24,11 +30,11 @@ export class RefusalLog {
 
   refused(reason: PeerRefusal, sender: string | undefined, msg: string, sample: Record<string, unknown>, count = 1): void {
     this.metrics.peerRefused(reason, count);
-    const who = sender ?? '';
+    const who = this.seen.size >= REFUSAL_LOG_SENDERS && !this.seen.has(`${reason}\u0000${sender ?? ''}`) ? OTHERS : sender ?? '';
     const key = `${reason}\u0000${who}`;
     if (!this.seen.has(key)) {
       this.seen.add(key);
-      this.log.warn({ ...sample, reason, userId: sender ?? null, count }, msg);
+      this.log.warn({ ...sample, reason, userId: who || null, count }, msg);
       this.schedule();
       return;
     }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createLogger } from '../../lib/logger';
 import { Metrics } from '../../api/metrics';
-import { RefusalLog } from '../../api/refusal-log';
+import { RefusalLog, REFUSAL_LOG_SENDERS } from '../../api/refusal-log';
 
 function capture() {
   const lines: Record<string, any>[] = [];
@@ -24,5 +24,14 @@ describe('refusal log', function () {
     const text = await metrics.registry.metrics();
     assert.match(text, /^tasker_peer_refusals_total\{reason="unknown_task"\} 1001$/m);
     assert.match(text, /^tasker_peer_refusals_total\{reason="too_large"\} 1$/m);
+  });
+
+  it('gives senders past the first hundred of an interval one line together', function () {
+    const { log, lines } = capture();
+    const refusals = new RefusalLog(log, new Metrics({ taskTypes: ['worker'], processMetrics: false }), 60_000);
+    for (let i = 0; i < 10_000; i++) refusals.refused('unknown_task', `claimed${i}`, 'refused', {});
+    refusals.stop();
+    assert.equal(lines.length, REFUSAL_LOG_SENDERS + 2);
+    assert.deepEqual([lines.at(-1)?.userId, lines.at(-1)?.count], ['(other senders)', 10_000 - REFUSAL_LOG_SENDERS - 1]);
   });
 });
