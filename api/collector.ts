@@ -12,6 +12,8 @@ import { isTransientDbError, transaction } from './storage/database';
 import type { EndpointRegistry } from './storage/endpoint-registry';
 import type { Announce } from './storage/history';
 import { OutageNotice, withDbRetry } from './storage/retry';
+import { RefusalLog } from './refusal-log';
+import { MAX_INBOUND_MESSAGE_BYTES } from './inbound-limit';
 
 export type EndpointIdentity = 'shared_user' | 'per_endpoint_user';
 
@@ -28,6 +30,8 @@ export interface CollectorOptions {
   announce: Announce;
   logger: Logger;
   metrics: Metrics;
+  /** The configured task types: the only ones an endpoint may register for. */
+  taskTypes: readonly string[];
 }
 
 const isResponse = (e: WireEvent): e is ResponseEvent => e.kind === 'receipt' || e.kind === 'result';
@@ -57,10 +61,14 @@ export class Collector {
   /** One warning per database outage, not one per event held. */
   private readonly outage: OutageNotice;
   private stopping = false;
+  private readonly refusals: RefusalLog;
+  private readonly taskTypes: ReadonlySet<string>;
 
   constructor(private readonly o: CollectorOptions) {
     this.log = o.logger.child({ component: 'collector' });
     this.outage = new OutageNotice(this.log, 'store events');
+    this.refusals = new RefusalLog(this.log, o.metrics);
+    this.taskTypes = new Set(o.taskTypes);
     this.writer = new Batcher((events) => this.write(events), {
       maxBatch: o.batchSize, maxConcurrent: 2, split: (err) => !isTransientDbError(err),
     });
@@ -100,22 +108,32 @@ export class Collector {
   }
 
   private async handle(m: IncomingMessage): Promise<void> {
+    if (m.body.length > MAX_INBOUND_MESSAGE_BYTES) {
+      // Not parsed: its JSON would take several times its size in memory.
+      this.refusals.refused('too_large', m.userId, 'response message over the size limit dead-lettered unparsed', { bytes: m.body.length, limit: MAX_INBOUND_MESSAGE_BYTES });
+      this.o.metrics.invalidMessage();
+      m.deadLetter();
+      return;
+    }
     let events: WireEvent[];
     try {
       events = decodeEvents(m.body, m.contentType);
     } catch (err) {
-      this.log.warn({ err, userId: m.userId, body: m.body.subarray(0, 200).toString('utf8') }, 'invalid response message dead-lettered');
+      this.refusals.refused('invalid', m.userId, 'invalid response message dead-lettered', { err, body: m.body.subarray(0, 200).toString('utf8') });
       this.o.metrics.invalidMessage();
       m.deadLetter();
       return;
     }
     const refused: string[] = [];
     const accepted = events.filter((e) => {
-      if (this.o.identity !== 'per_endpoint_user' || e.endpoint === m.userId) return true;
-      this.log.warn({ kind: e.kind, endpoint: e.endpoint, userId: m.userId ?? null }, 'response event refused: its endpoint is not the sender');
-      refused.push(e.endpoint);
-      this.o.metrics.collectedEvent(e.kind, 'refused');
-      return false;
+      if (this.o.identity === 'per_endpoint_user' && e.endpoint !== m.userId) {
+        this.refusals.refused('not_sender', m.userId, 'response event refused: its endpoint is not the sender', { kind: e.kind, endpoint: e.endpoint });
+        refused.push(e.endpoint);
+        this.o.metrics.collectedEvent(e.kind, 'refused');
+        return false;
+      }
+      if (e.kind === 'register' || e.kind === 'heartbeat') return this.keepConfiguredTypes(e, m.userId, refused);
+      return true;
     });
     let outcomes: EventOutcome[];
     try {
@@ -135,8 +153,9 @@ export class Collector {
     accepted.forEach((e, i) => {
       const outcome = outcomes[i];
       if (outcome === 'unknown' || outcome === 'refused') {
-        this.log.warn({ kind: e.kind, endpoint: e.endpoint, taskId: 'task_id' in e ? e.task_id : undefined },
-          outcome === 'unknown' ? 'response event for a task that does not exist' : 'response event refused: the task does not expect this endpoint');
+        const sample = { kind: e.kind, endpoint: e.endpoint, taskId: 'task_id' in e ? e.task_id : undefined };
+        if (outcome === 'unknown') this.refusals.refused('unknown_task', m.userId ?? e.endpoint, 'response event for a task that does not exist', sample);
+        else this.refusals.refused('unexpected_endpoint', m.userId ?? e.endpoint, 'response event refused: the task does not expect this endpoint', sample);
         refused.push(e.endpoint);
       } else if (e.kind === 'register') {
         this.log.info({ endpoint: e.endpoint, taskTypes: e.task_types }, 'endpoint registered');
@@ -153,5 +172,22 @@ export class Collector {
   async drain(timeoutMs: number): Promise<void> {
     await this.inFlight.settle(timeoutMs);
     this.stopping = true;
+    this.refusals.stop();
+  }
+
+  /**
+   * A register or heartbeat keeps only the configured task types (each would be a registry row, listed
+   * by `GET /endpoints`); one with none left is refused.
+   */
+  private keepConfiguredTypes(e: PresenceEvent, sender: string | undefined, refused: string[]): boolean {
+    const unknown = e.task_types.filter((t) => !this.taskTypes.has(t));
+    if (unknown.length === 0) return true;
+    this.refusals.refused('task_type', sender ?? e.endpoint, 'registry refused task types that are not configured',
+      { kind: e.kind, endpoint: e.endpoint, taskTypes: unknown.slice(0, 10) }, unknown.length);
+    e.task_types = e.task_types.filter((t) => this.taskTypes.has(t));
+    if (e.task_types.length > 0) return true;
+    refused.push(e.endpoint);
+    this.o.metrics.collectedEvent(e.kind, 'refused');
+    return false;
   }
 }

@@ -32,6 +32,9 @@ export type ResponseOutcome = 'succeeded' | 'error' | 'timed_out' | 'gave_up';
 export type JobName = 'resend' | 'sweep' | 'rollout-sweep' | 'deadline-sweep' | 'schedules' | 'retention';
 export type CollectedKind = 'receipt' | 'result' | 'register' | 'heartbeat';
 export type CollectedOutcome = 'stored' | 'duplicate' | 'unknown' | 'refused';
+/** Why something an endpoint sent was refused (`tasker_peer_refusals_total`'s `reason`): a fixed set, never a name. */
+export const PEER_REFUSALS = ['too_large', 'invalid', 'reply_to', 'not_sender', 'unknown_task', 'unexpected_endpoint', 'task_type'] as const;
+export type PeerRefusal = typeof PEER_REFUSALS[number];
 
 /** A task that became DONE, for the end-to-end histogram. */
 export interface TaskDone {
@@ -107,6 +110,7 @@ export class Metrics {
   private readonly lag: Observe;
   private readonly collected: Record<CollectedKind, Record<CollectedOutcome, Inc>>;
   private readonly invalidMessages: Inc;
+  private readonly peerRefusals: Record<PeerRefusal, Inc>;
   private readonly jobs: Record<JobName, { ok: Inc; failed: Inc; tasks: Inc; duration: Observe }>;
   private readonly sseOpen: Gauge;
   private readonly sseSlow: Inc;
@@ -169,6 +173,11 @@ export class Metrics {
     this.invalidMessages = fastCounter({
       name: 'tasker_collector_invalid_messages_total', help: 'Messages on the responses queue that were not valid (dead-lettered).', labelNames: [], registers,
     })();
+    const refusals = fastCounter({
+      name: 'tasker_peer_refusals_total', help: 'Messages and events from endpoints that the server side refused (dead-lettered or dropped), by reason.',
+      labelNames: ['reason'] as const, registers,
+    });
+    this.peerRefusals = Object.fromEntries(PEER_REFUSALS.map((r) => [r, refusals(r)])) as Record<PeerRefusal, Inc>;
 
     const runs = fastCounter({ name: 'tasker_job_runs_total', help: 'Runs of the periodic jobs, by job and result.', labelNames: ['job', 'result'] as const, registers });
     const touched = fastCounter({
@@ -296,6 +305,10 @@ export class Metrics {
 
   invalidMessage(): void {
     this.invalidMessages.inc();
+  }
+
+  peerRefused(reason: PeerRefusal, count = 1): void {
+    this.peerRefusals[reason].inc(count);
   }
 
   /** Wraps a periodic job's run (which answers how many tasks it acted on) to count and time it. */

@@ -36,6 +36,12 @@ export class RabbitAdmin {
     await this.request('PUT', `/permissions/${vhost}/${user}`, { configure: '.*', write: '.*', read: '.*' });
   }
 
+  /** Sets the policy that bounds the dead-letter queue (`<prefix>.dead-letter-bounds`), replacing an older one. */
+  async boundDeadLetters(mq: MessageQueueConfig, topology: Topology): Promise<void> {
+    const name = encodeURIComponent(`${topology.prefix}.dead-letter-bounds`);
+    await this.request('PUT', `/policies/${encodeURIComponent(mq.virtual_host)}/${name}`, topology.deadLetterPolicy);
+  }
+
   /** Deletes the vhost and (unless it is the superuser) the application user. */
   async deleteVhost(mq: MessageQueueConfig): Promise<void> {
     await this.request('DELETE', `/vhosts/${encodeURIComponent(mq.virtual_host)}`);

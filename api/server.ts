@@ -106,8 +106,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const endpoints = new EndpointService(registry, responses, queries, 3 * config.manager.heartbeat_interval * 1000);
   const identity = config.api.endpoint_identity;
   const batchSize = config.api.collector_batch;
-  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: log, metrics });
-  const responder = new StateResponder({ completion, responses, transport, identity, batchSize, cancelledListed: config.api.cancelled_listed, logger: log });
+  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: log, metrics, taskTypes: config.task_types });
+  const responder = new StateResponder({ completion, responses, transport, identity, batchSize, cancelledListed: config.api.cancelled_listed, logger: log, metrics });
   await transport.start();
   await hub.start();
   await collector.start();

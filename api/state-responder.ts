@@ -8,6 +8,17 @@ import type { EndpointIdentity } from './collector';
 import type { Completion, ReceiveItem, ReceiveOutcome } from './storage/completion';
 import { isTransientDbError } from './storage/database';
 import type { ResponseStore } from './storage/response-store';
+import type { Metrics } from './metrics';
+import { RefusalLog } from './refusal-log';
+import { MAX_INBOUND_MESSAGE_BYTES } from './inbound-limit';
+import { REPLY_TO } from '../protocol/topology';
+
+/**
+ * What RabbitMQ puts in `reply_to` for a request sent with direct reply-to (as the managers do). Any other
+ * name would be a queue the server side publishes into with its own permissions: an endpoint could fill
+ * another's task queue.
+ */
+const DIRECT_REPLY_TO = `${REPLY_TO}.`;
 
 export interface StateResponderOptions {
   completion: Completion;
@@ -19,7 +30,10 @@ export interface StateResponderOptions {
   /** Most entries of a cancelled-tasks reply (`api.cancelled_listed`); a longer list is cut and says so. */
   cancelledListed: number;
   logger: Logger;
+  metrics: Metrics;
 }
+
+export const isDirectReplyTo = (replyTo: string): boolean => replyTo.startsWith(DIRECT_REPLY_TO) && replyTo.length > DIRECT_REPLY_TO.length;
 
 /**
  * Answers the endpoints' requests (RabbitMQ request/reply with direct reply-to): whether a copy of a task
@@ -31,9 +45,11 @@ export class StateResponder {
   private readonly receiver: Batcher<ReceiveItem, ReceiveOutcome>;
   private readonly inFlight = new InFlight();
   private readonly log: Logger;
+  private readonly refusals: RefusalLog;
 
   constructor(private readonly o: StateResponderOptions) {
     this.log = o.logger.child({ component: 'state-responder' });
+    this.refusals = new RefusalLog(this.log, o.metrics);
     this.receiver = new Batcher((items) => o.completion.receiveMany(items), {
       maxBatch: o.batchSize, split: (err) => !isTransientDbError(err),
     });
@@ -49,16 +65,26 @@ export class StateResponder {
   }
 
   private async handle(m: IncomingMessage): Promise<void> {
+    if (m.replyTo !== undefined && !isDirectReplyTo(m.replyTo)) {
+      this.refusals.refused('reply_to', m.userId, 'state request refused: its reply_to is not a direct reply-to', { replyTo: m.replyTo.slice(0, 200) });
+      m.deadLetter();
+      return;
+    }
+    if (m.body.length > MAX_INBOUND_MESSAGE_BYTES) {
+      this.refusals.refused('too_large', m.userId, 'state request over the size limit dead-lettered unparsed', { bytes: m.body.length, limit: MAX_INBOUND_MESSAGE_BYTES });
+      m.deadLetter();
+      return;
+    }
     let req: StateRequest | CancelledRequest;
     try {
       req = decodeServerRequest(m.body, m.contentType);
     } catch (err) {
-      this.log.warn({ err, userId: m.userId, body: m.body.subarray(0, 200).toString('utf8') }, 'invalid state request dead-lettered');
+      this.refusals.refused('invalid', m.userId, 'invalid state request dead-lettered', { err, body: m.body.subarray(0, 200).toString('utf8') });
       m.deadLetter();
       return;
     }
     const refused = this.o.identity === 'per_endpoint_user' && req.endpoint !== m.userId;
-    if (refused) this.log.warn({ endpoint: req.endpoint, userId: m.userId ?? null }, 'state request refused: its endpoint is not the sender');
+    if (refused) this.refusals.refused('not_sender', m.userId, 'state request refused: its endpoint is not the sender', { endpoint: req.endpoint });
     // eslint-disable-next-line no-restricted-syntax -- the wire protocol's request kind (protocol/wire.ts), not a state
     if (req.kind === 'cancelled') return this.answerCancelled(m, req, refused);
     if (refused) {
@@ -104,5 +130,6 @@ export class StateResponder {
   /** Waits (up to `timeoutMs`) for the requests in hand; call once the transport stopped consuming. */
   async drain(timeoutMs: number): Promise<void> {
     await this.inFlight.settle(timeoutMs);
+    this.refusals.stop();
   }
 }

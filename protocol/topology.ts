@@ -21,6 +21,14 @@ export const STATE_KEY = 'state';
 /** RabbitMQ's direct reply-to pseudo-queue. */
 export const REPLY_TO = 'amq.rabbitmq.reply-to';
 
+/**
+ * Bounds of the dead-letter queue, set by `initialize` as a policy (queue arguments cannot change on an
+ * existing queue without breaking its redeclaration). Past them the oldest messages go (`drop-head`):
+ * a peer that floods it loses its own evidence, not the broker its memory.
+ */
+export const DEAD_LETTER_MAX_LENGTH = 10_000;
+export const DEAD_LETTER_MAX_BYTES = 256 * 1024 * 1024;
+
 export interface QueueDecl {
   /** Empty for an exclusive queue: the broker names it. */
   name: string;
@@ -89,6 +97,14 @@ export class Topology {
 
   get deadLetterQueue(): QueueDecl {
     return { name: this.deadLetter, arguments: { 'x-queue-type': this.queueType }, bindings: [{ exchange: this.deadLetter, key: '' }] };
+  }
+
+  /** The policy (management API body) that bounds the dead-letter queue. */
+  get deadLetterPolicy(): { pattern: string; 'apply-to': 'queues'; priority: number; definition: Record<string, unknown> } {
+    return {
+      pattern: `^${escapeRegExp(this.deadLetter)}$`, 'apply-to': 'queues', priority: 10,
+      definition: { 'max-length': DEAD_LETTER_MAX_LENGTH, 'max-length-bytes': DEAD_LETTER_MAX_BYTES, overflow: 'drop-head' },
+    };
   }
 
   /**

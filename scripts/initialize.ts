@@ -2,7 +2,7 @@ import { createDataSource, openDatabase } from '../api/storage/database';
 import { createDatabase, resetTables } from '../api/storage/provision';
 import { RabbitAdmin } from '../api/rabbit-admin';
 import { projectRoot } from '../config/loader';
-import { Connections } from './compose';
+import { Connections, topologyOf } from './compose';
 import { main } from './main';
 
 /**
@@ -26,7 +26,9 @@ main('initialize', {
     logger.info('tables reset');
   }
   if ((values.rabbitmq || both) && config.manager.transport === 'rabbitmq') {
-    await new RabbitAdmin(config.rabbitmq).resetVhost(config.manager.message_queue);
+    const admin = new RabbitAdmin(config.rabbitmq);
+    await admin.resetVhost(config.manager.message_queue);
+    await admin.boundDeadLetters(config.manager.message_queue, topologyOf(config));
     // The exchanges exist from now on, so endpoint managers may start before the API.
     const transport = new Connections(config, logger).server('initialize');
     try {
