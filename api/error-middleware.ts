@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import { BacklogFullError, NotFoundError, TaskerError } from '../lib/errors';
+import { BacklogFullError, NotFoundError, TaskerError, TooManyRequestsError } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 
 const HTTP_CODES: Record<number, string> = {
@@ -29,6 +29,7 @@ export function errorMiddleware(log: Logger): Middleware {
       }
       // Shedding load is the answer working as meant; one log line per refused request would add to the load.
       if (err instanceof BacklogFullError) ctx.set('Retry-After', String(err.retryAfter));
+      if (err instanceof TooManyRequestsError) ctx.set('Retry-After', String(err.retryAfter));
       else if (status >= 500) log.error({ method: ctx.method, path: ctx.path, status, err }, 'request failed');
       ctx.status = status;
       ctx.body = { error: { code, message } };

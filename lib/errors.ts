@@ -119,3 +119,17 @@ export class DeadlineError extends TaskerError {
     super('deadline_exceeded', 503, `${what}: no outcome within ${ms} ms`);
   }
 }
+
+/** An Idempotency-Key already used with another request body (IETF Idempotency-Key draft: 422). */
+export class IdempotencyKeyMismatchError extends TaskerError {
+  constructor() {
+    super('idempotency_key_mismatch', 422, 'this Idempotency-Key was used with a different request body; use a new key for a different request');
+  }
+}
+
+/** Too many failed token checks from one address or for one key: nothing was checked; retry after `retryAfter` seconds. */
+export class TooManyRequestsError extends TaskerError {
+  constructor(readonly retryAfter: number) {
+    super('too_many_requests', 429, `too many failed authentication attempts; retry after ${retryAfter} s`);
+  }
+}
