@@ -1,9 +1,11 @@
 import type { Context } from 'koa';
-import { ForbiddenError, UnauthorizedError } from '../lib/errors';
+import { ForbiddenError, TooManyRequestsError, UnauthorizedError } from '../lib/errors';
+import { FailureLimiter } from './failure-limiter';
+import { NegativeCache } from './negative-cache';
 import { guardDb } from './storage/database';
 import type { ApiToken } from './storage/rows';
 import type { TokenStore } from './storage/token-store';
-import { parseToken, secretMatches } from './tokens';
+import { noSecretMatches, parseToken, PresentedToken, secretMatches } from './tokens';
 
 /**
  * What a token may do: `submit:<task_type>` (or `submit:*`) to create tasks, `read` to read anything,
@@ -30,42 +32,81 @@ export interface AccessGuard {
 /** The open API (`api.auth: off`): everyone may do everything. */
 export const OPEN_ACCESS: AccessGuard = { require: async () => undefined };
 
+/** Why a token check failed, as counted by `tasker_auth_failures_total`. */
+export type AuthFailure = 'no_token' | 'malformed' | 'unknown_key' | 'revoked' | 'wrong_secret' | 'rate_limited';
+
+export interface TokenGuardOptions {
+  /** Seconds a token (or the absence of one) read from the database is trusted. */
+  cacheMs: number;
+  addressFailures: number;
+  keyFailures: number;
+  failureWindowMs: number;
+  /** Most addresses, keys and unknown keys remembered. */
+  tracked: number;
+  onFailure?: (reason: AuthFailure) => void;
+  onTokenRead?: () => void;
+}
+
 /**
- * Checks bearer tokens against the stored ones. A verified token is trusted for `cacheMs` before it is
- * read again, so a request costs no database read; a revocation takes effect within that time.
+ * Checks bearer tokens against the stored ones. A token read from the database is trusted for `cacheMs`
+ * before it is read again, so a request costs no database read; a revocation takes effect within that
+ * time. A failed check writes nothing, an unknown key is remembered as unknown for as long, and an
+ * address or key with too many failures is answered 429 before anything is checked.
  */
 export class TokenGuard implements AccessGuard {
-  private readonly cache = new Map<string, { token: ApiToken; until: number }>();
+  private readonly cache = new Map<string, { token: ApiToken; until: number; touched: boolean }>();
+  private readonly unknown: NegativeCache;
+  private readonly byAddress: FailureLimiter;
+  private readonly byKey: FailureLimiter;
 
-  constructor(private readonly store: TokenStore, private readonly cacheMs: number) {}
+  constructor(private readonly store: TokenStore, private readonly options: TokenGuardOptions) {
+    this.unknown = new NegativeCache(options.cacheMs, options.tracked);
+    this.byAddress = new FailureLimiter(options.addressFailures, options.failureWindowMs, options.tracked);
+    this.byKey = new FailureLimiter(options.keyFailures, options.failureWindowMs, options.tracked);
+  }
 
   async require(ctx: Context, scope: Scope): Promise<void> {
-    const token = await this.verify(ctx.get('authorization'));
-    if (!token) {
+    const now = Date.now();
+    const m = /^Bearer +(\S+)$/i.exec(ctx.get('authorization'));
+    const presented = m ? parseToken(m[1]) : null;
+    const wait = Math.max(this.byAddress.retryAfter(ctx.ip, now), presented ? this.byKey.retryAfter(presented.key, now) : 0);
+    if (wait > 0) {
+      this.options.onFailure?.('rate_limited');
+      throw new TooManyRequestsError(wait);
+    }
+    const outcome = presented ? await this.verify(presented, now) : (m ? 'malformed' : 'no_token');
+    if (typeof outcome === 'string') {
+      this.options.onFailure?.(outcome);
+      // A request without a token is a client that has not been configured, not a guess.
+      if (outcome !== 'no_token') this.byAddress.fail(ctx.ip, now);
+      if (presented) this.byKey.fail(presented.key, now);
       ctx.set('WWW-Authenticate', 'Bearer realm="tasker"');
       throw new UnauthorizedError();
     }
-    if (!grants(token.scopes, scope)) throw new ForbiddenError(scope);
-    (ctx.state as { actor?: string }).actor = token.name;
+    if (!grants(outcome.scopes, scope)) throw new ForbiddenError(scope);
+    (ctx.state as { actor?: string }).actor = outcome.name;
   }
 
-  private async verify(header: string): Promise<ApiToken | null> {
-    const m = /^Bearer +(\S+)$/i.exec(header);
-    const presented = m ? parseToken(m[1]) : null;
-    if (!presented) return null;
-    const now = Date.now();
+  private async verify(presented: PresentedToken, now: number): Promise<ApiToken | AuthFailure> {
+    if (this.unknown.has(presented.key, now)) return noSecretMatches(presented.secret) || 'unknown_key';
     let entry = this.cache.get(presented.key);
     if (!entry || entry.until <= now) {
+      this.options.onTokenRead?.();
       const token = await guardDb(() => this.store.findByKey(presented.key));
       if (!token || token.revoked_time !== null) {
         this.cache.delete(presented.key);
-        return null;
+        this.unknown.add(presented.key, now);
+        return noSecretMatches(presented.secret) || (token ? 'revoked' : 'unknown_key');
       }
-      // last_used_time is as fresh as the cache: one write per token and cache period at most.
-      await guardDb(() => this.store.touch(token.id, new Date(now)));
-      entry = { token, until: now + this.cacheMs };
+      entry = { token, until: now + this.options.cacheMs, touched: false };
       this.cache.set(presented.key, entry);
     }
-    return secretMatches(entry.token, presented.secret) ? entry.token : null;
+    if (!secretMatches(entry.token, presented.secret)) return 'wrong_secret';
+    if (!entry.touched) {
+      // last_used_time is as fresh as the cache, and written only for a request that proved the secret.
+      await guardDb(() => this.store.touch(entry.token.id, new Date(now)));
+      entry.touched = true;
+    }
+    return entry.token;
   }
 }

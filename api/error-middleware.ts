@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import { BacklogFullError, NotFoundError, TaskerError, TooManyStreamsError } from '../lib/errors';
+import { BacklogFullError, NotFoundError, TaskerError, TooManyRequestsError, TooManyStreamsError } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 
 const HTTP_CODES: Record<number, string> = {
@@ -28,8 +28,9 @@ export function errorMiddleware(log: Logger): Middleware {
         message = httpErr.message ?? code;
       }
       // Shedding load is the answer working as meant; one log line per refused request would add to the load.
-      if (err instanceof BacklogFullError || err instanceof TooManyStreamsError) ctx.set('Retry-After', String(err.retryAfter));
-      else if (status >= 500) log.error({ method: ctx.method, path: ctx.path, status, err }, 'request failed');
+      if (err instanceof BacklogFullError || err instanceof TooManyStreamsError || err instanceof TooManyRequestsError) {
+        ctx.set('Retry-After', String(err.retryAfter));
+      } else if (status >= 500) log.error({ method: ctx.method, path: ctx.path, status, err }, 'request failed');
       ctx.status = status;
       ctx.body = { error: { code, message } };
     }

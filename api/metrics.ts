@@ -95,6 +95,13 @@ export function responseOutcome(errnr: number): ResponseOutcome {
 
 export class Metrics {
   readonly registry = new Registry();
+  /** Failed bearer-token checks by reason: a climbing unknown_key or wrong_secret is someone guessing. */
+  readonly authFailures = new Counter<'reason'>({
+    name: 'tasker_auth_failures_total', help: 'Requests refused for their bearer token, by reason (no_token, malformed, unknown_key, revoked, wrong_secret, rate_limited).',
+    labelNames: ['reason'], registers: [this.registry],
+  });
+  /** Database reads of a token by its key: the negative cache keeps unknown keys from adding to it. */
+  readonly authTokenReads = new Counter({ name: 'tasker_auth_token_reads_total', help: 'Reads of a bearer token from the database (a key not in the token caches).', registers: [this.registry] });
   private readonly byType = new Map<string, TypeChildren>();
   /** Made on first use: a type no longer configured is rare, and its series is not shown before. */
   private otherType: TypeChildren | null = null;

@@ -50,6 +50,11 @@ function operationObject(op: Operation, options: DocumentOptions): Record<string
   if (secured) {
     responses['401'] = { description: 'no valid bearer token', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
     responses['403'] = { description: 'the token lacks the scope', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+    responses['429'] = {
+      description: 'too_many_requests: too many failed token checks from this address or for this token key (api.auth_address_failures, api.auth_key_failures); nothing was checked',
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+      headers: { 'Retry-After': { description: 'seconds until the failures are forgotten', schema: { type: 'integer', minimum: 1 } } },
+    };
   }
   const scope = op.scope === null ? null : typeof op.scope === 'function' ? op.scope({ type: '{type}' }) : op.scope;
   return {

@@ -3,10 +3,10 @@ import type { Static, TObject, TSchema } from '@sinclair/typebox';
 import type { ValidateFunction } from 'ajv/dist/2020';
 import type { Context } from 'koa';
 import { InvalidRequestError } from '../lib/errors';
-import { createAjv, describeFailure } from '../lib/validation';
+import { createAjv, describeFailure, ERROR_KEYWORD } from '../lib/validation';
 import type { AccessGuard, Scope } from './auth';
 import { readJsonBody } from './body';
-import { queryParameterError } from './query';
+import { parseNumericQuery, queryParameterError } from './query';
 
 /**
  * A route of the API with everything known about it: who may call it, what it takes and what it answers.
@@ -79,7 +79,7 @@ function queryChecker<Q extends TObject>(schema: Q | undefined): (q: Record<stri
     for (const [name, value] of Object.entries(raw)) {
       if (!names.includes(name)) queryParameterError(name, `unknown; this route takes ${names.length ? names.join(', ') : 'none'}`);
       if (Array.isArray(value)) queryParameterError(name, 'given more than once');
-      q[name] = value;
+      q[name] = numericValue(schema?.properties[name] as TSchema | undefined, name, value as string | undefined);
     }
     if (!validate(q)) {
       const f = describeFailure(validate.errors);
@@ -87,6 +87,14 @@ function queryChecker<Q extends TObject>(schema: Q | undefined): (q: Record<stri
     }
     return q as Static<Q>;
   };
+}
+
+/** A numeric parameter parsed strictly before the schema sees it, so that every route refuses 1e400 and 0x10 alike. */
+function numericValue(prop: TSchema | undefined, name: string, value: string | undefined): unknown {
+  const type = (prop as { type?: unknown } | undefined)?.type;
+  if (value === undefined || (type !== 'integer' && type !== 'number')) return value;
+  const wording = (prop as Record<string, unknown>)[ERROR_KEYWORD];
+  return parseNumericQuery(name, value, type === 'integer', typeof wording === 'string' ? wording : undefined);
 }
 
 /** A request body's check: the value typed, or a 400 naming the field. */

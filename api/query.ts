@@ -47,3 +47,18 @@ export function decodeTime(v: string | undefined, name: string): Date | null {
   if (Number.isNaN(ms)) queryParameterError(name, 'must be an ISO 8601 time such as 2026-11-24T10:00:00Z');
   return new Date(ms);
 }
+
+// Plain decimals only: Number() also takes ' 1', '0x10', '1e400' (Infinity), '-0' and '', which
+// would reach the SQL or a timer as values nobody meant.
+const INTEGER_TEXT = /^-?(?:0|[1-9][0-9]{0,15})$/;
+const NUMBER_TEXT = /^-?(?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,9})?$/;
+
+/** A numeric query parameter as the number it writes, or a 400 naming it (with the schema's wording when it has one). */
+export function parseNumericQuery(name: string, text: string, integer: boolean, wording?: string): number {
+  const ok = (integer ? INTEGER_TEXT : NUMBER_TEXT).test(text) && text !== '-0';
+  const value = ok ? Number(text) : NaN;
+  if (!Number.isFinite(value) || (integer && !Number.isSafeInteger(value)) || Object.is(value, -0)) {
+    return queryParameterError(name, wording ?? (integer ? 'must be a decimal integer' : 'must be a decimal number'));
+  }
+  return value;
+}

@@ -116,7 +116,11 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const schedules = new ScheduleService({ store: new ScheduleStore(ds), tasks: service, taskTypes: config.task_types, logger: log });
   const tokens = new TokenStore(ds);
   const auth = config.api.auth === 'tokens';
-  const guard = auth ? new TokenGuard(tokens, config.api.auth_cache * 1000) : OPEN_ACCESS;
+  const guard = auth ? new TokenGuard(tokens, {
+    cacheMs: config.api.auth_cache * 1000, addressFailures: config.api.auth_address_failures, keyFailures: config.api.auth_key_failures,
+    failureWindowMs: config.api.auth_failure_window * 1000, tracked: config.api.auth_tracked,
+    onFailure: (reason) => metrics.authFailures.inc({ reason }), onTokenRead: () => metrics.authTokenReads.inc(),
+  }) : OPEN_ACCESS;
   if (!auth) log.warn('the API is open: api.auth is off, so anyone who reaches its port may create, read, retry and cancel tasks');
   let draining = false;
   const streams = {

@@ -28,6 +28,15 @@ export function secretMatches(stored: ApiToken, secret: string): boolean {
   return timingSafeEqual(Buffer.from(stored.secret_hash, 'hex'), Buffer.from(hashSecret(secret), 'hex'));
 }
 
+// Compared against when the key is unknown or revoked, so that such a refusal costs what a wrong secret costs.
+const DUMMY_HASH = Buffer.from(hashSecret('no token has this secret'), 'hex');
+
+/** Does a wrong secret's work (hash and constant-time comparison) for a key with no usable token; always false. */
+export function noSecretMatches(secret: string): false {
+  timingSafeEqual(DUMMY_HASH, Buffer.from(hashSecret(secret), 'hex'));
+  return false;
+}
+
 /** Creates a token; the answer holds the only copy of its secret. */
 export async function issueToken(store: TokenStore, name: string, scopes: string[], now = new Date()): Promise<{ token: string; stored: ApiToken }> {
   const key = randomBytes(8).toString('hex');

@@ -93,6 +93,14 @@ export const ConfigSchema = Type.Object({
     auth: oneOf(['off', 'tokens'], 'off'),
     /** Seconds a verified token is trusted before it is read again (a revocation takes effect within it). */
     auth_cache: num(5, 0, 3600),
+    /** Failed token checks one client address may make within api.auth_failure_window before it is answered 429. */
+    auth_address_failures: int(50, 1, 1_000_000),
+    /** Failed token checks naming one token key within api.auth_failure_window before the key is answered 429. */
+    auth_key_failures: int(10, 1, 1_000_000),
+    /** Seconds over which failed token checks are counted (and the longest Retry-After of a 429). */
+    auth_failure_window: int(60, 1, 86_400),
+    /** Most addresses and keys whose failures are counted (the oldest forgotten first), and most unknown keys remembered for api.auth_cache. */
+    auth_tracked: int(10_000, 1, 1_000_000),
     /** How long ended tasks are kept (with their responses and history): `30d`, `12h`, `90m`, or `off` to keep them for ever. */
     retention: str('off', RETENTION_PATTERN, 'must be off or a whole number of days, hours or minutes such as 30d, 12h or 90m'),
     /** Most tasks removed by the retention job in one transaction. */

@@ -129,3 +129,17 @@ export class TooManyStreamsError extends TaskerError {
     super('too_many_streams', 503, `${message}; retry after ${retryAfter} s`);
   }
 }
+
+/** An Idempotency-Key already used with another request body (IETF Idempotency-Key draft: 422). */
+export class IdempotencyKeyMismatchError extends TaskerError {
+  constructor() {
+    super('idempotency_key_mismatch', 422, 'this Idempotency-Key was used with a different request body; use a new key for a different request');
+  }
+}
+
+/** Too many failed token checks from one address or for one key: nothing was checked; retry after `retryAfter` seconds. */
+export class TooManyRequestsError extends TaskerError {
+  constructor(readonly retryAfter: number) {
+    super('too_many_requests', 429, `too many failed authentication attempts; retry after ${retryAfter} s`);
+  }
+}

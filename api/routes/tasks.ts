@@ -113,8 +113,9 @@ export function addTaskRoutes(routes: ApiRoutes, deps: TasksRouterDeps): void {
     params: TASK_PARAMS, headers: { 'Idempotency-Key': IdempotencyKey }, query: NoQuery, body: RetryBody,
     description: 'Retries and cancels of one task are serialized. 409 `endpoint_running`: a selected endpoint is running the task; '
       + '409 `endpoint_pending`: a selected endpoint\'s current round was sent and has not finished, on a task still open; '
-      + '409 `nothing_to_retry`: the selection is empty. With an Idempotency-Key, every repeat answers as the first accepted request did.',
-    answers: answers({ 200: { description: 'the task and the endpoints it was sent to again', schema: RetryAnswer } }, [400, 404, 409, 413, 415]),
+      + '409 `nothing_to_retry`: the selection is empty. With an Idempotency-Key, every repeat answers as the first accepted request did; '
+      + '422 `idempotency_key_mismatch`: the key was used with a different body.',
+    answers: { ...answers({ 200: { description: 'the task and the endpoints it was sent to again', schema: RetryAnswer } }, [400, 404, 409, 413, 415]), 422: { description: 'idempotency_key_mismatch: the Idempotency-Key was used with a different body; nothing was done', schema: Type.Ref('Error') } },
   }, async (ctx, { body }) => {
     const key = idempotencyKey(ctx);
     const selector = typeof body.endpoints === 'string' ? body.endpoints : [...new Set(body.endpoints)];

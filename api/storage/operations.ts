@@ -1,5 +1,5 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { ConflictError, EndpointPendingError, InvalidRequestError, NotFoundError } from '../../lib/errors';
+import { ConflictError, EndpointPendingError, IdempotencyKeyMismatchError, InvalidRequestError, NotFoundError } from '../../lib/errors';
 import type { Completion, LockedRow } from './completion';
 import { databaseNow, isDuplicateKey, transaction } from './database';
 import type { Task } from './rows';
@@ -7,6 +7,7 @@ import { ENDPOINT_STATE, EndpointState, enter, EVENT, RESPONSE_STATUS, shownStat
 import type { Announce, History, StoredEvent } from './history';
 import { readJson, sqlTime } from './sql-values';
 import type { SendTargets, TaskStore } from './task-store';
+import { selectorFingerprint } from './request-fingerprint';
 
 /** Which endpoints a retry sends the task to again. */
 export type RetrySelector = typeof ENDPOINT_STATE.FAILED | typeof ENDPOINT_STATE.MISSING | 'unfinished' | string[];
@@ -104,8 +105,9 @@ export class TaskOperations {
         // one's commit and then replays its answer, instead of judging the rows that request changed.
         const { locked, t, rows, now } = await this.locked(em, task);
         if (idempotencyKey !== null) {
-          const seen: { response: unknown }[] = await em.query(
-            'SELECT response FROM request_key WHERE scope = ? AND idempotency_key = ?', [scope, idempotencyKey]);
+          const seen: { response: unknown; fingerprint: string | null }[] = await em.query(
+            'SELECT response, fingerprint FROM request_key WHERE scope = ? AND idempotency_key = ?', [scope, idempotencyKey]);
+          if (seen.length > 0 && seen[0].fingerprint !== null && seen[0].fingerprint !== selectorFingerprint(selector)) throw new IdempotencyKeyMismatchError();
           if (seen.length > 0) return { task, retried: readJson<{ retried: string[] }>(seen[0].response).retried, sends: [], superseded: {} };
         }
         const chosen = this.select(selector, rows, t.status);
@@ -144,8 +146,8 @@ export class TaskOperations {
         events = await locked.write(em, this.history);
         const retried = chosen.map((r) => r.endpoint);
         if (idempotencyKey !== null) {
-          await em.query('INSERT INTO request_key (scope, idempotency_key, response, created_time) VALUES (?, ?, ?, ?)',
-            [scope, idempotencyKey, JSON.stringify({ retried }), sqlTime(now)]);
+          await em.query('INSERT INTO request_key (scope, idempotency_key, response, created_time, fingerprint) VALUES (?, ?, ?, ?, ?)',
+            [scope, idempotencyKey, JSON.stringify({ retried }), sqlTime(now), selectorFingerprint(selector)]);
         }
         const fresh = await this.tasks.findIn(em, task.id) as Task;
         if (t.rollout) {

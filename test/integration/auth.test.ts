@@ -7,7 +7,8 @@ import { Harness } from '../support/harness';
  * the token's name is recorded in the history of what it did.
  */
 describe('auth with scopes (api.auth: tokens)', function () {
-  const h = new Harness({ env: { TASKER_API__AUTH: 'tokens', TASKER_API__AUTH_CACHE: '0.5' } });
+  // Every route is tried with bad tokens from one address and key: the failure limits (auth-abuse.test.ts) out of the way.
+  const h = new Harness({ env: { TASKER_API__AUTH: 'tokens', TASKER_API__AUTH_CACHE: '0.5', TASKER_API__AUTH_KEY_FAILURES: '100000', TASKER_API__AUTH_ADDRESS_FAILURES: '100000' } });
   const tokens: Record<string, string> = {};
   let doc: any;
 

@@ -52,6 +52,22 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`HTTP co
       assert.deepEqual(stored.json.task.payload, { a: 1, b: [1, 2], sleep: 0 });
     });
 
+    it('answers 422 for an Idempotency-Key reused with another retry body, and replays it with the same body', async function () {
+      const key = { 'Idempotency-Key': `retry-${backend}` };
+      const first = await h.post('worker/dup-1/retry', { endpoints: ['console1'] }, key);
+      assert.equal(first.status, 200, JSON.stringify(first.json));
+      await h.waitForStatus('worker', 'dup-1', ['DONE']);
+      const events = async (): Promise<number> => Number((await h.query('SELECT COUNT(*) AS n FROM task_event'))[0].n);
+      const before = await events();
+      const other = await h.post('worker/dup-1/retry', { endpoints: 'failed' }, key);
+      assert.equal(other.status, 422, JSON.stringify(other.json));
+      assert.equal(other.json.error.code, 'idempotency_key_mismatch');
+      const same = await h.post('worker/dup-1/retry', { endpoints: ['console1'] }, key);
+      assert.equal(same.status, 200, JSON.stringify(same.json));
+      assert.deepEqual(same.json.retried, ['console1']);
+      assert.equal(await events(), before);
+    });
+
     it('keeps identifiers per task type', async function () {
       const res = await h.post('backup', { identifier: 'dup-1', payload: { sleep: 0 }, endpoints: ['console1'] });
       assert.equal(res.status, 201);
@@ -102,6 +118,30 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`HTTP co
         assert.equal(await taskCount(), before);
       });
     }
+
+    // Number() reads all of these as numbers (1e400 as Infinity, which reached the SQL and the wait's timer).
+    const badNumbers = ['1e400', '-0', 'NaN', 'Infinity', '-Infinity', '1.5', ' 1', '1 ', '0x10', '1e2', '', '+1', '01', '9007199254740993', '0', '-1'];
+    const limited = ['worker', 'events', 'endpoints', 'endpoints/console1/responses', 'worker/dup-1/events', 'worker/dup-1/responses'];
+    it('400 naming the parameter for every malformed or out-of-range limit, on every route that takes one', async function () {
+      for (const path of limited) {
+        for (const v of badNumbers) {
+          const res = await h.get(`${path}?limit=${encodeURIComponent(v)}`);
+          assert.equal(res.status, 400, `${path}?limit=${JSON.stringify(v)}: ${JSON.stringify(res.json)}`);
+          assert.equal(res.json.error.code, 'invalid_request');
+          assert.match(res.json.error.message, /'limit'/);
+        }
+        assert.equal((await h.get(`${path}?limit=2`)).status, 200, path);
+      }
+    });
+
+    it('400 naming wait for every malformed or out-of-range wait', async function () {
+      for (const v of [...badNumbers.filter((b) => b !== '1.5'), '61', '60.0000000001']) {
+        const res = await h.get(`worker/dup-1?wait=${encodeURIComponent(v)}`);
+        assert.equal(res.status, 400, `wait=${JSON.stringify(v)}: ${JSON.stringify(res.json)}`);
+        assert.match(res.json.error.message, /'wait'/);
+      }
+      assert.equal((await h.get('worker/dup-1?wait=0.5')).status, 200);
+    });
 
     it('413 for a body over api.body_limit, before anything is stored', async function () {
       const before = await taskCount();
