@@ -81,8 +81,9 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`rollout
     const byState = (state: string): string[] => stopped.taskResponseList.filter((r: any) => r.state === state).map((r: any) => r.endpoint);
     assert.deepEqual(byState('failed'), failing.slice(0, 3), 'stopped at the third failure');
     const skipped = byState('skipped');
-    // ep12 may have been sent before ep11's failure came in; everything after it was not.
-    assert.ok(skipped.length === 8 || skipped.length === 9, `skipped: ${skipped.join(',')}`);
+    // A slot frees whenever an endpoint in flight finishes, so while ep11 still runs its neighbours may
+    // finish and free slots for ep12, ep13, ep14; ep15 (the fourth failing one) is never sent: the rest are skipped.
+    assert.ok(skipped.length >= 6 && skipped.length <= 9, `skipped: ${skipped.join(',')}`);
     assert.deepEqual(skipped, ALL.slice(20 - skipped.length), 'the endpoints not yet sent are the ones skipped');
     assert.ok(skipped.includes(name(15)), 'a failing endpoint never sent did not run');
     for (const r of stopped.taskResponseList.filter((x: any) => x.state === 'skipped')) {
