@@ -17,13 +17,7 @@ describe('auth: failed attempts (api.auth: tokens)', function () {
   });
   const tokens: Record<string, string> = {};
 
-  async function createToken(name: string, scopes: string[]): Promise<string> {
-    const { code, output } = await h.runScript('token.js', ['create', name, ...scopes.flatMap((s) => ['--scope', s])]);
-    assert.equal(code, 0, output);
-    const token = /tkr_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/.exec(output)?.[0];
-    assert.ok(token, output);
-    return token;
-  }
+  const createToken = (name: string, scopes: string[]): Promise<string> => h.createToken(name, scopes);
 
   /** A GET from the given source address. */
   function get(path: string, token: string | null, from = '127.0.0.1'): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {

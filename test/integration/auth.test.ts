@@ -12,13 +12,7 @@ describe('auth with scopes (api.auth: tokens)', function () {
   const tokens: Record<string, string> = {};
   let doc: any;
 
-  async function createToken(name: string, scopes: string[]): Promise<string> {
-    const { code, output } = await h.runScript('token.js', ['create', name, ...scopes.flatMap((s) => ['--scope', s])]);
-    assert.equal(code, 0, output);
-    const token = /tkr_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/.exec(output)?.[0];
-    assert.ok(token, output);
-    return token;
-  }
+  const createToken = (name: string, scopes: string[]): Promise<string> => h.createToken(name, scopes);
 
   const call = async (method: string, path: string, token?: string, body?: unknown): Promise<{ status: number; json: any; headers: Headers }> => {
     const headers: Record<string, string> = { 'content-type': 'application/json' };

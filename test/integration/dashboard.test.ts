@@ -45,13 +45,7 @@ describe('the dashboard in a real browser (Chromium)', function () {
   let page: Page;
   const pageErrors: string[] = [];
 
-  async function createToken(tokenName: string, scopes: string[]): Promise<string> {
-    const { code, output } = await h.runScript('token.js', ['create', tokenName, ...scopes.flatMap((s) => ['--scope', s])]);
-    assert.equal(code, 0, output);
-    const token = /tkr_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/.exec(output)?.[0];
-    assert.ok(token, output);
-    return token;
-  }
+  const createToken = (name: string, scopes: string[]): Promise<string> => h.createToken(name, scopes);
 
   async function call(method: string, pathname: string, body?: unknown): Promise<any> {
     const res = await fetch(`${h.baseUrl}/${pathname}`, {

@@ -272,6 +272,15 @@ export class Harness {
     return { code, output: p.raw.join('\n') };
   }
 
+  /** `npm run token -- create NAME --scope S...`: the token, as printed once. */
+  async createToken(name: string, scopes: string[]): Promise<string> {
+    const { code, output } = await this.runScript('token.js', ['create', name, ...scopes.flatMap((s) => ['--scope', s])]);
+    assert.equal(code, 0, output);
+    const token = /tkr_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/.exec(output)?.[0];
+    assert.ok(token, output);
+    return token;
+  }
+
   /** `npm run endpoint -- add NAME --password P`: a RabbitMQ user of its own for the endpoint. */
   async addEndpointUser(name: string, password: string): Promise<string> {
     this.endpointUsers.add(name);
