@@ -33,6 +33,11 @@ export interface QueueDecl {
   /** Empty for an exclusive queue: the broker names it. */
   name: string;
   arguments: Record<string, unknown>;
+  /**
+   * The arguments an older version declared this queue with. A queue's arguments never change, so when
+   * RabbitMQ refuses `arguments` as inequivalent (406), the queue is declared with these instead.
+   */
+  legacyArguments?: Record<string, unknown>;
   bindings: { exchange: string; key: string }[];
   /** Lives as long as the connection that declared it, which alone may consume it; not durable. */
   exclusive?: boolean;

@@ -53,11 +53,12 @@ function publishOptions(m: OutgoingMessage, user: string): Options.Publish {
 }
 
 /**
- * RabbitMQ through amqplib: one long-lived connection with a confirm channel for publishing and
- * declarations, another for requests and replies (direct reply-to), and one channel per consumer. A lost connection or channel (including a forced close, which emits `close` without
- * `error`) tears the connection down and reconnects, to the next node of the cluster when several are
- * configured, with backoff once every node failed; declarations are repeated and consumers
- * re-established on the new connection. Publishes waiting for a confirm fail at once when the
+ * RabbitMQ through amqplib: one long-lived connection with a confirm channel for publishing (and
+ * declaring exchanges), a channel for declaring queues, another for requests and replies (direct
+ * reply-to), and one channel per consumer. A lost connection or channel but the declaring one (including
+ * a forced close, which emits `close` without `error`) tears the connection down and reconnects, to the
+ * next node of the cluster when several are configured, with backoff once every node failed;
+ * declarations are repeated and consumers re-established on the new connection. Publishes waiting for a confirm fail at once when the
  * connection is lost or the broker blocks publishers.
  */
 export class RabbitBroker implements Broker {
@@ -74,6 +75,16 @@ export class RabbitBroker implements Broker {
   private readonly replies = new PendingReplies();
   private readonly setups: ((declare: Declarer) => Promise<void>)[] = [];
   private readonly declared = new Map<string, Promise<void>>();
+  /**
+   * The channel for queue declarations and passive checks, apart from the publishing one: a refusal (406
+   * for a queue's arguments, 404 for a missing queue) closes the channel it came on, and here that costs a
+   * new channel rather than the connection.
+   */
+  private declaring: { conn: ChannelModel; ch: Channel } | null = null;
+  /** Operations on that channel run one at a time: a refusal closes the channel under every operation queued on it. */
+  private declarationTail: Promise<unknown> = Promise.resolve();
+  /** Queues found with the arguments of an older version, each logged once. */
+  private readonly legacyQueues = new Set<string>();
   private readonly consumers: ConsumerSpec[] = [];
   /** Channels that are gone; an ack on them would throw, and the broker has requeued their deliveries. */
   private readonly deadChannels = new WeakSet<Channel>();
@@ -159,7 +170,7 @@ export class RabbitBroker implements Broker {
       this.declared.clear();
       const declarer: Declarer = {
         exchange: async (name, type) => { await pub.assertExchange(name, type, { durable: true }); },
-        queue: async (decl) => { await this.assertQueue(pub, decl); },
+        queue: async (decl) => { await this.assertQueue(conn, decl); },
       };
       for (const setup of this.setups) await setup(declarer);
       if (this.consuming) for (const spec of this.consumers) await this.startConsumer(spec);
@@ -198,6 +209,7 @@ export class RabbitBroker implements Broker {
     this.pub = null;
     this.rpc = null;
     this.replyConsumer = null;
+    this.declaring = null;
     this.returned.clear();
     // Their confirms can never arrive: the task stays CREATED and the resend job sends it (the endpoints skip a repeat).
     this.unconfirmed.failAll(() => new BrokerUnavailableError('connection lost before the broker confirmed the publish'));
@@ -235,21 +247,67 @@ export class RabbitBroker implements Broker {
     }, delay);
   }
 
-  /** Declares and binds the queue; returns its name (the broker's choice for an exclusive one). */
-  private async assertQueue(ch: Channel, decl: QueueDecl): Promise<string> {
-    const { queue } = decl.exclusive
-      ? await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false, arguments: decl.arguments })
-      : await ch.assertQueue(decl.name, { durable: true, arguments: decl.arguments });
-    for (const b of decl.bindings) await ch.bindQueue(queue, b.exchange, b.key);
-    return queue;
+  /** The declaration channel of `conn`, opened again if a refusal closed it. Called by one operation at a time. */
+  private async declarationChannel(conn: ChannelModel): Promise<Channel> {
+    if (this.declaring?.conn === conn && !this.deadChannels.has(this.declaring.ch)) return this.declaring.ch;
+    const ch = await conn.createChannel();
+    ch.on('error', (err: Error) => this.log.debug({ err }, 'declaration refused by the broker'));
+    ch.on('close', () => this.deadChannels.add(ch));
+    this.declaring = { conn, ch };
+    return ch;
+  }
+
+  /** Runs `op` with the declaration channel of `conn`, once every operation before it has settled. */
+  private onDeclarationChannel<T>(conn: ChannelModel, op: (channel: () => Promise<Channel>) => Promise<T>): Promise<T> {
+    const run = this.declarationTail.then(() => op(() => this.declarationChannel(conn)));
+    this.declarationTail = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Declares and binds the queue; returns its name (the broker's choice for an exclusive one). A queue
+   * that RabbitMQ finds inequivalent (406) and that has `legacyArguments` is declared with those on a new
+   * channel: a queue keeps the arguments it was created with, those of an older version included.
+   */
+  private assertQueue(conn: ChannelModel, decl: QueueDecl): Promise<string> {
+    return this.onDeclarationChannel(conn, async (channel) => {
+      let queue = decl.name;
+      if (decl.exclusive) {
+        ({ queue } = await (await channel()).assertQueue('', { exclusive: true, autoDelete: true, durable: false, arguments: decl.arguments }));
+      } else {
+        try {
+          await (await channel()).assertQueue(decl.name, { durable: true, arguments: decl.arguments });
+        } catch (err) {
+          if (!decl.legacyArguments || (err as { code?: unknown }).code !== 406) throw err;
+          await (await channel()).assertQueue(decl.name, { durable: true, arguments: decl.legacyArguments }).catch(() => { throw err; });
+          this.foundLegacyQueue(decl.name, decl.arguments, decl.legacyArguments);
+        }
+      }
+      for (const b of decl.bindings) await (await channel()).bindQueue(queue, b.exchange, b.key);
+      return queue;
+    });
+  }
+
+  /** Once per queue and process: the first at warn with what to do about it, the others at info. */
+  private foundLegacyQueue(queue: string, current: Record<string, unknown>, legacy: Record<string, unknown>): void {
+    if (this.legacyQueues.has(queue)) return;
+    this.legacyQueues.add(queue);
+    const fields = { queue, arguments: legacy, currentArguments: current };
+    if (this.legacyQueues.size === 1) {
+      this.log.warn(fields, 'queue declared with the arguments an older version created it with; it works as before. '
+        + 'To give it this version\'s arguments, delete it once it is empty and nothing is sent to it: it is declared anew '
+        + '(README, "Upgrading"). Further such queues of this process are logged at info');
+    } else {
+      this.log.info(fields, 'queue declared with the arguments an older version created it with');
+    }
   }
 
   declareQueue(decl: QueueDecl): Promise<void> {
-    const ch = this.pub;
-    if (!ch) return Promise.reject(new BrokerUnavailableError());
+    const conn = this.conn;
+    if (!conn) return Promise.reject(new BrokerUnavailableError());
     let pending = this.declared.get(decl.name);
     if (!pending) {
-      pending = this.assertQueue(ch, decl).then(() => undefined, (err: unknown) => {
+      pending = this.assertQueue(conn, decl).then(() => undefined, (err: unknown) => {
         this.declared.delete(decl.name);
         throw new BrokerUnavailableError(`could not declare queue ${decl.name}`, { cause: err });
       });
@@ -347,12 +405,14 @@ export class RabbitBroker implements Broker {
   async consume(decl: QueueDecl, prefetch: number, handler: MessageHandler, onStarted?: () => void): Promise<void> {
     const spec: ConsumerSpec = { decl, prefetch, handler, onStarted, channel: null, tag: null, startedOn: null };
     this.consumers.push(spec);
-    if (!this.conn || !this.consuming) return;
+    const conn = this.conn;
+    if (!conn || !this.consuming) return;
     try {
       await this.startConsumer(spec);
     } catch (err) {
-      // The refused channel takes the connection down; the consumer is started again after the reconnect.
+      // From a known state: the reconnect declares everything again and starts every consumer.
       this.log.warn({ queue: decl.name, err }, 'could not start consuming; trying again after reconnecting');
+      if (conn === this.conn) await conn.close().catch(() => undefined);
     }
   }
 
@@ -371,7 +431,7 @@ export class RabbitBroker implements Broker {
 
   /** Declares the queue and consumes it on `ch`; again on the same channel if the broker cancels the consumer. */
   private async subscribe(spec: ConsumerSpec, ch: Channel, conn: ChannelModel): Promise<void> {
-    const queue = await this.assertQueue(ch, spec.decl);
+    const queue = await this.assertQueue(conn, spec.decl);
     const { consumerTag } = await ch.consume(queue, (msg) => {
       if (msg === null) {
         this.onCancelled(spec, ch, conn, queue);
