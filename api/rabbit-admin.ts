@@ -36,10 +36,15 @@ export class RabbitAdmin {
     await this.request('PUT', `/permissions/${vhost}/${user}`, { configure: '.*', write: '.*', read: '.*' });
   }
 
-  /** Sets the policy that bounds the dead-letter queue (`<prefix>.dead-letter-bounds`), replacing an older one. */
-  async boundDeadLetters(mq: MessageQueueConfig, topology: Topology): Promise<void> {
-    const name = encodeURIComponent(`${topology.prefix}.dead-letter-bounds`);
-    await this.request('PUT', `/policies/${encodeURIComponent(mq.virtual_host)}/${name}`, topology.deadLetterPolicy);
+  /**
+   * Sets tasker's policies, replacing older versions of them: `<prefix>.dead-letter-exchange` (refused
+   * messages of the endpoint, responses and state queues go to the dead-letter exchange) and
+   * `<prefix>.dead-letter-bounds` (the dead-letter queue's bounds). No queue matches both.
+   */
+  async setPolicies(mq: MessageQueueConfig, topology: Topology): Promise<void> {
+    const vhost = encodeURIComponent(mq.virtual_host);
+    await this.request('PUT', `/policies/${vhost}/${encodeURIComponent(topology.deadLetterExchangePolicyName)}`, topology.deadLetterExchangePolicy);
+    await this.request('PUT', `/policies/${vhost}/${encodeURIComponent(topology.deadLetterBoundsPolicyName)}`, topology.deadLetterBoundsPolicy);
   }
 
   /** Deletes the vhost and (unless it is the superuser) the application user. */
@@ -97,6 +102,19 @@ export class EndpointUsers {
     if (!tagsOf(user).includes(ENDPOINT_USER_TAG)) throw new Error(`'${name}' is not an endpoint user (tag ${ENDPOINT_USER_TAG}); not deleting it`);
     await this.admin.request('DELETE', `/users/${encodeURIComponent(name)}`);
     return true;
+  }
+
+  /**
+   * Gives every endpoint user with permissions on the vhost this version's permissions (what `add` gives),
+   * its password unchanged; answers their names. RabbitMQ may keep a check it cached for as long as the
+   * channel that made it: a connection opened before keeps what it was allowed until it closes.
+   */
+  async updatePermissions(): Promise<string[]> {
+    const names = (await this.list()).map((u) => u.name);
+    for (const name of names) {
+      await this.admin.request('PUT', `/permissions/${this.vhost()}/${encodeURIComponent(name)}`, this.topology.endpointPermissions(name));
+    }
+    return names;
   }
 
   /** Endpoint users with permissions on the vhost, with their open connections. */

@@ -1,8 +1,11 @@
-import { RESERVED_TASK_TYPES, TASK_TYPE_PATTERN } from './names';
+import { ENDPOINT_PATTERN, RESERVED_TASK_TYPES, TASK_TYPE_PATTERN } from './names';
 
 /**
  * Names and arguments of everything on the broker. The API and the managers both declare endpoint
  * queues, so they must agree on the arguments exactly or RabbitMQ refuses the second declaration.
+ * Where refused messages go is not an argument but a policy (see `deadLetterExchangePolicy`): RabbitMQ
+ * requires write permission on the dead-letter exchange of whoever declares a queue naming it, which an
+ * endpoint's user would then need, and could use to publish there at will.
  *
  * - `<prefix>.<task_type>`: fanout exchange, the broadcasts of a task type;
  * - `<prefix>.<task_type>.<endpoint>`: an endpoint's queue for a type, bound to that fanout; targeted
@@ -28,6 +31,15 @@ export const REPLY_TO = 'amq.rabbitmq.reply-to';
  */
 export const DEAD_LETTER_MAX_LENGTH = 10_000;
 export const DEAD_LETTER_MAX_BYTES = 256 * 1024 * 1024;
+
+/** A RabbitMQ policy, as the management API takes it (`PUT /api/policies/<vhost>/<name>`). */
+export interface Policy {
+  pattern: string;
+  'apply-to': 'queues';
+  /** A queue takes the one matching policy of the highest priority: tasker's patterns never overlap. */
+  priority: number;
+  definition: Record<string, unknown>;
+}
 
 export interface QueueDecl {
   /** Empty for an exclusive queue: the broker names it. */
@@ -62,24 +74,36 @@ export class Topology {
     return `${this.prefix}.dead-letter`;
   }
 
-  private queueArguments(): Record<string, unknown> {
-    return { 'x-dead-letter-exchange': this.deadLetter, 'x-queue-type': this.queueType };
+  get deadLetterExchangePolicyName(): string {
+    return `${this.prefix}.dead-letter-exchange`;
+  }
+
+  get deadLetterBoundsPolicyName(): string {
+    return `${this.prefix}.dead-letter-bounds`;
+  }
+
+  /**
+   * Arguments of the queues whose refused messages are dead-lettered (the endpoint queues, the responses
+   * and the state queue); before the policy, they named the dead-letter exchange themselves.
+   */
+  private deadLetteringArguments(): Pick<QueueDecl, 'arguments' | 'legacyArguments'> {
+    return { arguments: { 'x-queue-type': this.queueType }, legacyArguments: { 'x-dead-letter-exchange': this.deadLetter, 'x-queue-type': this.queueType } };
   }
 
   endpointQueue(taskType: string, endpoint: string): QueueDecl {
     return {
+      ...this.deadLetteringArguments(),
       name: this.endpointQueueName(taskType, endpoint),
-      arguments: this.queueArguments(),
       bindings: [{ exchange: this.taskExchange(taskType), key: '' }],
     };
   }
 
   get eventsQueue(): QueueDecl {
-    return { name: `${this.prefix}.responses`, arguments: this.queueArguments(), bindings: [{ exchange: this.responsesExchange, key: EVENT_KEY }] };
+    return { ...this.deadLetteringArguments(), name: `${this.prefix}.responses`, bindings: [{ exchange: this.responsesExchange, key: EVENT_KEY }] };
   }
 
   get stateQueue(): QueueDecl {
-    return { name: `${this.prefix}.state`, arguments: this.queueArguments(), bindings: [{ exchange: this.responsesExchange, key: STATE_KEY }] };
+    return { ...this.deadLetteringArguments(), name: `${this.prefix}.state`, bindings: [{ exchange: this.responsesExchange, key: STATE_KEY }] };
   }
 
   get controlExchange(): string {
@@ -104,8 +128,8 @@ export class Topology {
     return { name: this.deadLetter, arguments: { 'x-queue-type': this.queueType }, bindings: [{ exchange: this.deadLetter, key: '' }] };
   }
 
-  /** The policy (management API body) that bounds the dead-letter queue. */
-  get deadLetterPolicy(): { pattern: string; 'apply-to': 'queues'; priority: number; definition: Record<string, unknown> } {
+  /** The policy that bounds the dead-letter queue (and only it). */
+  get deadLetterBoundsPolicy(): Policy {
     return {
       pattern: `^${escapeRegExp(this.deadLetter)}$`, 'apply-to': 'queues', priority: 10,
       definition: { 'max-length': DEAD_LETTER_MAX_LENGTH, 'max-length-bytes': DEAD_LETTER_MAX_BYTES, overflow: 'drop-head' },
@@ -113,22 +137,44 @@ export class Topology {
   }
 
   /**
+   * The policy that dead-letters the refused messages of the endpoint queues, the responses queue and
+   * the state queue into the dead-letter exchange. Its pattern leaves out the dead-letter queue (which
+   * has its own policy, and must not dead-letter into itself) and the exclusive queues, so no queue
+   * matches both of tasker's policies and neither shadows the other.
+   */
+  get deadLetterExchangePolicy(): Policy {
+    const prefix = escapeRegExp(this.prefix);
+    return {
+      pattern: `^${prefix}\\.(responses|state|${this.typeFragment()}\\.${ENDPOINT_PATTERN.source.replace(/^\^|\$$/g, '')})$`,
+      'apply-to': 'queues', priority: 10,
+      definition: { 'dead-letter-exchange': this.deadLetter },
+    };
+  }
+
+  /** A task type in a queue or exchange name (a regular expression), the reserved names excepted. */
+  private typeFragment(): string {
+    const reserved = RESERVED_TASK_TYPES.map((t) => `${escapeRegExp(t)}$`).join('|');
+    return `(?!${reserved})${TASK_TYPE_PATTERN.source.replace(/^\^|\$$/g, '')}`;
+  }
+
+  /**
    * RabbitMQ permissions (regular expressions) of a per-endpoint user: configure and read its own queues,
-   * read the task type exchanges (to bind its queues to them), write its own queues (binding), the
-   * responses exchange and the dead-letter exchange (RabbitMQ requires it of whoever declares a queue
-   * that dead-letters there), read the control exchange, and use an exclusive queue that the broker
-   * names (`amq.gen-…`, which no other connection may touch) to receive control messages. It cannot read
-   * another endpoint's queue or the responses, publish a task, or change an exchange.
+   * read the task type exchanges (to bind its queues to them), write its own queues (binding) and the
+   * responses exchange, read the control exchange, and use an exclusive queue that the broker names
+   * (`amq.gen-…`, which no other connection may touch) to receive control messages. It cannot read
+   * another endpoint's queue or the responses, publish a task or a dead letter, or change an exchange.
+   * (Its queues dead-letter by policy, so declaring them needs no permission on the dead-letter
+   * exchange; one that an older version declared with the argument is only redeclared, which RabbitMQ
+   * does not check against the dead-letter exchange.)
    */
   endpointPermissions(endpoint: string): { configure: string; write: string; read: string } {
     const prefix = escapeRegExp(this.prefix);
-    const reserved = RESERVED_TASK_TYPES.map((t) => `${escapeRegExp(t)}$`).join('|');
-    const type = `(?!${reserved})${TASK_TYPE_PATTERN.source.replace(/^\^|\$$/g, '')}`;
+    const type = this.typeFragment();
     const own = `${prefix}\\.${type}\\.${escapeRegExp(endpoint)}`;
     const exclusive = 'amq\\.gen-[A-Za-z0-9_-]+';
     return {
       configure: `^(${own}|${exclusive})$`,
-      write: `^(${prefix}\\.responses|${prefix}\\.dead-letter|${own}|${exclusive})$`,
+      write: `^(${prefix}\\.responses|${own}|${exclusive})$`,
       read: `^(${own}|${prefix}\\.${type}|${prefix}\\.control|${exclusive})$`,
     };
   }

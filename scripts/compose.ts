@@ -33,7 +33,11 @@ export class Connections {
   private connect(name: string, user: string, publishTimeoutMs: number): Broker {
     const mq = this.config.manager.message_queue;
     if (this.config.manager.transport === 'in-process') {
-      this.world ??= new InProcessBroker(this.logger, this.config.manager.in_process_backlog);
+      if (!this.world) {
+        this.world = new InProcessBroker(this.logger, this.config.manager.in_process_backlog);
+        // What initialize sets on RabbitMQ: refused messages go to the dead-letter queue.
+        this.world.setPolicy(topologyOf(this.config).deadLetterExchangePolicy);
+      }
       return this.world.connect(user);
     }
     return new RabbitBroker(mq, { connectionName: name, publishTimeoutMs, logger: this.logger });

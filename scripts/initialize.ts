@@ -1,19 +1,50 @@
 import { createDataSource, openDatabase } from '../api/storage/database';
 import { createDatabase, resetTables } from '../api/storage/provision';
-import { RabbitAdmin } from '../api/rabbit-admin';
+import { EndpointUsers, RabbitAdmin } from '../api/rabbit-admin';
 import { projectRoot } from '../config/loader';
+import type { Config } from '../config/schema';
+import type { Logger } from '../lib/logger';
 import { Connections, topologyOf } from './compose';
 import { main } from './main';
 
+/** Declares the exchanges and the server side's queues, so that endpoint managers may start before the API. */
+async function declareTopology(config: Config, logger: Logger): Promise<void> {
+  const transport = new Connections(config, logger).server('initialize');
+  try {
+    await transport.start();
+    if (!transport.connected) throw new Error('could not connect to RabbitMQ to declare the exchanges and queues');
+  } finally {
+    await transport.close();
+  }
+}
+
 /**
  * `npm run initialize -- --mode M [--database] [--rabbitmq]`: resets the tables and/or the RabbitMQ
- * vhost, its application user, permissions, exchanges and server queues; both when neither flag is
- * given. Destroys the mode's data (and the endpoint users' permissions on the vhost).
+ * vhost, its application user, permissions, policies, exchanges and server queues; both when neither flag
+ * is given. Destroys the mode's data (and the endpoint users' permissions on the vhost).
+ *
+ * `npm run initialize -- --mode M --upgrade`: brings the vhost of an existing installation to this
+ * version and deletes nothing: sets the policies, gives the endpoint users this version's permissions,
+ * declares the exchanges and server queues.
  */
 main('initialize', {
   database: { type: 'boolean' },
   rabbitmq: { type: 'boolean' },
+  upgrade: { type: 'boolean' },
 }, async ({ config, logger, values }) => {
+  const rabbitmq = config.manager.transport === 'rabbitmq';
+  if (values.upgrade) {
+    if (values.database || values.rabbitmq) throw new Error('--upgrade resets nothing: give it without --database and --rabbitmq');
+    if (!rabbitmq) throw new Error(`mode '${config.mode}' has no RabbitMQ: there is nothing to upgrade`);
+    const mq = config.manager.message_queue;
+    const admin = new RabbitAdmin(config.rabbitmq);
+    const topology = topologyOf(config);
+    await admin.setPolicies(mq, topology);
+    const users = await new EndpointUsers(admin, config.rabbitmq.username, mq, topology).updatePermissions();
+    await declareTopology(config, logger);
+    logger.info({ vhost: mq.virtual_host, endpointUsers: users.length }, 'rabbitmq vhost upgraded: policies, endpoint users\' permissions, exchanges and queues');
+    return;
+  }
   const both = !values.database && !values.rabbitmq;
   if (values.database || both) {
     if (await createDatabase(config.manager.db)) logger.info('database and user present');
@@ -25,18 +56,12 @@ main('initialize', {
     }
     logger.info('tables reset');
   }
-  if ((values.rabbitmq || both) && config.manager.transport === 'rabbitmq') {
+  if ((values.rabbitmq || both) && rabbitmq) {
     const admin = new RabbitAdmin(config.rabbitmq);
     await admin.resetVhost(config.manager.message_queue);
-    await admin.boundDeadLetters(config.manager.message_queue, topologyOf(config));
-    // The exchanges exist from now on, so endpoint managers may start before the API.
-    const transport = new Connections(config, logger).server('initialize');
-    try {
-      await transport.start();
-      if (!transport.connected) throw new Error('could not connect to RabbitMQ to declare the exchanges and queues');
-    } finally {
-      await transport.close();
-    }
-    logger.info({ vhost: config.manager.message_queue.virtual_host }, 'rabbitmq vhost, user, permissions, exchanges and queues reset');
+    // Before any queue exists: a queue dead-letters by the policy from its start.
+    await admin.setPolicies(config.manager.message_queue, topologyOf(config));
+    await declareTopology(config, logger);
+    logger.info({ vhost: config.manager.message_queue.virtual_host }, 'rabbitmq vhost, user, permissions, policies, exchanges and queues reset');
   }
 });

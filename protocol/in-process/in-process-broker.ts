@@ -3,7 +3,7 @@ import { BrokerUnavailableError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import type { Broker, Declarer, ExchangeType, IncomingMessage, MessageHandler, OutgoingMessage, Reservation } from '../broker';
 import { PendingReplies } from '../pending-replies';
-import { QueueDecl, REPLY_TO } from '../topology';
+import { Policy, QueueDecl, REPLY_TO } from '../topology';
 import { CONTENT_TYPE } from '../wire';
 import { Reservations } from './reservations';
 
@@ -61,8 +61,29 @@ export class InProcessBroker {
   private readonly replyRoutes = new Map<string, InProcessConnection>();
 
   private readonly reservations = new Reservations();
+  private readonly policies: Policy[] = [];
 
   constructor(readonly log: Logger, readonly limit = Number.POSITIVE_INFINITY) {}
+
+  /**
+   * A policy, as `initialize` sets them on RabbitMQ; of its keys only `dead-letter-exchange` is honoured.
+   * As in RabbitMQ it applies to the queues whose names match, those declared before it included.
+   */
+  setPolicy(policy: Policy): void {
+    this.policies.push({ ...policy });
+  }
+
+  /** As RabbitMQ decides: the queue's argument, else that of the one matching policy of the highest priority. */
+  private deadLetterExchangeOf(q: Queue): string | undefined {
+    const arg = q.decl.arguments['x-dead-letter-exchange'];
+    if (typeof arg === 'string') return arg;
+    let chosen: Policy | undefined;
+    for (const p of this.policies) {
+      if (new RegExp(p.pattern).test(q.decl.name) && (!chosen || p.priority > chosen.priority)) chosen = p;
+    }
+    const dlx = chosen?.definition['dead-letter-exchange'];
+    return typeof dlx === 'string' ? dlx : undefined;
+  }
 
   /** A connection authenticated as `user`. */
   connect(user: string): Broker {
@@ -207,8 +228,8 @@ export class InProcessBroker {
   }
 
   private deadLetter(q: Queue, item: Stored): void {
-    const dlx = q.decl.arguments['x-dead-letter-exchange'];
-    if (typeof dlx !== 'string' || !this.exchanges.has(dlx)) return;
+    const dlx = this.deadLetterExchangeOf(q);
+    if (dlx === undefined || !this.exchanges.has(dlx)) return;
     for (const target of this.route(dlx, [''])) {
       target.messages.push({ ...item, redelivered: false });
       if (target.messages.length > DEAD_LETTER_LIMIT) target.messages.shift();

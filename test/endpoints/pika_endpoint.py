@@ -68,9 +68,18 @@ class Endpoint:
         # A cut list is complete only from its oldest task on: older deliveries are asked about first.
         self.complete_from = min((c["task_id"] for c in listed["cancelled"]), default=2 ** 63) if listed.get("truncated") else 0
         self.queue = f'{e["prefix"]}.{e["task_type"]}.{e["endpoint"]}'
-        # The same arguments as every other declaration of this queue.
-        self.channel.queue_declare(self.queue, durable=True, arguments={
-            "x-dead-letter-exchange": f'{e["prefix"]}.dead-letter', "x-queue-type": "classic"})
+        # The same arguments as every other declaration of this queue; where refused messages go is the
+        # broker's policy. A queue an older tasker created keeps its x-dead-letter-exchange argument, and
+        # RabbitMQ refuses to declare it without (406, closing the channel): then it is declared as it is.
+        try:
+            self.channel.queue_declare(self.queue, durable=True, arguments={"x-queue-type": "classic"})
+        except pika.exceptions.ChannelClosedByBroker as err:
+            if err.reply_code != 406:
+                raise
+            self.channel = self.conn.channel()
+            self.channel.confirm_delivery()
+            self.channel.queue_declare(self.queue, durable=True, arguments={
+                "x-dead-letter-exchange": f'{e["prefix"]}.dead-letter', "x-queue-type": "classic"})
         self.channel.queue_bind(self.queue, f'{e["prefix"]}.{e["task_type"]}')
         self.channel.basic_qos(prefetch_count=1)
 

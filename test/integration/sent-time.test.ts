@@ -25,8 +25,9 @@ describe('sent_time of a task whose send was never confirmed', function () {
   const policyPath = (): string => `/policies/${encodeURIComponent(h.config.manager.message_queue.virtual_host)}/${POLICY}`;
 
   it('is set by the first response to a CREATED task, on the database clock, no later than that response is stored; the task stays CREATED until the resend job reaches the endpoint whose copy was refused', async function () {
+    // A queue takes one policy, the matching one of the highest priority: this one over tasker's dead-letter-exchange (10).
     const put = await h.admin().request('PUT', policyPath(), {
-      pattern: '^tasker\\.worker\\.console1$', 'apply-to': 'queues', definition: { 'max-length': 0, overflow: 'reject-publish' },
+      pattern: '^tasker\\.worker\\.console1$', 'apply-to': 'queues', priority: 100, definition: { 'max-length': 0, overflow: 'reject-publish' },
     });
     assert.ok(put.status === 201 || put.status === 204, `policy not set: ${JSON.stringify(put)}`);
     try {

@@ -21,6 +21,7 @@ describe('in-process broker (the standalone mode\'s)', function () {
   let world: InProcessBroker;
   beforeEach(function () {
     world = new InProcessBroker(createLogger({}, 'error'));
+    world.setPolicy(topology.deadLetterExchangePolicy);
   });
 
   async function server(): Promise<ReturnType<InProcessBroker['connect']>> {
@@ -85,6 +86,28 @@ describe('in-process broker (the standalone mode\'s)', function () {
     await tick();
     assert.deepEqual(dead.got.map((m) => m.body.toString()), ['bad']);
     assert.deepEqual(second.got.map((m) => [m.body.toString(), m.redelivered]), [['kept', true]]);
+  });
+
+  it('dead-letters as RabbitMQ does: by the queue\'s argument, else by the matching policy of the highest priority, else not at all', async function () {
+    const api = await server();
+    world.declareExchange('t.elsewhere', 'fanout');
+    const elsewhere = world.declareQueue({ name: 't.elsewhere', arguments: {}, bindings: [{ exchange: 't.elsewhere', key: '' }] });
+    // Set after the queues below exist, as a policy applies to existing queues too.
+    const byPolicy = topology.endpointQueue('worker', 'a');
+    const byArgument = { ...topology.endpointQueue('worker', 'b'), arguments: { 'x-dead-letter-exchange': 't.elsewhere' } };
+    const unmatched = { name: 'other.worker.a', arguments: {}, bindings: [] };
+    for (const q of [byPolicy, byArgument, unmatched]) await api.declareQueue(q);
+    world.setPolicy({ pattern: '^t\\.worker\\.a$', 'apply-to': 'queues', priority: 1, definition: { 'dead-letter-exchange': 't.elsewhere' } });
+    for (const q of [byPolicy, byArgument, unmatched]) {
+      await api.publish('', q.name, { body: body(q.name), persistent: true });
+      await world.connect(q.name).consume(q, 10, (m) => m.deadLetter());
+    }
+    await tick();
+    const dead = collector();
+    await world.connect('ops').consume(topology.deadLetterQueue, 10, dead.handler);
+    await tick();
+    assert.deepEqual(dead.got.map((m) => m.body.toString()), ['t.worker.a'], 'tasker\'s policy (priority 10) over the lower one');
+    assert.deepEqual(elsewhere.messages.map((m) => m.body.toString()), ['t.worker.b'], 'the argument over every policy');
   });
 
   it('stamps user_id with the connection\'s user, and answers requests', async function () {

@@ -97,9 +97,35 @@ describe('wire format', function () {
     assert.ok(!matches(p.read, 'tasker.worker.console1x'));
     assert.ok(matches(p.write, 'tasker.responses') && matches(p.write, 'tasker.worker.console1'));
     assert.ok(!matches(p.write, 'tasker.worker') && !matches(p.write, '') && !matches(p.write, 'tasker.worker.console2'));
+    // Its queues dead-letter by policy: nothing of its own needs the dead-letter exchange.
+    assert.ok(!matches(p.write, 'tasker.dead-letter') && !matches(p.read, 'tasker.dead-letter') && !matches(p.configure, 'tasker.dead-letter'));
     assert.ok(matches(p.configure, 'tasker.backup.console1') && !matches(p.configure, 'tasker.worker'));
     // An endpoint name's dots are literal.
     const dotted = new Topology('tasker', 'classic').endpointPermissions('a.b');
     assert.ok(!matches(dotted.read, 'tasker.worker.aXb'));
+  });
+
+  it('dead-letters by a policy on the queues that refuse messages, and bounds the dead-letter queue by another that never overlaps it', function () {
+    for (const prefix of ['tasker', 'a.b']) {
+      const t = new Topology(prefix, 'quorum');
+      const dlx = t.deadLetterExchangePolicy;
+      const bounds = t.deadLetterBoundsPolicy;
+      assert.deepEqual(dlx.definition, { 'dead-letter-exchange': `${prefix}.dead-letter` });
+      const refusing = [t.endpointQueue('worker', 'console1').name, t.endpointQueue('worker', 'a.b-c_d').name, t.eventsQueue.name, t.stateQueue.name];
+      for (const name of refusing) {
+        assert.ok(new RegExp(dlx.pattern).test(name), `${dlx.pattern} matches ${name}`);
+        assert.ok(!new RegExp(bounds.pattern).test(name), `${bounds.pattern} does not match ${name}`);
+      }
+      assert.ok(new RegExp(bounds.pattern).test(t.deadLetter));
+      // The dead-letter queue must not dead-letter into itself; exclusive queues, exchanges' lookalikes and other prefixes are not tasker's.
+      for (const name of [t.deadLetter, 'amq.gen-abc', `${prefix}.worker`, `${prefix}x.worker.console1`, `other.${prefix}.worker.console1`, `${prefix}.Worker.console1`]) {
+        assert.ok(!new RegExp(dlx.pattern).test(name), `${dlx.pattern} does not match ${name}`);
+      }
+      // No queue argument names the dead-letter exchange any more; the legacy arguments are those an older version created queues with.
+      for (const q of [t.endpointQueue('worker', 'console1'), t.eventsQueue, t.stateQueue]) {
+        assert.deepEqual(q.arguments, { 'x-queue-type': 'quorum' });
+        assert.deepEqual(q.legacyArguments, { 'x-dead-letter-exchange': `${prefix}.dead-letter`, 'x-queue-type': 'quorum' });
+      }
+    }
   });
 });
