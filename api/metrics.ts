@@ -29,7 +29,7 @@ const LAG_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 const JOB_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60];
 
 export type ResponseOutcome = 'succeeded' | 'error' | 'timed_out' | 'gave_up';
-export type JobName = 'resend' | 'sweep' | 'rollout-sweep' | 'deadline-sweep' | 'schedules' | 'retention';
+export type JobName = 'resend' | 'sweep' | 'rollout-sweep' | 'deadline-sweep' | 'schedules' | 'retention' | 'dead-letter-check';
 export type CollectedKind = 'receipt' | 'result' | 'register' | 'heartbeat';
 export type CollectedOutcome = 'stored' | 'duplicate' | 'unknown' | 'refused';
 /** Why something an endpoint sent was refused (`tasker_peer_refusals_total`'s `reason`): a fixed set, never a name. */
@@ -119,6 +119,8 @@ export class Metrics {
   private readonly invalidMessages: Inc;
   private readonly peerRefusals: Record<PeerRefusal, Inc>;
   private readonly jobs: Record<JobName, { ok: Inc; failed: Inc; tasks: Inc; duration: Observe }>;
+  private readonly deadLetterDepth: Gauge;
+  private deadLetterDepthShown = false;
   private readonly sseOpen: Gauge;
   private readonly sseSlow: Inc;
   private readonly sseRefused: Inc;
@@ -198,7 +200,14 @@ export class Metrics {
       duration.zero({ job: name });
       return { ok: runs(name, 'ok'), failed: runs(name, 'error'), tasks: touched(name), duration: duration.labels(name) };
     };
-    this.jobs = { resend: job('resend'), sweep: job('sweep'), 'rollout-sweep': job('rollout-sweep'), 'deadline-sweep': job('deadline-sweep'), schedules: job('schedules'), retention: job('retention') };
+    this.jobs = {
+      resend: job('resend'), sweep: job('sweep'), 'rollout-sweep': job('rollout-sweep'), 'deadline-sweep': job('deadline-sweep'),
+      schedules: job('schedules'), retention: job('retention'), 'dead-letter-check': job('dead-letter-check'),
+    };
+    // Registered at the first look: until then the depth is unknown, and a 0 would say the queue is empty.
+    this.deadLetterDepth = new Gauge({
+      name: 'tasker_dead_letter_messages', help: 'Messages in the dead-letter queue at the last look (every api.dead_letter_check_interval).', registers: [],
+    });
 
     this.sseOpen = new Gauge({ name: 'tasker_sse_streams_open', help: 'Event streams (server-sent events) open in this API process.', registers });
     this.sseSlow = fastCounter({
@@ -335,6 +344,13 @@ export class Metrics {
         j.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
       }
     };
+  }
+
+  /** The dead-letter queue's depth, as just read from the broker. */
+  deadLetters(messages: number): void {
+    this.deadLetterDepth.set(messages);
+    if (!this.deadLetterDepthShown) this.registry.registerMetric(this.deadLetterDepth);
+    this.deadLetterDepthShown = true;
   }
 
   /** An event stream opened (+1) or closed (-1). */

@@ -4,7 +4,7 @@ import type { DataSource } from 'typeorm';
 import type { Config } from '../config/schema';
 import type { Logger } from '../lib/logger';
 import { startPeriodic } from '../lib/periodic';
-import { settlesWithin } from '../lib/retry';
+import { settlesWithin, withDeadline } from '../lib/retry';
 import type { ServerTransport } from '../protocol/server-transport';
 import { createApp } from './app';
 import { OPEN_ACCESS, TokenGuard } from './auth';
@@ -33,6 +33,9 @@ import { checkAutoincLockMode } from './storage/uncommitted';
 import { TaskService } from './task-service';
 import { WatchHub } from './watch-hub';
 import { StreamLimits } from './stream-limits';
+
+/** How long a look at the dead-letter queue's depth may take: the broker answers a passive declaration at once, or is in trouble. */
+const DEAD_LETTER_CHECK_TIMEOUT_MS = 5000;
 
 export interface ApiDeps {
   config: Config;
@@ -166,6 +169,11 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
       }), log),
     // Every instance runs it: the firings' idempotent identifiers (and row locks on MySQL) make that safe.
     startPeriodic('schedules', config.api.schedule_interval * 1000, metrics.job('schedules', () => schedules.fireDue()), log),
+    // Every instance shows the same queue: alert on their maximum. A broker that does not answer leaves the last value.
+    startPeriodic('dead-letter-check', config.api.dead_letter_check_interval * 1000, metrics.job('dead-letter-check', async () => {
+      metrics.deadLetters(await withDeadline(transport.deadLetterDepth(), DEAD_LETTER_CHECK_TIMEOUT_MS, 'the dead-letter queue\'s depth'));
+      return 0;
+    }), log),
   ];
   const keepMs = retentionMs(config.api.retention);
   const retention = keepMs === null ? null : new RetentionJob(new RetentionStore(ds), keepMs, config.api.retention_batch, config.api.retention_duty_cycle);

@@ -78,6 +78,8 @@ export const ConfigSchema = Type.Object({
     resend_backoff_max: num(300, 1, 86400),
     /** Seconds between runs of the sweeps (INCOMPLETE, rollout slots, execution deadlines). */
     sweep_interval: num(5, 0.05, 3600),
+    /** Seconds between looks at the depth of the dead-letter queue (`tasker_dead_letter_messages`). */
+    dead_letter_check_interval: num(15, 0.1, 3600),
     /** Seconds between looks for schedules that are due: how late after its time a firing may be. */
     schedule_interval: num(1, 0.05, 60),
     shutdown_timeout: num(10, 0.1, 600),

@@ -80,6 +80,8 @@ export interface Broker {
    * each time). `onStarted` runs each time the consumer has started.
    */
   consume(queue: QueueDecl, prefetch: number, handler: MessageHandler, onStarted?: () => void): Promise<void>;
+  /** Messages ready in a queue; fails if there is no such queue. */
+  queueDepth(name: string): Promise<number>;
   /** Publishes a request and resolves with the reply's body (RabbitMQ's direct reply-to). */
   request(exchange: string, routingKey: string, message: OutgoingMessage, timeoutMs: number): Promise<Buffer>;
   /**

@@ -130,6 +130,11 @@ export class ServerTransport {
     return this.broker.consume(this.topology.notifyQueue, 1000, handler);
   }
 
+  /** Messages waiting in the dead-letter queue. */
+  deadLetterDepth(): Promise<number> {
+    return this.broker.queueDepth(this.topology.deadLetter);
+  }
+
   stopConsuming(): Promise<void> {
     return this.broker.stopConsuming();
   }

@@ -171,6 +171,12 @@ export class InProcessBroker {
     return names.every(room) ? this.reservations.hold(names) : null;
   }
 
+  queueDepth(name: string): number {
+    const q = this.queues.get(name);
+    if (!q) throw new BrokerUnavailableError(`no in-process queue '${name}'`);
+    return q.messages.length;
+  }
+
   deliverReply(replyTo: string, correlationId: string | undefined, body: Buffer): void {
     const conn = this.replyRoutes.get(replyTo);
     if (conn && correlationId) setImmediate(() => conn.resolveReply(correlationId, body));
@@ -292,6 +298,11 @@ class InProcessConnection implements Broker {
   reserve(exchange: string, keys: readonly string[]): Reservation | null {
     this.requireOpen();
     return this.broker.reserve(exchange, keys);
+  }
+
+  async queueDepth(name: string): Promise<number> {
+    this.requireOpen();
+    return this.broker.queueDepth(name);
   }
 
   async consume(decl: QueueDecl, prefetch: number, handler: MessageHandler, onStarted?: () => void): Promise<void> {

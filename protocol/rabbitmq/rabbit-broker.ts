@@ -367,6 +367,13 @@ export class RabbitBroker implements Broker {
     });
   }
 
+  /** Messages ready in a queue, by a passive declaration (which fails for a queue that does not exist). */
+  queueDepth(name: string): Promise<number> {
+    const conn = this.conn;
+    if (!conn) return Promise.reject(new BrokerUnavailableError());
+    return this.onDeclarationChannel(conn, async (channel) => (await (await channel()).checkQueue(name)).messageCount);
+  }
+
   /** The `rpc` channel of the current connection, consuming replies (started once per connection). */
   private async replyChannel(): Promise<ConfirmChannel> {
     const conn = this.conn;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import amqp from 'amqplib';
 import { Topology } from '../../protocol/topology';
 import { Harness, LogLine, Proc } from '../support/harness';
+import { parseMetrics } from '../support/prometheus';
 
 const TOPOLOGY = new Topology('tasker', 'classic');
 const LEGACY_MESSAGE = 'queue declared with the arguments an older version created it with';
@@ -48,6 +49,11 @@ function world(h: Harness) {
     depth(name: string): Promise<number> {
       return h.withChannel(async (ch) => (await ch.checkQueue(name)).messageCount);
     },
+    /** `tasker_dead_letter_messages` of the API, or null while it has none. */
+    async gauge(): Promise<number | null> {
+      const samples = parseMetrics(await (await fetch(`${h.baseUrl}/metrics`)).text());
+      return samples.find((s) => s.name === 'tasker_dead_letter_messages')?.value ?? null;
+    },
     /**
      * Publishes to the dead-letter exchange as `user`: resolves with how the channel ended, `confirmed`
      * when the broker took the message.
@@ -89,10 +95,10 @@ function world(h: Harness) {
 
 /**
  * Refused messages reach the dead-letter queue by a policy, so that an endpoint's user needs (and has) no
- * permission on the dead-letter exchange.
+ * permission on the dead-letter exchange; the API shows the queue's depth.
  */
 describe('dead letters: by policy, with no endpoint allowed to write them (RabbitMQ)', function () {
-  const h = new Harness({ env: { TASKER_API__ENDPOINT_IDENTITY: 'per_endpoint_user' } });
+  const h = new Harness({ env: { TASKER_API__ENDPOINT_IDENTITY: 'per_endpoint_user', TASKER_API__DEAD_LETTER_CHECK_INTERVAL: '0.5' } });
   const w = world(h);
   const A = `${h.id}-a`;
   let manager: Proc;
@@ -136,15 +142,20 @@ describe('dead letters: by policy, with no endpoint allowed to write them (Rabbi
     assert.equal(await w.depth(TOPOLOGY.deadLetter), before, 'nothing reached the dead-letter queue');
   });
 
-  it('dead-letters what the endpoint\'s manager refuses', async function () {
+  it('dead-letters what the endpoint\'s manager refuses, and shows the dead-letter queue\'s depth in tasker_dead_letter_messages', async function () {
     const queue = TOPOLOGY.endpointQueueName('worker', A);
     const before = await w.depth(TOPOLOGY.deadLetter);
+    await until('the gauge shows the queue as it is', async () => await w.gauge() === before);
     for (let i = 0; i < 3; i++) await w.publishInvalid(queue, `not a task ${i}`);
     await until('3 refusals dead-lettered', async () => await w.depth(TOPOLOGY.deadLetter) === before + 3);
     assert.equal(manager.lines.filter((l: LogLine) => l.msg === 'invalid message dead-lettered').length, 3);
     const dead = await w.peekDeadLetter();
     assert.equal(dead.queue, queue, 'x-death names the endpoint\'s queue');
     assert.equal(dead.reason, 'rejected');
+    const shown = await until('the gauge shows them', async () => { const v = await w.gauge(); return v === before + 3 ? v : null; });
+    assert.equal(shown, before + 3);
+    await h.withChannel(async (ch) => { await ch.purgeQueue(TOPOLOGY.deadLetter); });
+    await until('the gauge shows the purge', async () => await w.gauge() === 0);
   });
 });
 

@@ -106,6 +106,14 @@ describe('configuration', function () {
     assert.throws(() => load({ TASKER_API__RESEND_BACKOFF_MAX: 'soon' }), /'api\.resend_backoff_max'/);
   });
 
+  it('looks at the dead-letter queue every api.dead_letter_check_interval seconds, 15 by default, from 0.1 to 3600', function () {
+    const load = (env: Record<string, string>) => loadConfig({ mode: 'x', env, configDir: configDir(MINIMAL) });
+    assert.equal(load({}).api.dead_letter_check_interval, 15);
+    assert.equal(load({ TASKER_API__DEAD_LETTER_CHECK_INTERVAL: '0.5' }).api.dead_letter_check_interval, 0.5);
+    assert.throws(() => load({ TASKER_API__DEAD_LETTER_CHECK_INTERVAL: '0' }), /config key 'api\.dead_letter_check_interval': must be a number from 0\.1 to 3600/);
+    assert.throws(() => load({ TASKER_API__DEAD_LETTER_CHECK_INTERVAL: 'often' }), /'api\.dead_letter_check_interval'/);
+  });
+
   it('refuses an unknown mode', function () {
     assert.throws(() => loadConfig({ mode: 'nosuchmode', env: {} }), /nosuchmode/);
   });

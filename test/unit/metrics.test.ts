@@ -115,4 +115,15 @@ describe('metrics', function () {
     assert.equal(valueOf(s, 'tasker_broker_connected'), 0);
     assert.equal(valueOf(s, 'tasker_database_up'), 0);
   });
+
+  it('shows the dead-letter queue\'s depth from the first look on, its last value after', async function () {
+    const m = new Metrics({ taskTypes: ['worker'], processMetrics: false });
+    assert.ok(!(await samples(m)).some((x) => x.name === 'tasker_dead_letter_messages'), 'no value before the first look: 0 would say empty');
+    m.deadLetters(17);
+    assert.equal(valueOf(await samples(m), 'tasker_dead_letter_messages'), 17);
+    m.deadLetters(0);
+    const s = await samples(m);
+    assert.deepEqual(s.filter((x) => x.name === 'tasker_dead_letter_messages').map((x) => x.value), [0]);
+    assert.ok(s.some((x) => x.name === 'tasker_job_runs_total' && x.labels.job === 'dead-letter-check'));
+  });
 });
