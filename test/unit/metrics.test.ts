@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Metrics, MAX_ENDPOINT_LABELS } from '../../api/metrics';
 import type { StoredEvent } from '../../api/storage/history';
 import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_HANDLER_TIMEOUT } from '../../protocol/wire';
@@ -125,5 +127,25 @@ describe('metrics', function () {
     const s = await samples(m);
     assert.deepEqual(s.filter((x) => x.name === 'tasker_dead_letter_messages').map((x) => x.value), [0]);
     assert.ok(s.some((x) => x.name === 'tasker_job_runs_total' && x.labels.job === 'dead-letter-check'));
+  });
+
+  it('are each in the README\'s table of metrics with their type, and the table names no other', async function () {
+    const m = new Metrics({ taskTypes: ['worker'], processMetrics: false, live: { brokerConnected: () => true, databaseUp: async () => true } });
+    m.deadLetters(0);
+    const registered = new Map((await m.registry.getMetricsAsJSON()).map((x) => [x.name, String(x.type)]));
+    const readme = readFileSync(path.resolve(__dirname, '..', '..', '..', 'README.md'), 'utf8');
+    const start = readme.indexOf('\n### Metrics\n');
+    assert.ok(start > 0, 'README has a Metrics section');
+    const section = readme.slice(start, readme.indexOf('\n## ', start));
+    const documented = new Map([...section.matchAll(/^\| `(tasker_[a-z_]+)` \| (\w+) \|/gm)].map((r) => [r[1], r[2]]));
+    assert.deepEqual(Object.fromEntries([...documented].sort()), Object.fromEntries([...registered].sort()));
+  });
+
+  it('are alerted on by the rules the README shows, as config/prometheus/alerts.yml has them', function () {
+    const root = path.resolve(__dirname, '..', '..', '..');
+    const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+    const rules = readFileSync(path.join(root, 'config', 'prometheus', 'alerts.yml'), 'utf8');
+    const shipped = rules.slice(rules.indexOf('groups:'));
+    assert.ok(readme.includes(`\`\`\`yaml\n${shipped}\`\`\``), 'the README\'s copy of alerts.yml differs from the file');
   });
 });
