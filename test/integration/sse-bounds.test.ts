@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { Harness } from '../support/harness';
+import { WebSocket } from 'undici';
+import { Harness, Proc } from '../support/harness';
 import { parseMetrics, valueOf } from '../support/prometheus';
-import { maxIn, rssMiB, sampleRss } from '../support/rss';
+import { maxIn, sampleRss } from '../support/rss';
 
 const STREAMS = 100;
 const MAX_BUFFERED = 256 * 1024;
@@ -15,6 +16,44 @@ const FLOW_S = 30;
  * each of the 100 streams: some 900 MiB, less what the kernel's socket buffers take.
  */
 const RSS_GROWTH_BOUND_MIB = 150;
+/**
+ * What the API may hold, after full garbage collections, once the streams are gone, over what it held
+ * (collected alike) before they opened: the tasks' own traces (caches, metrics series, compiled code).
+ * A stream's buffers kept after it closed would be 100 × at least 256 KiB (25 MiB and more); every event
+ * kept for them, some 900 MiB.
+ */
+const RETAINED_BOUND_MIB = 12;
+
+/**
+ * Full garbage collections in a process started with `--inspect` (`HeapProfiler.collectGarbage` of the
+ * inspector protocol), then its heap in use and the memory of its buffers, in MiB, from its /metrics.
+ */
+async function memoryAfterGc(proc: Proc, metricsUrl: string): Promise<{ heap: number; external: number }> {
+  const listening = await proc.waitForLog((l) => /Debugger listening on ws:\/\//.test(String(l.text)), 5000, 'the inspector\'s address');
+  const ws = new WebSocket(/ws:\/\/\S+/.exec(String(listening.text))?.[0] ?? '');
+  await new Promise<void>((resolve, reject) => {
+    ws.onopen = () => resolve();
+    ws.onerror = () => reject(new Error('inspector not reachable'));
+  });
+  try {
+    // Twice: what a first collection frees may hold more (weak references, finalizers).
+    for (const id of [1, 2]) {
+      await new Promise<void>((resolve, reject) => {
+        ws.onmessage = (e) => { if (JSON.parse(String(e.data)).id === id) resolve(); };
+        ws.onerror = () => reject(new Error('inspector connection failed'));
+        ws.send(JSON.stringify({ id, method: 'HeapProfiler.collectGarbage' }));
+      });
+    }
+  } finally {
+    // A process with an inspector client attached waits for it to leave before it exits.
+    const closed = new Promise<void>((resolve) => { ws.onclose = () => resolve(); });
+    ws.close();
+    await closed;
+  }
+  const samples = parseMetrics(await (await fetch(metricsUrl)).text());
+  const mib = (name: string): number => valueOf(samples, name) / 1024 / 1024;
+  return { heap: mib('nodejs_heap_size_used_bytes'), external: mib('nodejs_external_memory_bytes') };
+}
 
 /** A client that asks for the stream of every event and then never reads (its socket is paused). */
 function silentStream(port: number): Promise<net.Socket> {
@@ -30,6 +69,8 @@ function silentStream(port: number): Promise<net.Socket> {
 
 describe('event streams: bounds on unread streams (RabbitMQ + MariaDB)', function () {
   const h = new Harness({
+    // The inspector, to collect the API's garbage before measuring what it holds.
+    nodeArgs: ['--inspect=127.0.0.1:0'],
     env: {
       TASKER_TASK_TYPES: '[wordy]', TASKER_MANAGER__HANDLERS_DIR: 'test/handlers', TASKER_LOG_LEVEL: 'warn',
       TASKER_API__SSE_MAX_BUFFERED_BYTES: String(MAX_BUFFERED), TASKER_API__SSE_MAX_STREAMS_PER_CLIENT: String(STREAMS),
@@ -63,6 +104,16 @@ describe('event streams: bounds on unread streams (RabbitMQ + MariaDB)', functio
     const [api] = await h.startSystem([]);
     await h.startManager(ENDPOINTS, ['wordy']);
     const pid = api.child.pid as number;
+    // Warmed up (code compiled, pools filled) by a few tasks and a stream, so that the level below is the working one.
+    const warm = await fetch(`${h.baseUrl}/events`, { headers: { accept: 'text/event-stream' } });
+    for (let i = 0; i < TASKS_PER_S; i++) assert.equal((await h.post('wordy', { identifier: `warm${i}`, endpoints: ENDPOINTS })).status, 201);
+    await until('the warm-up tasks finished', async () => {
+      const rows = await h.query<{ n: number }>("SELECT COUNT(*) AS n FROM task WHERE status = 'DONE'");
+      return Number(rows[0].n) === TASKS_PER_S;
+    });
+    await warm.body?.cancel();
+    await until('the warm-up stream closed', async () => await metric('tasker_sse_streams_open') === 0);
+    const levelBefore = await memoryAfterGc(api, `${h.baseUrl}/metrics`);
     for (let i = 0; i < STREAMS; i++) sockets.push(await silentStream(h.port));
     await until(`${STREAMS} streams open`, async () => await metric('tasker_sse_streams_open') === STREAMS);
 
@@ -74,6 +125,7 @@ describe('event streams: bounds on unread streams (RabbitMQ + MariaDB)', functio
 
     const rss = sampleRss(pid, 500);
     let n = 0;
+    const done = TASKS_PER_S + FLOW_S * TASKS_PER_S;
     try {
       for (let s = 0; s < FLOW_S; s++) {
         const posts = [];
@@ -83,7 +135,7 @@ describe('event streams: bounds on unread streams (RabbitMQ + MariaDB)', functio
       }
       await until('every task finished', async () => {
         const rows = await h.query<{ n: number }>("SELECT COUNT(*) AS n FROM task WHERE status = 'DONE'");
-        return Number(rows[0].n) === n;
+        return Number(rows[0].n) === done;
       });
     } finally {
       rss.stop();
@@ -101,9 +153,15 @@ describe('event streams: bounds on unread streams (RabbitMQ + MariaDB)', functio
     const again = await fetch(`${h.baseUrl}/events`, { headers: { accept: 'text/event-stream' } });
     assert.equal(again.status, 200);
     await again.body?.cancel();
-    // For the record (not asserted: when V8 hands freed pages back to the system is its own affair).
-    await new Promise((r) => setTimeout(r, 5000));
-    const after = rssMiB(pid);
-    console.log(`      API RSS 5 s after the streams closed: ${after?.toFixed(0)} MiB`);
+    await until('that stream closed too', async () => await metric('tasker_sse_streams_open') === 0);
+
+    // Nothing of the closed streams is kept: the heap and the buffers, collected, are back near their level
+    // before them. (RSS is no measure of it: when V8 hands freed pages back to the system is its own affair.)
+    const levelAfter = await memoryAfterGc(api, `${h.baseUrl}/metrics`);
+    const held = (m: { heap: number; external: number }): number => m.heap + m.external;
+    console.log(`      API heap + buffers after full GCs: ${levelBefore.heap.toFixed(1)} + ${levelBefore.external.toFixed(1)} MiB before the streams, `
+      + `${levelAfter.heap.toFixed(1)} + ${levelAfter.external.toFixed(1)} MiB after they closed; bound +${RETAINED_BOUND_MIB} MiB`);
+    assert.ok(held(levelAfter) - held(levelBefore) < RETAINED_BOUND_MIB,
+      `the API holds ${(held(levelAfter) - held(levelBefore)).toFixed(1)} MiB more after the streams closed than before (bound ${RETAINED_BOUND_MIB} MiB)`);
   });
 });
