@@ -95,10 +95,14 @@ function world(h: Harness) {
 
 /**
  * Refused messages reach the dead-letter queue by a policy, so that an endpoint's user needs (and has) no
- * permission on the dead-letter exchange; the API shows the queue's depth.
+ * permission on the dead-letter exchange; the API shows the queue's depth. Policies apply to classic and
+ * quorum queues alike.
  */
-describe('dead letters: by policy, with no endpoint allowed to write them (RabbitMQ)', function () {
-  const h = new Harness({ env: { TASKER_API__ENDPOINT_IDENTITY: 'per_endpoint_user', TASKER_API__DEAD_LETTER_CHECK_INTERVAL: '0.5' } });
+for (const queueType of ['classic', 'quorum'] as const) describe(`dead letters: by policy, with no endpoint allowed to write them (RabbitMQ, ${queueType} queues)`, function () {
+  const h = new Harness({
+    env: { TASKER_API__ENDPOINT_IDENTITY: 'per_endpoint_user', TASKER_API__DEAD_LETTER_CHECK_INTERVAL: '0.5', TASKER_MANAGER__MESSAGE_QUEUE__QUEUE_TYPE: queueType },
+  });
+  const T = new Topology('tasker', queueType);
   const w = world(h);
   const A = `${h.id}-a`;
   let manager: Proc;
@@ -116,7 +120,7 @@ describe('dead letters: by policy, with no endpoint allowed to write them (Rabbi
   it('sets the dead-letter exchange by policy on the queues that refuse messages, not as their argument, and bounds the dead-letter queue by the other policy', async function () {
     for (const name of [TOPOLOGY.endpointQueueName('worker', A), TOPOLOGY.eventsQueue.name, TOPOLOGY.stateQueue.name]) {
       const q = await w.queue(name);
-      assert.deepEqual(q.arguments, { 'x-queue-type': 'classic' }, name);
+      assert.deepEqual(q.arguments, { 'x-queue-type': queueType }, name);
       assert.equal(q.policy, 'tasker.dead-letter-exchange', name);
       assert.deepEqual(q.effective_policy_definition, { 'dead-letter-exchange': TOPOLOGY.deadLetter }, name);
     }
@@ -134,7 +138,7 @@ describe('dead letters: by policy, with no endpoint allowed to write them (Rabbi
     try {
       const ch = await conn.createChannel();
       ch.on('error', () => undefined);
-      await assert.rejects(ch.assertQueue(TOPOLOGY.endpointQueueName('backup', A), { durable: true, arguments: TOPOLOGY.eventsQueue.legacyArguments }),
+      await assert.rejects(ch.assertQueue(TOPOLOGY.endpointQueueName('backup', A), { durable: true, arguments: T.eventsQueue.legacyArguments }),
         /ACCESS_REFUSED - access to exchange 'tasker\.dead-letter'/);
     } finally {
       await conn.close().catch(() => undefined);
