@@ -61,6 +61,10 @@ export const TaskRequestBody = Type.Object({
   }))),
   rollout: Type.Optional(RolloutBody),
   timeout: Type.Optional(TimeoutSeconds),
+  allow_unknown_endpoints: Type.Optional(Type.Boolean({
+    description: 'true: listed endpoints that never registered and were not added are accepted (their queues keep the task until they appear); else such a task is refused with 422 unknown_endpoints',
+    [ERROR_KEYWORD]: 'must be true or false',
+  })),
 }, { additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object', example: { identifier: 'deploy-42', payload: { version: '1.2.3' }, endpoints: ['console1', 'console2'] } });
 export type TaskRequestBody = Static<typeof TaskRequestBody>;
 

@@ -41,6 +41,8 @@ export interface ApiDeps {
   logger: Logger;
   /** The package's version, for the API's document. */
   version: string;
+  /** Endpoint managers this process runs (`npm start`): known before their registration is stored. */
+  localEndpoints?: readonly string[];
 }
 
 export interface ApiServer {
@@ -98,7 +100,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const responses = new ResponseStore(ds);
   const queries = new TaskQueries(ds);
   const service = new TaskService({
-    taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
+    taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, unknownEndpoints: config.api.unknown_endpoints, localEndpoints: deps.localEndpoints ?? [], executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
     registry, publisher, hub, maxBatch: 256, maxBatchBytes: await taskInsertBound(ds), admit: (type, eps) => transport.admit(type, eps),
   });
   const operations = new OperationsService(service, new TaskOperations(ds, completion, history, tasks, announce), publisher, transport, log);

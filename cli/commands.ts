@@ -76,6 +76,7 @@ export interface SendOptions {
   identifier?: string;
   payload?: string;
   endpoints?: string;
+  allowUnknownEndpoints?: boolean;
   batchSize?: string;
   maxErrors?: string;
   /** Seconds the task may run (the API's `timeout`). */
@@ -90,6 +91,7 @@ export async function send(ctx: Context, type: string, o: SendOptions): Promise<
   const body: Record<string, unknown> = { identifier: o.identifier ?? randomUUID() };
   if (o.payload !== undefined) body.payload = readPayload(o.payload, ctx.io.readStdin);
   if (o.endpoints !== undefined) body.endpoints = nameList(o.endpoints);
+  if (o.allowUnknownEndpoints) body.allow_unknown_endpoints = true;
   if (o.maxErrors !== undefined && o.batchSize === undefined) throw new CliError('--max-errors needs --batch-size');
   if (o.batchSize !== undefined) {
     body.rollout = { batch_size: amount(o.batchSize), ...(o.maxErrors !== undefined ? { max_errors: amount(o.maxErrors) } : {}) };

@@ -93,6 +93,7 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .option('-i, --identifier <id>', 'the task\'s key, unique per type (default: a random UUID)')
     .option('-p, --payload <json>', 'JSON handed to the handlers, or @file (@- for standard input)')
     .option('-e, --endpoints <names>', 'comma-separated endpoints (default: every endpoint registered for TYPE)')
+    .option('--allow-unknown-endpoints', 'accept --endpoints names that never registered and were not added (their queues keep the task until they appear)')
     .option('-b, --batch-size <n>', 'a rollout: at most N endpoints (or N% of them) run the task at once', rolloutAmount(1))
     .option('--max-errors <n>', 'with --batch-size: send to no more endpoints once more than N (or N%) failed or went missing', rolloutAmount(0))
     .option('-t, --timeout <seconds>', 'seconds the task may run once sent (default: the API\'s api.execution_timeout); then it ends INCOMPLETE, running endpoints timed_out', timeoutSeconds)

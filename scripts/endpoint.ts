@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { EndpointUsers, RabbitAdmin } from '../api/rabbit-admin';
+import { EndpointRegistry } from '../api/storage/endpoint-registry';
 import { ENDPOINT_PATTERN } from '../config/schema';
-import { topologyOf } from './compose';
+import { openDb, topologyOf } from './compose';
 import { main } from './main';
 
 /**
@@ -12,7 +13,7 @@ import { main } from './main';
  */
 main('endpoint', {
   password: { type: 'string' },
-}, async ({ config, values, positionals }) => {
+}, async ({ config, logger, values, positionals }) => {
   const [command, name, ...rest] = positionals;
   const usage = 'usage: npm run endpoint -- add NAME [--password P] | remove NAME | list  [--mode M]';
   if (rest.length > 0 || !['add', 'remove', 'list'].includes(command ?? '')) throw new Error(usage);
@@ -30,6 +31,12 @@ main('endpoint', {
   } else if (command === 'add') {
     const password = (values.password as string | undefined) ?? randomBytes(18).toString('base64url');
     await users.add(name as string, password);
+    const ds = await openDb(config, logger);
+    try {
+      await new EndpointRegistry(ds).add(name as string);
+    } finally {
+      await ds.destroy();
+    }
     out(`endpoint user '${name}' may now connect to vhost '${mq.virtual_host}'. On that endpoint's host:`);
     out(`  TASKER_MANAGER__MESSAGE_QUEUE__USERNAME=${name} TASKER_MANAGER__MESSAGE_QUEUE__PASSWORD=${password} npm run manager -- --endpoint ${name} --mode ${config.mode}`);
   } else {
