@@ -29,7 +29,7 @@ const LAG_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 const JOB_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60];
 
 export type ResponseOutcome = 'succeeded' | 'error' | 'timed_out' | 'gave_up';
-export type JobName = 'resend' | 'sweep' | 'rollout-sweep' | 'deadline-sweep' | 'schedules' | 'retention';
+export type JobName = 'resend' | 'sweep' | 'rollout-sweep' | 'deadline-sweep' | 'schedules' | 'retention' | 'endpoint-forget';
 export type CollectedKind = 'receipt' | 'result' | 'register' | 'heartbeat';
 export type CollectedOutcome = 'stored' | 'duplicate' | 'unknown' | 'refused';
 /** Why something an endpoint sent was refused (`tasker_peer_refusals_total`'s `reason`): a fixed set, never a name. */
@@ -198,7 +198,7 @@ export class Metrics {
       duration.zero({ job: name });
       return { ok: runs(name, 'ok'), failed: runs(name, 'error'), tasks: touched(name), duration: duration.labels(name) };
     };
-    this.jobs = { resend: job('resend'), sweep: job('sweep'), 'rollout-sweep': job('rollout-sweep'), 'deadline-sweep': job('deadline-sweep'), schedules: job('schedules'), retention: job('retention') };
+    this.jobs = { resend: job('resend'), sweep: job('sweep'), 'rollout-sweep': job('rollout-sweep'), 'deadline-sweep': job('deadline-sweep'), schedules: job('schedules'), retention: job('retention'), 'endpoint-forget': job('endpoint-forget') };
 
     this.sseOpen = new Gauge({ name: 'tasker_sse_streams_open', help: 'Event streams (server-sent events) open in this API process.', registers });
     this.sseSlow = fastCounter({

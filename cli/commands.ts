@@ -149,6 +149,12 @@ export async function endpoints(ctx: Context, o: { limit?: string; cursor?: stri
   return EXIT.OK;
 }
 
+export async function endpointRemove(ctx: Context, name: string, force: boolean): Promise<number> {
+  const removed = await ctx.client.json<{ name: string; cancelled: number }>('DELETE', ['endpoints', name], { query: force ? { force: 'true' } : {} });
+  out(ctx, removed, () => [`endpoint '${removed.name}' removed: ${removed.cancelled} open ${removed.cancelled === 1 ? 'response' : 'responses'} cancelled, its queues deleted`]);
+  return EXIT.OK;
+}
+
 export async function tokenCreate(ctx: Context, name: string, scopes: string[]): Promise<number> {
   const created = await ctx.client.json<{ name: string; scopes: string[]; token: string }>('POST', ['tokens'], { body: { name, scopes } });
   out(ctx, created, () => [

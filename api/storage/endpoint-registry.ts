@@ -93,6 +93,23 @@ export class EndpointRegistry {
     return true;
   }
 
+  /** Takes the name out of the registry and the inventory; true if it was in either. */
+  async remove(name: string): Promise<boolean> {
+    const was = (await this.unknown([name])).length === 0;
+    await exclusive(this.ds, async () => {
+      await this.ds.query('DELETE FROM endpoint WHERE name = ?', [name]);
+      await this.ds.query('DELETE FROM known_endpoint WHERE name = ?', [name]);
+    });
+    return was;
+  }
+
+  /** Registered endpoints whose latest heartbeat (any type) is older than `cutoff`, oldest first. */
+  async silentSince(cutoff: Date, limit: number): Promise<string[]> {
+    const rows: { name: string }[] = await exclusive(this.ds, () => this.ds.query(
+      `SELECT name FROM endpoint GROUP BY name HAVING MAX(last_heartbeat) < ? ORDER BY MAX(last_heartbeat) LIMIT ${Math.floor(limit)}`, [sqlTime(cutoff)]));
+    return rows.map((r) => String(r.name));
+  }
+
   /** Endpoint names of the type with a heartbeat within the last `seconds` (on the database's clock), sorted. */
   async activeFor(taskType: string, seconds: number): Promise<string[]> {
     const since = new Date((await databaseNow(this.ds)).getTime() - seconds * 1000);

@@ -9,6 +9,23 @@ import { Harness } from '../support/harness';
 const TASKER = path.join(projectRoot(), 'dist', 'cli', 'tasker.js');
 const REFUSE = { TASKER_API__UNKNOWN_ENDPOINTS: 'refuse' };
 
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+async function del(h: Harness, pathname: string): Promise<{ status: number; json: any }> {
+  const res = await fetch(`${h.baseUrl}/${pathname}`, { method: 'DELETE' });
+  return { status: res.status, json: await res.json() };
+}
+
 async function registered(h: Harness, name: string): Promise<void> {
   const deadline = Date.now() + 20_000;
   for (;;) {
@@ -106,9 +123,122 @@ describe('endpoint inventory (standalone)', function () {
     assert.equal(typo.json.error.code, 'unknown_endpoints');
     // Without the check, the typo's queue, bound to the fanout and never read, fills after BACKLOG broadcasts.
     for (let i = 0; i < BACKLOG + 5; i++) {
-      const res = await h.post('worker', { identifier: `broadcast-${i}` });
+      const res = await h.post('worker', { identifier: `broadcast-${i}`, payload: { sleep: 0 } });
       assert.equal(res.status, 201, `broadcast ${i}: ${JSON.stringify(res.json)}`);
       await h.waitForStatus('worker', `broadcast-${i}`, ['DONE']);
     }
+  });
+});
+
+describe('endpoint removal and staleness (RabbitMQ + MariaDB)', function () {
+  const h = new Harness({ env: { ...REFUSE, TASKER_API__ENDPOINT_STALE_AFTER: '4' }, waitTimeout: 600 });
+  let gone: Awaited<ReturnType<Harness['startManager']>>;
+
+  before(async function () {
+    await h.setup(this);
+    await h.startApi();
+    await h.startManager('busy1', ['worker']);
+    gone = await h.startManager('gone1', ['worker']);
+    await registered(h, 'busy1');
+    await registered(h, 'gone1');
+  });
+
+  after(async function () {
+    await h.teardown();
+  });
+
+  const responseOf = async (identifier: string, endpoint: string): Promise<any> =>
+    (await h.get(`worker/${identifier}`)).json.taskResponseList.find((r: any) => r.endpoint === endpoint);
+
+  it('shows an endpoint silent for api.endpoint_stale_after as stale', async function () {
+    await gone.stop();
+    const listed = await until('gone1 stale', async () => {
+      const { json } = await h.get('endpoints');
+      const byName = new Map(json.endpoints.map((e: any) => [e.name, e]));
+      return (byName.get('gone1') as any)?.stale === true ? byName : null;
+    });
+    assert.equal((listed.get('busy1') as any).stale, false, JSON.stringify([...listed.values()]));
+    assert.equal((listed.get('gone1') as any).alive, false);
+  });
+
+  it('DELETE /endpoints/<name> cancels its open responses (history says why), deletes its queues and forgets the name', async function () {
+    assert.equal((await h.post('worker', { identifier: 'for-gone', payload: { sleep: 0 }, endpoints: ['gone1', 'busy1'] })).status, 201);
+    await until('busy1 done', async () => (await responseOf('for-gone', 'busy1')).state === 'succeeded');
+    assert.ok((await queueNames(h)).includes('tasker.worker.gone1'));
+
+    const res = await del(h, 'endpoints/gone1');
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    assert.deepEqual(res.json, { name: 'gone1', cancelled: 1 });
+    assert.equal((await responseOf('for-gone', 'gone1')).state, 'cancelled');
+    const events = (await h.get('worker/for-gone/events')).json.events;
+    const removed = events.find((e: any) => e.kind === 'removed');
+    assert.ok(removed, JSON.stringify(events));
+    assert.deepEqual(removed.detail.endpoints.map((x: any) => x.endpoint), ['gone1']);
+    assert.equal(removed.actor, null, 'api.auth is off: no token to name');
+    assert.ok(!(await queueNames(h)).includes('tasker.worker.gone1'));
+    assert.ok(!(await h.get('endpoints')).json.endpoints.some((e: any) => e.name === 'gone1'));
+    const again = await h.post('worker', { identifier: 'after-removal', endpoints: ['gone1'] });
+    assert.equal(again.status, 422);
+    assert.equal(again.json.error.code, 'unknown_endpoints');
+    assert.equal((await del(h, 'endpoints/nosuch1')).status, 404);
+  });
+
+  it('refuses to remove an endpoint running a task (409, nothing changed) unless forced', async function () {
+    assert.equal((await h.post('worker', { identifier: 'long', payload: { sleep: 60 }, endpoints: ['busy1'] })).status, 201);
+    await until('busy1 running', async () => (await responseOf('long', 'busy1')).state === 'running');
+    const refused = await del(h, 'endpoints/busy1');
+    assert.equal(refused.status, 409);
+    assert.equal(refused.json.error.code, 'endpoint_running');
+    assert.equal((await responseOf('long', 'busy1')).state, 'running');
+    assert.ok((await queueNames(h)).includes('tasker.worker.busy1'));
+    assert.ok((await h.get('endpoints')).json.endpoints.some((e: any) => e.name === 'busy1'));
+    assert.equal((await del(h, 'endpoints/busy1?force=maybe')).status, 400);
+
+    const forced = await del(h, 'endpoints/busy1?force=true');
+    assert.equal(forced.status, 200, JSON.stringify(forced.json));
+    assert.equal(forced.json.cancelled, 1);
+    const events = (await h.get('worker/long/events')).json.events;
+    assert.ok(events.some((e: any) => e.kind === 'removed' && e.detail.endpoints[0].endpoint === 'busy1'), JSON.stringify(events));
+    // Told to abort, the handler stops within moments; what it then reports is kept, as after a cancel.
+    const after = await until('the run over', async () => { const r = await responseOf('long', 'busy1'); return r.state !== 'running' && r; }, 10_000);
+    assert.ok(['cancelled', 'succeeded', 'failed'].includes(after.state), JSON.stringify(after));
+  });
+
+  it('`npm run endpoint -- remove` removes an added endpoint with its queue and open responses', async function () {
+    await h.addEndpointUser('scripted1', 'secret-scripted1');
+    assert.equal((await h.post('worker', { identifier: 'for-scripted', endpoints: ['scripted1'] })).status, 201);
+    assert.ok((await queueNames(h)).includes('tasker.worker.scripted1'));
+    const { code, output } = await h.runScript('endpoint.js', ['remove', 'scripted1']);
+    assert.equal(code, 0, output);
+    assert.match(output, /endpoint 'scripted1' removed: 1 open responses cancelled/);
+    assert.equal((await responseOf('for-scripted', 'scripted1')).state, 'cancelled');
+    assert.ok(!(await queueNames(h)).includes('tasker.worker.scripted1'));
+    assert.equal((await h.post('worker', { identifier: 'after-script', endpoints: ['scripted1'] })).status, 422);
+  });
+});
+
+describe('forgetting silent endpoints (RabbitMQ + MariaDB)', function () {
+  const h = new Harness({ env: { ...REFUSE, TASKER_API__ENDPOINT_FORGET_AFTER: '2' } });
+
+  before(async function () {
+    await h.setup(this);
+    await h.startApi();
+  });
+
+  after(async function () {
+    await h.teardown();
+  });
+
+  it('removes an endpoint silent for api.endpoint_forget_after, with its queue, and keeps a live one', async function () {
+    const silent = await h.startManager('silent1', ['worker']);
+    await h.startManager('live1', ['worker']);
+    await registered(h, 'silent1');
+    await registered(h, 'live1');
+    await silent.stop();
+    await until('silent1 forgotten', async () => !(await h.get('endpoints')).json.endpoints.some((e: any) => e.name === 'silent1'));
+    const queues = await queueNames(h);
+    assert.ok(!queues.includes('tasker.worker.silent1'), queues.join(' '));
+    assert.ok(queues.includes('tasker.worker.live1'));
+    assert.ok((await h.get('endpoints')).json.endpoints.some((e: any) => e.name === 'live1'));
   });
 });
