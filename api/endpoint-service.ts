@@ -41,6 +41,14 @@ export class EndpointService {
   }
 
   /**
+   * The known, live endpoints of a task type: registered for it and heard from within
+   * `api.endpoint_stale_after`, by name. What a task addressed by what its endpoints are resolves against.
+   */
+  liveFor(type: string): Promise<string[]> {
+    return guardDb(() => this.registry.activeFor(type, this.staleAfterMs / 1000));
+  }
+
+  /**
    * Removes an endpoint: its open responses finished as `cancelled` (409 `endpoint_running` while a
    * handler of it runs a task, unless `force`; a forced one is told to abort), then its queues deleted with
    * what waits in them, then its registry rows and inventory entry. 404 for a name that is none of these.
