@@ -128,6 +128,22 @@ describe('endpoint inventory (standalone)', function () {
       await h.waitForStatus('worker', `broadcast-${i}`, ['DONE']);
     }
   });
+
+  it('removing an allowed unknown endpoint deletes its in-process queue, and broadcasts are taken again', async function () {
+    const allowed = await h.post('worker', { identifier: 'allowed-typo', payload: { sleep: 0 }, endpoints: ['console1', 'consoel3'], allow_unknown_endpoints: true });
+    assert.equal(allowed.status, 201);
+    let refused = null;
+    for (let i = 0; i < BACKLOG + 2 && !refused; i++) {
+      const res = await h.post('worker', { identifier: `fill-${i}`, payload: { sleep: 0 } });
+      if (res.status === 503) refused = res;
+      else await h.waitForStatus('worker', `fill-${i}`, ['DONE']);
+    }
+    assert.equal(refused?.json.error.code, 'backlog_full', 'the unread queue filled the backlog');
+    const removed = await del(h, 'endpoints/consoel3');
+    assert.equal(removed.status, 200, JSON.stringify(removed.json));
+    assert.deepEqual(removed.json, { name: 'consoel3', cancelled: 1 });
+    assert.equal((await h.post('worker', { identifier: 'after-remove', payload: { sleep: 0 } })).status, 201);
+  });
 });
 
 describe('endpoint removal and staleness (RabbitMQ + MariaDB)', function () {
