@@ -1,10 +1,27 @@
 import { NotFoundError } from '../lib/errors';
+import type { Logger } from '../lib/logger';
+import type { ServerTransport } from '../protocol/server-transport';
+import type { TaskOperations } from './storage/operations';
 import { guardDb } from './storage/database';
 import type { EndpointRegistry, RegisteredEndpoint } from './storage/endpoint-registry';
 import type { ShownState } from './lifecycle/states';
 import type { EndpointResponse, ResponseStore } from './storage/response-store';
 import type { TaskQueries } from './storage/task-queries';
 import type { Page } from './task-service';
+
+/** What removing an endpoint touches beyond the registry: its open responses, its queues, its manager. */
+export interface EndpointRemovalDeps {
+  operations: TaskOperations;
+  transport: ServerTransport;
+  taskTypes: readonly string[];
+  log: Logger;
+}
+
+export interface RemovedEndpoint {
+  name: string;
+  /** Its responses finished as `cancelled`. */
+  cancelled: number;
+}
 
 /** The registry of endpoints, and what each endpoint did across tasks. */
 export class EndpointService {
@@ -14,7 +31,55 @@ export class EndpointService {
     private readonly queries: TaskQueries,
     /** An endpoint is alive when its last heartbeat is at most this old. */
     private readonly aliveWithinMs: number,
+    /** An endpoint is stale once its last heartbeat is older than this (`api.endpoint_stale_after`). */
+    private readonly staleAfterMs: number,
+    private readonly removal: EndpointRemovalDeps,
   ) {}
+
+  isStale(e: RegisteredEndpoint, now: number): boolean {
+    return now - e.last_heartbeat.getTime() > this.staleAfterMs;
+  }
+
+  /**
+   * The known, live endpoints of a task type: registered for it and heard from within
+   * `api.endpoint_stale_after`, by name. What a task addressed by what its endpoints are resolves against.
+   */
+  liveFor(type: string): Promise<string[]> {
+    return guardDb(() => this.registry.activeFor(type, this.staleAfterMs / 1000));
+  }
+
+  /**
+   * Removes an endpoint: its open responses finished as `cancelled` (409 `endpoint_running` while a
+   * handler of it runs a task, unless `force`; a forced one is told to abort), then its queues deleted with
+   * what waits in them, then its registry rows and inventory entry. 404 for a name that is none of these.
+   */
+  async remove(name: string, force: boolean, actor: string | null): Promise<RemovedEndpoint> {
+    const { operations, transport, taskTypes, log } = this.removal;
+    const known = await guardDb(async () => (await this.registry.unknown([name])).length === 0 || this.rows.endpointKnown(name));
+    if (!known) throw new NotFoundError(`no endpoint '${name}'`);
+    const outcome = await guardDb(() => operations.removeEndpoint(name, force, actor));
+    for (const [taskId, round] of outcome.rounds) {
+      // Best effort, like a cancel's: a manager that is away asks for its cancelled tasks when it connects.
+      await transport.publishControl({ kind: 'cancel', task_id: taskId, rounds: { [name]: round } }).catch((err: unknown) => {
+        log.warn({ err, taskId, endpoint: name }, 'endpoint removed; its manager not told to skip the task');
+      });
+    }
+    await transport.deleteEndpointQueues(name, taskTypes);
+    await guardDb(() => this.registry.remove(name));
+    log.info({ endpoint: name, cancelled: outcome.cancelled, force, actor }, 'endpoint removed');
+    return { name, cancelled: outcome.cancelled };
+  }
+
+  /**
+   * Removes the endpoints silent for longer than `forgetAfterMs` (by the database's clock), as an
+   * operator's forced removal would: nothing of theirs can be running that will ever report.
+   */
+  async forgetSilent(forgetAfterMs: number, batch = 100): Promise<number> {
+    const cutoff = new Date((await this.now()) - forgetAfterMs);
+    const names = await guardDb(() => this.registry.silentSince(cutoff, batch));
+    for (const name of names) await this.remove(name, true, 'endpoint_forget_after');
+    return names.length;
+  }
 
   /** `now`: the database's clock (see `now`), as the heartbeats are stamped with it. */
   isAlive(e: RegisteredEndpoint, now: number): boolean {

@@ -61,6 +61,10 @@ export const TaskRequestBody = Type.Object({
   }))),
   rollout: Type.Optional(RolloutBody),
   timeout: Type.Optional(TimeoutSeconds),
+  allow_unknown_endpoints: Type.Optional(Type.Boolean({
+    description: 'true: listed endpoints that never registered and were not added are accepted (their queues keep the task until they appear); else such a task is refused with 422 unknown_endpoints',
+    [ERROR_KEYWORD]: 'must be true or false',
+  })),
 }, { additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object', example: { identifier: 'deploy-42', payload: { version: '1.2.3' }, endpoints: ['console1', 'console2'] } });
 export type TaskRequestBody = Static<typeof TaskRequestBody>;
 
@@ -150,6 +154,15 @@ export const EndpointResponsesQuery = Type.Object({
   limit: Type.Optional(limit(100, 1000)), cursor: Type.Optional(Cursor),
 }, { additionalProperties: false });
 
+export const EndpointRemoveQuery = Type.Object({
+  force: Type.Optional(Type.Boolean({ description: 'true: remove it even while a handler of it runs a task (that response is cancelled and the handler told to abort)', [ERROR_KEYWORD]: 'must be true or false' })),
+}, { additionalProperties: false });
+
+export const RemovedEndpoint = Type.Object({
+  name: Type.String(),
+  cancelled: Type.Integer({ description: 'its open responses, finished as cancelled' }),
+});
+
 export const NoQuery = Type.Object({}, { additionalProperties: false });
 
 // ---- answers
@@ -218,6 +231,7 @@ export const RetryAnswer = Type.Object({ task: Type.Ref('Task'), retried: Type.A
 export const EndpointPage = page('endpoints', Type.Object({
   name: Type.String(), task_types: Type.Array(Type.String()), first_seen: Time, last_heartbeat: Time,
   alive: Type.Boolean({ description: 'heard from within three heartbeat intervals' }),
+  stale: Type.Boolean({ description: 'not heard from within api.endpoint_stale_after' }),
   waiting_since: Type.Union([Time, Type.Null()], {
     description: 'as its latest heartbeat said: since when its deliveries wait (nothing runs) because no server side answered its requests; null: not waiting',
   }),

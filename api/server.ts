@@ -44,6 +44,8 @@ export interface ApiDeps {
   logger: Logger;
   /** The package's version, for the API's document. */
   version: string;
+  /** Endpoint managers this process runs (`npm start`): known before their registration is stored. */
+  localEndpoints?: readonly string[];
 }
 
 export interface ApiServer {
@@ -101,12 +103,14 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const responses = new ResponseStore(ds);
   const queries = new TaskQueries(ds);
   const service = new TaskService({
-    taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
+    taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, unknownEndpoints: config.api.unknown_endpoints, localEndpoints: deps.localEndpoints ?? [], executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
     registry, publisher, hub, maxBatch: 256, maxBatchBytes: await taskInsertBound(ds), admit: (type, eps) => transport.admit(type, eps),
   });
-  const operations = new OperationsService(service, new TaskOperations(ds, completion, history, tasks, announce), publisher, transport, log);
+  const taskOperations = new TaskOperations(ds, completion, history, tasks, announce);
+  const operations = new OperationsService(service, taskOperations, publisher, transport, log);
   // Alive: heard from within three heartbeats.
-  const endpoints = new EndpointService(registry, responses, queries, 3 * config.manager.heartbeat_interval * 1000);
+  const endpoints = new EndpointService(registry, responses, queries, 3 * config.manager.heartbeat_interval * 1000, config.api.endpoint_stale_after * 1000,
+    { operations: taskOperations, transport, taskTypes: config.task_types, log });
   const identity = config.api.endpoint_identity;
   const batchSize = config.api.collector_batch;
   const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: log, metrics, taskTypes: config.task_types });
@@ -179,6 +183,12 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const retention = keepMs === null ? null : new RetentionJob(new RetentionStore(ds), keepMs, config.api.retention_batch, config.api.retention_duty_cycle);
   // Every instance runs it: each batch takes only tasks no other instance holds (SKIP LOCKED on MySQL).
   if (retention) jobs.push(startPeriodic('retention', config.api.retention_interval * 1000, metrics.job('retention', async () => retention.run(await dbNow())), log));
+  const forgetMs = config.api.endpoint_forget_after * 1000;
+  // Looks often enough to forget within a tenth of the wait, and at most once a sweep: the query reads only the registry.
+  if (forgetMs > 0) {
+    jobs.push(startPeriodic('endpoint-forget', Math.max(config.api.sweep_interval * 1000, Math.min(60_000, forgetMs / 10)),
+      metrics.job('endpoint-forget', () => endpoints.forgetSilent(forgetMs)), log));
+  }
   log.info({ host: config.api.host, port }, 'listening');
 
   let httpStopped: Promise<void> | null = null;

@@ -15,6 +15,8 @@ export interface TaskRequest {
   rollout: RolloutRequest | null;
   /** Seconds the task may run from its send; null: the configured default. */
   timeout: number | null;
+  /** Listed endpoints outside the inventory are accepted (delivery to endpoints that appear later). */
+  allowUnknownEndpoints?: boolean;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -26,7 +28,8 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export function toTaskRequest(body: TaskRequestBody): TaskRequest {
   if (depthExceeds(body.payload, MAX_PAYLOAD_DEPTH)) throw new InvalidRequestError(`payload is nested deeper than ${MAX_PAYLOAD_DEPTH} levels`);
   const endpoints = body.endpoints && body.endpoints.length > 0 ? body.endpoints : null;
-  return { identifier: body.identifier, payload: body.payload ?? null, endpoints, rollout: body.rollout ?? null, timeout: body.timeout ?? null };
+  return { identifier: body.identifier, payload: body.payload ?? null, endpoints, rollout: body.rollout ?? null, timeout: body.timeout ?? null,
+    allowUnknownEndpoints: body.allow_unknown_endpoints === true };
 }
 
 /** Whether arrays and objects nest deeper than `max` (without recursion, whatever the depth). */

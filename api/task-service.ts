@@ -1,5 +1,5 @@
 import { Batcher } from '../lib/batcher';
-import { BacklogFullError, IdentifierConflictError, NoEndpointsError, NotFoundError, TaskTooLargeError } from '../lib/errors';
+import { BacklogFullError, IdentifierConflictError, NoEndpointsError, NotFoundError, TaskTooLargeError, UnknownEndpointsError } from '../lib/errors';
 import type { Reservation } from '../protocol/broker';
 import type { Publisher } from './publisher';
 import { guardDb } from './storage/database';
@@ -21,6 +21,10 @@ export interface TaskServiceDeps {
   taskTypes: readonly string[];
   /** Seconds after which a silent endpoint is no longer expected by tasks that list none. */
   endpointExpiry: number;
+  /** `refuse`: a task listing endpoints outside the inventory is a 422 unless it allows them (`api.unknown_endpoints`). */
+  unknownEndpoints: 'refuse' | 'allow';
+  /** Endpoints run by this very process, known before their registration is stored. */
+  localEndpoints: readonly string[];
   /** Seconds a task may run when its request gives no `timeout` (`api.execution_timeout`). */
   executionTimeout: number;
   tasks: TaskStore;
@@ -55,10 +59,12 @@ export interface Page<T> {
 /** The use cases behind the task routes: create, read, find, page the responses, read the history. */
 export class TaskService {
   private readonly types: Set<string>;
+  private readonly local: Set<string>;
   private readonly creator: Batcher<{ task: NewTask; bytes: number }, { task: Task; created: boolean }>;
 
   constructor(private readonly deps: TaskServiceDeps) {
     this.types = new Set(deps.taskTypes);
+    this.local = new Set(deps.localEndpoints);
     // Concurrent POSTs share one transaction, as many as fit one statement; each answer still waits for its commit.
     this.creator = new Batcher((items) => deps.tasks.createMany(items.map((i) => i.task)), {
       maxBatch: deps.maxBatch, weigh: (i) => i.bytes, maxWeight: deps.maxBatchBytes,
@@ -72,6 +78,7 @@ export class TaskService {
   /** Stores and sends a task; a repeat with the same body returns the stored task with `created: false`. */
   async create(type: string, req: TaskRequest, actor: string | null): Promise<TaskWithCounts & { created: boolean }> {
     this.requireType(type);
+    await this.checkInventory(type, req);
     const room = this.deps.admit(type, req.endpoints);
     // A repeat of a stored task is answered as such: a 503 must only ever mean "not stored".
     if (!room && !(await guardDb(() => this.deps.tasks.find(type, req.identifier)))) throw new BacklogFullError(BACKLOG_RETRY_AFTER_S);
@@ -80,6 +87,21 @@ export class TaskService {
     } finally {
       room?.release();
     }
+  }
+
+  /**
+   * Refuses a task that lists names outside the inventory, before anything is reserved, stored or declared:
+   * a typo's queue would keep every later broadcast of the type with nobody to read it. A repeat of a task
+   * stored before (when it allowed them) is answered as the repeat it is.
+   */
+  private async checkInventory(type: string, req: TaskRequest): Promise<void> {
+    if (!req.endpoints || req.allowUnknownEndpoints || this.deps.unknownEndpoints === 'allow') return;
+    const endpoints = req.endpoints.filter((e) => !this.local.has(e));
+    if (endpoints.length === 0) return;
+    const unknown = await guardDb(() => this.deps.registry.unknown(endpoints));
+    if (unknown.length === 0) return;
+    if (await guardDb(() => this.deps.tasks.find(type, req.identifier))) return;
+    throw new UnknownEndpointsError(unknown);
   }
 
   private async store(type: string, req: TaskRequest, actor: string | null): Promise<TaskWithCounts & { created: boolean }> {

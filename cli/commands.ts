@@ -76,6 +76,7 @@ export interface SendOptions {
   identifier?: string;
   payload?: string;
   endpoints?: string;
+  allowUnknownEndpoints?: boolean;
   batchSize?: string;
   maxErrors?: string;
   /** Seconds the task may run (the API's `timeout`). */
@@ -90,6 +91,7 @@ export async function send(ctx: Context, type: string, o: SendOptions): Promise<
   const body: Record<string, unknown> = { identifier: o.identifier ?? randomUUID() };
   if (o.payload !== undefined) body.payload = readPayload(o.payload, ctx.io.readStdin);
   if (o.endpoints !== undefined) body.endpoints = nameList(o.endpoints);
+  if (o.allowUnknownEndpoints) body.allow_unknown_endpoints = true;
   if (o.maxErrors !== undefined && o.batchSize === undefined) throw new CliError('--max-errors needs --batch-size');
   if (o.batchSize !== undefined) {
     body.rollout = { batch_size: amount(o.batchSize), ...(o.maxErrors !== undefined ? { max_errors: amount(o.maxErrors) } : {}) };
@@ -144,6 +146,12 @@ export async function cancel(ctx: Context, type: string, identifier: string): Pr
 export async function endpoints(ctx: Context, o: { limit?: string; cursor?: string }): Promise<number> {
   const page = await ctx.client.json<{ endpoints: EndpointInfo[]; next_cursor: string | null }>('GET', ['endpoints'], { query: { limit: o.limit, cursor: o.cursor } });
   out(ctx, page, () => endpointsTable(page.endpoints, page.next_cursor));
+  return EXIT.OK;
+}
+
+export async function endpointRemove(ctx: Context, name: string, force: boolean): Promise<number> {
+  const removed = await ctx.client.json<{ name: string; cancelled: number }>('DELETE', ['endpoints', name], { query: force ? { force: 'true' } : {} });
+  out(ctx, removed, () => [`endpoint '${removed.name}' removed: ${removed.cancelled} open ${removed.cancelled === 1 ? 'response' : 'responses'} cancelled, its queues deleted`]);
   return EXIT.OK;
 }
 

@@ -153,8 +153,8 @@ export function taskListTable(tasks: Task[], nextCursor: string | null): string[
 }
 
 export function endpointsTable(endpoints: EndpointInfo[], nextCursor: string | null): string[] {
-  const rows = endpoints.map((e) => [e.name, e.alive ? 'yes' : 'no', time(e.last_heartbeat), time(e.first_seen), e.task_types.join(',')]);
-  const lines = table(['NAME', 'ALIVE', 'LAST HEARTBEAT', 'FIRST SEEN', 'TASK TYPES'], rows);
+  const rows = endpoints.map((e) => [e.name, e.alive ? 'yes' : 'no', e.stale ? 'yes' : 'no', time(e.last_heartbeat), time(e.first_seen), e.task_types.join(',')]);
+  const lines = table(['NAME', 'ALIVE', 'STALE', 'LAST HEARTBEAT', 'FIRST SEEN', 'TASK TYPES'], rows);
   if (nextCursor !== null) lines.push(`more: --cursor ${nextCursor}`);
   return lines;
 }

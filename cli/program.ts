@@ -93,6 +93,7 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .option('-i, --identifier <id>', 'the task\'s key, unique per type (default: a random UUID)')
     .option('-p, --payload <json>', 'JSON handed to the handlers, or @file (@- for standard input)')
     .option('-e, --endpoints <names>', 'comma-separated endpoints (default: every endpoint registered for TYPE)')
+    .option('--allow-unknown-endpoints', 'accept --endpoints names that never registered and were not added (their queues keep the task until they appear)')
     .option('-b, --batch-size <n>', 'a rollout: at most N endpoints (or N% of them) run the task at once', rolloutAmount(1))
     .option('--max-errors <n>', 'with --batch-size: send to no more endpoints once more than N (or N%) failed or went missing', rolloutAmount(0))
     .option('-t, --timeout <seconds>', 'seconds the task may run once sent (default: the API\'s api.execution_timeout); then it ends INCOMPLETE, running endpoints timed_out', timeoutSeconds)
@@ -139,11 +140,16 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .argument('<type>', 'task type').argument('<identifier>', 'task identifier')
     .action(action((ctx, type: string, id: string) => commands.cancel(ctx, type, id)));
 
-  program.command('endpoints')
-    .description('the endpoints that registered, with their last heartbeat')
+  const endpoints = program.command('endpoints')
+    .description('the endpoints that registered, with their last heartbeat; `endpoints remove NAME` removes one')
     .option('--limit <n>', 'endpoints per page (1-1000, default 100)', positiveInt)
     .option('--cursor <cursor>', 'the next page')
     .action(action((ctx, o: { limit?: string; cursor?: string }) => commands.endpoints(ctx, o)));
+  endpoints.command('remove')
+    .description('remove an endpoint (needs the admin scope): its open responses cancelled, its queues and registry entry deleted')
+    .argument('<name>', 'the endpoint')
+    .option('-f, --force', 'even while a handler of it runs a task (that response is cancelled too, the handler told to abort)')
+    .action(action((ctx, name: string, o: { force?: boolean }) => commands.endpointRemove(ctx, name, o.force === true)));
 
   const token = program.command('token').description('the API\'s bearer tokens (needs a token with the admin scope)');
   token.command('create')

@@ -76,6 +76,8 @@ export interface EndpointInfo {
   first_seen: string;
   last_heartbeat: string;
   alive: boolean;
+  /** Not heard from within the API's api.endpoint_stale_after. */
+  stale?: boolean;
 }
 
 export interface TokenInfo {

@@ -85,6 +85,15 @@ export const ConfigSchema = Type.Object({
     shutdown_timeout: num(10, 0.1, 600),
     /** Endpoints silent for longer than this many seconds are no longer expected by tasks that list none. */
     endpoint_expiry: num(86400, 1, 86400 * 365),
+    /** Seconds after its last heartbeat an endpoint is shown `stale` (GET /endpoints, tasker endpoints). */
+    endpoint_stale_after: num(600, 1, 86400 * 365),
+    /** Seconds after its last heartbeat a silent endpoint is removed (as by DELETE /endpoints/<name> with force); 0: never. */
+    endpoint_forget_after: num(0, 0, 86400 * 365),
+    /**
+     * `refuse`: a task listing an endpoint name that never registered and was not added (`npm run endpoint --
+     * add`) is a 422 unless its request says `allow_unknown_endpoints`; `allow`: such names are trusted.
+     */
+    unknown_endpoints: oneOf(['refuse', 'allow'], 'refuse'),
     /** How the server side knows which endpoint sent an event: the event's field, or the RabbitMQ user (`user_id`). */
     endpoint_identity: oneOf(['shared_user', 'per_endpoint_user'], 'shared_user'),
     /** Most response events (or state requests) written in one transaction. */

@@ -67,6 +67,17 @@ export class NoEndpointsError extends TaskerError {
   }
 }
 
+/**
+ * A task listing endpoint names that never registered and were not added (`npm run endpoint -- add`):
+ * most likely typos, whose queues nobody would ever read. Nothing was stored or declared.
+ */
+export class UnknownEndpointsError extends TaskerError {
+  constructor(readonly names: readonly string[]) {
+    super('unknown_endpoints', 422, `unknown endpoints (never registered, not added): ${names.join(', ')}; `
+      + 'send "allow_unknown_endpoints": true to deliver to endpoints that will appear later');
+  }
+}
+
 export class DatabaseUnavailableError extends TaskerError {
   constructor(options?: { cause?: unknown }) { super('database_unavailable', 503, 'the database is unavailable; retry later', options); }
 }

@@ -73,6 +73,11 @@ export interface Broker {
   onConnect(setup: (declare: Declarer) => Promise<void>): void;
   /** Declares a queue with its bindings, once per connection; concurrent callers share one declaration. */
   declareQueue(decl: QueueDecl): Promise<void>;
+  /**
+   * Deletes a queue with its messages (none there: nothing to do), and forgets it was declared, so that a
+   * later publish to it declares it again.
+   */
+  deleteQueue(name: string): Promise<void>;
   /** Resolves once the broker has taken responsibility for the message (publisher confirm). */
   publish(exchange: string, routingKey: string, message: OutgoingMessage): Promise<void>;
   /**

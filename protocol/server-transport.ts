@@ -104,6 +104,11 @@ export class ServerTransport {
       this.broker.publish('', first, { ...message, bcc: rest })));
   }
 
+  /** Deletes an endpoint's queues of these task types, with whatever waits in them. */
+  async deleteEndpointQueues(endpoint: string, taskTypes: readonly string[]): Promise<void> {
+    for (const type of taskTypes) await this.broker.deleteQueue(this.topology.endpointQueueName(type, endpoint));
+  }
+
   consumeEvents(prefetch: number, handler: MessageHandler): Promise<void> {
     return this.broker.consume(this.topology.eventsQueue, prefetch, handler);
   }

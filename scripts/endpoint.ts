@@ -1,20 +1,60 @@
 import { randomBytes } from 'node:crypto';
 import { EndpointUsers, RabbitAdmin } from '../api/rabbit-admin';
+import { EndpointService } from '../api/endpoint-service';
+import { Completion } from '../api/storage/completion';
+import type { DataSource } from 'typeorm';
+import { EndpointRegistry } from '../api/storage/endpoint-registry';
+import { History } from '../api/storage/history';
+import { TaskOperations } from '../api/storage/operations';
+import { ResponseStore } from '../api/storage/response-store';
+import { TaskQueries } from '../api/storage/task-queries';
+import { TaskStore } from '../api/storage/task-store';
+import type { Config } from '../config/schema';
+import { NotFoundError } from '../lib/errors';
+import type { Logger } from '../lib/logger';
+import type { RemovedEndpoint } from '../api/endpoint-service';
 import { ENDPOINT_PATTERN } from '../config/schema';
-import { topologyOf } from './compose';
+import { Connections, openDb, topologyOf } from './compose';
 import { main } from './main';
 
+/** The endpoint removed through the database and the broker directly; null when nothing knew it. */
+async function removeEndpoint(config: Config, logger: Logger, name: string, force: boolean): Promise<RemovedEndpoint | null> {
+  const ds: DataSource = await openDb(config, logger);
+  const transport = new Connections(config, logger).server('endpoint');
+  try {
+    await transport.start();
+    if (!transport.connected) throw new Error('could not connect to RabbitMQ to delete the endpoint\'s queues');
+    // Nobody waits on this process's notices: the API's waiting clients see the change at their next read.
+    const announce = (): void => undefined;
+    const history = new History(ds);
+    const operations = new TaskOperations(ds, new Completion(ds, history, announce), history, new TaskStore(ds, history, announce), announce);
+    const service = new EndpointService(new EndpointRegistry(ds), new ResponseStore(ds), new TaskQueries(ds), 0, 0,
+      { operations, transport, taskTypes: config.task_types, log: logger });
+    return await service.remove(name, force, 'npm run endpoint');
+  } catch (err) {
+    if (err instanceof NotFoundError) return null;
+    throw err;
+  } finally {
+    await transport.close();
+    await ds.destroy();
+  }
+}
+
 /**
- * `npm run endpoint -- add NAME [--password P]`, `remove NAME`, `list` (with `--mode M`): the RabbitMQ users
+ * `npm run endpoint -- add NAME [--password P]`, `remove NAME [--force]`, `list` (with `--mode M`): the RabbitMQ users
  * of endpoints, through the management API as the `rabbitmq.*` administrator. An endpoint user may read
  * only its own queues and publish only its response events; with `api.endpoint_identity:
- * per_endpoint_user` the server side takes an event's endpoint from that user.
+ * per_endpoint_user` the server side takes an event's endpoint from that user. `add` also puts the name
+ * in the inventory, so that tasks may list it before the endpoint first registers; `remove` first removes
+ * the endpoint as `DELETE /endpoints/<name>` does (open responses cancelled, queues and registry entry
+ * deleted).
  */
 main('endpoint', {
   password: { type: 'string' },
-}, async ({ config, values, positionals }) => {
+  force: { type: 'boolean' },
+}, async ({ config, logger, values, positionals }) => {
   const [command, name, ...rest] = positionals;
-  const usage = 'usage: npm run endpoint -- add NAME [--password P] | remove NAME | list  [--mode M]';
+  const usage = 'usage: npm run endpoint -- add NAME [--password P] | remove NAME [--force] | list  [--mode M]';
   if (rest.length > 0 || !['add', 'remove', 'list'].includes(command ?? '')) throw new Error(usage);
   if (command !== 'list' && (name === undefined || !ENDPOINT_PATTERN.test(name))) {
     throw new Error(`${name === undefined ? 'NAME is required' : `'${name}' is not an endpoint name (${ENDPOINT_PATTERN.source})`}\n${usage}`);
@@ -30,9 +70,17 @@ main('endpoint', {
   } else if (command === 'add') {
     const password = (values.password as string | undefined) ?? randomBytes(18).toString('base64url');
     await users.add(name as string, password);
+    const ds = await openDb(config, logger);
+    try {
+      await new EndpointRegistry(ds).add(name as string);
+    } finally {
+      await ds.destroy();
+    }
     out(`endpoint user '${name}' may now connect to vhost '${mq.virtual_host}'. On that endpoint's host:`);
     out(`  TASKER_MANAGER__MESSAGE_QUEUE__USERNAME=${name} TASKER_MANAGER__MESSAGE_QUEUE__PASSWORD=${password} npm run manager -- --endpoint ${name} --mode ${config.mode}`);
   } else {
+    const removed = await removeEndpoint(config, logger, name as string, values.force === true);
+    out(removed ? `endpoint '${name}' removed: ${removed.cancelled} open responses cancelled, its queues deleted` : `no endpoint '${name}' registered`);
     out(await users.remove(name as string) ? `endpoint user '${name}' removed` : `no endpoint user '${name}'`);
   }
 }, undefined, { allowPositionals: true });

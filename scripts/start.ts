@@ -11,7 +11,7 @@ main('tasker', {}, async ({ config, logger }) => {
   const ds = await openDb(config, logger);
   const connections = new Connections(config, logger);
   const transport = connections.server('all-in-one');
-  const api = await startApi({ config, ds, transport, logger, version: packageVersion() });
+  const api = await startApi({ config, ds, transport, logger, version: packageVersion(), localEndpoints: config.manager.endpoints.map((e) => e.name) });
   const managers = await startEndpointManagers(config, logger, connections, config.manager.endpoints);
   const endpoints = config.manager.endpoints.map((e) => `${e.name} (${e.task_types.join(', ')})`).join('; ');
   const storage = config.manager.db.uri.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');

@@ -21,7 +21,7 @@ export function mountEndpoints(root, app) {
   let exhausted = false;
 
   root.append(h('section.page', {},
-    h('div.pagehead', {}, h('h1', {}, 'Endpoints'), h('span.sub', {}, 'by name; alive: a heartbeat within three heartbeat intervals')),
+    h('div.pagehead', {}, h('h1', {}, 'Endpoints'), h('span.sub', {}, 'by name; alive: a heartbeat within three heartbeat intervals; stale: none within api.endpoint_stale_after')),
     summary, message,
     h('table.endpoints', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Alive'), h('th', {}, 'Last heartbeat'), h('th', {}, 'Task types'), h('th', {}, 'First seen'))),
@@ -34,14 +34,15 @@ export function mountEndpoints(root, app) {
     const now = serverNow();
     tbody.replaceChildren(...all.map((e) => h('tr', { dataset: { name: e.name, alive: String(e.alive) } },
       h('td.ident', {}, e.name),
-      h('td', {}, h('span.alive', { dataset: { alive: String(e.alive) } }, e.alive ? 'alive' : 'silent')),
+      h('td', {}, h('span.alive', { dataset: { alive: String(e.alive) } }, e.alive ? 'alive' : e.stale ? 'stale' : 'silent')),
       h('td.time', { title: e.last_heartbeat, dataset: { heartbeat: e.last_heartbeat } }, age(now - Date.parse(e.last_heartbeat))),
       h('td', {}, e.task_types.join(', ')),
       h('td.time', { title: e.first_seen }, when(e.first_seen)),
     )));
     const alive = all.filter((e) => e.alive).length;
+    const stale = all.filter((e) => e.stale).length;
     summary.textContent = all.length
-      ? `${all.length} endpoint${all.length === 1 ? '' : 's'}${exhausted ? '' : ' loaded'}: ${alive} alive, ${all.length - alive} silent.`
+      ? `${all.length} endpoint${all.length === 1 ? '' : 's'}${exhausted ? '' : ' loaded'}: ${alive} alive, ${all.length - alive} silent${stale ? ` (${stale} stale)` : ''}.`
       : 'No endpoint has registered yet.';
     footer.replaceChildren(exhausted ? '' : more);
   }

@@ -78,6 +78,8 @@ export const EVENT = Object.freeze({
   STOPPED: 'stopped',
   /** The task's execution deadline passed while the endpoint ran it. */
   TIMED_OUT: 'timed_out',
+  /** The endpoint was removed (by an operator, or forgotten after its silence) before it finished. */
+  REMOVED: 'removed',
 } as const);
 export type EventKind = (typeof EVENT)[keyof typeof EVENT];
 export const EVENT_KINDS: readonly EventKind[] = Object.freeze(Object.values(EVENT));
@@ -123,6 +125,7 @@ export const ENDPOINT_TRANSITIONS: readonly Transition<EndpointState>[] = Object
   ...each([E.PENDING], [E.MISSING], EVENT.MISSING, 'a rollout\'s endpoint not heard from in time, or the execution deadline passed'),
   ...each([E.RUNNING], [E.FAILED], EVENT.TIMED_OUT, 'the execution deadline passed while it ran (errnr 127, told to abort)'),
   ...each([E.PENDING, E.MISSING], [E.CANCELLED], EVENT.CANCELLED, 'an operator cancels'),
+  ...each([E.QUEUED, E.PENDING, E.MISSING, E.RUNNING], [E.CANCELLED], EVENT.REMOVED, 'the endpoint is removed (running: only when forced)'),
   ...each([E.QUEUED, E.PENDING, E.SUCCEEDED, E.FAILED, E.MISSING, E.SKIPPED, E.CANCELLED], [E.PENDING, E.QUEUED], EVENT.RETRIED,
     'an operator retries (a new round; queued in a rollout)'),
 ]);

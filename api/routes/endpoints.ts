@@ -3,7 +3,8 @@ import { ENDPOINT_PATTERN } from '../../protocol/names';
 import type { EndpointService } from '../endpoint-service';
 import type { ApiRoutes } from '../operation';
 import { decodeCursor, decodeNameCursor, decodeTime, encodeCursor } from '../query';
-import { EndpointListQuery, EndpointPage, EndpointResponsePage, EndpointResponsesQuery } from '../schemas';
+import { actorOf } from '../auth';
+import { EndpointListQuery, EndpointPage, EndpointRemoveQuery, EndpointResponsePage, EndpointResponsesQuery, RemovedEndpoint } from '../schemas';
 import { responseView } from '../views';
 import { answers, ENDPOINT_PARAMS } from './answers';
 
@@ -20,7 +21,7 @@ export function addEndpointRoutes(routes: ApiRoutes, service: EndpointService, t
     ctx.body = {
       endpoints: page.items.map((e) => ({
         name: e.name, task_types: e.task_types, first_seen: e.first_seen.toISOString(), last_heartbeat: e.last_heartbeat.toISOString(),
-        alive: service.isAlive(e, now), waiting_since: e.waiting_since?.toISOString() ?? null,
+        alive: service.isAlive(e, now), stale: service.isStale(e, now), waiting_since: e.waiting_since?.toISOString() ?? null,
       })),
       next_cursor: page.next === null ? null : encodeCursor(page.next),
     };
@@ -45,4 +46,16 @@ export function addEndpointRoutes(routes: ApiRoutes, service: EndpointService, t
     };
   });
 
+  routes.add({
+    id: 'removeEndpoint', method: 'delete', path: '/endpoints/:name', tag: 'endpoints', scope: 'admin',
+    summary: 'Remove an endpoint: its open responses cancelled, its queues deleted, its registry entry gone',
+    description: '409 `endpoint_running`: a handler of it is running a task (`force=true` cancels that response too and tells the handler to abort). '
+      + 'Its past responses stay. Should it connect again, it registers again as a new endpoint.',
+    params: ENDPOINT_PARAMS, query: EndpointRemoveQuery,
+    answers: answers({ 200: { description: 'removed', schema: RemovedEndpoint } }, [400, 404, 409]),
+  }, async (ctx, { query: q }) => {
+    const name = ctx.params.name;
+    if (!ENDPOINT_PATTERN.test(name)) throw new NotFoundError(`no endpoint '${name}'`);
+    ctx.body = await service.remove(name, q.force === true, actorOf(ctx));
+  });
 }

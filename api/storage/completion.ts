@@ -156,7 +156,7 @@ export class Locked {
   }
 
   /** A change of one of the task's endpoints. */
-  recordEndpoint(task: LockedTask, kind: typeof EVENT.RECEIVED | typeof EVENT.FINISHED | typeof EVENT.RETRIED | typeof EVENT.MISSING | typeof EVENT.TIMED_OUT,
+  recordEndpoint(task: LockedTask, kind: typeof EVENT.RECEIVED | typeof EVENT.FINISHED | typeof EVENT.RETRIED | typeof EVENT.MISSING | typeof EVENT.TIMED_OUT | typeof EVENT.REMOVED,
     change: EndpointChange, actor: string | null = null): void {
     const key = `${task.id}/${kind}`;
     const event = this.endpointEvents.get(key);

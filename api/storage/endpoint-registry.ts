@@ -70,6 +70,46 @@ export class EndpointRegistry {
     return databaseNow(this.ds);
   }
 
+  /**
+   * Those of `names` that are not in the inventory: never registered (for any type) and not added with
+   * `npm run endpoint -- add`. One statement, however many names a task lists.
+   */
+  async unknown(names: readonly string[]): Promise<string[]> {
+    if (names.length === 0) return [];
+    const marks = names.map(() => '?').join(', ');
+    const rows: { name: string }[] = await exclusive(this.ds, () => this.ds.query(
+      `SELECT DISTINCT name FROM endpoint WHERE name IN (${marks}) UNION SELECT name FROM known_endpoint WHERE name IN (${marks})`, [...names, ...names]));
+    const known = new Set(rows.map((r) => String(r.name)));
+    return names.filter((n) => !known.has(n));
+  }
+
+  /** Adds a name to the inventory before its endpoint ever registers (`npm run endpoint -- add`); true if it was new. */
+  async add(name: string): Promise<boolean> {
+    if ((await this.unknown([name])).length === 0) return false;
+    const now = sqlTime(await databaseNow(this.ds));
+    await exclusive(this.ds, () => this.ds.query(this.mysql
+      ? 'INSERT IGNORE INTO known_endpoint (name, added_time) VALUES (?, ?)'
+      : 'INSERT OR IGNORE INTO known_endpoint (name, added_time) VALUES (?, ?)', [name, now]));
+    return true;
+  }
+
+  /** Takes the name out of the registry and the inventory; true if it was in either. */
+  async remove(name: string): Promise<boolean> {
+    const was = (await this.unknown([name])).length === 0;
+    await exclusive(this.ds, async () => {
+      await this.ds.query('DELETE FROM endpoint WHERE name = ?', [name]);
+      await this.ds.query('DELETE FROM known_endpoint WHERE name = ?', [name]);
+    });
+    return was;
+  }
+
+  /** Registered endpoints whose latest heartbeat (any type) is older than `cutoff`, oldest first. */
+  async silentSince(cutoff: Date, limit: number): Promise<string[]> {
+    const rows: { name: string }[] = await exclusive(this.ds, () => this.ds.query(
+      `SELECT name FROM endpoint GROUP BY name HAVING MAX(last_heartbeat) < ? ORDER BY MAX(last_heartbeat) LIMIT ${Math.floor(limit)}`, [sqlTime(cutoff)]));
+    return rows.map((r) => String(r.name));
+  }
+
   /** Endpoint names of the type with a heartbeat within the last `seconds` (on the database's clock), sorted. */
   async activeFor(taskType: string, seconds: number): Promise<string[]> {
     const since = new Date((await databaseNow(this.ds)).getTime() - seconds * 1000);

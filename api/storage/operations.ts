@@ -3,7 +3,7 @@ import { ConflictError, EndpointPendingError, IdempotencyKeyMismatchError, Inval
 import type { Completion, LockedRow } from './completion';
 import { databaseNow, isDuplicateKey, transaction } from './database';
 import type { Task } from './rows';
-import { ENDPOINT_STATE, EndpointState, enter, EVENT, RESPONSE_STATUS, shownState, TASK_STATUS, TaskStatus } from '../lifecycle/states';
+import { ENDPOINT_STATE, EndpointState, enter, EVENT, RESPONSE_STATUS, shownState, sqlWord, TASK_STATUS, TaskStatus } from '../lifecycle/states';
 import type { Announce, History, StoredEvent } from './history';
 import { readJson, sqlTime } from './sql-values';
 import type { SendTargets, TaskStore } from './task-store';
@@ -35,6 +35,18 @@ export interface CancelOutcome {
   /** False when the task was cancelled already: nothing changed. */
   changed: boolean;
 }
+
+export interface RemovalOutcome {
+  /** The endpoint's responses finished as `cancelled`. */
+  cancelled: number;
+  /** Task id → the round the endpoint had been sent and not finished: told to skip (or abort) it. */
+  rounds: Map<number, number>;
+}
+
+/** An endpoint's responses that a removal finishes: not heard from, or (forced) still running. */
+const OPEN_FOR_REMOVAL: readonly EndpointState[] = [ENDPOINT_STATE.QUEUED, ENDPOINT_STATE.PENDING, ENDPOINT_STATE.MISSING, ENDPOINT_STATE.RUNNING];
+/** Tasks locked by one transaction of a removal: an endpoint of a busy fleet may have many open tasks. */
+const REMOVAL_BATCH = 500;
 
 /** The request_key scope of a task's retries (the retention job removes them with the task). */
 export const retryScope = (taskId: number): string => `retry:${taskId}`;
@@ -202,5 +214,51 @@ export class TaskOperations {
     });
     this.announce(events);
     return outcome;
+  }
+
+  /**
+   * Finishes every open response of `endpoint` as `cancelled` (event `removed`, with who asked), batch
+   * after batch. Refused with 409 `endpoint_running` while a handler of it runs a task, unless `force`:
+   * then those rows are cancelled too and the caller tells the endpoint to abort them. The tasks end by the
+   * usual rules (a task left waiting for nobody else is made INCOMPLETE by the sweep).
+   */
+  async removeEndpoint(endpoint: string, force: boolean, actor: string | null): Promise<RemovalOutcome> {
+    const states = OPEN_FOR_REMOVAL.map(sqlWord).join(', ');
+    const refuseRunning = (ids: number[]): void => {
+      if (ids.length > 0 && !force) {
+        throw new ConflictError('endpoint_running', `endpoint '${endpoint}' is running ${ids.length === 1 ? 'task' : 'tasks'} ${ids.slice(0, 10).join(', ')}${ids.length > 10 ? ', ...' : ''}; remove it with force to cancel them`);
+      }
+    };
+    refuseRunning((await this.ds.query(`SELECT task_id FROM task_response WHERE endpoint = ? AND state = ${sqlWord(ENDPOINT_STATE.RUNNING)} ORDER BY task_id LIMIT 11`, [endpoint]) as { task_id: unknown }[]).map((r) => Number(r.task_id)));
+    const outcome: RemovalOutcome = { cancelled: 0, rounds: new Map() };
+    let after = 0;
+    for (;;) {
+      let events: StoredEvent[] = [];
+      const ids = await transaction(this.ds, async (em) => {
+        const found: { task_id: unknown }[] = await em.query(`SELECT task_id FROM task_response WHERE endpoint = ? AND state IN (${states}) AND task_id > ?
+          ORDER BY task_id LIMIT ${REMOVAL_BATCH}`, [endpoint, after]);
+        const taskIds = found.map((r) => Number(r.task_id));
+        if (taskIds.length === 0) return taskIds;
+        const now = await databaseNow(this.ds, em);
+        const locked = await this.completion.lock(em, taskIds, [endpoint], now);
+        const rows = taskIds.map((id) => ({ t: locked.tasks.get(id), row: locked.row(id, endpoint) }));
+        // Read again under the lock: a receipt may have come since the first look.
+        refuseRunning(rows.filter(({ row }) => row?.state === ENDPOINT_STATE.RUNNING).map(({ row }) => (row as LockedRow).taskId));
+        for (const { t, row } of rows) {
+          if (!t || !row || !OPEN_FOR_REMOVAL.includes(row.state)) continue;
+          // A queued row was never sent: nothing waits in a queue or runs.
+          if (row.state !== ENDPOINT_STATE.QUEUED) outcome.rounds.set(t.id, row.round);
+          enter(row, ENDPOINT_STATE.CANCELLED, EVENT.REMOVED);
+          row.changed = true;
+          locked.recordEndpoint(t, EVENT.REMOVED, { endpoint, round: row.round }, actor);
+          outcome.cancelled++;
+        }
+        events = await locked.write(em, this.history);
+        return taskIds;
+      });
+      this.announce(events);
+      if (ids.length < REMOVAL_BATCH) return outcome;
+      after = ids[ids.length - 1];
+    }
   }
 }

@@ -129,6 +129,14 @@ export class InProcessBroker {
     return q;
   }
 
+  /** Drops a queue, its messages and its bindings; its consumers receive nothing more. */
+  deleteQueue(name: string): void {
+    const q = this.queues.get(name);
+    if (!q) return;
+    this.queues.delete(name);
+    for (const x of this.exchanges.values()) for (const bound of x.bindings.values()) bound.delete(q);
+  }
+
   /** The queues a message published to `exchange` with these routing keys reaches. */
   private route(exchange: string, keys: string[]): Set<Queue> {
     const x = this.exchanges.get(exchange);
@@ -278,6 +286,11 @@ class InProcessConnection implements Broker {
   async declareQueue(decl: QueueDecl): Promise<void> {
     this.requireOpen();
     this.broker.declareQueue(decl);
+  }
+
+  async deleteQueue(name: string): Promise<void> {
+    this.requireOpen();
+    this.broker.deleteQueue(name);
   }
 
   private stored(m: OutgoingMessage, extra: Partial<Stored> = {}): Stored {

@@ -316,6 +316,22 @@ export class RabbitBroker implements Broker {
     return pending;
   }
 
+  async deleteQueue(name: string): Promise<void> {
+    this.declared.delete(name);
+    const conn = this.conn;
+    if (!conn) throw new BrokerUnavailableError();
+    // A channel of its own: a refused delete closes its channel, which must not be the publishers'.
+    const ch = await conn.createChannel().catch((err: unknown) => { throw new BrokerUnavailableError(`could not delete queue ${name}`, { cause: err }); });
+    ch.on('error', () => undefined);
+    try {
+      await ch.deleteQueue(name);
+    } catch (err) {
+      throw new BrokerUnavailableError(`could not delete queue ${name}`, { cause: err });
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
   private unblockWrites(): void {
     this.writeBlocked = false;
     this.wakeDrainWaiters();

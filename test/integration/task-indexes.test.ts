@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
 import { DataSource } from 'typeorm';
 import { createDataSource, MIGRATIONS } from '../../api/storage/database';
+import { DropStatusStartIndex1765000000000 } from '../../api/storage/migrations/1765000000000-drop-status-start-index';
 import { Harness } from '../support/harness';
 
 /**
@@ -37,10 +38,11 @@ describe('the indexes of the task table (MariaDB)', function () {
     return rows.map((r) => r.name).sort();
   };
 
-  it('has no index by status and start time, and undoing the last migration brings it back', async function () {
+  it('has no index by status and start time, and undoing the migration that dropped it brings it back', async function () {
     const expected = ['idx_task_deadline', 'ix_task_start', 'ix_task_status_modified', 'ix_task_status_sent', 'ix_task_type', 'ix_task_type_status', 'PRIMARY', 'uq_task_type_identifier'].sort();
     assert.deepEqual(await indexes(), expected);
-    await ds?.undoLastMigration();
+    // The migrations after it, then it.
+    for (let i = MIGRATIONS.indexOf(DropStatusStartIndex1765000000000); i < MIGRATIONS.length; i++) await ds?.undoLastMigration();
     assert.deepEqual(await indexes(), [...expected, 'ix_task_status_start'].sort());
     await ds?.runMigrations();
     assert.deepEqual(await indexes(), expected);

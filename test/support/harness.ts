@@ -189,7 +189,9 @@ export class Harness {
     this.port = await freePort();
     const wait = String(this.options.waitTimeout ?? 3);
     const handler = String(this.options.handlerTimeout ?? 5);
-    const base: NodeJS.ProcessEnv = { ...process.env, TASKER_API_PORT: String(this.port) };
+    // Suites that list endpoints before (or without) their registration trust names, as before the
+    // inventory; the inventory's own suite sets `refuse`, the default.
+    const base: NodeJS.ProcessEnv = { ...process.env, TASKER_API_PORT: String(this.port), TASKER_API__UNKNOWN_ENDPOINTS: 'allow' };
     delete base.TASKER_MODE;
     if (this.backend === 'standalone') {
       this.tmpDir = mkdtempSync(path.join(os.tmpdir(), 'tasker-standalone-'));

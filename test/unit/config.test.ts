@@ -114,6 +114,13 @@ describe('configuration', function () {
     assert.throws(() => load({ TASKER_API__DEAD_LETTER_CHECK_INTERVAL: 'often' }), /'api\.dead_letter_check_interval'/);
   });
 
+  it('refuses unknown endpoints by default; api.unknown_endpoints takes refuse or allow only', function () {
+    const load = (env: Record<string, string>) => loadConfig({ mode: 'x', env, configDir: configDir(MINIMAL) });
+    assert.equal(load({}).api.unknown_endpoints, 'refuse');
+    assert.equal(load({ TASKER_API__UNKNOWN_ENDPOINTS: 'allow' }).api.unknown_endpoints, 'allow');
+    assert.throws(() => load({ TASKER_API__UNKNOWN_ENDPOINTS: 'warn' }), /'api\.unknown_endpoints': must be one of refuse, allow/);
+  });
+
   it('refuses an unknown mode', function () {
     assert.throws(() => loadConfig({ mode: 'nosuchmode', env: {} }), /nosuchmode/);
   });

@@ -160,6 +160,24 @@ describe('in-process broker: the bound on its queues (manager.in_process_backlog
     assert.deepEqual(got.got.map((m) => m.body.toString()), ['b-only'], 'the refused publishes left nothing in the queue that had room');
   });
 
+  it('deletes a full queue with its messages and bindings: broadcasts are taken again, and a later send declares it anew', async function () {
+    const fanout = topology.taskExchange('worker');
+    for (let i = 0; i < LIMIT; i++) await api.publish('', queues[0].name, msg(`a${i}`));
+    assert.equal(api.reserve?.(fanout, ['']), null, 'the full queue bound to the fanout refuses broadcasts');
+    await api.deleteQueue(queues[0].name);
+    await api.deleteQueue('t.worker.never-declared');
+    const room = api.reserve?.(fanout, ['']);
+    assert.ok(room, 'the fanout reaches only the queue with room');
+    room.release();
+    await api.publish(fanout, '', msg('broadcast'));
+    await api.declareQueue(queues[0]);
+    await api.publish('', queues[0].name, msg('after'));
+    const got = collector();
+    await world.connect('a').consume(queues[0], 10, got.handler);
+    await tick();
+    assert.deepEqual(got.got.map((m) => m.body.toString()), ['after'], 'nothing of the deleted queue is left');
+  });
+
   it('takes messages again once a consumer made room, and never refuses the start\'s redelivery', async function () {
     for (let i = 0; i < LIMIT; i++) await api.publish('', queues[0].name, msg(`a${i}`));
     await api.publish('', queues[0].name, msg('again', { redelivered: true }));

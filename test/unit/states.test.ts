@@ -40,6 +40,8 @@ describe('the state table', function () {
       // A run the execution deadline failed keeps a result that comes late.
       'failed -> succeeded (finished)', 'failed -> failed (finished)', 'running -> failed (timed_out)',
       'pending -> missing (missing)', 'pending -> cancelled (cancelled)', 'missing -> cancelled (cancelled)',
+      // A removed endpoint will never report: whatever it had open ends cancelled (running: only when forced).
+      ...['queued', 'pending', 'missing', 'running'].map((s) => `${s} -> cancelled (removed)`),
       ...retried,
     ];
     assert.deepEqual(ENDPOINT_TRANSITIONS.map(line).sort(), expected.sort());
@@ -50,7 +52,8 @@ describe('the state table', function () {
     assert.equal(allows(TASK_STATUS.DONE, TASK_STATUS.CANCELLED), false, 'a DONE task cannot be cancelled');
     assert.equal(allows(TASK_STATUS.CANCELLED, TASK_STATUS.DONE), false);
     assert.equal(allows(TASK_STATUS.SENT, TASK_STATUS.DONE, EVENT.SENT), false, 'the right pair with the wrong event');
-    assert.equal(allows(ENDPOINT_STATE.RUNNING, ENDPOINT_STATE.CANCELLED), false, 'a running endpoint is told to abort, not marked');
+    assert.equal(allows(ENDPOINT_STATE.RUNNING, ENDPOINT_STATE.CANCELLED, EVENT.CANCELLED), false, 'a cancel tells a running endpoint to abort, not marked');
+    assert.equal(allows(ENDPOINT_STATE.QUEUED, ENDPOINT_STATE.CANCELLED, EVENT.CANCELLED), false, 'a cancelled rollout skips its queued endpoints');
     assert.equal(allows(ENDPOINT_STATE.RUNNING, ENDPOINT_STATE.PENDING), false, 'a running endpoint is never retried');
     assert.equal(allows(ENDPOINT_STATE.QUEUED, ENDPOINT_STATE.RUNNING), false);
     assert.equal(allows(ENDPOINT_STATE.SKIPPED, ENDPOINT_STATE.RUNNING), false);

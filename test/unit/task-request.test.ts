@@ -12,7 +12,15 @@ const parseTaskRequest = (body: unknown) => toTaskRequest(checkBody(body));
 describe('task requests', function () {
   it('accepts the seed body', function () {
     const req = parseTaskRequest({ identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] });
-    assert.deepEqual(req, { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'], rollout: null, timeout: null });
+    assert.deepEqual(req, { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'], rollout: null, timeout: null, allowUnknownEndpoints: false });
+  });
+
+  it('takes allow_unknown_endpoints as a boolean only, outside the request\'s identity', function () {
+    assert.equal(parseTaskRequest({ identifier: 'a', endpoints: ['x'], allow_unknown_endpoints: true }).allowUnknownEndpoints, true);
+    assert.throws(() => parseTaskRequest({ identifier: 'a', allow_unknown_endpoints: 'yes' }), /allow_unknown_endpoints must be true or false/);
+    const with_ = parseTaskRequest({ identifier: 'a', endpoints: ['x'], allow_unknown_endpoints: true });
+    const without = parseTaskRequest({ identifier: 'a', endpoints: ['x'] });
+    assert.equal(requestHash(with_), requestHash(without));
   });
 
   it('takes a timeout of 1 to 2592000 seconds, which a repeat must ask for alike', function () {
