@@ -51,8 +51,11 @@ export class Proc {
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
   }
 
-  /** Resolves when the process reports ready over IPC (as it does to pm2). */
-  waitReady(timeoutMs = 30_000): Promise<void> {
+  /**
+   * Resolves when the process reports ready over IPC (as it does to pm2). Generous: a suite may start
+   * twenty processes at once on two cores beside others' load, and each loads its modules first.
+   */
+  waitReady(timeoutMs = 90_000): Promise<void> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${this.name}: not ready within ${timeoutMs} ms\n${this.raw.slice(-20).join('\n')}`)), timeoutMs);
       this.child.on('message', (msg) => {
