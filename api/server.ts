@@ -77,10 +77,11 @@ async function knowRegisteredEndpoints(registry: EndpointRegistry, metrics: Metr
  */
 export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const { config, ds, transport } = deps;
+  // Parts that name their own component get the root logger: pino repeats a key bound twice.
   const log = deps.logger.child({ component: 'api' });
   const history = new History(ds);
   await checkAutoincLockMode(ds, log);
-  const hub = new WatchHub(history, transport, log);
+  const hub = new WatchHub(history, transport, deps.logger);
   const health = new HealthChecks(ds, () => transport.connected);
   const metrics = new Metrics({
     taskTypes: config.task_types, endpoints: config.manager.endpoints.map((e) => e.name),
@@ -113,8 +114,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     { operations: taskOperations, transport, taskTypes: config.task_types, log });
   const identity = config.api.endpoint_identity;
   const batchSize = config.api.collector_batch;
-  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: log, metrics, taskTypes: config.task_types });
-  const responder = new StateResponder({ completion, responses, transport, identity, batchSize, cancelledListed: config.api.cancelled_listed, logger: log, metrics });
+  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: deps.logger, metrics, taskTypes: config.task_types });
+  const responder = new StateResponder({ completion, responses, transport, identity, batchSize, cancelledListed: config.api.cancelled_listed, logger: deps.logger, metrics });
   await transport.start();
   await hub.start();
   await collector.start();
