@@ -5,14 +5,15 @@ import { backoffDelay, sleep } from '../lib/retry';
 import type { IncomingMessage } from '../protocol/broker';
 import type { EndpointTransport } from '../protocol/endpoint-transport';
 import { decodeControlMessage, decodeTaskMessage, RESENT_HEADER, StateReply, TaskMessage } from '../protocol/wire';
+import { CommandRunner } from './command-runner';
 import { DeadRounds } from './dead-rounds';
 import { HandlerModule, HandlerTask, runHandler } from './handler';
 import { Reporter } from './reporter';
 
 export interface EndpointManagerOptions {
   endpoint: string;
-  /** Task type → its handler module; the manager consumes exactly these types. */
-  handlers: ReadonlyMap<string, HandlerModule>;
+  /** Task type → its handler module, or the runner of a command type; the manager consumes exactly these types. */
+  handlers: ReadonlyMap<string, HandlerModule | CommandRunner>;
   handlerTimeoutMs: number;
   heartbeatIntervalMs: number;
   /** Sent with state requests: how many starts of a handler the server side allows for one response. */
@@ -328,7 +329,9 @@ export class EndpointManager {
     if (this.dead.isDead(msg.id, msg.round ?? 0)) abort.abort();
     let result;
     try {
-      result = await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal, msg.round ?? 0);
+      result = handler instanceof CommandRunner
+        ? await handler.run(task, abort.signal)
+        : await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal, msg.round ?? 0);
     } finally {
       clearTimeout(timer);
       this.aborts.delete(key);
@@ -348,7 +351,11 @@ export class EndpointManager {
     await this.o.transport.stopConsuming();
     const settled = await this.inFlight.settle(timeoutMs);
     this.stopping = true;
-    if (!settled) this.log.warn({ count: this.inFlight.size }, 'shutdown timeout: unfinished tasks are handed back');
+    if (!settled) {
+      this.log.warn({ count: this.inFlight.size }, 'shutdown timeout: unfinished tasks are handed back');
+      // A command's process would outlive this manager (it has a process group of its own): it ends here.
+      for (const h of this.o.handlers.values()) if (h instanceof CommandRunner) h.killAll();
+    }
     await this.heartbeat?.stop();
     await this.o.transport.close();
   }
