@@ -39,7 +39,7 @@ export const CommandTypeSchema = Type.Object({
   cwd: Type.Optional(Type.String({ pattern: '^/', [ERROR_KEYWORD]: 'must be an absolute path' })),
   /** Names of the manager's environment variables passed to the command; no others are. */
   env: Type.Array(Type.String({ pattern: ENV_NAME.source, [ERROR_KEYWORD]: `must be a variable name (${ENV_NAME.source})` }), { default: ['PATH'], uniqueItems: true }),
-  /** true: `command` is one string run by `/bin/sh -c`; it then takes no placeholders. */
+  /** true: `command` is one string run by `/bin/sh -c`, as written: it takes no placeholders. */
   shell: Type.Boolean({ default: false }),
   output_limit: Type.Object({ stdout: outputLimit(DEFAULT_STDOUT_CHARS), stderr: outputLimit(DEFAULT_STDERR_CHARS) }, { additionalProperties: false, default: {} }),
   /** Run as this user (its uid and primary gid); needs a manager running as root. */
@@ -101,6 +101,7 @@ function checkCommand(def: CommandType, at: string): void {
   if (def.shell && def.command.length > 1) {
     throw new CommandTypeError(`${at}.command`, 'with shell: true must be one string (the script /bin/sh -c runs), not a list of arguments');
   }
+  // A script is never filled from the payload: the shell would parse the values. Its braces (${HOME}) are its own.
   let validate: ValidateFunction | null = null;
   if (def.payload_schema !== undefined) {
     try {
@@ -109,18 +110,18 @@ function checkCommand(def: CommandType, at: string): void {
       throw new CommandTypeError(`${at}.payload_schema`, `is not a valid JSON Schema: ${(err as Error).message}`);
     }
   }
+  if (def.shell) return;
   const schema = (def.payload_schema ?? {}) as { properties?: Record<string, { type?: unknown }>; required?: unknown };
   const required = Array.isArray(schema.required) ? schema.required as unknown[] : [];
   def.command.forEach((arg, i) => {
     const key = `${at}.command[${i}]`;
     const whole = PLACEHOLDER.exec(arg);
     if (!whole) {
-      if (!def.shell && EMBEDDED_PLACEHOLDER.test(arg)) {
+      if (EMBEDDED_PLACEHOLDER.test(arg)) {
         throw new CommandTypeError(key, `'${arg}': a placeholder must be a whole argument (write '--opt' and '{value}' as two arguments)`);
       }
       return;
     }
-    if (def.shell) throw new CommandTypeError(key, 'a shell command takes no placeholders: the shell would parse the payload\'s values');
     if (i === 0) throw new CommandTypeError(key, 'the program itself cannot be a placeholder');
     const name = whole[1];
     if (!validate) throw new CommandTypeError(key, `placeholder {${name}} needs a payload_schema that declares '${name}'`);
