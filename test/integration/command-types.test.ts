@@ -1,0 +1,215 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  ERRNR_COMMAND_NOT_STARTED, ERRNR_COMMAND_SIGNALLED, ERRNR_COMMAND_TIMEOUT,
+} from '../../protocol/wire';
+import { Harness } from '../support/harness';
+
+const NODE = process.execPath;
+const FIXTURE = path.resolve(__dirname, '..', 'fixtures', 'command.js');
+const TIMEOUT_S = 1;
+const KILL_GRACE_S = 1;
+/** What starting processes and reporting may add on this shared, loaded machine (2 cores, other suites). */
+const SLACK_MS = 3000;
+const TEN_MB = 10 * 1024 * 1024;
+const str = (extra: Record<string, unknown> = {}) => ({ type: 'string', ...extra });
+const schemaOf = (props: Record<string, unknown>) => ({ type: 'object', required: Object.keys(props), properties: props, additionalProperties: false });
+
+const TASK_TYPES = [
+  'worker',
+  { name: 'cmd-argv', command: [NODE, FIXTURE, 'argv', '{value}'], payload_schema: schemaOf({ value: str({ maxLength: 1000 }) }) },
+  { name: 'cmd-strict', command: [NODE, FIXTURE, 'argv', '{version}'], payload_schema: schemaOf({ version: str({ pattern: '^[0-9.]+$' }) }) },
+  {
+    name: 'cmd-run', command: [NODE, FIXTURE, '{mode}', '{arg}'], timeout: 60,
+    payload_schema: schemaOf({ mode: str({ enum: ['exit', 'flood', 'binary', 'signal'] }), arg: str() }),
+  },
+  { name: 'cmd-hang', command: [NODE, FIXTURE, 'hang', '{pidfile}'], timeout: TIMEOUT_S, payload_schema: schemaOf({ pidfile: str() }) },
+  { name: 'cmd-missing', command: ['/nonexistent/tasker-test-program', '--flag'] },
+  { name: 'cmd-env', command: [NODE, '-e', 'process.stdout.write(JSON.stringify(process.env))'], env: ['PATH', 'TASKER_TEST_VISIBLE'] },
+  { name: 'cmd-shell', shell: true, command: ['echo "$0" | tr a-z A-Z; exit 7'] },
+];
+
+/** Alive, and not a zombie waiting for a parent (a container's init may never reap it). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Command task types end to end: one manager process serving several command types (and the module type
+ * `worker`) over RabbitMQ, the API refusing payloads that fail a type's schema, and the results read back.
+ */
+describe('command task types', function () {
+  const h = new Harness({
+    env: {
+      TASKER_TASK_TYPES: JSON.stringify(TASK_TYPES), TASKER_MANAGER__KILL_GRACE: String(KILL_GRACE_S), TASKER_TEST_VISIBLE: 'seen',
+    },
+  });
+  const EP = 'cmd1';
+  let tmp = '';
+
+  before(async function () {
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'tasker-command-'));
+    await h.setup(this);
+    await h.startApi();
+    await h.startManager(EP);
+  });
+
+  after(async function () {
+    await h.teardown();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  let n = 0;
+  /** Creates a task for the one endpoint and returns its one response once the task ended. */
+  async function run(type: string, payload: unknown): Promise<{ errnr: number; errmsg: string | null; payload: any; state: string }> {
+    const identifier = `${type}-${++n}`;
+    const res = await h.post(type, { identifier, endpoints: [EP], payload });
+    assert.equal(res.status, 201, JSON.stringify(res.json));
+    const done = await h.waitForStatus(type, identifier, ['DONE', 'INCOMPLETE'], 60_000);
+    assert.equal(done.task.status, 'DONE', JSON.stringify(done));
+    return done.taskResponseList[0];
+  }
+
+  it('runs a command: exit code 0 is success, its output and byte counts in the payload', async function () {
+    const r = await run('cmd-argv', { value: 'hello' });
+    assert.equal(r.state, 'succeeded');
+    assert.equal(r.errnr, 0);
+    assert.equal(r.errmsg, null);
+    assert.deepEqual(r.payload, {
+      exit_code: 0, signal: null, stdout: '["hello"]', stderr: '', stdout_bytes: 9, stderr_bytes: 0, truncated: { stdout: false, stderr: false },
+    });
+  });
+
+  it('passes each payload value as one literal argument, never through a shell', async function () {
+    const values = ['; rm -rf /', '$(id)', '`id`', '--help', '-rf', 'line1\nline2\n', '', '  spaced  ', '"quoted" \'too\'', '*', '{value}', 'é😀'];
+    const results = await Promise.all(values.map((value) => run('cmd-argv', { value })));
+    results.forEach((r, i) => {
+      assert.equal(r.errnr, 0, JSON.stringify(r));
+      assert.deepEqual(JSON.parse(r.payload.stdout), [values[i]], `value ${JSON.stringify(values[i])}`);
+    });
+  });
+
+  it('refuses at POST a payload that fails the type\'s schema, naming the field, and stores nothing', async function () {
+    for (const [i, payload] of [{ version: '; rm -rf /' }, { version: '$(id)' }, { version: '--help' }, { version: 'a\nb' }, {}, { version: 1 }, { version: '1', more: 'x' }, null].entries()) {
+      const res = await h.post('cmd-strict', { identifier: `strict-bad-${i}`, endpoints: [EP], payload });
+      assert.equal(res.status, 400, `${JSON.stringify(payload)}: ${JSON.stringify(res.json)}`);
+      assert.equal(res.json.error.code, 'invalid_request');
+      assert.match(res.json.error.message, /^payload/, JSON.stringify(res.json));
+    }
+    const missing = await h.post('cmd-strict', { identifier: 'strict-bad-x', endpoints: [EP], payload: {} });
+    assert.equal(missing.json.error.message, 'payload.version is required');
+    const stored = await h.query<{ n: number }>(`SELECT COUNT(*) AS n FROM task WHERE identifier LIKE 'strict-bad-%'`);
+    assert.equal(Number(stored[0].n), 0);
+    // A good one runs.
+    const ok = await run('cmd-strict', { version: '1.2.3' });
+    assert.equal(ok.errnr, 0);
+    assert.deepEqual(JSON.parse(ok.payload.stdout), ['1.2.3']);
+  });
+
+  it('reports a non-zero exit code as the errnr, with the last line of stderr', async function () {
+    const r = await run('cmd-run', { mode: 'exit', arg: '3' });
+    assert.equal(r.state, 'failed');
+    assert.equal(r.errnr, 3);
+    assert.equal(r.errmsg, 'exited with code 3: failing on purpose');
+    assert.equal(r.payload.exit_code, 3);
+    assert.equal(r.payload.signal, null);
+    assert.equal(r.payload.stderr, 'about to fail\nfailing on purpose\n');
+  });
+
+  it('reports a command killed by a signal with its own errnr', async function () {
+    const r = await run('cmd-run', { mode: 'signal', arg: 'SIGSEGV' });
+    assert.equal(r.errnr, ERRNR_COMMAND_SIGNALLED);
+    assert.equal(r.errmsg, 'killed by SIGSEGV');
+    assert.equal(r.payload.exit_code, null);
+    assert.equal(r.payload.signal, 'SIGSEGV');
+  });
+
+  it('reports a missing executable with its own errnr', async function () {
+    const r = await run('cmd-missing', null);
+    assert.equal(r.state, 'failed');
+    assert.equal(r.errnr, ERRNR_COMMAND_NOT_STARTED);
+    assert.match(r.errmsg ?? '', /could not start \/nonexistent\/tasker-test-program: ENOENT/);
+  });
+
+  it('keeps the last output_limit characters of 10 MB of output, and counts every byte', async function () {
+    const r = await run('cmd-run', { mode: 'flood', arg: String(TEN_MB) });
+    assert.equal(r.errnr, 0, JSON.stringify(r.errmsg));
+    assert.equal(r.payload.stdout_bytes, TEN_MB);
+    assert.equal(r.payload.stdout.length, 24_000);
+    assert.ok(r.payload.stdout.endsWith('xxxEND'));
+    assert.deepEqual(r.payload.truncated, { stdout: true, stderr: false });
+    assert.equal(r.payload.stderr, 'err');
+    assert.equal(r.payload.stderr_bytes, 3);
+  });
+
+  it('decodes binary output as UTF-8 with replacement characters', async function () {
+    const r = await run('cmd-run', { mode: 'binary', arg: '' });
+    assert.equal(r.errnr, 0);
+    assert.equal(r.payload.stdout_bytes, 256);
+    const expected = Array.from({ length: 256 }, (_, i) => (i < 0x80 ? String.fromCharCode(i) : '\ufffd')).join('');
+    assert.equal(r.payload.stdout, expected);
+  });
+
+  it('passes only the allowed environment variables', async function () {
+    const r = await run('cmd-env', null);
+    const env = JSON.parse(r.payload.stdout) as Record<string, string>;
+    assert.equal(env.TASKER_TEST_VISIBLE, 'seen');
+    assert.ok(env.PATH);
+    assert.equal(env.TASKER_TEST_ID, undefined, 'a variable of the manager that is not allowed');
+    assert.deepEqual(Object.keys(env).sort(), ['PATH', 'TASKER_TEST_VISIBLE']);
+  });
+
+  it('runs a shell: true command through /bin/sh -c as written', async function () {
+    const r = await run('cmd-shell', null);
+    assert.equal(r.errnr, 7);
+    assert.equal(r.payload.stdout, '/BIN/SH\n');
+  });
+
+  it('kills the process group of a command that outlives its timeout within timeout + kill_grace', async function () {
+    const pidfile = path.join(tmp, 'hang.json');
+    const identifier = 'hang-1';
+    const res = await h.post('cmd-hang', { identifier, endpoints: [EP], payload: { pidfile } });
+    assert.equal(res.status, 201, JSON.stringify(res.json));
+    let started = Date.now();
+    while (!existsSync(pidfile) || readFileSync(pidfile, 'utf8') === '') {
+      assert.ok(Date.now() - started < 30_000, 'the command never started');
+      await sleep(20);
+    }
+    started = Date.now();
+    const { pid, child } = JSON.parse(readFileSync(pidfile, 'utf8')) as { pid: number; child: number };
+    assert.ok(isAlive(pid) && isAlive(child), 'both were running');
+    // Both ignore SIGTERM: only the SIGKILL of the group after the grace ends them.
+    const limit = (TIMEOUT_S + KILL_GRACE_S) * 1000 + SLACK_MS;
+    while (isAlive(pid) || isAlive(child)) {
+      assert.ok(Date.now() - started < limit, `pid ${pid} or ${child} still alive ${Date.now() - started} ms after the command started`);
+      await sleep(20);
+    }
+    const gone = Date.now() - started;
+    assert.ok(gone >= TIMEOUT_S * 1000 + KILL_GRACE_S * 1000 - 500, `gone after ${gone} ms: before the grace was over`);
+    const done = await h.waitForStatus('cmd-hang', identifier, ['DONE'], 30_000);
+    const r = done.taskResponseList[0];
+    assert.equal(r.errnr, ERRNR_COMMAND_TIMEOUT);
+    assert.equal(r.failure, 'timed_out');
+    assert.match(r.errmsg, /timed out after 1 s/);
+    assert.equal(r.payload.signal, 'SIGKILL');
+  });
+
+  it('keeps module task types working beside command types', async function () {
+    const r = await run('worker', { sleep: 0 });
+    assert.equal(r.errnr, 0);
+    assert.deepEqual(r.payload, { yeah: 1234123, yiya: 'yippie' });
+  });
+});
