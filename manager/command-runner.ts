@@ -69,6 +69,8 @@ export class CommandRunner {
   private readonly identity: { uid: number; gid: number } | null;
   /** Process groups of the runs under way. */
   private readonly live = new Set<number>();
+  /** Set by a shutdown that killed the runs: they end without a result, so that their deliveries are handed back. */
+  private killed = false;
 
   constructor(readonly type: string, readonly def: CommandType, private readonly o: CommandRunnerOptions, processEnv: NodeJS.ProcessEnv) {
     this.env = Object.fromEntries(def.env.filter((n) => processEnv[n] !== undefined).map((n) => [n, processEnv[n]]));
@@ -98,12 +100,20 @@ export class CommandRunner {
     } catch (err) {
       return Promise.resolve({ payload: null, errnr: ERRNR_COMMAND_BAD_PAYLOAD, errmsg: (err as Error).message });
     }
-    return new Promise<HandlerResult>((resolve) => this.start(argv, cancel, resolve));
+    return new Promise<HandlerResult>((resolve, reject) => this.start(argv, cancel, (result) => {
+      if (this.killed) reject(new Error('the manager is shutting down: the command was killed and its task is handed back'));
+      else resolve(result);
+    }));
   }
 
-  /** SIGKILLs the process group of every run under way (a shutdown whose grace is over). */
-  killAll(): void {
+  /**
+   * SIGKILLs the process group of every run under way (a shutdown whose time is over): their runs end
+   * with an error rather than a result, so that their deliveries go back to the queue. Returns how many.
+   */
+  killAll(): number {
+    this.killed = true;
     for (const pid of this.live) killGroup(pid, 'SIGKILL');
+    return this.live.size;
   }
 
   get running(): number {

@@ -40,6 +40,9 @@ function askAgainAfter(attempt: number): number {
 /** Tasks finished here remembered (and tasks whose rounds must not run), so that a copy arriving later is acked without asking. */
 export const REMEMBERED = 10_000;
 
+/** How long a shutdown waits for the commands it killed to be seen ending (their pipes closing). */
+const KILLED_RUNS_SETTLE_MS = 2_000;
+
 /** A task's copy for this endpoint: the task and its round (0, then one more per retry). */
 const keyOf = (msg: { id: number; round?: number }): string => `${msg.id}/${msg.round ?? 0}`;
 
@@ -353,8 +356,11 @@ export class EndpointManager {
     this.stopping = true;
     if (!settled) {
       this.log.warn({ count: this.inFlight.size }, 'shutdown timeout: unfinished tasks are handed back');
-      // A command's process would outlive this manager (it has a process group of its own): it ends here.
-      for (const h of this.o.handlers.values()) if (h instanceof CommandRunner) h.killAll();
+      // A command's process would outlive this manager (it has a process group of its own): it ends here,
+      // and its run ends without a result (its delivery handed back) once the kill is seen.
+      let killed = 0;
+      for (const h of this.o.handlers.values()) if (h instanceof CommandRunner) killed += h.killAll();
+      if (killed > 0) await this.inFlight.settle(KILLED_RUNS_SETTLE_MS);
     }
     await this.heartbeat?.stop();
     await this.o.transport.close();

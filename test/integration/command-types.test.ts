@@ -23,7 +23,7 @@ const TASK_TYPES = [
   { name: 'cmd-strict', command: [NODE, FIXTURE, 'argv', '{version}'], payload_schema: schemaOf({ version: str({ pattern: '^[0-9.]+$' }) }) },
   {
     name: 'cmd-run', command: [NODE, FIXTURE, '{mode}', '{arg}'], timeout: 60,
-    payload_schema: schemaOf({ mode: str({ enum: ['exit', 'flood', 'binary', 'signal'] }), arg: str() }),
+    payload_schema: schemaOf({ mode: str({ enum: ['exit', 'flood', 'binary', 'signal', 'hang'] }), arg: str() }),
   },
   { name: 'cmd-hang', command: [NODE, FIXTURE, 'hang', '{pidfile}'], timeout: TIMEOUT_S, payload_schema: schemaOf({ pidfile: str() }) },
   { name: 'cmd-missing', command: ['/nonexistent/tasker-test-program', '--flag'] },
@@ -205,6 +205,31 @@ describe('command task types', function () {
     assert.equal(r.failure, 'timed_out');
     assert.match(r.errmsg, /timed out after 1 s/);
     assert.equal(r.payload.signal, 'SIGKILL');
+  });
+
+  it('kills a running command when its manager shuts down, and leaves its task to be handed out again', async function () {
+    const manager = await h.startManager('cmd2', ['cmd-run'], { TASKER_MANAGER__SHUTDOWN_TIMEOUT: '1' });
+    const pidfile = path.join(tmp, 'shutdown.json');
+    const res = await h.post('cmd-run', { identifier: 'shutdown-1', endpoints: ['cmd2'], payload: { mode: 'hang', arg: pidfile } });
+    assert.equal(res.status, 201, JSON.stringify(res.json));
+    for (const until = Date.now() + 30_000; !existsSync(pidfile) || readFileSync(pidfile, 'utf8') === ''; await sleep(20)) {
+      assert.ok(Date.now() < until, 'the command never started');
+    }
+    const { pid, child } = JSON.parse(readFileSync(pidfile, 'utf8')) as { pid: number; child: number };
+    assert.ok(isAlive(pid) && isAlive(child));
+    const stopping = Date.now();
+    assert.equal(await manager.stop(), 0, 'the manager exits cleanly');
+    const took = Date.now() - stopping;
+    assert.ok(took < 1000 + 2000 + SLACK_MS, `shutdown took ${took} ms`);
+    for (const until = Date.now() + 2000; isAlive(pid) || isAlive(child); await sleep(20)) {
+      assert.ok(Date.now() < until, `pid ${pid} or ${child} outlived its manager`);
+    }
+    // No result was reported: the response is still running, for the next manager of cmd2 to run again.
+    const { json } = await h.get('cmd-run/shutdown-1');
+    const r = json.taskResponseList[0];
+    assert.equal(r.state, 'running', JSON.stringify(r));
+    assert.equal(r.errnr, 0);
+    assert.equal(manager.lines.filter((l) => /could not process/.test(String(l.msg))).length, 0);
   });
 
   it('keeps module task types working beside command types', async function () {
