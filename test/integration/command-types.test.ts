@@ -5,7 +5,7 @@ import path from 'node:path';
 import {
   ERRNR_COMMAND_NOT_STARTED, ERRNR_COMMAND_SIGNALLED, ERRNR_COMMAND_TIMEOUT,
 } from '../../protocol/wire';
-import { Harness } from '../support/harness';
+import { Backend, Harness } from '../support/harness';
 
 const NODE = process.execPath;
 const FIXTURE = path.resolve(__dirname, '..', 'fixtures', 'command.js');
@@ -48,13 +48,16 @@ function isAlive(pid: number): boolean {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * Command task types end to end: one manager process serving several command types (and the module type
- * `worker`) over RabbitMQ, the API refusing payloads that fail a type's schema, and the results read back.
+ * Command task types end to end: one manager serving several command types (and the module type `worker`),
+ * over RabbitMQ (a manager process of its own) and in the standalone process, the API refusing payloads
+ * that fail a type's schema, and the results read back.
  */
-describe('command task types', function () {
+for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`command task types (${backend})`, function () {
   const h = new Harness({
+    backend,
     env: {
-      TASKER_TASK_TYPES: JSON.stringify(TASK_TYPES), TASKER_MANAGER__KILL_GRACE: String(KILL_GRACE_S), TASKER_TEST_VISIBLE: 'seen',
+      // The modes' own endpoints name task types this suite does not have; startSystem sets the suite's.
+      TASKER_TASK_TYPES: JSON.stringify(TASK_TYPES), TASKER_MANAGER__ENDPOINTS: '[]', TASKER_MANAGER__KILL_GRACE: String(KILL_GRACE_S), TASKER_TEST_VISIBLE: 'seen',
     },
   });
   const EP = 'cmd1';
@@ -63,8 +66,8 @@ describe('command task types', function () {
   before(async function () {
     tmp = mkdtempSync(path.join(os.tmpdir(), 'tasker-command-'));
     await h.setup(this);
-    await h.startApi();
-    await h.startManager(EP);
+    const names = TASK_TYPES.map((t) => (typeof t === 'string' ? t : t.name));
+    await h.startSystem([{ name: EP, task_types: names }]);
   });
 
   after(async function () {
@@ -207,7 +210,7 @@ describe('command task types', function () {
     assert.equal(r.payload.signal, 'SIGKILL');
   });
 
-  it('kills a running command when its manager shuts down, and leaves its task to be handed out again', async function () {
+  if (backend === 'rabbitmq') it('kills a running command when its manager shuts down, and leaves its task to be handed out again', async function () {
     const manager = await h.startManager('cmd2', ['cmd-run'], { TASKER_MANAGER__SHUTDOWN_TIMEOUT: '1' });
     const pidfile = path.join(tmp, 'shutdown.json');
     const res = await h.post('cmd-run', { identifier: 'shutdown-1', endpoints: ['cmd2'], payload: { mode: 'hang', arg: pidfile } });
