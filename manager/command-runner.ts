@@ -76,7 +76,12 @@ export class CommandRunner {
     this.env = Object.fromEntries(def.env.filter((n) => processEnv[n] !== undefined).map((n) => [n, processEnv[n]]));
     this.identity = null;
     if (def.user !== undefined) {
-      const id = resolveUser(def.user);
+      let id: { uid: number; gid: number };
+      try {
+        id = resolveUser(def.user);
+      } catch (err) {
+        throw new Error(`task type '${type}': ${(err as Error).message}`);
+      }
       const own = process.getuid?.();
       if (own !== 0 && own !== id.uid) throw new Error(`task type '${type}': running as user '${def.user}' needs a manager running as root`);
       this.identity = id;

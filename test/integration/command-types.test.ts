@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +18,8 @@ const TEN_MB = 10 * 1024 * 1024;
 const str = (extra: Record<string, unknown> = {}) => ({ type: 'string', ...extra });
 const schemaOf = (props: Record<string, unknown>) => ({ type: 'object', required: Object.keys(props), properties: props, additionalProperties: false });
 
+const ROOT = process.getuid?.() === 0;
+
 const TASK_TYPES = [
   'worker',
   { name: 'cmd-argv', command: [NODE, FIXTURE, 'argv', '{value}'], payload_schema: schemaOf({ value: str({ maxLength: 1000 }) }) },
@@ -29,6 +32,9 @@ const TASK_TYPES = [
   { name: 'cmd-missing', command: ['/nonexistent/tasker-test-program', '--flag'] },
   { name: 'cmd-env', command: [NODE, '-e', 'process.stdout.write(JSON.stringify(process.env))'], env: ['PATH', 'TASKER_TEST_VISIBLE'] },
   { name: 'cmd-shell', shell: true, command: ['echo "$0" | tr a-z A-Z; exit 7'] },
+  { name: 'cmd-cwd', command: [NODE, '-e', 'process.stdout.write(process.cwd())'], cwd: '/tmp' },
+  // Running as another user needs a root manager: where the suite is not root, the type is not declared.
+  ...ROOT ? [{ name: 'cmd-user', command: [NODE, '-e', 'process.stdout.write(JSON.stringify([process.getuid(), process.getgid()]))'], user: 'nobody' }] : [],
 ];
 
 /** Alive, and not a zombie waiting for a parent (a container's init may never reap it). */
@@ -173,6 +179,29 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`command
     assert.ok(env.PATH);
     assert.equal(env.TASKER_TEST_ID, undefined, 'a variable of the manager that is not allowed');
     assert.deepEqual(Object.keys(env).sort(), ['PATH', 'TASKER_TEST_VISIBLE']);
+  });
+
+  it('runs a command in its cwd, and as its user', async function () {
+    const r = await run('cmd-cwd', null);
+    assert.equal(r.payload.stdout, '/tmp');
+    if (!ROOT) return;
+    const nobody = await run('cmd-user', null);
+    const ids = (flag: string): number => Number(execFileSync('id', [flag, 'nobody'], { encoding: 'utf8' }).trim());
+    assert.deepEqual(JSON.parse(nobody.payload.stdout), [ids('-u'), ids('-g')]);
+  });
+
+  if (backend === 'rabbitmq') it('refuses to start a manager with a bad command type, or a user it cannot run as, naming the key', async function () {
+    const bad = [
+      [{ name: 'bad', command: [NODE, '--version={v}'] }, /config key 'task_types\[1\]\.command\[1\]': .*whole argument/],
+      [{ name: 'bad', command: [NODE, '{v}'], payload_schema: { type: 'object', properties: { w: { type: 'string' } } } }, /config key 'task_types\[1\]\.command\[1\]': placeholder \{v\}: payload_schema has no property 'v'/],
+      [{ name: 'bad', command: [NODE], user: 'no-such-user-tasker' }, /task type 'bad': user 'no-such-user-tasker' does not exist/],
+    ] as const;
+    for (const [entry, message] of bad) {
+      const p = h.spawnManager('bad1', [], { TASKER_TASK_TYPES: JSON.stringify(['worker', entry]) });
+      const code = await p.exited;
+      assert.notEqual(code, 0, JSON.stringify(entry));
+      assert.match(p.raw.join('\n'), message);
+    }
   });
 
   it('runs a shell: true command through /bin/sh -c as written', async function () {
