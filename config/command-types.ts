@@ -57,15 +57,17 @@ export type CommandTypes = Readonly<Record<string, CommandType>>;
 
 const validateEntry = createAjv({ useDefaults: true }).compile(CommandTypeSchema);
 // Payload schemas are the operator's: strict, so that a misspelt keyword is an error rather than no check.
-// Type and tuple hints are Ajv's warnings to the console only, not refusals: off.
-const payloadAjv = createAjv({ allErrors: false, strictTypes: false, strictTuples: false });
 const compiled = new WeakMap<object, ValidateFunction>();
 
-/** A payload schema compiled once (at start), and the same validator at POST and before a run. */
+/**
+ * A payload schema compiled once (at start), and the same validator at POST and before a run. Each with an
+ * Ajv of its own: two types (or two loads of the configuration) may give their schemas the same `$id`.
+ */
 export function compilePayloadSchema(schema: object): ValidateFunction {
   let validate = compiled.get(schema);
   if (!validate) {
-    validate = payloadAjv.compile(schema);
+    // Type and tuple hints are Ajv's warnings to the console only, not refusals: off.
+    validate = createAjv({ allErrors: false, strictTypes: false, strictTuples: false }).compile(schema);
     compiled.set(schema, validate);
   }
   return validate;

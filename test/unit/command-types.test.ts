@@ -87,6 +87,8 @@ manager:
       refused({ ...DEPLOY, command: ['{version}'] }, 'task_types[1].command[0]', /program itself/);
       refused({ ...DEPLOY, payload_schema: { type: 'objekt' } }, 'task_types[1].payload_schema', /not a valid JSON Schema/);
       refused({ ...DEPLOY, payload_schema: { type: 'object', requird: ['version'] } }, 'task_types[1].payload_schema', /not a valid JSON Schema/);
+      refused({ ...DEPLOY, payload_schema: { ...DEPLOY.payload_schema, properties: { version: { type: 'string', format: 'semver' } } } },
+        'task_types[1].payload_schema', /unknown format/);
       refused({ name: 'sh', command: ['echo', 'hi'], shell: true }, 'task_types[1].command', /one string/);
       refused({ ...DEPLOY, timeout: 1741 }, 'task_types[1].timeout', /at most 1740/);
       refused({ ...DEPLOY, timeout: 0 }, 'task_types[1].timeout', /0\.01/);
@@ -103,6 +105,12 @@ manager:
     it('leaves a shell script as written: no placeholders, its braces its own', function () {
       const cfg = configWith({ name: 'sh', command: ['echo ${HOME} {version}'], shell: true });
       assert.deepEqual(cfg.command_types.sh.command, ['echo ${HOME} {version}']);
+    });
+
+    it('loads twice, and two types, with payload schemas of the same $id', function () {
+      const withId = (name: string) => ({ name, command: ['/bin/x'], payload_schema: { $id: 'payload', type: 'object' } });
+      configWith(withId('a'), withId('b'));
+      assert.deepEqual(configWith(withId('a')).task_types, ['worker', 'a']);
     });
 
     it('allows a longer command timeout without RabbitMQ', function () {
