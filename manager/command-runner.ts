@@ -171,7 +171,7 @@ export class CommandRunner {
         timers.push(setTimeout(() => { child.stdout?.destroy(); child.stderr?.destroy(); }, PIPE_DRAIN_MS));
       }, killGrace));
     }
-    child.once('error', (err: NodeJS.ErrnoException) => {
+    child.on('error', (err: NodeJS.ErrnoException) => {
       if (pid === undefined) {
         settled = true;
         notStarted(err);

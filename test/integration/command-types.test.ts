@@ -264,6 +264,35 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`command
     assert.equal(manager.lines.filter((l) => /could not process/.test(String(l.msg))).length, 0);
   });
 
+  it('kills the process group of a running command when its task is cancelled', async function () {
+    const pidfile = path.join(tmp, 'cancel.json');
+    const res = await h.post('cmd-run', { identifier: 'cancel-1', endpoints: [EP], payload: { mode: 'hang', arg: pidfile } });
+    assert.equal(res.status, 201, JSON.stringify(res.json));
+    for (const until = Date.now() + 30_000; !existsSync(pidfile) || readFileSync(pidfile, 'utf8') === ''; await sleep(20)) {
+      assert.ok(Date.now() < until, 'the command never started');
+    }
+    const { pid, child } = JSON.parse(readFileSync(pidfile, 'utf8')) as { pid: number; child: number };
+    assert.ok(isAlive(pid) && isAlive(child));
+    // Known to be running (its receipt stored), so that the cancel reaches a run rather than a queued copy.
+    for (const until = Date.now() + 10_000; (await h.get('cmd-run/cancel-1')).json.task.responses.running !== 1; await sleep(50)) {
+      assert.ok(Date.now() < until, 'never shown running');
+    }
+    const cancelling = Date.now();
+    const cancelled = await h.post('cmd-run/cancel-1/cancel', '{}');
+    assert.equal(cancelled.status, 200, JSON.stringify(cancelled.json));
+    // Both ignore SIGTERM: the SIGKILL after the grace ends them.
+    for (const limit = KILL_GRACE_S * 1000 + SLACK_MS; isAlive(pid) || isAlive(child); await sleep(20)) {
+      assert.ok(Date.now() - cancelling < limit, `pid ${pid} or ${child} still alive ${Date.now() - cancelling} ms after the cancel`);
+    }
+    let r: any;
+    for (const until = Date.now() + 10_000; (r = (await h.get('cmd-run/cancel-1')).json.taskResponseList[0]).state === 'running'; await sleep(50)) {
+      assert.ok(Date.now() < until, 'the killed run never reported');
+    }
+    assert.equal(r.errnr, ERRNR_COMMAND_SIGNALLED, JSON.stringify(r));
+    assert.equal(r.errmsg, 'killed by SIGKILL (cancelled)');
+    assert.equal(r.payload.signal, 'SIGKILL');
+  });
+
   it('keeps module task types working beside command types', async function () {
     const r = await run('worker', { sleep: 0 });
     assert.equal(r.errnr, 0);
