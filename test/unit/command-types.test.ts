@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fillPlaceholders } from '../../config/command-types';
+import { CommandTypeSchema, fillPlaceholders } from '../../config/command-types';
 import { ConfigError, loadConfig } from '../../config/loader';
 import { validateConfig } from '../../config/schema';
 import { PayloadSchemas } from '../../api/payload-schemas';
@@ -203,5 +203,33 @@ manager:
       assert.equal(tail.bytes, 3);
       assert.deepEqual(tail.text(), { text: '', truncated: true });
     });
+  });
+});
+
+describe('the configuration reference (README "Configuration")', function () {
+  it('has a row for every configuration key, and the command type keys in their own table', function () {
+    const readme = readFileSync(path.resolve(__dirname, '..', '..', '..', 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('\n## Configuration\n'), readme.indexOf('\n## HTTP API\n'));
+    const rows = section.split('\n').filter((l) => l.startsWith('| `'));
+    const keys: string[] = [];
+    const walk = (value: unknown, at: string[]): void => {
+      if (typeof value === 'object' && value !== null && !Array.isArray(value) && at[0] !== 'command_types') {
+        for (const [k, v] of Object.entries(value)) walk(v, [...at, k]);
+      } else if (at.length > 0 && at[0] !== 'mode' && at[0] !== 'command_types') {
+        keys.push(at.join('.'));
+      }
+    };
+    walk(configWith(), []);
+    // `a.b.host` / `port` rows document two keys of one section.
+    const documented = (key: string): boolean => {
+      const leaf = key.split('.').pop() as string;
+      const parent = key.slice(0, key.length - leaf.length);
+      return rows.some((r) => r.startsWith(`| \`${key}\` `) || (r.startsWith(`| \`${parent}`) && r.split(' | ')[0].includes(`/ \`${leaf}\``)));
+    };
+    assert.deepEqual(keys.filter((k) => !documented(k)), [], 'keys without a row in README "Configuration"');
+    const commands = readme.slice(readme.indexOf('\n## Command task types\n'), readme.indexOf('\n## On the wire\n'));
+    for (const key of Object.keys(CommandTypeSchema.properties)) {
+      assert.ok(commands.includes(`| \`${key}\` |`), `command type key ${key} has no row in README "Command task types"`);
+    }
   });
 });
