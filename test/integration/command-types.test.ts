@@ -128,6 +128,20 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`command
     assert.deepEqual(JSON.parse(ok.payload.stdout), ['1.2.3']);
   });
 
+  it('refuses a schedule whose payload fails its command type\'s schema, when created or changed', async function () {
+    const bad = await h.post('schedules', { name: 'strict-bad', task_type: 'cmd-strict', every: '1h', paused: true, payload: { version: '$(id)' } });
+    assert.equal(bad.status, 400, JSON.stringify(bad.json));
+    assert.match(bad.json.error.message, /^payload\.version must match pattern/);
+    assert.equal((await h.get('schedules/strict-bad')).status, 404);
+    const good = await h.post('schedules', { name: 'strict-good', task_type: 'cmd-strict', every: '1h', paused: true, payload: { version: '1.0' } });
+    assert.equal(good.status, 201, JSON.stringify(good.json));
+    const patch = await fetch(`${h.baseUrl}/schedules/strict-good`, {
+      method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload: { version: '1.0 --help' } }),
+    });
+    assert.equal(patch.status, 400);
+    assert.deepEqual((await h.get('schedules/strict-good')).json.payload, { version: '1.0' }, 'unchanged');
+  });
+
   it('reports a non-zero exit code as the errnr, with the last line of stderr', async function () {
     const r = await run('cmd-run', { mode: 'exit', arg: '3' });
     assert.equal(r.state, 'failed');
