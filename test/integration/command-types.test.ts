@@ -30,6 +30,8 @@ const TASK_TYPES = [
   },
   { name: 'cmd-hang', command: [NODE, FIXTURE, 'hang', '{pidfile}'], timeout: TIMEOUT_S, payload_schema: schemaOf({ pidfile: str() }) },
   { name: 'cmd-missing', command: ['/nonexistent/tasker-test-program', '--flag'] },
+  // The fixture's compiled file has no execute bit (for root neither).
+  { name: 'cmd-noexec', command: [FIXTURE, 'argv', 'x'] },
   { name: 'cmd-env', command: [NODE, '-e', 'process.stdout.write(JSON.stringify(process.env))'], env: ['PATH', 'TASKER_TEST_VISIBLE'] },
   { name: 'cmd-shell', shell: true, command: ['echo "$0" | tr a-z A-Z; exit 7'] },
   { name: 'cmd-cwd', command: [NODE, '-e', 'process.stdout.write(process.cwd())'], cwd: '/tmp' },
@@ -160,11 +162,14 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`command
     assert.equal(r.payload.signal, 'SIGSEGV');
   });
 
-  it('reports a missing executable with its own errnr', async function () {
+  it('reports a missing executable, or one that is not executable, with its own errnr', async function () {
     const r = await run('cmd-missing', null);
     assert.equal(r.state, 'failed');
     assert.equal(r.errnr, ERRNR_COMMAND_NOT_STARTED);
     assert.match(r.errmsg ?? '', /could not start \/nonexistent\/tasker-test-program: ENOENT/);
+    const noexec = await run('cmd-noexec', null);
+    assert.equal(noexec.errnr, ERRNR_COMMAND_NOT_STARTED);
+    assert.match(noexec.errmsg ?? '', /: EACCES: .* is not executable/);
   });
 
   it('keeps the last output_limit characters of 10 MB of output, and counts every byte', async function () {
