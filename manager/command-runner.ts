@@ -155,12 +155,11 @@ export class CommandRunner {
       settled = true;
       for (const t of timers) clearTimeout(t);
       cancel.removeEventListener('abort', terminate);
-      if (pid !== undefined) {
-        this.live.delete(pid);
-        // What the run left behind in its group (a background job) ends with it.
-        killGroup(pid, 'SIGKILL');
-      }
+      if (pid !== undefined) this.live.delete(pid);
       resolve(result);
+    };
+    const closePipesSoon = (): void => {
+      timers.push(setTimeout(() => { child.stdout?.destroy(); child.stderr?.destroy(); }, PIPE_DRAIN_MS));
     };
     function terminate(this: void): void {
       if (terminating || pid === undefined) return;
@@ -168,7 +167,7 @@ export class CommandRunner {
       killGroup(pid, 'SIGTERM');
       timers.push(setTimeout(() => {
         killGroup(pid, 'SIGKILL');
-        timers.push(setTimeout(() => { child.stdout?.destroy(); child.stderr?.destroy(); }, PIPE_DRAIN_MS));
+        closePipesSoon();
       }, killGrace));
     }
     child.on('error', (err: NodeJS.ErrnoException) => {
@@ -184,6 +183,14 @@ export class CommandRunner {
     timers.push(setTimeout(() => { timedOut = true; terminate(); }, this.o.timeoutMs));
     if (cancel.aborted) terminate();
     else cancel.addEventListener('abort', terminate, { once: true });
+    // The run is its program: what it left behind in its group (a background job, which would hold the
+    // output pipes open until the timeout) ends when it does. The group outlives its leader's exit, so
+    // the pgid is still this run's.
+    child.once('exit', () => {
+      if (pid === undefined) return;
+      killGroup(pid, 'SIGKILL');
+      closePipesSoon();
+    });
     child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
       const out = stdout.text();
       const err = stderr.text();

@@ -34,6 +34,7 @@ const TASK_TYPES = [
   { name: 'cmd-noexec', command: [FIXTURE, 'argv', 'x'] },
   { name: 'cmd-env', command: [NODE, '-e', 'process.stdout.write(JSON.stringify(process.env))'], env: ['PATH', 'TASKER_TEST_VISIBLE'] },
   { name: 'cmd-shell', shell: true, command: ['echo "$0" | tr a-z A-Z; exit 7'] },
+  { name: 'cmd-background', shell: true, timeout: 30, command: ['sleep 30 & echo $!'] },
   { name: 'cmd-cwd', command: [NODE, '-e', 'process.stdout.write(process.cwd())'], cwd: '/tmp' },
   // Running as another user needs a root manager: where the suite is not root, the type is not declared.
   ...ROOT ? [{ name: 'cmd-user', command: [NODE, '-e', 'process.stdout.write(JSON.stringify([process.getuid(), process.getgid()]))'], user: 'nobody' }] : [],
@@ -198,6 +199,16 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`command
     assert.ok(env.PATH);
     assert.equal(env.TASKER_TEST_ID, undefined, 'a variable of the manager that is not allowed');
     assert.deepEqual(Object.keys(env).sort(), ['PATH', 'TASKER_TEST_VISIBLE']);
+  });
+
+  it('ends what a command left running in its group when it exits, rather than wait for it', async function () {
+    const started = Date.now();
+    const r = await run('cmd-background', null);
+    assert.equal(r.errnr, 0, JSON.stringify(r));
+    const sleeper = Number(r.payload.stdout.trim());
+    assert.ok(sleeper > 0, JSON.stringify(r.payload));
+    assert.ok(Date.now() - started < 10_000, 'the run waited for its background job');
+    for (const until = Date.now() + 2000; isAlive(sleeper); await sleep(20)) assert.ok(Date.now() < until, `background job ${sleeper} outlived its run`);
   });
 
   it('runs a command in its cwd, and as its user', async function () {
