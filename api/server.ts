@@ -30,6 +30,7 @@ import { TaskQueries } from './storage/task-queries';
 import { TaskStore } from './storage/task-store';
 import { TokenStore } from './storage/token-store';
 import { checkAutoincLockMode } from './storage/uncommitted';
+import { PayloadSchemas } from './payload-schemas';
 import { TaskService } from './task-service';
 import { WatchHub } from './watch-hub';
 import { StreamLimits } from './stream-limits';
@@ -103,8 +104,9 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   await knowRegisteredEndpoints(registry, metrics).catch((err: unknown) => log.warn({ err }, 'could not read the endpoint registry for the metrics'));
   const responses = new ResponseStore(ds);
   const queries = new TaskQueries(ds);
+  const payloads = new PayloadSchemas(config.command_types);
   const service = new TaskService({
-    taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, unknownEndpoints: config.api.unknown_endpoints, localEndpoints: deps.localEndpoints ?? [], executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
+    taskTypes: config.task_types, payloads, endpointExpiry: config.api.endpoint_expiry, unknownEndpoints: config.api.unknown_endpoints, localEndpoints: deps.localEndpoints ?? [], executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
     registry, publisher, hub, maxBatch: 256, maxBatchBytes: await taskInsertBound(ds), admit: (type, eps) => transport.admit(type, eps),
   });
   const taskOperations = new TaskOperations(ds, completion, history, tasks, announce);
@@ -121,7 +123,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   await collector.start();
   await responder.start();
 
-  const schedules = new ScheduleService({ store: new ScheduleStore(ds), tasks: service, taskTypes: config.task_types, logger: log });
+  const schedules = new ScheduleService({ store: new ScheduleStore(ds), tasks: service, taskTypes: config.task_types, payloads, logger: log });
   const tokens = new TokenStore(ds);
   const auth = config.api.auth === 'tokens';
   const guard = auth ? new TokenGuard(tokens, {

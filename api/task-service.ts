@@ -12,6 +12,7 @@ import type { ResponseStore } from './storage/response-store';
 import type { TaskFilter, TaskQueries } from './storage/task-queries';
 import { writeJson } from './storage/sql-values';
 import { firstTargets, NewTask, TaskStore } from './storage/task-store';
+import type { PayloadSchemas } from './payload-schemas';
 import { resolveRollout } from './rollout';
 import { requestHash, TaskRequest } from './task-request';
 import { countRows } from './views';
@@ -19,6 +20,8 @@ import type { WatchHub } from './watch-hub';
 
 export interface TaskServiceDeps {
   taskTypes: readonly string[];
+  /** Command types' payload schemas, checked before anything is stored. */
+  payloads?: PayloadSchemas;
   /** Seconds after which a silent endpoint is no longer expected by tasks that list none. */
   endpointExpiry: number;
   /** `refuse`: a task listing endpoints outside the inventory is a 422 unless it allows them (`api.unknown_endpoints`). */
@@ -78,6 +81,7 @@ export class TaskService {
   /** Stores and sends a task; a repeat with the same body returns the stored task with `created: false`. */
   async create(type: string, req: TaskRequest, actor: string | null): Promise<TaskWithCounts & { created: boolean }> {
     this.requireType(type);
+    this.deps.payloads?.check(type, req.payload);
     await this.checkInventory(type, req);
     const room = this.deps.admit(type, req.endpoints);
     // A repeat of a stored task is answered as such: a 503 must only ever mean "not stored".
