@@ -252,7 +252,9 @@ export function mountTask(root, app, type, identifier) {
     const names = (xs) => xs.length <= 6 ? xs.join(', ') : `${xs.slice(0, 5).join(', ')} and ${xs.length - 5} more`;
     switch (e.kind) {
       case 'created': return `${e.detail?.expected ?? ''} endpoints expected${e.detail?.broadcast ? ' (broadcast)' : ''}`;
-      case 'sent': return `round ${e.detail?.round ?? 0} to ${Array.isArray(e.detail?.endpoints) ? names(e.detail.endpoints) : `${e.detail?.targets ?? '?'} endpoint${e.detail?.targets === 1 ? '' : 's'}`}`;
+      case 'sent': return `round ${e.detail?.round ?? 0} ${Array.isArray(e.detail?.endpoints) ? `to ${names(e.detail.endpoints)}`
+        : typeof e.detail?.targets === 'number' ? `to ${e.detail.targets} endpoint${e.detail.targets === 1 ? '' : 's'}`
+          : e.detail?.by === 'first response' ? '(an endpoint answered before the broker confirmed the send)' : ''}`.trimEnd();
       case 'missing': return `${names(list.map((x) => x.endpoint))} never answered`;
       case 'skipped': return `${e.detail?.errors ?? '?'} errors (at most ${e.detail?.max_errors ?? '?'}): ${Array.isArray(e.detail?.endpoints) ? names(e.detail.endpoints) : '?'} skipped`;
       case 'stopped': return `${e.detail?.succeeded ?? '?'} succeeded, ${e.detail?.failed ?? '?'} failed, ${e.detail?.skipped ?? '?'} skipped`;

@@ -205,6 +205,7 @@ describe('the dashboard in a real browser (Chromium)', function () {
     }
     assert.match(await page.innerText('.legend'), /succeeded\s*12[\s\S]*failed\s*0/);
     assert.match(await page.innerText('.history'), /retried\s+ep03, ep06, ep10 \(round 1\)\s+by ui-admin/);
+    assert.doesNotMatch(await page.innerText('.history'), /\?/, 'every event says what it knows');
     const stored = await call('GET', 'deploy/rollout-12');
     assert.deepEqual(stored.taskResponseList.filter((r: any) => r.round === 1).map((r: any) => r.endpoint), FAIL, 'the API did what the page shows');
     // Nothing left to retry; the details of the selected endpoint follow its new round.
