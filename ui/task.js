@@ -2,7 +2,7 @@
 // endpoint's result on click; retry and cancel for tokens with the operate scope.
 
 import { api, ApiError, findTask, openStream, query, serverNow, token } from './api.js';
-import { age, badge, duration, errorText, h, STATES, when } from './dom.js';
+import { age, badge, duration, errorText, h, readableJson, STATES, when } from './dom.js';
 
 /** Up to this many endpoints, each cell shows its name; above it, small squares named on hover. */
 const TILE_LIMIT = 60;
@@ -101,7 +101,7 @@ export function mountTask(root, app, type, identifier) {
       ...(task.deadline ? item('Deadline', when(task.deadline), task.deadline) : []),
       ...item('Took', task.end_time ? duration(task.start_time, task.end_time) : `${age(serverNow() - Date.parse(task.start_time)).replace(' ago', '')} so far`),
     );
-    payload.textContent = JSON.stringify(task.payload, null, 2);
+    payload.textContent = readableJson(task.payload);
   }
 
   function counts() {
@@ -312,7 +312,7 @@ export function mountTask(root, app, type, identifier) {
         ...item('last change', when(r.last_modified_time)),
       ),
       h('h3', {}, 'Payload'),
-      stale.has(r.endpoint) && r.status === 1 ? h('p.muted', {}, 'reading…') : h('pre.json', {}, r.payload === null || r.payload === undefined ? 'null' : JSON.stringify(r.payload, null, 2)),
+      stale.has(r.endpoint) && r.status === 1 ? h('p.muted', {}, 'reading…') : h('pre.json', {}, readableJson(r.payload)),
       retryOne,
     );
   }

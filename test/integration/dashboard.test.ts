@@ -140,7 +140,7 @@ describe('the dashboard in a real browser (Chromium)', function () {
     assert.match(await page.innerText('.summary'), /All\s*3[\s\S]*DONE\s*2[\s\S]*CANCELLED\s*1/);
 
     // Created while the list is open: it appears, and its counts move, without a reload.
-    await call('POST', 'deploy', { identifier: 'rollout-12', payload: { sleep: 2, fail: FAIL }, endpoints: [...FIRST, ...LATER] });
+    await call('POST', 'deploy', { identifier: 'rollout-12', payload: { sleep: 2, fail: FAIL, note: 'line one\nline two' }, endpoints: [...FIRST, ...LATER] });
     await page.waitForSelector('tr[data-identifier="rollout-12"][data-status="SENT"]', { timeout: WAIT });
     await page.waitForFunction(() => /8\/12 finished · 2 failed/.test(document.querySelector('tr[data-identifier="rollout-12"]')?.textContent ?? ''), null, { timeout: WAIT });
     assert.match(await page.innerText('.summary'), /All\s*4[\s\S]*SENT\s*1/);
@@ -176,6 +176,9 @@ describe('the dashboard in a real browser (Chromium)', function () {
     assert.match(details, /errnr\s+7/);
     assert.match(details, /errmsg\s+failed as asked/);
     assert.match(details, /attempts\s+1/);
+    // A string's newlines read as lines, not as \n.
+    const payloadText = await page.locator('details.payload pre').evaluate((el) => el.textContent);
+    assert.match(String(payloadText), /"note": "line one\nline two"/);
     await screenshot('dashboard-task.png');
 
     await h.startManager(LATER, TYPES);
