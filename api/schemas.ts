@@ -235,6 +235,11 @@ export const EndpointPage = page('endpoints', Type.Object({
   waiting_since: Type.Union([Time, Type.Null()], {
     description: 'as its latest heartbeat said: since when its deliveries wait (nothing runs) because no server side answered its requests; null: not waiting',
   }),
+  labels: Type.Record(Type.String(), Type.String(), { description: 'its labels, from its configuration, as its latest register or heartbeat said; {}: none' }),
+  facts: Type.Object({
+    hostname: Type.Optional(Type.String()), os: Type.Optional(Type.String()), arch: Type.Optional(Type.String()), version: Type.Optional(Type.String()),
+    task_types: Type.Optional(Type.Array(Type.String())), handler_kinds: Type.Optional(Type.Array(Type.String())),
+  }, { description: 'what its manager reports about itself (host name, os, arch, tasker version, task types, handler kinds); {}: it reported none' }),
 }));
 export const EndpointResponsePage = page('responses', Type.Intersect([
   Type.Object({ type: Type.String(), identifier: Type.String(), task_status: enumOf(TASK_STATUSES) }), Type.Ref('TaskResponse'),

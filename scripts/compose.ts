@@ -1,6 +1,7 @@
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { DataSource } from 'typeorm';
-import { projectRoot } from '../config/loader';
+import { packageVersion, projectRoot } from '../config/loader';
 import type { Config, EndpointConfig } from '../config/schema';
 import { loadHandlers } from '../handlers';
 import { createDataSource, openDatabase } from '../api/storage/database';
@@ -62,6 +63,7 @@ export function openDb(config: Config, logger: Logger): Promise<DataSource> {
 export async function startEndpointManagers(config: Config, logger: Logger, connections: Connections, endpoints: readonly EndpointConfig[]): Promise<EndpointManager[]> {
   const m = config.manager;
   const managers: EndpointManager[] = [];
+  const facts = { hostname: hostname(), os: process.platform, arch: process.arch, version: packageVersion(), handler_kinds: ['module'] };
   for (const ep of endpoints) {
     const manager = new EndpointManager({
       endpoint: ep.name,
@@ -73,6 +75,8 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
       stateTimeoutMs: m.state_timeout * 1000,
       prefetch: m.message_queue.prefetch,
       transport: connections.endpoint(ep.name),
+      labels: ep.labels,
+      facts: { ...facts, task_types: [...ep.task_types] },
       logger,
     });
     await manager.start();

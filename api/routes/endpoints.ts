@@ -22,6 +22,7 @@ export function addEndpointRoutes(routes: ApiRoutes, service: EndpointService, t
       endpoints: page.items.map((e) => ({
         name: e.name, task_types: e.task_types, first_seen: e.first_seen.toISOString(), last_heartbeat: e.last_heartbeat.toISOString(),
         alive: service.isAlive(e, now), stale: service.isStale(e, now), waiting_since: e.waiting_since?.toISOString() ?? null,
+        labels: e.labels, facts: e.facts,
       })),
       next_cursor: page.next === null ? null : encodeCursor(page.next),
     };

@@ -1,3 +1,4 @@
+import type { Facts, Labels } from '../../protocol/labels';
 import type { EndpointState, TaskStatus } from '../lifecycle/states';
 
 /**
@@ -94,6 +95,9 @@ export interface RegisteredEndpoint {
   last_heartbeat: Date;
   /** Since when its deliveries wait for a server side that does not answer, as its latest heartbeat said. */
   waiting_since: Date | null;
+  /** As its latest register or heartbeat said; empty when it sent none. */
+  labels: Labels;
+  facts: Facts;
 }
 
 /** A schedule: a task created on a cron or every so often. */
