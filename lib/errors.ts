@@ -18,6 +18,15 @@ export class InvalidRequestError extends TaskerError {
   constructor(message: string) { super('invalid_request', 400, message); }
 }
 
+/**
+ * A label selector (protocol/label-selector.ts) that does not parse. `position` is the 0-based offset (in
+ * UTF-16 code units, as JavaScript indexes strings) of the offending character, or the selector's length when
+ * it ended too early, so that a client can point at it; the message names it too.
+ */
+export class SelectorSyntaxError extends TaskerError {
+  constructor(readonly position: number, message: string) { super('bad_selector', 400, message); }
+}
+
 export class UnsupportedMediaTypeError extends TaskerError {
   constructor(message = 'Content-Type must be application/json') { super('unsupported_media_type', 415, message); }
 }
