@@ -87,6 +87,15 @@ export class UnknownEndpointsError extends TaskerError {
   }
 }
 
+/** A task addressed by a label selector that matches none of the live endpoints serving its type: nothing is stored. */
+export class NoMatchingEndpointsError extends TaskerError {
+  constructor(type: string, selector: string, live: number) {
+    super('no_matching_endpoints', 422, live === 0
+      ? `selector '${selector}' matches no endpoint: no endpoint of task type '${type}' is live (a heartbeat within api.endpoint_stale_after)`
+      : `selector '${selector}' matches none of the ${live} live endpoint${live === 1 ? '' : 's'} of task type '${type}' (GET /endpoints shows their labels and facts)`);
+  }
+}
+
 export class DatabaseUnavailableError extends TaskerError {
   constructor(options?: { cause?: unknown }) { super('database_unavailable', 503, 'the database is unavailable; retry later', options); }
 }

@@ -4,6 +4,10 @@
  * Kubernetes rules, so that selectors written for other fleet tools read the same here.
  */
 
+import { validateLabelKey, validateLabelValue } from './label-selector';
+
+export { parseLabelList } from './label-selector';
+
 /** Most labels one endpoint may carry. */
 export const MAX_LABELS = 64;
 /** The longest fact value (a host name is at most 253 characters). */
@@ -30,32 +34,6 @@ export interface Facts {
 /** The facts a selector can name, like labels; a label of the same name wins (see `selectable`). */
 export const SELECTABLE_FACTS = ['hostname', 'os', 'arch', 'version'] as const;
 
-const NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
-const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-
-/** Why a label key is not one (Kubernetes: `[prefix/]name`), or null when it is. */
-export function labelKeyProblem(key: string): string | null {
-  const slash = key.indexOf('/');
-  const name = slash < 0 ? key : key.slice(slash + 1);
-  if (slash >= 0) {
-    const prefix = key.slice(0, slash);
-    if (prefix.length === 0 || prefix.length > 253 || !prefix.split('.').every((p) => DNS_LABEL.test(p))) {
-      return `prefix '${prefix}' must be a DNS subdomain (lower-case letters, digits, - and ., at most 253 characters)`;
-    }
-  }
-  if (name.length === 0 || name.length > 63) return 'name must be 1-63 characters';
-  if (!NAME.test(name)) return 'name must be letters, digits, -, _ and ., beginning and ending with a letter or digit';
-  return null;
-}
-
-/** Why a label value is not one (empty, or up to 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric), or null. */
-export function labelValueProblem(value: string): string | null {
-  if (value === '') return null;
-  if (value.length > 63) return 'must be at most 63 characters';
-  if (!NAME.test(value)) return 'must be letters, digits, -, _ and ., beginning and ending with a letter or digit';
-  return null;
-}
-
 /**
  * The first problem of a label map, naming the key (`<key>: why`), or null. `MAX_LABELS` bounds it, so
  * that a heartbeat stays small.
@@ -64,36 +42,11 @@ export function labelsProblem(labels: Readonly<Record<string, unknown>>): { key:
   const keys = Object.keys(labels);
   if (keys.length > MAX_LABELS) return { key: null, message: `at most ${MAX_LABELS} labels; got ${keys.length}` };
   for (const key of keys) {
-    const keyProblem = labelKeyProblem(key);
-    if (keyProblem) return { key, message: `key '${key}': ${keyProblem}` };
     const value = labels[key];
-    if (typeof value !== 'string') return { key, message: 'value must be a string' };
-    const valueProblem = labelValueProblem(value);
-    if (valueProblem) return { key, message: `value '${value}' ${valueProblem}` };
+    const problem = validateLabelKey(key) ?? (typeof value === 'string' ? validateLabelValue(value) : `label '${key}': the value must be a string`);
+    if (problem) return { key, message: problem };
   }
   return null;
-}
-
-/**
- * `role=web,region=eu` as a label map (the form of `TASKER_LABELS` and `--label`); throws with the
- * offending entry. Later entries win.
- */
-export function parseLabelList(text: string): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const raw of text.split(',')) {
-    const entry = raw.trim();
-    if (entry === '') continue;
-    const eq = entry.indexOf('=');
-    if (eq < 0) throw new Error(`label '${entry}' must be key=value`);
-    const key = entry.slice(0, eq).trim();
-    const value = entry.slice(eq + 1).trim();
-    const keyProblem = labelKeyProblem(key);
-    if (keyProblem) throw new Error(`label key '${key}': ${keyProblem}`);
-    const valueProblem = labelValueProblem(value);
-    if (valueProblem) throw new Error(`label '${key}': value '${value}' ${valueProblem}`);
-    labels[key] = value;
-  }
-  return labels;
 }
 
 /**

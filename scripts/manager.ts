@@ -21,9 +21,9 @@ main('manager', {
   for (const t of requested) {
     if (!config.task_types.includes(t)) throw new Error(`--tasktype '${t}' is not in task_types (${config.task_types.join(', ')})`);
   }
-  let given: Record<string, string> = {};
+  let given: Record<string, string>;
   try {
-    for (const list of (values.label ?? []) as string[]) given = { ...given, ...parseLabelList(list) };
+    given = parseLabelList((values.label ?? []) as string[]);
   } catch (err) {
     throw new Error(`--label: ${(err as Error).message}`);
   }

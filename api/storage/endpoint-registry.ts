@@ -92,8 +92,7 @@ export class EndpointRegistry {
   /** The endpoints of the type with a heartbeat within the last `seconds`, with their labels and facts, by name. */
   async liveWithLabels(taskType: string, seconds: number): Promise<RegisteredEndpoint[]> {
     const since = new Date((await databaseNow(this.ds)).getTime() - seconds * 1000);
-    const live = await this.select('task_type = ? AND last_heartbeat >= ?', [taskType, sqlTime(since)], 1_000_000);
-    return live;
+    return this.select('task_type = ? AND last_heartbeat >= ?', [taskType, sqlTime(since)], 1_000_000);
   }
 
   async get(name: string): Promise<RegisteredEndpoint | null> {

@@ -47,6 +47,8 @@ export interface Task {
   timeout: number;
   /** When the run's time is up, on the database's clock: the send (or creation, until sent) plus `timeout`. */
   deadline: Date | null;
+  /** The label selector it was addressed with; `expected_endpoints` is what it resolved to at creation. */
+  selector: string | null;
 }
 
 export interface TaskResponse {

@@ -67,7 +67,7 @@ describe('configuration', function () {
     assert.throws(() => load({}, MINIMAL.replace('manager:\n', 'manager:\n  endpoints:\n    - a\n    - name: b\n      labels: {"bad key": x}\n')),
       /config key 'manager\.endpoints\[1\]\.labels\.bad key': /);
     assert.throws(() => load({}, MINIMAL.replace('manager:\n', 'manager:\n  endpoints:\n    - name: b\n      labels: {role: "-web"}\n')),
-      /config key 'manager\.endpoints\[0\]\.labels\.role': value '-web'/);
+      /config key 'manager\.endpoints\[0\]\.labels\.role': label value '-web'/);
     assert.throws(() => load({}, MINIMAL.replace('manager:\n', 'manager:\n  endpoints:\n    - name: b\n      labels: [role]\n')),
       /config key 'manager\.endpoints\[0\]\.labels'/);
     assert.throws(() => load({ TASKER_LABELS: 'role' }), /TASKER_LABELS: .*role/);

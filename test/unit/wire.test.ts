@@ -54,8 +54,8 @@ describe('wire format', function () {
     // Both optional: an endpoint written before them still registers.
     assert.deepEqual(decodeEvents(encode(base), JSON_TYPE), [base]);
     const refused: [unknown, RegExp][] = [
-      [{ ...base, labels: { 'bad key': 'x' } }, /\/labels key 'bad key'/],
-      [{ ...base, labels: { role: '-web' } }, /\/labels value '-web'/],
+      [{ ...base, labels: { 'bad key': 'x' } }, /\/labels label key 'bad key'/],
+      [{ ...base, labels: { role: '-web' } }, /\/labels label value '-web'/],
       [{ ...base, labels: { role: 'x'.repeat(64) } }, /labels/],
       [{ ...base, labels: { role: 3 } }, /labels/],
       [{ ...base, labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) }, /labels/],
