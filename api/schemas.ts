@@ -102,6 +102,10 @@ const ScheduleFields = {
   endpoints: nullable(Type.Array(EndpointName, {
     maxItems: MAX_ENDPOINTS, uniqueItems: true, description: 'the endpoints each task lists; when absent or empty, those registered for the task type when it fires',
   })),
+  selector: nullable(Type.String({
+    minLength: 1, maxLength: MAX_SELECTOR_CHARS, [ERROR_KEYWORD]: `must be a label selector of 1 to ${MAX_SELECTOR_CHARS} characters, or null`,
+    description: 'a label selector instead of `endpoints`: each firing\'s task goes to the live endpoints of the type that match then',
+  })),
   rollout: nullable(Type.Object(RolloutBody.properties, {
     additionalProperties: false, [ERROR_KEYWORD]: 'must be an object with batch_size and optionally max_errors', description: 'handed to each task as its `rollout`',
   })),
@@ -110,7 +114,7 @@ const ScheduleFields = {
 const f = ScheduleFields;
 const ScheduleOptions = {
   cron: Type.Optional(f.cron), every: Type.Optional(f.every), timezone: Type.Optional(f.timezone), payload: Type.Optional(f.payload),
-  endpoints: Type.Optional(f.endpoints), rollout: Type.Optional(f.rollout), paused: Type.Optional(f.paused),
+  endpoints: Type.Optional(f.endpoints), selector: Type.Optional(f.selector), rollout: Type.Optional(f.rollout), paused: Type.Optional(f.paused),
 };
 
 export const ScheduleBody = Type.Object({ name: ScheduleName, task_type: f.task_type, ...ScheduleOptions }, {
@@ -289,6 +293,7 @@ export const ScheduleAnswer = Type.Object({
   timezone: Type.String(),
   payload: AnyJson,
   endpoints: nullable(Type.Array(Type.String())),
+  selector: nullable(Type.String({ description: 'the label selector each firing resolves; null: none' })),
   rollout: nullable(Type.Record(Type.String(), Type.Unknown())),
   paused: Type.Boolean(),
   next_fire_time: nullable(Type.String({ format: 'date-time', description: 'ISO 8601, UTC; null while paused, or when the cron matches no later time' })),

@@ -194,6 +194,7 @@ export interface ScheduleOptions {
   timezone?: string;
   payload?: string;
   endpoints?: string;
+  selector?: string;
 }
 
 /** The fields of a schedule that options give (the API checks them and names the field it refuses). */
@@ -205,6 +206,7 @@ function scheduleFields(ctx: Context, o: ScheduleOptions): Record<string, unknow
     ...(o.timezone !== undefined ? { timezone: o.timezone } : {}),
     ...(o.payload !== undefined ? { payload: readPayload(o.payload, ctx.io.readStdin) } : {}),
     ...(o.endpoints !== undefined ? { endpoints: nameList(o.endpoints) } : {}),
+    ...(o.selector !== undefined ? { selector: o.selector } : {}),
   };
 }
 
@@ -221,7 +223,7 @@ export async function scheduleCreate(ctx: Context, name: string, o: ScheduleOpti
 
 export async function scheduleUpdate(ctx: Context, name: string, o: ScheduleOptions): Promise<number> {
   const body = scheduleFields(ctx, o);
-  if (Object.keys(body).length === 0) throw new CliError('nothing to change: give --type, --cron, --every, --timezone, --payload or --endpoints');
+  if (Object.keys(body).length === 0) throw new CliError('nothing to change: give --type, --cron, --every, --timezone, --payload, --endpoints or --selector');
   return showSchedule(ctx, await ctx.client.json<ScheduleInfo>('PATCH', ['schedules', name], { body }));
 }
 

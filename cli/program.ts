@@ -174,7 +174,8 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .option('--every <duration>', 'a fixed interval instead: 30s, 5m, 1h30m, 1d')
     .option('--timezone <zone>', 'IANA time zone the cron expression is read in (default UTC)')
     .option('-p, --payload <json>', 'JSON handed to the handlers, or @file (@- for standard input)')
-    .option('-e, --endpoints <names>', 'comma-separated endpoints (default: those registered for the type when it fires)');
+    .option('-e, --endpoints <names>', 'comma-separated endpoints (default: those registered for the type when it fires)')
+    .option('-l, --selector <selector>', 'a label selector instead of --endpoints, resolved at each firing to the live endpoints that match');
   timing(schedule.command('create'))
     .description('create a schedule; each firing creates a task with identifier NAME-<scheduled time in UTC>')
     .argument('<name>', 'the schedule\'s name (1-47 of A-Z a-z 0-9 . _ -)')

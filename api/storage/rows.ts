@@ -112,6 +112,8 @@ export interface Schedule {
   timezone: string;
   payload: unknown;
   endpoints: string[] | null;
+  /** A label selector each firing's task is addressed with, resolved at the firing; null: none. */
+  selector: string | null;
   rollout: Record<string, unknown> | null;
   paused: boolean;
   /** Where `every` counts from. */

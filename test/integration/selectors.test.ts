@@ -222,6 +222,37 @@ describe('labels and selectors (RabbitMQ + MariaDB, 12 managers)', function () {
     assert.equal((await h.get('worker/cli-dry')).status, 404);
   });
 
+  it('rolls a selector\'s task out over what it resolved to', async function () {
+    const res = await h.post('worker', { identifier: 'sel-roll', payload: { sleep: 0 }, selector: 'role=db', rollout: { batch_size: '50%' } });
+    assert.equal(res.status, 201, JSON.stringify(res.json));
+    assert.deepEqual(res.json.endpoints, names((e) => e.labels.role === 'db'));
+    assert.equal(res.json.rollout.batch_size, 2);
+    assert.equal(res.json.responses.queued, 2);
+    const done = await h.waitForStatus('worker', 'sel-roll', ['DONE']);
+    assert.equal(done.task.responses.succeeded, 4);
+  });
+
+  it('resolves a schedule\'s selector at each firing, and records a firing that matches nothing', async function () {
+    const call = async (method: string, pathname: string, body?: unknown): Promise<{ status: number; json: any }> => {
+      const res = await fetch(`${h.baseUrl}${pathname}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+      return { status: res.status, json: await res.json() };
+    };
+    const bad = await call('POST', '/schedules', { name: 'sel-bad', task_type: 'worker', every: '1s', selector: 'tier in primary' });
+    assert.deepEqual([bad.status, bad.json.error.code, bad.json.error.position], [400, 'bad_selector', 8]);
+    const made = await call('POST', '/schedules', { name: 'sel-tick', task_type: 'worker', every: '1s', payload: { sleep: 0 }, selector: 'tier=primary' });
+    assert.equal(made.status, 201, JSON.stringify(made.json));
+    assert.equal(made.json.selector, 'tier=primary');
+    const fired = await until('a firing', async () => (await call('GET', '/schedules/sel-tick')).json.last_task_identifier as string | null, 20_000);
+    const task = (await h.get(`worker/${fired}`)).json.task;
+    assert.deepEqual([task.selector, task.endpoints], ['tier=primary', ['db-eu-1', 'db-us-1']]);
+    assert.equal((await call('DELETE', '/schedules/sel-tick')).status, 200);
+    const none = await call('POST', '/schedules', { name: 'sel-none', task_type: 'worker', every: '1s', selector: 'role=mainframe' });
+    assert.equal(none.status, 201);
+    const error = await until('a refused firing', async () => (await call('GET', '/schedules/sel-none')).json.last_error as string | null, 20_000);
+    assert.match(error, /^no_matching_endpoints: selector 'role=mainframe' matches none/);
+    assert.equal((await call('DELETE', '/schedules/sel-none')).status, 200);
+  });
+
   it('leaves a stopped (stale) endpoint out of a selector\'s task and lists it as stale', async function () {
     await managers.get('web-us-3')!.stop();
     await until('web-us-3 stale', async () => (await h.get('endpoints')).json.endpoints.find((e: any) => e.name === 'web-us-3').stale === true, 30_000);
