@@ -63,16 +63,26 @@ export class EndpointRegistry {
       rows.flatMap((r) => [r.type, r.name, sqlTime(new Date(r.time)), sqlTime(new Date(r.time)), r.waiting, r.labels, r.facts]));
   }
 
+  /**
+   * The column's value in the endpoint's row with the newest heartbeat ('' for none): a row of a type it
+   * no longer serves keeps what an earlier life of it said. Times are stored as 23 characters
+   * (`YYYY-MM-DD HH:MM:SS.mmm`), so the newest row's value is what follows them in the greatest concatenation.
+   */
+  private newest(column: 'labels' | 'facts'): string {
+    return this.mysql
+      ? `SUBSTRING(MAX(CONCAT(last_heartbeat, COALESCE(${column}, ''))), 24)`
+      : `substr(MAX(last_heartbeat || COALESCE(${column}, '')), 24)`;
+  }
+
   private async select(where: string, params: unknown[], limit: number): Promise<RegisteredEndpoint[]> {
     const rows: Record<string, unknown>[] = await exclusive(this.ds, () => this.ds.query(
-      // The rows of one endpoint are written together (one per type), so any row's labels and facts are its latest.
       `SELECT name, MIN(first_seen) AS first_seen, MAX(last_heartbeat) AS last_heartbeat, MAX(waiting_since) AS waiting_since, GROUP_CONCAT(task_type) AS task_types,
-       MAX(labels) AS labels, MAX(facts) AS facts
+       ${this.newest('labels')} AS labels, ${this.newest('facts')} AS facts
        FROM endpoint WHERE ${where} GROUP BY name ORDER BY name LIMIT ${Math.floor(limit)}`, params));
     return rows.map((r) => ({
       name: String(r.name), task_types: String(r.task_types).split(',').sort(),
       first_seen: readTime(r.first_seen), last_heartbeat: readTime(r.last_heartbeat), waiting_since: readOptionalTime(r.waiting_since ?? null),
-      labels: readJson<Labels | null>(r.labels ?? null) ?? {}, facts: readJson<Facts | null>(r.facts ?? null) ?? {},
+      labels: readJson<Labels | null>(r.labels || null) ?? {}, facts: readJson<Facts | null>(r.facts || null) ?? {},
     }));
   }
 

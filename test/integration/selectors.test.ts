@@ -266,6 +266,20 @@ describe('labels and selectors (RabbitMQ + MariaDB, 12 managers)', function () {
     assert.deepEqual(rows.map((r) => r.endpoint), ['web-us-1', 'web-us-2']);
   });
 
+  it('shows the labels of an endpoint\'s latest life, even beside a row of a type it no longer serves', async function () {
+    const first = await h.startManager('relabel-1', ['worker', 'backup'], { TASKER_LABELS: 'role=old,zone=a' });
+    await until('relabel-1 with its first labels', async () => (await h.get('endpoints')).json.endpoints.find((e: any) => e.name === 'relabel-1')?.labels.role === 'old');
+    await first.stop();
+    await h.startManager('relabel-1', ['worker'], {}, ['--label', 'role=new']);
+    const shown = await until('relabel-1 with its new labels', async () => {
+      const e = (await h.get('endpoints')).json.endpoints.find((x: any) => x.name === 'relabel-1');
+      return e?.labels.role === 'new' && e;
+    });
+    assert.deepEqual(shown.labels, { role: 'new' });
+    assert.deepEqual(shown.task_types, ['backup', 'worker']);
+    assert.deepEqual((await h.post('worker?dry_run=true', { identifier: 'relabel', selector: 'role in (old,new)' })).json.endpoints, ['relabel-1']);
+  });
+
   it('refuses to start a manager whose configured label is bad, naming the key', async function () {
     const configured = h.spawnManager('bad-label-1', ['worker'], { TASKER_MANAGER__ENDPOINTS: JSON.stringify([{ name: 'bad-label-1', labels: { role: 'web', 'Team/x': 'ok' } }]) });
     assert.equal(await configured.exited, 2);
