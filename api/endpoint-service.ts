@@ -1,6 +1,6 @@
 import { NotFoundError } from '../lib/errors';
 import { matches, Selector } from '../protocol/label-selector';
-import { selectable } from '../protocol/labels';
+import { Facts, Labels, SELECTABLE_FACTS, selectable } from '../protocol/labels';
 import type { Logger } from '../lib/logger';
 import type { ServerTransport } from '../protocol/server-transport';
 import type { TaskOperations } from './storage/operations';
@@ -58,8 +58,21 @@ export class EndpointService {
    * match the selector, by name, and how many are live: what a task addressed by a selector goes to.
    */
   async resolve(type: string, selector: Selector): Promise<{ matched: string[]; live: number }> {
-    const live = await guardDb(() => this.registry.liveWithLabels(type, this.staleAfterMs / 1000));
-    return { matched: live.filter((e) => matches(selector, selectable(e.labels, e.facts))).map((e) => e.name), live: live.length };
+    const live = await guardDb(() => this.registry.liveLabels(type, this.staleAfterMs / 1000));
+    // A fleet shares a few label sets: each distinct text is parsed once. Facts (a host name each) are read
+    // only when the selector names one.
+    const parsed = new Map<string, Labels>();
+    const labelsOf = (text: string | null): Labels => {
+      if (text === null) return {};
+      let labels = parsed.get(text);
+      if (!labels) parsed.set(text, labels = JSON.parse(text) as Labels);
+      return labels;
+    };
+    const namesFact = selector.some((r) => (SELECTABLE_FACTS as readonly string[]).includes(r.key));
+    const matched = live.filter((e) => matches(selector, namesFact
+      ? selectable(labelsOf(e.labels), e.facts === null ? null : JSON.parse(e.facts) as Facts)
+      : labelsOf(e.labels))).map((e) => e.name);
+    return { matched, live: live.length };
   }
 
   /**

@@ -99,10 +99,16 @@ export class EndpointRegistry {
     return this.select('1 = 1', [], limit);
   }
 
-  /** The endpoints of the type with a heartbeat within the last `seconds`, with their labels and facts, by name. */
-  async liveWithLabels(taskType: string, seconds: number): Promise<RegisteredEndpoint[]> {
+  /**
+   * The endpoints of the type with a heartbeat within the last `seconds`, by name, with their labels and
+   * facts as stored (JSON text, null for none): one row each (a type's row is the endpoint's own), read
+   * as they are, since a selector over a thousand endpoints is resolved on every POST that gives one.
+   */
+  async liveLabels(taskType: string, seconds: number): Promise<{ name: string; labels: string | null; facts: string | null }[]> {
     const since = new Date((await databaseNow(this.ds)).getTime() - seconds * 1000);
-    return this.select('task_type = ? AND last_heartbeat >= ?', [taskType, sqlTime(since)], 1_000_000);
+    const rows: Record<string, unknown>[] = await exclusive(this.ds, () => this.ds.query(
+      'SELECT name, labels, facts FROM endpoint WHERE task_type = ? AND last_heartbeat >= ? ORDER BY name', [taskType, sqlTime(since)]));
+    return rows.map((r) => ({ name: String(r.name), labels: r.labels === null || r.labels === undefined ? null : String(r.labels), facts: r.facts === null || r.facts === undefined ? null : String(r.facts) }));
   }
 
   async get(name: string): Promise<RegisteredEndpoint | null> {
