@@ -1,6 +1,7 @@
 import { BacklogFullError, DatabaseUnavailableError, InvalidRequestError, NotFoundError, TaskerError } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 import { parseSelector } from '../protocol/label-selector';
+import type { PayloadSchemas } from './payload-schemas';
 import type { RolloutRequest } from './rollout';
 import { canonicalTimezone, checkCron, firingIdentifier, nextAfter, parseEvery, type Timing } from './schedule-timing';
 import type { ScheduleBody, SchedulePatchBody } from './schemas';
@@ -13,6 +14,8 @@ export interface ScheduleServiceDeps {
   store: ScheduleStore;
   tasks: TaskService;
   taskTypes: readonly string[];
+  /** Command types' payload schemas: a schedule's payload must pass its type's. */
+  payloads?: PayloadSchemas;
   logger: Logger;
   /** The clock (tests fix it). */
   now?: () => Date;
@@ -67,6 +70,7 @@ export class ScheduleService {
       paused: body.paused ?? false, anchor_time: wholeSecond(now), next_fire_time: null, last_fire_time: null, last_task_identifier: null,
       last_error: null, created_by: actor, created_time: now, updated_time: now,
     };
+    this.deps.payloads?.check(draft.task_type, draft.payload);
     draft.next_fire_time = draft.paused ? null : this.firstAfter(draft, now);
     return guardDb(() => this.deps.store.create(draft));
   }
@@ -107,6 +111,7 @@ export class ScheduleService {
     if (patch.selector) s.endpoints = null;
     if (patch.rollout !== undefined) s.rollout = patch.rollout;
     if (patch.paused !== undefined) s.paused = patch.paused;
+    if (patch.task_type !== undefined || payload !== undefined) this.deps.payloads?.check(s.task_type, s.payload);
     if (s.paused) s.next_fire_time = null;
     else if (retimed || resumed) s.next_fire_time = this.firstAfter(s, now);
     if (!(await guardDb(() => this.deps.store.update(s, now)))) throw new NotFoundError(`no schedule named '${name}'`);

@@ -30,6 +30,7 @@ import { TaskQueries } from './storage/task-queries';
 import { TaskStore } from './storage/task-store';
 import { TokenStore } from './storage/token-store';
 import { checkAutoincLockMode } from './storage/uncommitted';
+import { PayloadSchemas } from './payload-schemas';
 import { TaskService } from './task-service';
 import { WatchHub } from './watch-hub';
 import { StreamLimits } from './stream-limits';
@@ -77,10 +78,11 @@ async function knowRegisteredEndpoints(registry: EndpointRegistry, metrics: Metr
  */
 export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const { config, ds, transport } = deps;
+  // Parts that name their own component get the root logger: pino repeats a key bound twice.
   const log = deps.logger.child({ component: 'api' });
   const history = new History(ds);
   await checkAutoincLockMode(ds, log);
-  const hub = new WatchHub(history, transport, log);
+  const hub = new WatchHub(history, transport, deps.logger);
   const health = new HealthChecks(ds, () => transport.connected);
   const metrics = new Metrics({
     taskTypes: config.task_types, endpoints: config.manager.endpoints.map((e) => e.name),
@@ -106,22 +108,23 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   // Alive: heard from within three heartbeats.
   const endpoints = new EndpointService(registry, responses, queries, 3 * config.manager.heartbeat_interval * 1000, config.api.endpoint_stale_after * 1000,
     { operations: taskOperations, transport, taskTypes: config.task_types, log });
+  const payloads = new PayloadSchemas(config.command_types);
   const service = new TaskService({
-    taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, unknownEndpoints: config.api.unknown_endpoints, localEndpoints: deps.localEndpoints ?? [], executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
+    taskTypes: config.task_types, payloads, endpointExpiry: config.api.endpoint_expiry, unknownEndpoints: config.api.unknown_endpoints, localEndpoints: deps.localEndpoints ?? [], executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
     registry, publisher, hub, maxBatch: 256, maxBatchBytes: await taskInsertBound(ds), admit: (type, eps) => transport.admit(type, eps),
     resolveSelector: (type, selector) => endpoints.resolve(type, selector),
   });
   const operations = new OperationsService(service, taskOperations, publisher, transport, log);
   const identity = config.api.endpoint_identity;
   const batchSize = config.api.collector_batch;
-  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: log, metrics, taskTypes: config.task_types });
-  const responder = new StateResponder({ completion, responses, transport, identity, batchSize, cancelledListed: config.api.cancelled_listed, logger: log, metrics });
+  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: deps.logger, metrics, taskTypes: config.task_types });
+  const responder = new StateResponder({ completion, responses, transport, identity, batchSize, cancelledListed: config.api.cancelled_listed, logger: deps.logger, metrics });
   await transport.start();
   await hub.start();
   await collector.start();
   await responder.start();
 
-  const schedules = new ScheduleService({ store: new ScheduleStore(ds), tasks: service, taskTypes: config.task_types, logger: log });
+  const schedules = new ScheduleService({ store: new ScheduleStore(ds), tasks: service, taskTypes: config.task_types, payloads, logger: log });
   const tokens = new TokenStore(ds);
   const auth = config.api.auth === 'tokens';
   const guard = auth ? new TokenGuard(tokens, {

@@ -13,6 +13,7 @@ import type { ResponseStore } from './storage/response-store';
 import type { TaskFilter, TaskQueries } from './storage/task-queries';
 import { writeJson } from './storage/sql-values';
 import { firstTargets, NewTask, TaskStore } from './storage/task-store';
+import type { PayloadSchemas } from './payload-schemas';
 import { resolveRollout } from './rollout';
 import { requestHash, TaskRequest } from './task-request';
 import { countRows } from './views';
@@ -20,6 +21,8 @@ import type { WatchHub } from './watch-hub';
 
 export interface TaskServiceDeps {
   taskTypes: readonly string[];
+  /** Command types' payload schemas, checked before anything is stored. */
+  payloads?: PayloadSchemas;
   /** Seconds after which a silent endpoint is no longer expected by tasks that list none. */
   endpointExpiry: number;
   /** `refuse`: a task listing endpoints outside the inventory is a 422 unless it allows them (`api.unknown_endpoints`). */
@@ -84,6 +87,7 @@ export class TaskService {
   /** Stores and sends a task; a repeat with the same body returns the stored task with `created: false`. */
   async create(type: string, request: TaskRequest, actor: string | null): Promise<TaskWithCounts & { created: boolean }> {
     this.requireType(type);
+    this.deps.payloads?.check(type, request.payload);
     let req = request;
     if (req.selector) {
       // A repeat is answered with what the first request resolved to, whatever the fleet is now.
@@ -109,6 +113,7 @@ export class TaskService {
    */
   async plan(type: string, req: TaskRequest): Promise<string[]> {
     this.requireType(type);
+    this.deps.payloads?.check(type, req.payload);
     if (req.selector) return this.resolve(type, req.selector);
     if (req.endpoints) {
       await this.checkInventory(type, req);

@@ -7,6 +7,7 @@ import { endpointsTable, schedulesTable, taskHeader, taskListTable, taskTable, t
 import { endpointRowsFor, LineProgress, TerminalProgress, type Screen } from './progress';
 import { TaskTracker } from './tracker';
 import type { EndpointInfo, ScheduleInfo, Task, TaskWithResponses, TokenInfo } from './types';
+import { commaList } from '../lib/comma-list';
 
 /** Where a command writes, and how. */
 export interface Io {
@@ -53,7 +54,7 @@ export function readPayload(value: string, readStdin: () => string): unknown {
 }
 
 /** `a,b, c` → ['a', 'b', 'c']. */
-export const nameList = (value: string): string[] => value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+export const nameList = commaList;
 
 /** Follows a task to its end, then shows it and answers its exit status. */
 async function followAndReport(ctx: Context, snapshot: TaskWithResponses): Promise<number> {

@@ -27,7 +27,7 @@ export interface Facts {
   /** The tasker version the manager runs. */
   version?: string;
   task_types?: string[];
-  /** How its handlers are given: `module` (a handlers/<type> module). */
+  /** How its handlers are given: `module` (a handlers/<type> module), `command` (a command type's program). */
   handler_kinds?: string[];
 }
 

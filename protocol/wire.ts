@@ -30,6 +30,18 @@ export const ERRNR_BAD_RESULT = 126;
  * while the endpoint was running it (shown with failure `timed_out`).
  */
 export const ERRNR_DEADLINE_PASSED = 127;
+/**
+ * Command task types: an exit code other than 0 is the errnr itself (1 to 255); what is not an exit code
+ * has a number above 255, so that it can never be mistaken for one. A command's timeout is the handler
+ * timeout (124), so that it shows as `timed_out`.
+ */
+export const ERRNR_COMMAND_TIMEOUT = ERRNR_HANDLER_TIMEOUT;
+/** The command was ended by a signal: a crash, an OOM kill, a kill by someone else, or tasker's own on a cancel or shutdown. */
+export const ERRNR_COMMAND_SIGNALLED = 256;
+/** The command could not be started: the program (or `cwd`) does not exist or is not executable. */
+export const ERRNR_COMMAND_NOT_STARTED = 257;
+/** The payload fails the type's `payload_schema` at the endpoint (a task not sent through this API's configuration). */
+export const ERRNR_COMMAND_BAD_PAYLOAD = 258;
 
 /** errmsg is a TEXT column (65,535 bytes): at most 4 bytes a character in utf8mb4. */
 export const MAX_ERRMSG_CHARS = 16_000;
@@ -99,7 +111,7 @@ const Facts = Type.Object({
   arch: Type.Optional(Type.String({ maxLength: MAX_FACT_CHARS, description: 'the CPU architecture, as Node.js names it (x64, arm64)' })),
   version: Type.Optional(Type.String({ maxLength: MAX_FACT_CHARS, description: 'the tasker version of the manager' })),
   task_types: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: MAX_FACT_ITEMS })),
-  handler_kinds: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 16, description: 'how its handlers are given: module' })),
+  handler_kinds: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 16, description: 'how its handlers are given: module, command' })),
 }, { maxProperties: 32, description: 'what the endpoint reports about itself; other fields are ignored' });
 
 /** Endpoint → server: the endpoint serves these task types; sent on start (register) and then periodically (heartbeat). */

@@ -171,6 +171,14 @@ describe('the tasker CLI (RabbitMQ + MariaDB, real processes)', function () {
     assert.match(unknown.stderr, /^tasker: GET \/flaky\/no-such-task: 404 not_found: [^\n]+\n$/);
   });
 
+  it('npm run token takes scopes separated by commas as well as repeated', async function () {
+    const { code, output } = await h.runScript('token.js', ['create', 'pair', '--scope', 'read, operate', '--scope', 'submit:worker']);
+    assert.equal(code, 0, output);
+    assert.match(output, /token 'pair' \(read, operate, submit:worker\)/);
+    const listed = await h.runScript('token.js', ['list']);
+    assert.match(listed.output, /^pair\s+read,operate,submit:worker\s/m);
+  });
+
   it('manages tokens: create (the secret shown once), use within its scope only, list, revoke', async function () {
     const created = await cli(['token', 'create', 'reader', '--scope', 'read']);
     assert.equal(created.code, 0, created.stderr);

@@ -16,6 +16,8 @@ export interface Verdict {
   /** Median of the last quarter. */
   lastMiB: number | null;
   growth: number | null;
+  /** Largest sample of the whole life, judged against a ceiling in every run. */
+  peakMiB: number;
   judged: boolean;
   ok: boolean;
 }
@@ -33,11 +35,16 @@ const median = (xs: number[]): number => {
  * requests and events for a minute or two after a database restart, then gives the memory back) raises a
  * window or two, and so would decide a window-by-window comparison. Two windows at the start, because V8
  * gives memory back now and then, and a reference taken in such a dip would make the level the process
- * keeps look like growth. A life too short for both is not judged.
+ * keeps look like growth. The median decides only if such a rise covers less than half of the last quarter,
+ * so a life whose last quarter is shorter than `minLastS` is not judged, nor is one too short for a window
+ * after its warm-up.
  */
-export function judge(life: Life, windowS: number, maxGrowth: number, minWarmupS: number): Verdict {
+export function judge(life: Life, windowS: number, maxGrowth: number, minWarmupS: number, minLastS = 0): Verdict {
   const s = life.samples;
-  const base = { life: `${life.name} (pid ${life.pid})`, startMiB: s[0]?.mib ?? 0, endMiB: s[s.length - 1]?.mib ?? 0 };
+  const base = {
+    life: `${life.name} (pid ${life.pid})`, startMiB: s[0]?.mib ?? 0, endMiB: s[s.length - 1]?.mib ?? 0,
+    peakMiB: s.reduce((m, x) => Math.max(m, x.mib), 0),
+  };
   const from = s[0]?.t ?? 0;
   const to = s[s.length - 1]?.t ?? 0;
   const warm = from + Math.max((to - from) / 4, minWarmupS);
@@ -53,7 +60,7 @@ export function judge(life: Life, windowS: number, maxGrowth: number, minWarmupS
   };
   const reference = medians(warm, Math.min(lastStart, warm + 2 * windowS));
   const last = inWindow(lastStart, to + 1e-9);
-  if (reference.length === 0 || last.length < 3 || medians(lastStart, to).length === 0) {
+  if ((to - lastStart) < minLastS || reference.length === 0 || last.length < 3 || medians(lastStart, to).length === 0) {
     return { ...base, referenceMiB: null, lastMiB: null, growth: null, judged: false, ok: true };
   }
   const referenceMiB = Math.max(...reference);

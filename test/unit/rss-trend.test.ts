@@ -26,4 +26,15 @@ describe('soak: RSS judged flat or growing', function () {
     const v = judge(life(60, () => 100), 60, 0.1, 60);
     assert.equal(v.judged, false);
   });
+
+  it('does not judge a last quarter shorter than a database restart\'s rise could fill by half', function () {
+    // The 2-minute run: a restart at 60 s raised the API from 148 to 166 MiB until the end.
+    const short = judge(life(120, (t) => (t < 85 ? 148 : 166)), 10, 0.1, 60, 240);
+    assert.equal(short.judged, false);
+    assert.equal(short.ok, true);
+    assert.equal(short.peakMiB, 166);
+    const long = judge(life(1800, (t) => 140 * (1 + 0.3 * t / 1800)), 60, 0.1, 60, 240);
+    assert.equal(long.judged, true);
+    assert.equal(long.ok, false, `growth ${long.growth}`);
+  });
 });
