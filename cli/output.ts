@@ -162,9 +162,17 @@ export function taskListTable(tasks: Task[], nextCursor: string | null): string[
   return lines;
 }
 
+/** `region=eu,role=web`, keys sorted, as `-l` takes them; `-` for none. */
+function labelList(labels: Readonly<Record<string, string>> | undefined): string {
+  const keys = Object.keys(labels ?? {}).sort();
+  return keys.length === 0 ? '-' : keys.map((k) => `${k}=${(labels as Record<string, string>)[k]}`).join(',');
+}
+
 export function endpointsTable(endpoints: EndpointInfo[], nextCursor: string | null): string[] {
-  const rows = endpoints.map((e) => [e.name, e.alive ? 'yes' : 'no', e.stale ? 'yes' : 'no', time(e.last_heartbeat), time(e.first_seen), e.task_types.join(',')]);
-  const lines = table(['NAME', 'ALIVE', 'STALE', 'LAST HEARTBEAT', 'FIRST SEEN', 'TASK TYPES'], rows);
+  const rows = endpoints.map((e) => [
+    e.name, e.alive ? 'yes' : 'no', e.stale ? 'yes' : 'no', time(e.last_heartbeat), time(e.first_seen), e.task_types.join(','), labelList(e.labels),
+  ]);
+  const lines = table(['NAME', 'ALIVE', 'STALE', 'LAST HEARTBEAT', 'FIRST SEEN', 'TASK TYPES', 'LABELS'], rows);
   if (nextCursor !== null) lines.push(`more: --cursor ${nextCursor}`);
   return lines;
 }

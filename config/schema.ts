@@ -1,5 +1,6 @@
 import { Static, TInteger, TNumber, TProperties, TString, Type } from '@sinclair/typebox';
 import { createAjv, describeFailure, ERROR_KEYWORD } from '../lib/validation';
+import { labelsProblem } from '../protocol/labels';
 import { CommandType, CommandTypeError, CommandTypes, parseCommandType } from './command-types';
 import { ENDPOINT_PATTERN, RESERVED_TASK_TYPES, TASK_TYPE_PATTERN } from '../protocol/names';
 import { HOST_ENTRY_PATTERN, parseHostEntry } from '../protocol/rabbitmq/hosts';
@@ -22,10 +23,15 @@ const oneOf = <const T extends string>(values: readonly T[], def: T) => Type.Uns
 const section = <T extends TProperties>(props: T) => Type.Object(props, { additionalProperties: false, default: {} });
 const TaskTypeName = Type.String({ pattern: TASK_TYPE_PATTERN.source, [ERROR_KEYWORD]: `must match ${TASK_TYPE_PATTERN.source}` });
 
+/** Keys and values are checked by the Kubernetes rules in `validateConfig`, where the failing key can be named. */
+const LabelMap = Type.Record(Type.String(), Type.String(), { [ERROR_KEYWORD]: 'must be a mapping of label keys to string values' });
+
 const EndpointSchema = Type.Object({
   name: Type.String({ pattern: ENDPOINT_PATTERN.source, [ERROR_KEYWORD]: `must match ${ENDPOINT_PATTERN.source}` }),
   /** Task types this endpoint serves; all of `task_types` when absent. */
   task_types: Type.Optional(Type.Array(TaskTypeName)),
+  /** Labels the endpoint reports (selectors pick endpoints by them), over `manager.labels`. */
+  labels: Type.Optional(LabelMap),
 }, { additionalProperties: false });
 
 const DbSchema = section({
@@ -132,6 +138,8 @@ export const ConfigSchema = Type.Object({
     /** How tasks travel: RabbitMQ, or in-process queues when API and managers share one process. */
     transport: oneOf(['rabbitmq', 'in-process'], 'rabbitmq'),
     endpoints: Type.Array(EndpointSchema, { default: [] }),
+    /** Labels of every endpoint this process runs (`TASKER_LABELS=role=web,region=eu`); an endpoint's own labels win. */
+    labels: Type.Record(Type.String(), Type.String(), { default: {}, [ERROR_KEYWORD]: 'must be a mapping of label keys to string values' }),
     handler_timeout: num(300, 0.01, 86400),
     /** Seconds between the SIGTERM and the SIGKILL of a command type's process group (timeout, cancel, shutdown). */
     kill_grace: num(5, 0, 60),
@@ -247,6 +255,11 @@ function checkHosts(mq: MessageQueueConfig, hostGiven: boolean): void {
   }
 }
 
+function checkLabels(path: string, labels: Readonly<Record<string, string>>): void {
+  const problem = labelsProblem(labels);
+  if (problem) fail(problem.key === null ? path : `${path}.${problem.key}`, problem.message);
+}
+
 /**
  * Takes the command types (`task_types` entries that are mappings) out of `task_types`, validated, and
  * leaves their names in their place: the rest of the code sees a list of names.
@@ -303,6 +316,7 @@ export function validateConfig(input: unknown): Config {
     if (RESERVED_ROUTES.includes(t)) fail(`task_types[${i}]`, `'${t}' is reserved (${RESERVED_ROUTES.join(', ')} are routes of the API)`);
   });
   if (new Set(cfg.task_types).size !== cfg.task_types.length) fail('task_types', 'has duplicates');
+  checkLabels('manager.labels', cfg.manager.labels);
   const seen = new Set<string>();
   cfg.manager.endpoints.forEach((ep, i) => {
     if (seen.has(ep.name)) fail(`manager.endpoints[${i}].name`, `endpoint '${ep.name}' listed twice`);
@@ -311,6 +325,8 @@ export function validateConfig(input: unknown): Config {
       if (!cfg.task_types.includes(t)) fail(`manager.endpoints[${i}].task_types`, `'${t}' is not in task_types`);
     }
     ep.task_types = ep.task_types ?? [...cfg.task_types];
+    checkLabels(`manager.endpoints[${i}].labels`, ep.labels ?? {});
+    ep.labels = { ...cfg.manager.labels, ...(ep.labels ?? {}) };
   });
   const commandTypes = Object.assign(Object.create(null) as Record<string, CommandType>, Object.fromEntries(commands));
   return deepFreeze({ ...cfg, command_types: commandTypes } as unknown as Config);

@@ -1,6 +1,7 @@
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { DataSource } from 'typeorm';
-import { projectRoot } from '../config/loader';
+import { packageVersion, projectRoot } from '../config/loader';
 import type { Config, EndpointConfig } from '../config/schema';
 import { loadHandlers } from '../handlers';
 import { createDataSource, openDatabase } from '../api/storage/database';
@@ -79,7 +80,10 @@ function handlersOf(config: Config, ep: EndpointConfig): Map<string, HandlerModu
 export async function startEndpointManagers(config: Config, logger: Logger, connections: Connections, endpoints: readonly EndpointConfig[]): Promise<EndpointManager[]> {
   const m = config.manager;
   const managers: EndpointManager[] = [];
+  const facts = { hostname: hostname(), os: process.platform, arch: process.arch, version: packageVersion() };
   for (const ep of endpoints) {
+    // How this endpoint's handlers are given: `module` (handlers/<type>), `command` (a command type's program).
+    const kinds = [...new Set(ep.task_types.map((t) => (config.command_types[t] === undefined ? 'module' : 'command')))].sort();
     const manager = new EndpointManager({
       endpoint: ep.name,
       handlers: handlersOf(config, ep),
@@ -90,6 +94,8 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
       stateTimeoutMs: m.state_timeout * 1000,
       prefetch: m.message_queue.prefetch,
       transport: connections.endpoint(ep.name),
+      labels: ep.labels,
+      facts: { ...facts, task_types: [...ep.task_types], handler_kinds: kinds },
       logger,
     });
     await manager.start();
