@@ -87,6 +87,38 @@ async function drainBacklog(h: Harness, api: Proc, tasks: number, endpoints: num
 }
 
 /**
+ * What resolving a selector adds to a POST: the time to its 201 for a task that names half the fleet and
+ * for one whose selector matches the same half by label, alternately, each run to its end before the next
+ * (a POST's time grows with its endpoints, for their rows: hence the same endpoints on both sides).
+ */
+async function selectorCost(h: Harness, tasks: number, half: string[]): Promise<Record<string, unknown>> {
+  const timed = async (identifier: string, extra: Record<string, unknown>, expected: number): Promise<number> => {
+    const t0 = performance.now();
+    const res = await fetch(`${h.baseUrl}/worker`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ identifier, payload: { sleep: 0 }, ...extra }),
+    });
+    const ms = performance.now() - t0;
+    const body = await res.json() as { endpoints?: string[] };
+    if (res.status !== 201 || body.endpoints?.length !== expected) throw new Error(`POST ${identifier}: ${res.status} ${JSON.stringify(body).slice(0, 200)}`);
+    await waitDone(h, [identifier]);
+    return ms;
+  };
+  const named: number[] = [];
+  const selected: number[] = [];
+  for (let i = 0; i < tasks; i++) {
+    named.push(await timed(`fleet-named-${i}`, { endpoints: half }, half.length));
+    selected.push(await timed(`fleet-sel-${i}`, { selector: 'group=g0' }, half.length));
+  }
+  const n = summary(named);
+  const s = summary(selected);
+  return {
+    tasks, matching: half.length, named_post_ms: { p50: round1(n.p50), p99: round1(n.p99) }, selector_post_ms: { p50: round1(s.p50), p99: round1(s.p99) },
+  };
+}
+
+const round1 = (x: number): number => Math.round(x * 10) / 10;
+
+/**
  * The fleet workload: `endpoints` endpoints, each with its own AMQP connection, `perProcess` of them in
  * each manager process; broadcasts (tasks that list no endpoints) to all of them. Measures POST to DONE
  * one task at a time, responses stored per second with many tasks at once, the database connections
@@ -113,7 +145,7 @@ export async function runFleet(h: Harness, o: { endpoints: number; perProcess: n
     const processes = Math.ceil(o.endpoints / o.perProcess);
     for (let i = 0; i < processes; i += 2) {
       managers.push(...await Promise.all([i, i + 1].filter((p) => p < processes)
-        .map((p) => h.startManager(names.slice(p * o.perProcess, (p + 1) * o.perProcess), ['worker']))));
+        .map((p) => h.startManager(names.slice(p * o.perProcess, (p + 1) * o.perProcess), ['worker'], { TASKER_LABELS: `group=g${p % 2}` }))));
     }
     for (;;) {
       const [row] = await h.query(`SELECT COUNT(*) AS n FROM endpoint WHERE task_type = 'worker'`);
@@ -143,6 +175,8 @@ export async function runFleet(h: Harness, o: { endpoints: number; perProcess: n
       const ends = await waitDone(h, [id]);
       doneMs.push((ends.get(id) as number) - sentAt);
     }
+    o.log(`fleet: POST to 201, ${o.tasks} naming half the fleet and ${o.tasks} to the selector group=g0 (the same half), alternately`);
+    const selector = await selectorCost(h, o.tasks, names.filter((_n, i) => Math.floor(i / o.perProcess) % 2 === 0));
     o.log(`fleet: ${o.tasks} tasks at once`);
     const ids = Array.from({ length: o.tasks }, (_v, i) => `fleet-many-${i}`);
     const meter = new ProcessMeter([{ name: 'api', pid: api.child.pid! }, ...managers.map((m, i) => ({ name: `managers ${i}`, pid: m.child.pid! })),
@@ -161,6 +195,7 @@ export async function runFleet(h: Harness, o: { endpoints: number; perProcess: n
     return {
       endpoints: o.endpoints, per_process: o.perProcess, processes, startup_s: Math.round(startup * 10) / 10,
       sequential: { tasks: o.tasks, done_ms: { p50: Math.round(d.p50), p99: Math.round(d.p99) } },
+      selector,
       sustained: {
         tasks: o.tasks, responses, seconds: Math.round(span * 100) / 100, responses_per_s: Math.round(responses / span),
         cpu_s: {
