@@ -1,6 +1,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { loadTlsMaterial, TlsFileError } from '../lib/tls-files';
 import { parseLabelList } from '../protocol/labels';
 import { Config, ConfigError, validateConfig } from './schema';
 
@@ -108,7 +109,23 @@ export function loadConfig(options: LoadOptions = {}): Config {
   applyEnvOverrides(merged, env);
   applyLabelList(merged, env.TASKER_LABELS);
   merged.mode = mode;
-  return validateConfig(merged);
+  const config = validateConfig(merged);
+  checkTlsFiles(config);
+  return config;
+}
+
+/** The TLS files, read and checked once at start, so that a wrong one is named before anything connects. */
+function checkTlsFiles(config: Config): void {
+  const sections = [[config.manager.message_queue.tls, 'manager.message_queue.tls'], [config.manager.db.tls, 'manager.db.tls']] as const;
+  for (const [tls, prefix] of sections) {
+    if (!tls.enabled) continue;
+    try {
+      loadTlsMaterial(tls, prefix, projectRoot());
+    } catch (err) {
+      if (err instanceof TlsFileError) throw new ConfigError(`config key '${err.key}': ${err.message}`, { cause: err });
+      throw err;
+    }
+  }
 }
 
 /** The version in package.json. */

@@ -34,6 +34,16 @@ const EndpointSchema = Type.Object({
   labels: Type.Optional(LabelMap),
 }, { additionalProperties: false });
 
+/** TLS for a connection (RabbitMQ's, MySQL's): see lib/tls-files. */
+const TlsSchema = section({
+  enabled: Type.Boolean({ default: false }),
+  ca: str(''),
+  cert: str(''),
+  key: str(''),
+  servername: str(''),
+  verify: Type.Boolean({ default: true }),
+});
+
 const DbSchema = section({
   /** Empty for a process that needs no database (an endpoint manager). */
   uri: str(''),
@@ -45,6 +55,7 @@ const DbSchema = section({
   connect_timeout: num(3, 0.1, 120),
   /** Seconds one statement may take before its connection is closed (migrations excepted). */
   query_timeout: num(10, 0.1, 3600),
+  tls: TlsSchema,
 });
 
 const MessageQueueSchema = section({
@@ -61,6 +72,8 @@ const MessageQueueSchema = section({
   heartbeat: int(30, 0, 3600),
   prefetch: int(32, 1, 65535),
   queue_type: oneOf(['classic', 'quorum'], 'classic'),
+  /** amqps: the port's default becomes 5671. */
+  tls: TlsSchema,
 });
 
 /**
@@ -173,6 +186,9 @@ type RawManager = RawConfig['manager'];
 
 export type EndpointConfig = Frozen<Required<RawManager['endpoints'][number]>>;
 export type DbConfig = Frozen<RawManager['db']>;
+export type TlsConfig = DbConfig['tls'];
+/** TLS off: what a connection made outside the configuration (a test's own) is given. */
+export const TLS_OFF: TlsConfig = Object.freeze({ enabled: false, ca: '', cert: '', key: '', servername: '', verify: true });
 export type MessageQueueConfig = Frozen<RawManager['message_queue']>;
 /**
  * The validated configuration: every endpoint's task types filled in; `task_types` holds names only, and
@@ -226,6 +242,20 @@ function deepFreeze<T>(value: T): T {
 function rawMessageQueue(raw: Record<string, unknown>): Record<string, unknown> | null {
   const mq = (raw.manager as Record<string, unknown> | undefined)?.message_queue;
   return typeof mq === 'object' && mq !== null && !Array.isArray(mq) ? mq as Record<string, unknown> : null;
+}
+
+/** With TLS on, a port not given is AMQPS's (5671) rather than AMQP's. */
+function defaultTlsPort(mq: Record<string, unknown> | null): void {
+  const tls = mq?.tls as Record<string, unknown> | undefined;
+  if (!mq || typeof tls !== 'object' || tls === null || mq.port !== undefined) return;
+  if (tls.enabled === true || tls.enabled === 'true') mq.port = 5671;
+}
+
+/** TLS keys set while TLS is off would be ignored in silence, and the connection left in clear text. */
+function checkTlsOff(tls: { enabled: boolean; ca: string; cert: string; key: string; servername: string }, prefix: string): void {
+  if (tls.enabled) return;
+  const set = (['ca', 'cert', 'key', 'servername'] as const).find((k) => tls[k] !== '');
+  if (set) fail(`${prefix}.enabled`, `must be true when ${prefix}.${set} is set (TLS is off, so it would be ignored)`);
 }
 
 /** `hosts` may be given as one comma-separated string (handy in an environment variable); empty means none. */
@@ -290,6 +320,7 @@ export function validateConfig(input: unknown): Config {
   const rawMq = rawMessageQueue(raw);
   splitHosts(rawMq);
   const hostGiven = typeof rawMq?.host === 'string' && rawMq.host !== '';
+  defaultTlsPort(rawMq);
   if (!validate(raw)) {
     const f = describeFailure(validate.errors);
     fail(f.path, f.message);
@@ -304,6 +335,10 @@ export function validateConfig(input: unknown): Config {
     fail('manager.receipt_delay', `must be shorter than api.wait_for_endpoints_timeout (${cfg.api.wait_for_endpoints_timeout} s)`);
   }
   checkHosts(cfg.manager.message_queue, hostGiven);
+  checkTlsOff(cfg.manager.message_queue.tls, 'manager.message_queue.tls');
+  checkTlsOff(cfg.manager.db.tls, 'manager.db.tls');
+  // mysql2 checks the certificate against the host of the URI and takes no other name.
+  if (cfg.manager.db.tls.servername !== '') fail('manager.db.tls.servername', 'is not used for MySQL: the server\'s certificate must name the host of manager.db.uri');
   cfg.task_types.forEach((t, i) => {
     const timeout = commands.get(t)?.timeout;
     if (timeout !== undefined && cfg.manager.transport === 'rabbitmq' && timeout > RABBITMQ_MAX_HANDLER_TIMEOUT_S) {

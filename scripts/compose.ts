@@ -16,6 +16,7 @@ import { InProcessBroker } from '../protocol/in-process/in-process-broker';
 import { RabbitBroker } from '../protocol/rabbitmq/rabbit-broker';
 import { ServerTransport } from '../protocol/server-transport';
 import { Topology } from '../protocol/topology';
+import { loadTlsMaterial, TlsMaterial } from '../lib/tls-files';
 
 /** How long an endpoint's publish waits for the broker's confirm before it is tried again. */
 const ENDPOINT_PUBLISH_TIMEOUT_MS = 30_000;
@@ -43,7 +44,8 @@ export class Connections {
       }
       return this.world.connect(user);
     }
-    return new RabbitBroker(mq, { connectionName: name, publishTimeoutMs, logger: this.logger });
+    const tls = mq.tls.enabled ? (): TlsMaterial => loadTlsMaterial(mq.tls, 'manager.message_queue.tls', projectRoot()) : undefined;
+    return new RabbitBroker(mq, { connectionName: name, publishTimeoutMs, logger: this.logger, tls });
   }
 
   server(role: string): ServerTransport {

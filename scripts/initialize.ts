@@ -76,7 +76,7 @@ main('initialize', {
     }
   }
   if (values.database || both) {
-    if (await createDatabase(config.manager.db)) logger.info('database and user present');
+    if (await createDatabase(config.manager.db, projectRoot())) logger.info('database and user present');
     const ds = await openDatabase(() => createDataSource(config.manager.db, projectRoot()), logger);
     try {
       await resetTables(ds);

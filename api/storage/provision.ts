@@ -4,7 +4,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import mysql from 'mysql2/promise';
 import type { DataSource } from 'typeorm';
 import type { DbConfig } from '../../config/schema';
-import { dialectOf, migrate } from './database';
+import { dialectOf, migrate, mysqlTls } from './database';
 
 /**
  * The database part of `initialize`: create the database and its user (when the mode configures admin
@@ -31,10 +31,13 @@ export function parseMysqlUri(uri: string): MysqlTarget {
   return { user, password: decodeURIComponent(u.password), host: u.hostname, port: Number(u.port || 3306), database };
 }
 
-async function withAdmin<T>(db: DbConfig, fn: (conn: mysql.Connection, target: MysqlTarget) => Promise<T>): Promise<T | undefined> {
+/** The database's TLS, for the connections made here as for the API's. */
+const tlsOf = (db: DbConfig, root: string): { ssl?: Record<string, unknown> } => (db.tls.enabled ? { ssl: mysqlTls(db.tls, root) } : {});
+
+async function withAdmin<T>(db: DbConfig, root: string, fn: (conn: mysql.Connection, target: MysqlTarget) => Promise<T>): Promise<T | undefined> {
   if (!db.uri.startsWith('mysql://') || !db.admin_uri) return undefined;
   const target = parseMysqlUri(db.uri);
-  const conn = await mysql.createConnection({ uri: db.admin_uri, connectTimeout: db.connect_timeout * 1000 });
+  const conn = await mysql.createConnection({ uri: db.admin_uri, connectTimeout: db.connect_timeout * 1000, ...tlsOf(db, root) });
   try {
     return await fn(conn, target);
   } finally {
@@ -43,8 +46,8 @@ async function withAdmin<T>(db: DbConfig, fn: (conn: mysql.Connection, target: M
 }
 
 /** Creates the database and the application user if missing; the user may connect from anywhere and from localhost. */
-export async function createDatabase(db: DbConfig): Promise<boolean> {
-  const done = await withAdmin(db, async (conn, t) => {
+export async function createDatabase(db: DbConfig, root: string): Promise<boolean> {
+  const done = await withAdmin(db, root, async (conn, t) => {
     await conn.query(`CREATE DATABASE IF NOT EXISTS \`${t.database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
     for (const host of ['%', 'localhost']) {
       await conn.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [t.user, host, t.password]);
@@ -57,8 +60,8 @@ export async function createDatabase(db: DbConfig): Promise<boolean> {
 }
 
 /** Drops the database and the application user (test clean-up). */
-export async function dropDatabase(db: DbConfig): Promise<void> {
-  await withAdmin(db, async (conn, t) => {
+export async function dropDatabase(db: DbConfig, root: string): Promise<void> {
+  await withAdmin(db, root, async (conn, t) => {
     await conn.query(`DROP DATABASE IF EXISTS \`${t.database}\``);
     for (const host of ['%', 'localhost']) await conn.query('DROP USER IF EXISTS ?@?', [t.user, host]);
   });
@@ -85,7 +88,7 @@ export async function existingData(db: DbConfig, root: string): Promise<Existing
   try {
     conn = await mysql.createConnection({
       host: via.hostname, port: Number(via.port || 3306), user: decodeURIComponent(via.username), password: decodeURIComponent(via.password),
-      connectTimeout: db.connect_timeout * 1000,
+      connectTimeout: db.connect_timeout * 1000, ...tlsOf(db, root),
     });
   } catch (err) {
     // The application user does not exist yet, so neither does its data.

@@ -297,9 +297,14 @@ export class Harness {
 
   /** An API process; `port` starts a further instance beside the first; `env` is added to the run's environment (e.g. a skewed clock). */
   async startApi(port?: number, env?: Record<string, string>): Promise<Proc> {
-    const p = this.spawn(port ? `api ${port}` : 'api', ['api.js'], { ...port ? { TASKER_API_PORT: String(port) } : {}, ...env });
+    const p = this.spawnApi(port, env);
     await p.waitReady();
     return p;
+  }
+
+  /** An API process, not waited for (one that is to fail at start). */
+  spawnApi(port?: number, env?: Record<string, string>): Proc {
+    return this.spawn(port ? `api ${port}` : 'api', ['api.js'], { ...port ? { TASKER_API_PORT: String(port) } : {}, ...env });
   }
 
   /**
@@ -478,7 +483,7 @@ export class Harness {
       if (open > 0) failures.push(`${open} broker connections left open`);
       for (const user of this.endpointUsers) await this.admin().request('DELETE', `/users/${encodeURIComponent(user)}`);
       await this.admin().deleteVhost(this.config.manager.message_queue);
-      await dropDatabase(this.config.manager.db);
+      await dropDatabase(this.config.manager.db, projectRoot());
     }
     if (failures.length) throw new Error(failures.join('; '));
   }

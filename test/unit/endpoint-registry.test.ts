@@ -8,6 +8,7 @@ import { createDataSource, migrate, transaction } from '../../api/storage/databa
 import { EndpointRegistry } from '../../api/storage/endpoint-registry';
 import { parseSelector } from '../../protocol/label-selector';
 import type { PresenceEvent } from '../../protocol/wire';
+import { TLS_OFF } from '../../config/schema';
 
 describe('the endpoint registry\'s labels and facts (SQLite)', function () {
   let dir: string;
@@ -21,7 +22,7 @@ describe('the endpoint registry\'s labels and facts (SQLite)', function () {
 
   beforeEach(async function () {
     dir = mkdtempSync(path.join(os.tmpdir(), 'tasker-registry-'));
-    ds = createDataSource({ uri: `sqlite:${path.join(dir, 't.sqlite')}`, verbose: false, admin_uri: '', pool_size: 1, connect_timeout: 1, query_timeout: 10 }, dir);
+    ds = createDataSource({ uri: `sqlite:${path.join(dir, 't.sqlite')}`, verbose: false, admin_uri: '', pool_size: 1, connect_timeout: 1, query_timeout: 10, tls: TLS_OFF }, dir);
     await ds.initialize();
     await migrate(ds);
     registry = new EndpointRegistry(ds);

@@ -11,6 +11,7 @@ import type { TaskRequest } from '../../api/task-request';
 import type { TaskService } from '../../api/task-service';
 import { InvalidRequestError, NoEndpointsError } from '../../lib/errors';
 import { createLogger } from '../../lib/logger';
+import { TLS_OFF } from '../../config/schema';
 
 const at = (iso: string): Date => new Date(iso);
 const berlin = (cron: string): Timing => ({ kind: 'cron', cron, timezone: 'Europe/Berlin' });
@@ -129,7 +130,7 @@ describe('schedule firing (SQLite, fixed clock)', function () {
 
   beforeEach(async function () {
     dir = mkdtempSync(path.join(os.tmpdir(), 'tasker-schedules-'));
-    ds = createDataSource({ uri: `sqlite:${path.join(dir, 't.sqlite')}`, verbose: false, admin_uri: '', pool_size: 1, connect_timeout: 1, query_timeout: 10 }, dir);
+    ds = createDataSource({ uri: `sqlite:${path.join(dir, 't.sqlite')}`, verbose: false, admin_uri: '', pool_size: 1, connect_timeout: 1, query_timeout: 10, tls: TLS_OFF }, dir);
     await ds.initialize();
     await migrate(ds);
     clock = at('2026-11-24T10:00:00.250Z');
