@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, LabelValues, Registry } from 'prom-client';
-import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_HANDLER_TIMEOUT } from '../protocol/wire';
+import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_HANDLER_TIMEOUT, ERRNR_TASK_REFUSED } from '../protocol/wire';
 import type { StoredEvent } from './storage/history';
 import { ENDPOINT_STATE, EVENT } from './lifecycle/states';
 
@@ -28,7 +28,7 @@ const BATCH_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000];
 const LAG_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 const JOB_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60];
 
-export type ResponseOutcome = 'succeeded' | 'error' | 'timed_out' | 'gave_up';
+export type ResponseOutcome = 'succeeded' | 'error' | 'timed_out' | 'gave_up' | 'refused';
 export type JobName = 'resend' | 'sweep' | 'rollout-sweep' | 'deadline-sweep' | 'schedules' | 'retention' | 'dead-letter-check' | 'endpoint-forget';
 export type CollectedKind = 'receipt' | 'result' | 'register' | 'heartbeat';
 export type CollectedOutcome = 'stored' | 'duplicate' | 'unknown' | 'refused';
@@ -90,6 +90,8 @@ export function responseOutcome(errnr: number): ResponseOutcome {
   if (errnr === 0) return ENDPOINT_STATE.SUCCEEDED;
   if (errnr === ERRNR_HANDLER_TIMEOUT) return 'timed_out';
   if (errnr === ERRNR_ATTEMPTS_EXHAUSTED) return 'gave_up';
+  // An unsigned, altered, foreign-signed or expired task the endpoint would not run.
+  if (errnr === ERRNR_TASK_REFUSED) return 'refused';
   return 'error';
 }
 
@@ -152,7 +154,7 @@ export class Metrics {
 
     this.responses = fastCounter({
       name: 'tasker_responses_total',
-      help: 'Responses finished (stored results), by task type, endpoint and outcome (succeeded, error, timed_out, gave_up).',
+      help: 'Responses finished (stored results), by task type, endpoint and outcome (succeeded, error, timed_out, gave_up, refused).',
       labelNames: ['type', 'endpoint', 'outcome'] as const, registers,
     });
     for (const name of options.endpoints ?? []) this.knownEndpoints.add(name);

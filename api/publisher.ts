@@ -43,6 +43,19 @@ export function toMessage(task: Task, round = 0): TaskMessage {
 }
 
 /**
+ * The deadline a send is signed with. A task sent before keeps its deadline; one not sent yet (or retried
+ * whole) gets its deadline from the send the broker confirms (TaskStore.markSent), which the stored one,
+ * counted from its creation or retry, precedes by moments; a resend, long after, counts from `now` (the
+ * database's clock), or the endpoints would refuse a task that is only now leaving.
+ */
+export function signedDeadline(task: Task, now?: Date): Date {
+  const stored = task.deadline ?? new Date(task.start_time.getTime() + task.timeout * 1000);
+  if (task.sent_time !== null || now === undefined) return stored;
+  const fromNow = new Date(now.getTime() + task.timeout * 1000);
+  return fromNow > stored ? fromNow : stored;
+}
+
+/**
  * Sends stored tasks. A send is recorded (the task SENT, a `sent` event) only after the broker confirmed
  * it; a task the broker did not take stays CREATED and `resendUnsent` sends it later, from any API
  * instance, to the endpoints that have not answered.
@@ -71,11 +84,11 @@ export class Publisher {
    * The first send of a task that listed no endpoints goes to its type's fanout; any other send goes to
    * the listed endpoints' queues only.
    */
-  private publish(s: SendTargets, resend?: PublishTaskOptions['resend']): Promise<void> {
+  private publish(s: SendTargets, resend?: PublishTaskOptions['resend'], now?: Date): Promise<void> {
     // A rollout's sends are always to named queues: the fanout would reach endpoints whose turn has not come.
     const first = s.round === 0 && resend === undefined && s.endpoints.length === s.task.expected_endpoints.length && !s.task.rollout;
     return this.transport.publishTask(toMessage(s.task, s.round), {
-      broadcast: first && s.task.endpoints === null, targets: first ? undefined : s.endpoints, resend,
+      broadcast: first && s.task.endpoints === null, targets: first ? undefined : s.endpoints, resend, deadline: signedDeadline(s.task, now),
     });
   }
 
@@ -136,7 +149,7 @@ export class Publisher {
 
   /** Sends tasks left CREATED and untouched for longer than `afterMs` before `now` (the database's clock). Returns how many were sent. */
   resendUnsent(afterMs: number, now: Date): Promise<number> {
-    return this.resend({ kind: 'unsent', before: new Date(now.getTime() - afterMs) });
+    return this.resend({ kind: 'unsent', before: new Date(now.getTime() - afterMs) }, now);
   }
 
   /**
@@ -154,7 +167,7 @@ export class Publisher {
    * that can. The pass stops when the connection is lost: then every send would fail, through no fault
    * of its task, and such failures start no backoff.
    */
-  private async resend(selection: Parameters<TaskStore['claim']>[0]): Promise<number> {
+  private async resend(selection: Parameters<TaskStore['claim']>[0], now?: Date): Promise<number> {
     if (!this.transport.connected) return 0;
     const backoff = this.options.backoff;
     const delayMs = backoff ? (failures: number) => resendDelayMs(failures, backoff) : undefined;
@@ -162,7 +175,7 @@ export class Publisher {
     const failed: FailedSends = { count: 0, tasks: [], err: undefined };
     for (let afterId = 0; ;) {
       const claimed = await this.tasks.claim(selection, afterId, RESEND_BATCH, async (sends) => {
-        const results = await Promise.allSettled(sends.map((s) => this.publish(s, selection.kind)));
+        const results = await Promise.allSettled(sends.map((s) => this.publish(s, selection.kind, now)));
         const at = new Date();
         const ok = sends.filter((_s, i) => results[i].status === 'fulfilled').map((s) => ({ ...s, at }));
         total += ok.length;

@@ -2,7 +2,9 @@ import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { loadTlsMaterial, TlsFileError } from '../lib/tls-files';
+import type { KeyObject } from 'node:crypto';
 import { parseLabelList } from '../protocol/labels';
+import { parsePrivateKey, SigningKeyError } from '../protocol/task-signature';
 import { Config, ConfigError, validateConfig } from './schema';
 
 export { Config, ConfigError } from './schema';
@@ -111,7 +113,28 @@ export function loadConfig(options: LoadOptions = {}): Config {
   merged.mode = mode;
   const config = validateConfig(merged);
   checkTlsFiles(config);
+  if (config.api.signing.private_key !== '') loadSigningKey(config);
   return config;
+}
+
+/**
+ * The key of `api.signing.private_key`, read and checked (a missing file, a key of the wrong type) with
+ * the key named, at load so that a wrong one stops the start.
+ */
+export function loadSigningKey(config: Config): KeyObject {
+  const file = config.api.signing.private_key;
+  let pem: Buffer;
+  try {
+    pem = readFileSync(path.resolve(projectRoot(), file));
+  } catch (err) {
+    throw new ConfigError(`config key 'api.signing.private_key': cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+  try {
+    return parsePrivateKey(pem);
+  } catch (err) {
+    if (err instanceof SigningKeyError) throw new ConfigError(`config key 'api.signing.private_key': ${file} ${err.message}`, { cause: err });
+    throw err;
+  }
 }
 
 /** The TLS files, read and checked once at start, so that a wrong one is named before anything connects. */

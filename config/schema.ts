@@ -4,6 +4,7 @@ import { labelsProblem } from '../protocol/labels';
 import { CommandType, CommandTypeError, CommandTypes, parseCommandType } from './command-types';
 import { ENDPOINT_PATTERN, RESERVED_TASK_TYPES, TASK_TYPE_PATTERN } from '../protocol/names';
 import { HOST_ENTRY_PATTERN, parseHostEntry } from '../protocol/rabbitmq/hosts';
+import { parsePublicKey, SigningKeyError } from '../protocol/task-signature';
 
 export { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from '../protocol/names';
 
@@ -146,6 +147,13 @@ export const ConfigSchema = Type.Object({
     sse_max_streams: int(1000, 1, 1_000_000),
     /** Event streams open per client (its token, or its address when api.auth is off) at most; more are answered 503 with Retry-After. */
     sse_max_streams_per_client: int(20, 1, 1_000_000),
+    /** README "Signed tasks": the key every task message is signed with. */
+    signing: section({
+      /** PEM file of the Ed25519 private key (`npm run keys -- create`), relative to the project; empty: tasks go unsigned. */
+      private_key: str(''),
+      /** The API refuses to start without `private_key` (the production mode's default). */
+      required: Type.Boolean({ default: false }),
+    }),
   }),
   manager: section({
     /** How tasks travel: RabbitMQ, or in-process queues when API and managers share one process. */
@@ -172,6 +180,15 @@ export const ConfigSchema = Type.Object({
     in_process_backlog: int(10_000, 10, 1_000_000),
     db: DbSchema,
     message_queue: MessageQueueSchema,
+    /** README "Signed tasks": whose signatures the endpoints accept. */
+    trust: section({
+      /** Raw Ed25519 public keys in base64 (`ed25519:<base64>` or bare), several during a rotation; empty: unsigned tasks run. */
+      public_keys: Type.Array(Type.String(), { default: [] }),
+      /** Seconds the server side's clock may be behind an endpoint's before a task's deadline counts as passed. */
+      max_skew: num(60, 0, 3600),
+      /** Managers refuse to start without `public_keys` (the production mode's default). */
+      required: Type.Boolean({ default: false }),
+    }),
   }),
   rabbitmq: section({
     apiurl: str('http://127.0.0.1:15672/api'),
@@ -258,6 +275,14 @@ function checkTlsOff(tls: { enabled: boolean; ca: string; cert: string; key: str
   if (set) fail(`${prefix}.enabled`, `must be true when ${prefix}.${set} is set (TLS is off, so it would be ignored)`);
 }
 
+/** `public_keys` may be given as one comma-separated string (an environment variable); empty means none. */
+function splitPublicKeys(raw: Record<string, unknown>): void {
+  const trust = (raw.manager as Record<string, unknown> | undefined)?.trust as Record<string, unknown> | undefined;
+  if (typeof trust === 'object' && trust !== null && typeof trust.public_keys === 'string') {
+    trust.public_keys = trust.public_keys.split(',').map((k) => k.trim()).filter((k) => k !== '');
+  }
+}
+
 /** `hosts` may be given as one comma-separated string (handy in an environment variable); empty means none. */
 function splitHosts(mq: Record<string, unknown> | null): void {
   if (mq && typeof mq.hosts === 'string') mq.hosts = mq.hosts.split(',').map((h) => h.trim()).filter((h) => h !== '');
@@ -319,6 +344,7 @@ export function validateConfig(input: unknown): Config {
   const commands = extractCommandTypes(raw);
   const rawMq = rawMessageQueue(raw);
   splitHosts(rawMq);
+  splitPublicKeys(raw);
   const hostGiven = typeof rawMq?.host === 'string' && rawMq.host !== '';
   defaultTlsPort(rawMq);
   if (!validate(raw)) {
@@ -352,6 +378,14 @@ export function validateConfig(input: unknown): Config {
   });
   if (new Set(cfg.task_types).size !== cfg.task_types.length) fail('task_types', 'has duplicates');
   checkLabels('manager.labels', cfg.manager.labels);
+  cfg.manager.trust.public_keys.forEach((k, i) => {
+    try {
+      parsePublicKey(k);
+    } catch (err) {
+      if (err instanceof SigningKeyError) fail(`manager.trust.public_keys[${i}]`, err.message);
+      throw err;
+    }
+  });
   const seen = new Set<string>();
   cfg.manager.endpoints.forEach((ep, i) => {
     if (seen.has(ep.name)) fail(`manager.endpoints[${i}].name`, `endpoint '${ep.name}' listed twice`);

@@ -5,7 +5,8 @@ import { backoffDelay, sleep } from '../lib/retry';
 import type { IncomingMessage } from '../protocol/broker';
 import type { EndpointTransport } from '../protocol/endpoint-transport';
 import type { Facts, Labels } from '../protocol/labels';
-import { decodeControlMessage, decodeTaskMessage, RESENT_HEADER, StateReply, TaskMessage } from '../protocol/wire';
+import { Refusal, SIGNATURE_HEADER, TaskVerifier } from '../protocol/task-signature';
+import { decodeControlMessage, decodeTaskMessage, ERRNR_TASK_REFUSED, RESENT_HEADER, StateReply, TaskMessage } from '../protocol/wire';
 import { CommandRunner } from './command-runner';
 import { DeadRounds } from './dead-rounds';
 import { HandlerModule, HandlerTask, runHandler } from './handler';
@@ -29,6 +30,8 @@ export interface EndpointManagerOptions {
   /** Sent with every register and heartbeat, so that the registry always holds the latest. */
   labels?: Labels;
   facts?: Facts;
+  /** Checks each task's signature before anything else (README "Signed tasks"); absent: unsigned tasks run. */
+  verifier?: TaskVerifier | null;
   logger: Logger;
 }
 
@@ -204,6 +207,8 @@ export class EndpointManager {
       d.deadLetter();
       return;
     }
+    const refusal = this.o.verifier?.check(d.headers[SIGNATURE_HEADER], msg, d.body, new Date()) ?? null;
+    if (refusal) return this.refuse(msg, d, refusal);
     if (!msg.endpoints.includes(this.o.endpoint)) {
       // A broadcast created before this endpoint registered: it is not expected to do it.
       this.log.debug({ taskId: msg.id }, 'task not for this endpoint; skipped');
@@ -221,6 +226,33 @@ export class EndpointManager {
       }
       d.release();
     }
+  }
+
+  /** Task messages refused for their signature since the start (README "Signed tasks"). */
+  refusedCount = 0;
+
+  /**
+   * A task whose signature does not hold never runs: it is dead-lettered and, when it names this endpoint
+   * and this endpoint has not finished it, reported as failed with ERRNR_TASK_REFUSED and the reason. The
+   * server side keeps a result it has already (a forged copy never replaces a genuine result).
+   */
+  private async refuse(msg: TaskMessage, d: IncomingMessage, refusal: Refusal): Promise<void> {
+    this.refusedCount++;
+    this.log.warn({ taskId: msg.id, type: msg.type, round: msg.round ?? 0, reason: refusal.reason, refused: this.refusedCount },
+      `task refused and dead-lettered: ${refusal.message}`);
+    if (msg.endpoints.includes(this.o.endpoint) && !this.finished.has(keyOf(msg))) {
+      const now = new Date().toISOString();
+      try {
+        await this.reporter.report({
+          kind: 'result', task_id: msg.id, endpoint: this.o.endpoint, attempt: 1, round: msg.round ?? 0, start_time: now, end_time: now,
+          errnr: ERRNR_TASK_REFUSED, errmsg: `task refused: ${refusal.message}`, payload: null,
+        });
+      } catch {
+        d.release();
+        return;
+      }
+    }
+    d.deadLetter();
   }
 
   /**

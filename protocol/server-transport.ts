@@ -1,4 +1,5 @@
 import type { Broker, IncomingMessage, MessageHandler, Reservation } from './broker';
+import { SIGNATURE_HEADER, TaskSigner } from './task-signature';
 import type { Topology } from './topology';
 import { CancelledReply, ControlMessage, encode, Notice, RESENT_HEADER, StateReply, TaskMessage } from './wire';
 
@@ -16,6 +17,8 @@ export interface PublishTaskOptions {
   resend?: 'unsent' | 'unfinished';
   /** A targeted send to these endpoints only (a retry, a resend), instead of all of `endpoints`. */
   targets?: readonly string[];
+  /** When the task's run is over (the database's clock): signed with the message, an endpoint refuses it after. */
+  deadline: Date;
 }
 
 /** What an unbounded broker (RabbitMQ) holds: nothing. */
@@ -45,7 +48,8 @@ export function bccChunks(queues: string[]): string[][] {
  * targeted), consumes the response events and the state requests, and answers the latter.
  */
 export class ServerTransport {
-  constructor(readonly broker: Broker, private readonly topology: Topology, taskTypes: readonly string[]) {
+  /** `signer`: signs every task message (README "Signed tasks"); null: they go unsigned. */
+  constructor(readonly broker: Broker, private readonly topology: Topology, taskTypes: readonly string[], private readonly signer: TaskSigner | null = null) {
     broker.onConnect(async (declare) => {
       for (const type of taskTypes) await declare.exchange(topology.taskExchange(type), 'fanout');
       await declare.exchange(topology.responsesExchange, 'direct');
@@ -89,9 +93,15 @@ export class ServerTransport {
     const queues = (options.targets ?? msg.endpoints).map((ep) => this.topology.endpointQueue(msg.type, ep));
     if (queues.length === 0) return;
     await Promise.all(queues.map((q) => this.broker.declareQueue(q)));
+    const body = encode(msg);
+    // Every task message leaves through here (first sends, rollout batches, retries, resends): each is signed.
+    const headers: Record<string, unknown> = {
+      ...(options.resend === 'unsent' ? { [RESENT_HEADER]: true } : {}),
+      ...(this.signer ? { [SIGNATURE_HEADER]: this.signer.header({ id: msg.id, type: msg.type, round: msg.round ?? 0, deadline: options.deadline }, body) } : {}),
+    };
     const message = {
-      body: encode(msg), persistent: true, messageId: String(msg.id), type: msg.type, mandatory: true,
-      headers: options.resend === 'unsent' ? { [RESENT_HEADER]: true } : undefined,
+      body, persistent: true, messageId: String(msg.id), type: msg.type, mandatory: true,
+      headers: Object.keys(headers).length > 0 ? headers : undefined,
       redelivered: options.resend === 'unfinished',
     };
     if (options.broadcast && options.targets === undefined) {

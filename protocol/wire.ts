@@ -42,6 +42,11 @@ export const ERRNR_COMMAND_SIGNALLED = 256;
 export const ERRNR_COMMAND_NOT_STARTED = 257;
 /** The payload fails the type's `payload_schema` at the endpoint (a task not sent through this API's configuration). */
 export const ERRNR_COMMAND_BAD_PAYLOAD = 258;
+/**
+ * The endpoint refused the task before running anything: its signature is missing, does not match, is by
+ * a key the endpoint does not trust, or its deadline passed (protocol/task-signature.ts); errmsg says which.
+ */
+export const ERRNR_TASK_REFUSED = 259;
 
 /** errmsg is a TEXT column (65,535 bytes): at most 4 bytes a character in utf8mb4. */
 export const MAX_ERRMSG_CHARS = 16_000;

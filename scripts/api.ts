@@ -6,7 +6,7 @@ import { main, requireSharedTransport } from './main';
 main('api', {}, async ({ config, logger }) => {
   requireSharedTransport(config);
   const ds = await openDb(config, logger);
-  const transport = new Connections(config, logger).server('api');
+  const transport = new Connections(config, logger).server('api', true);
   const api = await startApi({ config, ds, transport, logger, version: packageVersion() });
   return [
     { name: 'stop http', run: () => api.stopHttp() },

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import path from 'node:path';
 import type { DataSource } from 'typeorm';
-import { packageVersion, projectRoot } from '../config/loader';
+import { ConfigError, loadSigningKey, packageVersion, projectRoot } from '../config/loader';
 import type { Config, EndpointConfig } from '../config/schema';
 import { loadHandlers } from '../handlers';
 import { createDataSource, openDatabase } from '../api/storage/database';
@@ -15,6 +15,7 @@ import { EndpointTransport } from '../protocol/endpoint-transport';
 import { InProcessBroker } from '../protocol/in-process/in-process-broker';
 import { RabbitBroker } from '../protocol/rabbitmq/rabbit-broker';
 import { ServerTransport } from '../protocol/server-transport';
+import { parsePublicKey, TaskSigner, TaskVerifier } from '../protocol/task-signature';
 import { Topology } from '../protocol/topology';
 import { loadTlsMaterial, TlsMaterial } from '../lib/tls-files';
 
@@ -48,9 +49,11 @@ export class Connections {
     return new RabbitBroker(mq, { connectionName: name, publishTimeoutMs, logger: this.logger, tls });
   }
 
-  server(role: string): ServerTransport {
+  /** `publishesTasks`: the API's (which signs them); initialize and the endpoint commands need no key. */
+  server(role: string, publishesTasks = false): ServerTransport {
+    const signer = publishesTasks ? signerOf(this.config) : null;
     const broker = this.connect(`tasker ${role} pid ${process.pid}`, this.config.manager.message_queue.username, this.config.api.publish_timeout * 1000);
-    return new ServerTransport(broker, topologyOf(this.config), this.config.task_types);
+    return new ServerTransport(broker, topologyOf(this.config), this.config.task_types, signer);
   }
 
   endpoint(name: string): EndpointTransport {
@@ -58,6 +61,26 @@ export class Connections {
     const user = this.config.manager.transport === 'in-process' ? name : this.config.manager.message_queue.username;
     return new EndpointTransport(this.connect(`tasker manager ${name} pid ${process.pid}`, user, ENDPOINT_PUBLISH_TIMEOUT_MS), topologyOf(this.config), name);
   }
+}
+
+/** The signer of the task messages (README "Signed tasks"), or null when they go unsigned. */
+export function signerOf(config: Config): TaskSigner | null {
+  const signing = config.api.signing;
+  if (signing.private_key === '') {
+    if (signing.required) throw new ConfigError('config key \'api.signing.private_key\': must be set when api.signing.required is true (npm run keys -- create)');
+    return null;
+  }
+  return new TaskSigner(loadSigningKey(config));
+}
+
+/** The checker of the task messages' signatures, or null when the endpoints run unsigned tasks. */
+export function verifierOf(config: Config): TaskVerifier | null {
+  const trust = config.manager.trust;
+  if (trust.public_keys.length === 0) {
+    if (trust.required) throw new ConfigError('config key \'manager.trust.public_keys\': must list a key when manager.trust.required is true (npm run keys -- list)');
+    return null;
+  }
+  return new TaskVerifier(trust.public_keys.map(parsePublicKey), trust.max_skew * 1000);
 }
 
 export function openDb(config: Config, logger: Logger): Promise<DataSource> {
@@ -83,6 +106,8 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
   const m = config.manager;
   const managers: EndpointManager[] = [];
   const facts = { hostname: hostname(), os: process.platform, arch: process.arch, version: packageVersion() };
+  const verifier = verifierOf(config);
+  if (verifier) logger.info({ keys: verifier.keyIds }, 'endpoints run only tasks signed by a trusted key');
   for (const ep of endpoints) {
     // How this endpoint's handlers are given: `module` (handlers/<type>), `command` (a command type's program).
     const kinds = [...new Set(ep.task_types.map((t) => (config.command_types[t] === undefined ? 'module' : 'command')))].sort();
@@ -97,6 +122,7 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
       prefetch: m.message_queue.prefetch,
       transport: connections.endpoint(ep.name),
       labels: ep.labels,
+      verifier,
       facts: { ...facts, task_types: [...ep.task_types], handler_kinds: kinds },
       logger,
     });

@@ -10,7 +10,7 @@ import { main } from './main';
 main('tasker', {}, async ({ config, logger }) => {
   const ds = await openDb(config, logger);
   const connections = new Connections(config, logger);
-  const transport = connections.server('all-in-one');
+  const transport = connections.server('all-in-one', true);
   const api = await startApi({ config, ds, transport, logger, version: packageVersion(), localEndpoints: config.manager.endpoints.map((e) => e.name) });
   const managers = await startEndpointManagers(config, logger, connections, config.manager.endpoints);
   const endpoints = config.manager.endpoints.map((e) => `${e.name} (${e.task_types.join(', ')})`).join('; ');
