@@ -168,4 +168,38 @@ describe('signed tasks (rabbitmq)', function () {
     assert.equal(r.errnr, 0);
     assert.equal((await h.get('runlog/signed-1')).json.task.status, 'DONE');
   });
+
+  it('does not start with a key file missing, a key of another type, or no trusted key where one is required', async function () {
+    const rsa = path.join(dir, 'rsa.pem');
+    execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024', '-out', rsa], { stdio: 'ignore' });
+    for (const [file, said] of [[path.join(dir, 'none.pem'), /config key 'api\.signing\.private_key': cannot read .*none\.pem: ENOENT/],
+      [rsa, /config key 'api\.signing\.private_key': .*rsa\.pem is a rsa key, not an Ed25519 one/]] as const) {
+      const api = h.spawnApi(undefined, { TASKER_API__SIGNING__PRIVATE_KEY: file });
+      assert.notEqual(await api.exited, 0);
+      assert.match(api.raw.join('\n'), said);
+    }
+    const unsignedApi = h.spawnApi(undefined, { TASKER_API__SIGNING__PRIVATE_KEY: '', TASKER_API__SIGNING__REQUIRED: 'true' });
+    assert.notEqual(await unsignedApi.exited, 0);
+    assert.match(unsignedApi.raw.join('\n'), /config key 'api\.signing\.private_key': must be set when api\.signing\.required is true/);
+    const untrusting = h.spawnManager('ep2', ['runlog'], { TASKER_MANAGER__TRUST__PUBLIC_KEYS: '', TASKER_MANAGER__TRUST__REQUIRED: 'true' });
+    assert.notEqual(await untrusting.exited, 0);
+    assert.match(untrusting.raw.join('\n'), /config key 'manager\.trust\.public_keys': must list a key when manager\.trust\.required is true/);
+  });
+
+  it('signs what a retry and a rollout send: a refused task retried runs, as does a rollout batch', async function () {
+    const refusedId = (await h.get('runlog/forged-unsigned')).json.task.id as number;
+    const retried = await h.post('runlog/forged-unsigned/retry', { endpoints: [EP] });
+    assert.equal(retried.status, 200, JSON.stringify(retried.json));
+    const rolled = await h.post('runlog', { identifier: 'signed-rollout', endpoints: [EP], payload: { sleep: 0 }, rollout: { batch_size: 1 } });
+    assert.equal(rolled.status, 201, JSON.stringify(rolled.json));
+    await h.waitForStatus('runlog', 'signed-rollout', ['DONE']);
+    for (let tries = 0; ; tries++) {
+      const r = (await h.get('runlog/forged-unsigned/responses')).json.responses.find((x: any) => x.endpoint === EP);
+      if (r.state === 'succeeded') break;
+      assert.ok(tries < 100, `retry never succeeded: ${JSON.stringify(r)}`);
+      await sleep(100);
+    }
+    assert.ok(starts().includes(refusedId), 'the retried task did not run');
+    assert.ok(starts().includes(rolled.json.id as number), 'the rollout did not run');
+  });
 });
