@@ -5,10 +5,14 @@ It serves one task type: consumes its queue, runs a handler (it echoes the paylo
 result event with publisher confirms and acks the task after the confirm. A copy that may have run
 before (redelivered, or with the x-tasker-resent header) is first checked with the server side by a
 state request over direct reply-to. Cancelled tasks are skipped: it asks for them when it connects and
-listens to the control exchange after that. Settings come from the environment (see ENV below). It
-prints one JSON line per thing it does, for the test that drives it.
+listens to the control exchange after that. With TASKER_PY_TRUSTED_KEYS (README "Signed tasks"), a task
+whose tasker-signature header is missing, wrong, by another key or past its deadline never runs: it is
+reported failed with errnr 259 and dead-lettered (this needs Python's `cryptography`). Settings come from
+the environment (see ENV below). It prints one JSON line per thing it does, for the test that drives it.
 """
+import base64
 import datetime
+import hashlib
 import json
 import os
 import signal
@@ -27,7 +31,27 @@ ENV = {
     "prefix": os.environ.get("TASKER_PY_PREFIX", "tasker"),
     "endpoint": os.environ.get("TASKER_PY_ENDPOINT", "pyconsole"),
     "task_type": os.environ.get("TASKER_PY_TASK_TYPE", "worker"),
+    # Comma-separated public keys, each the base64 of the raw 32 bytes, bare or after "ed25519:"; empty: unsigned tasks run.
+    "trusted_keys": os.environ.get("TASKER_PY_TRUSTED_KEYS", ""),
+    "max_skew": float(os.environ.get("TASKER_PY_MAX_SKEW", "60")),
 }
+ERRNR_TASK_REFUSED = 259
+
+
+def trusted_keys():
+    """key id (first 16 hex of the SHA-256 of the raw key) -> the key."""
+    lines = [k.strip() for k in ENV["trusted_keys"].split(",") if k.strip()]
+    if not lines:
+        return {}
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    keys = {}
+    for line in lines:
+        raw = base64.b64decode(line[len("ed25519:"):] if line.startswith("ed25519:") else line, validate=True)
+        keys[hashlib.sha256(raw).hexdigest()[:16]] = Ed25519PublicKey.from_public_bytes(raw)
+    return keys
+
+
+TRUSTED = trusted_keys()
 REPLY_TO = "amq.rabbitmq.reply-to"
 stopping = False
 
@@ -38,6 +62,33 @@ def log(msg, **fields):
 
 def now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def signature_problem(task, headers, body):
+    """None when the task's signature holds; else why not (README "Signed tasks")."""
+    from cryptography.exceptions import InvalidSignature
+    value = (headers or {}).get("tasker-signature")
+    if value is None:
+        return "unsigned (no tasker-signature header)"
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    version, *parts = str(value).split(";")
+    fields = dict(p.split("=", 1) for p in parts if "=" in p)
+    if version != "v1" or not {"key", "deadline", "sig"} <= fields.keys():
+        return "tasker-signature header is malformed"
+    key = TRUSTED.get(fields["key"])
+    if key is None:
+        return f'signed by key {fields["key"]}, which this endpoint does not trust'
+    signed = (f'tasker-task-signature-v1\n{task.get("id")}\n{task.get("type")}\n{task.get("round", 0)}\n'
+              f'{fields["deadline"]}\n{hashlib.sha256(body).hexdigest()}\n').encode("utf-8")
+    try:
+        key.verify(base64.b64decode(fields["sig"]), signed)
+    except (InvalidSignature, ValueError):
+        return f'signature by key {fields["key"]} does not match the message (altered, or forged)'
+    deadline = datetime.datetime.fromisoformat(fields["deadline"].replace("Z", "+00:00"))
+    if deadline + datetime.timedelta(seconds=ENV["max_skew"]) < datetime.datetime.now(datetime.timezone.utc):
+        return f'deadline {fields["deadline"]} passed (a late or replayed copy)'
+    return None
 
 
 def handle_task(task):
@@ -127,6 +178,16 @@ class Endpoint:
         except ValueError:
             self.channel.basic_nack(method.delivery_tag, requeue=False)  # dead-lettered
             return
+        problem = signature_problem(task, props.headers, body) if TRUSTED else None
+        if problem is not None:
+            # Before anything else: never run, reported (unless not meant for this endpoint), dead-lettered.
+            if ENV["endpoint"] in task.get("endpoints", []):
+                self.publish_event({"kind": "result", "task_id": task["id"], "endpoint": ENV["endpoint"], "attempt": 1,
+                                    "round": task.get("round", 0), "start_time": now(), "end_time": now(),
+                                    "errnr": ERRNR_TASK_REFUSED, "errmsg": f"task refused: {problem}", "payload": None})
+            self.channel.basic_nack(method.delivery_tag, requeue=False)
+            log("task refused", task_id=task.get("id"), reason=problem)
+            return
         if ENV["endpoint"] not in task.get("endpoints", []):
             self.channel.basic_ack(method.delivery_tag)  # a broadcast not meant for this endpoint
             return
@@ -162,7 +223,7 @@ class Endpoint:
 
     def run(self):
         self.publish_event({"kind": "register", "endpoint": ENV["endpoint"], "task_types": [ENV["task_type"]], "time": now()})
-        log("ready", queue=self.queue)
+        log("ready", queue=self.queue, trusted_keys=sorted(TRUSTED))
         last_heartbeat = time.monotonic()
         for method, props, body in self.channel.consume(self.queue, inactivity_timeout=0.2):
             if stopping:
