@@ -64,6 +64,25 @@ describe('signed tasks (rabbitmq)', function () {
     assert.equal((line.keys as string[]).length, 1);
   });
 
+  it('keys rotate writes a new key and keeps the old one beside it; keys list shows both ids and which is trusted', function () {
+    const keys = (args: string[], env: NodeJS.ProcessEnv = {}): string => execFileSync(process.execPath,
+      [path.resolve(__dirname, '..', '..', 'scripts', 'keys.js'), ...args, '--mode', 'test'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TASKER_MODE: '', ...env } });
+    const file = path.join(dir, 'rotated', 'k.pem');
+    const first = /^key ([0-9a-f]{16}) written/.exec(keys(['create', '--file', file]))?.[1];
+    assert.ok(first);
+    const rotated = keys(['rotate', '--file', file]);
+    const second = /^key ([0-9a-f]{16}) written/.exec(rotated)?.[1];
+    assert.ok(second && second !== first, rotated);
+    assert.match(rotated, new RegExp(`previous key ${first} kept as .*k-${first}\\.pem`));
+    assert.equal(statSync(path.join(dir, 'rotated', `k-${first}.pem`)).mode & 0o777, 0o600);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const lines = [...rotated.matchAll(/ed25519:[A-Za-z0-9+/=]+/g)].map((m) => m[0]);
+    // Trusting the new key only: list says which of the two files is signing, and which is trusted.
+    const listed = keys(['list', '--file', file], { TASKER_MANAGER__TRUST__PUBLIC_KEYS: lines[0] }).trim().split('\n').map((l) => l.split('\t'));
+    assert.deepEqual(listed.map((l) => [l[0], l[2]]).sort(), [[first, 'kept, not trusted here'], [second, 'signing, trusted']].sort());
+    assert.throws(() => keys(['create', '--file', file]), /exists already/);
+  });
+
   it('runs signed tasks: targeted, and a broadcast through the fanout', async function () {
     const targeted = await h.post('runlog', { identifier: 'signed-1', endpoints: [EP], payload: { sleep: 0 } });
     assert.equal(targeted.status, 201, JSON.stringify(targeted.json));
