@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { GetMessage } from 'amqplib';
-import { SIGNATURE_HEADER, TaskSigner } from '../../protocol/task-signature';
+import { publicKeyLine, SIGNATURE_HEADER, TaskSigner } from '../../protocol/task-signature';
 import { Topology } from '../../protocol/topology';
 import { ERRNR_TASK_REFUSED } from '../../protocol/wire';
 import { Harness, Proc } from '../support/harness';
@@ -220,5 +220,39 @@ describe('signed tasks (rabbitmq)', function () {
     }
     assert.ok(starts().includes(refusedId), 'the retried task did not run');
     assert.ok(starts().includes(rolled.json.id as number), 'the rollout did not run');
+  });
+});
+
+/** The all-in-one process (in-process queues) signs and checks alike: the header travels through its broker too. */
+describe('signed tasks (standalone)', function () {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tasker-signed-sa-'));
+  const keyFile = path.join(dir, 'signing.pem');
+  const { privateKey } = generateKeyPairSync('ed25519');
+  writeFileSync(keyFile, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+  const h = new Harness({
+    backend: 'standalone',
+    env: {
+      TASKER_API__SIGNING__PRIVATE_KEY: keyFile,
+      // Rotation: a key it no longer signs with, and the one it does.
+      TASKER_MANAGER__TRUST__PUBLIC_KEYS: `${publicKeyLine(generateKeyPairSync('ed25519').publicKey)},${publicKeyLine(privateKey)}`,
+    },
+  });
+
+  before(async function () {
+    await h.setup(this);
+    await h.startSystem([{ name: 'console1', task_types: ['worker'] }]);
+  });
+
+  after(async function () {
+    await h.teardown();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs a signed task when the endpoints trust its key among others', async function () {
+    const res = await h.post('worker', { identifier: 'sa-signed', endpoints: ['console1'], payload: { sleep: 0 } });
+    assert.equal(res.status, 201, JSON.stringify(res.json));
+    const done = await h.waitForStatus('worker', 'sa-signed', ['DONE']);
+    assert.equal(done.taskResponseList[0].state, 'succeeded');
+    assert.equal(done.taskResponseList[0].errnr, 0);
   });
 });

@@ -3,6 +3,8 @@ import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { signedDeadline } from '../../api/publisher';
+import type { Task } from '../../api/storage/rows';
 import { ConfigError, loadConfig } from '../../config/loader';
 import {
   canonicalTaskBytes, keyId, parsePrivateKey, parsePublicKey, parseSignatureHeader, publicKeyLine, rawPublicKey, SigningKeyError, TaskSigner, TaskVerifier,
@@ -132,5 +134,26 @@ describe('configuration: signing keys', function () {
     assert.throws(() => load({ TASKER_MANAGER__TRUST__PUBLIC_KEYS: `${a},ed25519:short` }),
       (e: Error) => e instanceof ConfigError && /config key 'manager\.trust\.public_keys\[1\]': must be the base64 of a raw 32-byte Ed25519 public key/.test(e.message));
     assert.throws(() => load({ TASKER_MANAGER__TRUST__UNKNOWN: '1' }), /manager\.trust/);
+  });
+});
+
+describe('signed tasks: the deadline a send is signed with', function () {
+  const task = (over: Partial<Task>): Task => ({
+    id: 1, identifier: 'a', type: 'worker', status: 'CREATED', payload: null, endpoints: ['e'], expected_endpoints: ['e'], expected_count: 1,
+    received_count: 0, finished_count: 0, failed_count: 0, request_hash: 'h', start_time: new Date('2026-12-06T03:00:00Z'), sent_time: null,
+    end_time: null, last_modified_time: new Date('2026-12-06T03:00:00Z'), rollout: null, timeout: 600, deadline: new Date('2026-12-06T03:10:00Z'),
+    selector: null, ...over,
+  } as Task);
+
+  it('is the stored deadline for a task sent before (a rollout batch, a retried round), whatever the time', function () {
+    const sent = task({ sent_time: new Date('2026-12-06T03:00:01Z'), deadline: new Date('2026-12-06T03:10:01Z') });
+    assert.equal(signedDeadline(sent, new Date('2026-12-06T05:00:00Z')).toISOString(), '2026-12-06T03:10:01.000Z');
+  });
+
+  it('counts from now for a task not sent yet that the resend job sends late, as its confirm will', function () {
+    assert.equal(signedDeadline(task({}), new Date('2026-12-06T05:00:00Z')).toISOString(), '2026-12-06T05:10:00.000Z');
+    assert.equal(signedDeadline(task({}), new Date('2026-12-06T03:00:00.500Z')).toISOString(), '2026-12-06T03:10:00.500Z');
+    assert.equal(signedDeadline(task({})).toISOString(), '2026-12-06T03:10:00.000Z', 'a first send: the deadline just stored');
+    assert.equal(signedDeadline(task({ deadline: null })).toISOString(), '2026-12-06T03:10:00.000Z', 'no deadline stored: from its creation');
   });
 });
