@@ -335,6 +335,11 @@ export function validateConfig(input: unknown): Config {
     fail('manager.receipt_delay', `must be shorter than api.wait_for_endpoints_timeout (${cfg.api.wait_for_endpoints_timeout} s)`);
   }
   checkHosts(cfg.manager.message_queue, hostGiven);
+  if (cfg.manager.transport === 'rabbitmq') {
+    for (const k of ['username', 'password'] as const) {
+      if (cfg.manager.message_queue[k] === '') fail(`manager.message_queue.${k}`, 'must be set (the production mode reads it from TASKER_MQ_' + k.toUpperCase() + ')');
+    }
+  }
   checkTlsOff(cfg.manager.message_queue.tls, 'manager.message_queue.tls');
   checkTlsOff(cfg.manager.db.tls, 'manager.db.tls');
   // mysql2 checks the certificate against the host of the URI and takes no other name.
