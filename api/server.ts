@@ -71,6 +71,19 @@ async function knowRegisteredEndpoints(registry: EndpointRegistry, metrics: Metr
 }
 
 /**
+ * A configured task type that none of the registered endpoints serves (nor an endpoint this process runs):
+ * its tasks would wait for managers that never consume them. Said once at start; a new fleet (nothing
+ * registered yet) is not judged.
+ */
+async function warnUnservedTypes(registry: EndpointRegistry, config: Config, log: Logger): Promise<void> {
+  const local = new Set(config.manager.transport === 'in-process' ? config.manager.endpoints.flatMap((e) => e.task_types) : []);
+  const unserved = (await registry.unserved(config.task_types)).filter((t) => !local.has(t));
+  for (const type of unserved) {
+    log.warn({ taskType: type }, `task type '${type}' is served by no registered endpoint: add it to the task_types of the managers that should run it (manager.endpoints[].task_types or --tasktype) and restart them`);
+  }
+}
+
+/**
  * The server side: the HTTP API, the collector of response events, the state responder, and the
  * periodic jobs (resending tasks the broker never confirmed, marking INCOMPLETE the tasks some expected
  * endpoint never received, ending the tasks whose execution deadline passed). Every part is safe with
@@ -102,6 +115,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const registry = new EndpointRegistry(ds);
   // Not worth failing the start over: endpoints are learnt from their heartbeats as well.
   await knowRegisteredEndpoints(registry, metrics).catch((err: unknown) => log.warn({ err }, 'could not read the endpoint registry for the metrics'));
+  await warnUnservedTypes(registry, config, log).catch((err: unknown) => log.warn({ err }, 'could not read the endpoint registry for the task types'));
   const responses = new ResponseStore(ds);
   const queries = new TaskQueries(ds);
   const taskOperations = new TaskOperations(ds, completion, history, tasks, announce);
