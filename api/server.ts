@@ -32,6 +32,10 @@ import { TokenStore } from './storage/token-store';
 import { checkAutoincLockMode } from './storage/uncommitted';
 import { TaskService } from './task-service';
 import { WatchHub } from './watch-hub';
+import { clockOf } from './storage/database-clock';
+import { WebhookStore } from './storage/webhook-store';
+import { WebhookDispatcher } from './webhooks/dispatcher';
+import { WebhookService } from './webhooks/service';
 import { StreamLimits } from './stream-limits';
 
 /** How long a look at the dead-letter queue's depth may take: the broker answers a passive declaration at once, or is in trouble. */
@@ -79,6 +83,10 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const { config, ds, transport } = deps;
   const log = deps.logger.child({ component: 'api' });
   const history = new History(ds);
+  const webhookStore = new WebhookStore(ds);
+  history.webhooks = webhookStore;
+  // Known before the first write: events of a subscription that exists are not missed while the job starts.
+  await webhookStore.refreshActive();
   await checkAutoincLockMode(ds, log);
   const hub = new WatchHub(history, transport, log);
   const health = new HealthChecks(ds, () => transport.connected);
@@ -121,6 +129,12 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   await responder.start();
 
   const schedules = new ScheduleService({ store: new ScheduleStore(ds), tasks: service, taskTypes: config.task_types, logger: log });
+  const wh = config.api.webhooks;
+  const webhooks = new WebhookService(webhookStore, clockOf(ds), { taskTypes: config.task_types, allowHttp: wh.allow_http });
+  const dispatcher = new WebhookDispatcher(webhookStore, clockOf(ds), {
+    timeoutMs: wh.timeout * 1000, retryForMs: wh.retry_for * 1000, retryBaseMs: wh.retry_base * 1000, retryMaxMs: wh.retry_max * 1000,
+    concurrency: wh.concurrency, allowPrivate: wh.allow_private, publicUrl: wh.public_url,
+  }, log.child({ component: 'webhooks' }));
   const tokens = new TokenStore(ds);
   const auth = config.api.auth === 'tokens';
   const guard = auth ? new TokenGuard(tokens, {
@@ -135,7 +149,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     maxBufferedBytes: config.api.sse_max_buffered_bytes, metrics, log,
   };
   const app = createApp({
-    service, operations, endpoints, schedules, hub, streams, taskTypes: config.task_types, bodyLimit: config.api.body_limit, guard, tokens, auth,
+    service, operations, endpoints, schedules, webhooks, hub, streams, taskTypes: config.task_types, bodyLimit: config.api.body_limit, guard, tokens, auth,
     version: deps.version, logger: log, draining: () => draining, metrics, health,
     // A stalled MySQL answers nothing: each call of a request gives up after connect_timeout (503).
     dbCallLimitMs: dialectOf(ds) === 'mysql' ? config.manager.db.connect_timeout * 1000 : null,
@@ -173,6 +187,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
       }), log),
     // Every instance runs it: the firings' idempotent identifiers (and row locks on MySQL) make that safe.
     startPeriodic('schedules', config.api.schedule_interval * 1000, metrics.job('schedules', () => schedules.fireDue()), log),
+    // Every instance runs it: each delivery is leased to one (SKIP LOCKED on MySQL), and taken over when its lease runs out.
+    startPeriodic('webhooks', wh.interval * 1000, metrics.job('webhooks', () => dispatcher.run()), log),
     // Every instance shows the same queue: alert on their maximum. A broker that does not answer leaves the last value.
     startPeriodic('dead-letter-check', config.api.dead_letter_check_interval * 1000, metrics.job('dead-letter-check', async () => {
       metrics.deadLetters(await withDeadline(transport.deadLetterDepth(), DEAD_LETTER_CHECK_TIMEOUT_MS, 'the dead-letter queue\'s depth'));

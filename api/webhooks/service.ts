@@ -1,0 +1,88 @@
+import { InvalidRequestError, NotFoundError } from '../../lib/errors';
+import type { WebhookEvent } from '../lifecycle/states';
+import type { WebhookBody, WebhookPatchBody } from '../schemas';
+import { guardDb } from '../storage/database';
+import type { DatabaseClock } from '../storage/database-clock';
+import type { Delivery, Webhook, WebhookStore } from '../storage/webhook-store';
+import { newSecret } from './signature';
+
+export interface WebhookServiceOptions {
+  taskTypes: readonly string[];
+  allowHttp: boolean;
+}
+
+/** Webhook subscriptions: their checks (the URL's scheme, the task types) and their storage. */
+export class WebhookService {
+  constructor(private readonly store: WebhookStore, private readonly clock: DatabaseClock, private readonly o: WebhookServiceOptions) {}
+
+  async create(body: WebhookBody, actor: string | null): Promise<Webhook> {
+    const url = this.checkUrl(body.url);
+    const types = this.checkTypes(body.types);
+    const now = await guardDb(() => this.clock.now());
+    return guardDb(() => this.store.create({
+      url, events: [...new Set(body.events)] as WebhookEvent[], types, description: body.description ?? null, secret: newSecret(), created_by: actor, created_time: now,
+    }));
+  }
+
+  list(): Promise<Webhook[]> {
+    return guardDb(() => this.store.list());
+  }
+
+  async get(id: number): Promise<Webhook> {
+    const w = await guardDb(() => this.store.find(id));
+    if (!w) throw new NotFoundError(`no webhook ${id}`);
+    return w;
+  }
+
+  /** Changes what is given; `enabled: true` re-enables a disabled subscription (its failure record cleared). */
+  async update(id: number, patch: WebhookPatchBody): Promise<Webhook> {
+    const url = patch.url === undefined ? undefined : this.checkUrl(patch.url);
+    const types = patch.types === undefined ? undefined : this.checkTypes(patch.types);
+    const w = await this.get(id);
+    if (url !== undefined) w.url = url;
+    if (types !== undefined) w.types = types;
+    if (patch.events !== undefined) w.events = [...new Set(patch.events)] as WebhookEvent[];
+    if (patch.description !== undefined) w.description = patch.description;
+    if (patch.enabled !== undefined && patch.enabled !== w.enabled) {
+      w.enabled = patch.enabled;
+      w.failing_since = null;
+      w.disabled_reason = patch.enabled ? null : 'disabled by PATCH';
+    }
+    const now = await guardDb(() => this.clock.now());
+    if (!(await guardDb(() => this.store.update(w, now)))) throw new NotFoundError(`no webhook ${id}`);
+    return this.get(id);
+  }
+
+  async delete(id: number): Promise<Webhook> {
+    const w = await this.get(id);
+    if (!(await guardDb(() => this.store.delete(id)))) throw new NotFoundError(`no webhook ${id}`);
+    return w;
+  }
+
+  async deliveries(id: number, before: number, limit: number): Promise<Delivery[]> {
+    await this.get(id);
+    return guardDb(() => this.store.deliveries(id, before, limit));
+  }
+
+  private checkUrl(raw: string): string {
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      throw new InvalidRequestError('url: must be an absolute URL');
+    }
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && this.o.allowHttp)) {
+      throw new InvalidRequestError(`url: must be https://${this.o.allowHttp ? ' or http://' : ' (http:// only with api.webhooks.allow_http)'}`);
+    }
+    if (url.username !== '' || url.password !== '') throw new InvalidRequestError('url: must not carry a user name or password');
+    if (url.hash !== '') throw new InvalidRequestError('url: must not have a fragment');
+    return url.toString();
+  }
+
+  private checkTypes(types: string[] | null | undefined): string[] | null {
+    if (types === undefined || types === null || types.length === 0) return null;
+    const unknown = types.filter((t) => !this.o.taskTypes.includes(t));
+    if (unknown.length) throw new InvalidRequestError(`types: unknown task type '${unknown[0]}'; configured: ${this.o.taskTypes.join(', ')}`);
+    return [...new Set(types)];
+  }
+}
