@@ -1,0 +1,360 @@
+import assert from 'node:assert/strict';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Harness, type Proc } from '../support/harness';
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Standard Webhooks verification as a receiver would write it from the specification, apart from the
+ * server's code: the secret's key is the base64 after `whsec_`, the header a space-separated list of
+ * `v1,<base64>` signatures of `<id>.<timestamp>.<body>`, and a timestamp more than five minutes off refused.
+ */
+function verify(secret: string, headers: http.IncomingHttpHeaders, body: string): boolean {
+  const id = headers['webhook-id'];
+  const ts = headers['webhook-timestamp'];
+  const sigs = headers['webhook-signature'];
+  if (typeof id !== 'string' || typeof ts !== 'string' || typeof sigs !== 'string') return false;
+  if (Math.abs(Date.now() / 1000 - Number(ts)) > 300) return false;
+  const key = Buffer.from(secret.replace(/^whsec_/, ''), 'base64');
+  const expected = createHmac('sha256', key).update(`${id}.${ts}.${body}`).digest();
+  return sigs.split(' ').some((s) => {
+    const [version, sig] = s.split(',');
+    const given = Buffer.from(sig ?? '', 'base64');
+    return version === 'v1' && given.length === expected.length && timingSafeEqual(given, expected);
+  });
+}
+
+interface Received {
+  id: string;
+  at: number;
+  path: string;
+  body: any;
+  raw: string;
+  valid: boolean;
+}
+
+/** A real HTTP receiver: answers what `answer` says, records every request and checks every signature against `secret`. */
+class Receiver {
+  readonly got: Received[] = [];
+  secret = '';
+  answer: (n: number, req: http.IncomingMessage) => { status: number; headers?: Record<string, string> } = () => ({ status: 200 });
+  port = 0;
+  private server: http.Server | null = null;
+
+  async start(port = 0): Promise<void> {
+    this.server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const raw = Buffer.concat(chunks).toString('utf8');
+        this.got.push({ id: String(req.headers['webhook-id']), at: Date.now(), path: req.url ?? '', body: JSON.parse(raw), raw, valid: verify(this.secret, req.headers, raw) });
+        const a = this.answer(this.got.length, req);
+        res.writeHead(a.status, a.headers ?? {}).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => this.server?.listen(port, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}/hook`;
+  }
+
+  /** The events received per task identifier, in arrival order. */
+  byTask(): Map<string, string[]> {
+    const m = new Map<string, string[]>();
+    for (const r of this.got) {
+      const k = r.body.data.task.identifier as string;
+      m.set(k, [...(m.get(k) ?? []), r.body.type as string]);
+    }
+    return m;
+  }
+}
+
+/**
+ * Webhooks through the real API and manager processes, RabbitMQ and MariaDB, to real local HTTP
+ * receivers that verify every signature: delivery once per id and in order per task, retries of a
+ * receiver that is down or answers 500, a subscription disabled after failing for api.webhooks.retry_for,
+ * redirects not followed, private addresses refused, and bad bodies refused naming the field.
+ */
+describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
+  const h = new Harness({
+    handlerTimeout: 1,
+    env: {
+      TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1',
+      TASKER_API__WEBHOOKS__RETRY_BASE: '0.2', TASKER_API__WEBHOOKS__RETRY_MAX: '2', TASKER_API__WEBHOOKS__TIMEOUT: '2', TASKER_API__WEBHOOKS__RETRY_FOR: '8',
+    },
+  });
+  let api: Proc;
+  const receivers: Receiver[] = [];
+
+  const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
+    const res = await fetch(`${h.baseUrl}${path}`, {
+      method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, json: await res.json() };
+  };
+
+  async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await fn();
+      if (v) return v;
+      if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+      await sleep(100);
+    }
+  }
+
+  async function receiver(): Promise<Receiver> {
+    const r = new Receiver();
+    await r.start();
+    receivers.push(r);
+    return r;
+  }
+
+  async function subscribe(r: Receiver, events: string[], extra: Record<string, unknown> = {}, url = r.url): Promise<number> {
+    const made = await call('POST', '/webhooks', { url, events, ...extra });
+    assert.equal(made.status, 201, JSON.stringify(made.json));
+    assert.match(made.json.secret, /^whsec_[A-Za-z0-9+/]{32}$/);
+    assert.equal(Buffer.from(made.json.secret.slice(6), 'base64').length, 24);
+    r.secret = made.json.secret;
+    return made.json.id as number;
+  }
+
+  async function task(identifier: string, type = 'worker', payload: unknown = { sleep: 0 }): Promise<void> {
+    const res = await h.post(type, { identifier, payload, endpoints: ['console1'] });
+    assert.equal(res.status, 201, JSON.stringify(res.json));
+  }
+
+  const deliveries = async (id: number): Promise<any[]> => {
+    const res = await call('GET', `/webhooks/${id}/deliveries?limit=1000`);
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    return res.json.deliveries;
+  };
+
+  before(async function () {
+    await h.setup(this);
+    api = await h.startApi();
+    await h.startManager('console1', ['worker', 'backup']);
+  });
+
+  after(async function () {
+    for (const r of receivers) await r.stop();
+    await h.teardown();
+  });
+
+  it('refuses bad subscription bodies with a 400 naming the field, and stores nothing', async function () {
+    const cases: [unknown, RegExp][] = [
+      [{ events: ['task.done'] }, /url/],
+      [{ url: 'ftp://hooks.example.com/x', events: ['task.done'] }, /^url: must be https/],
+      [{ url: 'not a url', events: ['task.done'] }, /^url: must be an absolute URL/],
+      [{ url: 'https://u:p@hooks.example.com/x', events: ['task.done'] }, /^url: must not carry/],
+      [{ url: 'https://hooks.example.com/x' }, /events/],
+      [{ url: 'https://hooks.example.com/x', events: [] }, /events/],
+      [{ url: 'https://hooks.example.com/x', events: ['task.finished'] }, /events/],
+      [{ url: 'https://hooks.example.com/x', events: ['task.done', 'task.done'] }, /events/],
+      [{ url: 'https://hooks.example.com/x', events: ['task.done'], types: ['nosuch'] }, /^types: unknown task type 'nosuch'/],
+      [{ url: 'https://hooks.example.com/x', events: ['task.done'], description: 'x'.repeat(256) }, /description/],
+      [{ url: 'https://hooks.example.com/x', events: ['task.done'], selector: 'a' }, /selector/],
+      [[], /must be a JSON object/],
+    ];
+    for (const [body, field] of cases) {
+      const res = await call('POST', '/webhooks', body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(res.json.error.code, 'invalid_request');
+      assert.match(res.json.error.message, field, JSON.stringify(body));
+    }
+    assert.deepEqual((await call('GET', '/webhooks')).json, { webhooks: [] });
+    assert.equal((await call('GET', '/webhooks/1')).status, 404);
+    assert.equal((await call('GET', '/webhooks/abc')).status, 404);
+    assert.equal((await call('PATCH', '/webhooks/1', { enabled: true })).status, 404);
+    const bad = await call('PATCH', '/webhooks/1', { events: ['nope'] });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.error.message, /events/);
+  });
+
+  it('delivers each event once per id, signed, in order per task, filtered by type; GET, PATCH and DELETE manage the subscription', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    const id = await subscribe(r, ['task.created', 'task.done', 'response.failed'], { types: ['worker'], description: 'ordered' });
+    const shown = await call('GET', `/webhooks/${id}`);
+    assert.equal(shown.status, 200);
+    assert.equal(shown.json.secret, undefined, 'the secret is shown once');
+    assert.deepEqual([shown.json.url, shown.json.events, shown.json.types, shown.json.enabled], [r.url, ['task.created', 'task.done', 'response.failed'], ['worker'], true]);
+    const names = ['ord-1', 'ord-2', 'ord-3', 'ord-4', 'ord-5'];
+    for (const n of names) await task(n);
+    await task('ord-backup', 'backup');
+    // Past manager.handler_timeout (1 s): the endpoint's response fails (errnr 124).
+    await task('ord-slow', 'worker', { sleep: 3 });
+    await h.waitForStatus('backup', 'ord-backup', ['DONE']);
+    await until('every event', () => names.every((n) => r.byTask().get(n)?.length === 2) && r.byTask().get('ord-slow')?.length === 3);
+    await sleep(500);
+    assert.ok(r.got.every((g) => g.valid), 'every signature verifies');
+    const ids = r.got.map((g) => g.id);
+    assert.equal(new Set(ids).size, ids.length, 'each webhook-id once');
+    for (const n of names) assert.deepEqual(r.byTask().get(n), ['task.created', 'task.done'], n);
+    assert.deepEqual(r.byTask().get('ord-slow'), ['task.created', 'response.failed', 'task.done']);
+    assert.equal(r.byTask().get('ord-backup'), undefined, 'types filters');
+    const done = r.got.find((g) => g.body.type === 'task.done' && g.body.data.task.identifier === 'ord-1')?.body;
+    assert.equal(done.data.task.status, 'DONE');
+    assert.equal(done.data.task.type, 'worker');
+    assert.equal(done.data.task.link, '/worker/ord-1');
+    assert.deepEqual(done.data.task.responses, { expected: 1, received: 1, finished: 1, failed: 0 });
+    assert.ok(Date.parse(done.timestamp) > 0 && Date.parse(done.data.task.end_time) > 0);
+    assert.equal(done.data.task.payload, undefined, 'never the task\'s payload');
+    const failed = r.got.find((g) => g.body.type === 'response.failed')?.body;
+    assert.equal(failed.data.event.detail.endpoints[0].endpoint, 'console1');
+    assert.notEqual(failed.data.event.detail.endpoints[0].errnr, 0);
+    const log = await deliveries(id);
+    assert.equal(log.length, 13);
+    for (const d of log) {
+      assert.equal(d.status, 'delivered', JSON.stringify(d));
+      assert.equal(d.http_status, 200);
+      assert.equal(d.attempt, 1);
+      assert.equal(d.next_time, null);
+      assert.ok(d.duration_ms >= 0);
+      assert.ok(ids.includes(d.message_id));
+    }
+    // PATCH: only task.done from now on; disabled, nothing is delivered; DELETE removes it.
+    const patched = await call('PATCH', `/webhooks/${id}`, { events: ['task.done'], enabled: false });
+    assert.equal(patched.status, 200);
+    assert.deepEqual([patched.json.events, patched.json.enabled], [['task.done'], false]);
+    await task('ord-off');
+    await h.waitForStatus('worker', 'ord-off', ['DONE']);
+    await sleep(1000);
+    assert.equal(r.byTask().get('ord-off'), undefined, 'a disabled subscription gets nothing');
+    assert.equal((await call('DELETE', `/webhooks/${id}`)).status, 200);
+    assert.equal((await call('GET', `/webhooks/${id}`)).status, 404);
+    assert.equal((await h.query('SELECT id FROM webhook_delivery WHERE webhook_id = ?', [id])).length, 0);
+  });
+
+  it('a receiver down (connection refused) and then up gets every event once per id, in order per task', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    const port = r.port;
+    const id = await subscribe(r, ['task.created', 'task.done']);
+    await r.stop();
+    const names = ['down-1', 'down-2', 'down-3'];
+    for (const n of names) await task(n);
+    for (const n of names) await h.waitForStatus('worker', n, ['DONE']);
+    const retried = await until('retries of the refused deliveries', async () => {
+      const log = await deliveries(id);
+      return log.length === 6 && log.every((d) => d.status === 'pending') && log.some((d) => d.attempt >= 3) && log;
+    });
+    // Each task's task.done waits behind its task.created: never tried while that one is pending.
+    for (const d of retried) {
+      if (d.event === 'task.created') assert.match(d.last_error, /ECONNREFUSED/, JSON.stringify(d));
+      else assert.deepEqual([d.event, d.attempt, d.last_error], ['task.done', 0, null]);
+      assert.notEqual(d.next_time, null);
+    }
+    await r.start(port);
+    await until('every event after the receiver is back', () => names.every((n) => r.byTask().get(n)?.length === 2));
+    await sleep(500);
+    assert.ok(r.got.every((g) => g.valid));
+    assert.equal(r.got.length, 6);
+    assert.equal(new Set(r.got.map((g) => g.id)).size, 6);
+    for (const n of names) assert.deepEqual(r.byTask().get(n), ['task.created', 'task.done'], n);
+    assert.ok((await deliveries(id)).every((d) => d.status === 'delivered'));
+    assert.equal((await call('GET', `/webhooks/${id}`)).json.failing_since, null, 'a success clears the failure record');
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('retries 500s with growing gaps, sending the same id and body each time', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    r.answer = (n) => ({ status: n <= 4 ? 500 : 204 });
+    const id = await subscribe(r, ['task.created']);
+    await task('five-hundred');
+    await until('the fifth attempt', () => r.got.length >= 5);
+    await sleep(1000);
+    assert.equal(r.got.length, 5, 'delivered on the fifth attempt, then no more');
+    assert.ok(r.got.every((g) => g.valid));
+    assert.equal(new Set(r.got.map((g) => g.id)).size, 1, 'one webhook-id');
+    assert.equal(new Set(r.got.map((g) => g.raw)).size, 1, 'one body');
+    const gaps = r.got.slice(1).map((g, i) => g.at - r.got[i].at);
+    // retry_base 0.2 s doubled each time, jittered to between half and all of it: 0.1-0.2, 0.2-0.4, 0.4-0.8, 0.8-1.6 s.
+    assert.ok(gaps[3] > gaps[0] * 2 && gaps[3] >= 700 && gaps[0] >= 90, JSON.stringify(gaps));
+    assert.ok(gaps[2] + gaps[3] > gaps[0] + gaps[1], JSON.stringify(gaps));
+    const [d] = await deliveries(id);
+    assert.deepEqual([d.status, d.attempt, d.http_status, d.last_error], ['delivered', 5, 204, null]);
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('fails the deliveries of a receiver that never recovers and disables the subscription after api.webhooks.retry_for', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    r.answer = () => ({ status: 500 });
+    const id = await subscribe(r, ['task.created', 'task.done']);
+    await task('never');
+    const disabled = await until('the subscription disabled', async () => {
+      const w = await call('GET', `/webhooks/${id}`);
+      return w.json.enabled === false && w.json;
+    }, 30_000);
+    assert.match(disabled.disabled_reason, /every delivery failed/);
+    const log = await deliveries(id);
+    assert.equal(log.length, 2);
+    for (const d of log) {
+      assert.equal(d.status, 'failed', JSON.stringify(d));
+      assert.equal(d.next_time, null);
+    }
+    const [done, created] = log;
+    assert.ok(created.attempt >= 3 && created.http_status === 500 && /answered 500/.test(created.last_error), JSON.stringify(created));
+    // Behind task.created, never tried: failed with the subscription.
+    assert.deepEqual([done.event, done.attempt, done.last_error], ['task.done', 0, 'the subscription was disabled']);
+    const seen = r.got.length;
+    await task('never-2');
+    await h.waitForStatus('worker', 'never-2', ['DONE']);
+    await sleep(1000);
+    assert.equal(r.got.length, seen, 'a disabled subscription is sent nothing more');
+    assert.equal((await deliveries(id)).length, 2);
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('does not follow a redirect', async function () {
+    this.timeout(30_000);
+    const target = await receiver();
+    const r = await receiver();
+    r.answer = () => ({ status: 307, headers: { location: target.url } });
+    const id = await subscribe(r, ['task.created']);
+    await task('redirected');
+    const [d] = await until('a refused attempt', async () => {
+      const log = await deliveries(id);
+      return log.length === 1 && log[0].attempt >= 2 && log;
+    });
+    assert.equal(d.status, 'pending');
+    assert.equal(d.http_status, 307);
+    assert.match(d.last_error, /redirect \(not followed\)/);
+    assert.equal(target.got.length, 0, 'the redirect\'s target got nothing');
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('refuses private and loopback addresses, also behind a name, when api.webhooks.allow_private is false', async function () {
+    this.timeout(120_000);
+    await api.stop();
+    api = await h.startApi(undefined, { TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'false' });
+    const r = await receiver();
+    const byAddress = await subscribe(r, ['task.created']);
+    const byName = await subscribe(r, ['task.created'], {}, `http://localhost:${r.port}/hook`);
+    await task('private');
+    for (const [id, why] of [[byAddress, /127\.0\.0\.1 is a private, loopback or link-local address/], [byName, /localhost resolves to (127\.0\.0\.1|::1), a private/]] as const) {
+      const [d] = await until('a refused attempt', async () => {
+        const log = await deliveries(id);
+        return log.length === 1 && log[0].attempt >= 1 && log[0].last_error !== null && log;
+      });
+      assert.equal(d.status, 'pending');
+      assert.equal(d.http_status, null);
+      assert.match(d.last_error, why);
+    }
+    assert.equal(r.got.length, 0, 'the receiver got nothing');
+  });
+});
