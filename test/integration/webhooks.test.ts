@@ -358,3 +358,44 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     assert.equal(r.got.length, 0, 'the receiver got nothing');
   });
 });
+
+/** The same outbox and delivery job on SQLite, in the one process of the standalone mode. */
+describe('webhooks (standalone, SQLite)', function () {
+  const h = new Harness({
+    backend: 'standalone',
+    env: { TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1', TASKER_API__WEBHOOKS__RETRY_BASE: '0.2' },
+  });
+  const r = new Receiver();
+
+  before(async function () {
+    await h.setup(this);
+    await h.startAllInOne([{ name: 'console1', task_types: ['worker'] }]);
+    await r.start();
+  });
+
+  after(async function () {
+    await r.stop();
+    await h.teardown();
+  });
+
+  it('delivers each event once, signed and in order per task, after a receiver\'s 500', async function () {
+    this.timeout(60_000);
+    r.answer = (n) => ({ status: n === 1 ? 500 : 200 });
+    const made = await fetch(`${h.baseUrl}/webhooks`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: r.url, events: ['task.created', 'task.done'] }),
+    });
+    assert.equal(made.status, 201);
+    r.secret = ((await made.json()) as { secret: string }).secret;
+    for (const n of ['sa-1', 'sa-2']) assert.equal((await h.post('worker', { identifier: n, payload: { sleep: 0 }, endpoints: ['console1'] })).status, 201);
+    const deadline = Date.now() + 30_000;
+    while (r.got.length < 5) {
+      if (Date.now() > deadline) assert.fail(`not every event arrived: ${JSON.stringify([...r.byTask()])}`);
+      await sleep(100);
+    }
+    await sleep(500);
+    assert.ok(r.got.every((g) => g.valid));
+    assert.equal(r.got.length, 5, 'four events, one of them twice (after its 500)');
+    assert.equal(new Set(r.got.slice(1).map((g) => g.id)).size, 4);
+    for (const n of ['sa-1', 'sa-2']) assert.deepEqual([...new Set(r.byTask().get(n))], ['task.created', 'task.done']);
+  });
+});
