@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Harness, type Proc } from '../support/harness';
+import { freePort, Harness, type Proc } from '../support/harness';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -82,7 +82,7 @@ class Receiver {
 }
 
 /**
- * Webhooks through the real API and manager processes, RabbitMQ and MariaDB, to real local HTTP
+ * Webhooks through two real API instances and a manager process, RabbitMQ and MariaDB, to real local HTTP
  * receivers that verify every signature: delivery once per id and in order per task, retries of a
  * receiver that is down or answers 500, a subscription disabled after failing for api.webhooks.retry_for,
  * redirects not followed, private addresses refused, and bad bodies refused naming the field.
@@ -96,6 +96,7 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     },
   });
   let api: Proc;
+  let second: Proc;
   const receivers: Receiver[] = [];
 
   const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
@@ -144,7 +145,9 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
 
   before(async function () {
     await h.setup(this);
+    // Two instances, both running the delivery job: every test's receiver checks that each id comes once.
     api = await h.startApi();
+    second = await h.startApi(await freePort());
     await h.startManager('console1', ['worker', 'backup']);
   });
 
@@ -340,6 +343,7 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
 
   it('refuses private and loopback addresses, also behind a name, when api.webhooks.allow_private is false', async function () {
     this.timeout(120_000);
+    await second.stop();
     await api.stop();
     api = await h.startApi(undefined, { TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'false' });
     const r = await receiver();
