@@ -130,7 +130,9 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
 
   const schedules = new ScheduleService({ store: new ScheduleStore(ds), tasks: service, taskTypes: config.task_types, logger: log });
   const wh = config.api.webhooks;
-  const webhooks = new WebhookService(webhookStore, clockOf(ds), { taskTypes: config.task_types, allowHttp: wh.allow_http });
+  // Two refreshes' time and a margin: by then every instance whose refresh job runs knows of the subscription.
+  const settleMs = dialectOf(ds) === 'mysql' ? 2 * wh.interval * 1000 + 100 : 0;
+  const webhooks = new WebhookService(webhookStore, clockOf(ds), { taskTypes: config.task_types, allowHttp: wh.allow_http, settleMs });
   const dispatcher = new WebhookDispatcher(webhookStore, clockOf(ds), {
     timeoutMs: wh.timeout * 1000, retryForMs: wh.retry_for * 1000, retryBaseMs: wh.retry_base * 1000, retryMaxMs: wh.retry_max * 1000,
     concurrency: wh.concurrency, allowPrivate: wh.allow_private, publicUrl: wh.public_url,
@@ -189,6 +191,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     startPeriodic('schedules', config.api.schedule_interval * 1000, metrics.job('schedules', () => schedules.fireDue()), log),
     // Every instance runs it: each delivery is leased to one (SKIP LOCKED on MySQL), and taken over when its lease runs out.
     startPeriodic('webhooks', wh.interval * 1000, metrics.job('webhooks', () => dispatcher.run()), log),
+    // Apart from the deliveries (which may wait on slow receivers): whether the write paths add the outbox's statement.
+    startPeriodic('webhook-subscriptions', wh.interval * 1000, () => webhookStore.refreshActive(), log),
     // Every instance shows the same queue: alert on their maximum. A broker that does not answer leaves the last value.
     startPeriodic('dead-letter-check', config.api.dead_letter_check_interval * 1000, metrics.job('dead-letter-check', async () => {
       metrics.deadLetters(await withDeadline(transport.deadLetterDepth(), DEAD_LETTER_CHECK_TIMEOUT_MS, 'the dead-letter queue\'s depth'));

@@ -94,8 +94,9 @@ function deliveryOf(r: Row): Delivery {
 /**
  * Webhook subscriptions and their outbox (raw SQL for MySQL and SQLite). `active` is this process's
  * knowledge that some subscription is enabled: while it is false the write paths add no statement at all.
- * It is set at once by a subscription made here and refreshed by every run of the delivery job (so a
- * subscription made through another API instance is seen here within api.webhooks.interval).
+ * It is set at once by a subscription made here and refreshed by a job of its own every
+ * api.webhooks.interval (so a subscription made through another API instance is seen here within it; the
+ * API answers such a change only once that time has passed: see WebhookService).
  */
 export class WebhookStore {
   active = false;

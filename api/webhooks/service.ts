@@ -9,7 +9,15 @@ import { newSecret } from './signature';
 export interface WebhookServiceOptions {
   taskTypes: readonly string[];
   allowHttp: boolean;
+  /**
+   * How long a new or re-enabled subscription takes to be known by every API instance (each refreshes its
+   * knowledge every api.webhooks.interval): the answer waits for it, so that every change committed after
+   * the answer is delivered. 0 with one process (SQLite).
+   */
+  settleMs: number;
 }
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Webhook subscriptions: their checks (the URL's scheme, the task types) and their storage. */
 export class WebhookService {
@@ -19,9 +27,11 @@ export class WebhookService {
     const url = this.checkUrl(body.url);
     const types = this.checkTypes(body.types);
     const now = await guardDb(() => this.clock.now());
-    return guardDb(() => this.store.create({
+    const made = await guardDb(() => this.store.create({
       url, events: [...new Set(body.events)] as WebhookEvent[], types, description: body.description ?? null, secret: newSecret(), created_by: actor, created_time: now,
     }));
+    await sleep(this.o.settleMs);
+    return made;
   }
 
   list(): Promise<Webhook[]> {
@@ -43,6 +53,7 @@ export class WebhookService {
     if (types !== undefined) w.types = types;
     if (patch.events !== undefined) w.events = [...new Set(patch.events)] as WebhookEvent[];
     if (patch.description !== undefined) w.description = patch.description;
+    const enabling = patch.enabled === true && !w.enabled;
     if (patch.enabled !== undefined && patch.enabled !== w.enabled) {
       w.enabled = patch.enabled;
       w.failing_since = null;
@@ -50,6 +61,7 @@ export class WebhookService {
     }
     const now = await guardDb(() => this.clock.now());
     if (!(await guardDb(() => this.store.update(w, now)))) throw new NotFoundError(`no webhook ${id}`);
+    if (enabling) await sleep(this.o.settleMs);
     return this.get(id);
   }
 
