@@ -135,7 +135,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const webhooks = new WebhookService(webhookStore, clockOf(ds), { taskTypes: config.task_types, allowHttp: wh.allow_http, settleMs });
   const dispatcher = new WebhookDispatcher(webhookStore, clockOf(ds), {
     timeoutMs: wh.timeout * 1000, retryForMs: wh.retry_for * 1000, retryBaseMs: wh.retry_base * 1000, retryMaxMs: wh.retry_max * 1000,
-    concurrency: wh.concurrency, allowPrivate: wh.allow_private, publicUrl: wh.public_url,
+    concurrency: wh.concurrency, keepMs: wh.log_keep * 1000, allowPrivate: wh.allow_private, publicUrl: wh.public_url,
   }, log.child({ component: 'webhooks' }));
   const tokens = new TokenStore(ds);
   const auth = config.api.auth === 'tokens';
@@ -193,6 +193,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     startPeriodic('webhooks', wh.interval * 1000, metrics.job('webhooks', () => dispatcher.run()), log),
     // Apart from the deliveries (which may wait on slow receivers): whether the write paths add the outbox's statement.
     startPeriodic('webhook-subscriptions', wh.interval * 1000, () => webhookStore.refreshActive(), log),
+    // Every instance runs it (a row deleted twice is deleted once); a row outstays its time by a tenth of it at most.
+    startPeriodic('webhook-log-prune', Math.min(60_000, wh.log_keep * 100), () => dispatcher.prune(), log),
     // Every instance shows the same queue: alert on their maximum. A broker that does not answer leaves the last value.
     startPeriodic('dead-letter-check', config.api.dead_letter_check_interval * 1000, metrics.job('dead-letter-check', async () => {
       metrics.deadLetters(await withDeadline(transport.deadLetterDepth(), DEAD_LETTER_CHECK_TIMEOUT_MS, 'the dead-letter queue\'s depth'));

@@ -139,6 +139,8 @@ export const ConfigSchema = Type.Object({
       retry_max: num(3600, 0.01, 86400),
       /** Deliveries one API instance has in flight at most. */
       concurrency: int(16, 1, 256),
+      /** Seconds a delivered or failed delivery stays in the delivery log. */
+      log_keep: num(7 * 86400, 60, 365 * 86400),
       /** Whether subscriptions may have http:// URLs (otherwise https:// only). */
       allow_http: Type.Boolean({ default: false }),
       /** Whether deliveries may go to private, loopback and link-local addresses. */

@@ -226,14 +226,16 @@ export class WebhookStore {
    * failure record; a failure starts it, and a subscription failing for `retryForMs` is disabled, its
    * pending deliveries failed. Answers whether the subscription was disabled now.
    */
-  async record(a: Attempt, now: Date, retryForMs: number): Promise<boolean> {
+  async record(a: Attempt, now: Date, retryForMs: number, keepMs: number): Promise<boolean> {
     const d = a.delivery;
+    const expire = sqlTime(new Date(now.getTime() + keepMs));
     return transaction(this.ds, async (em) => {
       const status = a.ok ? DELIVERY_STATUS.DELIVERED : a.nextTime === null ? DELIVERY_STATUS.FAILED : DELIVERY_STATUS.PENDING;
       const changed = await changeIn(em,
-        `UPDATE webhook_delivery SET status = ?, next_time = ?, http_status = ?, duration_ms = ?, last_error = ?
+        `UPDATE webhook_delivery SET status = ?, next_time = ?, http_status = ?, duration_ms = ?, last_error = ?, expire_time = ?
          WHERE id = ? AND attempt = ? AND status = ${PENDING}`,
-        [status, a.ok || a.nextTime === null ? null : sqlTime(a.nextTime), a.httpStatus, Math.round(a.durationMs), a.error, d.id, d.attempt]);
+        [status, a.ok || a.nextTime === null ? null : sqlTime(a.nextTime), a.httpStatus, Math.round(a.durationMs), a.error,
+          status === DELIVERY_STATUS.PENDING ? null : expire, d.id, d.attempt]);
       if (changed === 0) return false;
       if (a.ok) {
         await em.query('UPDATE webhook SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL', [d.webhook_id]);
@@ -245,10 +247,18 @@ export class WebhookStore {
       if (failingSince === null || now.getTime() - failingSince.getTime() < retryForMs) return false;
       const reason = `every delivery failed from ${failingSince.toISOString()} to ${now.toISOString()}`;
       await em.query('UPDATE webhook SET enabled = 0, disabled_reason = ?, updated_time = ? WHERE id = ?', [reason, sqlTime(now), d.webhook_id]);
-      await em.query(`UPDATE webhook_delivery SET status = ?, next_time = NULL, last_error = COALESCE(last_error, ?) WHERE webhook_id = ? AND status = ${PENDING}`,
-        [DELIVERY_STATUS.FAILED, 'the subscription was disabled', d.webhook_id]);
+      await em.query(
+        `UPDATE webhook_delivery SET status = ?, next_time = NULL, expire_time = ?, last_error = COALESCE(last_error, ?) WHERE webhook_id = ? AND status = ${PENDING}`,
+        [DELIVERY_STATUS.FAILED, expire, 'the subscription was disabled', d.webhook_id]);
       return true;
     });
+  }
+
+  /** Deletes up to `limit` deliveries whose time in the log is over; answers how many. */
+  async prune(now: Date, limit: number): Promise<number> {
+    // The derived table lets MySQL delete from the table it selects from; SQLite has no DELETE … LIMIT.
+    return this.change(`DELETE FROM webhook_delivery WHERE id IN (SELECT id FROM (SELECT id FROM webhook_delivery WHERE expire_time < ?
+      ORDER BY expire_time LIMIT ${Math.floor(limit)}) AS x)`, [sqlTime(now)]);
   }
 
   /** A subscription's deliveries, newest first, before `beforeId` (0: from the newest). */

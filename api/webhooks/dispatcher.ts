@@ -11,6 +11,8 @@ import { sign } from './signature';
 export const MAX_PAYLOAD_BYTES = 256 * 1024;
 /** How long past its timeout a claimed delivery stays leased to the instance that claimed it (it may be slow to record). */
 const LEASE_MARGIN_MS = 30_000;
+/** Ended deliveries removed from the log in one statement. */
+const PRUNE_BATCH = 1000;
 
 export interface DispatcherOptions {
   timeoutMs: number;
@@ -18,6 +20,8 @@ export interface DispatcherOptions {
   retryBaseMs: number;
   retryMaxMs: number;
   concurrency: number;
+  /** How long an ended delivery stays in the log. */
+  keepMs: number;
   allowPrivate: boolean;
   /** The start of the payloads' links ('' : links are paths). */
   publicUrl: string;
@@ -59,6 +63,16 @@ export class WebhookDispatcher {
     }
   }
 
+  /** Removes the ended deliveries whose time in the log is over, batch after batch; answers how many. */
+  async prune(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const n = await this.store.prune(await this.clock.now(), PRUNE_BATCH);
+      total += n;
+      if (n < PRUNE_BATCH) return total;
+    }
+  }
+
   private async deliver(d: Delivery, hook: Webhook | null): Promise<void> {
     if (hook === null) return; // deleted meanwhile, with its deliveries
     const body = d.body ?? await this.payload(d);
@@ -79,7 +93,7 @@ export class WebhookDispatcher {
       nextTime = new Date(now.getTime() + backoffDelay(d.attempt - 1, this.o.retryBaseMs, this.o.retryMaxMs, 'half'));
     }
     const disabled = await this.store.record({ delivery: d, ok: result.ok, httpStatus: result.status, durationMs: result.durationMs, error: result.error, nextTime },
-      now, this.o.retryForMs);
+      now, this.o.retryForMs, this.o.keepMs);
     if (disabled) this.log.warn({ webhook: hook.id, url: hook.url }, 'webhook subscription disabled: its deliveries failed for api.webhooks.retry_for');
   }
 

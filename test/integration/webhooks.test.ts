@@ -95,6 +95,7 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     env: {
       TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1',
       TASKER_API__WEBHOOKS__RETRY_BASE: '0.2', TASKER_API__WEBHOOKS__RETRY_MAX: '2', TASKER_API__WEBHOOKS__TIMEOUT: '2', TASKER_API__WEBHOOKS__RETRY_FOR: '8',
+      TASKER_API__WEBHOOKS__LOG_KEEP: '60',
     },
   });
   let api: Proc;
@@ -325,6 +326,22 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     await sleep(1000);
     assert.equal(r.got.length, seen, 'a disabled subscription is sent nothing more');
     assert.equal((await deliveries(id)).length, 2);
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('keeps an ended delivery in the log for api.webhooks.log_keep, then removes it', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    const id = await subscribe(r, ['task.created', 'task.done']);
+    await task('pruned');
+    await until('both delivered', async () => (await deliveries(id)).filter((d) => d.status === 'delivered').length === 2);
+    const kept = await h.query<{ left_s: number }>('SELECT TIMESTAMPDIFF(SECOND, NOW(3), expire_time) AS left_s FROM webhook_delivery WHERE webhook_id = ?', [id]);
+    assert.ok(kept.every((k) => Number(k.left_s) > 50 && Number(k.left_s) <= 60), JSON.stringify(kept));
+    // As if its time were over: the job (every 6 s with log_keep 60) removes it.
+    const [first] = await deliveries(id);
+    await h.query('UPDATE webhook_delivery SET expire_time = NOW(3) - INTERVAL 1 SECOND WHERE id = ?', [first.id]);
+    await until('the expired delivery removed', async () => (await deliveries(id)).length === 1, 20_000);
+    assert.notEqual((await deliveries(id))[0].id, first.id);
     await call('DELETE', `/webhooks/${id}`);
   });
 

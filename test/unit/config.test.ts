@@ -124,7 +124,7 @@ describe('configuration', function () {
   it('gives api.webhooks its defaults, and refuses wrong values and unknown keys naming them', function () {
     const load = (env: Record<string, string>) => loadConfig({ mode: 'x', env, configDir: configDir(MINIMAL) });
     assert.deepEqual({ ...load({}).api.webhooks }, {
-      interval: 1, timeout: 10, retry_for: 259200, retry_base: 10, retry_max: 3600, concurrency: 16, allow_http: false, allow_private: false, public_url: '',
+      interval: 1, timeout: 10, retry_for: 259200, retry_base: 10, retry_max: 3600, concurrency: 16, log_keep: 604800, allow_http: false, allow_private: false, public_url: '',
     });
     const set = load({ TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__RETRY_FOR: '60', TASKER_API__WEBHOOKS__PUBLIC_URL: 'https://t.example.com/tasker' }).api.webhooks;
     assert.deepEqual([set.allow_http, set.retry_for, set.public_url], [true, 60, 'https://t.example.com/tasker']);

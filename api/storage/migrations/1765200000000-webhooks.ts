@@ -4,7 +4,8 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * Webhooks: the subscriptions (`webhook`) and their outbox (`webhook_delivery`), one row per event and
  * subscription, written in the transaction of the change it reports. The delivery job claims rows by
  * `(status, next_time)`; per-task order is checked through `(webhook_id, task_id, id)`; the delivery log
- * of a subscription reads `(webhook_id, id)`. `events` and `types` are comma-delimited lists with a comma
+ * of a subscription reads `(webhook_id, id)`; a delivery that ended gets an `expire_time`, by which the
+ * log is pruned. `events` and `types` are comma-delimited lists with a comma
  * at each end, so that the outbox's INSERT … SELECT matches them with INSTR on either database.
  */
 export class Webhooks1765200000000 implements MigrationInterface {
@@ -43,8 +44,10 @@ export class Webhooks1765200000000 implements MigrationInterface {
         duration_ms INT NULL,
         last_error TEXT NULL,
         last_attempt_time DATETIME(3) NULL,
+        expire_time DATETIME(3) NULL,
         KEY idx_webhook_delivery_due (status, next_time),
-        KEY idx_webhook_delivery_task (webhook_id, task_id, id)
+        KEY idx_webhook_delivery_task (webhook_id, task_id, id),
+        KEY idx_webhook_delivery_expire (expire_time)
       ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci`);
     } else {
       await q.query(`CREATE TABLE webhook (
@@ -76,9 +79,11 @@ export class Webhooks1765200000000 implements MigrationInterface {
         http_status integer NULL,
         duration_ms integer NULL,
         last_error text NULL,
-        last_attempt_time datetime NULL)`);
+        last_attempt_time datetime NULL,
+        expire_time datetime NULL)`);
       await q.query('CREATE INDEX idx_webhook_delivery_due ON webhook_delivery (status, next_time)');
       await q.query('CREATE INDEX idx_webhook_delivery_task ON webhook_delivery (webhook_id, task_id, id)');
+      await q.query('CREATE INDEX idx_webhook_delivery_expire ON webhook_delivery (expire_time)');
     }
   }
 
