@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, LabelValues, Registry } from 'prom-client';
 import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_HANDLER_TIMEOUT } from '../protocol/wire';
 import type { StoredEvent } from './storage/history';
-import { ENDPOINT_STATE, EVENT } from './lifecycle/states';
+import { DELIVERY_STATUS, ENDPOINT_STATE, EVENT } from './lifecycle/states';
 
 /**
  * The server side's Prometheus metrics, on a registry of its own (never prom-client's global one), so
@@ -51,6 +51,8 @@ export interface LiveState {
 }
 
 type Inc = { inc(n?: number): void };
+/** What came of a webhook delivery attempt. */
+export type WebhookOutcome = 'delivered' | 'retrying' | 'failed';
 type Observe = { observe(v: number): void };
 
 interface TypeChildren {
@@ -124,6 +126,8 @@ export class Metrics {
   private readonly sseOpen: Gauge;
   private readonly sseSlow: Inc;
   private readonly sseRefused: Inc;
+  private readonly webhookOutcomes: Record<WebhookOutcome, Inc>;
+  private readonly webhookOldest: Gauge;
 
   constructor(options: { taskTypes: readonly string[]; endpoints?: readonly string[]; live?: LiveState; processMetrics?: boolean }) {
     const registers = [this.registry];
@@ -218,6 +222,17 @@ export class Metrics {
     this.sseRefused = fastCounter({
       name: 'tasker_sse_refused_total', help: 'Event streams refused (503) past api.sse_max_streams or api.sse_max_streams_per_client.', labelNames: [], registers,
     })();
+
+    const deliveries = fastCounter({
+      name: 'tasker_webhook_deliveries_total',
+      help: 'Webhook delivery attempts, by outcome (delivered; retrying: failed, tried again later; failed: given up after api.webhooks.retry_for).',
+      labelNames: ['outcome'] as const, registers,
+    });
+    const D = DELIVERY_STATUS;
+    this.webhookOutcomes = { [D.DELIVERED]: deliveries(D.DELIVERED), retrying: deliveries('retrying'), [D.FAILED]: deliveries(D.FAILED) };
+    this.webhookOldest = new Gauge({
+      name: 'tasker_webhook_oldest_pending_seconds', help: 'Age of the oldest webhook delivery not yet made (of enabled subscriptions), at the last look; 0: none.', registers,
+    });
 
     const live = options.live;
     if (live) {
@@ -352,6 +367,16 @@ export class Metrics {
     this.deadLetterDepth.set(messages);
     if (!this.deadLetterDepthShown) this.registry.registerMetric(this.deadLetterDepth);
     this.deadLetterDepthShown = true;
+  }
+
+  /** A webhook delivery attempt's outcome. */
+  webhookAttempt(outcome: WebhookOutcome): void {
+    this.webhookOutcomes[outcome].inc();
+  }
+
+  /** The age in seconds of the oldest pending webhook delivery, as just read. */
+  webhookOldestPending(seconds: number): void {
+    this.webhookOldest.set(seconds);
   }
 
   /** An event stream opened (+1) or closed (-1). */

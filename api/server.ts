@@ -136,6 +136,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const dispatcher = new WebhookDispatcher(webhookStore, clockOf(ds), {
     timeoutMs: wh.timeout * 1000, retryForMs: wh.retry_for * 1000, retryBaseMs: wh.retry_base * 1000, retryMaxMs: wh.retry_max * 1000,
     concurrency: wh.concurrency, keepMs: wh.log_keep * 1000, allowPrivate: wh.allow_private, publicUrl: wh.public_url,
+    onAttempt: (outcome) => metrics.webhookAttempt(outcome),
   }, log.child({ component: 'webhooks' }));
   const tokens = new TokenStore(ds);
   const auth = config.api.auth === 'tokens';
@@ -192,7 +193,10 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     // Every instance runs it: each delivery is leased to one (SKIP LOCKED on MySQL), and taken over when its lease runs out.
     startPeriodic('webhooks', wh.interval * 1000, metrics.job('webhooks', () => dispatcher.run()), log),
     // Apart from the deliveries (which may wait on slow receivers): whether the write paths add the outbox's statement.
-    startPeriodic('webhook-subscriptions', wh.interval * 1000, () => webhookStore.refreshActive(), log),
+    startPeriodic('webhook-subscriptions', wh.interval * 1000, async () => {
+      const oldest = await webhookStore.refreshActive() ? await webhookStore.oldestPending() : null;
+      metrics.webhookOldestPending(oldest === null ? 0 : Math.max(0, ((await clockOf(ds).now()).getTime() - oldest.getTime()) / 1000));
+    }, log),
     // Every instance runs it (a row deleted twice is deleted once); a row outstays its time by a tenth of it at most.
     startPeriodic('webhook-log-prune', Math.min(60_000, wh.log_keep * 100), () => dispatcher.prune(), log),
     // Every instance shows the same queue: alert on their maximum. A broker that does not answer leaves the last value.

@@ -165,6 +165,13 @@ export class WebhookStore {
     });
   }
 
+  /** The event time of the oldest pending delivery of an enabled subscription (null: none). */
+  async oldestPending(): Promise<Date | null> {
+    const rows = await this.query(`SELECT MIN(event_time) AS t FROM webhook_delivery WHERE status = ${PENDING}
+      AND webhook_id IN (SELECT id FROM webhook WHERE enabled = 1)`);
+    return readOptionalTime(rows[0]?.t);
+  }
+
   async refreshActive(): Promise<boolean> {
     this.active = (await this.query('SELECT 1 AS x FROM webhook WHERE enabled = 1 LIMIT 1')).length > 0;
     return this.active;

@@ -1,6 +1,6 @@
 import type { Logger } from '../../lib/logger';
 import { backoffDelay } from '../../lib/retry';
-import { WEBHOOK_EVENT_STATUS } from '../lifecycle/states';
+import { DELIVERY_STATUS, WEBHOOK_EVENT_STATUS } from '../lifecycle/states';
 import type { DatabaseClock } from '../storage/database-clock';
 import { readOptionalTime, readTime } from '../storage/sql-values';
 import type { Delivery, Webhook, WebhookStore } from '../storage/webhook-store';
@@ -25,6 +25,8 @@ export interface DispatcherOptions {
   allowPrivate: boolean;
   /** The start of the payloads' links ('' : links are paths). */
   publicUrl: string;
+  /** Told of each attempt's outcome (the metrics). */
+  onAttempt?: (outcome: 'delivered' | 'retrying' | 'failed') => void;
 }
 
 const iso = (v: unknown): string | null => readOptionalTime(v)?.toISOString() ?? null;
@@ -92,6 +94,7 @@ export class WebhookDispatcher {
     if (!result.ok && now.getTime() - d.event_time.getTime() < this.o.retryForMs) {
       nextTime = new Date(now.getTime() + backoffDelay(d.attempt - 1, this.o.retryBaseMs, this.o.retryMaxMs, 'half'));
     }
+    this.o.onAttempt?.(result.ok ? DELIVERY_STATUS.DELIVERED : nextTime === null ? DELIVERY_STATUS.FAILED : 'retrying');
     const disabled = await this.store.record({ delivery: d, ok: result.ok, httpStatus: result.status, durationMs: result.durationMs, error: result.error, nextTime },
       now, this.o.retryForMs, this.o.keepMs);
     if (disabled) this.log.warn({ webhook: hook.id, url: hook.url }, 'webhook subscription disabled: its deliveries failed for api.webhooks.retry_for');

@@ -3,6 +3,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { freePort, Harness, type Proc } from '../support/harness';
+import { parseMetrics, valueOf } from '../support/prometheus';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -100,6 +101,7 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
   });
   let api: Proc;
   let second: Proc;
+  let secondPort = 0;
   const receivers: Receiver[] = [];
 
   const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
@@ -140,6 +142,13 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     assert.equal(res.status, 201, JSON.stringify(res.json));
   }
 
+  /** A metric's values on both API instances. */
+  const metric = async (name: string, labels: Record<string, string> = {}): Promise<number[]> => Promise.all([h.port, secondPort].map(async (port) => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    return valueOf(parseMetrics(text), name, labels);
+  }));
+  const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+
   const deliveries = async (id: number): Promise<any[]> => {
     const res = await call('GET', `/webhooks/${id}/deliveries?limit=1000`);
     assert.equal(res.status, 200, JSON.stringify(res.json));
@@ -150,7 +159,8 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     await h.setup(this);
     // Two instances, both running the delivery job: every test's receiver checks that each id comes once.
     api = await h.startApi();
-    second = await h.startApi(await freePort());
+    secondPort = await freePort();
+    second = await h.startApi(secondPort);
     await h.startManager('console1', ['worker', 'backup']);
   });
 
@@ -259,6 +269,7 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
       last = log;
       return log.length === 6 && log.every((d) => d.status === 'pending') && log.some((d) => d.attempt >= 3) && log;
     }).catch((err: Error) => assert.fail(`${err.message}: ${JSON.stringify(last)}`));
+    assert.ok(Math.max(...await metric('tasker_webhook_oldest_pending_seconds')) > 0.3, 'the oldest pending delivery\'s age');
     // Each task's task.done waits behind its task.created: never tried while that one is pending.
     for (const d of retried) {
       if (d.event === 'task.created') assert.match(d.last_error, /ECONNREFUSED/, JSON.stringify(d));
@@ -274,6 +285,7 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     for (const n of names) assert.deepEqual(r.byTask().get(n), ['task.created', 'task.done'], n);
     assert.ok((await deliveries(id)).every((d) => d.status === 'delivered'));
     assert.equal((await call('GET', `/webhooks/${id}`)).json.failing_since, null, 'a success clears the failure record');
+    await until('no delivery pending on either instance', async () => Math.max(...await metric('tasker_webhook_oldest_pending_seconds')) === 0);
     await call('DELETE', `/webhooks/${id}`);
   });
 
@@ -295,6 +307,8 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     assert.ok(gaps[2] + gaps[3] > gaps[0] + gaps[1], JSON.stringify(gaps));
     const [d] = await deliveries(id);
     assert.deepEqual([d.status, d.attempt, d.http_status, d.last_error], ['delivered', 5, 204, null]);
+    assert.ok(sum(await metric('tasker_webhook_deliveries_total', { outcome: 'retrying' })) >= 4);
+    assert.ok(sum(await metric('tasker_webhook_deliveries_total', { outcome: 'delivered' })) >= 1);
     await call('DELETE', `/webhooks/${id}`);
   });
 
