@@ -326,6 +326,16 @@ export const DeliveryPage = Type.Object({
   })),
   next_before: nullable(Type.Integer({ description: 'pass as `before` for the older ones; null: none' })),
 });
+export const DeliveryAnswer = DeliveryPage.properties.deliveries.items;
+export const TestAnswer = Type.Object({
+  message_id: Type.String({ description: 'the webhook-id it was sent under (msg_test_...)' }),
+  ok: Type.Boolean({ description: 'a 2xx came back within api.webhooks.timeout' }),
+  http_status: nullable(Type.Integer()),
+  duration_ms: Type.Integer(),
+  error: nullable(Type.String({ description: 'why it is not ok' })),
+});
+export const DELIVERY_ID_PATTERN = /^[1-9][0-9]{0,15}$/;
+export const DeliveryId = Type.String({ pattern: DELIVERY_ID_PATTERN.source, description: 'a delivery\'s id (its `id` in the delivery log)' });
 export const DeliveriesQuery = Type.Object({
   limit: Type.Optional(limit(50, 1000)),
   before: Type.Optional(Type.Integer({ minimum: 1, [ERROR_KEYWORD]: 'must be a positive integer (a delivery id)' })),

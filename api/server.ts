@@ -130,14 +130,15 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
 
   const schedules = new ScheduleService({ store: new ScheduleStore(ds), tasks: service, taskTypes: config.task_types, logger: log });
   const wh = config.api.webhooks;
-  // Two refreshes' time and a margin: by then every instance whose refresh job runs knows of the subscription.
-  const settleMs = dialectOf(ds) === 'mysql' ? 2 * wh.interval * 1000 + 100 : 0;
-  const webhooks = new WebhookService(webhookStore, clockOf(ds), { taskTypes: config.task_types, allowHttp: wh.allow_http, settleMs });
   const dispatcher = new WebhookDispatcher(webhookStore, clockOf(ds), {
     timeoutMs: wh.timeout * 1000, retryForMs: wh.retry_for * 1000, retryBaseMs: wh.retry_base * 1000, retryMaxMs: wh.retry_max * 1000,
     concurrency: wh.concurrency, keepMs: wh.log_keep * 1000, allowPrivate: wh.allow_private, publicUrl: wh.public_url,
     onAttempt: (outcome) => metrics.webhookAttempt(outcome),
   }, log.child({ component: 'webhooks' }));
+  // Two refreshes' time and a margin: by then every instance whose refresh job runs knows of the subscription.
+  const settleMs = dialectOf(ds) === 'mysql' ? 2 * wh.interval * 1000 + 100 : 0;
+  const webhooks = new WebhookService(webhookStore, clockOf(ds), { taskTypes: config.task_types, allowHttp: wh.allow_http, settleMs },
+    (hook, msgId, body) => dispatcher.send(hook, msgId, body));
   const tokens = new TokenStore(ds);
   const auth = config.api.auth === 'tokens';
   const guard = auth ? new TokenGuard(tokens, {

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { NotFoundError } from '../../lib/errors';
 import { actorOf } from '../auth';
 import type { ApiRoutes } from '../operation';
-import { CreatedWebhook, DeliveriesQuery, DeliveryPage, NoQuery, WEBHOOK_ID_PATTERN, WebhookBody, WebhookId, WebhookList, WebhookPatchBody } from '../schemas';
+import { CreatedWebhook, DeliveriesQuery, DELIVERY_ID_PATTERN, DeliveryAnswer, DeliveryId, DeliveryPage, NoQuery, TestAnswer, WEBHOOK_ID_PATTERN, WebhookBody, WebhookId, WebhookList, WebhookPatchBody } from '../schemas';
 import type { Delivery, Webhook } from '../storage/webhook-store';
 import type { WebhookService } from '../webhooks/service';
 import { answers } from './answers';
@@ -90,5 +90,24 @@ export function addWebhookRoutes(routes: ApiRoutes, service: WebhookService): vo
     const limit = query.limit ?? 50;
     const page = await service.deliveries(idOf(ctx.params), query.before ?? 0, limit);
     ctx.body = { deliveries: page.map(deliveryView), next_before: page.length === limit ? page[page.length - 1].id : null };
+  });
+
+  routes.add({
+    id: 'redeliverWebhookDelivery', method: 'post', path: '/webhooks/:id/deliveries/:delivery/redeliver', tag: 'webhooks', scope: 'admin',
+    params: { ...PARAMS, delivery: DeliveryId }, query: NoQuery,
+    summary: 'Send a delivery again, whatever its status: pending from now, with a new api.webhooks.retry_for, under the same webhook-id and body',
+    answers: answers({ 200: { description: 'the delivery, pending', schema: DeliveryAnswer } }, [400, 404]),
+  }, async (ctx) => {
+    const id = idOf(ctx.params);
+    if (!DELIVERY_ID_PATTERN.test(ctx.params.delivery)) throw new NotFoundError(`no delivery ${ctx.params.delivery} of webhook ${id}`);
+    ctx.body = deliveryView(await service.redeliver(id, Number(ctx.params.delivery)));
+  });
+
+  routes.add({
+    id: 'testWebhook', method: 'post', path: '/webhooks/:id/test', tag: 'webhooks', scope: 'admin', params: PARAMS, query: NoQuery,
+    summary: 'POST a signed `webhook.test` message to the subscription\'s URL now and answer what came back (nothing is stored or retried)',
+    answers: answers({ 200: { description: 'what the receiver answered', schema: TestAnswer } }, [400, 404]),
+  }, async (ctx) => {
+    ctx.body = await service.test(idOf(ctx.params));
   });
 }

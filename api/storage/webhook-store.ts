@@ -31,6 +31,8 @@ export interface Delivery {
   task_type: string;
   identifier: string;
   event_time: Date;
+  /** Where its api.webhooks.retry_for counts from: the event, or the last redelivery asked for. */
+  retry_from: Date;
   status: DeliveryStatus;
   attempt: number;
   next_time: Date | null;
@@ -64,7 +66,7 @@ export interface Attempt {
 
 type Row = Record<string, unknown>;
 const W_COLUMNS = 'id, url, events, types, description, secret, enabled, disabled_reason, failing_since, created_by, created_time, updated_time';
-const D_COLUMNS = 'id, webhook_id, task_id, event_id, event, task_type, identifier, event_time, status, attempt, next_time, body, http_status, '
+const D_COLUMNS = 'id, webhook_id, task_id, event_id, event, task_type, identifier, event_time, retry_from, status, attempt, next_time, body, http_status, '
   + 'duration_ms, last_error, last_attempt_time';
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
 const PENDING = sqlWord(DELIVERY_STATUS.PENDING);
@@ -85,7 +87,7 @@ function webhookOf(r: Row): Webhook {
 function deliveryOf(r: Row): Delivery {
   return {
     id: readId(r.id), webhook_id: readId(r.webhook_id), task_id: readId(r.task_id), event_id: readId(r.event_id), event: String(r.event) as WebhookEvent,
-    task_type: String(r.task_type), identifier: String(r.identifier), event_time: readTime(r.event_time), status: String(r.status) as DeliveryStatus,
+    task_type: String(r.task_type), identifier: String(r.identifier), event_time: readTime(r.event_time), retry_from: readTime(r.retry_from), status: String(r.status) as DeliveryStatus,
     attempt: Number(r.attempt), next_time: readOptionalTime(r.next_time), body: str(r.body), http_status: r.http_status === null ? null : Number(r.http_status),
     duration_ms: r.duration_ms === null ? null : Number(r.duration_ms), last_error: str(r.last_error), last_attempt_time: readOptionalTime(r.last_attempt_time),
   };
@@ -189,8 +191,8 @@ export class WebhookStore {
       : `SELECT ${i}, ?, ?, ?, ?, ?, ?, ?, ?`);
     const params = events.flatMap((e) => [e.taskId, e.eventId, e.event, e.taskType, e.identifier, sqlTime(e.time), `,${e.event},`, `,${e.taskType},`]);
     await em.query(
-      `INSERT INTO webhook_delivery (webhook_id, task_id, event_id, event, task_type, identifier, event_time, status, attempt, next_time)
-       SELECT w.id, v.task_id, v.event_id, v.event, v.task_type, v.identifier, v.event_time, ${PENDING}, 0, v.event_time
+      `INSERT INTO webhook_delivery (webhook_id, task_id, event_id, event, task_type, identifier, event_time, retry_from, status, attempt, next_time)
+       SELECT w.id, v.task_id, v.event_id, v.event, v.task_type, v.identifier, v.event_time, v.event_time, ${PENDING}, 0, v.event_time
        FROM (${selects.join(' UNION ALL ')}) AS v
        JOIN webhook w ON w.enabled = 1 AND INSTR(w.events, v.ev) > 0 AND (w.types IS NULL OR INSTR(w.types, v.ty) > 0)
        ORDER BY v.n, w.id`, params);
@@ -259,6 +261,21 @@ export class WebhookStore {
         [DELIVERY_STATUS.FAILED, expire, 'the subscription was disabled', d.webhook_id]);
       return true;
     });
+  }
+
+  /**
+   * Sends a delivery again (whatever its status): pending from `now`, with a new window of
+   * api.webhooks.retry_for, under the same webhook-id and body. False when it is not the subscription's.
+   */
+  async redeliver(webhookId: number, id: number, now: Date): Promise<boolean> {
+    return (await this.change(
+      `UPDATE webhook_delivery SET status = ${PENDING}, next_time = ?, retry_from = ?, expire_time = NULL WHERE id = ? AND webhook_id = ?`,
+      [sqlTime(now), sqlTime(now), id, webhookId])) > 0;
+  }
+
+  async findDelivery(id: number): Promise<Delivery | null> {
+    const rows = await this.query(`SELECT ${D_COLUMNS} FROM webhook_delivery WHERE id = ?`, [id]);
+    return rows.length ? deliveryOf(rows[0]) : null;
   }
 
   /** Deletes up to `limit` deliveries whose time in the log is over; answers how many. */

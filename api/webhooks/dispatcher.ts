@@ -75,23 +75,26 @@ export class WebhookDispatcher {
     }
   }
 
+  /** POSTs a message to a subscription's URL once, signed: for deliveries, and for `POST /webhooks/<id>/test`. */
+  async send(hook: Webhook, msgId: string, body: string): Promise<PostResult> {
+    const timestamp = Math.floor((await this.clock.now()).getTime() / 1000);
+    try {
+      return await this.post(new URL(hook.url), {
+        'webhook-id': msgId, 'webhook-timestamp': String(timestamp), 'webhook-signature': sign(hook.secret, msgId, timestamp, body),
+      }, body, { timeoutMs: this.o.timeoutMs, allowPrivate: this.o.allowPrivate });
+    } catch (err) {
+      return { ok: false, status: null, durationMs: 0, error: `the request could not be made: ${(err as Error).message}` };
+    }
+  }
+
   private async deliver(d: Delivery, hook: Webhook | null): Promise<void> {
     if (hook === null) return; // deleted meanwhile, with its deliveries
     const body = d.body ?? await this.payload(d);
     if (d.body === null) await this.store.keepBody(d.id, body);
-    const msgId = `msg_${d.id}`;
-    const timestamp = Math.floor((await this.clock.now()).getTime() / 1000);
-    let result: PostResult;
-    try {
-      result = await this.post(new URL(hook.url), {
-        'webhook-id': msgId, 'webhook-timestamp': String(timestamp), 'webhook-signature': sign(hook.secret, msgId, timestamp, body),
-      }, body, { timeoutMs: this.o.timeoutMs, allowPrivate: this.o.allowPrivate });
-    } catch (err) {
-      result = { ok: false, status: null, durationMs: 0, error: `the request could not be made: ${(err as Error).message}` };
-    }
+    const result = await this.send(hook, `msg_${d.id}`, body);
     const now = await this.clock.now();
     let nextTime: Date | null = null;
-    if (!result.ok && now.getTime() - d.event_time.getTime() < this.o.retryForMs) {
+    if (!result.ok && now.getTime() - d.retry_from.getTime() < this.o.retryForMs) {
       nextTime = new Date(now.getTime() + backoffDelay(d.attempt - 1, this.o.retryBaseMs, this.o.retryMaxMs, 'half'));
     }
     this.o.onAttempt?.(result.ok ? DELIVERY_STATUS.DELIVERED : nextTime === null ? DELIVERY_STATUS.FAILED : 'retrying');

@@ -4,7 +4,12 @@ import type { WebhookBody, WebhookPatchBody } from '../schemas';
 import { guardDb } from '../storage/database';
 import type { DatabaseClock } from '../storage/database-clock';
 import type { Delivery, Webhook, WebhookStore } from '../storage/webhook-store';
+import { randomBytes } from 'node:crypto';
+import type { PostResult } from './post';
 import { newSecret } from './signature';
+
+/** Sends one signed message to a subscription (the delivery job's `send`). */
+export type Sender = (hook: Webhook, msgId: string, body: string) => Promise<PostResult>;
 
 export interface WebhookServiceOptions {
   taskTypes: readonly string[];
@@ -21,7 +26,8 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 /** Webhook subscriptions: their checks (the URL's scheme, the task types) and their storage. */
 export class WebhookService {
-  constructor(private readonly store: WebhookStore, private readonly clock: DatabaseClock, private readonly o: WebhookServiceOptions) {}
+  constructor(private readonly store: WebhookStore, private readonly clock: DatabaseClock, private readonly o: WebhookServiceOptions,
+    private readonly sender?: Sender) {}
 
   async create(body: WebhookBody, actor: string | null): Promise<Webhook> {
     const url = this.checkUrl(body.url);
@@ -74,6 +80,28 @@ export class WebhookService {
   async deliveries(id: number, before: number, limit: number): Promise<Delivery[]> {
     await this.get(id);
     return guardDb(() => this.store.deliveries(id, before, limit));
+  }
+
+  /** Sends a delivery again, whatever its status (see WebhookStore.redeliver); answers it as it now is. */
+  async redeliver(id: number, deliveryId: number): Promise<Delivery> {
+    await this.get(id);
+    const now = await guardDb(() => this.clock.now());
+    if (!(await guardDb(() => this.store.redeliver(id, deliveryId, now)))) throw new NotFoundError(`no delivery ${deliveryId} of webhook ${id}`);
+    return (await guardDb(() => this.store.findDelivery(deliveryId))) as Delivery;
+  }
+
+  /**
+   * POSTs a `webhook.test` message to the subscription's URL now, signed like any delivery and under the
+   * same safety checks, and answers what came back. Nothing is stored or retried.
+   */
+  async test(id: number): Promise<{ message_id: string; ok: boolean; http_status: number | null; duration_ms: number; error: string | null }> {
+    const w = await this.get(id);
+    if (!this.sender) throw new Error('no sender');
+    const now = await guardDb(() => this.clock.now());
+    const msgId = `msg_test_${randomBytes(8).toString('hex')}`;
+    const body = JSON.stringify({ type: 'webhook.test', timestamp: now.toISOString(), data: { webhook: w.id } });
+    const r = await this.sender(w, msgId, body);
+    return { message_id: msgId, ok: r.ok, http_status: r.status, duration_ms: Math.round(r.durationMs), error: r.error };
   }
 
   private checkUrl(raw: string): string {

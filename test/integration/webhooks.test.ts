@@ -359,6 +359,41 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     await call('DELETE', `/webhooks/${id}`);
   });
 
+  it('sends a signed test message at once, and redelivers a delivery under the same id and body', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    const id = await subscribe(r, ['task.created']);
+    const tested = await call('POST', `/webhooks/${id}/test`);
+    assert.equal(tested.status, 200, JSON.stringify(tested.json));
+    assert.deepEqual([tested.json.ok, tested.json.http_status, tested.json.error], [true, 200, null]);
+    assert.equal(r.got.length, 1);
+    assert.deepEqual([r.got[0].valid, r.got[0].id, r.got[0].body.type, r.got[0].body.data.webhook], [true, tested.json.message_id, 'webhook.test', id]);
+    assert.equal((await deliveries(id)).length, 0, 'a test is not in the log');
+    assert.equal((await call('POST', '/webhooks/999999/test')).status, 404);
+
+    await task('again');
+    await until('the delivery', () => r.got.length === 2);
+    const [d] = await until('it recorded', async () => {
+      const log = await deliveries(id);
+      return log[0]?.status === 'delivered' && log;
+    });
+    const again = await call('POST', `/webhooks/${id}/deliveries/${d.id}/redeliver`);
+    assert.equal(again.status, 200, JSON.stringify(again.json));
+    assert.equal(again.json.status, 'pending');
+    await until('the redelivery', () => r.got.length === 3);
+    assert.ok(r.got[2].valid);
+    assert.equal(r.got[2].id, r.got[1].id, 'the same webhook-id');
+    assert.equal(r.got[2].raw, r.got[1].raw, 'the same body');
+    const [after] = await until('it recorded', async () => {
+      const log = await deliveries(id);
+      return log[0]?.status === 'delivered' && log[0].attempt === 2 && log;
+    });
+    assert.equal(after.id, d.id);
+    assert.equal((await call('POST', `/webhooks/${id}/deliveries/999999/redeliver`)).status, 404);
+    assert.equal((await call('POST', `/webhooks/${id}/deliveries/x/redeliver`)).status, 404);
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
   it('does not follow a redirect', async function () {
     this.timeout(30_000);
     const target = await receiver();
@@ -415,6 +450,9 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
       assert.equal(d.http_status, null);
       assert.match(d.last_error, why);
     }
+    const tested = await call('POST', `/webhooks/${byName}/test`);
+    assert.deepEqual([tested.json.ok, tested.json.http_status], [false, null]);
+    assert.match(tested.json.error, /private/);
     assert.equal(r.got.length, 0, 'the receiver got nothing');
   });
 });

@@ -5,7 +5,7 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * subscription, written in the transaction of the change it reports. The delivery job claims rows by
  * `(status, next_time)`; per-task order is checked through `(webhook_id, task_id, id)`; the delivery log
  * of a subscription reads `(webhook_id, id)`; a delivery that ended gets an `expire_time`, by which the
- * log is pruned. `events` and `types` are comma-delimited lists with a comma
+ * log is pruned. `retry_from` starts the window of api.webhooks.retry_for: the event's time, or a redelivery's. `events` and `types` are comma-delimited lists with a comma
  * at each end, so that the outbox's INSERT … SELECT matches them with INSTR on either database.
  */
 export class Webhooks1765200000000 implements MigrationInterface {
@@ -36,6 +36,7 @@ export class Webhooks1765200000000 implements MigrationInterface {
         task_type VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
         identifier VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
         event_time DATETIME(3) NOT NULL,
+        retry_from DATETIME(3) NOT NULL,
         status VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
         attempt INT NOT NULL DEFAULT 0,
         next_time DATETIME(3) NULL,
@@ -72,6 +73,7 @@ export class Webhooks1765200000000 implements MigrationInterface {
         task_type varchar(32) NOT NULL,
         identifier varchar(64) NOT NULL,
         event_time datetime NOT NULL,
+        retry_from datetime NOT NULL,
         status varchar(16) NOT NULL,
         attempt integer NOT NULL DEFAULT 0,
         next_time datetime NULL,
