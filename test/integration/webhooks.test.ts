@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { freePort, Harness, type Proc } from '../support/harness';
 import { parseMetrics, valueOf } from '../support/prometheus';
@@ -392,6 +394,57 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     assert.equal((await call('POST', `/webhooks/${id}/deliveries/999999/redeliver`)).status, 404);
     assert.equal((await call('POST', `/webhooks/${id}/deliveries/x/redeliver`)).status, 404);
     await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('is managed by the CLI: add (the secret once), list, test, deliveries, redeliver, disable, enable, rm', async function () {
+    this.timeout(60_000);
+    const root = path.resolve(__dirname, '..', '..', '..');
+    const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [path.join(root, 'dist', 'cli', 'tasker.js'), ...args], {
+        cwd: root, env: { PATH: process.env.PATH, TASKER_URL: h.baseUrl }, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => { stdout += c.toString('utf8'); });
+      child.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    });
+    const r = await receiver();
+    const bad = await cli(['webhook', 'add', r.url, '--events', 'task.nope']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^tasker: POST \/webhooks: 400 invalid_request: events/);
+    const added = await cli(['webhook', 'add', r.url, '--events', 'task.created,task.done', '--types', 'worker', '--description', 'from the CLI']);
+    assert.equal(added.code, 0, added.stderr);
+    const made = JSON.parse(added.stdout);
+    assert.match(made.secret, /^whsec_/);
+    r.secret = made.secret;
+    const listed = await cli(['webhook', 'list', '--output', 'table']);
+    assert.equal(listed.code, 0);
+    assert.match(listed.stdout, new RegExp(`${made.id}\\s+${r.url.replace(/[.]/g, '\\.')}\\s+task\\.created,task\\.done\\s+worker\\s+yes`));
+    assert.ok(!listed.stdout.includes(made.secret), 'never the secret again');
+    const tested = await cli(['webhook', 'test', String(made.id)]);
+    assert.equal(tested.code, 0, tested.stderr);
+    assert.equal(JSON.parse(tested.stdout).ok, true);
+    await task('by-cli');
+    await until('both events', () => r.got.filter((g) => g.body.type !== 'webhook.test').length === 2);
+    const log = await until('the log', async () => {
+      const shown = await cli(['webhook', 'deliveries', String(made.id)]);
+      const page = JSON.parse(shown.stdout);
+      return page.deliveries.length === 2 && page.deliveries.every((d: any) => d.status === 'delivered') && page;
+    });
+    const table = await cli(['webhook', 'deliveries', String(made.id), '--output', 'table']);
+    assert.match(table.stdout, /task\.done\s+worker\/by-cli\s+delivered\s+1\s+200/);
+    const again = await cli(['webhook', 'redeliver', String(made.id), String(log.deliveries[0].id)]);
+    assert.equal(again.code, 0, again.stderr);
+    await until('the redelivery', () => r.got.length === 4);
+    assert.ok(r.got.every((g) => g.valid));
+    assert.equal(JSON.parse((await cli(['webhook', 'disable', String(made.id)])).stdout).enabled, false);
+    assert.equal(JSON.parse((await cli(['webhook', 'enable', String(made.id)])).stdout).enabled, true);
+    assert.equal((await cli(['webhook', 'rm', String(made.id)])).code, 0);
+    const gone = await cli(['webhook', 'test', String(made.id)]);
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /404/);
   });
 
   it('does not follow a redirect', async function () {
