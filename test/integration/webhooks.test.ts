@@ -481,7 +481,10 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     assert.ok(r.got.every((g) => g.valid));
     assert.equal(r.got[1].id, r.got[0].id, 'the same webhook-id');
     assert.equal(r.got[1].raw, r.got[0].raw, 'the same body');
-    const [d] = await deliveries(id);
+    const [d] = await until('it recorded', async () => {
+      const log = await deliveries(id);
+      return log[0]?.status === 'delivered' && log;
+    });
     assert.deepEqual([d.status, d.attempt, d.http_status], ['delivered', 2, 200]);
     await call('DELETE', `/webhooks/${id}`);
   });
