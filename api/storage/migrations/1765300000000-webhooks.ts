@@ -8,8 +8,8 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * log is pruned. `retry_from` starts the window of api.webhooks.retry_for: the event's time, or a redelivery's. `events` and `types` are comma-delimited lists with a comma
  * at each end, so that the outbox's INSERT … SELECT matches them with INSTR on either database.
  */
-export class Webhooks1765200000000 implements MigrationInterface {
-  name = 'Webhooks1765200000000';
+export class Webhooks1765300000000 implements MigrationInterface {
+  name = 'Webhooks1765300000000';
 
   async up(q: QueryRunner): Promise<void> {
     if (q.connection.driver.options.type === 'mysql') {
