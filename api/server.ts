@@ -30,6 +30,7 @@ import { TaskQueries } from './storage/task-queries';
 import { TaskStore } from './storage/task-store';
 import { TokenStore } from './storage/token-store';
 import { checkAutoincLockMode } from './storage/uncommitted';
+import { PayloadSchemas } from './payload-schemas';
 import { TaskService } from './task-service';
 import { WatchHub } from './watch-hub';
 import { clockOf } from './storage/database-clock';
@@ -81,6 +82,7 @@ async function knowRegisteredEndpoints(registry: EndpointRegistry, metrics: Metr
  */
 export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const { config, ds, transport } = deps;
+  // Parts that name their own component get the root logger: pino repeats a key bound twice.
   const log = deps.logger.child({ component: 'api' });
   const history = new History(ds);
   const webhookStore = new WebhookStore(ds);
@@ -88,7 +90,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   // Known before the first write: events of a subscription that exists are not missed while the job starts.
   await webhookStore.refreshActive();
   await checkAutoincLockMode(ds, log);
-  const hub = new WatchHub(history, transport, log);
+  const hub = new WatchHub(history, transport, deps.logger);
   const health = new HealthChecks(ds, () => transport.connected);
   const metrics = new Metrics({
     taskTypes: config.task_types, endpoints: config.manager.endpoints.map((e) => e.name),
@@ -110,25 +112,27 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   await knowRegisteredEndpoints(registry, metrics).catch((err: unknown) => log.warn({ err }, 'could not read the endpoint registry for the metrics'));
   const responses = new ResponseStore(ds);
   const queries = new TaskQueries(ds);
-  const service = new TaskService({
-    taskTypes: config.task_types, endpointExpiry: config.api.endpoint_expiry, unknownEndpoints: config.api.unknown_endpoints, localEndpoints: deps.localEndpoints ?? [], executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
-    registry, publisher, hub, maxBatch: 256, maxBatchBytes: await taskInsertBound(ds), admit: (type, eps) => transport.admit(type, eps),
-  });
   const taskOperations = new TaskOperations(ds, completion, history, tasks, announce);
-  const operations = new OperationsService(service, taskOperations, publisher, transport, log);
   // Alive: heard from within three heartbeats.
   const endpoints = new EndpointService(registry, responses, queries, 3 * config.manager.heartbeat_interval * 1000, config.api.endpoint_stale_after * 1000,
     { operations: taskOperations, transport, taskTypes: config.task_types, log });
+  const payloads = new PayloadSchemas(config.command_types);
+  const service = new TaskService({
+    taskTypes: config.task_types, payloads, endpointExpiry: config.api.endpoint_expiry, unknownEndpoints: config.api.unknown_endpoints, localEndpoints: deps.localEndpoints ?? [], executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
+    registry, publisher, hub, maxBatch: 256, maxBatchBytes: await taskInsertBound(ds), admit: (type, eps) => transport.admit(type, eps),
+    resolveSelector: (type, selector) => endpoints.resolve(type, selector),
+  });
+  const operations = new OperationsService(service, taskOperations, publisher, transport, log);
   const identity = config.api.endpoint_identity;
   const batchSize = config.api.collector_batch;
-  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: log, metrics, taskTypes: config.task_types });
-  const responder = new StateResponder({ completion, responses, transport, identity, batchSize, cancelledListed: config.api.cancelled_listed, logger: log, metrics });
+  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: deps.logger, metrics, taskTypes: config.task_types });
+  const responder = new StateResponder({ completion, responses, transport, identity, batchSize, cancelledListed: config.api.cancelled_listed, logger: deps.logger, metrics });
   await transport.start();
   await hub.start();
   await collector.start();
   await responder.start();
 
-  const schedules = new ScheduleService({ store: new ScheduleStore(ds), tasks: service, taskTypes: config.task_types, logger: log });
+  const schedules = new ScheduleService({ store: new ScheduleStore(ds), tasks: service, taskTypes: config.task_types, payloads, logger: log });
   const wh = config.api.webhooks;
   const dispatcher = new WebhookDispatcher(webhookStore, clockOf(ds), {
     timeoutMs: wh.timeout * 1000, retryForMs: wh.retry_for * 1000, retryBaseMs: wh.retry_base * 1000, retryMaxMs: wh.retry_max * 1000,

@@ -1,5 +1,7 @@
 import { Static, TInteger, TNumber, TProperties, TString, Type } from '@sinclair/typebox';
 import { createAjv, describeFailure, ERROR_KEYWORD } from '../lib/validation';
+import { labelsProblem } from '../protocol/labels';
+import { CommandType, CommandTypeError, CommandTypes, parseCommandType } from './command-types';
 import { ENDPOINT_PATTERN, RESERVED_TASK_TYPES, TASK_TYPE_PATTERN } from '../protocol/names';
 import { HOST_ENTRY_PATTERN, parseHostEntry } from '../protocol/rabbitmq/hosts';
 
@@ -21,10 +23,15 @@ const oneOf = <const T extends string>(values: readonly T[], def: T) => Type.Uns
 const section = <T extends TProperties>(props: T) => Type.Object(props, { additionalProperties: false, default: {} });
 const TaskTypeName = Type.String({ pattern: TASK_TYPE_PATTERN.source, [ERROR_KEYWORD]: `must match ${TASK_TYPE_PATTERN.source}` });
 
+/** Keys and values are checked by the Kubernetes rules in `validateConfig`, where the failing key can be named. */
+const LabelMap = Type.Record(Type.String(), Type.String(), { [ERROR_KEYWORD]: 'must be a mapping of label keys to string values' });
+
 const EndpointSchema = Type.Object({
   name: Type.String({ pattern: ENDPOINT_PATTERN.source, [ERROR_KEYWORD]: `must match ${ENDPOINT_PATTERN.source}` }),
   /** Task types this endpoint serves; all of `task_types` when absent. */
   task_types: Type.Optional(Type.Array(TaskTypeName)),
+  /** Labels the endpoint reports (selectors pick endpoints by them), over `manager.labels`. */
+  labels: Type.Optional(LabelMap),
 }, { additionalProperties: false });
 
 const DbSchema = section({
@@ -153,7 +160,11 @@ export const ConfigSchema = Type.Object({
     /** How tasks travel: RabbitMQ, or in-process queues when API and managers share one process. */
     transport: oneOf(['rabbitmq', 'in-process'], 'rabbitmq'),
     endpoints: Type.Array(EndpointSchema, { default: [] }),
+    /** Labels of every endpoint this process runs (`TASKER_LABELS=role=web,region=eu`); an endpoint's own labels win. */
+    labels: Type.Record(Type.String(), Type.String(), { default: {}, [ERROR_KEYWORD]: 'must be a mapping of label keys to string values' }),
     handler_timeout: num(300, 0.01, 86400),
+    /** Seconds between the SIGTERM and the SIGKILL of a command type's process group (timeout, cancel, shutdown). */
+    kill_grace: num(5, 0, 60),
     /** Seconds a first delivery's handler may run before its receipt (a status 0 row) is written; 0: always before. */
     receipt_delay: num(0.25, 0, 60),
     /** Where `<task_type>` handler modules are, relative to the project (loaded compiled, from dist/). */
@@ -185,9 +196,13 @@ type RawManager = RawConfig['manager'];
 export type EndpointConfig = Frozen<Required<RawManager['endpoints'][number]>>;
 export type DbConfig = Frozen<RawManager['db']>;
 export type MessageQueueConfig = Frozen<RawManager['message_queue']>;
-/** The validated configuration: every endpoint's task types filled in. */
+/**
+ * The validated configuration: every endpoint's task types filled in; `task_types` holds names only, and
+ * the types declared as commands are in `command_types` (not a YAML key: made from `task_types`).
+ */
 export type Config = Frozen<Omit<RawConfig, 'manager'>> & {
   readonly manager: Frozen<Omit<RawManager, 'endpoints'>> & { readonly endpoints: readonly EndpointConfig[] };
+  readonly command_types: CommandTypes;
 };
 
 /**
@@ -262,10 +277,38 @@ function checkHosts(mq: MessageQueueConfig, hostGiven: boolean): void {
   }
 }
 
+function checkLabels(path: string, labels: Readonly<Record<string, string>>): void {
+  const problem = labelsProblem(labels);
+  if (problem) fail(problem.key === null ? path : `${path}.${problem.key}`, problem.message);
+}
+
+/**
+ * Takes the command types (`task_types` entries that are mappings) out of `task_types`, validated, and
+ * leaves their names in their place: the rest of the code sees a list of names.
+ */
+function extractCommandTypes(raw: Record<string, unknown>): Map<string, CommandType> {
+  const commands = new Map<string, CommandType>();
+  if (!Array.isArray(raw.task_types)) return commands;
+  raw.task_types = raw.task_types.map((entry: unknown, i) => {
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return entry;
+    try {
+      const def = parseCommandType(entry, `task_types[${i}]`);
+      if (commands.has(def.name)) fail(`task_types[${i}].name`, `'${def.name}' is declared twice`);
+      commands.set(def.name, def);
+      return def.name;
+    } catch (err) {
+      if (err instanceof CommandTypeError) fail(err.path, err.message);
+      throw err;
+    }
+  });
+  return commands;
+}
+
 /** Validates a merged raw configuration and returns it typed, completed with defaults, and frozen. */
 export function validateConfig(input: unknown): Config {
   const raw = dropNulls(input ?? {}) as Record<string, unknown>;
   expandEndpoints(raw);
+  const commands = extractCommandTypes(raw);
   const rawMq = rawMessageQueue(raw);
   splitHosts(rawMq);
   const hostGiven = typeof rawMq?.host === 'string' && rawMq.host !== '';
@@ -286,12 +329,19 @@ export function validateConfig(input: unknown): Config {
     fail('manager.receipt_delay', `must be shorter than api.wait_for_endpoints_timeout (${cfg.api.wait_for_endpoints_timeout} s)`);
   }
   checkHosts(cfg.manager.message_queue, hostGiven);
+  cfg.task_types.forEach((t, i) => {
+    const timeout = commands.get(t)?.timeout;
+    if (timeout !== undefined && cfg.manager.transport === 'rabbitmq' && timeout > RABBITMQ_MAX_HANDLER_TIMEOUT_S) {
+      fail(`task_types[${i}].timeout`, `must be at most ${RABBITMQ_MAX_HANDLER_TIMEOUT_S} s with RabbitMQ (its 30-minute consumer_timeout less a minute to commit and ack); got ${timeout}`);
+    }
+  });
   if (cfg.task_types.length === 0) fail('task_types', 'must list at least one task type');
   cfg.task_types.forEach((t, i) => {
     if (RESERVED_TASK_TYPES.includes(t)) fail(`task_types[${i}]`, `'${t}' is reserved (${RESERVED_TASK_TYPES.join(', ')} name the server side's own queues)`);
     if (RESERVED_ROUTES.includes(t)) fail(`task_types[${i}]`, `'${t}' is reserved (${RESERVED_ROUTES.join(', ')} are routes of the API)`);
   });
   if (new Set(cfg.task_types).size !== cfg.task_types.length) fail('task_types', 'has duplicates');
+  checkLabels('manager.labels', cfg.manager.labels);
   const seen = new Set<string>();
   cfg.manager.endpoints.forEach((ep, i) => {
     if (seen.has(ep.name)) fail(`manager.endpoints[${i}].name`, `endpoint '${ep.name}' listed twice`);
@@ -300,6 +350,9 @@ export function validateConfig(input: unknown): Config {
       if (!cfg.task_types.includes(t)) fail(`manager.endpoints[${i}].task_types`, `'${t}' is not in task_types`);
     }
     ep.task_types = ep.task_types ?? [...cfg.task_types];
+    checkLabels(`manager.endpoints[${i}].labels`, ep.labels ?? {});
+    ep.labels = { ...cfg.manager.labels, ...(ep.labels ?? {}) };
   });
-  return deepFreeze(cfg as unknown as Config);
+  const commandTypes = Object.assign(Object.create(null) as Record<string, CommandType>, Object.fromEntries(commands));
+  return deepFreeze({ ...cfg, command_types: commandTypes } as unknown as Config);
 }

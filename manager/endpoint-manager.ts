@@ -4,15 +4,17 @@ import { startPeriodic, PeriodicJob } from '../lib/periodic';
 import { backoffDelay, sleep } from '../lib/retry';
 import type { IncomingMessage } from '../protocol/broker';
 import type { EndpointTransport } from '../protocol/endpoint-transport';
+import type { Facts, Labels } from '../protocol/labels';
 import { decodeControlMessage, decodeTaskMessage, RESENT_HEADER, StateReply, TaskMessage } from '../protocol/wire';
+import { CommandRunner } from './command-runner';
 import { DeadRounds } from './dead-rounds';
 import { HandlerModule, HandlerTask, runHandler } from './handler';
 import { Reporter } from './reporter';
 
 export interface EndpointManagerOptions {
   endpoint: string;
-  /** Task type → its handler module; the manager consumes exactly these types. */
-  handlers: ReadonlyMap<string, HandlerModule>;
+  /** Task type → its handler module, or the runner of a command type; the manager consumes exactly these types. */
+  handlers: ReadonlyMap<string, HandlerModule | CommandRunner>;
   handlerTimeoutMs: number;
   heartbeatIntervalMs: number;
   /** Sent with state requests: how many starts of a handler the server side allows for one response. */
@@ -24,6 +26,9 @@ export interface EndpointManagerOptions {
   /** Unacknowledged task deliveries per queue. */
   prefetch: number;
   transport: EndpointTransport;
+  /** Sent with every register and heartbeat, so that the registry always holds the latest. */
+  labels?: Labels;
+  facts?: Facts;
   logger: Logger;
 }
 
@@ -38,6 +43,9 @@ function askAgainAfter(attempt: number): number {
 
 /** Tasks finished here remembered (and tasks whose rounds must not run), so that a copy arriving later is acked without asking. */
 export const REMEMBERED = 10_000;
+
+/** How long a shutdown waits for the commands it killed to be seen ending (their pipes closing). */
+const KILLED_RUNS_SETTLE_MS = 2_000;
 
 /** A task's copy for this endpoint: the task and its round (0, then one more per retry). */
 const keyOf = (msg: { id: number; round?: number }): string => `${msg.id}/${msg.round ?? 0}`;
@@ -115,6 +123,8 @@ export class EndpointManager {
     const event = {
       kind, endpoint: this.o.endpoint, task_types: this.taskTypes, time: new Date().toISOString(),
       ...(this.waitingSince ? { waiting_since: this.waitingSince.toISOString() } : {}),
+      ...(this.o.labels ? { labels: this.o.labels } : {}),
+      ...(this.o.facts ? { facts: this.o.facts } : {}),
     } as const;
     // A heartbeat is worthless once the next one is due; a registration must arrive.
     await this.o.transport.publishEvents([event], kind === 'register'
@@ -328,7 +338,9 @@ export class EndpointManager {
     if (this.dead.isDead(msg.id, msg.round ?? 0)) abort.abort();
     let result;
     try {
-      result = await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal, msg.round ?? 0);
+      result = handler instanceof CommandRunner
+        ? await handler.run(task, abort.signal)
+        : await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal, msg.round ?? 0);
     } finally {
       clearTimeout(timer);
       this.aborts.delete(key);
@@ -348,7 +360,14 @@ export class EndpointManager {
     await this.o.transport.stopConsuming();
     const settled = await this.inFlight.settle(timeoutMs);
     this.stopping = true;
-    if (!settled) this.log.warn({ count: this.inFlight.size }, 'shutdown timeout: unfinished tasks are handed back');
+    if (!settled) {
+      this.log.warn({ count: this.inFlight.size }, 'shutdown timeout: unfinished tasks are handed back');
+      // A command's process would outlive this manager (it has a process group of its own): it ends here,
+      // and its run ends without a result (its delivery handed back) once the kill is seen.
+      let killed = 0;
+      for (const h of this.o.handlers.values()) if (h instanceof CommandRunner) killed += h.killAll();
+      if (killed > 0) await this.inFlight.settle(KILLED_RUNS_SETTLE_MS);
+    }
     await this.heartbeat?.stop();
     await this.o.transport.close();
   }

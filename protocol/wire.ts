@@ -1,6 +1,7 @@
 import { Static, TSchema, Type } from '@sinclair/typebox';
 import Ajv2020, { ErrorObject, ValidateFunction } from 'ajv/dist/2020';
 import { InvalidMessageError } from '../lib/errors';
+import { labelsProblem, MAX_FACT_CHARS, MAX_FACT_ITEMS, MAX_LABELS } from './labels';
 import { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from './names';
 
 /**
@@ -29,6 +30,18 @@ export const ERRNR_BAD_RESULT = 126;
  * while the endpoint was running it (shown with failure `timed_out`).
  */
 export const ERRNR_DEADLINE_PASSED = 127;
+/**
+ * Command task types: an exit code other than 0 is the errnr itself (1 to 255); what is not an exit code
+ * has a number above 255, so that it can never be mistaken for one. A command's timeout is the handler
+ * timeout (124), so that it shows as `timed_out`.
+ */
+export const ERRNR_COMMAND_TIMEOUT = ERRNR_HANDLER_TIMEOUT;
+/** The command was ended by a signal: a crash, an OOM kill, a kill by someone else, or tasker's own on a cancel or shutdown. */
+export const ERRNR_COMMAND_SIGNALLED = 256;
+/** The command could not be started: the program (or `cwd`) does not exist or is not executable. */
+export const ERRNR_COMMAND_NOT_STARTED = 257;
+/** The payload fails the type's `payload_schema` at the endpoint (a task not sent through this API's configuration). */
+export const ERRNR_COMMAND_BAD_PAYLOAD = 258;
 
 /** errmsg is a TEXT column (65,535 bytes): at most 4 bytes a character in utf8mb4. */
 export const MAX_ERRMSG_CHARS = 16_000;
@@ -86,6 +99,21 @@ export const ResultEventSchema = Type.Object({
 }, { $id: 'ResultEvent', title: 'result event' });
 export type ResultEvent = Static<typeof ResultEventSchema>;
 
+const FactText = Type.String({ maxLength: MAX_FACT_CHARS });
+/** Checked key by key in `checkEvent` (the Kubernetes rules of protocol/labels.ts); the schema bounds the size. */
+const Labels = Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 63 }), {
+  maxProperties: MAX_LABELS,
+  description: `the endpoint's labels from its configuration (at most ${MAX_LABELS}; keys and values as Kubernetes labels); absent: none`,
+});
+const Facts = Type.Object({
+  hostname: Type.Optional(FactText),
+  os: Type.Optional(Type.String({ maxLength: MAX_FACT_CHARS, description: 'the platform, as Node.js names it (linux, darwin, win32)' })),
+  arch: Type.Optional(Type.String({ maxLength: MAX_FACT_CHARS, description: 'the CPU architecture, as Node.js names it (x64, arm64)' })),
+  version: Type.Optional(Type.String({ maxLength: MAX_FACT_CHARS, description: 'the tasker version of the manager' })),
+  task_types: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: MAX_FACT_ITEMS })),
+  handler_kinds: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 16, description: 'how its handlers are given: module, command' })),
+}, { maxProperties: 32, description: 'what the endpoint reports about itself; other fields are ignored' });
+
 /** Endpoint → server: the endpoint serves these task types; sent on start (register) and then periodically (heartbeat). */
 export const PresenceEventSchema = Type.Object({
   kind: Type.Union([Type.Literal('register'), Type.Literal('heartbeat')]),
@@ -94,6 +122,8 @@ export const PresenceEventSchema = Type.Object({
   time: Time,
   /** Since when the endpoint's deliveries wait because no server side answers its requests (absent: not waiting). */
   waiting_since: Type.Optional(Time),
+  labels: Type.Optional(Labels),
+  facts: Type.Optional(Facts),
 }, { $id: 'PresenceEvent', title: 'register and heartbeat events' });
 export type PresenceEvent = Static<typeof PresenceEventSchema>;
 
@@ -272,8 +302,12 @@ function checkEvent(value: unknown, index: number | null): WireEvent {
       return { ...event, round: event.round ?? 0, errmsg: event.errmsg ?? null, payload: event.payload ?? null };
     }
     case 'register':
-    case 'heartbeat':
-      return check(validators.presence, value, what);
+    case 'heartbeat': {
+      const event = check(validators.presence, value, what);
+      const problem = event.labels ? labelsProblem(event.labels) : null;
+      if (problem) throw new InvalidMessageError(`${what}: /labels ${problem.message}`);
+      return event;
+    }
     default:
       throw new InvalidMessageError(`${what}: kind must be receipt, result, register or heartbeat`);
   }

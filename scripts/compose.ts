@@ -1,12 +1,15 @@
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { DataSource } from 'typeorm';
-import { projectRoot } from '../config/loader';
+import { packageVersion, projectRoot } from '../config/loader';
 import type { Config, EndpointConfig } from '../config/schema';
 import { loadHandlers } from '../handlers';
 import { createDataSource, openDatabase } from '../api/storage/database';
 import type { ShutdownStep } from '../lib/lifecycle';
 import type { Logger } from '../lib/logger';
+import { CommandRunner } from '../manager/command-runner';
 import { EndpointManager } from '../manager/endpoint-manager';
+import type { HandlerModule } from '../manager/handler';
 import type { Broker } from '../protocol/broker';
 import { EndpointTransport } from '../protocol/endpoint-transport';
 import { InProcessBroker } from '../protocol/in-process/in-process-broker';
@@ -59,13 +62,31 @@ export function openDb(config: Config, logger: Logger): Promise<DataSource> {
   return openDatabase(() => createDataSource(config.manager.db, projectRoot()), logger);
 }
 
+/**
+ * An endpoint's handlers: the module of each module type, the runner of each command type. A command
+ * type that cannot run here (its `user` unknown, or the manager not root) stops the start.
+ */
+function handlersOf(config: Config, ep: EndpointConfig): Map<string, HandlerModule | CommandRunner> {
+  const m = config.manager;
+  const commands = config.command_types;
+  const modules = loadHandlers(ep.task_types.filter((t) => commands[t] === undefined), path.join(projectRoot(), 'dist', m.handlers_dir));
+  return new Map<string, HandlerModule | CommandRunner>(ep.task_types.map((t): [string, HandlerModule | CommandRunner] => {
+    const def = commands[t];
+    if (def === undefined) return [t, modules.get(t) as HandlerModule];
+    return [t, new CommandRunner(t, def, { timeoutMs: (def.timeout ?? m.handler_timeout) * 1000, killGraceMs: m.kill_grace * 1000 }, process.env)];
+  }));
+}
+
 export async function startEndpointManagers(config: Config, logger: Logger, connections: Connections, endpoints: readonly EndpointConfig[]): Promise<EndpointManager[]> {
   const m = config.manager;
   const managers: EndpointManager[] = [];
+  const facts = { hostname: hostname(), os: process.platform, arch: process.arch, version: packageVersion() };
   for (const ep of endpoints) {
+    // How this endpoint's handlers are given: `module` (handlers/<type>), `command` (a command type's program).
+    const kinds = [...new Set(ep.task_types.map((t) => (config.command_types[t] === undefined ? 'module' : 'command')))].sort();
     const manager = new EndpointManager({
       endpoint: ep.name,
-      handlers: loadHandlers(ep.task_types, path.join(projectRoot(), 'dist', m.handlers_dir)),
+      handlers: handlersOf(config, ep),
       handlerTimeoutMs: m.handler_timeout * 1000,
       heartbeatIntervalMs: m.heartbeat_interval * 1000,
       maxAttempts: m.max_attempts,
@@ -73,6 +94,8 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
       stateTimeoutMs: m.state_timeout * 1000,
       prefetch: m.message_queue.prefetch,
       transport: connections.endpoint(ep.name),
+      labels: ep.labels,
+      facts: { ...facts, task_types: [...ep.task_types], handler_kinds: kinds },
       logger,
     });
     await manager.start();

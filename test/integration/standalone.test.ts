@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { Harness, Proc } from '../support/harness';
+import { rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort, Harness, Proc } from '../support/harness';
 import { parseMetrics, valueOf } from '../support/prometheus';
 
 const SEED = { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] };
@@ -40,6 +43,10 @@ describe('standalone mode (npm start)', function () {
     ]);
     const ports = remotePorts(proc.child.pid!);
     assert.ok(!ports.includes(5672) && !ports.includes(3306), `connections to ${ports.join(', ')}`);
+    // pino writes a key bound twice twice: each part's lines name one component.
+    const twice = proc.raw.filter((l) => (l.match(/"component":/g) ?? []).length > 1);
+    assert.deepEqual(twice, []);
+    assert.ok(proc.raw.some((l) => l.includes('"component":"collector"')), 'no line of the collector');
   });
 
   it('answers /healthz, /readyz and /metrics in the standalone process too', async function () {
@@ -92,5 +99,27 @@ describe('standalone mode (npm start)', function () {
     proc = await h.startAllInOne([...CONSOLES, { name: 'console3', task_types: ['worker'] }], false);
     const done = await h.waitForStatus('worker', 'later', ['DONE']);
     assert.deepEqual(done.taskResponseList.map((r: any) => r.endpoint).sort(), ['console1', 'console3']);
+  });
+
+  it('ends with `npm start`: a signal to npm reaches the node process it started', async function () {
+    const port = await freePort();
+    const db = path.join(os.tmpdir(), `tasker-npm-start-${process.pid}-${port}.sqlite`);
+    try {
+      const npm = h.spawnExternal('npm start', 'npm', ['start', '--', '--mode', 'standalone'], {
+        ...h.env, TASKER_API_PORT: String(port), TASKER_MANAGER__ENDPOINTS: '[]', TASKER_MANAGER__DB__URI: `sqlite:${db}`,
+      });
+      await npm.waitForLog((l) => String(l.text ?? '').startsWith(`tasker (standalone mode) listening on http://127.0.0.1:${port}`), 90_000, 'listening line');
+      const children = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(npm.child.pid)], { encoding: 'utf8' }).trim().split('\n');
+      const node = children.map((l) => l.trim().split(/\s+/)).find((f) => f[1] === 'node' && f.includes('dist/scripts/start.js'));
+      assert.ok(node, `npm's children: ${children.join('; ')}`);
+      const nodePid = Number(node[0]);
+      await npm.stop('SIGTERM');
+      const alive = (): boolean => { try { process.kill(nodePid, 0); return true; } catch { return false; } };
+      for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(alive(), false, `node ${nodePid} still running after npm got SIGTERM`);
+      assert.ok(npm.raw.some((l) => l.includes('"msg":"shut down"')), npm.raw.slice(-5).join('\n'));
+    } finally {
+      for (const f of [db, `${db}-wal`, `${db}-shm`]) rmSync(f, { force: true });
+    }
   });
 });

@@ -134,6 +134,7 @@ export function storedTimeMs(value: unknown): number {
 export interface EndpointSpec {
   name: string;
   task_types: string[];
+  labels?: Record<string, string>;
 }
 
 export interface HarnessOptions {
@@ -305,15 +306,15 @@ export class Harness {
    * A manager process; the returned Proc may be stopped and the manager started again. It gets no
    * database settings at all: an endpoint manager talks to the broker only.
    */
-  spawnManager(endpoint: string | string[], taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}): Proc {
+  spawnManager(endpoint: string | string[], taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}, extraArgs: string[] = []): Proc {
     const names = Array.isArray(endpoint) ? endpoint : [endpoint];
-    const args = ['manager.js', ...names.flatMap((n) => ['--endpoint', n]), ...taskTypes.flatMap((t) => ['--tasktype', t])];
+    const args = ['manager.js', ...names.flatMap((n) => ['--endpoint', n]), ...taskTypes.flatMap((t) => ['--tasktype', t]), ...extraArgs];
     return this.spawn(`manager ${names.length > 3 ? `${names[0]}..${names[names.length - 1]}` : names.join(',')}`, args,
       { TASKER_MANAGER__DB__URI: '', TASKER_MANAGER__DB__ADMIN_URI: '', ...env });
   }
 
-  async startManager(endpoint: string | string[], taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Proc> {
-    const p = this.spawnManager(endpoint, taskTypes, env);
+  async startManager(endpoint: string | string[], taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}, extraArgs: string[] = []): Promise<Proc> {
+    const p = this.spawnManager(endpoint, taskTypes, env, extraArgs);
     await p.waitReady();
     return p;
   }

@@ -66,7 +66,11 @@ export class RabbitCluster {
    * `basePort`: fixed ports (AMQP base+i, management base+10000+i, distribution base+20000+i) instead of
    * free ones, for a cluster people start by hand (`npm run cluster:up`).
    */
-  constructor(readonly size = 3, private readonly options: { basePort?: number; name?: string } = {}) {
+  /**
+   * `openFilesHard`: each node runs with its open-file limit raised to the hard limit (RabbitMQ takes as
+   * many connections as that allows: about 830 under the usual soft limit of 1024), for the fleet bench.
+   */
+  constructor(readonly size = 3, private readonly options: { basePort?: number; name?: string; openFilesHard?: boolean } = {}) {
     if (options.name !== undefined) this.tag = options.name;
   }
 
@@ -178,7 +182,9 @@ export class RabbitCluster {
     if (this.running.has(i)) throw new Error(`node ${i} is running`);
     const out = openSync(path.join(this.dir, `n${i}`, 'log', 'stdout.log'), 'a');
     // Its own directory as working directory: the VM writes crash dumps (erl_crash.dump, MnesiaCore.*) there.
-    const child = spawn(path.join(RABBIT_BIN, 'rabbitmq-server'), [], { env: this.nodeEnv(i), stdio: ['ignore', out, out], cwd: path.join(this.dir, `n${i}`) });
+    const server = path.join(RABBIT_BIN, 'rabbitmq-server');
+    const [command, args] = this.options.openFilesHard ? ['/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" && exec "$0"', server]] : [server, []];
+    const child = spawn(command, args, { env: this.nodeEnv(i), stdio: ['ignore', out, out], cwd: path.join(this.dir, `n${i}`) });
     closeSync(out);
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const node: RunningNode = { child, exited, vm: null };
