@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { freePort, Harness, type Proc } from '../support/harness';
+import { freePort, Harness, type LogLine, type Proc } from '../support/harness';
 import { parseMetrics, valueOf } from '../support/prometheus';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -445,6 +445,32 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     const gone = await cli(['webhook', 'test', String(made.id)]);
     assert.equal(gone.code, 1);
     assert.match(gone.stderr, /404/);
+  });
+
+  it('signs so that a receiver in Python verifies every delivery by the specification\'s lines', async function () {
+    this.timeout(60_000);
+    const port = await freePort();
+    const made = await call('POST', '/webhooks', { url: `http://127.0.0.1:${port}/py`, events: ['task.created', 'task.done'] });
+    assert.equal(made.status, 201);
+    const py = h.spawnExternal('python receiver', '/usr/bin/python3',
+      [path.resolve(__dirname, '..', '..', '..', 'test', 'endpoints', 'webhook_receiver.py'), String(port), made.json.secret]);
+    await py.waitForLog((l) => l.listening === port, 20_000, 'the receiver listening');
+    for (const n of ['py-1', 'py-2']) await task(n);
+    const got = (): LogLine[] => py.lines.filter((l) => typeof l.id === 'string');
+    await until('four deliveries', () => got().length >= 4);
+    await sleep(500);
+    const lines = got();
+    assert.equal(lines.length, 4, JSON.stringify(lines));
+    assert.equal(new Set(lines.map((l) => l.id)).size, 4);
+    for (const l of lines) {
+      assert.equal(l.valid, true, JSON.stringify(l));
+      assert.equal(l.tampered_valid, false, 'a changed body does not verify');
+      // The standardwebhooks package, when installed, agrees.
+      assert.ok(l.package_valid === null || l.package_valid === true, JSON.stringify(l));
+    }
+    assert.ok((await deliveries(made.json.id)).every((d) => d.status === 'delivered' && d.http_status === 204));
+    await py.stop();
+    await call('DELETE', `/webhooks/${made.json.id}`);
   });
 
   it('does not follow a redirect', async function () {
