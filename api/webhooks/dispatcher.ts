@@ -100,7 +100,8 @@ export class WebhookDispatcher {
     this.o.onAttempt?.(result.ok ? DELIVERY_STATUS.DELIVERED : nextTime === null ? DELIVERY_STATUS.FAILED : 'retrying');
     const disabled = await this.store.record({ delivery: d, ok: result.ok, httpStatus: result.status, durationMs: result.durationMs, error: result.error, nextTime },
       now, this.o.retryForMs, this.o.keepMs);
-    if (disabled) this.log.warn({ webhook: hook.id, url: hook.url }, 'webhook subscription disabled: its deliveries failed for api.webhooks.retry_for');
+    // The host only: a URL's path or query may carry the receiver's credentials.
+    if (disabled) this.log.warn({ webhook: hook.id, host: new URL(hook.url).host }, 'webhook subscription disabled: its deliveries failed for api.webhooks.retry_for');
   }
 
   /** The body of a delivery: `{type, timestamp, data}` as Standard Webhooks has it; the task's summary, never its payload. */
