@@ -314,6 +314,26 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     await call('DELETE', `/webhooks/${id}`);
   });
 
+  it('gives up on an answer after api.webhooks.timeout and tries again', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    r.answer = (n) => ({ status: n === 1 ? 0 : 200 });
+    const id = await subscribe(r, ['task.created']);
+    await task('timed-out');
+    const [waiting] = await until('the timed-out attempt recorded', async () => {
+      const log = await deliveries(id);
+      return log[0]?.last_error && log;
+    });
+    assert.deepEqual([waiting.status, waiting.attempt, waiting.http_status], ['pending', 1, null]);
+    assert.match(waiting.last_error, /^no answer within 2 s$/);
+    assert.ok(waiting.duration_ms >= 1900 && waiting.duration_ms < 3000, String(waiting.duration_ms));
+    await until('the second attempt', () => r.got.length === 2);
+    assert.ok(r.got[1].at - r.got[0].at >= 2000);
+    assert.equal(r.got[1].id, r.got[0].id);
+    await until('delivered', async () => (await deliveries(id))[0].status === 'delivered');
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
   it('fails the deliveries of a receiver that never recovers and disables the subscription after api.webhooks.retry_for', async function () {
     this.timeout(60_000);
     const r = await receiver();
