@@ -18,6 +18,8 @@ import { addMetaRoutes } from './routes/meta';
 import { addScheduleRoutes } from './routes/schedules';
 import type { ScheduleService } from './schedule-service';
 import { addTaskRoutes } from './routes/tasks';
+import { addWebhookRoutes } from './routes/webhooks';
+import type { WebhookService } from './webhooks/service';
 import { limitDbCalls } from './storage/database';
 import type { TokenStore } from './storage/token-store';
 import type { TaskService } from './task-service';
@@ -30,6 +32,7 @@ export interface AppDeps {
   operations: OperationsService;
   endpoints: EndpointService;
   schedules: ScheduleService;
+  webhooks: WebhookService;
   hub: WatchHub;
   /** The event streams' bounds, metrics and log. */
   streams: EventStreams;
@@ -76,6 +79,7 @@ export function createApp(deps: AppDeps): Koa {
   addEndpointRoutes(routes, deps.endpoints, deps.taskTypes);
   addEventRoutes(routes, deps.service, deps.hub, deps.streams);
   addScheduleRoutes(routes, deps.schedules);
+  addWebhookRoutes(routes, deps.webhooks);
   addTaskRoutes(routes, { service: deps.service, operations: deps.operations, hub: deps.hub, streams: deps.streams });
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: true }));

@@ -9,7 +9,7 @@ import { parsePublicKey, SigningKeyError } from '../protocol/task-signature';
 export { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from '../protocol/names';
 
 /** Paths of the API that a task type would shadow (`/<task_type>`). */
-export const RESERVED_ROUTES: readonly string[] = ['endpoints', 'events', 'schedules', 'metrics', 'healthz', 'readyz', 'ui', 'tokens'];
+export const RESERVED_ROUTES: readonly string[] = ['endpoints', 'events', 'schedules', 'webhooks', 'metrics', 'healthz', 'readyz', 'ui', 'tokens'];
 
 /** `api.retention`: `off`, or a positive whole number of days, hours or minutes. */
 export const RETENTION_PATTERN = /^(?:off|[1-9][0-9]{0,5}[dhm])$/;
@@ -153,6 +153,28 @@ export const ConfigSchema = Type.Object({
       private_key: str(''),
       /** The API refuses to start without `private_key` (the production mode's default). */
       required: Type.Boolean({ default: false }),
+    }),
+    webhooks: section({
+      /** Seconds between an API instance's looks for webhook deliveries that are due. */
+      interval: num(1, 0.05, 60),
+      /** Seconds a receiver has to answer a delivery with a 2xx. */
+      timeout: num(10, 0.1, 120),
+      /** Seconds a delivery is retried for (from its event) before it is failed; a subscription failing this long is disabled. */
+      retry_for: num(3 * 86400, 1, 30 * 86400),
+      /** Seconds before the first retry of a delivery; doubled at each further one (with jitter) up to retry_max. */
+      retry_base: num(10, 0.01, 3600),
+      /** The longest pause, in seconds, between two tries of a delivery. */
+      retry_max: num(3600, 0.01, 86400),
+      /** Deliveries one API instance has in flight at most. */
+      concurrency: int(16, 1, 256),
+      /** Seconds a delivered or failed delivery stays in the delivery log. */
+      log_keep: num(7 * 86400, 60, 365 * 86400),
+      /** Whether subscriptions may have http:// URLs (otherwise https:// only). */
+      allow_http: Type.Boolean({ default: false }),
+      /** Whether deliveries may go to private, loopback and link-local addresses. */
+      allow_private: Type.Boolean({ default: false }),
+      /** The API's public base URL (e.g. https://tasker.example.com): the payloads' links start with it; empty: links are paths. */
+      public_url: str('', /^(?:https?:\/\/[^\s/]+(?:\/\S*[^/\s])?)?$/, 'must be empty or an http(s) URL without a trailing slash'),
     }),
   }),
   manager: section({
@@ -357,10 +379,18 @@ export function validateConfig(input: unknown): Config {
   if (cfg.manager.transport === 'rabbitmq' && cfg.manager.handler_timeout > RABBITMQ_MAX_HANDLER_TIMEOUT_S) {
     fail('manager.handler_timeout', `must be at most ${RABBITMQ_MAX_HANDLER_TIMEOUT_S} s with RabbitMQ (its 30-minute consumer_timeout less a minute to commit and ack); got ${cfg.manager.handler_timeout}`);
   }
+  if (cfg.api.webhooks.retry_base > cfg.api.webhooks.retry_max) {
+    fail('api.webhooks.retry_base', `must not be longer than api.webhooks.retry_max (${cfg.api.webhooks.retry_max} s)`);
+  }
   if (cfg.manager.receipt_delay >= cfg.api.wait_for_endpoints_timeout) {
     fail('manager.receipt_delay', `must be shorter than api.wait_for_endpoints_timeout (${cfg.api.wait_for_endpoints_timeout} s)`);
   }
   checkHosts(cfg.manager.message_queue, hostGiven);
+  if (cfg.manager.transport === 'rabbitmq') {
+    for (const k of ['username', 'password'] as const) {
+      if (cfg.manager.message_queue[k] === '') fail(`manager.message_queue.${k}`, 'must be set (the production mode reads it from TASKER_MQ_' + k.toUpperCase() + ')');
+    }
+  }
   checkTlsOff(cfg.manager.message_queue.tls, 'manager.message_queue.tls');
   checkTlsOff(cfg.manager.db.tls, 'manager.db.tls');
   // mysql2 checks the certificate against the host of the URI and takes no other name.
