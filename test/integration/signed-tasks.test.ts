@@ -83,6 +83,11 @@ describe('signed tasks (rabbitmq)', function () {
     assert.throws(() => keys(['create', '--file', file]), /exists already/);
   });
 
+  it('endpoint add prints a command that trusts the key', async function () {
+    const output = await h.addEndpointUser('ep9', 'secret-ep9');
+    assert.ok(output.includes(`TASKER_MANAGER__TRUST__PUBLIC_KEYS=${publicLine} `), output);
+  });
+
   it('runs signed tasks: targeted, and a broadcast through the fanout', async function () {
     const targeted = await h.post('runlog', { identifier: 'signed-1', endpoints: [EP], payload: { sleep: 0 } });
     assert.equal(targeted.status, 201, JSON.stringify(targeted.json));
