@@ -1,4 +1,9 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { publicKeyLine } from '../../protocol/task-signature';
 import { freePort, Harness } from '../support/harness';
 import { IsolatedPm2 } from '../support/pm2';
 
@@ -9,6 +14,11 @@ import { IsolatedPm2 } from '../support/pm2';
 describe('pm2 starts what the host\'s role needs (production mode)', function () {
   const h = new Harness();
   let pm2: IsolatedPm2 | null = null;
+  // The production mode signs every task, and its endpoints require signatures (README "Signed tasks").
+  const keyDir = mkdtempSync(path.join(os.tmpdir(), 'tasker-pm2-key-'));
+  const keyFile = path.join(keyDir, 'signing.pem');
+  const { privateKey } = generateKeyPairSync('ed25519');
+  writeFileSync(keyFile, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
 
   before(async function () {
     await h.setup(this);
@@ -21,6 +31,7 @@ describe('pm2 starts what the host\'s role needs (production mode)', function ()
 
   after(async function () {
     await h.teardown();
+    rmSync(keyDir, { recursive: true, force: true });
   });
 
   /** The production mode's variables, pointed at this run's database and vhost. */
@@ -28,7 +39,8 @@ describe('pm2 starts what the host\'s role needs (production mode)', function ()
     const mq = h.config.manager.message_queue;
     const env: NodeJS.ProcessEnv = {
       ...process.env, TASKER_MODE: 'production', TASKER_MQ_HOST: mq.host, TASKER_MQ_PORT: String(mq.port), TASKER_MQ_VHOST: mq.virtual_host,
-      TASKER_MQ_USERNAME: mq.username, TASKER_MQ_PASSWORD: mq.password, TASKER_AUTH: 'off', TASKER_LOG_LEVEL: 'warn', ...extra,
+      TASKER_MQ_USERNAME: mq.username, TASKER_MQ_PASSWORD: mq.password, TASKER_AUTH: 'off', TASKER_LOG_LEVEL: 'warn',
+      TASKER_SIGNING_KEY: keyFile, TASKER_TRUSTED_KEYS: publicKeyLine(privateKey), ...extra,
     };
     for (const k of Object.keys(env)) if (k.startsWith('TASKER_') && k.includes('__')) delete env[k];
     return env;
