@@ -88,6 +88,8 @@ export interface LoadOptions {
   mode?: string;
   env?: NodeJS.ProcessEnv;
   configDir?: string;
+  /** false: `api.signing.private_key` is not read at load (`npm run keys -- create` is what makes it). */
+  readSigningKey?: boolean;
 }
 
 /** Defaults, then `config/<mode>.config.yaml`, then the environment; validated once and frozen. */
@@ -113,7 +115,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   merged.mode = mode;
   const config = validateConfig(merged);
   checkTlsFiles(config);
-  if (config.api.signing.private_key !== '') loadSigningKey(config);
+  if (config.api.signing.private_key !== '' && options.readSigningKey !== false) loadSigningKey(config);
   return config;
 }
 

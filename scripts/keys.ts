@@ -80,4 +80,4 @@ main('keys', { file: { type: 'string' } }, async ({ config, values, positionals 
   }
   for (const [id, line] of trusted) if (!seen.has(id)) out(`${id}\t(no private key here)\ttrusted\t${line}`);
   if (local.length === 0 && trusted.size === 0) out(`no keys (in ${shown(dir) || '.'}, or in manager.trust.public_keys)`);
-}, undefined, { allowPositionals: true });
+}, undefined, { allowPositionals: true, readSigningKey: false });

@@ -20,14 +20,14 @@ export interface MainInput {
  */
 export function main(
   name: string, options: Options, run: (input: MainInput) => Promise<ShutdownStep[] | void>, defaultMode?: string,
-  frame: { allowPositionals?: boolean; prettyLogsInTerminal?: boolean } = {},
+  frame: { allowPositionals?: boolean; prettyLogsInTerminal?: boolean; readSigningKey?: boolean } = {},
 ): void {
   let values: MainInput['values'];
   let positionals: string[];
   let config: Config;
   try {
     ({ values, positionals } = parseArgs({ options: { mode: { type: 'string' }, ...options }, strict: true, allowPositionals: frame.allowPositionals ?? false }));
-    config = loadConfig({ mode: (values.mode as string | undefined) ?? process.env.TASKER_MODE ?? defaultMode });
+    config = loadConfig({ mode: (values.mode as string | undefined) ?? process.env.TASKER_MODE ?? defaultMode, readSigningKey: frame.readSigningKey });
   } catch (err) {
     process.stderr.write(`${name}: ${(err as Error).message}\n`);
     process.exit(2);

@@ -124,6 +124,9 @@ describe('configuration: signing keys', function () {
       (e: Error) => e instanceof ConfigError && /config key 'api\.signing\.private_key': cannot read .*none\.pem: ENOENT/.test(e.message));
     assert.throws(() => load({ TASKER_API__SIGNING__PRIVATE_KEY: path.join(dir, 'rsa.pem') }),
       (e: Error) => e instanceof ConfigError && /config key 'api\.signing\.private_key': .*rsa\.pem is a rsa key, not an Ed25519 one/.test(e.message));
+     // What `npm run keys -- create` loads: the file it is to write need not exist yet.
+    const missing = path.join(dir, 'to-be-made.pem');
+    assert.equal(loadConfig({ mode: 'x', configDir: dir, env: { TASKER_API__SIGNING__PRIVATE_KEY: missing }, readSigningKey: false }).api.signing.private_key, missing);
   });
 
   it('takes trusted keys as a list or a comma-separated string, and names the one that is not a key', function () {
