@@ -6,6 +6,7 @@ import type { Config } from '../config/schema';
 import type { Logger } from '../lib/logger';
 import { Connections, topologyOf } from './compose';
 import { main } from './main';
+import { ensureSigningKey } from './signing-key';
 
 /** Declares the exchanges and the server side's queues, so that endpoint managers may start before the API. */
 async function declareTopology(config: Config, logger: Logger): Promise<void> {
@@ -54,6 +55,7 @@ main('initialize', {
   yes: { type: 'boolean' },
   force: { type: 'boolean' },
 }, async ({ config, logger, values }) => {
+  ensureSigningKey(config, logger);
   const rabbitmq = config.manager.transport === 'rabbitmq';
   if (values.upgrade) {
     if (values.database || values.rabbitmq) throw new Error('--upgrade resets nothing: give it without --database and --rabbitmq');
@@ -93,4 +95,4 @@ main('initialize', {
     await declareTopology(config, logger);
     logger.info({ vhost: config.manager.message_queue.virtual_host }, 'rabbitmq vhost, user, permissions, policies, exchanges and queues reset');
   }
-});
+}, undefined, { readSigningKey: false });

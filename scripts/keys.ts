@@ -1,22 +1,13 @@
-import { generateKeyPairSync, KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../config/loader';
-import { keyId, parsePrivateKey, parsePublicKey, publicKeyLine, rawPublicKey } from '../protocol/task-signature';
+import { parsePrivateKey, parsePublicKey, publicKeyLine } from '../protocol/task-signature';
 import { main } from './main';
+import { idOf, writeNewKey } from './signing-key';
 
 /** Where a key is written when neither `--file` nor `api.signing.private_key` names one. */
 const DEFAULT_FILE = 'keys/tasker-signing.pem';
-
-function newKey(file: string): KeyObject {
-  const { privateKey } = generateKeyPairSync('ed25519');
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  // flag wx: never over a key that exists (rotate moves it aside first).
-  writeFileSync(file, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600, flag: 'wx' });
-  return privateKey;
-}
-
-const idOf = (key: KeyObject): string => keyId(rawPublicKey(key));
 
 /** A path as a person wrote it: relative to the project when it is inside it. */
 function shown(file: string): string {
@@ -39,7 +30,7 @@ main('keys', { file: { type: 'string' } }, async ({ config, values, positionals 
   const out = (text: string): boolean => process.stdout.write(`${text}\n`);
   if (command === 'create') {
     if (existsSync(file)) throw new Error(`${given} exists already (npm run keys -- rotate replaces it and keeps it aside)`);
-    const key = newKey(file);
+    const key = writeNewKey(file);
     out(`key ${idOf(key)} written to ${given} (mode 0600)`);
     out(`server side:  api.signing.private_key: ${given}`);
     out(`endpoints:    manager.trust.public_keys: [${publicKeyLine(key)}]`);
@@ -54,7 +45,7 @@ main('keys', { file: { type: 'string' } }, async ({ config, values, positionals 
     }
     const kept = file.replace(/(\.pem)?$/, `-${idOf(old)}.pem`);
     renameSync(file, kept);
-    const key = newKey(file);
+    const key = writeNewKey(file);
     out(`key ${idOf(key)} written to ${given}; the previous key ${idOf(old)} kept as ${shown(kept)}`);
     out('1. on every endpoint host, trust both, and restart its managers:');
     out(`   manager.trust.public_keys: [${publicKeyLine(key)}, ${publicKeyLine(old)}]`);

@@ -83,6 +83,23 @@ describe('signed tasks (rabbitmq)', function () {
     assert.throws(() => keys(['create', '--file', file]), /exists already/);
   });
 
+  it('initialize creates the key api.signing.private_key names when it does not exist, and checks it when it does', async function () {
+    const file = path.join(dir, 'made-by-initialize', 'signing.pem');
+    const made = await h.runScript('initialize.js', ['--upgrade'], { TASKER_API__SIGNING__PRIVATE_KEY: file });
+    assert.equal(made.code, 0, made.output);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const line = JSON.parse(made.output.split('\n').find((l) => l.includes('signing key created')) ?? '{}') as Record<string, string>;
+    assert.match(line.trust, /^ed25519:[A-Za-z0-9+/]{43}=$/);
+    const again = await h.runScript('initialize.js', ['--upgrade'], { TASKER_API__SIGNING__PRIVATE_KEY: file });
+    assert.equal(again.code, 0, again.output);
+    assert.ok(again.output.includes(line.trust) && again.output.includes('signing key present'), again.output);
+    const rsa = path.join(dir, 'initialize-rsa.pem');
+    execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024', '-out', rsa], { stdio: 'ignore' });
+    const refused = await h.runScript('initialize.js', ['--upgrade'], { TASKER_API__SIGNING__PRIVATE_KEY: rsa });
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.output, /config key 'api\.signing\.private_key': .*is a rsa key, not an Ed25519 one/);
+  });
+
   it('endpoint add prints a command that trusts the key', async function () {
     const output = await h.addEndpointUser('ep9', 'secret-ep9');
     assert.ok(output.includes(`TASKER_MANAGER__TRUST__PUBLIC_KEYS=${publicLine} `), output);
