@@ -91,6 +91,7 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
       prefetch: m.message_queue.prefetch,
       transport: connections.endpoint(ep.name),
       logger,
+      output: { maxLines: m.output_max_lines, maxBytes: m.output_max_bytes, flushMs: m.output_flush * 1000, batchLines: m.output_batch_lines },
     });
     await manager.start();
     managers.push(manager);

@@ -22,6 +22,7 @@ import { EndpointWaiting1764800000000 } from './migrations/1764800000000-endpoin
 import { RequestFingerprint1764910000000 } from './migrations/1764910000000-request-fingerprint';
 import { DropStatusStartIndex1765000000000 } from './migrations/1765000000000-drop-status-start-index';
 import { KnownEndpoints1765100000000 } from './migrations/1765100000000-known-endpoints';
+import { TaskOutput1765250000000 } from './migrations/1765250000000-task-output';
 
 /**
  * Entities only for the tables a TypeORM repository queries (the API tokens); every other table is read and
@@ -31,7 +32,8 @@ export const ENTITIES = [ApiTokenEntity];
 export const MIGRATIONS = [Initial1763800000000, BinaryKeys1763900000000, Operations1764000000000, ApiTokens1764100000000,
   Rollouts1764200000000, Schedules1764300000000, BigintIds1764400000000,
   Deadlines1764500000000, ResendBackoff1764600000000, EndpointWaiting1764800000000,
-  RequestFingerprint1764910000000, DropStatusStartIndex1765000000000, KnownEndpoints1765100000000];
+  RequestFingerprint1764910000000, DropStatusStartIndex1765000000000, KnownEndpoints1765100000000,
+  TaskOutput1765250000000];
 
 export type Dialect = 'mysql' | 'sqlite';
 
