@@ -65,7 +65,7 @@ export async function dropDatabase(db: DbConfig): Promise<void> {
 export async function resetTables(ds: DataSource): Promise<void> {
   const mysqlDb = dialectOf(ds) === 'mysql';
   if (mysqlDb) await ds.query('SET FOREIGN_KEY_CHECKS = 0');
-  for (const table of ['schedule', 'api_token', 'task_event', 'request_key', 'task_response', 'task', 'endpoint', 'known_endpoint', 'migrations']) await ds.query(`DROP TABLE IF EXISTS ${table}`);
+  for (const table of ['schedule', 'api_token', 'task_event', 'request_key', 'task_response', 'task', 'endpoint', 'known_endpoint', 'task_output', 'migrations']) await ds.query(`DROP TABLE IF EXISTS ${table}`);
   if (mysqlDb) await ds.query('SET FOREIGN_KEY_CHECKS = 1');
   await migrate(ds);
 }
