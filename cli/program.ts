@@ -84,7 +84,8 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
-      outputError: (s, write) => write(s.replace(/^error: /, 'tasker: ')),
+      // One line: commander's "(Did you mean …?)" goes on the same one.
+      outputError: (s, write) => write(s.replace(/^error: /, 'tasker: ').replace(/\n\(Did you mean (.*)\?\)\n$/, ' (did you mean $1?)\n')),
     })
     .addHelpText('after', EXAMPLES);
 
