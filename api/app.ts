@@ -80,7 +80,7 @@ export function createApp(deps: AppDeps): Koa {
   addEndpointRoutes(routes, deps.endpoints, deps.taskTypes);
   addEventRoutes(routes, deps.service, deps.hub, deps.streams);
   addScheduleRoutes(routes, deps.schedules);
-  addOutputRoutes(routes, deps.service, deps.output, deps.streams);
+  addOutputRoutes(routes, deps.service, deps.output, deps.streams, deps.draining);
   addTaskRoutes(routes, { service: deps.service, operations: deps.operations, hub: deps.hub, streams: deps.streams });
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: true }));

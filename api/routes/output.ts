@@ -49,7 +49,7 @@ const lineView = (r: OutputRow): Record<string, unknown> => ({ attempt: r.attemp
  * keeping lines in memory: what it holds is one page, and its client's unread bytes are bounded as every
  * event stream's are (api.sse_max_buffered_bytes).
  */
-export function addOutputRoutes(routes: ApiRoutes, service: TaskService, output: OutputStore, streams: EventStreams): void {
+export function addOutputRoutes(routes: ApiRoutes, service: TaskService, output: OutputStore, streams: EventStreams, draining: () => boolean): void {
   routes.add({
     id: 'getResponseOutput', method: 'get', path: '/:type/:identifier/responses/:endpoint/output', tag: 'tasks', scope: 'read',
     summary: 'A response\'s output lines (a command\'s stdout and stderr, a handler\'s response.log); streamed live with follow=true or Accept: text/event-stream',
@@ -74,6 +74,11 @@ export function addOutputRoutes(routes: ApiRoutes, service: TaskService, output:
       let finishedAt: number | null = null;
       let lastWrite = Date.now();
       while (!sse.closed) {
+        // A shutdown: the client resumes elsewhere (or later) with Last-Event-ID.
+        if (draining()) {
+          sse.close();
+          return;
+        }
         try {
           const lines = await output.read(task.id, endpoint, round, after, PAGE);
           if (lines.length > 0) {
