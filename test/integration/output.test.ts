@@ -108,6 +108,27 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`live ou
     assert.deepEqual(rest.json.lines.map((l: Line) => l.seq), Array.from({ length: 14 }, (_v, i) => i + 11));
   });
 
+  it('streams a finished response\'s lines as server-sent events, resuming after Last-Event-ID, then `end`', async function () {
+    const id = await post('chatty', { lines: 4 });
+    await h.waitForStatus('chatty', id, ['DONE'], 30_000);
+    const read = async (headers: Record<string, string>): Promise<{ id: string; event: string; data: any }[]> => {
+      const res = await fetch(`${h.baseUrl}/chatty/${id}/responses/${EP}/output`, { headers: { accept: 'text/event-stream', ...headers } });
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+      const text = await res.text();
+      return text.split('\n\n').filter((b) => b.includes('event: ')).map((b) => {
+        const field = (name: string): string => (new RegExp(`^${name}: (.*)$`, 'm').exec(b) ?? ['', ''])[1];
+        return { id: field('id'), event: field('event'), data: JSON.parse(field('data')) };
+      });
+    };
+    const all = await read({});
+    assert.deepEqual(all.map((e) => e.event), [...Array(7).fill('line'), 'end']);
+    assert.deepEqual(all.slice(0, 7).map((e) => e.data.seq), [1, 2, 3, 4, 5, 6, 7]);
+    const resumed = await read({ 'last-event-id': all[3].id });
+    assert.deepEqual(resumed.filter((e) => e.event === 'line').map((e) => e.data.text), ['{ done: true }', 'two', 'lines']);
+    assert.equal(resumed[resumed.length - 1].event, 'end');
+  });
+
   it('a module handler\'s response.log lines are stored as log lines', async function () {
     const id = await post('chatty', { lines: 3 });
     const done = await h.waitForStatus('chatty', id, ['DONE'], 30_000);
