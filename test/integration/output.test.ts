@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { Topology } from '../../protocol/topology';
+import { ensureDebianPackage } from '../support/debian';
 import { Backend, Harness } from '../support/harness';
 
 const NODE = process.execPath;
@@ -23,6 +25,7 @@ const MANAGER_MAX = 50;
 
 interface Line { attempt: number; seq: number; stream: string; text: string; time: string }
 
+const run = promisify(execFile);
 const TOPOLOGY = new Topology('tasker', 'classic');
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -215,6 +218,39 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`live ou
       assert.equal(all.lines.length, MANAGER_MAX + 1);
       assert.deepEqual(all.lines.slice(0, MANAGER_MAX).map((l) => l.text), Array.from({ length: MANAGER_MAX }, (_v, i) => `x${i + 1}`));
       assert.match(all.lines[MANAGER_MAX].text, /^\[tasker\] 30 more lines \(\d+ bytes\) not sent/);
+    });
+
+    it('`tasker logs --follow` at a terminal (tmux) shows the lines as they are written, then the prompt', async function () {
+      await ensureDebianPackage('tmux', ['tmux', ['-V']]);
+      // A tmux server of this run's own (-L), so that nothing else's sessions are touched.
+      const tmux = (...args: string[]) => run('tmux', ['-L', `tasker-logs-${h.id}`, ...args]);
+      await tmux('new-session', '-d', '-s', 'logs', '-x', '100', '-y', '40', '-c', ROOT, '-e', `TASKER_URL=${h.baseUrl}`, '-e', 'PS1=$ ', 'bash', '--norc', '--noprofile');
+      try {
+        const screen = async (): Promise<string> => (await tmux('capture-pane', '-p', '-t', 'logs')).stdout;
+        const screenWhen = async (what: string, test: (s: string) => boolean): Promise<string> => {
+          let last = '';
+          for (let i = 0; i < 300; i++) {
+            last = await screen();
+            if (test(last)) return last;
+            await sleep(50);
+          }
+          return assert.fail(`the screen never showed ${what}:\n${last}`);
+        };
+        await screenWhen('the prompt', (s) => s.includes('$'));
+        const id = await post('out-lines', { count: 20, gap: 150 });
+        await tmux('send-keys', '-t', 'logs', '-l', `node dist/cli/tasker.js logs out-lines ${id} --endpoint ${EP} --follow; echo EXIT=$?`);
+        await tmux('send-keys', '-t', 'logs', 'Enter');
+        const during = await screenWhen('some lines but not all', (s) => /^line 3$/m.test(s));
+        assert.doesNotMatch(during, /^line 20$/m, `all lines at once:\n${during}`);
+        assert.notEqual((await h.get(`out-lines/${id}`)).json.taskResponseList[0].state, 'succeeded');
+        const end = await screenWhen('the exit status', (s) => /^EXIT=\d+$/m.test(s));
+        assert.match(end, /^EXIT=0$/m);
+        const shown = end.split('\n').filter((l) => /^(line|err) \d+$/.test(l));
+        assert.deepEqual(shown.filter((l) => l.startsWith('line')), Array.from({ length: 20 }, (_v, i) => `line ${i + 1}`));
+        assert.deepEqual(shown.filter((l) => l.startsWith('err')), ['err 5', 'err 10', 'err 15', 'err 20']);
+      } finally {
+        await tmux('kill-server').catch(() => undefined);
+      }
     });
 
     it('refuses (dead-letters) an output event for an endpoint the task does not expect, and one that is not valid', async function () {
