@@ -74,6 +74,8 @@ export interface SseStream {
   close(): void;
   /** Whether the stream ended (the client left, read too slowly, or close was called). */
   readonly closed: boolean;
+  /** Bytes written that its client has not taken yet. */
+  readonly buffered: number;
 }
 
 export function openSseStream(ctx: Context, streams: EventStreams, release: () => void, onClose: () => void): SseStream {
@@ -118,6 +120,9 @@ export function openSseStream(ctx: Context, streams: EventStreams, release: () =
     },
     get closed() {
       return closed;
+    },
+    get buffered() {
+      return closed ? 0 : buffered(stream, ctx);
     },
   };
 }

@@ -72,6 +72,9 @@ export function addOutputRoutes(routes: ApiRoutes, service: TaskService, output:
     const sse = openSseStream(ctx, streams, release, () => undefined);
     void (async () => {
       let finishedAt: number | null = null;
+      // A quarter of the bound: a write is counted twice (the pass-through's both sides) until its client
+      // starts taking it, so waiting past a quarter plus a write of a quarter stays within three quarters.
+      const budget = streams.maxBufferedBytes / 4;
       let lastWrite = Date.now();
       while (!sse.closed) {
         // A shutdown: the client resumes elsewhere (or later) with Last-Event-ID.
@@ -79,13 +82,27 @@ export function addOutputRoutes(routes: ApiRoutes, service: TaskService, output:
           sse.close();
           return;
         }
+        // The client has not taken what it was sent: wait rather than pile more up (past the bound it would be disconnected).
+        if (sse.buffered > budget) {
+          await sleep(POLL_MS);
+          continue;
+        }
         try {
           const lines = await output.read(task.id, endpoint, round, after, PAGE);
           if (lines.length > 0) {
-            after = positionOf(lines[lines.length - 1].attempt, lines[lines.length - 1].seq);
-            sse.write(lines.map((l) => `id: ${positionOf(l.attempt, l.seq)}\nevent: line\ndata: ${JSON.stringify(lineView(l))}\n\n`).join(''));
+            // At most `budget` at once (a line is at most 16 KB, the budget at least 16 KiB).
+            const frames: string[] = [];
+            let bytes = 0;
+            for (const l of lines) {
+              const frame = `id: ${positionOf(l.attempt, l.seq)}\nevent: line\ndata: ${JSON.stringify(lineView(l))}\n\n`;
+              bytes += Buffer.byteLength(frame);
+              if (bytes > budget && frames.length > 0) break;
+              frames.push(frame);
+              after = positionOf(l.attempt, l.seq);
+            }
+            sse.write(frames.join(''));
             lastWrite = Date.now();
-            if (lines.length === PAGE) continue;
+            if (frames.length < lines.length || lines.length === PAGE) continue;
           }
           if (finishedAt !== null && Date.now() - finishedAt >= SETTLE_MS) {
             sse.write(`event: end\ndata: ${JSON.stringify({ endpoint, round, next_cursor: encodeCursor(after) })}\n\n`);

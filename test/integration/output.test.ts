@@ -13,12 +13,16 @@ const TASKER = path.join(ROOT, 'dist', 'cli', 'tasker.js');
 const LINES = `const [n, gap] = process.argv.slice(1).map(Number); let i = 0;
 const t = setInterval(() => { i++; console.log('line ' + i); if (i % 5 === 0) console.error('err ' + i); if (i === n) clearInterval(t); }, gap);`;
 const FLOOD = 'const n = Number(process.argv[1]); for (let i = 1; i <= n; i++) console.log("x" + i);';
+const WIDE = 'const [n, w] = process.argv.slice(1).map(Number); for (let i = 1; i <= n; i++) console.log(String(i).padEnd(w, "x"));';
 const num = { type: 'integer', minimum: 0, maximum: 100000 };
 const TASK_TYPES = [
   { name: 'out-lines', command: [NODE, '-e', LINES, '{count}', '{gap}'], payload_schema: { type: 'object', required: ['count', 'gap'], properties: { count: num, gap: num } } },
   { name: 'out-flood', command: [NODE, '-e', FLOOD, '{count}'], payload_schema: { type: 'object', required: ['count'], properties: { count: num } } },
+  { name: 'out-wide', command: [NODE, '-e', WIDE, '{count}', '{width}'], payload_schema: { type: 'object', required: ['count', 'width'], properties: { count: num, width: num } } },
   'chatty',
 ];
+/** The smallest bound on what an event stream may hold for its client (api.sse_max_buffered_bytes). */
+const SSE_BUFFER = 65_536;
 /** The server keeps this many lines of a run (api.output_max_lines); the second manager sends at most MANAGER_MAX. */
 const SERVER_MAX = 100;
 const MANAGER_MAX = 50;
@@ -39,7 +43,7 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`live ou
     backend,
     env: {
       TASKER_TASK_TYPES: JSON.stringify(TASK_TYPES), TASKER_MANAGER__ENDPOINTS: '[]', TASKER_MANAGER__HANDLERS_DIR: 'test/handlers',
-      TASKER_API__OUTPUT_MAX_LINES: String(SERVER_MAX),
+      TASKER_API__OUTPUT_MAX_LINES: String(SERVER_MAX), TASKER_API__SSE_MAX_BUFFERED_BYTES: String(SSE_BUFFER),
     },
   });
   const EP = 'out1';
@@ -130,6 +134,19 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`live ou
     const resumed = await read({ 'last-event-id': all[3].id });
     assert.deepEqual(resumed.filter((e) => e.event === 'line').map((e) => e.data.text), ['{ done: true }', 'two', 'lines']);
     assert.equal(resumed[resumed.length - 1].event, 'end');
+  });
+
+  it('streams more output than a stream may hold for its client, a part at a time, without disconnecting it', async function () {
+    const id = await post('out-wide', { count: 80, width: 3900 });
+    await h.waitForStatus('out-wide', id, ['DONE'], 30_000);
+    const res = await fetch(`${h.baseUrl}/out-wide/${id}/responses/${EP}/output?follow=true`);
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.ok(text.length > 4 * SSE_BUFFER, `${text.length} characters`);
+    const lines = [...text.matchAll(/^event: line\ndata: (.*)$/gm)].map((m) => JSON.parse(m[1]).text as string);
+    assert.deepEqual(lines.map((l) => l.length), Array(80).fill(3900));
+    assert.deepEqual(lines.map((l) => Number.parseInt(l, 10)), Array.from({ length: 80 }, (_v, i) => i + 1));
+    assert.match(text, /event: end\n/);
   });
 
   it('a module handler\'s response.log lines are stored as log lines', async function () {
