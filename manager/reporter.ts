@@ -11,7 +11,8 @@ const MAX_EVENTS_PER_MESSAGE = 200;
 type Reported = ResponseEvent | OutputEvent;
 
 function weight(event: Reported): number {
-  if (event.kind === 'output') return 128 + event.lines.reduce((n, l) => n + 64 + l.text.length, 0);
+  // Bytes, not characters: a line's escapes may take six bytes a character (at most MAX_OUTPUT_EVENT_BYTES).
+  if (event.kind === 'output') return 128 + event.lines.reduce((n, l) => n + 64 + Buffer.byteLength(JSON.stringify(l.text)), 0);
   if (event.kind !== 'result') return 128;
   return 256 + (event.errmsg?.length ?? 0) + (event.payload === null ? 0 : JSON.stringify(event.payload).length);
 }

@@ -17,6 +17,14 @@ export const DEFAULT_OUTPUT_LIMITS: OutputLimits = { maxLines: 10_000, maxBytes:
 
 type Send = (event: OutputEvent) => Promise<void>;
 
+/**
+ * Most bytes of lines (as JSON) in one output event: a line is at most 4,000 characters but up to six
+ * bytes each escaped, and an event must stay far below the size of a response message the server reads.
+ */
+export const MAX_OUTPUT_EVENT_BYTES = 256 * 1024;
+
+const lineBytes = (line: OutputLine): number => Buffer.byteLength(JSON.stringify(line.text)) + 64;
+
 function cut(text: string): string {
   if (text.length <= MAX_OUTPUT_LINE_CHARS) return text;
   // Half of a surrogate pair left at the end is no character.
@@ -73,7 +81,7 @@ export class RunOutput {
   private flush(): void {
     this.timer = null;
     if (this.sending || this.closed || this.waiting.length === 0) return;
-    const lines = this.waiting.splice(0, this.limits.batchLines);
+    const lines = this.take(this.limits.batchLines);
     const seq = this.firstWaiting;
     this.firstWaiting += lines.length;
     this.sending = true;
@@ -81,6 +89,18 @@ export class RunOutput {
       this.sending = false;
       if (this.waiting.length > 0 && !this.closed) this.timer ??= setTimeout(() => this.flush(), this.limits.flushMs);
     });
+  }
+
+  /** The first waiting lines, at most `max` and MAX_OUTPUT_EVENT_BYTES of them (one at least). */
+  private take(max: number): OutputLine[] {
+    let n = 0;
+    let bytes = 0;
+    while (n < this.waiting.length && n < max) {
+      bytes += lineBytes(this.waiting[n]);
+      if (bytes > MAX_OUTPUT_EVENT_BYTES && n > 0) break;
+      n++;
+    }
+    return this.waiting.splice(0, n);
   }
 
   /** Sends what waits (and the marker of what was dropped); resolves once it was sent or given up on. */
@@ -98,7 +118,7 @@ export class RunOutput {
       });
     }
     while (this.waiting.length > 0) {
-      const lines = this.waiting.splice(0, MAX_OUTPUT_LINES_PER_EVENT);
+      const lines = this.take(MAX_OUTPUT_LINES_PER_EVENT);
       const seq = this.firstWaiting;
       this.firstWaiting += lines.length;
       await this.send({ kind: 'output', ...this.base, seq, lines });

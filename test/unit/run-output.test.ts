@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { InvalidMessageError } from '../../lib/errors';
-import { LineSplitter, RunOutput } from '../../manager/run-output';
+import { LineSplitter, MAX_OUTPUT_EVENT_BYTES, RunOutput } from '../../manager/run-output';
 import { decodeEvents, MAX_OUTPUT_LINE_CHARS, OutputEvent } from '../../protocol/wire';
 
 const BASE = { task_id: 7, endpoint: 'ep1', attempt: 1, round: 0 };
@@ -39,6 +39,18 @@ describe('a run\'s live output (manager side)', function () {
     bytes.line('stdout', '1234');
     await bytes.close();
     assert.deepEqual(sent.flatMap((e) => e.lines).map((l) => l.text.slice(0, 20)), ['12345', '1234', '[tasker] 1 more line']);
+  });
+
+  it('keeps each event within MAX_OUTPUT_EVENT_BYTES as JSON, however the lines escape', async function () {
+    const sent: OutputEvent[] = [];
+    const out = new RunOutput(BASE, { maxLines: 10_000, maxBytes: 1e9, flushMs: 1000, batchLines: 1000 }, async (e) => { sent.push(e); });
+    // Control characters: six bytes each in JSON.
+    for (let i = 0; i < 300; i++) out.line('stdout', '\u0001'.repeat(MAX_OUTPUT_LINE_CHARS));
+    await out.close();
+    assert.ok(sent.length > 1);
+    for (const e of sent) assert.ok(Buffer.byteLength(JSON.stringify(e)) <= MAX_OUTPUT_EVENT_BYTES + 4096, `${Buffer.byteLength(JSON.stringify(e))} bytes`);
+    assert.equal(sent.reduce((n, e) => n + e.lines.length, 0), 300);
+    assert.deepEqual(sent.map((e) => e.seq), sent.map((_e, i) => 1 + sent.slice(0, i).reduce((n, p) => n + p.lines.length, 0)));
   });
 
   it('sends nothing with max lines 0', async function () {
