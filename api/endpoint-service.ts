@@ -1,4 +1,6 @@
 import { NotFoundError } from '../lib/errors';
+import { matches, Selector } from '../protocol/label-selector';
+import { Facts, Labels, SELECTABLE_FACTS, selectable } from '../protocol/labels';
 import type { Logger } from '../lib/logger';
 import type { ServerTransport } from '../protocol/server-transport';
 import type { TaskOperations } from './storage/operations';
@@ -8,6 +10,9 @@ import type { ShownState } from './lifecycle/states';
 import type { EndpointResponse, ResponseStore } from './storage/response-store';
 import type { TaskQueries } from './storage/task-queries';
 import type { Page } from './task-service';
+
+/** The most registered endpoints a selector is matched against in one listing. */
+const MAX_MATCHED = 100_000;
 
 /** What removing an endpoint touches beyond the registry: its open responses, its queues, its manager. */
 export interface EndpointRemovalDeps {
@@ -46,6 +51,39 @@ export class EndpointService {
    */
   liveFor(type: string): Promise<string[]> {
     return guardDb(() => this.registry.activeFor(type, this.staleAfterMs / 1000));
+  }
+
+  /**
+   * The live endpoints of a task type whose labels and facts (labels winning over facts of the same name)
+   * match the selector, by name, and how many are live: what a task addressed by a selector goes to.
+   */
+  async resolve(type: string, selector: Selector): Promise<{ matched: string[]; live: number }> {
+    const live = await guardDb(() => this.registry.liveLabels(type, this.staleAfterMs / 1000));
+    // A fleet shares a few label sets: each distinct text is parsed once. Facts (a host name each) are read
+    // only when the selector names one.
+    const parsed = new Map<string, Labels>();
+    const labelsOf = (text: string | null): Labels => {
+      if (text === null) return {};
+      let labels = parsed.get(text);
+      if (!labels) parsed.set(text, labels = JSON.parse(text) as Labels);
+      return labels;
+    };
+    const namesFact = selector.some((r) => (SELECTABLE_FACTS as readonly string[]).includes(r.key));
+    const matched = live.filter((e) => matches(selector, namesFact
+      ? selectable(labelsOf(e.labels), e.facts === null ? null : JSON.parse(e.facts) as Facts)
+      : labelsOf(e.labels))).map((e) => e.name);
+    return { matched, live: live.length };
+  }
+
+  /**
+   * The registered endpoints (live or not) that match the selector, a page of them after `after` by name,
+   * and how many match in all.
+   */
+  async matching(selector: Selector, after: string, limit: number): Promise<{ items: RegisteredEndpoint[]; next: string | null; count: number }> {
+    const all = (await guardDb(() => this.registry.all(MAX_MATCHED))).filter((e) => matches(selector, selectable(e.labels, e.facts)));
+    const rest = all.filter((e) => e.name > after);
+    const items = rest.slice(0, limit);
+    return { items, next: rest.length > limit ? items[items.length - 1].name : null, count: all.length };
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import { BacklogFullError, NotFoundError, TaskerError, TooManyRequestsError, TooManyStreamsError } from '../lib/errors';
+import { BacklogFullError, NotFoundError, SelectorSyntaxError, TaskerError, TooManyRequestsError, TooManyStreamsError } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 
 const HTTP_CODES: Record<number, string> = {
@@ -7,7 +7,8 @@ const HTTP_CODES: Record<number, string> = {
 };
 
 /**
- * The one place errors become responses: `{"error": {"code", "message"}}`. Known errors keep their
+ * The one place errors become responses: `{"error": {"code", "message"}}` (and `position`, the offset of
+ * the offending character, for a `bad_selector`). Known errors keep their
  * status and message; anything else is a 500 whose details go to the log only.
  */
 export function errorMiddleware(log: Logger): Middleware {
@@ -32,7 +33,8 @@ export function errorMiddleware(log: Logger): Middleware {
         ctx.set('Retry-After', String(err.retryAfter));
       } else if (status >= 500) log.error({ method: ctx.method, path: ctx.path, status, err }, 'request failed');
       ctx.status = status;
-      ctx.body = { error: { code, message } };
+      // A client can point at the offending character of its selector.
+      ctx.body = { error: { code, message, ...(err instanceof SelectorSyntaxError ? { position: err.position } : {}) } };
     }
   };
 }

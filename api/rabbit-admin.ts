@@ -47,6 +47,15 @@ export class RabbitAdmin {
     await this.request('PUT', `/policies/${vhost}/${encodeURIComponent(topology.deadLetterBoundsPolicyName)}`, topology.deadLetterBoundsPolicy);
   }
 
+  /** The vhost's queues and the messages they hold, or null if the vhost does not exist. */
+  async vhostContents(mq: MessageQueueConfig): Promise<{ queues: number; messages: number } | null> {
+    const vhost = encodeURIComponent(mq.virtual_host);
+    if ((await this.request('GET', `/vhosts/${vhost}`, undefined, [404])).status === 404) return null;
+    const { json } = await this.request('GET', `/queues/${vhost}?columns=name,messages`);
+    const queues = Array.isArray(json) ? (json as { messages?: number }[]) : [];
+    return { queues: queues.length, messages: queues.reduce((n, q) => n + (q.messages ?? 0), 0) };
+  }
+
   /** Deletes the vhost and (unless it is the superuser) the application user. */
   async deleteVhost(mq: MessageQueueConfig): Promise<void> {
     await this.request('DELETE', `/vhosts/${encodeURIComponent(mq.virtual_host)}`);

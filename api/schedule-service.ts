@@ -1,5 +1,6 @@
 import { BacklogFullError, DatabaseUnavailableError, InvalidRequestError, NotFoundError, TaskerError } from '../lib/errors';
 import type { Logger } from '../lib/logger';
+import { parseSelector } from '../protocol/label-selector';
 import type { PayloadSchemas } from './payload-schemas';
 import type { RolloutRequest } from './rollout';
 import { canonicalTimezone, checkCron, firingIdentifier, nextAfter, parseEvery, type Timing } from './schedule-timing';
@@ -28,6 +29,14 @@ export function timingOf(s: Pick<Schedule, 'cron' | 'every' | 'timezone' | 'anch
   return { kind: 'every', seconds: parseEvery(s.every ?? ''), anchor: s.anchor_time };
 }
 
+/** A schedule's selector checked when it is given (a 400 `bad_selector` then, not a failed firing later). */
+function checkSelector(selector: string | null, endpoints: readonly string[] | null): string | null {
+  if (selector === null) return null;
+  if (endpoints) throw new InvalidRequestError('give either endpoints or selector, not both');
+  parseSelector(selector);
+  return selector;
+}
+
 const wholeSecond = (d: Date): Date => new Date(Math.floor(d.getTime() / 1000) * 1000);
 
 /**
@@ -53,9 +62,11 @@ export class ScheduleService {
     if (body.cron !== undefined && body.every !== undefined) throw new InvalidRequestError('cron, every: give one of them, not both');
     if (body.cron === undefined && body.every === undefined) throw new InvalidRequestError('cron or every is required');
     const timezone = canonicalTimezone(body.timezone ?? 'UTC');
+    const endpoints = body.endpoints?.length ? body.endpoints : null;
+    const selector = checkSelector(body.selector ?? null, endpoints);
     const draft: Schedule = {
       id: 0, name: body.name, task_type: body.task_type, cron: body.cron ?? null, every: body.every ?? null, timezone,
-      payload: this.checkPayload(body.payload), endpoints: body.endpoints?.length ? body.endpoints : null, rollout: body.rollout ?? null,
+      payload: this.checkPayload(body.payload), endpoints, selector, rollout: body.rollout ?? null,
       paused: body.paused ?? false, anchor_time: wholeSecond(now), next_fire_time: null, last_fire_time: null, last_task_identifier: null,
       last_error: null, created_by: actor, created_time: now, updated_time: now,
     };
@@ -92,7 +103,12 @@ export class ScheduleService {
     if (timezone !== undefined) s.timezone = timezone;
     if (patch.task_type !== undefined) s.task_type = patch.task_type;
     if (payload !== undefined) s.payload = payload;
+    // Names and a selector exclude each other: giving one replaces the other.
+    if (patch.endpoints !== undefined && patch.selector !== undefined) checkSelector(patch.selector, patch.endpoints?.length ? patch.endpoints : null);
     if (patch.endpoints !== undefined) s.endpoints = patch.endpoints?.length ? patch.endpoints : null;
+    if (patch.endpoints?.length) s.selector = null;
+    if (patch.selector !== undefined) s.selector = checkSelector(patch.selector, null);
+    if (patch.selector) s.endpoints = null;
     if (patch.rollout !== undefined) s.rollout = patch.rollout;
     if (patch.paused !== undefined) s.paused = patch.paused;
     if (patch.task_type !== undefined || payload !== undefined) this.deps.payloads?.check(s.task_type, s.payload);
@@ -126,9 +142,11 @@ export class ScheduleService {
   private async fire(s: Schedule, now: Date): Promise<Fired> {
     const scheduled = s.next_fire_time as Date;
     const identifier = firingIdentifier(s.name, scheduled);
-    const req: TaskRequest = { identifier, payload: s.payload, endpoints: s.endpoints, rollout: s.rollout as RolloutRequest | null, timeout: null };
     let error: string | null = null;
     try {
+      // Resolved at each firing: the task goes to the endpoints that match then.
+      const selector = s.selector === null ? null : { text: s.selector, parsed: parseSelector(s.selector) };
+      const req: TaskRequest = { identifier, payload: s.payload, endpoints: s.endpoints, selector, rollout: s.rollout as RolloutRequest | null, timeout: null };
       await this.deps.tasks.create(s.task_type, req, `schedule:${s.name}`);
     } catch (err) {
       // The database gone, or the standalone backlog full: the schedule stays due and fires when it can.

@@ -52,6 +52,13 @@ const TimeoutSeconds = Type.Integer({
   description: 'seconds the task may run from its send (default api.execution_timeout): then endpoints still pending become missing, those running failed (timed_out), and the task INCOMPLETE',
 });
 
+/** The longest selector taken (it is stored with the task). */
+export const MAX_SELECTOR_CHARS = 1024;
+const Selector = Type.String({
+  minLength: 1, maxLength: MAX_SELECTOR_CHARS, [ERROR_KEYWORD]: `must be a label selector of 1 to ${MAX_SELECTOR_CHARS} characters`,
+  description: 'a label selector (`role=web,region in (eu,us),!canary`) instead of `endpoints`: the task goes to the live endpoints of its type whose labels and facts match, resolved when it is created',
+});
+
 export const TaskRequestBody = Type.Object({
   identifier: Identifier,
   payload: Type.Optional(AnyJson),
@@ -59,6 +66,7 @@ export const TaskRequestBody = Type.Object({
     maxItems: MAX_ENDPOINTS, uniqueItems: true,
     description: 'the endpoints that must perform the task; when absent or empty, those registered for the task type',
   }))),
+  selector: Type.Optional(Selector),
   rollout: Type.Optional(RolloutBody),
   timeout: Type.Optional(TimeoutSeconds),
   allow_unknown_endpoints: Type.Optional(Type.Boolean({
@@ -94,6 +102,10 @@ const ScheduleFields = {
   endpoints: nullable(Type.Array(EndpointName, {
     maxItems: MAX_ENDPOINTS, uniqueItems: true, description: 'the endpoints each task lists; when absent or empty, those registered for the task type when it fires',
   })),
+  selector: nullable(Type.String({
+    minLength: 1, maxLength: MAX_SELECTOR_CHARS, [ERROR_KEYWORD]: `must be a label selector of 1 to ${MAX_SELECTOR_CHARS} characters, or null`,
+    description: 'a label selector instead of `endpoints`: each firing\'s task goes to the live endpoints of the type that match then',
+  })),
   rollout: nullable(Type.Object(RolloutBody.properties, {
     additionalProperties: false, [ERROR_KEYWORD]: 'must be an object with batch_size and optionally max_errors', description: 'handed to each task as its `rollout`',
   })),
@@ -102,7 +114,7 @@ const ScheduleFields = {
 const f = ScheduleFields;
 const ScheduleOptions = {
   cron: Type.Optional(f.cron), every: Type.Optional(f.every), timezone: Type.Optional(f.timezone), payload: Type.Optional(f.payload),
-  endpoints: Type.Optional(f.endpoints), rollout: Type.Optional(f.rollout), paused: Type.Optional(f.paused),
+  endpoints: Type.Optional(f.endpoints), selector: Type.Optional(f.selector), rollout: Type.Optional(f.rollout), paused: Type.Optional(f.paused),
 };
 
 export const ScheduleBody = Type.Object({ name: ScheduleName, task_type: f.task_type, ...ScheduleOptions }, {
@@ -147,7 +159,21 @@ export const AllEventsQuery = Type.Object({
   type: Type.Optional(TaskTypeName), limit: Type.Optional(limit(1000, 5000)), cursor: Type.Optional(Cursor),
 }, { additionalProperties: false });
 
-export const EndpointListQuery = Type.Object({ limit: Type.Optional(limit(100, 1000)), cursor: Type.Optional(Cursor) }, { additionalProperties: false });
+export const EndpointListQuery = Type.Object({
+  limit: Type.Optional(limit(100, 1000)), cursor: Type.Optional(Cursor),
+  selector: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_SELECTOR_CHARS, [ERROR_KEYWORD]: `must be a label selector of 1 to ${MAX_SELECTOR_CHARS} characters`, description: 'only the endpoints whose labels and facts match this label selector (`count` says how many)' })),
+}, { additionalProperties: false });
+
+export const CreateTaskQuery = Type.Object({
+  dry_run: Type.Optional(Type.Boolean({ [ERROR_KEYWORD]: 'must be true or false', description: 'true: answer the endpoints the task would go to (200), create and send nothing' })),
+}, { additionalProperties: false });
+
+export const DryRunAnswer = Type.Object({
+  dry_run: Type.Literal(true),
+  selector: nullable(Type.String({ description: 'the selector asked, null when none' })),
+  endpoints: Type.Array(Type.String(), { description: 'the endpoints the task would go to, by name' }),
+  count: Count,
+});
 
 export const EndpointResponsesQuery = Type.Object({
   state: Type.Optional(StateParam), type: Type.Optional(TaskTypeName), since: Type.Optional(TimeParam), until: Type.Optional(TimeParam),
@@ -168,7 +194,10 @@ export const NoQuery = Type.Object({}, { additionalProperties: false });
 // ---- answers
 
 export const ErrorAnswer = Type.Object({
-  error: Type.Object({ code: Type.String({ description: 'stable, for programs' }), message: Type.String({ description: 'for people' }) }),
+  error: Type.Object({
+    code: Type.String({ description: 'stable, for programs' }), message: Type.String({ description: 'for people' }),
+    position: Type.Optional(Type.Integer({ minimum: 0, description: 'bad_selector: the 0-based offset of the offending character in the selector (its length when it ended too early)' })),
+  }),
 }, { $id: 'Error' });
 
 const Counts = Type.Object({
@@ -182,7 +211,8 @@ export const TaskAnswer = Type.Object({
   type: Type.String(),
   status: enumOf(TASK_STATUSES),
   payload: AnyJson,
-  endpoints: Type.Array(Type.String(), { description: 'the expected endpoints' }),
+  endpoints: Type.Array(Type.String(), { description: 'the expected endpoints (for a selector, what it resolved to when the task was created)' }),
+  selector: nullable(Type.String({ description: 'the label selector the task was addressed with; null when it listed endpoints or none' })),
   start_time: Time,
   sent_time: nullable(Time),
   end_time: nullable(Time),
@@ -228,14 +258,23 @@ export const TaskWithResponses = Type.Object({ task: Type.Ref('Task'), taskRespo
 export const ResponsePage = page('responses', Type.Ref('TaskResponse'));
 export const EventPage = page('events', Type.Ref('TaskEvent'));
 export const RetryAnswer = Type.Object({ task: Type.Ref('Task'), retried: Type.Array(Type.String()) });
-export const EndpointPage = page('endpoints', Type.Object({
+const EndpointPageBase = page('endpoints', Type.Object({
   name: Type.String(), task_types: Type.Array(Type.String()), first_seen: Time, last_heartbeat: Time,
   alive: Type.Boolean({ description: 'heard from within three heartbeat intervals' }),
   stale: Type.Boolean({ description: 'not heard from within api.endpoint_stale_after' }),
   waiting_since: Type.Union([Time, Type.Null()], {
     description: 'as its latest heartbeat said: since when its deliveries wait (nothing runs) because no server side answered its requests; null: not waiting',
   }),
+  labels: Type.Record(Type.String(), Type.String(), { description: 'its labels, from its configuration, as its latest register or heartbeat said; {}: none' }),
+  facts: Type.Object({
+    hostname: Type.Optional(Type.String()), os: Type.Optional(Type.String()), arch: Type.Optional(Type.String()), version: Type.Optional(Type.String()),
+    task_types: Type.Optional(Type.Array(Type.String())), handler_kinds: Type.Optional(Type.Array(Type.String())),
+  }, { description: 'what its manager reports about itself (host name, os, arch, tasker version, task types, handler kinds); {}: it reported none' }),
 }));
+export const EndpointPage = Type.Object({
+  ...EndpointPageBase.properties,
+  count: Type.Optional(Type.Integer({ minimum: 0, description: 'with `selector`: how many registered endpoints match it in all (every page)' })),
+});
 export const EndpointResponsePage = page('responses', Type.Intersect([
   Type.Object({ type: Type.String(), identifier: Type.String(), task_status: enumOf(TASK_STATUSES) }), Type.Ref('TaskResponse'),
 ]));
@@ -254,6 +293,7 @@ export const ScheduleAnswer = Type.Object({
   timezone: Type.String(),
   payload: AnyJson,
   endpoints: nullable(Type.Array(Type.String())),
+  selector: nullable(Type.String({ description: 'the label selector each firing resolves; null: none' })),
   rollout: nullable(Type.Record(Type.String(), Type.Unknown())),
   paused: Type.Boolean(),
   next_fire_time: nullable(Type.String({ format: 'date-time', description: 'ISO 8601, UTC; null while paused, or when the cron matches no later time' })),

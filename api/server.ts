@@ -105,16 +105,17 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   await knowRegisteredEndpoints(registry, metrics).catch((err: unknown) => log.warn({ err }, 'could not read the endpoint registry for the metrics'));
   const responses = new ResponseStore(ds);
   const queries = new TaskQueries(ds);
+  const taskOperations = new TaskOperations(ds, completion, history, tasks, announce);
+  // Alive: heard from within three heartbeats.
+  const endpoints = new EndpointService(registry, responses, queries, 3 * config.manager.heartbeat_interval * 1000, config.api.endpoint_stale_after * 1000,
+    { operations: taskOperations, transport, taskTypes: config.task_types, log });
   const payloads = new PayloadSchemas(config.command_types);
   const service = new TaskService({
     taskTypes: config.task_types, payloads, endpointExpiry: config.api.endpoint_expiry, unknownEndpoints: config.api.unknown_endpoints, localEndpoints: deps.localEndpoints ?? [], executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
     registry, publisher, hub, maxBatch: 256, maxBatchBytes: await taskInsertBound(ds), admit: (type, eps) => transport.admit(type, eps),
+    resolveSelector: (type, selector) => endpoints.resolve(type, selector),
   });
-  const taskOperations = new TaskOperations(ds, completion, history, tasks, announce);
   const operations = new OperationsService(service, taskOperations, publisher, transport, log);
-  // Alive: heard from within three heartbeats.
-  const endpoints = new EndpointService(registry, responses, queries, 3 * config.manager.heartbeat_interval * 1000, config.api.endpoint_stale_after * 1000,
-    { operations: taskOperations, transport, taskTypes: config.task_types, log });
   const identity = config.api.endpoint_identity;
   const batchSize = config.api.collector_batch;
   const output = new OutputStore(ds, config.api.output_max_lines);

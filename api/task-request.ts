@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { InvalidRequestError } from '../lib/errors';
+import { formatSelector, parseSelector, Selector } from '../protocol/label-selector';
 import type { RolloutRequest } from './rollout';
 import type { TaskRequestBody } from './schemas';
 
@@ -11,6 +12,8 @@ export interface TaskRequest {
   payload: unknown;
   /** The endpoints the client listed; null when none (then the registered ones are expected). */
   endpoints: string[] | null;
+  /** A label selector instead of endpoints: the live endpoints of the type it matches, when the task is created. */
+  selector?: { text: string; parsed: Selector } | null;
   /** A rolling send, or null for all at once. */
   rollout: RolloutRequest | null;
   /** Seconds the task may run from its send; null: the configured default. */
@@ -28,7 +31,10 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export function toTaskRequest(body: TaskRequestBody): TaskRequest {
   if (depthExceeds(body.payload, MAX_PAYLOAD_DEPTH)) throw new InvalidRequestError(`payload is nested deeper than ${MAX_PAYLOAD_DEPTH} levels`);
   const endpoints = body.endpoints && body.endpoints.length > 0 ? body.endpoints : null;
-  return { identifier: body.identifier, payload: body.payload ?? null, endpoints, rollout: body.rollout ?? null, timeout: body.timeout ?? null,
+  if (body.selector !== undefined && endpoints) throw new InvalidRequestError('give either endpoints or selector, not both');
+  // Kept as written: it is what the client sees again on the task, and what tells a repeat from another request.
+  const selector = body.selector === undefined ? null : { text: body.selector, parsed: parseSelector(body.selector) };
+  return { identifier: body.identifier, payload: body.payload ?? null, endpoints, selector, rollout: body.rollout ?? null, timeout: body.timeout ?? null,
     allowUnknownEndpoints: body.allow_unknown_endpoints === true };
 }
 
@@ -57,9 +63,13 @@ export function canonicalJson(value: unknown): string {
  * What tells an idempotent retry (same hash) from a conflicting reuse of the identifier. The rollout is
  * hashed only when there is one, so that the tasks stored before rollouts existed keep their hashes.
  */
-export function requestHash(req: Pick<TaskRequest, 'payload' | 'endpoints'> & { rollout?: RolloutRequest | null; timeout?: number | null }): string {
+export function requestHash(req: Pick<TaskRequest, 'payload' | 'endpoints'> & { rollout?: RolloutRequest | null; timeout?: number | null; selector?: TaskRequest['selector'] }): string {
   const rollout = req.rollout ? { rollout: req.rollout } : {};
   // Likewise the timeout: a repeat that asks for another one is another request.
   const timeout = req.timeout ? { timeout: req.timeout } : {};
-  return createHash('sha256').update(canonicalJson({ payload: req.payload, endpoints: req.endpoints, ...rollout, ...timeout })).digest('hex');
+  // A selector's request is the selector (in its canonical form), not what it resolved to: a repeat after the
+  // fleet changed is still the same request.
+  const selector = req.selector ? { selector: formatSelector(req.selector.parsed) } : {};
+  const endpoints = req.selector ? null : req.endpoints;
+  return createHash('sha256').update(canonicalJson({ payload: req.payload, endpoints, ...rollout, ...timeout, ...selector })).digest('hex');
 }

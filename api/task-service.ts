@@ -1,5 +1,6 @@
 import { Batcher } from '../lib/batcher';
-import { BacklogFullError, IdentifierConflictError, NoEndpointsError, NotFoundError, TaskTooLargeError, UnknownEndpointsError } from '../lib/errors';
+import { BacklogFullError, IdentifierConflictError, NoEndpointsError, NoMatchingEndpointsError, NotFoundError, TaskTooLargeError, UnknownEndpointsError } from '../lib/errors';
+import type { Selector } from '../protocol/label-selector';
 import type { Reservation } from '../protocol/broker';
 import type { Publisher } from './publisher';
 import { guardDb } from './storage/database';
@@ -41,6 +42,11 @@ export interface TaskServiceDeps {
   maxBatch: number;
   /** Most bytes of task rows in one INSERT (see insert-bound): a batch stays within it, and a larger task is refused. */
   maxBatchBytes: number;
+  /**
+   * The live endpoints of the type (a heartbeat within `api.endpoint_stale_after`) whose labels and facts
+   * match, by name, and how many live ones there are.
+   */
+  resolveSelector: (type: string, selector: Selector) => Promise<{ matched: string[]; live: number }>;
   /** Room for a new task in the queues it will reach, held until it is sent; `null` when they are full. */
   admit: (type: string, endpoints: readonly string[] | null) => Reservation | null;
 }
@@ -79,10 +85,18 @@ export class TaskService {
   }
 
   /** Stores and sends a task; a repeat with the same body returns the stored task with `created: false`. */
-  async create(type: string, req: TaskRequest, actor: string | null): Promise<TaskWithCounts & { created: boolean }> {
+  async create(type: string, request: TaskRequest, actor: string | null): Promise<TaskWithCounts & { created: boolean }> {
     this.requireType(type);
-    this.deps.payloads?.check(type, req.payload);
-    await this.checkInventory(type, req);
+    this.deps.payloads?.check(type, request.payload);
+    let req = request;
+    if (req.selector) {
+      // A repeat is answered with what the first request resolved to, whatever the fleet is now.
+      const existing = await guardDb(() => this.deps.tasks.find(type, req.identifier));
+      if (existing) return this.repeat(existing, req);
+      req = { ...req, endpoints: await this.resolve(type, req.selector) };
+    } else {
+      await this.checkInventory(type, req);
+    }
     const room = this.deps.admit(type, req.endpoints);
     // A repeat of a stored task is answered as such: a 503 must only ever mean "not stored".
     if (!room && !(await guardDb(() => this.deps.tasks.find(type, req.identifier)))) throw new BacklogFullError(BACKLOG_RETRY_AFTER_S);
@@ -91,6 +105,34 @@ export class TaskService {
     } finally {
       room?.release();
     }
+  }
+
+  /**
+   * The endpoints a task would go to, resolved as its creation would resolve them (a selector's live
+   * matches, the listed names checked against the inventory, or the registered ones), creating nothing.
+   */
+  async plan(type: string, req: TaskRequest): Promise<string[]> {
+    this.requireType(type);
+    this.deps.payloads?.check(type, req.payload);
+    if (req.selector) return this.resolve(type, req.selector);
+    if (req.endpoints) {
+      await this.checkInventory(type, req);
+      return req.endpoints;
+    }
+    const registered = await guardDb(() => this.deps.registry.activeFor(type, this.deps.endpointExpiry));
+    if (registered.length === 0) throw new NoEndpointsError(type);
+    return registered;
+  }
+
+  private async resolve(type: string, selector: NonNullable<TaskRequest['selector']>): Promise<string[]> {
+    const { matched, live } = await guardDb(() => this.deps.resolveSelector(type, selector.parsed));
+    if (matched.length === 0) throw new NoMatchingEndpointsError(type, selector.text, live);
+    return matched;
+  }
+
+  private async repeat(task: Task, req: TaskRequest): Promise<TaskWithCounts & { created: boolean }> {
+    if (task.request_hash !== requestHash(req)) throw new IdentifierConflictError(task.type, req.identifier);
+    return { task, created: false, counts: await this.counts(task) };
   }
 
   /**
@@ -119,7 +161,7 @@ export class TaskService {
         if (expected.length === 0) throw new NoEndpointsError(type);
       }
       const item: NewTask = {
-        type, identifier: req.identifier, payload: req.payload, endpoints: req.endpoints, expected,
+        type, identifier: req.identifier, payload: req.payload, endpoints: req.endpoints, selector: req.selector?.text ?? null, expected,
         requestHash: hash, timeout: req.timeout ?? this.deps.executionTimeout, actor, rollout: req.rollout ? resolveRollout(req.rollout, expected.length) : null,
       };
       const bytes = taskRowBytes(item, writeJson(item.payload));

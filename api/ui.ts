@@ -37,6 +37,12 @@ export function uiMiddleware(dir = path.join(projectRoot(), 'ui')): Middleware {
       ctx.redirect('/ui/');
       return;
     }
+    // The API has nothing at its root; a person who opens it in a browser wants the dashboard.
+    if (ctx.path === '/' && (ctx.method === 'GET' || ctx.method === 'HEAD')) {
+      ctx.status = 302;
+      ctx.redirect('/ui/');
+      return;
+    }
     if (!ctx.path.startsWith('/ui/')) return next();
     const name = ctx.path === '/ui/' ? 'index.html' : ctx.path.slice('/ui/'.length);
     const type = files.get(name);

@@ -38,6 +38,7 @@ export function taskView(t: Task, counts: ReadonlyMap<ResponseState, number>): R
     status: t.status,
     payload: t.payload,
     endpoints: t.expected_endpoints,
+    selector: t.selector,
     start_time: t.start_time.toISOString(),
     sent_time: t.sent_time?.toISOString() ?? null,
     end_time: t.end_time?.toISOString() ?? null,

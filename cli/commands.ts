@@ -8,6 +8,7 @@ import { endpointsTable, schedulesTable, taskHeader, taskListTable, taskTable, t
 import { endpointRowsFor, LineProgress, TerminalProgress, type Screen } from './progress';
 import { TaskTracker } from './tracker';
 import type { EndpointInfo, ScheduleInfo, Task, TaskWithResponses, TokenInfo } from './types';
+import { commaList } from '../lib/comma-list';
 
 /** Where a command writes, and how. */
 export interface Io {
@@ -54,7 +55,7 @@ export function readPayload(value: string, readStdin: () => string): unknown {
 }
 
 /** `a,b, c` → ['a', 'b', 'c']. */
-export const nameList = (value: string): string[] => value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+export const nameList = commaList;
 
 /** Follows a task to its end, then shows it and answers its exit status. */
 async function followAndReport(ctx: Context, snapshot: TaskWithResponses): Promise<number> {
@@ -77,6 +78,10 @@ export interface SendOptions {
   identifier?: string;
   payload?: string;
   endpoints?: string;
+  /** A label selector (`role=web,region in (eu,us)`): the live endpoints it matches, instead of names. */
+  selector?: string;
+  /** Show the endpoints the task would go to; create nothing. */
+  dryRun?: boolean;
   allowUnknownEndpoints?: boolean;
   batchSize?: string;
   maxErrors?: string;
@@ -92,12 +97,18 @@ export async function send(ctx: Context, type: string, o: SendOptions): Promise<
   const body: Record<string, unknown> = { identifier: o.identifier ?? randomUUID() };
   if (o.payload !== undefined) body.payload = readPayload(o.payload, ctx.io.readStdin);
   if (o.endpoints !== undefined) body.endpoints = nameList(o.endpoints);
+  if (o.selector !== undefined) body.selector = o.selector;
   if (o.allowUnknownEndpoints) body.allow_unknown_endpoints = true;
   if (o.maxErrors !== undefined && o.batchSize === undefined) throw new CliError('--max-errors needs --batch-size');
   if (o.batchSize !== undefined) {
     body.rollout = { batch_size: amount(o.batchSize), ...(o.maxErrors !== undefined ? { max_errors: amount(o.maxErrors) } : {}) };
   }
   if (o.timeout !== undefined) body.timeout = Number(o.timeout);
+  if (o.dryRun) {
+    const plan = await ctx.client.json<{ endpoints: string[]; count: number; selector: string | null }>('POST', [type], { body, query: { dry_run: 'true' } });
+    out(ctx, plan, () => [`would send to ${plan.count} endpoint${plan.count === 1 ? '' : 's'}${plan.selector ? ` (selector ${plan.selector})` : ''}:`, ...plan.endpoints.map((e) => `  ${e}`)]);
+    return EXIT.OK;
+  }
   const task = await ctx.client.json<Task>('POST', [type], { body });
   if (!o.wait) {
     out(ctx, task, () => [...taskHeader(task, paintFor(ctx, ctx.io.stdout)), `follow it: tasker watch ${type} ${task.identifier}`]);
@@ -173,9 +184,11 @@ export async function cancel(ctx: Context, type: string, identifier: string): Pr
   return EXIT.OK;
 }
 
-export async function endpoints(ctx: Context, o: { limit?: string; cursor?: string }): Promise<number> {
-  const page = await ctx.client.json<{ endpoints: EndpointInfo[]; next_cursor: string | null }>('GET', ['endpoints'], { query: { limit: o.limit, cursor: o.cursor } });
-  out(ctx, page, () => endpointsTable(page.endpoints, page.next_cursor));
+export async function endpoints(ctx: Context, o: { limit?: string; cursor?: string; selector?: string }): Promise<number> {
+  const page = await ctx.client.json<{ endpoints: EndpointInfo[]; next_cursor: string | null; count?: number }>('GET', ['endpoints'], {
+    query: { limit: o.limit, cursor: o.cursor, selector: o.selector },
+  });
+  out(ctx, page, () => [...endpointsTable(page.endpoints, page.next_cursor), ...(page.count !== undefined ? [`${page.count} matching`] : [])]);
   return EXIT.OK;
 }
 
@@ -212,6 +225,7 @@ export interface ScheduleOptions {
   timezone?: string;
   payload?: string;
   endpoints?: string;
+  selector?: string;
 }
 
 /** The fields of a schedule that options give (the API checks them and names the field it refuses). */
@@ -223,6 +237,7 @@ function scheduleFields(ctx: Context, o: ScheduleOptions): Record<string, unknow
     ...(o.timezone !== undefined ? { timezone: o.timezone } : {}),
     ...(o.payload !== undefined ? { payload: readPayload(o.payload, ctx.io.readStdin) } : {}),
     ...(o.endpoints !== undefined ? { endpoints: nameList(o.endpoints) } : {}),
+    ...(o.selector !== undefined ? { selector: o.selector } : {}),
   };
 }
 
@@ -239,7 +254,7 @@ export async function scheduleCreate(ctx: Context, name: string, o: ScheduleOpti
 
 export async function scheduleUpdate(ctx: Context, name: string, o: ScheduleOptions): Promise<number> {
   const body = scheduleFields(ctx, o);
-  if (Object.keys(body).length === 0) throw new CliError('nothing to change: give --type, --cron, --every, --timezone, --payload or --endpoints');
+  if (Object.keys(body).length === 0) throw new CliError('nothing to change: give --type, --cron, --every, --timezone, --payload, --endpoints or --selector');
   return showSchedule(ctx, await ctx.client.json<ScheduleInfo>('PATCH', ['schedules', name], { body }));
 }
 

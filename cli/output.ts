@@ -123,11 +123,21 @@ export function chooseEndpoints(t: TaskTracker, max: number): { shown: EndpointV
   return { shown: chosen, rest: `… and ${all.length - room} more endpoints: ${sums}` };
 }
 
-export const ENDPOINT_HEADERS = ['ENDPOINT', 'STATE', 'ROUND', 'ATTEMPTS', 'ERRNR', 'MESSAGE'];
+export const ENDPOINT_HEADERS = ['ENDPOINT', 'STATE', 'ROUND', 'ATTEMPTS', 'ERRNR', 'RESULT'];
+
+/** The longest payload shown in a table cell; `--format json` has all of it. */
+const PAYLOAD_CHARS = 100;
+
+/** A result's payload on one line: compact JSON, cut at PAYLOAD_CHARS. */
+export function payloadCell(payload: unknown): string {
+  if (payload === undefined || payload === null) return '';
+  const text = JSON.stringify(payload);
+  return text.length > PAYLOAD_CHARS ? `${text.slice(0, PAYLOAD_CHARS - 1)}…` : text;
+}
 
 export function endpointRow(t: TaskTracker, e: EndpointView, paint: Paint = plain): string[] {
   const state = t.shown(e);
-  const message = state === 'failed' ? e.errmsg ?? '' : state === 'missing' ? 'never answered' : state === 'cancelled' ? 'skipped: task cancelled' : state === 'skipped' ? 'never sent: rollout stopped' : state === 'queued' ? 'waiting for a rollout slot' : '';
+  const message = state === 'succeeded' ? payloadCell(e.payload) : state === 'failed' ? e.errmsg ?? '' : state === 'missing' ? 'never answered' : state === 'cancelled' ? 'skipped: task cancelled' : state === 'skipped' ? 'never sent: rollout stopped' : state === 'queued' ? 'waiting for a rollout slot' : '';
   return [e.endpoint, paint(STATE_STYLE[state], state), String(e.round), String(e.attempt), e.errnr === null ? '-' : String(e.errnr), message];
 }
 
@@ -152,9 +162,17 @@ export function taskListTable(tasks: Task[], nextCursor: string | null): string[
   return lines;
 }
 
+/** `region=eu,role=web`, keys sorted, as `-l` takes them; `-` for none. */
+function labelList(labels: Readonly<Record<string, string>> | undefined): string {
+  const keys = Object.keys(labels ?? {}).sort();
+  return keys.length === 0 ? '-' : keys.map((k) => `${k}=${(labels as Record<string, string>)[k]}`).join(',');
+}
+
 export function endpointsTable(endpoints: EndpointInfo[], nextCursor: string | null): string[] {
-  const rows = endpoints.map((e) => [e.name, e.alive ? 'yes' : 'no', e.stale ? 'yes' : 'no', time(e.last_heartbeat), time(e.first_seen), e.task_types.join(',')]);
-  const lines = table(['NAME', 'ALIVE', 'STALE', 'LAST HEARTBEAT', 'FIRST SEEN', 'TASK TYPES'], rows);
+  const rows = endpoints.map((e) => [
+    e.name, e.alive ? 'yes' : 'no', e.stale ? 'yes' : 'no', time(e.last_heartbeat), time(e.first_seen), e.task_types.join(','), labelList(e.labels),
+  ]);
+  const lines = table(['NAME', 'ALIVE', 'STALE', 'LAST HEARTBEAT', 'FIRST SEEN', 'TASK TYPES', 'LABELS'], rows);
   if (nextCursor !== null) lines.push(`more: --cursor ${nextCursor}`);
   return lines;
 }

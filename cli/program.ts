@@ -17,6 +17,7 @@ Examples:
   $ tasker retry worker deploy-42 --endpoints failed --wait
   $ tasker cancel worker deploy-42
   $ tasker endpoints
+  $ tasker send worker --selector 'role=web,region in (eu,us)' --dry-run
   $ tasker schedule create nightly --type backup --cron '30 2 * * *' --timezone Europe/Berlin
   $ TASKER_TOKEN=tkr_... tasker token create deployer --scope submit:worker --scope read
 
@@ -95,6 +96,8 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .option('-i, --identifier <id>', 'the task\'s key, unique per type (default: a random UUID)')
     .option('-p, --payload <json>', 'JSON handed to the handlers, or @file (@- for standard input)')
     .option('-e, --endpoints <names>', 'comma-separated endpoints (default: every endpoint registered for TYPE)')
+    .option('-l, --selector <selector>', 'a label selector instead of --endpoints: the live endpoints of TYPE it matches (e.g. \'role=web,region in (eu,us)\')')
+    .option('--dry-run', 'show the endpoints the task would go to; create nothing')
     .option('--allow-unknown-endpoints', 'accept --endpoints names that never registered and were not added (their queues keep the task until they appear)')
     .option('-b, --batch-size <n>', 'a rollout: at most N endpoints (or N% of them) run the task at once', rolloutAmount(1))
     .option('--max-errors <n>', 'with --batch-size: send to no more endpoints once more than N (or N%) failed or went missing', rolloutAmount(0))
@@ -155,7 +158,8 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .description('the endpoints that registered, with their last heartbeat; `endpoints remove NAME` removes one')
     .option('--limit <n>', 'endpoints per page (1-1000, default 100)', positiveInt)
     .option('--cursor <cursor>', 'the next page')
-    .action(action((ctx, o: { limit?: string; cursor?: string }) => commands.endpoints(ctx, o)));
+    .option('-l, --selector <selector>', 'only those whose labels (and facts: hostname, os, arch, version) match, e.g. \'role=web,!canary\'')
+    .action(action((ctx, o: { limit?: string; cursor?: string; selector?: string }) => commands.endpoints(ctx, o)));
   endpoints.command('remove')
     .description('remove an endpoint (needs the admin scope): its open responses cancelled, its queues and registry entry deleted')
     .argument('<name>', 'the endpoint')
@@ -181,7 +185,8 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .option('--every <duration>', 'a fixed interval instead: 30s, 5m, 1h30m, 1d')
     .option('--timezone <zone>', 'IANA time zone the cron expression is read in (default UTC)')
     .option('-p, --payload <json>', 'JSON handed to the handlers, or @file (@- for standard input)')
-    .option('-e, --endpoints <names>', 'comma-separated endpoints (default: those registered for the type when it fires)');
+    .option('-e, --endpoints <names>', 'comma-separated endpoints (default: those registered for the type when it fires)')
+    .option('-l, --selector <selector>', 'a label selector instead of --endpoints, resolved at each firing to the live endpoints that match');
   timing(schedule.command('create'))
     .description('create a schedule; each firing creates a task with identifier NAME-<scheduled time in UTC>')
     .argument('<name>', 'the schedule\'s name (1-47 of A-Z a-z 0-9 . _ -)')

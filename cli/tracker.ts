@@ -10,6 +10,8 @@ export interface EndpointView {
   attempt: number;
   errnr: number | null;
   errmsg: string | null;
+  /** The result's payload as the task was read (events do not carry it); undefined when not read. */
+  payload?: unknown;
   /** Sequence number of the last change, so that a view can show what changed most recently. */
   changed: number;
 }
@@ -55,7 +57,7 @@ export class TaskTracker {
     for (const r of responses ?? []) {
       const state = r.state === 'missing' && !this.rollout ? 'pending' : r.state;
       this.endpoints.set(r.endpoint, {
-        endpoint: r.endpoint, state, round: r.round, attempt: r.attempts, errnr: r.status === 1 || r.state === 'failed' ? r.errnr : null, errmsg: r.errmsg, changed: 0,
+        endpoint: r.endpoint, state, round: r.round, attempt: r.attempts, errnr: r.status === 1 || r.state === 'failed' ? r.errnr : null, errmsg: r.errmsg, payload: r.payload, changed: 0,
       });
     }
   }

@@ -78,6 +78,8 @@ export interface EndpointInfo {
   alive: boolean;
   /** Not heard from within the API's api.endpoint_stale_after. */
   stale?: boolean;
+  labels?: Record<string, string>;
+  facts?: Record<string, unknown>;
 }
 
 export interface TokenInfo {

@@ -1,6 +1,8 @@
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { loadTlsMaterial, TlsFileError } from '../lib/tls-files';
+import { parseLabelList } from '../protocol/labels';
 import { Config, ConfigError, validateConfig } from './schema';
 
 export { Config, ConfigError } from './schema';
@@ -63,6 +65,23 @@ export function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.Proc
   }
 }
 
+/**
+ * `TASKER_LABELS=role=web,region=eu`: labels for the endpoints of one process (a manager started by
+ * hand or by pm2), over `manager.labels` of the file.
+ */
+export function applyLabelList(raw: Record<string, unknown>, text: string | undefined): void {
+  if (text === undefined || text.trim() === '') return;
+  let labels: Record<string, string>;
+  try {
+    labels = parseLabelList(text);
+  } catch (err) {
+    throw new ConfigError(`TASKER_LABELS: ${(err as Error).message}`);
+  }
+  const manager = (typeof raw.manager === 'object' && raw.manager !== null && !Array.isArray(raw.manager) ? raw.manager : (raw.manager = {})) as Record<string, unknown>;
+  const current = typeof manager.labels === 'object' && manager.labels !== null ? manager.labels as Record<string, unknown> : {};
+  manager.labels = { ...current, ...labels };
+}
+
 export interface LoadOptions {
   mode?: string;
   env?: NodeJS.ProcessEnv;
@@ -88,8 +107,25 @@ export function loadConfig(options: LoadOptions = {}): Config {
   const merged = raw as Record<string, unknown>;
   if ('mode' in merged) throw new ConfigError(`config key 'mode': set by --mode or TASKER_MODE, not in the file`);
   applyEnvOverrides(merged, env);
+  applyLabelList(merged, env.TASKER_LABELS);
   merged.mode = mode;
-  return validateConfig(merged);
+  const config = validateConfig(merged);
+  checkTlsFiles(config);
+  return config;
+}
+
+/** The TLS files, read and checked once at start, so that a wrong one is named before anything connects. */
+function checkTlsFiles(config: Config): void {
+  const sections = [[config.manager.message_queue.tls, 'manager.message_queue.tls'], [config.manager.db.tls, 'manager.db.tls']] as const;
+  for (const [tls, prefix] of sections) {
+    if (!tls.enabled) continue;
+    try {
+      loadTlsMaterial(tls, prefix, projectRoot());
+    } catch (err) {
+      if (err instanceof TlsFileError) throw new ConfigError(`config key '${err.key}': ${err.message}`, { cause: err });
+      throw err;
+    }
+  }
 }
 
 /** The version in package.json. */

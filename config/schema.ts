@@ -1,5 +1,6 @@
 import { Static, TInteger, TNumber, TProperties, TString, Type } from '@sinclair/typebox';
 import { createAjv, describeFailure, ERROR_KEYWORD } from '../lib/validation';
+import { labelsProblem } from '../protocol/labels';
 import { CommandType, CommandTypeError, CommandTypes, parseCommandType } from './command-types';
 import { ENDPOINT_PATTERN, RESERVED_TASK_TYPES, TASK_TYPE_PATTERN } from '../protocol/names';
 import { HOST_ENTRY_PATTERN, parseHostEntry } from '../protocol/rabbitmq/hosts';
@@ -22,11 +23,26 @@ const oneOf = <const T extends string>(values: readonly T[], def: T) => Type.Uns
 const section = <T extends TProperties>(props: T) => Type.Object(props, { additionalProperties: false, default: {} });
 const TaskTypeName = Type.String({ pattern: TASK_TYPE_PATTERN.source, [ERROR_KEYWORD]: `must match ${TASK_TYPE_PATTERN.source}` });
 
+/** Keys and values are checked by the Kubernetes rules in `validateConfig`, where the failing key can be named. */
+const LabelMap = Type.Record(Type.String(), Type.String(), { [ERROR_KEYWORD]: 'must be a mapping of label keys to string values' });
+
 const EndpointSchema = Type.Object({
   name: Type.String({ pattern: ENDPOINT_PATTERN.source, [ERROR_KEYWORD]: `must match ${ENDPOINT_PATTERN.source}` }),
   /** Task types this endpoint serves; all of `task_types` when absent. */
   task_types: Type.Optional(Type.Array(TaskTypeName)),
+  /** Labels the endpoint reports (selectors pick endpoints by them), over `manager.labels`. */
+  labels: Type.Optional(LabelMap),
 }, { additionalProperties: false });
+
+/** TLS for a connection (RabbitMQ's, MySQL's): see lib/tls-files. */
+const TlsSchema = section({
+  enabled: Type.Boolean({ default: false }),
+  ca: str(''),
+  cert: str(''),
+  key: str(''),
+  servername: str(''),
+  verify: Type.Boolean({ default: true }),
+});
 
 const DbSchema = section({
   /** Empty for a process that needs no database (an endpoint manager). */
@@ -39,6 +55,7 @@ const DbSchema = section({
   connect_timeout: num(3, 0.1, 120),
   /** Seconds one statement may take before its connection is closed (migrations excepted). */
   query_timeout: num(10, 0.1, 3600),
+  tls: TlsSchema,
 });
 
 const MessageQueueSchema = section({
@@ -55,6 +72,8 @@ const MessageQueueSchema = section({
   heartbeat: int(30, 0, 3600),
   prefetch: int(32, 1, 65535),
   queue_type: oneOf(['classic', 'quorum'], 'classic'),
+  /** amqps: the port's default becomes 5671. */
+  tls: TlsSchema,
 });
 
 /**
@@ -134,6 +153,8 @@ export const ConfigSchema = Type.Object({
     /** How tasks travel: RabbitMQ, or in-process queues when API and managers share one process. */
     transport: oneOf(['rabbitmq', 'in-process'], 'rabbitmq'),
     endpoints: Type.Array(EndpointSchema, { default: [] }),
+    /** Labels of every endpoint this process runs (`TASKER_LABELS=role=web,region=eu`); an endpoint's own labels win. */
+    labels: Type.Record(Type.String(), Type.String(), { default: {}, [ERROR_KEYWORD]: 'must be a mapping of label keys to string values' }),
     handler_timeout: num(300, 0.01, 86400),
     /** Seconds between the SIGTERM and the SIGKILL of a command type's process group (timeout, cancel, shutdown). */
     kill_grace: num(5, 0, 60),
@@ -175,6 +196,9 @@ type RawManager = RawConfig['manager'];
 
 export type EndpointConfig = Frozen<Required<RawManager['endpoints'][number]>>;
 export type DbConfig = Frozen<RawManager['db']>;
+export type TlsConfig = DbConfig['tls'];
+/** TLS off: what a connection made outside the configuration (a test's own) is given. */
+export const TLS_OFF: TlsConfig = Object.freeze({ enabled: false, ca: '', cert: '', key: '', servername: '', verify: true });
 export type MessageQueueConfig = Frozen<RawManager['message_queue']>;
 /**
  * The validated configuration: every endpoint's task types filled in; `task_types` holds names only, and
@@ -230,6 +254,20 @@ function rawMessageQueue(raw: Record<string, unknown>): Record<string, unknown> 
   return typeof mq === 'object' && mq !== null && !Array.isArray(mq) ? mq as Record<string, unknown> : null;
 }
 
+/** With TLS on, a port not given is AMQPS's (5671) rather than AMQP's. */
+function defaultTlsPort(mq: Record<string, unknown> | null): void {
+  const tls = mq?.tls as Record<string, unknown> | undefined;
+  if (!mq || typeof tls !== 'object' || tls === null || mq.port !== undefined) return;
+  if (tls.enabled === true || tls.enabled === 'true') mq.port = 5671;
+}
+
+/** TLS keys set while TLS is off would be ignored in silence, and the connection left in clear text. */
+function checkTlsOff(tls: { enabled: boolean; ca: string; cert: string; key: string; servername: string }, prefix: string): void {
+  if (tls.enabled) return;
+  const set = (['ca', 'cert', 'key', 'servername'] as const).find((k) => tls[k] !== '');
+  if (set) fail(`${prefix}.enabled`, `must be true when ${prefix}.${set} is set (TLS is off, so it would be ignored)`);
+}
+
 /** `hosts` may be given as one comma-separated string (handy in an environment variable); empty means none. */
 function splitHosts(mq: Record<string, unknown> | null): void {
   if (mq && typeof mq.hosts === 'string') mq.hosts = mq.hosts.split(',').map((h) => h.trim()).filter((h) => h !== '');
@@ -255,6 +293,11 @@ function checkHosts(mq: MessageQueueConfig, hostGiven: boolean): void {
   if (hostGiven && !names.includes(mq.host)) {
     fail('manager.message_queue.host', `'${mq.host}' is not among manager.message_queue.hosts (${mq.hosts.join(', ')}); set one of them only`);
   }
+}
+
+function checkLabels(path: string, labels: Readonly<Record<string, string>>): void {
+  const problem = labelsProblem(labels);
+  if (problem) fail(problem.key === null ? path : `${path}.${problem.key}`, problem.message);
 }
 
 /**
@@ -287,6 +330,7 @@ export function validateConfig(input: unknown): Config {
   const rawMq = rawMessageQueue(raw);
   splitHosts(rawMq);
   const hostGiven = typeof rawMq?.host === 'string' && rawMq.host !== '';
+  defaultTlsPort(rawMq);
   if (!validate(raw)) {
     const f = describeFailure(validate.errors);
     fail(f.path, f.message);
@@ -301,6 +345,15 @@ export function validateConfig(input: unknown): Config {
     fail('manager.receipt_delay', `must be shorter than api.wait_for_endpoints_timeout (${cfg.api.wait_for_endpoints_timeout} s)`);
   }
   checkHosts(cfg.manager.message_queue, hostGiven);
+  if (cfg.manager.transport === 'rabbitmq') {
+    for (const k of ['username', 'password'] as const) {
+      if (cfg.manager.message_queue[k] === '') fail(`manager.message_queue.${k}`, 'must be set (the production mode reads it from TASKER_MQ_' + k.toUpperCase() + ')');
+    }
+  }
+  checkTlsOff(cfg.manager.message_queue.tls, 'manager.message_queue.tls');
+  checkTlsOff(cfg.manager.db.tls, 'manager.db.tls');
+  // mysql2 checks the certificate against the host of the URI and takes no other name.
+  if (cfg.manager.db.tls.servername !== '') fail('manager.db.tls.servername', 'is not used for MySQL: the server\'s certificate must name the host of manager.db.uri');
   cfg.task_types.forEach((t, i) => {
     const timeout = commands.get(t)?.timeout;
     if (timeout !== undefined && cfg.manager.transport === 'rabbitmq' && timeout > RABBITMQ_MAX_HANDLER_TIMEOUT_S) {
@@ -313,6 +366,7 @@ export function validateConfig(input: unknown): Config {
     if (RESERVED_ROUTES.includes(t)) fail(`task_types[${i}]`, `'${t}' is reserved (${RESERVED_ROUTES.join(', ')} are routes of the API)`);
   });
   if (new Set(cfg.task_types).size !== cfg.task_types.length) fail('task_types', 'has duplicates');
+  checkLabels('manager.labels', cfg.manager.labels);
   const seen = new Set<string>();
   cfg.manager.endpoints.forEach((ep, i) => {
     if (seen.has(ep.name)) fail(`manager.endpoints[${i}].name`, `endpoint '${ep.name}' listed twice`);
@@ -321,6 +375,8 @@ export function validateConfig(input: unknown): Config {
       if (!cfg.task_types.includes(t)) fail(`manager.endpoints[${i}].task_types`, `'${t}' is not in task_types`);
     }
     ep.task_types = ep.task_types ?? [...cfg.task_types];
+    checkLabels(`manager.endpoints[${i}].labels`, ep.labels ?? {});
+    ep.labels = { ...cfg.manager.labels, ...(ep.labels ?? {}) };
   });
   const commandTypes = Object.assign(Object.create(null) as Record<string, CommandType>, Object.fromEntries(commands));
   return deepFreeze({ ...cfg, command_types: commandTypes } as unknown as Config);

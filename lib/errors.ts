@@ -18,6 +18,15 @@ export class InvalidRequestError extends TaskerError {
   constructor(message: string) { super('invalid_request', 400, message); }
 }
 
+/**
+ * A label selector (protocol/label-selector.ts) that does not parse. `position` is the 0-based offset (in
+ * UTF-16 code units, as JavaScript indexes strings) of the offending character, or the selector's length when
+ * it ended too early, so that a client can point at it; the message names it too.
+ */
+export class SelectorSyntaxError extends TaskerError {
+  constructor(readonly position: number, message: string) { super('bad_selector', 400, message); }
+}
+
 export class UnsupportedMediaTypeError extends TaskerError {
   constructor(message = 'Content-Type must be application/json') { super('unsupported_media_type', 415, message); }
 }
@@ -75,6 +84,15 @@ export class UnknownEndpointsError extends TaskerError {
   constructor(readonly names: readonly string[]) {
     super('unknown_endpoints', 422, `unknown endpoints (never registered, not added): ${names.join(', ')}; `
       + 'send "allow_unknown_endpoints": true to deliver to endpoints that will appear later');
+  }
+}
+
+/** A task addressed by a label selector that matches none of the live endpoints serving its type: nothing is stored. */
+export class NoMatchingEndpointsError extends TaskerError {
+  constructor(type: string, selector: string, live: number) {
+    super('no_matching_endpoints', 422, live === 0
+      ? `selector '${selector}' matches no endpoint: no endpoint of task type '${type}' is live (a heartbeat within api.endpoint_stale_after)`
+      : `selector '${selector}' matches none of the ${live} live endpoint${live === 1 ? '' : 's'} of task type '${type}' (GET /endpoints shows their labels and facts)`);
   }
 }
 

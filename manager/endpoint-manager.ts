@@ -4,6 +4,7 @@ import { startPeriodic, PeriodicJob } from '../lib/periodic';
 import { backoffDelay, sleep } from '../lib/retry';
 import type { IncomingMessage } from '../protocol/broker';
 import type { EndpointTransport } from '../protocol/endpoint-transport';
+import type { Facts, Labels } from '../protocol/labels';
 import { decodeControlMessage, decodeTaskMessage, RESENT_HEADER, StateReply, TaskMessage } from '../protocol/wire';
 import { CommandRunner } from './command-runner';
 import { DeadRounds } from './dead-rounds';
@@ -26,6 +27,9 @@ export interface EndpointManagerOptions {
   /** Unacknowledged task deliveries per queue. */
   prefetch: number;
   transport: EndpointTransport;
+  /** Sent with every register and heartbeat, so that the registry always holds the latest. */
+  labels?: Labels;
+  facts?: Facts;
   logger: Logger;
   /** The bounds of each run's live output (`manager.output_*`). */
   output?: OutputLimits;
@@ -122,6 +126,8 @@ export class EndpointManager {
     const event = {
       kind, endpoint: this.o.endpoint, task_types: this.taskTypes, time: new Date().toISOString(),
       ...(this.waitingSince ? { waiting_since: this.waitingSince.toISOString() } : {}),
+      ...(this.o.labels ? { labels: this.o.labels } : {}),
+      ...(this.o.facts ? { facts: this.o.facts } : {}),
     } as const;
     // A heartbeat is worthless once the next one is due; a registration must arrive.
     await this.o.transport.publishEvents([event], kind === 'register'

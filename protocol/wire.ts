@@ -1,6 +1,7 @@
 import { Static, TSchema, Type } from '@sinclair/typebox';
 import Ajv2020, { ErrorObject, ValidateFunction } from 'ajv/dist/2020';
 import { InvalidMessageError } from '../lib/errors';
+import { labelsProblem, MAX_FACT_CHARS, MAX_FACT_ITEMS, MAX_LABELS } from './labels';
 import { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from './names';
 
 /**
@@ -98,6 +99,21 @@ export const ResultEventSchema = Type.Object({
 }, { $id: 'ResultEvent', title: 'result event' });
 export type ResultEvent = Static<typeof ResultEventSchema>;
 
+const FactText = Type.String({ maxLength: MAX_FACT_CHARS });
+/** Checked key by key in `checkEvent` (the Kubernetes rules of protocol/labels.ts); the schema bounds the size. */
+const Labels = Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 63 }), {
+  maxProperties: MAX_LABELS,
+  description: `the endpoint's labels from its configuration (at most ${MAX_LABELS}; keys and values as Kubernetes labels); absent: none`,
+});
+const Facts = Type.Object({
+  hostname: Type.Optional(FactText),
+  os: Type.Optional(Type.String({ maxLength: MAX_FACT_CHARS, description: 'the platform, as Node.js names it (linux, darwin, win32)' })),
+  arch: Type.Optional(Type.String({ maxLength: MAX_FACT_CHARS, description: 'the CPU architecture, as Node.js names it (x64, arm64)' })),
+  version: Type.Optional(Type.String({ maxLength: MAX_FACT_CHARS, description: 'the tasker version of the manager' })),
+  task_types: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: MAX_FACT_ITEMS })),
+  handler_kinds: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 16, description: 'how its handlers are given: module, command' })),
+}, { maxProperties: 32, description: 'what the endpoint reports about itself; other fields are ignored' });
+
 /** Endpoint → server: the endpoint serves these task types; sent on start (register) and then periodically (heartbeat). */
 export const PresenceEventSchema = Type.Object({
   kind: Type.Union([Type.Literal('register'), Type.Literal('heartbeat')]),
@@ -106,6 +122,8 @@ export const PresenceEventSchema = Type.Object({
   time: Time,
   /** Since when the endpoint's deliveries wait because no server side answers its requests (absent: not waiting). */
   waiting_since: Type.Optional(Time),
+  labels: Type.Optional(Labels),
+  facts: Type.Optional(Facts),
 }, { $id: 'PresenceEvent', title: 'register and heartbeat events' });
 export type PresenceEvent = Static<typeof PresenceEventSchema>;
 
@@ -312,8 +330,12 @@ function checkEvent(value: unknown, index: number | null): WireEvent {
       return { ...event, round: event.round ?? 0, errmsg: event.errmsg ?? null, payload: event.payload ?? null };
     }
     case 'register':
-    case 'heartbeat':
-      return check(validators.presence, value, what);
+    case 'heartbeat': {
+      const event = check(validators.presence, value, what);
+      const problem = event.labels ? labelsProblem(event.labels) : null;
+      if (problem) throw new InvalidMessageError(`${what}: /labels ${problem.message}`);
+      return event;
+    }
     case 'output': {
       const event = check(validators.output, value, what);
       event.lines.forEach((line, i) => checkTimes(line, `${what}: /lines/${i}`));

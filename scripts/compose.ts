@@ -1,6 +1,7 @@
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { DataSource } from 'typeorm';
-import { projectRoot } from '../config/loader';
+import { packageVersion, projectRoot } from '../config/loader';
 import type { Config, EndpointConfig } from '../config/schema';
 import { loadHandlers } from '../handlers';
 import { createDataSource, openDatabase } from '../api/storage/database';
@@ -15,6 +16,7 @@ import { InProcessBroker } from '../protocol/in-process/in-process-broker';
 import { RabbitBroker } from '../protocol/rabbitmq/rabbit-broker';
 import { ServerTransport } from '../protocol/server-transport';
 import { Topology } from '../protocol/topology';
+import { loadTlsMaterial, TlsMaterial } from '../lib/tls-files';
 
 /** How long an endpoint's publish waits for the broker's confirm before it is tried again. */
 const ENDPOINT_PUBLISH_TIMEOUT_MS = 30_000;
@@ -42,7 +44,8 @@ export class Connections {
       }
       return this.world.connect(user);
     }
-    return new RabbitBroker(mq, { connectionName: name, publishTimeoutMs, logger: this.logger });
+    const tls = mq.tls.enabled ? (): TlsMaterial => loadTlsMaterial(mq.tls, 'manager.message_queue.tls', projectRoot()) : undefined;
+    return new RabbitBroker(mq, { connectionName: name, publishTimeoutMs, logger: this.logger, tls });
   }
 
   server(role: string): ServerTransport {
@@ -79,7 +82,10 @@ function handlersOf(config: Config, ep: EndpointConfig): Map<string, HandlerModu
 export async function startEndpointManagers(config: Config, logger: Logger, connections: Connections, endpoints: readonly EndpointConfig[]): Promise<EndpointManager[]> {
   const m = config.manager;
   const managers: EndpointManager[] = [];
+  const facts = { hostname: hostname(), os: process.platform, arch: process.arch, version: packageVersion() };
   for (const ep of endpoints) {
+    // How this endpoint's handlers are given: `module` (handlers/<type>), `command` (a command type's program).
+    const kinds = [...new Set(ep.task_types.map((t) => (config.command_types[t] === undefined ? 'module' : 'command')))].sort();
     const manager = new EndpointManager({
       endpoint: ep.name,
       handlers: handlersOf(config, ep),
@@ -90,6 +96,8 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
       stateTimeoutMs: m.state_timeout * 1000,
       prefetch: m.message_queue.prefetch,
       transport: connections.endpoint(ep.name),
+      labels: ep.labels,
+      facts: { ...facts, task_types: [...ep.task_types], handler_kinds: kinds },
       logger,
       output: { maxLines: m.output_max_lines, maxBytes: m.output_max_bytes, flushMs: m.output_flush * 1000, batchLines: m.output_batch_lines },
     });

@@ -15,6 +15,7 @@ import type { Logger } from '../lib/logger';
 import type { RemovedEndpoint } from '../api/endpoint-service';
 import { ENDPOINT_PATTERN } from '../config/schema';
 import { Connections, openDb, topologyOf } from './compose';
+import { endpointHostCommand } from './endpoint-command';
 import { main } from './main';
 
 /** The endpoint removed through the database and the broker directly; null when nothing knew it. */
@@ -76,8 +77,8 @@ main('endpoint', {
     } finally {
       await ds.destroy();
     }
-    out(`endpoint user '${name}' may now connect to vhost '${mq.virtual_host}'. On that endpoint's host:`);
-    out(`  TASKER_MANAGER__MESSAGE_QUEUE__USERNAME=${name} TASKER_MANAGER__MESSAGE_QUEUE__PASSWORD=${password} npm run manager -- --endpoint ${name} --mode ${config.mode}`);
+    out(`endpoint user '${name}' may now connect to vhost '${mq.virtual_host}'. On that endpoint's host (this project installed; the broker's address as this host reaches it):`);
+    out(`  ${endpointHostCommand(config, name as string, password)}`);
   } else {
     const removed = await removeEndpoint(config, logger, name as string, values.force === true);
     out(removed ? `endpoint '${name}' removed: ${removed.cancelled} open responses cancelled, its queues deleted` : `no endpoint '${name}' registered`);

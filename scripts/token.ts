@@ -4,6 +4,7 @@ import { TokenStore } from '../api/storage/token-store';
 import { issueToken, tokenView } from '../api/tokens';
 import { openDb } from './compose';
 import { main } from './main';
+import { commaList } from '../lib/comma-list';
 
 const checkToken = bodyChecker(TokenBody);
 
@@ -16,11 +17,11 @@ main('token', {
   scope: { type: 'string', multiple: true },
 }, async ({ config, logger, values, positionals }) => {
   const [command, name, ...rest] = positionals;
-  const usage = 'usage: npm run token -- create NAME --scope SCOPE [--scope SCOPE...] | list | revoke NAME  [--mode M]\n'
+  const usage = 'usage: npm run token -- create NAME --scope SCOPE[,SCOPE...] [--scope SCOPE...] | list | revoke NAME  [--mode M]\n'
     + '  scopes: submit:<task_type>, submit:*, read, operate (retry, cancel), admin (everything, tokens too)';
   if (rest.length > 0 || !['create', 'list', 'revoke'].includes(command ?? '')) throw new Error(usage);
   if (command !== 'list' && name === undefined) throw new Error(`NAME is required\n${usage}`);
-  const scopes = (values.scope as string[] | undefined) ?? [];
+  const scopes = ((values.scope as string[] | undefined) ?? []).flatMap(commaList);
   if (command === 'create') checkToken({ name, scopes });
   const ds = await openDb(config, logger);
   const store = new TokenStore(ds);

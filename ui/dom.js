@@ -76,6 +76,14 @@ export function stateBar(counts) {
 }
 
 /** An error for the page: the API's message, and what to do about a missing scope. */
+/**
+ * A JSON value to read: indented, and a string's newlines and tabs shown as such (a command's output reads
+ * as lines), which makes the text a view rather than JSON to copy; the API's answer has the exact value.
+ */
+export function readableJson(value) {
+  return JSON.stringify(value ?? null, null, 2).replace(/(?<!\\)((?:\\\\)*)\\([nt])/g, (_m, slashes, c) => `${slashes}${c === 'n' ? '\n' : '\t'}`);
+}
+
 export function errorText(err) {
   if (err?.status === 403) return `${err.message}: this token may not do that.`;
   return err?.message ?? String(err);

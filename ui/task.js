@@ -2,7 +2,7 @@
 // endpoint's result on click; retry and cancel for tokens with the operate scope.
 
 import { api, ApiError, findTask, openStream, query, serverNow, token } from './api.js';
-import { age, badge, duration, errorText, h, STATES, when } from './dom.js';
+import { age, badge, duration, errorText, h, readableJson, STATES, when } from './dom.js';
 
 /** Up to this many endpoints, each cell shows its name; above it, small squares named on hover. */
 const TILE_LIMIT = 60;
@@ -105,7 +105,7 @@ export function mountTask(root, app, type, identifier) {
       ...(task.deadline ? item('Deadline', when(task.deadline), task.deadline) : []),
       ...item('Took', task.end_time ? duration(task.start_time, task.end_time) : `${age(serverNow() - Date.parse(task.start_time)).replace(' ago', '')} so far`),
     );
-    payload.textContent = JSON.stringify(task.payload, null, 2);
+    payload.textContent = readableJson(task.payload);
   }
 
   function counts() {
@@ -256,7 +256,9 @@ export function mountTask(root, app, type, identifier) {
     const names = (xs) => xs.length <= 6 ? xs.join(', ') : `${xs.slice(0, 5).join(', ')} and ${xs.length - 5} more`;
     switch (e.kind) {
       case 'created': return `${e.detail?.expected ?? ''} endpoints expected${e.detail?.broadcast ? ' (broadcast)' : ''}`;
-      case 'sent': return `round ${e.detail?.round ?? 0} to ${Array.isArray(e.detail?.endpoints) ? names(e.detail.endpoints) : `${e.detail?.targets ?? '?'} endpoint${e.detail?.targets === 1 ? '' : 's'}`}`;
+      case 'sent': return `round ${e.detail?.round ?? 0} ${Array.isArray(e.detail?.endpoints) ? `to ${names(e.detail.endpoints)}`
+        : typeof e.detail?.targets === 'number' ? `to ${e.detail.targets} endpoint${e.detail.targets === 1 ? '' : 's'}`
+          : e.detail?.by === 'first response' ? '(an endpoint answered before the broker confirmed the send)' : ''}`.trimEnd();
       case 'missing': return `${names(list.map((x) => x.endpoint))} never answered`;
       case 'skipped': return `${e.detail?.errors ?? '?'} errors (at most ${e.detail?.max_errors ?? '?'}): ${Array.isArray(e.detail?.endpoints) ? names(e.detail.endpoints) : '?'} skipped`;
       case 'stopped': return `${e.detail?.succeeded ?? '?'} succeeded, ${e.detail?.failed ?? '?'} failed, ${e.detail?.skipped ?? '?'} skipped`;
@@ -340,7 +342,7 @@ export function mountTask(root, app, type, identifier) {
       h('h3', {}, 'Output'),
       output?.pre ?? null,
       h('h3', {}, 'Payload'),
-      stale.has(r.endpoint) && r.status === 1 ? h('p.muted', {}, 'reading…') : h('pre.json', {}, r.payload === null || r.payload === undefined ? 'null' : JSON.stringify(r.payload, null, 2)),
+      stale.has(r.endpoint) && r.status === 1 ? h('p.muted', {}, 'reading…') : h('pre.json', {}, readableJson(r.payload)),
       retryOne,
     );
   }

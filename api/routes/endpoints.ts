@@ -1,4 +1,5 @@
 import { NotFoundError } from '../../lib/errors';
+import { parseSelector } from '../../protocol/label-selector';
 import { ENDPOINT_PATTERN } from '../../protocol/names';
 import type { EndpointService } from '../endpoint-service';
 import type { ApiRoutes } from '../operation';
@@ -13,17 +14,23 @@ export function addEndpointRoutes(routes: ApiRoutes, service: EndpointService, t
 
   routes.add({
     id: 'listEndpoints', method: 'get', path: '/endpoints', tag: 'endpoints', scope: 'read',
-    summary: 'The endpoints that registered, by name, with their last heartbeat and whether they wait for a server side', query: EndpointListQuery,
+    summary: 'The endpoints that registered, by name, with their last heartbeat, labels and facts, and whether they wait for a server side', query: EndpointListQuery,
+    description: 'With `selector`, only those whose labels and facts match it (live or not; `stale` says which), and `count`: how many match in all. '
+      + '400 `bad_selector` with the `position` of the offending character.',
     answers: answers({ 200: { description: 'a page of endpoints', schema: EndpointPage } }, [400]),
   }, async (ctx, { query: q }) => {
-    const page = await service.list(decodeNameCursor(q.cursor) ?? '', q.limit ?? 100);
+    const after = decodeNameCursor(q.cursor) ?? '';
+    const limit = q.limit ?? 100;
+    const page = q.selector === undefined ? await service.list(after, limit) : await service.matching(parseSelector(q.selector), after, limit);
     const now = await service.now();
     ctx.body = {
       endpoints: page.items.map((e) => ({
         name: e.name, task_types: e.task_types, first_seen: e.first_seen.toISOString(), last_heartbeat: e.last_heartbeat.toISOString(),
         alive: service.isAlive(e, now), stale: service.isStale(e, now), waiting_since: e.waiting_since?.toISOString() ?? null,
+        labels: e.labels, facts: e.facts,
       })),
       next_cursor: page.next === null ? null : encodeCursor(page.next),
+      ...('count' in page ? { count: page.count } : {}),
     };
   });
 

@@ -11,7 +11,7 @@ const iso = (d: Date | null): string | null => (d === null ? null : d.toISOStrin
 
 export function scheduleView(s: Schedule): Record<string, unknown> {
   return {
-    name: s.name, task_type: s.task_type, cron: s.cron, every: s.every, timezone: s.timezone, payload: s.payload, endpoints: s.endpoints,
+    name: s.name, task_type: s.task_type, cron: s.cron, every: s.every, timezone: s.timezone, payload: s.payload, endpoints: s.endpoints, selector: s.selector,
     rollout: s.rollout, paused: s.paused, next_fire_time: iso(s.next_fire_time), last_fire_time: iso(s.last_fire_time),
     last_task_identifier: s.last_task_identifier, last_error: s.last_error, created_by: s.created_by,
     created_time: s.created_time.toISOString(), updated_time: s.updated_time.toISOString(),

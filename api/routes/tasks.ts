@@ -6,7 +6,7 @@ import type { ApiRoutes } from '../operation';
 import type { OperationsService } from '../operations-service';
 import { decodeCursor, decodeTime, encodeCursor } from '../query';
 import {
-  EventPage, EventsQuery, NoQuery, ResponsePage, ResponsesQuery, RetryAnswer, RetryBody, TaskListQuery, TaskPage,
+  CreateTaskQuery, DryRunAnswer, EventPage, EventsQuery, NoQuery, ResponsePage, ResponsesQuery, RetryAnswer, RetryBody, TaskListQuery, TaskPage,
   TaskQuery, TaskRequestBody, TaskWithResponses,
 } from '../schemas';
 import { admitEventStream, EventStreams, lastEventId, openEventStream, wantsEventStream } from '../sse';
@@ -43,11 +43,23 @@ export function addTaskRoutes(routes: ApiRoutes, deps: TasksRouterDeps): void {
   routes.add({
     id: 'createTask', method: 'post', path: '/:type', tag: 'tasks', scope: (p) => `submit:${p.type}`,
     summary: 'Create a task and send it to its endpoints',
-    description: 'A repeat with the same identifier and body answers 200 with the stored task and sends nothing; with another body, 409.',
-    params: TYPE_PARAM, body: TaskRequestBody,
-    answers: { ...answers({ 201: { description: 'created and sent (or stored as CREATED, to be sent when the broker is back)', schema: Type.Ref('Task') }, 200: { description: 'an idempotent repeat: the stored task', schema: Type.Ref('Task') } }, [400, 404, 409, 413, 415, 422]), 503: BACKLOG_ANSWER },
-  }, async (ctx, { body }) => {
-    const { task, created, counts } = await service.create(ctx.params.type, toTaskRequest(body), actorOf(ctx));
+    description: 'A repeat with the same identifier and body answers 200 with the stored task and sends nothing; with another body, 409. '
+      + 'The endpoints are those listed, those a `selector` matches among the live endpoints of the type (422 `no_matching_endpoints` when none; '
+      + '400 `bad_selector` with the `position` of the offending character), or those registered for the type. '
+      + '`dry_run=true` answers 200 with the endpoints it would go to and creates nothing.',
+    params: TYPE_PARAM, query: CreateTaskQuery, body: TaskRequestBody,
+    answers: { ...answers({
+      201: { description: 'created and sent (or stored as CREATED, to be sent when the broker is back)', schema: Type.Ref('Task') },
+      200: { description: 'an idempotent repeat: the stored task; with dry_run: the endpoints it would go to', schema: Type.Union([Type.Ref('Task'), DryRunAnswer]) },
+    }, [400, 404, 409, 413, 415, 422]), 503: BACKLOG_ANSWER },
+  }, async (ctx, { query, body }) => {
+    const req = toTaskRequest(body);
+    if (query.dry_run === true) {
+      const endpoints = await service.plan(ctx.params.type, req);
+      ctx.body = { dry_run: true, selector: req.selector?.text ?? null, endpoints, count: endpoints.length };
+      return;
+    }
+    const { task, created, counts } = await service.create(ctx.params.type, req, actorOf(ctx));
     ctx.status = created ? 201 : 200;
     ctx.body = taskView(task, counts);
   });

@@ -174,7 +174,7 @@ export class Locked {
    * down mid-publish), and the resend job picks CREATED tasks, sending them to the endpoints that have
    * not answered. A rollout becomes SENT here: its rows record which of its sends were confirmed.
    */
-  private sent(task: LockedTask): void {
+  private sent(task: LockedTask, round: number): void {
     const first = task.sentTime === null;
     if (first) {
       task.sentTime = new Date(Math.max(task.startTime.getTime(), this.now.getTime()));
@@ -186,12 +186,13 @@ export class Locked {
       enter(task, TASK_STATUS.SENT);
       return;
     }
-    if (first) this.leadEvents.push({ task, kind: EVENT.SENT, time: task.sentTime as Date, detail: { by: 'first response' } });
+    // How many endpoints the send reached is the confirm's to say; the round is the responding row's.
+    if (first) this.leadEvents.push({ task, kind: EVENT.SENT, time: task.sentTime as Date, detail: { by: 'first response', round } });
   }
 
   /** A row heard from for the first time (a receipt, or a state request that lets it run). */
   receive(task: LockedTask, row: LockedRow, attempt: number, startTime: string): void {
-    this.sent(task);
+    this.sent(task, row.round);
     enter(row, ENDPOINT_STATE.RUNNING);
     Object.assign(row, { status: RESPONSE_STATUS.RECEIVED, attempts: attempt, startTime: row.startTime ?? startTime, changed: true });
     task.received++;
@@ -200,7 +201,7 @@ export class Locked {
 
   /** A row finished (from pending, cancelled or running), with its result. */
   finish(task: LockedTask, row: LockedRow, r: { errnr: number; errmsg: string | null; payload: string | null; attempt: number; startTime: string }): void {
-    this.sent(task);
+    this.sent(task, row.round);
     if (row.status === null) task.received++;
     task.finished++;
     if (r.errnr !== 0) task.failed++;

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { DataSource, DataSourceOptions, EntityManager, QueryFailedError } from 'typeorm';
-import type { DbConfig } from '../../config/schema';
+import type { DbConfig, TlsConfig } from '../../config/schema';
 import { DatabaseUnavailableError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import { ACQUIRE_TIMEOUT, boundedMysql2, DbBounds } from './bounded-mysql';
@@ -22,7 +22,9 @@ import { EndpointWaiting1764800000000 } from './migrations/1764800000000-endpoin
 import { RequestFingerprint1764910000000 } from './migrations/1764910000000-request-fingerprint';
 import { DropStatusStartIndex1765000000000 } from './migrations/1765000000000-drop-status-start-index';
 import { KnownEndpoints1765100000000 } from './migrations/1765100000000-known-endpoints';
+import { EndpointLabels1765200000000 } from './migrations/1765200000000-endpoint-labels';
 import { TaskOutput1765250000000 } from './migrations/1765250000000-task-output';
+import { loadTlsMaterial, tlsRefusalKey } from '../../lib/tls-files';
 
 /**
  * Entities only for the tables a TypeORM repository queries (the API tokens); every other table is read and
@@ -33,7 +35,7 @@ export const MIGRATIONS = [Initial1763800000000, BinaryKeys1763900000000, Operat
   Rollouts1764200000000, Schedules1764300000000, BigintIds1764400000000,
   Deadlines1764500000000, ResendBackoff1764600000000, EndpointWaiting1764800000000,
   RequestFingerprint1764910000000, DropStatusStartIndex1765000000000, KnownEndpoints1765100000000,
-  TaskOutput1765250000000];
+  EndpointLabels1765200000000, TaskOutput1765250000000];
 
 export type Dialect = 'mysql' | 'sqlite';
 
@@ -86,6 +88,7 @@ export function createDataSource(db: DbConfig, root: string): DataSource {
       extra: { enableKeepAlive: true, maxIdle: db.pool_size },
       // BIGINT ids as numbers while exact, as strings beyond 2^53 (which readId then refuses), not always strings.
       supportBigNumbers: true, bigNumberStrings: false,
+      ...db.tls.enabled ? { ssl: mysqlTls(db.tls, root) } : {},
     };
   } else if (db.uri.startsWith('sqlite:')) {
     const file = path.resolve(root, db.uri.slice('sqlite:'.length));
@@ -108,6 +111,11 @@ export function createDataSource(db: DbConfig, root: string): DataSource {
   const ds = new DataSource(options);
   if (bounds) boundsOf.set(ds, bounds);
   return ds;
+}
+
+/** mysql2's `ssl`: the files, and whether the server's certificate (chain and name) is checked. */
+export function mysqlTls(tls: TlsConfig, root: string): Record<string, unknown> {
+  return { ...loadTlsMaterial(tls, 'manager.db.tls', root), rejectUnauthorized: tls.verify, verifyIdentity: tls.verify };
 }
 
 /** The code of a request's database call that ran out of its time (see `guardDb`). */
@@ -222,6 +230,8 @@ export async function openDatabase(make: () => DataSource, log: Logger): Promise
     });
   } catch (err) {
     if (fatal(err)) throw new Error(`cannot use the database (${errorCode(err)}); run \`npm run initialize\` for this mode first`, { cause: err });
+    const key = tlsRefusalKey(err, 'manager.db.tls');
+    if (key) throw new Error(`TLS to the database failed: ${(err as Error).message}; check ${key}`, { cause: err });
     throw err;
   }
 }

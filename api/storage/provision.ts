@@ -1,7 +1,10 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
 import mysql from 'mysql2/promise';
 import type { DataSource } from 'typeorm';
 import type { DbConfig } from '../../config/schema';
-import { dialectOf, migrate } from './database';
+import { dialectOf, migrate, mysqlTls } from './database';
 
 /**
  * The database part of `initialize`: create the database and its user (when the mode configures admin
@@ -28,10 +31,13 @@ export function parseMysqlUri(uri: string): MysqlTarget {
   return { user, password: decodeURIComponent(u.password), host: u.hostname, port: Number(u.port || 3306), database };
 }
 
-async function withAdmin<T>(db: DbConfig, fn: (conn: mysql.Connection, target: MysqlTarget) => Promise<T>): Promise<T | undefined> {
+/** The database's TLS, for the connections made here as for the API's. */
+const tlsOf = (db: DbConfig, root: string): { ssl?: Record<string, unknown> } => (db.tls.enabled ? { ssl: mysqlTls(db.tls, root) } : {});
+
+async function withAdmin<T>(db: DbConfig, root: string, fn: (conn: mysql.Connection, target: MysqlTarget) => Promise<T>): Promise<T | undefined> {
   if (!db.uri.startsWith('mysql://') || !db.admin_uri) return undefined;
   const target = parseMysqlUri(db.uri);
-  const conn = await mysql.createConnection({ uri: db.admin_uri, connectTimeout: db.connect_timeout * 1000 });
+  const conn = await mysql.createConnection({ uri: db.admin_uri, connectTimeout: db.connect_timeout * 1000, ...tlsOf(db, root) });
   try {
     return await fn(conn, target);
   } finally {
@@ -40,8 +46,8 @@ async function withAdmin<T>(db: DbConfig, fn: (conn: mysql.Connection, target: M
 }
 
 /** Creates the database and the application user if missing; the user may connect from anywhere and from localhost. */
-export async function createDatabase(db: DbConfig): Promise<boolean> {
-  const done = await withAdmin(db, async (conn, t) => {
+export async function createDatabase(db: DbConfig, root: string): Promise<boolean> {
+  const done = await withAdmin(db, root, async (conn, t) => {
     await conn.query(`CREATE DATABASE IF NOT EXISTS \`${t.database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
     for (const host of ['%', 'localhost']) {
       await conn.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [t.user, host, t.password]);
@@ -54,18 +60,70 @@ export async function createDatabase(db: DbConfig): Promise<boolean> {
 }
 
 /** Drops the database and the application user (test clean-up). */
-export async function dropDatabase(db: DbConfig): Promise<void> {
-  await withAdmin(db, async (conn, t) => {
+export async function dropDatabase(db: DbConfig, root: string): Promise<void> {
+  await withAdmin(db, root, async (conn, t) => {
     await conn.query(`DROP DATABASE IF EXISTS \`${t.database}\``);
     for (const host of ['%', 'localhost']) await conn.query('DROP USER IF EXISTS ?@?', [t.user, host]);
   });
+}
+
+/** Every table of the project: what a reset drops. */
+export const PROJECT_TABLES: readonly string[] = Object.freeze(['schedule', 'api_token', 'task_event', 'request_key', 'task_response', 'task', 'endpoint', 'known_endpoint', 'task_output', 'migrations']);
+
+/** What a reset of the tables would delete: the project's tables that exist, and how many tasks they hold. */
+export interface ExistingData {
+  tables: string[];
+  tasks: number;
+}
+
+/**
+ * The project's tables in the mode's database, looked at without changing anything (and without the
+ * retries of the API's start: a database or user that does not exist yet simply holds nothing).
+ */
+export async function existingData(db: DbConfig, root: string): Promise<ExistingData> {
+  if (db.uri.startsWith('sqlite:')) return existingSqlite(path.resolve(root, db.uri.slice('sqlite:'.length)));
+  const target = parseMysqlUri(db.uri);
+  const via = new URL(db.admin_uri || db.uri);
+  let conn: mysql.Connection;
+  try {
+    conn = await mysql.createConnection({
+      host: via.hostname, port: Number(via.port || 3306), user: decodeURIComponent(via.username), password: decodeURIComponent(via.password),
+      connectTimeout: db.connect_timeout * 1000, ...tlsOf(db, root),
+    });
+  } catch (err) {
+    // The application user does not exist yet, so neither does its data.
+    if ((err as { code?: string }).code === 'ER_ACCESS_DENIED_ERROR' && !db.admin_uri) return { tables: [], tasks: 0 };
+    throw new Error(`could not look at the database at ${via.hostname}:${via.port || 3306}`, { cause: err });
+  }
+  try {
+    const [rows] = await conn.query('SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?', [target.database]);
+    const tables = (rows as { name: string }[]).map((r) => r.name).filter((n) => PROJECT_TABLES.includes(n));
+    if (!tables.includes('task')) return { tables, tasks: 0 };
+    const [count] = await conn.query(`SELECT COUNT(*) AS n FROM \`${target.database}\`.task`);
+    return { tables, tasks: Number((count as { n: number }[])[0].n) };
+  } finally {
+    await conn.end();
+  }
+}
+
+function existingSqlite(file: string): ExistingData {
+  if (!existsSync(file)) return { tables: [], tasks: 0 };
+  const sqlite = new BetterSqlite3(file, { readonly: true, fileMustExist: true });
+  try {
+    const tables = (sqlite.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[])
+      .map((r) => r.name).filter((n) => PROJECT_TABLES.includes(n));
+    const tasks = tables.includes('task') ? Number((sqlite.prepare('SELECT COUNT(*) AS n FROM task').get() as { n: number }).n) : 0;
+    return { tables, tasks };
+  } finally {
+    sqlite.close();
+  }
 }
 
 /** Drops every table of the project and migrates from scratch. */
 export async function resetTables(ds: DataSource): Promise<void> {
   const mysqlDb = dialectOf(ds) === 'mysql';
   if (mysqlDb) await ds.query('SET FOREIGN_KEY_CHECKS = 0');
-  for (const table of ['schedule', 'api_token', 'task_event', 'request_key', 'task_response', 'task', 'endpoint', 'known_endpoint', 'task_output', 'migrations']) await ds.query(`DROP TABLE IF EXISTS ${table}`);
+  for (const table of PROJECT_TABLES) await ds.query(`DROP TABLE IF EXISTS ${table}`);
   if (mysqlDb) await ds.query('SET FOREIGN_KEY_CHECKS = 1');
   await migrate(ds);
 }

@@ -1,3 +1,4 @@
+import type { Facts, Labels } from '../../protocol/labels';
 import type { EndpointState, TaskStatus } from '../lifecycle/states';
 
 /**
@@ -46,6 +47,8 @@ export interface Task {
   timeout: number;
   /** When the run's time is up, on the database's clock: the send (or creation, until sent) plus `timeout`. */
   deadline: Date | null;
+  /** The label selector it was addressed with; `expected_endpoints` is what it resolved to at creation. */
+  selector: string | null;
 }
 
 export interface TaskResponse {
@@ -94,6 +97,9 @@ export interface RegisteredEndpoint {
   last_heartbeat: Date;
   /** Since when its deliveries wait for a server side that does not answer, as its latest heartbeat said. */
   waiting_since: Date | null;
+  /** As its latest register or heartbeat said; empty when it sent none. */
+  labels: Labels;
+  facts: Facts;
 }
 
 /** A schedule: a task created on a cron or every so often. */
@@ -106,6 +112,8 @@ export interface Schedule {
   timezone: string;
   payload: unknown;
   endpoints: string[] | null;
+  /** A label selector each firing's task is addressed with, resolved at the firing; null: none. */
+  selector: string | null;
   rollout: Record<string, unknown> | null;
   paused: boolean;
   /** Where `every` counts from. */

@@ -18,7 +18,7 @@ export interface Fired {
   error: string | null;
 }
 
-const COLUMNS = 'id, name, task_type, cron, every, timezone, payload, endpoints, rollout, paused, anchor_time, next_fire_time, last_fire_time, '
+const COLUMNS = 'id, name, task_type, cron, every, timezone, payload, endpoints, selector, rollout, paused, anchor_time, next_fire_time, last_fire_time, '
   + 'last_task_identifier, last_error, created_by, created_time, updated_time';
 
 type Row = Record<string, unknown>;
@@ -27,7 +27,8 @@ function fromRow(r: Row): Schedule {
   return {
     id: readId(r.id), name: String(r.name), task_type: String(r.task_type),
     cron: r.cron === null ? null : String(r.cron), every: r.every === null ? null : String(r.every), timezone: String(r.timezone),
-    payload: readJson(r.payload), endpoints: readJson(r.endpoints), rollout: readJson(r.rollout), paused: Number(r.paused) === 1,
+    payload: readJson(r.payload), endpoints: readJson(r.endpoints), selector: r.selector === null || r.selector === undefined ? null : String(r.selector),
+    rollout: readJson(r.rollout), paused: Number(r.paused) === 1,
     anchor_time: readTime(r.anchor_time), next_fire_time: readOptionalTime(r.next_fire_time), last_fire_time: readOptionalTime(r.last_fire_time),
     last_task_identifier: r.last_task_identifier === null ? null : String(r.last_task_identifier),
     last_error: r.last_error === null ? null : String(r.last_error), created_by: r.created_by === null ? null : String(r.created_by),
@@ -52,9 +53,9 @@ export class ScheduleStore {
   async create(s: NewSchedule): Promise<Schedule> {
     try {
       await this.query(
-        `INSERT INTO schedule (name, task_type, cron, every, timezone, payload, endpoints, rollout, paused, anchor_time, next_fire_time,
-           created_by, created_time, updated_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        [s.name, s.task_type, s.cron, s.every, s.timezone, writeJson(s.payload), writeJson(s.endpoints), writeJson(s.rollout), s.paused ? 1 : 0,
+        `INSERT INTO schedule (name, task_type, cron, every, timezone, payload, endpoints, selector, rollout, paused, anchor_time, next_fire_time,
+           created_by, created_time, updated_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [s.name, s.task_type, s.cron, s.every, s.timezone, writeJson(s.payload), writeJson(s.endpoints), s.selector, writeJson(s.rollout), s.paused ? 1 : 0,
           sqlTime(s.anchor_time), optionalTime(s.next_fire_time), s.created_by, sqlTime(s.created_time), sqlTime(s.created_time)],
       );
     } catch (err) {
@@ -76,9 +77,9 @@ export class ScheduleStore {
   /** Replaces the definition and the next firing; false when the schedule is gone. */
   async update(s: Schedule, now: Date): Promise<boolean> {
     const changed = await this.change(
-      `UPDATE schedule SET task_type = ?, cron = ?, every = ?, timezone = ?, payload = ?, endpoints = ?, rollout = ?, paused = ?, anchor_time = ?,
+      `UPDATE schedule SET task_type = ?, cron = ?, every = ?, timezone = ?, payload = ?, endpoints = ?, selector = ?, rollout = ?, paused = ?, anchor_time = ?,
          next_fire_time = ?, updated_time = ? WHERE id = ?`,
-      [s.task_type, s.cron, s.every, s.timezone, writeJson(s.payload), writeJson(s.endpoints), writeJson(s.rollout), s.paused ? 1 : 0,
+      [s.task_type, s.cron, s.every, s.timezone, writeJson(s.payload), writeJson(s.endpoints), s.selector, writeJson(s.rollout), s.paused ? 1 : 0,
         sqlTime(s.anchor_time), optionalTime(s.next_fire_time), sqlTime(now), s.id],
     );
     return changed > 0;

@@ -11,6 +11,8 @@ export interface NewTask {
   identifier: string;
   payload: unknown;
   endpoints: string[] | null;
+  /** The label selector it was addressed with (then `endpoints` holds what it resolved to); null: none. */
+  selector?: string | null;
   expected: string[];
   requestHash: string;
   /** Seconds it may run from its send. */
@@ -22,7 +24,7 @@ export interface NewTask {
 }
 
 const TASK_COLUMN_NAMES = ['id', 'identifier', 'type', 'status', 'payload', 'endpoints', 'expected_endpoints', 'expected_count',
-  'received_count', 'finished_count', 'failed_count', 'request_hash', 'start_time', 'sent_time', 'end_time', 'last_modified_time', 'rollout', 'timeout', 'deadline'];
+  'received_count', 'finished_count', 'failed_count', 'request_hash', 'start_time', 'sent_time', 'end_time', 'last_modified_time', 'rollout', 'timeout', 'deadline', 'selector'];
 
 /** The task columns that `hydrateTask` reads, with a table alias if given. */
 export function taskColumns(alias?: string): string {
@@ -57,6 +59,7 @@ export function hydrateTask(row: Record<string, unknown>): Task {
     rollout: readJson<Rollout | null>(row.rollout ?? null),
     timeout: Number(row.timeout),
     deadline: readOptionalTime(row.deadline),
+    selector: row.selector === null || row.selector === undefined ? null : String(row.selector),
   };
 }
 
@@ -117,7 +120,7 @@ export class TaskStore {
         await this.insertResponseRows(em, tasks);
         events = await this.history.append(em, tasks.flatMap((task): NewEvent[] => {
           const created: NewEvent = {
-            task, kind: EVENT.CREATED, time: task.start_time, detail: { expected: task.expected_count, broadcast: task.endpoints === null },
+            task, kind: EVENT.CREATED, time: task.start_time, detail: { expected: task.expected_count, broadcast: task.endpoints === null, ...(task.selector ? { selector: task.selector } : {}) },
             actor: firsts.get(`${task.type}/${task.identifier}`)?.actor ?? null,
           };
           if (!task.rollout) return [created];
@@ -170,9 +173,9 @@ export class TaskStore {
     const deadline = (t: NewTask): Date => new Date(now.getTime() + t.timeout * 1000);
     const rows = items.map((t) => [
       t.identifier, t.type, TASK_STATUS.CREATED, writeJson(t.payload), writeJson(t.endpoints), writeJson(t.expected), t.expected.length,
-      t.requestHash, sqlTime(now), sqlTime(now), t.rollout ? writeJson(t.rollout) : null, t.timeout, sqlTime(deadline(t))]);
+      t.requestHash, sqlTime(now), sqlTime(now), t.rollout ? writeJson(t.rollout) : null, t.timeout, sqlTime(deadline(t)), t.selector ?? null]);
     const first = await insertRows(this.ds, em, `INSERT INTO task (identifier, type, status, payload, endpoints, expected_endpoints, expected_count,
-      request_hash, start_time, last_modified_time, rollout, timeout, deadline) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
+      request_hash, start_time, last_modified_time, rollout, timeout, deadline, selector) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
     if (first === null) {
       const stored: Task[] = [];
       for (const t of items) stored.push(...(await this.selectByIdentifiers(em, t.type, [t.identifier])).values());
@@ -182,7 +185,7 @@ export class TaskStore {
       id: first + i, identifier: t.identifier, type: t.type, status: TASK_STATUS.CREATED, payload: t.payload ?? null, endpoints: t.endpoints,
       expected_endpoints: t.expected, expected_count: t.expected.length, received_count: 0, finished_count: 0, failed_count: 0,
       request_hash: t.requestHash, start_time: now, sent_time: null, end_time: null, last_modified_time: now, rollout: t.rollout,
-      timeout: t.timeout, deadline: deadline(t),
+      timeout: t.timeout, deadline: deadline(t), selector: t.selector ?? null,
     }));
   }
 

@@ -12,6 +12,7 @@ import { coalesceWrites } from './coalesce-writes';
 import { brokerAddresses, formatAddress } from './hosts';
 import { NodeRotation } from './node-rotation';
 import { Unconfirmed } from './unconfirmed';
+import { TlsMaterial, tlsRefusalKey } from '../../lib/tls-files';
 
 export interface RabbitBrokerOptions {
   /** Shown in the management UI's connection list. */
@@ -19,6 +20,8 @@ export interface RabbitBrokerOptions {
   /** How long a publish waits for the broker's confirm. */
   publishTimeoutMs: number;
   logger: Logger;
+  /** With `manager.message_queue.tls` on: its files, read at each connection (a renewed certificate is used from the next). */
+  tls?: () => TlsMaterial;
 }
 
 interface ConsumerSpec {
@@ -118,11 +121,16 @@ export class RabbitBroker implements Broker {
     this.setups.push(setup);
   }
 
-  /** Tries once; if the broker is away, keeps trying in the background and resolves anyway. */
+  /**
+   * Tries once; if the broker is away, keeps trying in the background and resolves anyway. A TLS refusal (the
+   * broker's certificate, its name, or ours) is not something time mends: it fails the start, naming the key.
+   */
   async start(): Promise<void> {
     try {
       await this.connect();
     } catch (err) {
+      const key = this.options.tls ? tlsRefusalKey(err, 'manager.message_queue.tls') : null;
+      if (key) throw new Error(`TLS to RabbitMQ at ${formatAddress(this.nodes.current)} failed: ${(err as Error).message}; check ${key}`, { cause: err });
       const node = formatAddress(this.nodes.current);
       const round = this.nodes.failed();
       this.log.warn({ err, node, next: formatAddress(this.nodes.current) }, 'broker unavailable, retrying in the background');
@@ -130,12 +138,24 @@ export class RabbitBroker implements Broker {
     }
   }
 
+  /** The socket options of an amqps connection: the files, and what to check of the broker's certificate. */
+  private tlsOptions(): Record<string, unknown> {
+    if (!this.options.tls) return {};
+    const { servername, verify } = this.mq.tls;
+    return {
+      ...this.options.tls(),
+      ...servername !== '' ? { servername } : {},
+      rejectUnauthorized: verify,
+      ...verify ? {} : { checkServerIdentity: () => undefined },
+    };
+  }
+
   private async connect(): Promise<void> {
     const { username, password, virtual_host, heartbeat } = this.mq;
     const { host, port } = this.nodes.current;
     const conn = await amqp.connect(
-      { protocol: 'amqp', hostname: host, port, username, password, vhost: virtual_host, heartbeat },
-      { clientProperties: { connection_name: this.options.connectionName }, timeout: 10_000, noDelay: true },
+      { protocol: this.options.tls ? 'amqps' : 'amqp', hostname: host, port, username, password, vhost: virtual_host, heartbeat },
+      { clientProperties: { connection_name: this.options.connectionName }, timeout: 10_000, noDelay: true, ...this.tlsOptions() },
     );
     if (!coalesceWrites(conn)) this.log.debug('amqplib socket not reachable; frames are written one by one');
     conn.on('error', (err: Error) => this.log.warn({ err }, 'connection error'));

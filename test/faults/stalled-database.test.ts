@@ -4,6 +4,7 @@ import { createDataSource, guardDb, isTransientDbError, limitDbCalls, transactio
 import { DatabaseUnavailableError } from '../../lib/errors';
 import { Harness, Proc } from '../support/harness';
 import { PrivateMariadb } from '../support/private-mariadb';
+import { TLS_OFF } from '../../config/schema';
 
 const ENDPOINTS = ['console1', 'console2'];
 const QUEUES = ENDPOINTS.map((e) => `tasker.worker.${e}`);
@@ -192,7 +193,7 @@ describe('faults: the database pool under a stalled MariaDB', function () {
   before(async function () {
     await db.start();
     ds = createDataSource({
-      uri: `mysql://root@127.0.0.1:${db.port}/mysql`, verbose: false, admin_uri: '', pool_size: 2, connect_timeout: 1, query_timeout: 2,
+      uri: `mysql://root@127.0.0.1:${db.port}/mysql`, verbose: false, admin_uri: '', pool_size: 2, connect_timeout: 1, query_timeout: 2, tls: TLS_OFF,
     }, '/tmp');
     await ds.initialize();
   });

@@ -171,6 +171,14 @@ describe('the tasker CLI (RabbitMQ + MariaDB, real processes)', function () {
     assert.match(unknown.stderr, /^tasker: GET \/flaky\/no-such-task: 404 not_found: [^\n]+\n$/);
   });
 
+  it('npm run token takes scopes separated by commas as well as repeated', async function () {
+    const { code, output } = await h.runScript('token.js', ['create', 'pair', '--scope', 'read, operate', '--scope', 'submit:worker']);
+    assert.equal(code, 0, output);
+    assert.match(output, /token 'pair' \(read, operate, submit:worker\)/);
+    const listed = await h.runScript('token.js', ['list']);
+    assert.match(listed.output, /^pair\s+read,operate,submit:worker\s/m);
+  });
+
   it('manages tokens: create (the secret shown once), use within its scope only, list, revoke', async function () {
     const created = await cli(['token', 'create', 'reader', '--scope', 'read']);
     assert.equal(created.code, 0, created.stderr);
@@ -259,7 +267,7 @@ describe('the tasker CLI (RabbitMQ + MariaDB, real processes)', function () {
       const start = await screenWhen('the task SENT with nothing finished', (s) => s.includes(`${header}SENT`) && s.includes('0/3 finished'));
       assert.match(start, /^flaky\/tmux-1 {2}SENT {2}\[\.{30}\] 0\/3 finished$/m);
       for (const ep of ['ep1', 'ep2', 'ep3']) assert.match(start, new RegExp(`^${ep} +(pending|running) `, 'm'));
-      assert.match(start, /^ENDPOINT +STATE +ROUND +ATTEMPTS +ERRNR +MESSAGE$/m);
+      assert.match(start, /^ENDPOINT +STATE +ROUND +ATTEMPTS +ERRNR +RESULT$/m);
 
       const during = await screenWhen('ep1 running while ep3 is still pending', (s) => /^ep1 +running /m.test(s) && /^ep3 +pending /m.test(s));
       assert.match(during, /^flaky\/tmux-1 {2}SENT {2}\[\.{30}\] 0\/3 finished$/m);
@@ -269,7 +277,7 @@ describe('the tasker CLI (RabbitMQ + MariaDB, real processes)', function () {
       const end = await screenWhen('the exit status and the prompt', (s) => /^EXIT=\d+$/m.test(s) && s.trimEnd().endsWith('$'));
       assert.match(end, /^flaky\/tmux-1 {2}INCOMPLETE {2}\[#{20}\.{10}\] 2\/3 finished$/m);
       assert.match(end, /^pending 0 {2}running 0 {2}succeeded 1 {2}failed 1 {2}missing 1 {2}cancelled 0$/m);
-      assert.match(end, /^ep1 +succeeded +0 +1 +0$/m);
+      assert.match(end, /^ep1 +succeeded +0 +1 +0 +\{"round":0,"cancelled":false\}$/m);
       assert.match(end, /^ep2 +failed +0 +1 +7 +failed as asked$/m);
       assert.match(end, /^ep3 +missing +0 +0 +- +never answered$/m);
       assert.match(end, /^tasker: flaky\/tmux-1 is INCOMPLETE: 1 failed, 1 missing of 3 endpoints$/m);

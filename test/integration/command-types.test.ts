@@ -328,4 +328,10 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`command
     assert.equal(r.errnr, 0);
     assert.deepEqual(r.payload, { yeah: 1234123, yiya: 'yippie' });
   });
+
+  it('reports both handler kinds among the endpoint\'s facts', async function () {
+    const ep = (await h.get('endpoints')).json.endpoints.find((e: any) => e.name === EP);
+    assert.deepEqual(ep.facts.handler_kinds, ['command', 'module']);
+    assert.equal(ep.facts.task_types.length, TASK_TYPES.length);
+  });
 });

@@ -88,7 +88,7 @@ describe('the dashboard in a real browser (Chromium)', function () {
     await h.setup(this);
     await ensureDebianPackage('chromium', [CHROMIUM, ['--version']]);
     await h.startApi();
-    await h.startManager(FIRST, TYPES);
+    await h.startManager(FIRST, TYPES, { TASKER_LABELS: 'role=web,region=eu' });
     tokens.admin = await createToken('ui-admin', ['admin']);
     tokens.reader = await createToken('ui-reader', ['read']);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: WAIT });
@@ -140,7 +140,7 @@ describe('the dashboard in a real browser (Chromium)', function () {
     assert.match(await page.innerText('.summary'), /All\s*3[\s\S]*DONE\s*2[\s\S]*CANCELLED\s*1/);
 
     // Created while the list is open: it appears, and its counts move, without a reload.
-    await call('POST', 'deploy', { identifier: 'rollout-12', payload: { sleep: 2, fail: FAIL }, endpoints: [...FIRST, ...LATER] });
+    await call('POST', 'deploy', { identifier: 'rollout-12', payload: { sleep: 2, fail: FAIL, note: 'line one\nline two' }, endpoints: [...FIRST, ...LATER] });
     await page.waitForSelector('tr[data-identifier="rollout-12"][data-status="SENT"]', { timeout: WAIT });
     await page.waitForFunction(() => /8\/12 finished · 2 failed/.test(document.querySelector('tr[data-identifier="rollout-12"]')?.textContent ?? ''), null, { timeout: WAIT });
     assert.match(await page.innerText('.summary'), /All\s*4[\s\S]*SENT\s*1/);
@@ -176,9 +176,12 @@ describe('the dashboard in a real browser (Chromium)', function () {
     assert.match(details, /errnr\s+7/);
     assert.match(details, /errmsg\s+failed as asked/);
     assert.match(details, /attempts\s+1/);
+    // A string's newlines read as lines, not as \n.
+    const payloadText = await page.locator('details.payload pre').evaluate((el) => el.textContent);
+    assert.match(String(payloadText), /"note": "line one\nline two"/);
     await screenshot('dashboard-task.png');
 
-    await h.startManager(LATER, TYPES);
+    await h.startManager(LATER, TYPES, { TASKER_LABELS: 'role=db,region=us' });
     await status('DONE');
     for (const ep of LATER) await cell(ep, FAIL.includes(ep) ? 'failed' : 'succeeded');
     // Each of them was shown pending, then running (its receipt), then finished.
@@ -205,6 +208,7 @@ describe('the dashboard in a real browser (Chromium)', function () {
     }
     assert.match(await page.innerText('.legend'), /succeeded\s*12[\s\S]*failed\s*0/);
     assert.match(await page.innerText('.history'), /retried\s+ep03, ep06, ep10 \(round 1\)\s+by ui-admin/);
+    assert.doesNotMatch(await page.innerText('.history'), /\?/, 'every event says what it knows');
     const stored = await call('GET', 'deploy/rollout-12');
     assert.deepEqual(stored.taskResponseList.filter((r: any) => r.round === 1).map((r: any) => r.endpoint), FAIL, 'the API did what the page shows');
     // Nothing left to retry; the details of the selected endpoint follow its new round.
@@ -238,9 +242,27 @@ describe('the dashboard in a real browser (Chromium)', function () {
   it('shows the endpoints with the age of their last heartbeat', async function () {
     await page.click('#nav a[href="#/endpoints"]');
     await page.waitForFunction(() => document.querySelectorAll('table.endpoints tbody tr[data-alive="true"]').length === 12, null, { timeout: WAIT });
-    assert.match(await page.innerText('tr[data-name="ep09"]'), /ep09\s+alive\s+\d+ s ago\s+deploy, worker/);
+    assert.match(await page.innerText('tr[data-name="ep09"]'), /ep09\s+alive\s+\d+ s ago\s+deploy, worker\s+region=us, role=db\s+[\w.-]+ · \w+\/\w+ · tasker \d/);
     assert.match(await page.innerText('.summary-line'), /12 endpoints: 12 alive, 0 silent/);
     await screenshot('dashboard-endpoints.png');
+    assert.equal(await marker(), true, 'the page was not reloaded');
+  });
+
+  it('previews how many endpoints a selector matches as it is typed, and filters the list by it', async function () {
+    await page.fill('input[name="selector"]', 'role=db,region in (us)');
+    await page.waitForFunction(() => document.querySelector('.preview')?.textContent === 'matches 4 endpoints', null, { timeout: WAIT });
+    // Typing alone narrows nothing: the list waits for the filter to be applied.
+    assert.equal(await page.locator('table.endpoints tbody tr').count(), 12);
+    await page.fill('input[name="selector"]', 'role in (db');
+    await page.waitForFunction(() => /unexpected end of selector/.test(document.querySelector('.preview.error')?.textContent ?? ''), null, { timeout: WAIT });
+    await page.fill('input[name="selector"]', 'role=db');
+    await page.click('form.filters button[type="submit"]');
+    await page.waitForFunction(() => document.querySelectorAll('table.endpoints tbody tr').length === 4, null, { timeout: WAIT });
+    assert.match(await page.innerText('.summary-line'), /4 endpoints matching role=db \(4 in all\): 4 alive, 0 silent/);
+    assert.deepEqual(await page.locator('table.endpoints tbody tr').evaluateAll((rows: any[]) => rows.map((r) => r.dataset.name)), LATER);
+    await page.fill('input[name="selector"]', '');
+    await page.click('form.filters button[type="submit"]');
+    await page.waitForFunction(() => document.querySelectorAll('table.endpoints tbody tr').length === 12, null, { timeout: WAIT });
     assert.equal(await marker(), true, 'the page was not reloaded');
   });
 

@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
 import amqp from 'amqplib';
+import { projectRoot } from '../../config/loader';
 import { Topology } from '../../protocol/topology';
 import { Harness, Proc } from '../support/harness';
 
 const TOPOLOGY = new Topology('tasker', 'classic');
+const ROOT = projectRoot();
 
 /**
  * Per-endpoint RabbitMQ users (`npm run endpoint -- add`) with `api.endpoint_identity: per_endpoint_user`:
@@ -135,5 +140,36 @@ describe('endpoint identity: one RabbitMQ user per endpoint', function () {
     const refused = await h.runScript('endpoint.js', ['add', h.config.manager.message_queue.username]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.output, /server side or of the administrator/);
+  });
+
+  it('prints, on `endpoint add` in the production mode, a command that starts the endpoint when run as printed on a bare host', async function () {
+    const C = `${h.id}-c`;
+    const mq = h.config.manager.message_queue;
+    const production = {
+      TASKER_DB_URI: h.config.manager.db.uri, TASKER_MQ_HOST: mq.host, TASKER_MQ_PORT: String(mq.port), TASKER_MQ_VHOST: mq.virtual_host,
+      TASKER_MQ_USERNAME: mq.username, TASKER_MQ_PASSWORD: mq.password, TASKER_RABBITMQ_APIURL: h.config.rabbitmq.apiurl,
+      TASKER_RABBITMQ_USERNAME: h.config.rabbitmq.username, TASKER_RABBITMQ_PASSWORD: h.config.rabbitmq.password,
+    };
+    const add = h.spawnExternal('endpoint add', process.execPath, [path.join(ROOT, 'dist/scripts/endpoint.js'), 'add', C, '--mode', 'production'], production);
+    assert.equal(await add.exited, 0, add.raw.join('\n'));
+    const command = add.raw.find((l) => l.startsWith('  TASKER_'))?.trim();
+    assert.ok(command, add.raw.join('\n'));
+    assert.match(command, new RegExp(`TASKER_MANAGER__MESSAGE_QUEUE__HOSTS=${mq.host}:${mq.port} .*VIRTUAL_HOST=${mq.virtual_host} .*USERNAME=${C} .*npm run manager -- --endpoint ${C} --mode production$`));
+    // A host with nothing set: the printed command alone, in the project's directory.
+    const host = spawn('env', ['-i', `PATH=${process.env.PATH}`, `HOME=${os.homedir()}`, 'sh', '-c', command], { cwd: ROOT, detached: true, stdio: 'ignore' });
+    try {
+      for (const deadline = Date.now() + 90_000; ; await new Promise((r) => setTimeout(r, 500))) {
+        const { json } = await h.get('endpoints');
+        if ((json.endpoints as { name: string; alive: boolean }[]).some((e) => e.name === C && e.alive)) break;
+        assert.ok(Date.now() < deadline, `${C} never registered: ${JSON.stringify(json)}`);
+      }
+      assert.equal((await h.post('worker', { identifier: 'from-the-printed-command', payload: { sleep: 0 }, endpoints: [C] })).status, 201);
+      const done = await h.waitForStatus('worker', 'from-the-printed-command', ['DONE']);
+      assert.deepEqual(done.taskResponseList.map((r: any) => [r.endpoint, r.state]), [[C, 'succeeded']]);
+    } finally {
+      process.kill(-host.pid!, 'SIGTERM');
+      await new Promise((r) => host.once('exit', r));
+      await h.runScript('endpoint.js', ['remove', C, '--force']);
+    }
   });
 });

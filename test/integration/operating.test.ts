@@ -112,6 +112,9 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`operati
     assert.deepEqual(retriedEvent.detail.endpoints.map((e: any) => [e.endpoint, e.round, e.previous.errnr, e.previous.errmsg]).sort(),
       failing.map((ep) => [ep, 1, 7, 'failed as asked']));
     assert.equal(history.events.filter((e: any) => e.kind === 'retried').length, 1);
+    // The retry's send is in the history with its round, whether the confirm or a first answer recorded it.
+    const sentAfter = history.events.slice(history.events.indexOf(retriedEvent)).filter((e: any) => e.kind === 'sent');
+    assert.deepEqual(sentAfter.map((e: any) => e.detail.round), [1], JSON.stringify(sentAfter));
 
     // The three that were down start late and finish the task.
     await startEndpoints(DOWN, UP);

@@ -52,7 +52,7 @@ describe('sent_time of a task whose send was never confirmed', function () {
       const events = await h.get('worker/nacked/events');
       assert.equal(events.status, 200);
       const sentEvents = events.json.events.filter((e: any) => e.kind === 'sent');
-      assert.deepEqual(sentEvents.map((e: any) => e.detail.by), ['first response']);
+      assert.deepEqual(sentEvents.map((e: any) => [e.detail.by, e.detail.round]), [['first response', 0]]);
     } finally {
       await h.admin().request('DELETE', policyPath());
     }

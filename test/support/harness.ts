@@ -134,6 +134,7 @@ export function storedTimeMs(value: unknown): number {
 export interface EndpointSpec {
   name: string;
   task_types: string[];
+  labels?: Record<string, string>;
 }
 
 export interface HarnessOptions {
@@ -296,24 +297,29 @@ export class Harness {
 
   /** An API process; `port` starts a further instance beside the first; `env` is added to the run's environment (e.g. a skewed clock). */
   async startApi(port?: number, env?: Record<string, string>): Promise<Proc> {
-    const p = this.spawn(port ? `api ${port}` : 'api', ['api.js'], { ...port ? { TASKER_API_PORT: String(port) } : {}, ...env });
+    const p = this.spawnApi(port, env);
     await p.waitReady();
     return p;
+  }
+
+  /** An API process, not waited for (one that is to fail at start). */
+  spawnApi(port?: number, env?: Record<string, string>): Proc {
+    return this.spawn(port ? `api ${port}` : 'api', ['api.js'], { ...port ? { TASKER_API_PORT: String(port) } : {}, ...env });
   }
 
   /**
    * A manager process; the returned Proc may be stopped and the manager started again. It gets no
    * database settings at all: an endpoint manager talks to the broker only.
    */
-  spawnManager(endpoint: string | string[], taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}): Proc {
+  spawnManager(endpoint: string | string[], taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}, extraArgs: string[] = []): Proc {
     const names = Array.isArray(endpoint) ? endpoint : [endpoint];
-    const args = ['manager.js', ...names.flatMap((n) => ['--endpoint', n]), ...taskTypes.flatMap((t) => ['--tasktype', t])];
+    const args = ['manager.js', ...names.flatMap((n) => ['--endpoint', n]), ...taskTypes.flatMap((t) => ['--tasktype', t]), ...extraArgs];
     return this.spawn(`manager ${names.length > 3 ? `${names[0]}..${names[names.length - 1]}` : names.join(',')}`, args,
       { TASKER_MANAGER__DB__URI: '', TASKER_MANAGER__DB__ADMIN_URI: '', ...env });
   }
 
-  async startManager(endpoint: string | string[], taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Proc> {
-    const p = this.spawnManager(endpoint, taskTypes, env);
+  async startManager(endpoint: string | string[], taskTypes: string[] = [], env: NodeJS.ProcessEnv = {}, extraArgs: string[] = []): Promise<Proc> {
+    const p = this.spawnManager(endpoint, taskTypes, env, extraArgs);
     await p.waitReady();
     return p;
   }
@@ -477,7 +483,7 @@ export class Harness {
       if (open > 0) failures.push(`${open} broker connections left open`);
       for (const user of this.endpointUsers) await this.admin().request('DELETE', `/users/${encodeURIComponent(user)}`);
       await this.admin().deleteVhost(this.config.manager.message_queue);
-      await dropDatabase(this.config.manager.db);
+      await dropDatabase(this.config.manager.db, projectRoot());
     }
     if (failures.length) throw new Error(failures.join('; '));
   }

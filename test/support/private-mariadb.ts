@@ -15,6 +15,9 @@ const run = promisify(execFile);
  */
 export class PrivateMariadb {
   port = 0;
+  /** `tls`: the server also speaks TLS with this certificate (clients choose; a user may REQUIRE SSL). */
+  constructor(private readonly options: { tls?: { ca: string; cert: string; key: string } } = {}) {}
+
   private dir = '';
   private child: ChildProcess | null = null;
   private exited: Promise<void> = Promise.resolve();
@@ -37,7 +40,8 @@ export class PrivateMariadb {
   private async launch(): Promise<void> {
     const child = spawn('/usr/sbin/mariadbd', ['--no-defaults', `--datadir=${this.dir}/data`, `--port=${this.port}`,
       `--socket=${this.dir}/mysqld.sock`, '--bind-address=127.0.0.1', '--user=root', `--log-error=${this.dir}/error.log`,
-      '--innodb-buffer-pool-size=128M', '--skip-log-bin', '--max-connections=500'], { stdio: 'ignore' });
+      '--innodb-buffer-pool-size=128M', '--skip-log-bin', '--max-connections=500',
+      ...this.options.tls ? [`--ssl-ca=${this.options.tls.ca}`, `--ssl-cert=${this.options.tls.cert}`, `--ssl-key=${this.options.tls.key}`] : []], { stdio: 'ignore' });
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     const deadline = Date.now() + 60_000;

@@ -15,6 +15,8 @@ export interface RabbitNodeInfo {
   /** Erlang node name, `tasker-<tag>-<i>@localhost`. */
   name: string;
   amqpPort: number;
+  /** AMQPS, for a cluster started with `tls`; 0 otherwise. */
+  amqpsPort: number;
   managementPort: number;
   distPort: number;
 }
@@ -66,14 +68,20 @@ export class RabbitCluster {
    * `basePort`: fixed ports (AMQP base+i, management base+10000+i, distribution base+20000+i) instead of
    * free ones, for a cluster people start by hand (`npm run cluster:up`).
    */
-  constructor(readonly size = 3, private readonly options: { basePort?: number; name?: string } = {}) {
+  /**
+   * `openFilesHard`: each node runs with its open-file limit raised to the hard limit (RabbitMQ takes as
+   * many connections as that allows: about 830 under the usual soft limit of 1024), for the fleet bench.
+   */
+  /** `tls`: each node also listens for AMQPS (`amqpsPort`) with this server certificate; a client certificate is checked if given. */
+  constructor(readonly size = 3, private readonly options: { basePort?: number; name?: string; openFilesHard?: boolean; tls?: { ca: string; cert: string; key: string } } = {}) {
     if (options.name !== undefined) this.tag = options.name;
   }
 
   private async ports(i: number): Promise<Omit<RabbitNodeInfo, 'name'>> {
     const base = this.options.basePort;
-    if (base === undefined) return { amqpPort: await freePort(), managementPort: await freePort(), distPort: await freePort() };
-    return { amqpPort: base + i, managementPort: base + 10_000 + i, distPort: base + 20_000 + i };
+    const amqpsPort = this.options.tls ? await freePort() : 0;
+    if (base === undefined) return { amqpPort: await freePort(), amqpsPort, managementPort: await freePort(), distPort: await freePort() };
+    return { amqpPort: base + i, amqpsPort, managementPort: base + 10_000 + i, distPort: base + 20_000 + i };
   }
 
   /** What `RabbitCluster.stopSaved` needs to stop the nodes from another process. */
@@ -137,6 +145,14 @@ export class RabbitCluster {
         'management.tcp.ip = 127.0.0.1',
         'log.console = false',
         'log.file.level = info',
+        ...this.options.tls ? [
+          `listeners.ssl.default = 127.0.0.1:${node.amqpsPort}`,
+          `ssl_options.cacertfile = ${this.options.tls.ca}`,
+          `ssl_options.certfile = ${this.options.tls.cert}`,
+          `ssl_options.keyfile = ${this.options.tls.key}`,
+          'ssl_options.verify = verify_peer',
+          'ssl_options.fail_if_no_peer_cert = false',
+        ] : [],
         '',
       ].join('\n'));
     }
@@ -178,7 +194,9 @@ export class RabbitCluster {
     if (this.running.has(i)) throw new Error(`node ${i} is running`);
     const out = openSync(path.join(this.dir, `n${i}`, 'log', 'stdout.log'), 'a');
     // Its own directory as working directory: the VM writes crash dumps (erl_crash.dump, MnesiaCore.*) there.
-    const child = spawn(path.join(RABBIT_BIN, 'rabbitmq-server'), [], { env: this.nodeEnv(i), stdio: ['ignore', out, out], cwd: path.join(this.dir, `n${i}`) });
+    const server = path.join(RABBIT_BIN, 'rabbitmq-server');
+    const [command, args] = this.options.openFilesHard ? ['/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" && exec "$0"', server]] : [server, []];
+    const child = spawn(command, args, { env: this.nodeEnv(i), stdio: ['ignore', out, out], cwd: path.join(this.dir, `n${i}`) });
     closeSync(out);
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const node: RunningNode = { child, exited, vm: null };

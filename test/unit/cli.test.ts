@@ -162,7 +162,7 @@ describe('CLI: output', function () {
     assert.deepEqual(taskTable(t), [
       'worker/deploy-42  INCOMPLETE  [####################..........] 2/3 finished',
       'pending 0  running 0  succeeded 1  failed 1  missing 1  cancelled 0',
-      'ENDPOINT  STATE      ROUND  ATTEMPTS  ERRNR  MESSAGE',
+      'ENDPOINT  STATE      ROUND  ATTEMPTS  ERRNR  RESULT',
       'web1      succeeded  0      1         0',
       'web2      failed     0      1         7      failed as asked',
       'web3      missing    0      0         -      never answered',
@@ -174,6 +174,19 @@ describe('CLI: output', function () {
       'worker/deploy-42  CANCELLED  [..............................] 0/2 finished',
       'pending 0  running 2  succeeded 0  failed 0  missing 0  cancelled 0',
     ]);
+  });
+
+  it('shows a read result\'s payload on one line, cut at 100 characters', function () {
+    const response = (endpoint: string, payload: unknown) => ({
+      endpoint, state: 'succeeded' as const, round: 0, status: 1 as const, errnr: 0, errmsg: null, payload, attempts: 1,
+      start_time: null, last_modified_time: '2026-11-24T10:00:01.000Z',
+    });
+    const long = { stdout: 'x'.repeat(200) };
+    const t = new TaskTracker(task(['web1', 'web2', 'web3'], 'DONE'), [response('web1', { exit_code: 0, stdout: 'a\nb' }), response('web2', long), response('web3', null)]);
+    const rows = taskTable(t).slice(3);
+    assert.equal(rows[0], 'web1      succeeded  0      1         0      {"exit_code":0,"stdout":"a\\nb"}');
+    assert.equal(rows[1], `web2      succeeded  0      1         0      ${JSON.stringify(long).slice(0, 99)}…`);
+    assert.equal(rows[2], 'web3      succeeded  0      1         0');
   });
 
   it('for a fleet, shows the failed and the running first and sums up the rest on one line', function () {

@@ -53,7 +53,25 @@ describe('configuration', function () {
     const yaml = MINIMAL.replace('manager:\n', 'manager:\n  endpoints:\n    - name: a\n      task_types: [backup]\n');
     assert.throws(() => loadConfig({ mode: 'x', env: {}, configDir: configDir(yaml) }), /'backup' is not in task_types/);
     const ok = loadConfig({ mode: 'x', env: {}, configDir: configDir(MINIMAL.replace('manager:\n', 'manager:\n  endpoints: [a]\n')) });
-    assert.deepEqual(ok.manager.endpoints, [{ name: 'a', task_types: ['worker'] }]);
+    assert.deepEqual(ok.manager.endpoints, [{ name: 'a', task_types: ['worker'], labels: {} }]);
+  });
+
+  it('reads endpoint labels, manager.labels and TASKER_LABELS, and refuses a bad label naming its key', function () {
+    const yaml = MINIMAL.replace('manager:\n', 'manager:\n  labels: {tier: app}\n  endpoints:\n    - name: a\n      labels: {role: web, tier: "1"}\n    - b\n');
+    const load = (env: Record<string, string>, text = yaml) => loadConfig({ mode: 'x', env, configDir: configDir(text) });
+    assert.deepEqual(load({}).manager.endpoints.map((e) => e.labels), [{ tier: '1', role: 'web' }, { tier: 'app' }]);
+    // The environment's labels are the process's: under each endpoint's own.
+    const env = load({ TASKER_LABELS: 'region=eu, tier=db' });
+    assert.deepEqual(env.manager.labels, { tier: 'db', region: 'eu' });
+    assert.deepEqual(env.manager.endpoints.map((e) => e.labels), [{ tier: '1', region: 'eu', role: 'web' }, { tier: 'db', region: 'eu' }]);
+    assert.throws(() => load({}, MINIMAL.replace('manager:\n', 'manager:\n  endpoints:\n    - a\n    - name: b\n      labels: {"bad key": x}\n')),
+      /config key 'manager\.endpoints\[1\]\.labels\.bad key': /);
+    assert.throws(() => load({}, MINIMAL.replace('manager:\n', 'manager:\n  endpoints:\n    - name: b\n      labels: {role: "-web"}\n')),
+      /config key 'manager\.endpoints\[0\]\.labels\.role': label value '-web'/);
+    assert.throws(() => load({}, MINIMAL.replace('manager:\n', 'manager:\n  endpoints:\n    - name: b\n      labels: [role]\n')),
+      /config key 'manager\.endpoints\[0\]\.labels'/);
+    assert.throws(() => load({ TASKER_LABELS: 'role' }), /TASKER_LABELS: .*role/);
+    assert.throws(() => load({ TASKER_LABELS: 'Bad_/x=1' }), /TASKER_LABELS: /);
   });
 
   it('keeps handler_timeout within RabbitMQ\'s consumer timeout and receipt_delay under the INCOMPLETE timeout', function () {

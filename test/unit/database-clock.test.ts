@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { DataSource } from 'typeorm';
 import { createDataSource, databaseNow } from '../../api/storage/database';
 import { DatabaseClock } from '../../api/storage/database-clock';
+import { TLS_OFF } from '../../config/schema';
 
 describe('the database clock estimate', function () {
   let dir: string;
@@ -13,7 +14,7 @@ describe('the database clock estimate', function () {
 
   beforeEach(async function () {
     dir = mkdtempSync(path.join(os.tmpdir(), 'tasker-clock-'));
-    ds = createDataSource({ uri: `sqlite:${path.join(dir, 't.sqlite')}`, verbose: false, admin_uri: '', pool_size: 1, connect_timeout: 1, query_timeout: 10 }, dir);
+    ds = createDataSource({ uri: `sqlite:${path.join(dir, 't.sqlite')}`, verbose: false, admin_uri: '', pool_size: 1, connect_timeout: 1, query_timeout: 10, tls: TLS_OFF }, dir);
     await ds.initialize();
     reads = 0;
     const query = ds.query.bind(ds);

@@ -13,6 +13,7 @@ import { BrokerUnavailableError } from '../../lib/errors';
 import { createLogger } from '../../lib/logger';
 import type { ServerTransport } from '../../protocol/server-transport';
 import type { TaskMessage } from '../../protocol/wire';
+import { TLS_OFF } from '../../config/schema';
 
 /**
  * The resend job's backoff on the standalone backend's database (SQLite): the claim's due test and the
@@ -36,7 +37,7 @@ describe('resend backoff (SQLite)', function () {
 
   beforeEach(async function () {
     dir = mkdtempSync(path.join(os.tmpdir(), 'tasker-resend-'));
-    ds = createDataSource({ uri: `sqlite:${path.join(dir, 't.sqlite')}`, verbose: false, admin_uri: '', pool_size: 1, connect_timeout: 1, query_timeout: 10 }, dir);
+    ds = createDataSource({ uri: `sqlite:${path.join(dir, 't.sqlite')}`, verbose: false, admin_uri: '', pool_size: 1, connect_timeout: 1, query_timeout: 10, tls: TLS_OFF }, dir);
     await ds.initialize();
     await migrate(ds);
     store = new TaskStore(ds, new History(ds), () => undefined);

@@ -11,6 +11,7 @@ import type { TaskRequest } from '../../api/task-request';
 import type { TaskService } from '../../api/task-service';
 import { InvalidRequestError, NoEndpointsError } from '../../lib/errors';
 import { createLogger } from '../../lib/logger';
+import { TLS_OFF } from '../../config/schema';
 
 const at = (iso: string): Date => new Date(iso);
 const berlin = (cron: string): Timing => ({ kind: 'cron', cron, timezone: 'Europe/Berlin' });
@@ -129,7 +130,7 @@ describe('schedule firing (SQLite, fixed clock)', function () {
 
   beforeEach(async function () {
     dir = mkdtempSync(path.join(os.tmpdir(), 'tasker-schedules-'));
-    ds = createDataSource({ uri: `sqlite:${path.join(dir, 't.sqlite')}`, verbose: false, admin_uri: '', pool_size: 1, connect_timeout: 1, query_timeout: 10 }, dir);
+    ds = createDataSource({ uri: `sqlite:${path.join(dir, 't.sqlite')}`, verbose: false, admin_uri: '', pool_size: 1, connect_timeout: 1, query_timeout: 10, tls: TLS_OFF }, dir);
     await ds.initialize();
     await migrate(ds);
     clock = at('2026-11-24T10:00:00.250Z');
@@ -164,6 +165,25 @@ describe('schedule firing (SQLite, fixed clock)', function () {
     assert.deepEqual(created[0].req.rollout, { batch_size: '10%', max_errors: 1 });
   });
 
+  it('hands its selector to every task it creates, to be resolved at the firing; names and a selector exclude each other', async function () {
+    const s = await service.create({ name: 'sel', task_type: 'worker', every: '2s', selector: 'role=web, region in (eu,us)' }, 'ops');
+    assert.deepEqual([s.selector, s.endpoints], ['role=web, region in (eu,us)', null]);
+    advance(1900);
+    assert.equal(await service.fireDue(), 1);
+    assert.equal(created[0].req.selector?.text, 'role=web, region in (eu,us)');
+    assert.equal(created[0].req.selector?.parsed.length, 2);
+    assert.equal(created[0].req.endpoints, null);
+    await assert.rejects(service.create({ name: 'both', task_type: 'worker', every: '2s', selector: 'role=web', endpoints: ['console1'] }, 'ops'), /either endpoints or selector, not both/);
+    await assert.rejects(service.create({ name: 'bad', task_type: 'worker', every: '2s', selector: 'role in web' }, 'ops'),
+      (err: Error & { code?: string; position?: number }) => err.code === 'bad_selector' && err.position === 8);
+    // Giving names replaces the selector, and the other way round.
+    assert.deepEqual(await service.update('sel', { endpoints: ['console1'] }).then((u) => [u.endpoints, u.selector]), [['console1'], null]);
+    assert.deepEqual(await service.update('sel', { selector: 'role=db' }).then((u) => [u.endpoints, u.selector]), [null, 'role=db']);
+    await assert.rejects(service.update('sel', { selector: 'role=db', endpoints: ['console1'] }), /not both/);
+    await assert.rejects(service.update('sel', { selector: 'role=' + 'x'.repeat(80) }), (err: Error & { code?: string }) => err.code === 'bad_selector');
+    assert.equal((await service.get('sel')).selector, 'role=db');
+  });
+
   it('creates one task per scheduled time, named after it, with the schedule as the actor', async function () {
     const s = await service.create({ name: 'tick', task_type: 'worker', every: '2s', payload: { n: 1 }, endpoints: ['console1'] }, 'ops');
     assert.equal(s.next_fire_time?.toISOString(), '2026-11-24T10:00:02.000Z');
@@ -174,7 +194,7 @@ describe('schedule firing (SQLite, fixed clock)', function () {
     advance(2000);
     await service.fireDue();
     assert.deepEqual(created.map((c) => c.req.identifier), ['tick-20261124T100002Z', 'tick-20261124T100004Z']);
-    assert.deepEqual(created[0], { type: 'worker', req: { identifier: 'tick-20261124T100002Z', payload: { n: 1 }, endpoints: ['console1'], rollout: null, timeout: null }, actor: 'schedule:tick' });
+    assert.deepEqual(created[0], { type: 'worker', req: { identifier: 'tick-20261124T100002Z', payload: { n: 1 }, endpoints: ['console1'], selector: null, rollout: null, timeout: null }, actor: 'schedule:tick' });
     const after = await service.get('tick');
     assert.equal(after.last_task_identifier, 'tick-20261124T100004Z');
     assert.equal(after.last_fire_time?.toISOString(), '2026-11-24T10:00:04.000Z');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { InvalidRequestError } from '../../lib/errors';
+import { InvalidRequestError, SelectorSyntaxError } from '../../lib/errors';
 import { bodyChecker } from '../../api/operation';
 import { TaskRequestBody } from '../../api/schemas';
 import { canonicalJson, MAX_PAYLOAD_DEPTH, requestHash, toTaskRequest } from '../../api/task-request';
@@ -12,7 +12,23 @@ const parseTaskRequest = (body: unknown) => toTaskRequest(checkBody(body));
 describe('task requests', function () {
   it('accepts the seed body', function () {
     const req = parseTaskRequest({ identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] });
-    assert.deepEqual(req, { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'], rollout: null, timeout: null, allowUnknownEndpoints: false });
+    assert.deepEqual(req, { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'], selector: null, rollout: null, timeout: null, allowUnknownEndpoints: false });
+  });
+
+  it('takes a selector instead of endpoints, refuses both and a malformed one, and hashes the selector rather than what it resolves to', function () {
+    const req = parseTaskRequest({ identifier: 'a', selector: 'role=web, region in (eu,us)' });
+    assert.equal(req.endpoints, null);
+    assert.equal(req.selector?.text, 'role=web, region in (eu,us)');
+    assert.throws(() => parseTaskRequest({ identifier: 'a', selector: 'role=web', endpoints: ['x'] }), /either endpoints or selector, not both/);
+    // An empty list is no list: the selector alone counts.
+    assert.equal(parseTaskRequest({ identifier: 'a', selector: 'role=web', endpoints: [] }).selector?.text, 'role=web');
+    assert.throws(() => parseTaskRequest({ identifier: 'a', selector: '' }), /selector must be a label selector/);
+    assert.throws(() => parseTaskRequest({ identifier: 'a', selector: 'role=web,,x' }), (err: Error) => err instanceof SelectorSyntaxError && err.position === 9 && err.code === 'bad_selector');
+    // The same selector written otherwise is the same request; another selector, or names, another.
+    assert.equal(requestHash(req), requestHash(parseTaskRequest({ identifier: 'a', selector: 'role==web,region in (eu, us)' })));
+    assert.notEqual(requestHash(req), requestHash(parseTaskRequest({ identifier: 'a', selector: 'role=web' })));
+    assert.notEqual(requestHash(parseTaskRequest({ identifier: 'a', selector: 'role=web' })), requestHash(parseTaskRequest({ identifier: 'a' })));
+    assert.equal(requestHash({ ...req, endpoints: ['web1'] }), requestHash(req));
   });
 
   it('takes allow_unknown_endpoints as a boolean only, outside the request\'s identity', function () {
@@ -50,7 +66,7 @@ describe('task requests', function () {
       [{ identifier: 'a', endpoints: 'console1' }, 'endpoints must be a list'],
       [{ identifier: 'a', endpoints: ['ok', '../etc'] }, 'endpoints[1] must be an endpoint name'],
       [{ identifier: 'a', endpoints: ['a', 'a'] }, 'endpoints lists "a" twice'],
-      [{ identifier: 'a', priority: 1 }, "unknown field 'priority'; expected identifier, payload, endpoints, rollout, timeout"],
+      [{ identifier: 'a', priority: 1 }, "unknown field 'priority'; expected identifier, payload, endpoints, selector, rollout, timeout"],
       [{ identifier: 'a', timeout: 0 }, 'timeout must be a whole number of seconds from 1 to 2592000'],
       [{ identifier: 'a', timeout: 2_592_001 }, 'timeout must be a whole number of seconds from 1 to 2592000'],
       [{ identifier: 'a', timeout: 1.5 }, 'timeout must be a whole number of seconds from 1 to 2592000'],

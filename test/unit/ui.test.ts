@@ -50,10 +50,13 @@ describe('the dashboard\'s static files (/ui/)', function () {
     rmSync(path.join(os.tmpdir(), 'tasker-ui-secret.js'), { force: true });
   });
 
-  it('serves index.html at /ui/ and redirects /ui there', async function () {
+  it('serves index.html at /ui/ and redirects /ui and / there', async function () {
     const redirect = await fetch(`${base}/ui`, { redirect: 'manual' });
     assert.equal(redirect.status, 301);
     assert.equal(redirect.headers.get('location'), '/ui/');
+    const root = await fetch(`${base}/`, { redirect: 'manual' });
+    assert.equal(root.status, 302);
+    assert.equal(root.headers.get('location'), '/ui/');
     const index = await fetch(`${base}/ui/`);
     assert.equal(index.status, 200);
     assert.equal(index.headers.get('content-type'), 'text/html; charset=utf-8');

@@ -47,6 +47,26 @@ describe('wire format', function () {
     assert.equal((decodeEvents(encode({ ...result, payload: undefined }), JSON_TYPE)[0] as { payload: unknown }).payload, null);
   });
 
+  it('reads labels and facts in register and heartbeat events, and refuses bad or oversized ones naming the key', function () {
+    const base = { kind: 'register', endpoint: 'web1', task_types: ['worker'], time: result.end_time };
+    const labelled = { ...base, labels: { role: 'web', 'example.com/region': 'eu', empty: '' }, facts: { hostname: 'web1.example', os: 'linux', arch: 'x64', version: '0.1.0', task_types: ['worker'], handler_kinds: ['module'], later: 1 } };
+    assert.deepEqual(decodeEvents(encode(labelled), JSON_TYPE), [labelled]);
+    // Both optional: an endpoint written before them still registers.
+    assert.deepEqual(decodeEvents(encode(base), JSON_TYPE), [base]);
+    const refused: [unknown, RegExp][] = [
+      [{ ...base, labels: { 'bad key': 'x' } }, /\/labels label key 'bad key'/],
+      [{ ...base, labels: { role: '-web' } }, /\/labels label value '-web'/],
+      [{ ...base, labels: { role: 'x'.repeat(64) } }, /labels/],
+      [{ ...base, labels: { role: 3 } }, /labels/],
+      [{ ...base, labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) }, /labels/],
+      [{ ...base, facts: { hostname: 'h'.repeat(300) } }, /facts/],
+      [{ ...base, facts: 'linux' }, /facts/],
+    ];
+    for (const [value, message] of refused) {
+      assert.throws(() => decodeEvents(encode(value), JSON_TYPE), (err: Error) => err instanceof InvalidMessageError && message.test(err.message), JSON.stringify(value).slice(0, 80));
+    }
+  });
+
   it('rejects malformed events with a message naming the field', function () {
     const cases: [unknown, RegExp][] = [
       [{ ...result, kind: 'done' }, /kind must be/],
