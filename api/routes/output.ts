@@ -37,7 +37,7 @@ const OutputPage = Type.Object({
   round: Type.Integer(),
   lines: Type.Array(OutputLineSchema),
   next_cursor: Type.String({ description: 'the position after the last line: pass it as `cursor` to read the lines that came since' }),
-  finished: Type.Boolean({ description: 'the round finished (or was superseded, or its task ended): no more lines will come' }),
+  finished: Type.Boolean({ description: 'the round finished (or was superseded, or its task ended); its last lines may be stored a moment after that' }),
 });
 
 const lineView = (r: OutputRow): Record<string, unknown> => ({ attempt: r.attempt, seq: r.seq, stream: r.stream, text: r.text, time: r.time.toISOString() });

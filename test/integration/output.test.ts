@@ -80,6 +80,19 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`live ou
     return res.json;
   }
 
+  /**
+   * The output once it holds `count` lines: the lines are sent before the result, but another collector
+   * batch may commit them a moment after it.
+   */
+  async function settled(type: string, identifier: string, count: number, ep = EP): Promise<{ lines: Line[]; finished: boolean }> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const page = await output(type, identifier, ep);
+      if (page.lines.length >= count || Date.now() > deadline) return page;
+      await sleep(50);
+    }
+  }
+
   it('a command\'s lines arrive while it runs, and all are stored in order with stderr tagged', async function () {
     const id = await post('out-lines', { count: 20, gap: 100 });
     // Read before the result: some lines, the response still running.
@@ -100,7 +113,7 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`live ou
     assert.ok(early.length < 24, `read ${early.length} lines before the end`);
     const done = await h.waitForStatus('out-lines', id, ['DONE'], 30_000);
     assert.equal(done.taskResponseList[0].errnr, 0);
-    const all = await output('out-lines', id);
+    const all = await settled('out-lines', id, 24);
     assert.equal(all.finished, true);
     const stdout = all.lines.filter((l) => l.stream === 'stdout').map((l) => l.text);
     const stderr = all.lines.filter((l) => l.stream === 'stderr').map((l) => l.text);
@@ -118,6 +131,7 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`live ou
   it('streams a finished response\'s lines as server-sent events, resuming after Last-Event-ID, then `end`', async function () {
     const id = await post('chatty', { lines: 4 });
     await h.waitForStatus('chatty', id, ['DONE'], 30_000);
+    await settled('chatty', id, 7);
     const read = async (headers: Record<string, string>): Promise<{ id: string; event: string; data: any }[]> => {
       const res = await fetch(`${h.baseUrl}/chatty/${id}/responses/${EP}/output`, { headers: { accept: 'text/event-stream', ...headers } });
       assert.equal(res.status, 200);
@@ -153,7 +167,7 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`live ou
     const id = await post('chatty', { lines: 3 });
     const done = await h.waitForStatus('chatty', id, ['DONE'], 30_000);
     assert.deepEqual(done.taskResponseList[0].payload, { logged: 3 });
-    const all = await output('chatty', id);
+    const all = await settled('chatty', id, 6);
     assert.deepEqual(all.lines.map((l) => [l.stream, l.text]),
       [['log', 'step 1 of 3'], ['log', 'step 2 of 3'], ['log', 'step 3 of 3'], ['log', '{ done: true }'], ['log', 'two'], ['log', 'lines']]);
   });
@@ -161,7 +175,7 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`live ou
   it('keeps the first api.output_max_lines lines of a run and marks the cut', async function () {
     const id = await post('out-flood', { count: 300 });
     await h.waitForStatus('out-flood', id, ['DONE'], 30_000);
-    const all = await output('out-flood', id);
+    const all = await settled('out-flood', id, SERVER_MAX + 1);
     assert.equal(all.lines.length, SERVER_MAX + 1);
     assert.deepEqual(all.lines.slice(0, SERVER_MAX).map((l) => l.text), Array.from({ length: SERVER_MAX }, (_v, i) => `x${i + 1}`));
     const marker = all.lines[SERVER_MAX];
@@ -220,6 +234,7 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`live ou
   it('`tasker logs` without --follow prints each endpoint\'s stored lines', async function () {
     const id = await post('chatty', { lines: 2 });
     await h.waitForStatus('chatty', id, ['DONE'], 30_000);
+    await settled('chatty', id, 5);
     const child = spawn(NODE, [TASKER, 'logs', 'chatty', id], { cwd: ROOT, env: { PATH: process.env.PATH, TASKER_URL: h.baseUrl }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     child.stdout.on('data', (c: Buffer) => { stdout += c.toString('utf8'); });
@@ -231,7 +246,7 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`live ou
     it('a manager sends at most manager.output_max_lines lines of a run, then one line saying how many it dropped', async function () {
       const id = await post('out-flood', { count: 80 }, EP_BOUNDED);
       await h.waitForStatus('out-flood', id, ['DONE'], 30_000);
-      const all = await output('out-flood', id, EP_BOUNDED);
+      const all = await settled('out-flood', id, MANAGER_MAX + 1, EP_BOUNDED);
       assert.equal(all.lines.length, MANAGER_MAX + 1);
       assert.deepEqual(all.lines.slice(0, MANAGER_MAX).map((l) => l.text), Array.from({ length: MANAGER_MAX }, (_v, i) => `x${i + 1}`));
       assert.match(all.lines[MANAGER_MAX].text, /^\[tasker\] 30 more lines \(\d+ bytes\) not sent/);
@@ -273,6 +288,7 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`live ou
     it('refuses (dead-letters) an output event for an endpoint the task does not expect, and one that is not valid', async function () {
       const id = await post('chatty', { lines: 1 });
       const done = await h.waitForStatus('chatty', id, ['DONE'], 30_000);
+      await settled('chatty', id, 4);
       const taskId = done.task.id as number;
       const t = new Date().toISOString();
       const dead = async (): Promise<number> => h.withChannel(async (ch) => (await ch.checkQueue(TOPOLOGY.deadLetter)).messageCount);
