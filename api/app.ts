@@ -20,6 +20,8 @@ import type { ScheduleService } from './schedule-service';
 import { addTaskRoutes } from './routes/tasks';
 import { addOutputRoutes } from './routes/output';
 import type { OutputStore } from './storage/output-store';
+import { addWebhookRoutes } from './routes/webhooks';
+import type { WebhookService } from './webhooks/service';
 import { limitDbCalls } from './storage/database';
 import type { TokenStore } from './storage/token-store';
 import type { TaskService } from './task-service';
@@ -34,6 +36,7 @@ export interface AppDeps {
   operations: OperationsService;
   endpoints: EndpointService;
   schedules: ScheduleService;
+  webhooks: WebhookService;
   hub: WatchHub;
   /** The event streams' bounds, metrics and log. */
   streams: EventStreams;
@@ -81,6 +84,7 @@ export function createApp(deps: AppDeps): Koa {
   addEventRoutes(routes, deps.service, deps.hub, deps.streams);
   addScheduleRoutes(routes, deps.schedules);
   addOutputRoutes(routes, deps.service, deps.output, deps.streams, deps.draining);
+  addWebhookRoutes(routes, deps.webhooks);
   addTaskRoutes(routes, { service: deps.service, operations: deps.operations, hub: deps.hub, streams: deps.streams });
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: true }));

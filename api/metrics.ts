@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, LabelValues, Registry } from 'prom-client';
 import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_HANDLER_TIMEOUT } from '../protocol/wire';
 import type { StoredEvent } from './storage/history';
-import { ENDPOINT_STATE, EVENT } from './lifecycle/states';
+import { DELIVERY_STATUS, ENDPOINT_STATE, EVENT } from './lifecycle/states';
 
 /**
  * The server side's Prometheus metrics, on a registry of its own (never prom-client's global one), so
@@ -29,7 +29,7 @@ const LAG_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 const JOB_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60];
 
 export type ResponseOutcome = 'succeeded' | 'error' | 'timed_out' | 'gave_up';
-export type JobName = 'resend' | 'sweep' | 'rollout-sweep' | 'deadline-sweep' | 'schedules' | 'retention' | 'dead-letter-check' | 'endpoint-forget';
+export type JobName = 'resend' | 'sweep' | 'rollout-sweep' | 'deadline-sweep' | 'schedules' | 'retention' | 'dead-letter-check' | 'endpoint-forget' | 'webhooks';
 export type CollectedKind = 'receipt' | 'result' | 'output' | 'register' | 'heartbeat';
 export type CollectedOutcome = 'stored' | 'duplicate' | 'unknown' | 'refused';
 /** Why something an endpoint sent was refused (`tasker_peer_refusals_total`'s `reason`): a fixed set, never a name. */
@@ -51,6 +51,8 @@ export interface LiveState {
 }
 
 type Inc = { inc(n?: number): void };
+/** What came of a webhook delivery attempt. */
+export type WebhookOutcome = 'delivered' | 'retrying' | 'failed';
 type Observe = { observe(v: number): void };
 
 interface TypeChildren {
@@ -124,6 +126,8 @@ export class Metrics {
   private readonly sseOpen: Gauge;
   private readonly sseSlow: Inc;
   private readonly sseRefused: Inc;
+  private readonly webhookOutcomes: Record<WebhookOutcome, Inc>;
+  private readonly webhookOldest: Gauge;
 
   constructor(options: { taskTypes: readonly string[]; endpoints?: readonly string[]; live?: LiveState; processMetrics?: boolean }) {
     const registers = [this.registry];
@@ -190,7 +194,7 @@ export class Metrics {
 
     const runs = fastCounter({ name: 'tasker_job_runs_total', help: 'Runs of the periodic jobs, by job and result.', labelNames: ['job', 'result'] as const, registers });
     const touched = fastCounter({
-      name: 'tasker_job_tasks_total', help: 'Tasks the periodic jobs acted on (resend: sent again; sweep: marked INCOMPLETE; retention: removed), by job.',
+      name: 'tasker_job_tasks_total', help: 'Tasks the periodic jobs acted on (resend: sent again; sweep: marked INCOMPLETE; retention: removed; webhooks: deliveries tried), by job.',
       labelNames: ['job'] as const, registers,
     });
     const duration = new Histogram({
@@ -203,7 +207,7 @@ export class Metrics {
     this.jobs = {
       resend: job('resend'), sweep: job('sweep'), 'rollout-sweep': job('rollout-sweep'), 'deadline-sweep': job('deadline-sweep'),
       schedules: job('schedules'), retention: job('retention'), 'dead-letter-check': job('dead-letter-check'),
-      'endpoint-forget': job('endpoint-forget'),
+      'endpoint-forget': job('endpoint-forget'), webhooks: job('webhooks'),
     };
     // Registered at the first look: until then the depth is unknown, and a 0 would say the queue is empty.
     this.deadLetterDepth = new Gauge({
@@ -218,6 +222,17 @@ export class Metrics {
     this.sseRefused = fastCounter({
       name: 'tasker_sse_refused_total', help: 'Event streams refused (503) past api.sse_max_streams or api.sse_max_streams_per_client.', labelNames: [], registers,
     })();
+
+    const deliveries = fastCounter({
+      name: 'tasker_webhook_deliveries_total',
+      help: 'Webhook delivery attempts, by outcome (delivered; retrying: failed, tried again later; failed: given up after api.webhooks.retry_for).',
+      labelNames: ['outcome'] as const, registers,
+    });
+    const D = DELIVERY_STATUS;
+    this.webhookOutcomes = { [D.DELIVERED]: deliveries(D.DELIVERED), retrying: deliveries('retrying'), [D.FAILED]: deliveries(D.FAILED) };
+    this.webhookOldest = new Gauge({
+      name: 'tasker_webhook_oldest_pending_seconds', help: 'Age of the oldest webhook delivery not yet made (of enabled subscriptions), at the last look; 0: none.', registers,
+    });
 
     const live = options.live;
     if (live) {
@@ -352,6 +367,16 @@ export class Metrics {
     this.deadLetterDepth.set(messages);
     if (!this.deadLetterDepthShown) this.registry.registerMetric(this.deadLetterDepth);
     this.deadLetterDepthShown = true;
+  }
+
+  /** A webhook delivery attempt's outcome. */
+  webhookAttempt(outcome: WebhookOutcome): void {
+    this.webhookOutcomes[outcome].inc();
+  }
+
+  /** The age in seconds of the oldest pending webhook delivery, as just read. */
+  webhookOldestPending(seconds: number): void {
+    this.webhookOldest.set(seconds);
   }
 
   /** An event stream opened (+1) or closed (-1). */

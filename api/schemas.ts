@@ -2,7 +2,7 @@ import { Static, TSchema, Type } from '@sinclair/typebox';
 import { ERROR_KEYWORD } from '../lib/validation';
 import { SCOPE_PATTERN } from './auth';
 import { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from '../protocol/names';
-import { ENDPOINT_STATE, EVENT_KINDS, SHOWN_STATES, TASK_STATUSES } from './lifecycle/states';
+import { DELIVERY_STATUSES, ENDPOINT_STATE, EVENT_KINDS, SHOWN_STATES, TASK_STATUSES, WEBHOOK_EVENTS } from './lifecycle/states';
 import { PERCENT_PATTERN } from './rollout';
 
 /**
@@ -127,6 +127,32 @@ export const SchedulePatchBody = Type.Object({ task_type: Type.Optional(f.task_t
   additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object', example: { cron: '0 3 * * *' },
 });
 export type SchedulePatchBody = Static<typeof SchedulePatchBody>;
+
+/** A webhook's id in a path: a positive integer (anything else is an unknown webhook: 404). */
+export const WEBHOOK_ID_PATTERN = /^[1-9][0-9]{0,15}$/;
+export const WebhookId = Type.String({ pattern: WEBHOOK_ID_PATTERN.source, description: 'the id POST /webhooks answered' });
+const WebhookFields = {
+  url: Type.String({ minLength: 1, maxLength: 2048, [ERROR_KEYWORD]: 'must be an https URL of at most 2048 characters', description: 'where the events are POSTed: https (http only with api.webhooks.allow_http)' }),
+  events: Type.Array(enumOf(WEBHOOK_EVENTS), {
+    minItems: 1, maxItems: WEBHOOK_EVENTS.length, uniqueItems: true, [ERROR_KEYWORD]: `must be a list of one or more of ${WEBHOOK_EVENTS.join(', ')}, each once`,
+    description: 'the events to receive',
+  }),
+  types: nullable(Type.Array(TaskTypeName, { maxItems: 256, uniqueItems: true, description: 'only tasks of these types; absent, null or empty: every type' })),
+  description: nullable(Type.String({ maxLength: 255, [ERROR_KEYWORD]: 'must be a string of at most 255 characters' })),
+};
+export const WebhookBody = Type.Object({
+  url: WebhookFields.url, events: WebhookFields.events, types: Type.Optional(WebhookFields.types), description: Type.Optional(WebhookFields.description),
+}, {
+  additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object',
+  example: { url: 'https://hooks.example.com/tasker', events: ['task.done', 'task.incomplete'], types: ['backup'], description: 'ops channel' },
+});
+export type WebhookBody = Static<typeof WebhookBody>;
+export const WebhookPatchBody = Type.Object({
+  url: Type.Optional(WebhookFields.url), events: Type.Optional(WebhookFields.events), types: Type.Optional(WebhookFields.types),
+  description: Type.Optional(WebhookFields.description),
+  enabled: Type.Optional(Type.Boolean({ description: 'false stops deliveries (they wait); true re-enables a subscription, also one disabled after failing' })),
+}, { additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object', example: { enabled: true } });
+export type WebhookPatchBody = Static<typeof WebhookPatchBody>;
 
 const ISO_TIME = '^\\d{4}-\\d\\d-\\d\\d(T\\d\\d:\\d\\d(:\\d\\d(\\.\\d{1,9})?)?(Z|[+-]\\d\\d:\\d\\d))?$';
 const TimeParam = Type.String({ pattern: ISO_TIME, [ERROR_KEYWORD]: 'must be an ISO 8601 time such as 2026-11-24T10:00:00Z' });
@@ -306,5 +332,54 @@ export const ScheduleAnswer = Type.Object({
 }, { $id: 'Schedule' });
 export const ScheduleList = Type.Object({ schedules: Type.Array(Type.Ref('Schedule')) });
 
+export const WebhookAnswer = Type.Object({
+  id: Type.Integer(),
+  url: Type.String(),
+  events: Type.Array(Type.String()),
+  types: nullable(Type.Array(Type.String())),
+  description: nullable(Type.String()),
+  enabled: Type.Boolean(),
+  disabled_reason: nullable(Type.String({ description: 'why it is disabled: its deliveries failed for api.webhooks.retry_for, or a PATCH' })),
+  failing_since: nullable(Type.String({ format: 'date-time', description: 'the first failed delivery since the last success (ISO 8601, UTC)' })),
+  created_by: nullable(Type.String()),
+  created_time: Time,
+  updated_time: Time,
+}, { $id: 'Webhook' });
+export const WebhookList = Type.Object({ webhooks: Type.Array(Type.Ref('Webhook')) });
+export const CreatedWebhook = Type.Intersect([Type.Ref('Webhook'), Type.Object({
+  secret: Type.String({ description: 'the signing secret (whsec_ and base64): shown once, here' }),
+})]);
+export const DeliveryPage = Type.Object({
+  deliveries: Type.Array(Type.Object({
+    id: Type.Integer(),
+    message_id: Type.String({ description: 'the `webhook-id` header it is sent with (the same at every attempt)' }),
+    event: Type.String(),
+    task: Type.Object({ id: Type.Integer(), type: Type.String(), identifier: Type.String() }),
+    event_time: Time,
+    status: enumOf(DELIVERY_STATUSES),
+    attempt: Type.Integer({ description: 'attempts made so far' }),
+    http_status: nullable(Type.Integer({ description: 'of the last attempt' })),
+    duration_ms: nullable(Type.Integer({ description: 'of the last attempt' })),
+    last_attempt_time: nullable(Type.String({ format: 'date-time' })),
+    next_time: nullable(Type.String({ format: 'date-time', description: 'when it is tried next (pending only)' })),
+    last_error: nullable(Type.String()),
+  })),
+  next_before: nullable(Type.Integer({ description: 'pass as `before` for the older ones; null: none' })),
+});
+export const DeliveryAnswer = DeliveryPage.properties.deliveries.items;
+export const TestAnswer = Type.Object({
+  message_id: Type.String({ description: 'the webhook-id it was sent under (msg_test_...)' }),
+  ok: Type.Boolean({ description: 'a 2xx came back within api.webhooks.timeout' }),
+  http_status: nullable(Type.Integer()),
+  duration_ms: Type.Integer(),
+  error: nullable(Type.String({ description: 'why it is not ok' })),
+});
+export const DELIVERY_ID_PATTERN = /^[1-9][0-9]{0,15}$/;
+export const DeliveryId = Type.String({ pattern: DELIVERY_ID_PATTERN.source, description: 'a delivery\'s id (its `id` in the delivery log)' });
+export const DeliveriesQuery = Type.Object({
+  limit: Type.Optional(limit(50, 1000)),
+  before: Type.Optional(Type.Integer({ minimum: 1, [ERROR_KEYWORD]: 'must be a positive integer (a delivery id)' })),
+}, { additionalProperties: false });
+
 /** Schemas that answers refer to by `$ref`, shared in the OpenAPI document's components. */
-export const SHARED_SCHEMAS: readonly TSchema[] = [ErrorAnswer, TaskAnswer, ResponseAnswer, EventAnswer, ScheduleAnswer];
+export const SHARED_SCHEMAS: readonly TSchema[] = [ErrorAnswer, TaskAnswer, ResponseAnswer, EventAnswer, ScheduleAnswer, WebhookAnswer];

@@ -34,6 +34,10 @@ import { checkAutoincLockMode } from './storage/uncommitted';
 import { PayloadSchemas } from './payload-schemas';
 import { TaskService } from './task-service';
 import { WatchHub } from './watch-hub';
+import { clockOf } from './storage/database-clock';
+import { WebhookStore } from './storage/webhook-store';
+import { WebhookDispatcher } from './webhooks/dispatcher';
+import { WebhookService } from './webhooks/service';
 import { StreamLimits } from './stream-limits';
 
 /** How long a look at the dead-letter queue's depth may take: the broker answers a passive declaration at once, or is in trouble. */
@@ -72,6 +76,19 @@ async function knowRegisteredEndpoints(registry: EndpointRegistry, metrics: Metr
 }
 
 /**
+ * A configured task type that none of the registered endpoints serves (nor an endpoint this process runs):
+ * its tasks would wait for managers that never consume them. Said once at start; a new fleet (nothing
+ * registered yet) is not judged.
+ */
+async function warnUnservedTypes(registry: EndpointRegistry, config: Config, log: Logger): Promise<void> {
+  const local = new Set(config.manager.transport === 'in-process' ? config.manager.endpoints.flatMap((e) => e.task_types) : []);
+  const unserved = (await registry.unserved(config.task_types)).filter((t) => !local.has(t));
+  for (const type of unserved) {
+    log.warn({ taskType: type }, `task type '${type}' is served by no registered endpoint: add it to the task_types of the managers that should run it (manager.endpoints[].task_types or --tasktype) and restart them`);
+  }
+}
+
+/**
  * The server side: the HTTP API, the collector of response events, the state responder, and the
  * periodic jobs (resending tasks the broker never confirmed, marking INCOMPLETE the tasks some expected
  * endpoint never received, ending the tasks whose execution deadline passed). Every part is safe with
@@ -82,6 +99,10 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   // Parts that name their own component get the root logger: pino repeats a key bound twice.
   const log = deps.logger.child({ component: 'api' });
   const history = new History(ds);
+  const webhookStore = new WebhookStore(ds);
+  history.webhooks = webhookStore;
+  // Known before the first write: events of a subscription that exists are not missed while the job starts.
+  await webhookStore.refreshActive();
   await checkAutoincLockMode(ds, log);
   const hub = new WatchHub(history, transport, deps.logger);
   const health = new HealthChecks(ds, () => transport.connected);
@@ -103,6 +124,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const registry = new EndpointRegistry(ds);
   // Not worth failing the start over: endpoints are learnt from their heartbeats as well.
   await knowRegisteredEndpoints(registry, metrics).catch((err: unknown) => log.warn({ err }, 'could not read the endpoint registry for the metrics'));
+  await warnUnservedTypes(registry, config, log).catch((err: unknown) => log.warn({ err }, 'could not read the endpoint registry for the task types'));
   const responses = new ResponseStore(ds);
   const queries = new TaskQueries(ds);
   const taskOperations = new TaskOperations(ds, completion, history, tasks, announce);
@@ -127,6 +149,16 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   await responder.start();
 
   const schedules = new ScheduleService({ store: new ScheduleStore(ds), tasks: service, taskTypes: config.task_types, payloads, logger: log });
+  const wh = config.api.webhooks;
+  const dispatcher = new WebhookDispatcher(webhookStore, clockOf(ds), {
+    timeoutMs: wh.timeout * 1000, retryForMs: wh.retry_for * 1000, retryBaseMs: wh.retry_base * 1000, retryMaxMs: wh.retry_max * 1000,
+    concurrency: wh.concurrency, keepMs: wh.log_keep * 1000, allowPrivate: wh.allow_private, publicUrl: wh.public_url,
+    onAttempt: (outcome) => metrics.webhookAttempt(outcome),
+  }, log.child({ component: 'webhooks' }));
+  // Two refreshes' time and a margin: by then every instance whose refresh job runs knows of the subscription.
+  const settleMs = dialectOf(ds) === 'mysql' ? 2 * wh.interval * 1000 + 100 : 0;
+  const webhooks = new WebhookService(webhookStore, clockOf(ds), { taskTypes: config.task_types, allowHttp: wh.allow_http, settleMs },
+    (hook, msgId, body) => dispatcher.send(hook, msgId, body));
   const tokens = new TokenStore(ds);
   const auth = config.api.auth === 'tokens';
   const guard = auth ? new TokenGuard(tokens, {
@@ -141,7 +173,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     maxBufferedBytes: config.api.sse_max_buffered_bytes, metrics, log,
   };
   const app = createApp({
-    service, output, operations, endpoints, schedules, hub, streams, taskTypes: config.task_types, bodyLimit: config.api.body_limit, guard, tokens, auth,
+    service, output, operations, endpoints, schedules, webhooks, hub, streams, taskTypes: config.task_types, bodyLimit: config.api.body_limit, guard, tokens, auth,
     version: deps.version, logger: log, draining: () => draining, metrics, health,
     // A stalled MySQL answers nothing: each call of a request gives up after connect_timeout (503).
     dbCallLimitMs: dialectOf(ds) === 'mysql' ? config.manager.db.connect_timeout * 1000 : null,
@@ -179,6 +211,15 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
       }), log),
     // Every instance runs it: the firings' idempotent identifiers (and row locks on MySQL) make that safe.
     startPeriodic('schedules', config.api.schedule_interval * 1000, metrics.job('schedules', () => schedules.fireDue()), log),
+    // Every instance runs it: each delivery is leased to one (SKIP LOCKED on MySQL), and taken over when its lease runs out.
+    startPeriodic('webhooks', wh.interval * 1000, metrics.job('webhooks', () => dispatcher.run()), log),
+    // Apart from the deliveries (which may wait on slow receivers): whether the write paths add the outbox's statement.
+    startPeriodic('webhook-subscriptions', wh.interval * 1000, async () => {
+      const oldest = await webhookStore.refreshActive() ? await webhookStore.oldestPending() : null;
+      metrics.webhookOldestPending(oldest === null ? 0 : Math.max(0, ((await clockOf(ds).now()).getTime() - oldest.getTime()) / 1000));
+    }, log),
+    // Every instance runs it (a row deleted twice is deleted once); a row outstays its time by a tenth of it at most.
+    startPeriodic('webhook-log-prune', Math.min(60_000, wh.log_keep * 100), () => dispatcher.prune(), log),
     // Every instance shows the same queue: alert on their maximum. A broker that does not answer leaves the last value.
     startPeriodic('dead-letter-check', config.api.dead_letter_check_interval * 1000, metrics.job('dead-letter-check', async () => {
       metrics.deadLetters(await withDeadline(transport.deadLetterDepth(), DEAD_LETTER_CHECK_TIMEOUT_MS, 'the dead-letter queue\'s depth'));

@@ -1,5 +1,5 @@
 import { Batcher } from '../lib/batcher';
-import { BacklogFullError, IdentifierConflictError, NoEndpointsError, NoMatchingEndpointsError, NotFoundError, TaskTooLargeError, UnknownEndpointsError } from '../lib/errors';
+import { BacklogFullError, IdentifierConflictError, NoEndpointsError, NoMatchingEndpointsError, EndpointsNotServingError, NotFoundError, TaskTooLargeError, UnknownEndpointsError } from '../lib/errors';
 import type { Selector } from '../protocol/label-selector';
 import type { Reservation } from '../protocol/broker';
 import type { Publisher } from './publisher';
@@ -143,11 +143,14 @@ export class TaskService {
   private async checkInventory(type: string, req: TaskRequest): Promise<void> {
     if (!req.endpoints || req.allowUnknownEndpoints || this.deps.unknownEndpoints === 'allow') return;
     const endpoints = req.endpoints.filter((e) => !this.local.has(e));
-    if (endpoints.length === 0) return;
-    const unknown = await guardDb(() => this.deps.registry.unknown(endpoints));
-    if (unknown.length === 0) return;
+    const unknown = endpoints.length === 0 ? [] : await guardDb(() => this.deps.registry.unknown(endpoints));
+    // An endpoint that registered for other types only would never consume this one: its queue would be
+    // declared and bound, and the task go INCOMPLETE once nobody answered.
+    const notServing = unknown.length > 0 ? [] : await guardDb(() => this.deps.registry.notServing(type, req.endpoints ?? []));
+    if (unknown.length === 0 && notServing.length === 0) return;
     if (await guardDb(() => this.deps.tasks.find(type, req.identifier))) return;
-    throw new UnknownEndpointsError(unknown);
+    if (unknown.length > 0) throw new UnknownEndpointsError(unknown);
+    throw new EndpointsNotServingError(type, notServing);
   }
 
   private async store(type: string, req: TaskRequest, actor: string | null): Promise<TaskWithCounts & { created: boolean }> {

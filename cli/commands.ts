@@ -4,10 +4,10 @@ import type { ApiClient } from './client';
 import { CliError, EXIT, taskExitReason, taskExitStatus } from './exit-status';
 import { followTask } from './follow';
 import { followOutput, readOutput, type OutputLine } from './logs';
-import { endpointsTable, schedulesTable, taskHeader, taskListTable, taskTable, tokensTable, render, ansi, plain, type OutputFormat, type Paint } from './output';
+import { deliveriesTable, endpointsTable, schedulesTable, webhooksTable, taskHeader, taskListTable, taskTable, tokensTable, render, ansi, plain, type OutputFormat, type Paint } from './output';
 import { endpointRowsFor, LineProgress, TerminalProgress, type Screen } from './progress';
 import { TaskTracker } from './tracker';
-import type { EndpointInfo, ScheduleInfo, Task, TaskWithResponses, TokenInfo } from './types';
+import type { DeliveryInfo, EndpointInfo, ScheduleInfo, Task, TaskWithResponses, TokenInfo, WebhookInfo } from './types';
 import { commaList } from '../lib/comma-list';
 
 /** Where a command writes, and how. */
@@ -274,4 +274,60 @@ export async function scheduleAction(ctx: Context, name: string, action: 'pause'
     ? await ctx.client.json<ScheduleInfo>('DELETE', ['schedules', name])
     : await ctx.client.json<ScheduleInfo>('POST', ['schedules', name, action]);
   return showSchedule(ctx, s);
+}
+
+export interface WebhookOptions {
+  events?: string;
+  types?: string;
+  description?: string;
+}
+
+export async function webhookAdd(ctx: Context, url: string, o: WebhookOptions): Promise<number> {
+  const body = {
+    url, events: nameList(o.events ?? ''), ...(o.types !== undefined ? { types: nameList(o.types) } : {}),
+    ...(o.description !== undefined ? { description: o.description } : {}),
+  };
+  const made = await ctx.client.json<WebhookInfo>('POST', ['webhooks'], { body });
+  out(ctx, made, () => [...webhooksTable([made]), '', 'signing secret, shown this once (verify each delivery\'s webhook-signature with it):', made.secret ?? '']);
+  return EXIT.OK;
+}
+
+export async function webhookList(ctx: Context): Promise<number> {
+  const list = await ctx.client.json<{ webhooks: WebhookInfo[] }>('GET', ['webhooks']);
+  out(ctx, list, () => (list.webhooks.length ? webhooksTable(list.webhooks) : ['no webhooks']));
+  return EXIT.OK;
+}
+
+export async function webhookRemove(ctx: Context, id: string): Promise<number> {
+  const removed = await ctx.client.json<WebhookInfo>('DELETE', ['webhooks', id]);
+  out(ctx, removed, () => webhooksTable([removed]));
+  return EXIT.OK;
+}
+
+export async function webhookEnable(ctx: Context, id: string, enabled: boolean): Promise<number> {
+  const changed = await ctx.client.json<WebhookInfo>('PATCH', ['webhooks', id], { body: { enabled } });
+  out(ctx, changed, () => webhooksTable([changed]));
+  return EXIT.OK;
+}
+
+/** Exit status 0 when the receiver answered 2xx, else 1 with its answer or error. */
+export async function webhookTest(ctx: Context, id: string): Promise<number> {
+  const r = await ctx.client.json<{ message_id: string; ok: boolean; http_status: number | null; duration_ms: number; error: string | null }>(
+    'POST', ['webhooks', id, 'test']);
+  out(ctx, r, () => [r.ok ? `delivered ${r.message_id}: ${r.http_status} in ${r.duration_ms} ms` : `not delivered ${r.message_id}: ${r.error ?? ''}`]);
+  return r.ok ? EXIT.OK : EXIT.ERROR;
+}
+
+export async function webhookDeliveries(ctx: Context, id: string, o: { limit?: string; before?: string }): Promise<number> {
+  const page = await ctx.client.json<{ deliveries: DeliveryInfo[]; next_before: number | null }>('GET', ['webhooks', id, 'deliveries'],
+    { query: { limit: o.limit, before: o.before } });
+  out(ctx, page, () => [...(page.deliveries.length ? deliveriesTable(page.deliveries) : ['no deliveries']),
+    ...(page.next_before === null ? [] : [`older: --before ${page.next_before}`])]);
+  return EXIT.OK;
+}
+
+export async function webhookRedeliver(ctx: Context, id: string, delivery: string): Promise<number> {
+  const d = await ctx.client.json<DeliveryInfo>('POST', ['webhooks', id, 'deliveries', delivery, 'redeliver']);
+  out(ctx, d, () => deliveriesTable([d]));
+  return EXIT.OK;
 }

@@ -1,6 +1,6 @@
 import YAML from 'yaml';
 import { type EndpointView, TaskTracker } from './tracker';
-import type { EndpointInfo, EndpointState, ScheduleInfo, Task, TokenInfo } from './types';
+import type { DeliveryInfo, EndpointInfo, EndpointState, ScheduleInfo, Task, TokenInfo, WebhookInfo } from './types';
 
 export const OUTPUT_FORMATS = ['table', 'json', 'yaml'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -186,5 +186,19 @@ export function schedulesTable(schedules: ScheduleInfo[]): string[] {
   return table(['NAME', 'TYPE', 'WHEN', 'TIMEZONE', 'NEXT FIRING', 'PAUSED', 'LAST TASK', 'LAST ERROR'], schedules.map((s) => [
     s.name, s.task_type, s.cron ?? `every ${s.every}`, s.timezone, s.paused ? 'paused' : time(s.next_fire_time), s.paused ? 'yes' : 'no',
     s.last_task_identifier ?? '-', s.last_error ?? '-',
+  ]));
+}
+
+export function webhooksTable(hooks: WebhookInfo[]): string[] {
+  return table(['ID', 'URL', 'EVENTS', 'TYPES', 'ENABLED', 'FAILING SINCE', 'DESCRIPTION'], hooks.map((w) => [
+    String(w.id), w.url, w.events.join(','), w.types?.join(',') ?? '*', w.enabled ? 'yes' : `no (${w.disabled_reason ?? ''})`, time(w.failing_since),
+    w.description ?? '-',
+  ]));
+}
+
+export function deliveriesTable(deliveries: DeliveryInfo[]): string[] {
+  return table(['ID', 'EVENT', 'TASK', 'STATUS', 'ATTEMPT', 'HTTP', 'MS', 'NEXT TRY', 'LAST ERROR'], deliveries.map((d) => [
+    String(d.id), d.event, `${d.task.type}/${d.task.identifier}`, d.status, String(d.attempt), d.http_status === null ? '-' : String(d.http_status),
+    d.duration_ms === null ? '-' : String(d.duration_ms), time(d.next_time), d.last_error ?? '-',
   ]));
 }

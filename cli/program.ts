@@ -19,6 +19,7 @@ Examples:
   $ tasker endpoints
   $ tasker send worker --selector 'role=web,region in (eu,us)' --dry-run
   $ tasker schedule create nightly --type backup --cron '30 2 * * *' --timezone Europe/Berlin
+  $ tasker webhook add https://hooks.example.com/tasker --events task.done,task.incomplete
   $ TASKER_TOKEN=tkr_... tasker token create deployer --scope submit:worker --scope read
 
 Exit status: 0 every endpoint succeeded (or the command did what was asked), 2 some endpoint failed,
@@ -209,6 +210,34 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     schedule.command(verb).description(what).argument('<name>', 'the schedule\'s name')
       .action(action((ctx, name: string) => commands.scheduleAction(ctx, name, verb)));
   }
+
+  const webhook = program.command('webhook').description('webhook subscriptions: task events POSTed, signed, to a URL (needs the admin scope)');
+  webhook.command('add')
+    .description('subscribe a URL; its signing secret is shown this once')
+    .argument('<url>', 'https URL the events are POSTed to')
+    .requiredOption('--events <names>', 'comma-separated: task.created, task.done, task.incomplete, task.stopped, task.cancelled, response.failed')
+    .option('-t, --types <types>', 'comma-separated task types (default: every type)')
+    .option('-d, --description <text>', 'what it is for')
+    .addHelpText('after', '\nExample:\n  $ tasker webhook add https://hooks.example.com/tasker --events task.done,task.incomplete --types backup')
+    .action(action((ctx, url: string, o: commands.WebhookOptions) => commands.webhookAdd(ctx, url, o)));
+  webhook.command('list').description('every subscription (never its secret)')
+    .action(action((ctx) => commands.webhookList(ctx)));
+  webhook.command('rm').description('delete a subscription and its deliveries').argument('<id>', 'the subscription\'s id')
+    .action(action((ctx, id: string) => commands.webhookRemove(ctx, id)));
+  for (const [verb, enabled] of [['enable', true], ['disable', false]] as const) {
+    webhook.command(verb).description(enabled ? 'deliver again (also after it was disabled for failing)' : 'stop deliveries (they wait)')
+      .argument('<id>', 'the subscription\'s id')
+      .action(action((ctx, id: string) => commands.webhookEnable(ctx, id, enabled)));
+  }
+  webhook.command('test').description('POST a signed test message now; exit status 0 when the receiver answered 2xx').argument('<id>', 'the subscription\'s id')
+    .action(action((ctx, id: string) => commands.webhookTest(ctx, id)));
+  webhook.command('deliveries').description('the delivery log, newest first').argument('<id>', 'the subscription\'s id')
+    .option('--limit <n>', 'deliveries per page (1-1000, default 50)', positiveInt)
+    .option('--before <delivery>', 'older than this delivery id', positiveInt)
+    .action(action((ctx, id: string, o: { limit?: string; before?: string }) => commands.webhookDeliveries(ctx, id, o)));
+  webhook.command('redeliver').description('send a delivery again, under the same webhook-id and body')
+    .argument('<id>', 'the subscription\'s id').argument('<delivery>', 'the delivery\'s id')
+    .action(action((ctx, id: string, delivery: string) => commands.webhookRedeliver(ctx, id, delivery)));
 
   try {
     await program.parseAsync(argv, { from: 'user' });

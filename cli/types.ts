@@ -110,3 +110,31 @@ export interface ScheduleInfo {
   created_time: string;
   updated_time: string;
 }
+
+export interface WebhookInfo {
+  id: number;
+  url: string;
+  events: string[];
+  types: string[] | null;
+  description: string | null;
+  enabled: boolean;
+  disabled_reason: string | null;
+  failing_since: string | null;
+  created_time: string;
+  secret?: string;
+}
+
+export interface DeliveryInfo {
+  id: number;
+  message_id: string;
+  event: string;
+  task: { id: number; type: string; identifier: string };
+  event_time: string;
+  status: string;
+  attempt: number;
+  http_status: number | null;
+  duration_ms: number | null;
+  last_attempt_time: string | null;
+  next_time: string | null;
+  last_error: string | null;
+}

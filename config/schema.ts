@@ -8,7 +8,7 @@ import { HOST_ENTRY_PATTERN, parseHostEntry } from '../protocol/rabbitmq/hosts';
 export { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from '../protocol/names';
 
 /** Paths of the API that a task type would shadow (`/<task_type>`). */
-export const RESERVED_ROUTES: readonly string[] = ['endpoints', 'events', 'schedules', 'metrics', 'healthz', 'readyz', 'ui', 'tokens'];
+export const RESERVED_ROUTES: readonly string[] = ['endpoints', 'events', 'schedules', 'webhooks', 'metrics', 'healthz', 'readyz', 'ui', 'tokens'];
 
 /** `api.retention`: `off`, or a positive whole number of days, hours or minutes. */
 export const RETENTION_PATTERN = /^(?:off|[1-9][0-9]{0,5}[dhm])$/;
@@ -148,6 +148,28 @@ export const ConfigSchema = Type.Object({
     sse_max_streams: int(1000, 1, 1_000_000),
     /** Event streams open per client (its token, or its address when api.auth is off) at most; more are answered 503 with Retry-After. */
     sse_max_streams_per_client: int(20, 1, 1_000_000),
+    webhooks: section({
+      /** Seconds between an API instance's looks for webhook deliveries that are due. */
+      interval: num(1, 0.05, 60),
+      /** Seconds a receiver has to answer a delivery with a 2xx. */
+      timeout: num(10, 0.1, 120),
+      /** Seconds a delivery is retried for (from its event) before it is failed; a subscription failing this long is disabled. */
+      retry_for: num(3 * 86400, 1, 30 * 86400),
+      /** Seconds before the first retry of a delivery; doubled at each further one (with jitter) up to retry_max. */
+      retry_base: num(10, 0.01, 3600),
+      /** The longest pause, in seconds, between two tries of a delivery. */
+      retry_max: num(3600, 0.01, 86400),
+      /** Deliveries one API instance has in flight at most. */
+      concurrency: int(16, 1, 256),
+      /** Seconds a delivered or failed delivery stays in the delivery log. */
+      log_keep: num(7 * 86400, 60, 365 * 86400),
+      /** Whether subscriptions may have http:// URLs (otherwise https:// only). */
+      allow_http: Type.Boolean({ default: false }),
+      /** Whether deliveries may go to private, loopback and link-local addresses. */
+      allow_private: Type.Boolean({ default: false }),
+      /** The API's public base URL (e.g. https://tasker.example.com): the payloads' links start with it; empty: links are paths. */
+      public_url: str('', /^(?:https?:\/\/[^\s/]+(?:\/\S*[^/\s])?)?$/, 'must be empty or an http(s) URL without a trailing slash'),
+    }),
   }),
   manager: section({
     /** How tasks travel: RabbitMQ, or in-process queues when API and managers share one process. */
@@ -340,6 +362,9 @@ export function validateConfig(input: unknown): Config {
   // by default), and with it every other delivery on that channel: a handler must finish well before.
   if (cfg.manager.transport === 'rabbitmq' && cfg.manager.handler_timeout > RABBITMQ_MAX_HANDLER_TIMEOUT_S) {
     fail('manager.handler_timeout', `must be at most ${RABBITMQ_MAX_HANDLER_TIMEOUT_S} s with RabbitMQ (its 30-minute consumer_timeout less a minute to commit and ack); got ${cfg.manager.handler_timeout}`);
+  }
+  if (cfg.api.webhooks.retry_base > cfg.api.webhooks.retry_max) {
+    fail('api.webhooks.retry_base', `must not be longer than api.webhooks.retry_max (${cfg.api.webhooks.retry_max} s)`);
   }
   if (cfg.manager.receipt_delay >= cfg.api.wait_for_endpoints_timeout) {
     fail('manager.receipt_delay', `must be shorter than api.wait_for_endpoints_timeout (${cfg.api.wait_for_endpoints_timeout} s)`);

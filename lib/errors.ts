@@ -87,6 +87,14 @@ export class UnknownEndpointsError extends TaskerError {
   }
 }
 
+/** A task listing endpoints that registered, but not for its task type: their managers would never consume it. */
+export class EndpointsNotServingError extends TaskerError {
+  constructor(type: string, readonly names: readonly string[]) {
+    super('endpoints_not_serving', 422, `endpoints that do not serve task type '${type}' (registered for other types only): ${names.join(', ')}; `
+      + `add '${type}' to their manager.endpoints[].task_types (or --tasktype) and restart them, or send "allow_unknown_endpoints": true to deliver once they do`);
+  }
+}
+
 /** A task addressed by a label selector that matches none of the live endpoints serving its type: nothing is stored. */
 export class NoMatchingEndpointsError extends TaskerError {
   constructor(type: string, selector: string, live: number) {

@@ -84,6 +84,59 @@ export const EVENT = Object.freeze({
 export type EventKind = (typeof EVENT)[keyof typeof EVENT];
 export const EVENT_KINDS: readonly EventKind[] = Object.freeze(Object.values(EVENT));
 
+/**
+ * The webhook events (`POST /webhooks` `events`), each raised by one kind of history event: the task's
+ * status changes, and `response.failed` by a `finished` (or `timed_out`) event of an endpoint that failed.
+ */
+export const WEBHOOK_EVENT = Object.freeze({
+  TASK_CREATED: 'task.created',
+  TASK_DONE: 'task.done',
+  TASK_INCOMPLETE: 'task.incomplete',
+  TASK_STOPPED: 'task.stopped',
+  TASK_CANCELLED: 'task.cancelled',
+  RESPONSE_FAILED: 'response.failed',
+} as const);
+export type WebhookEvent = (typeof WEBHOOK_EVENT)[keyof typeof WEBHOOK_EVENT];
+export const WEBHOOK_EVENTS: readonly WebhookEvent[] = Object.freeze(Object.values(WEBHOOK_EVENT));
+
+/** The task status each task.* webhook event reports. */
+export const WEBHOOK_EVENT_STATUS: Readonly<Partial<Record<WebhookEvent, TaskStatus>>> = Object.freeze({
+  [WEBHOOK_EVENT.TASK_CREATED]: TASK_STATUS.CREATED, [WEBHOOK_EVENT.TASK_DONE]: TASK_STATUS.DONE,
+  [WEBHOOK_EVENT.TASK_INCOMPLETE]: TASK_STATUS.INCOMPLETE, [WEBHOOK_EVENT.TASK_STOPPED]: TASK_STATUS.STOPPED,
+  [WEBHOOK_EVENT.TASK_CANCELLED]: TASK_STATUS.CANCELLED,
+});
+
+/**
+ * The webhook event a history event raises (null: none). `endpoints`: the endpoints an endpoint's event
+ * concerns (a task's own change has none); `response.failed` when one of them has an errnr other than 0.
+ */
+export function webhookEventOf(kind: EventKind, endpoints?: readonly { errnr?: number }[]): WebhookEvent | null {
+  if (endpoints !== undefined && kind !== EVENT.FINISHED && kind !== EVENT.TIMED_OUT) return null;
+  switch (kind) {
+    case EVENT.CREATED: return WEBHOOK_EVENT.TASK_CREATED;
+    case EVENT.DONE: return WEBHOOK_EVENT.TASK_DONE;
+    case EVENT.INCOMPLETE: return WEBHOOK_EVENT.TASK_INCOMPLETE;
+    case EVENT.STOPPED: return WEBHOOK_EVENT.TASK_STOPPED;
+    case EVENT.CANCELLED: return WEBHOOK_EVENT.TASK_CANCELLED;
+    case EVENT.FINISHED:
+    case EVENT.TIMED_OUT:
+      return endpoints?.some((e) => e.errnr !== undefined && e.errnr !== 0) ? WEBHOOK_EVENT.RESPONSE_FAILED : null;
+    default: return null;
+  }
+}
+
+/** A webhook delivery's status (`webhook_delivery.status`). */
+export const DELIVERY_STATUS = Object.freeze({
+  /** Not delivered yet: tried at `next_time`. */
+  PENDING: 'pending',
+  /** A 2xx came back. */
+  DELIVERED: 'delivered',
+  /** Not delivered within api.webhooks.retry_for, or its subscription was disabled: no more tries. */
+  FAILED: 'failed',
+} as const);
+export type DeliveryStatus = (typeof DELIVERY_STATUS)[keyof typeof DELIVERY_STATUS];
+export const DELIVERY_STATUSES: readonly DeliveryStatus[] = Object.freeze(Object.values(DELIVERY_STATUS));
+
 /** One allowed change: `from` null is the row's creation. `by` says who makes it (for the docs). */
 export interface Transition<S extends string> {
   readonly from: S | null;
@@ -210,7 +263,7 @@ export function storedStatesFor(shown: ShownState, taskStatus: TaskStatus): Endp
 const WORD = /^[A-Za-z_]+$/;
 
 /** A quoted SQL string literal of a state word (only words of this module: letters and underscores). */
-export function sqlWord(word: TaskStatus | EndpointState | EventKind): string {
+export function sqlWord(word: TaskStatus | EndpointState | EventKind | DeliveryStatus): string {
   if (!WORD.test(word)) throw new Error(`not a state word: ${word}`);
   return `'${word}'`;
 }

@@ -7,7 +7,7 @@ const ERRORS: Record<number, string> = {
   400: 'invalid request: the message names the parameter or field',
   401: 'no valid bearer token',
   403: 'the token lacks the scope',
-  404: 'unknown task type, task, endpoint or schedule',
+  404: 'unknown task type, task, endpoint, schedule or webhook',
   409: 'conflicts with the task\'s state, or the identifier (or schedule name) exists with another body',
   413: 'the body is over api.body_limit, or a task (POST, a schedule\'s firing) larger than the database takes in one statement (max_allowed_packet); nothing was stored',
   415: 'the body is not application/json',

@@ -133,6 +133,24 @@ export class EndpointRegistry {
     return names.filter((n) => !known.has(n));
   }
 
+  /** Of `types`, those no registered endpoint serves, if any endpoint registered at all (else: nothing known). */
+  async unserved(types: readonly string[]): Promise<string[]> {
+    const rows: { task_type: string }[] = await exclusive(this.ds, () => this.ds.query('SELECT DISTINCT task_type FROM endpoint'));
+    if (rows.length === 0) return [];
+    const served = new Set(rows.map((r) => String(r.task_type)));
+    return types.filter((t) => !served.has(t));
+  }
+
+  /** Those of `names` that registered, but for other task types than `type` only. One statement. */
+  async notServing(type: string, names: readonly string[]): Promise<string[]> {
+    if (names.length === 0) return [];
+    const rows: { name: string }[] = await exclusive(this.ds, () => this.ds.query(
+      `SELECT name FROM endpoint WHERE name IN (${names.map(() => '?').join(', ')}) GROUP BY name
+       HAVING SUM(CASE WHEN task_type = ? THEN 1 ELSE 0 END) = 0`, [...names, type]));
+    const other = new Set(rows.map((r) => String(r.name)));
+    return names.filter((n) => other.has(n));
+  }
+
   /** Adds a name to the inventory before its endpoint ever registers (`npm run endpoint -- add`); true if it was new. */
   async add(name: string): Promise<boolean> {
     if ((await this.unknown([name])).length === 0) return false;

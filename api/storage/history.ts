@@ -1,9 +1,10 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { dialectOf, exclusive, insertRows } from './database';
-import type { EventKind } from '../lifecycle/states';
+import { type EventKind, webhookEventOf } from '../lifecycle/states';
 import type { StoredEvent } from './rows';
 import { readId, readJson, readTime, sqlTime, writeJson } from './sql-values';
 import { servedFrontier, withoutUncommitted } from './uncommitted';
+import type { OutboxEvent, WebhookStore } from './webhook-store';
 
 /** What a per-endpoint change records of each endpoint it concerns. */
 export interface EndpointChange {
@@ -56,6 +57,12 @@ function detailOf(e: NewEvent): Record<string, unknown> | null {
  * order of ids is the order of the changes, since every writer holds the task's row lock.
  */
 export class History {
+  /**
+   * The webhook outbox: while some subscription is enabled, the events of each transaction that a
+   * subscription may want are written to it in that same transaction (one more statement).
+   */
+  webhooks: WebhookStore | null = null;
+
   constructor(private readonly ds: DataSource) {}
 
   /** Records events within the caller's transaction; returns them with their ids. */
@@ -73,6 +80,13 @@ export class History {
       const back: { id: unknown }[] = await em.query(
         `SELECT id FROM task_event WHERE task_id IN (${marks(taskIds.length)}) ORDER BY id DESC LIMIT ${events.length}`, taskIds);
       ids = back.map((r) => readId(r.id)).reverse();
+    }
+    if (this.webhooks?.active) {
+      const out = events.flatMap((e, i): OutboxEvent[] => {
+        const event = webhookEventOf(e.kind, e.endpoints);
+        return event === null ? [] : [{ taskId: e.task.id, eventId: ids[i], event, taskType: e.task.type, identifier: e.task.identifier, time: e.time }];
+      });
+      await this.webhooks.enqueue(em, out);
     }
     return events.map((e, i) => ({
       id: ids[i], task_id: e.task.id, type: e.task.type, identifier: e.task.identifier, time: e.time.toISOString(), kind: e.kind,

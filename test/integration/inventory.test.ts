@@ -4,7 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { projectRoot } from '../../config/loader';
 import { RabbitAdmin } from '../../api/rabbit-admin';
-import { Harness } from '../support/harness';
+import { freePort, Harness } from '../support/harness';
 
 const TASKER = path.join(projectRoot(), 'dist', 'cli', 'tasker.js');
 const REFUSE = { TASKER_API__UNKNOWN_ENDPOINTS: 'refuse' };
@@ -93,6 +93,24 @@ describe('endpoint inventory (RabbitMQ + MariaDB)', function () {
     const allowed = await cli(['send', 'worker', '--identifier', 'cli-later', '--endpoints', 'console1,consoel7', '--allow-unknown-endpoints', '-o', 'json']);
     assert.equal(allowed.code, 0, allowed.stderr);
     assert.deepEqual(JSON.parse(allowed.stdout).endpoints, ['console1', 'consoel7']);
+  });
+
+  it('refuses a task listing an endpoint registered for other task types only, naming it, unless allowed', async function () {
+    // console1 serves worker only.
+    const res = await h.post('backup', { identifier: 'wrong-type', endpoints: ['console1'] });
+    assert.equal(res.status, 422);
+    assert.equal(res.json.error.code, 'endpoints_not_serving');
+    assert.match(res.json.error.message, /do not serve task type 'backup' \(registered for other types only\): console1;/);
+    assert.deepEqual(await h.query(`SELECT id FROM task WHERE identifier = 'wrong-type'`), []);
+    assert.ok(!(await queueNames(h)).includes('tasker.backup.console1'));
+    const allowed = await h.post('backup', { identifier: 'wrong-type', endpoints: ['console1'], allow_unknown_endpoints: true });
+    assert.equal(allowed.status, 201);
+    // An API starting with a fleet that serves no backup says so, once, and nothing of worker.
+    const second = await h.startApi(await freePort());
+    const warned = await second.waitForLog((l) => l.level === 'warn' && l.taskType === 'backup', 10_000, 'the unserved type warning');
+    assert.match(String(warned.msg), /task type 'backup' is served by no registered endpoint/);
+    assert.ok(!second.lines.some((l) => l.taskType === 'worker'), 'worker is served');
+    await second.stop();
   });
 
   it('refuses a flag that is not a boolean with 400, storing nothing', async function () {

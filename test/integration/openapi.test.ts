@@ -14,6 +14,8 @@ const ROUTES = [
   'GET /{type}/{identifier}/events', 'POST /{type}/{identifier}/retry', 'POST /{type}/{identifier}/cancel',
   'GET /schedules', 'POST /schedules', 'GET /schedules/{name}', 'PATCH /schedules/{name}', 'DELETE /schedules/{name}',
   'POST /schedules/{name}/pause', 'POST /schedules/{name}/resume',
+  'GET /webhooks', 'POST /webhooks', 'GET /webhooks/{id}', 'PATCH /webhooks/{id}', 'DELETE /webhooks/{id}', 'GET /webhooks/{id}/deliveries',
+  'POST /webhooks/{id}/deliveries/{delivery}/redeliver', 'POST /webhooks/{id}/test',
 ];
 
 /**

@@ -1,6 +1,6 @@
 import type { RabbitAdmin } from '../../api/rabbit-admin';
 import type { PrivateMariadb } from '../support/private-mariadb';
-import type { IsolatedPm2 } from './pm2';
+import type { IsolatedPm2 } from '../support/pm2';
 
 export interface FaultRecord {
   at: number;

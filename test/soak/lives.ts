@@ -1,6 +1,6 @@
 import { rssMiB } from '../support/rss';
 import type { Life } from './rss-trend';
-import type { IsolatedPm2 } from './pm2';
+import type { IsolatedPm2 } from '../support/pm2';
 
 /**
  * RSS of every process pm2 runs, sampled from /proc every `intervalMs`; a process pm2 started again

@@ -7,7 +7,7 @@ import { FaultRecord, faultTimer } from './faults';
 import { LifeSampler } from './lives';
 import { loggedProblems, silentProcesses } from './logs';
 import { steadyLoad } from './load';
-import { IsolatedPm2 } from './pm2';
+import { IsolatedPm2 } from '../support/pm2';
 import { judge, Verdict } from './rss-trend';
 import { REMEMBERED } from '../../manager/endpoint-manager';
 

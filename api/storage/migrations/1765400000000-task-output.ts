@@ -8,8 +8,8 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  */
 const BIN = 'CHARACTER SET utf8mb4 COLLATE utf8mb4_bin';
 
-export class TaskOutput1765250000000 implements MigrationInterface {
-  name = 'TaskOutput1765250000000';
+export class TaskOutput1765400000000 implements MigrationInterface {
+  name = 'TaskOutput1765400000000';
 
   async up(q: QueryRunner): Promise<void> {
     if (q.connection.driver.options.type === 'mysql') {

@@ -15,11 +15,11 @@ export interface Pm2Process {
 }
 
 /**
- * A pm2 daemon of the soak's own: its PM2_HOME is a fresh temporary directory, so it never meets
+ * A pm2 daemon of a test's own: its PM2_HOME is a fresh temporary directory, so it never meets
  * anyone else's daemon or processes. `kill()` stops the daemon and every process it started.
  */
 export class IsolatedPm2 {
-  readonly home = mkdtempSync(path.join(os.tmpdir(), 'tasker-soak-pm2-'));
+  readonly home = mkdtempSync(path.join(os.tmpdir(), 'tasker-pm2-'));
 
   constructor(private readonly env: NodeJS.ProcessEnv) {}
 

@@ -1,0 +1,128 @@
+import { InvalidRequestError, NotFoundError } from '../../lib/errors';
+import type { WebhookEvent } from '../lifecycle/states';
+import type { WebhookBody, WebhookPatchBody } from '../schemas';
+import { guardDb } from '../storage/database';
+import type { DatabaseClock } from '../storage/database-clock';
+import type { Delivery, Webhook, WebhookStore } from '../storage/webhook-store';
+import { randomBytes } from 'node:crypto';
+import type { PostResult } from './post';
+import { newSecret } from './signature';
+
+/** Sends one signed message to a subscription (the delivery job's `send`). */
+export type Sender = (hook: Webhook, msgId: string, body: string) => Promise<PostResult>;
+
+export interface WebhookServiceOptions {
+  taskTypes: readonly string[];
+  allowHttp: boolean;
+  /**
+   * How long a new or re-enabled subscription takes to be known by every API instance (each refreshes its
+   * knowledge every api.webhooks.interval): the answer waits for it, so that every change committed after
+   * the answer is delivered. 0 with one process (SQLite).
+   */
+  settleMs: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Webhook subscriptions: their checks (the URL's scheme, the task types) and their storage. */
+export class WebhookService {
+  constructor(private readonly store: WebhookStore, private readonly clock: DatabaseClock, private readonly o: WebhookServiceOptions,
+    private readonly sender?: Sender) {}
+
+  async create(body: WebhookBody, actor: string | null): Promise<Webhook> {
+    const url = this.checkUrl(body.url);
+    const types = this.checkTypes(body.types);
+    const now = await guardDb(() => this.clock.now());
+    const made = await guardDb(() => this.store.create({
+      url, events: [...new Set(body.events)] as WebhookEvent[], types, description: body.description ?? null, secret: newSecret(), created_by: actor, created_time: now,
+    }));
+    await sleep(this.o.settleMs);
+    return made;
+  }
+
+  list(): Promise<Webhook[]> {
+    return guardDb(() => this.store.list());
+  }
+
+  async get(id: number): Promise<Webhook> {
+    const w = await guardDb(() => this.store.find(id));
+    if (!w) throw new NotFoundError(`no webhook ${id}`);
+    return w;
+  }
+
+  /** Changes what is given; `enabled: true` re-enables a disabled subscription (its failure record cleared). */
+  async update(id: number, patch: WebhookPatchBody): Promise<Webhook> {
+    const url = patch.url === undefined ? undefined : this.checkUrl(patch.url);
+    const types = patch.types === undefined ? undefined : this.checkTypes(patch.types);
+    const w = await this.get(id);
+    if (url !== undefined) w.url = url;
+    if (types !== undefined) w.types = types;
+    if (patch.events !== undefined) w.events = [...new Set(patch.events)] as WebhookEvent[];
+    if (patch.description !== undefined) w.description = patch.description;
+    const enabling = patch.enabled === true && !w.enabled;
+    if (patch.enabled !== undefined && patch.enabled !== w.enabled) {
+      w.enabled = patch.enabled;
+      w.failing_since = null;
+      w.disabled_reason = patch.enabled ? null : 'disabled by PATCH';
+    }
+    const now = await guardDb(() => this.clock.now());
+    if (!(await guardDb(() => this.store.update(w, now)))) throw new NotFoundError(`no webhook ${id}`);
+    if (enabling) await sleep(this.o.settleMs);
+    return this.get(id);
+  }
+
+  async delete(id: number): Promise<Webhook> {
+    const w = await this.get(id);
+    if (!(await guardDb(() => this.store.delete(id)))) throw new NotFoundError(`no webhook ${id}`);
+    return w;
+  }
+
+  async deliveries(id: number, before: number, limit: number): Promise<Delivery[]> {
+    await this.get(id);
+    return guardDb(() => this.store.deliveries(id, before, limit));
+  }
+
+  /** Sends a delivery again, whatever its status (see WebhookStore.redeliver); answers it as it now is. */
+  async redeliver(id: number, deliveryId: number): Promise<Delivery> {
+    await this.get(id);
+    const now = await guardDb(() => this.clock.now());
+    if (!(await guardDb(() => this.store.redeliver(id, deliveryId, now)))) throw new NotFoundError(`no delivery ${deliveryId} of webhook ${id}`);
+    return (await guardDb(() => this.store.findDelivery(deliveryId))) as Delivery;
+  }
+
+  /**
+   * POSTs a `webhook.test` message to the subscription's URL now, signed like any delivery and under the
+   * same safety checks, and answers what came back. Nothing is stored or retried.
+   */
+  async test(id: number): Promise<{ message_id: string; ok: boolean; http_status: number | null; duration_ms: number; error: string | null }> {
+    const w = await this.get(id);
+    if (!this.sender) throw new Error('no sender');
+    const now = await guardDb(() => this.clock.now());
+    const msgId = `msg_test_${randomBytes(8).toString('hex')}`;
+    const body = JSON.stringify({ type: 'webhook.test', timestamp: now.toISOString(), data: { webhook: w.id } });
+    const r = await this.sender(w, msgId, body);
+    return { message_id: msgId, ok: r.ok, http_status: r.status, duration_ms: Math.round(r.durationMs), error: r.error };
+  }
+
+  private checkUrl(raw: string): string {
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      throw new InvalidRequestError('url: must be an absolute URL');
+    }
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && this.o.allowHttp)) {
+      throw new InvalidRequestError(`url: must be https://${this.o.allowHttp ? ' or http://' : ' (http:// only with api.webhooks.allow_http)'}`);
+    }
+    if (url.username !== '' || url.password !== '') throw new InvalidRequestError('url: must not carry a user name or password');
+    if (url.hash !== '') throw new InvalidRequestError('url: must not have a fragment');
+    return url.toString();
+  }
+
+  private checkTypes(types: string[] | null | undefined): string[] | null {
+    if (types === undefined || types === null || types.length === 0) return null;
+    const unknown = types.filter((t) => !this.o.taskTypes.includes(t));
+    if (unknown.length) throw new InvalidRequestError(`types: unknown task type '${unknown[0]}'; configured: ${this.o.taskTypes.join(', ')}`);
+    return [...new Set(types)];
+  }
+}

@@ -1,0 +1,601 @@
+import assert from 'node:assert/strict';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import http from 'node:http';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { freePort, Harness, type LogLine, type Proc } from '../support/harness';
+import { parseMetrics, valueOf } from '../support/prometheus';
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Standard Webhooks verification as a receiver would write it from the specification, apart from the
+ * server's code: the secret's key is the base64 after `whsec_`, the header a space-separated list of
+ * `v1,<base64>` signatures of `<id>.<timestamp>.<body>`, and a timestamp more than five minutes off refused.
+ */
+function verify(secret: string, headers: http.IncomingHttpHeaders, body: string): boolean {
+  const id = headers['webhook-id'];
+  const ts = headers['webhook-timestamp'];
+  const sigs = headers['webhook-signature'];
+  if (typeof id !== 'string' || typeof ts !== 'string' || typeof sigs !== 'string') return false;
+  if (Math.abs(Date.now() / 1000 - Number(ts)) > 300) return false;
+  const key = Buffer.from(secret.replace(/^whsec_/, ''), 'base64');
+  const expected = createHmac('sha256', key).update(`${id}.${ts}.${body}`).digest();
+  return sigs.split(' ').some((s) => {
+    const [version, sig] = s.split(',');
+    const given = Buffer.from(sig ?? '', 'base64');
+    return version === 'v1' && given.length === expected.length && timingSafeEqual(given, expected);
+  });
+}
+
+interface Received {
+  id: string;
+  at: number;
+  path: string;
+  body: any;
+  raw: string;
+  valid: boolean;
+}
+
+/** A real HTTP receiver: answers what `answer` says, records every request and checks every signature against `secret`. */
+class Receiver {
+  readonly got: Received[] = [];
+  secret = '';
+  answer: (n: number, req: http.IncomingMessage) => { status: number; headers?: Record<string, string> } = () => ({ status: 200 });
+  port = 0;
+  private server: http.Server | null = null;
+
+  async start(port = 0): Promise<void> {
+    this.server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const raw = Buffer.concat(chunks).toString('utf8');
+        this.got.push({ id: String(req.headers['webhook-id']), at: Date.now(), path: req.url ?? '', body: JSON.parse(raw), raw, valid: verify(this.secret, req.headers, raw) });
+        const a = this.answer(this.got.length, req);
+        // 0: no answer at all (the connection is held until the sender gives up or dies).
+        if (a.status !== 0) res.writeHead(a.status, a.headers ?? {}).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => this.server?.listen(port, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}/hook`;
+  }
+
+  /** The events received per task identifier, in arrival order. */
+  byTask(): Map<string, string[]> {
+    const m = new Map<string, string[]>();
+    for (const r of this.got) {
+      const k = r.body.data.task.identifier as string;
+      m.set(k, [...(m.get(k) ?? []), r.body.type as string]);
+    }
+    return m;
+  }
+}
+
+/**
+ * Webhooks through two real API instances and a manager process, RabbitMQ and MariaDB, to real local HTTP
+ * receivers that verify every signature: delivery once per id and in order per task, retries of a
+ * receiver that is down or answers 500, a subscription disabled after failing for api.webhooks.retry_for,
+ * redirects not followed, private addresses refused, bad bodies refused naming the field, and a delivery
+ * cut off by a SIGKILL sent again after the restart.
+ */
+describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
+  const h = new Harness({
+    handlerTimeout: 1,
+    env: {
+      TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1',
+      TASKER_API__WEBHOOKS__RETRY_BASE: '0.2', TASKER_API__WEBHOOKS__RETRY_MAX: '2', TASKER_API__WEBHOOKS__TIMEOUT: '2', TASKER_API__WEBHOOKS__RETRY_FOR: '8',
+      TASKER_API__WEBHOOKS__LOG_KEEP: '60',
+    },
+  });
+  let api: Proc;
+  let second: Proc;
+  let secondPort = 0;
+  const receivers: Receiver[] = [];
+
+  const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
+    const res = await fetch(`${h.baseUrl}${path}`, {
+      method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, json: await res.json() };
+  };
+
+  async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await fn();
+      if (v) return v;
+      if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+      await sleep(100);
+    }
+  }
+
+  async function receiver(): Promise<Receiver> {
+    const r = new Receiver();
+    await r.start();
+    receivers.push(r);
+    return r;
+  }
+
+  async function subscribe(r: Receiver, events: string[], extra: Record<string, unknown> = {}, url = r.url): Promise<number> {
+    const made = await call('POST', '/webhooks', { url, events, ...extra });
+    assert.equal(made.status, 201, JSON.stringify(made.json));
+    assert.match(made.json.secret, /^whsec_[A-Za-z0-9+/]{32}$/);
+    assert.equal(Buffer.from(made.json.secret.slice(6), 'base64').length, 24);
+    r.secret = made.json.secret;
+    return made.json.id as number;
+  }
+
+  async function task(identifier: string, type = 'worker', payload: unknown = { sleep: 0 }): Promise<void> {
+    const res = await h.post(type, { identifier, payload, endpoints: ['console1'] });
+    assert.equal(res.status, 201, JSON.stringify(res.json));
+  }
+
+  /** A metric's values on both API instances. */
+  const metric = async (name: string, labels: Record<string, string> = {}): Promise<number[]> => Promise.all([h.port, secondPort].map(async (port) => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    return valueOf(parseMetrics(text), name, labels);
+  }));
+  const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+
+  const deliveries = async (id: number): Promise<any[]> => {
+    const res = await call('GET', `/webhooks/${id}/deliveries?limit=1000`);
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    return res.json.deliveries;
+  };
+
+  before(async function () {
+    await h.setup(this);
+    // Two instances, both running the delivery job: every test's receiver checks that each id comes once.
+    api = await h.startApi();
+    secondPort = await freePort();
+    second = await h.startApi(secondPort);
+    await h.startManager('console1', ['worker', 'backup']);
+  });
+
+  after(async function () {
+    for (const r of receivers) await r.stop();
+    await h.teardown();
+  });
+
+  it('refuses bad subscription bodies with a 400 naming the field, and stores nothing', async function () {
+    const cases: [unknown, RegExp][] = [
+      [{ events: ['task.done'] }, /url/],
+      [{ url: 'ftp://hooks.example.com/x', events: ['task.done'] }, /^url: must be https/],
+      [{ url: 'not a url', events: ['task.done'] }, /^url: must be an absolute URL/],
+      [{ url: 'https://u:p@hooks.example.com/x', events: ['task.done'] }, /^url: must not carry/],
+      [{ url: 'https://hooks.example.com/x' }, /events/],
+      [{ url: 'https://hooks.example.com/x', events: [] }, /events/],
+      [{ url: 'https://hooks.example.com/x', events: ['task.finished'] }, /events/],
+      [{ url: 'https://hooks.example.com/x', events: ['task.done', 'task.done'] }, /events/],
+      [{ url: 'https://hooks.example.com/x', events: ['task.done'], types: ['nosuch'] }, /^types: unknown task type 'nosuch'/],
+      [{ url: 'https://hooks.example.com/x', events: ['task.done'], description: 'x'.repeat(256) }, /description/],
+      [{ url: 'https://hooks.example.com/x', events: ['task.done'], selector: 'a' }, /selector/],
+      [[], /must be a JSON object/],
+    ];
+    for (const [body, field] of cases) {
+      const res = await call('POST', '/webhooks', body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(res.json.error.code, 'invalid_request');
+      assert.match(res.json.error.message, field, JSON.stringify(body));
+    }
+    assert.deepEqual((await call('GET', '/webhooks')).json, { webhooks: [] });
+    assert.equal((await call('GET', '/webhooks/1')).status, 404);
+    assert.equal((await call('GET', '/webhooks/abc')).status, 404);
+    assert.equal((await call('PATCH', '/webhooks/1', { enabled: true })).status, 404);
+    const bad = await call('PATCH', '/webhooks/1', { events: ['nope'] });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.error.message, /events/);
+  });
+
+  it('delivers each event once per id, signed, in order per task, filtered by type; GET, PATCH and DELETE manage the subscription', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    const id = await subscribe(r, ['task.created', 'task.done', 'response.failed'], { types: ['worker'], description: 'ordered' });
+    const shown = await call('GET', `/webhooks/${id}`);
+    assert.equal(shown.status, 200);
+    assert.equal(shown.json.secret, undefined, 'the secret is shown once');
+    assert.deepEqual([shown.json.url, shown.json.events, shown.json.types, shown.json.enabled], [r.url, ['task.created', 'task.done', 'response.failed'], ['worker'], true]);
+    const names = ['ord-1', 'ord-2', 'ord-3', 'ord-4', 'ord-5'];
+    for (const n of names) await task(n);
+    await task('ord-backup', 'backup');
+    // Past manager.handler_timeout (1 s): the endpoint's response fails (errnr 124).
+    await task('ord-slow', 'worker', { sleep: 3 });
+    await h.waitForStatus('backup', 'ord-backup', ['DONE']);
+    await until('every event', () => names.every((n) => r.byTask().get(n)?.length === 2) && r.byTask().get('ord-slow')?.length === 3);
+    await sleep(500);
+    assert.ok(r.got.every((g) => g.valid), 'every signature verifies');
+    const ids = r.got.map((g) => g.id);
+    assert.equal(new Set(ids).size, ids.length, 'each webhook-id once');
+    for (const n of names) assert.deepEqual(r.byTask().get(n), ['task.created', 'task.done'], n);
+    assert.deepEqual(r.byTask().get('ord-slow'), ['task.created', 'response.failed', 'task.done']);
+    assert.equal(r.byTask().get('ord-backup'), undefined, 'types filters');
+    const done = r.got.find((g) => g.body.type === 'task.done' && g.body.data.task.identifier === 'ord-1')?.body;
+    assert.equal(done.data.task.status, 'DONE');
+    assert.equal(done.data.task.type, 'worker');
+    assert.equal(done.data.task.link, '/worker/ord-1');
+    assert.deepEqual(done.data.task.responses, { expected: 1, received: 1, finished: 1, failed: 0 });
+    assert.ok(Date.parse(done.timestamp) > 0 && Date.parse(done.data.task.end_time) > 0);
+    assert.equal(done.data.task.payload, undefined, 'never the task\'s payload');
+    const failed = r.got.find((g) => g.body.type === 'response.failed')?.body;
+    assert.equal(failed.data.event.detail.endpoints[0].endpoint, 'console1');
+    assert.notEqual(failed.data.event.detail.endpoints[0].errnr, 0);
+    const log = await deliveries(id);
+    assert.equal(log.length, 13);
+    for (const d of log) {
+      assert.equal(d.status, 'delivered', JSON.stringify(d));
+      assert.equal(d.http_status, 200);
+      assert.equal(d.attempt, 1);
+      assert.equal(d.next_time, null);
+      assert.ok(d.duration_ms >= 0);
+      assert.ok(ids.includes(d.message_id));
+    }
+    // PATCH: only task.done from now on; disabled, nothing is delivered; DELETE removes it.
+    const patched = await call('PATCH', `/webhooks/${id}`, { events: ['task.done'], enabled: false });
+    assert.equal(patched.status, 200);
+    assert.deepEqual([patched.json.events, patched.json.enabled], [['task.done'], false]);
+    await task('ord-off');
+    await h.waitForStatus('worker', 'ord-off', ['DONE']);
+    await sleep(1000);
+    assert.equal(r.byTask().get('ord-off'), undefined, 'a disabled subscription gets nothing');
+    assert.equal((await call('DELETE', `/webhooks/${id}`)).status, 200);
+    assert.equal((await call('GET', `/webhooks/${id}`)).status, 404);
+    assert.equal((await h.query('SELECT id FROM webhook_delivery WHERE webhook_id = ?', [id])).length, 0);
+  });
+
+  it('a receiver down (connection refused) and then up gets every event once per id, in order per task', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    const port = r.port;
+    const id = await subscribe(r, ['task.created', 'task.done']);
+    await r.stop();
+    const names = ['down-1', 'down-2', 'down-3'];
+    for (const n of names) await task(n);
+    for (const n of names) await h.waitForStatus('worker', n, ['DONE']);
+    let last: unknown;
+    const retried = await until('retries of the refused deliveries', async () => {
+      const log = await deliveries(id);
+      last = log;
+      return log.length === 6 && log.every((d) => d.status === 'pending') && log.some((d) => d.attempt >= 3) && log;
+    }).catch((err: Error) => assert.fail(`${err.message}: ${JSON.stringify(last)}`));
+    assert.ok(Math.max(...await metric('tasker_webhook_oldest_pending_seconds')) > 0.3, 'the oldest pending delivery\'s age');
+    // Each task's task.done waits behind its task.created: never tried while that one is pending.
+    for (const d of retried) {
+      if (d.event === 'task.created') assert.match(d.last_error, /ECONNREFUSED/, JSON.stringify(d));
+      else assert.deepEqual([d.event, d.attempt, d.last_error], ['task.done', 0, null]);
+      assert.notEqual(d.next_time, null);
+    }
+    await r.start(port);
+    await until('every event after the receiver is back', () => names.every((n) => r.byTask().get(n)?.length === 2));
+    await sleep(500);
+    assert.ok(r.got.every((g) => g.valid));
+    assert.equal(r.got.length, 6);
+    assert.equal(new Set(r.got.map((g) => g.id)).size, 6);
+    for (const n of names) assert.deepEqual(r.byTask().get(n), ['task.created', 'task.done'], n);
+    assert.ok((await deliveries(id)).every((d) => d.status === 'delivered'));
+    assert.equal((await call('GET', `/webhooks/${id}`)).json.failing_since, null, 'a success clears the failure record');
+    await until('no delivery pending on either instance', async () => Math.max(...await metric('tasker_webhook_oldest_pending_seconds')) === 0);
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('retries 500s with growing gaps, sending the same id and body each time', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    r.answer = (n) => ({ status: n <= 4 ? 500 : 204 });
+    const id = await subscribe(r, ['task.created']);
+    await task('five-hundred');
+    await until('the fifth attempt', () => r.got.length >= 5);
+    await sleep(1000);
+    assert.equal(r.got.length, 5, 'delivered on the fifth attempt, then no more');
+    assert.ok(r.got.every((g) => g.valid));
+    assert.equal(new Set(r.got.map((g) => g.id)).size, 1, 'one webhook-id');
+    assert.equal(new Set(r.got.map((g) => g.raw)).size, 1, 'one body');
+    const gaps = r.got.slice(1).map((g, i) => g.at - r.got[i].at);
+    // retry_base 0.2 s doubled each time, jittered to between half and all of it: 0.1-0.2, 0.2-0.4, 0.4-0.8, 0.8-1.6 s.
+    assert.ok(gaps[3] > gaps[0] * 2 && gaps[3] >= 700 && gaps[0] >= 90, JSON.stringify(gaps));
+    assert.ok(gaps[2] + gaps[3] > gaps[0] + gaps[1], JSON.stringify(gaps));
+    const [d] = await deliveries(id);
+    assert.deepEqual([d.status, d.attempt, d.http_status, d.last_error], ['delivered', 5, 204, null]);
+    assert.ok(sum(await metric('tasker_webhook_deliveries_total', { outcome: 'retrying' })) >= 4);
+    assert.ok(sum(await metric('tasker_webhook_deliveries_total', { outcome: 'delivered' })) >= 1);
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('gives up on an answer after api.webhooks.timeout and tries again', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    r.answer = (n) => ({ status: n === 1 ? 0 : 200 });
+    const id = await subscribe(r, ['task.created']);
+    await task('timed-out');
+    const [waiting] = await until('the timed-out attempt recorded', async () => {
+      const log = await deliveries(id);
+      return log[0]?.last_error && log;
+    });
+    assert.deepEqual([waiting.status, waiting.attempt, waiting.http_status], ['pending', 1, null]);
+    assert.match(waiting.last_error, /^no answer within 2 s$/);
+    assert.ok(waiting.duration_ms >= 1900 && waiting.duration_ms < 3000, String(waiting.duration_ms));
+    await until('the second attempt', () => r.got.length === 2);
+    assert.ok(r.got[1].at - r.got[0].at >= 2000);
+    assert.equal(r.got[1].id, r.got[0].id);
+    await until('delivered', async () => (await deliveries(id))[0].status === 'delivered');
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('fails the deliveries of a receiver that never recovers and disables the subscription after api.webhooks.retry_for', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    r.answer = () => ({ status: 500 });
+    const id = await subscribe(r, ['task.created', 'task.done']);
+    await task('never');
+    const disabled = await until('the subscription disabled', async () => {
+      const w = await call('GET', `/webhooks/${id}`);
+      return w.json.enabled === false && w.json;
+    }, 30_000);
+    assert.match(disabled.disabled_reason, /every delivery failed/);
+    const log = await deliveries(id);
+    assert.equal(log.length, 2);
+    for (const d of log) {
+      assert.equal(d.status, 'failed', JSON.stringify(d));
+      assert.equal(d.next_time, null);
+    }
+    const [done, created] = log;
+    assert.ok(created.attempt >= 3 && created.http_status === 500 && /answered 500/.test(created.last_error), JSON.stringify(created));
+    // Behind task.created until that one failed (at the end of retry_for), then failed with the subscription.
+    assert.equal(done.event, 'task.done');
+    assert.ok(done.attempt === 0 ? done.last_error === 'the subscription was disabled' : done.attempt <= 2, JSON.stringify(done));
+    const seen = r.got.length;
+    await task('never-2');
+    await h.waitForStatus('worker', 'never-2', ['DONE']);
+    await sleep(1000);
+    assert.equal(r.got.length, seen, 'a disabled subscription is sent nothing more');
+    assert.equal((await deliveries(id)).length, 2);
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('keeps an ended delivery in the log for api.webhooks.log_keep, then removes it', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    const id = await subscribe(r, ['task.created', 'task.done']);
+    await task('pruned');
+    await until('both delivered', async () => (await deliveries(id)).filter((d) => d.status === 'delivered').length === 2);
+    const kept = await h.query<{ left_s: number }>('SELECT TIMESTAMPDIFF(SECOND, NOW(3), expire_time) AS left_s FROM webhook_delivery WHERE webhook_id = ?', [id]);
+    assert.ok(kept.every((k) => Number(k.left_s) > 50 && Number(k.left_s) <= 60), JSON.stringify(kept));
+    // As if its time were over: the job (every 6 s with log_keep 60) removes it.
+    const [first] = await deliveries(id);
+    await h.query('UPDATE webhook_delivery SET expire_time = NOW(3) - INTERVAL 1 SECOND WHERE id = ?', [first.id]);
+    await until('the expired delivery removed', async () => (await deliveries(id)).length === 1, 20_000);
+    assert.notEqual((await deliveries(id))[0].id, first.id);
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('sends a signed test message at once, and redelivers a delivery under the same id and body', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    const id = await subscribe(r, ['task.created']);
+    const tested = await call('POST', `/webhooks/${id}/test`);
+    assert.equal(tested.status, 200, JSON.stringify(tested.json));
+    assert.deepEqual([tested.json.ok, tested.json.http_status, tested.json.error], [true, 200, null]);
+    assert.equal(r.got.length, 1);
+    assert.deepEqual([r.got[0].valid, r.got[0].id, r.got[0].body.type, r.got[0].body.data.webhook], [true, tested.json.message_id, 'webhook.test', id]);
+    assert.equal((await deliveries(id)).length, 0, 'a test is not in the log');
+    assert.equal((await call('POST', '/webhooks/999999/test')).status, 404);
+
+    await task('again');
+    await until('the delivery', () => r.got.length === 2);
+    const [d] = await until('it recorded', async () => {
+      const log = await deliveries(id);
+      return log[0]?.status === 'delivered' && log;
+    });
+    const again = await call('POST', `/webhooks/${id}/deliveries/${d.id}/redeliver`);
+    assert.equal(again.status, 200, JSON.stringify(again.json));
+    assert.equal(again.json.status, 'pending');
+    await until('the redelivery', () => r.got.length === 3);
+    assert.ok(r.got[2].valid);
+    assert.equal(r.got[2].id, r.got[1].id, 'the same webhook-id');
+    assert.equal(r.got[2].raw, r.got[1].raw, 'the same body');
+    const [after] = await until('it recorded', async () => {
+      const log = await deliveries(id);
+      return log[0]?.status === 'delivered' && log[0].attempt === 2 && log;
+    });
+    assert.equal(after.id, d.id);
+    assert.equal((await call('POST', `/webhooks/${id}/deliveries/999999/redeliver`)).status, 404);
+    assert.equal((await call('POST', `/webhooks/${id}/deliveries/x/redeliver`)).status, 404);
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('is managed by the CLI: add (the secret once), list, test, deliveries, redeliver, disable, enable, rm', async function () {
+    this.timeout(60_000);
+    const root = path.resolve(__dirname, '..', '..', '..');
+    const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [path.join(root, 'dist', 'cli', 'tasker.js'), ...args], {
+        cwd: root, env: { PATH: process.env.PATH, TASKER_URL: h.baseUrl }, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => { stdout += c.toString('utf8'); });
+      child.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    });
+    const r = await receiver();
+    const bad = await cli(['webhook', 'add', r.url, '--events', 'task.nope']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^tasker: POST \/webhooks: 400 invalid_request: events/);
+    const added = await cli(['webhook', 'add', r.url, '--events', 'task.created,task.done', '--types', 'worker', '--description', 'from the CLI']);
+    assert.equal(added.code, 0, added.stderr);
+    const made = JSON.parse(added.stdout);
+    assert.match(made.secret, /^whsec_/);
+    r.secret = made.secret;
+    const listed = await cli(['webhook', 'list', '--output', 'table']);
+    assert.equal(listed.code, 0);
+    assert.match(listed.stdout, new RegExp(`${made.id}\\s+${r.url.replace(/[.]/g, '\\.')}\\s+task\\.created,task\\.done\\s+worker\\s+yes`));
+    assert.ok(!listed.stdout.includes(made.secret), 'never the secret again');
+    const tested = await cli(['webhook', 'test', String(made.id)]);
+    assert.equal(tested.code, 0, tested.stderr);
+    assert.equal(JSON.parse(tested.stdout).ok, true);
+    await task('by-cli');
+    await until('both events', () => r.got.filter((g) => g.body.type !== 'webhook.test').length === 2);
+    const log = await until('the log', async () => {
+      const shown = await cli(['webhook', 'deliveries', String(made.id)]);
+      const page = JSON.parse(shown.stdout);
+      return page.deliveries.length === 2 && page.deliveries.every((d: any) => d.status === 'delivered') && page;
+    });
+    const table = await cli(['webhook', 'deliveries', String(made.id), '--output', 'table']);
+    assert.match(table.stdout, /task\.done\s+worker\/by-cli\s+delivered\s+1\s+200/);
+    const again = await cli(['webhook', 'redeliver', String(made.id), String(log.deliveries[0].id)]);
+    assert.equal(again.code, 0, again.stderr);
+    await until('the redelivery', () => r.got.length === 4);
+    assert.ok(r.got.every((g) => g.valid));
+    assert.equal(JSON.parse((await cli(['webhook', 'disable', String(made.id)])).stdout).enabled, false);
+    assert.equal(JSON.parse((await cli(['webhook', 'enable', String(made.id)])).stdout).enabled, true);
+    assert.equal((await cli(['webhook', 'rm', String(made.id)])).code, 0);
+    const gone = await cli(['webhook', 'test', String(made.id)]);
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /404/);
+  });
+
+  it('signs so that a receiver in Python verifies every delivery by the specification\'s lines', async function () {
+    this.timeout(60_000);
+    const port = await freePort();
+    const made = await call('POST', '/webhooks', { url: `http://127.0.0.1:${port}/py`, events: ['task.created', 'task.done'] });
+    assert.equal(made.status, 201);
+    const py = h.spawnExternal('python receiver', '/usr/bin/python3',
+      [path.resolve(__dirname, '..', '..', '..', 'test', 'endpoints', 'webhook_receiver.py'), String(port), made.json.secret]);
+    await py.waitForLog((l) => l.listening === port, 20_000, 'the receiver listening');
+    for (const n of ['py-1', 'py-2']) await task(n);
+    const got = (): LogLine[] => py.lines.filter((l) => typeof l.id === 'string');
+    await until('four deliveries', () => got().length >= 4);
+    await sleep(500);
+    const lines = got();
+    assert.equal(lines.length, 4, JSON.stringify(lines));
+    assert.equal(new Set(lines.map((l) => l.id)).size, 4);
+    for (const l of lines) {
+      assert.equal(l.valid, true, JSON.stringify(l));
+      assert.equal(l.tampered_valid, false, 'a changed body does not verify');
+      // The standardwebhooks package, when installed, agrees.
+      assert.ok(l.package_valid === null || l.package_valid === true, JSON.stringify(l));
+    }
+    assert.ok((await deliveries(made.json.id)).every((d) => d.status === 'delivered' && d.http_status === 204));
+    await py.stop();
+    await call('DELETE', `/webhooks/${made.json.id}`);
+  });
+
+  it('does not follow a redirect', async function () {
+    this.timeout(30_000);
+    const target = await receiver();
+    const r = await receiver();
+    r.answer = () => ({ status: 307, headers: { location: target.url } });
+    const id = await subscribe(r, ['task.created']);
+    await task('redirected');
+    const [d] = await until('a refused attempt', async () => {
+      const log = await deliveries(id);
+      return log.length === 1 && log[0].attempt >= 2 && log;
+    });
+    assert.equal(d.status, 'pending');
+    assert.equal(d.http_status, 307);
+    assert.match(d.last_error, /redirect \(not followed\)/);
+    assert.equal(target.got.length, 0, 'the redirect\'s target got nothing');
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('delivers again under the same webhook-id what an API instance SIGKILLed mid-delivery had in hand, once its lease runs out', async function () {
+    this.timeout(120_000);
+    const r = await receiver();
+    r.answer = (n) => ({ status: n === 1 ? 0 : 200 });
+    const id = await subscribe(r, ['task.created']);
+    await task('killed');
+    await until('the first attempt', () => r.got.length === 1);
+    await Promise.all([api.stop('SIGKILL'), second.stop('SIGKILL')]);
+    const [held] = await h.query<{ status: string; attempt: number }>('SELECT status, attempt FROM webhook_delivery WHERE webhook_id = ?', [id]);
+    assert.deepEqual([held.status, Number(held.attempt)], ['pending', 1]);
+    api = await h.startApi();
+    // The lease: api.webhooks.timeout (2 s) and 30 s.
+    await until('the delivery after the restart', () => r.got.length === 2, 60_000);
+    assert.ok(r.got.every((g) => g.valid));
+    assert.equal(r.got[1].id, r.got[0].id, 'the same webhook-id');
+    assert.equal(r.got[1].raw, r.got[0].raw, 'the same body');
+    const [d] = await until('it recorded', async () => {
+      const log = await deliveries(id);
+      return log[0]?.status === 'delivered' && log;
+    });
+    assert.deepEqual([d.status, d.attempt, d.http_status], ['delivered', 2, 200]);
+    await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('refuses private and loopback addresses, also behind a name, when api.webhooks.allow_private is false', async function () {
+    this.timeout(120_000);
+    await api.stop();
+    api = await h.startApi(undefined, { TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'false' });
+    const r = await receiver();
+    const byAddress = await subscribe(r, ['task.created']);
+    const byName = await subscribe(r, ['task.created'], {}, `http://localhost:${r.port}/hook`);
+    await task('private');
+    for (const [id, why] of [[byAddress, /127\.0\.0\.1 is a private, loopback or link-local address/], [byName, /localhost resolves to (127\.0\.0\.1|::1), a private/]] as const) {
+      const [d] = await until('a refused attempt', async () => {
+        const log = await deliveries(id);
+        return log.length === 1 && log[0].attempt >= 1 && log[0].last_error !== null && log;
+      });
+      assert.equal(d.status, 'pending');
+      assert.equal(d.http_status, null);
+      assert.match(d.last_error, why);
+    }
+    const tested = await call('POST', `/webhooks/${byName}/test`);
+    assert.deepEqual([tested.json.ok, tested.json.http_status], [false, null]);
+    assert.match(tested.json.error, /private/);
+    assert.equal(r.got.length, 0, 'the receiver got nothing');
+  });
+});
+
+/** The same outbox and delivery job on SQLite, in the one process of the standalone mode. */
+describe('webhooks (standalone, SQLite)', function () {
+  const h = new Harness({
+    backend: 'standalone',
+    env: { TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1', TASKER_API__WEBHOOKS__RETRY_BASE: '0.2' },
+  });
+  const r = new Receiver();
+
+  before(async function () {
+    await h.setup(this);
+    await h.startAllInOne([{ name: 'console1', task_types: ['worker'] }]);
+    await r.start();
+  });
+
+  after(async function () {
+    await r.stop();
+    await h.teardown();
+  });
+
+  it('delivers each event once, signed and in order per task, after a receiver\'s 500', async function () {
+    this.timeout(60_000);
+    r.answer = (n) => ({ status: n === 1 ? 500 : 200 });
+    const made = await fetch(`${h.baseUrl}/webhooks`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: r.url, events: ['task.created', 'task.done'] }),
+    });
+    assert.equal(made.status, 201);
+    r.secret = ((await made.json()) as { secret: string }).secret;
+    for (const n of ['sa-1', 'sa-2']) assert.equal((await h.post('worker', { identifier: n, payload: { sleep: 0 }, endpoints: ['console1'] })).status, 201);
+    const deadline = Date.now() + 30_000;
+    while (r.got.length < 5) {
+      if (Date.now() > deadline) assert.fail(`not every event arrived: ${JSON.stringify([...r.byTask()])}`);
+      await sleep(100);
+    }
+    await sleep(500);
+    assert.ok(r.got.every((g) => g.valid));
+    assert.equal(r.got.length, 5, 'four events, one of them twice (after its 500)');
+    assert.equal(new Set(r.got.slice(1).map((g) => g.id)).size, 4);
+    for (const n of ['sa-1', 'sa-2']) assert.deepEqual([...new Set(r.byTask().get(n))], ['task.created', 'task.done']);
+  });
+});
