@@ -83,7 +83,27 @@ export class Collector {
     return this.o.transport.consumeEvents(this.o.batchSize, (m) => { void this.inFlight.track(this.handle(m)); });
   }
 
-  private async write(events: WireEvent[]): Promise<EventOutcome[]> {
+  /**
+   * Two batches are written at once, so a run's result could commit before the output lines its endpoint
+   * sent ahead of it, and a reader told the run ended would miss its last lines: a batch with a result waits
+   * for the batches still writing output of that task, which started before it (batches start in order).
+   */
+  private readonly outputWrites = new Map<number, Promise<unknown>>();
+
+  private write(events: WireEvent[]): Promise<EventOutcome[]> {
+    const earlier = new Set(events.filter(isResponse).map((e) => this.outputWrites.get(e.task_id)).filter((p) => p !== undefined));
+    const run = (async () => {
+      if (earlier.size > 0) await Promise.allSettled(earlier);
+      return this.writeBatch(events);
+    })();
+    const tasks = new Set(events.filter(isOutput).map((e) => e.task_id));
+    for (const t of tasks) this.outputWrites.set(t, run);
+    const forget = (): void => { for (const t of tasks) if (this.outputWrites.get(t) === run) this.outputWrites.delete(t); };
+    run.then(forget, forget);
+    return run;
+  }
+
+  private async writeBatch(events: WireEvent[]): Promise<EventOutcome[]> {
     const presence = events.filter(isPresence);
     const { outcomes, history, done, sends, outputOutcomes } = await transaction(this.o.ds, async (em) => {
       // The database's clock (a fresh estimate of it): every time this batch writes comes from it.
