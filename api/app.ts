@@ -18,6 +18,8 @@ import { addMetaRoutes } from './routes/meta';
 import { addScheduleRoutes } from './routes/schedules';
 import type { ScheduleService } from './schedule-service';
 import { addTaskRoutes } from './routes/tasks';
+import { addOutputRoutes } from './routes/output';
+import type { OutputStore } from './storage/output-store';
 import { addWebhookRoutes } from './routes/webhooks';
 import type { WebhookService } from './webhooks/service';
 import { limitDbCalls } from './storage/database';
@@ -29,6 +31,8 @@ import type { EventStreams } from './sse';
 
 export interface AppDeps {
   service: TaskService;
+  /** Runs' output lines (GET …/responses/<endpoint>/output). */
+  output: OutputStore;
   operations: OperationsService;
   endpoints: EndpointService;
   schedules: ScheduleService;
@@ -79,6 +83,7 @@ export function createApp(deps: AppDeps): Koa {
   addEndpointRoutes(routes, deps.endpoints, deps.taskTypes);
   addEventRoutes(routes, deps.service, deps.hub, deps.streams);
   addScheduleRoutes(routes, deps.schedules);
+  addOutputRoutes(routes, deps.service, deps.output, deps.streams, deps.draining);
   addWebhookRoutes(routes, deps.webhooks);
   addTaskRoutes(routes, { service: deps.service, operations: deps.operations, hub: deps.hub, streams: deps.streams });
   app.use(router.routes());

@@ -5,11 +5,12 @@ import type { Logger } from '../lib/logger';
 import type { Metrics } from './metrics';
 import type { IncomingMessage } from '../protocol/broker';
 import type { ServerTransport } from '../protocol/server-transport';
-import { decodeEvents, PresenceEvent, ResponseEvent, WireEvent } from '../protocol/wire';
+import { decodeEvents, OutputEvent, PresenceEvent, ResponseEvent, WireEvent } from '../protocol/wire';
 import type { Completion, EventOutcome } from './storage/completion';
 import { clockOf } from './storage/database-clock';
 import { isTransientDbError, transaction } from './storage/database';
 import type { EndpointRegistry } from './storage/endpoint-registry';
+import type { OutputStore } from './storage/output-store';
 import type { Announce } from './storage/history';
 import { OutageNotice, withDbRetry } from './storage/retry';
 import { RefusalLog } from './refusal-log';
@@ -21,6 +22,8 @@ export interface CollectorOptions {
   ds: DataSource;
   completion: Completion;
   registry: EndpointRegistry;
+  /** Where runs' output lines go. */
+  output: OutputStore;
   transport: ServerTransport;
   /** `per_endpoint_user`: an event's endpoint must be the message's `user_id`, which RabbitMQ validated. */
   identity: EndpointIdentity;
@@ -35,6 +38,8 @@ export interface CollectorOptions {
 }
 
 const isResponse = (e: WireEvent): e is ResponseEvent => e.kind === 'receipt' || e.kind === 'result';
+const isOutput = (e: WireEvent): e is OutputEvent => e.kind === 'output';
+const isPresence = (e: WireEvent): e is PresenceEvent => e.kind === 'register' || e.kind === 'heartbeat';
 
 /**
  * When the endpoint made the event, for the collector's lag: a result's end, a heartbeat's sending. A
@@ -78,14 +83,34 @@ export class Collector {
     return this.o.transport.consumeEvents(this.o.batchSize, (m) => { void this.inFlight.track(this.handle(m)); });
   }
 
-  private async write(events: WireEvent[]): Promise<EventOutcome[]> {
-    const presence = events.filter((e): e is PresenceEvent => !isResponse(e));
-    const { outcomes, history, done, sends } = await transaction(this.o.ds, async (em) => {
+  /**
+   * Two batches are written at once, so a run's result could commit before the output lines its endpoint
+   * sent ahead of it, and a reader told the run ended would miss its last lines: a batch with a result waits
+   * for the batches still writing output of that task, which started before it (batches start in order).
+   */
+  private readonly outputWrites = new Map<number, Promise<unknown>>();
+
+  private write(events: WireEvent[]): Promise<EventOutcome[]> {
+    const earlier = new Set(events.filter(isResponse).map((e) => this.outputWrites.get(e.task_id)).filter((p) => p !== undefined));
+    const run = (async () => {
+      if (earlier.size > 0) await Promise.allSettled(earlier);
+      return this.writeBatch(events);
+    })();
+    const tasks = new Set(events.filter(isOutput).map((e) => e.task_id));
+    for (const t of tasks) this.outputWrites.set(t, run);
+    const forget = (): void => { for (const t of tasks) if (this.outputWrites.get(t) === run) this.outputWrites.delete(t); };
+    run.then(forget, forget);
+    return run;
+  }
+
+  private async writeBatch(events: WireEvent[]): Promise<EventOutcome[]> {
+    const presence = events.filter(isPresence);
+    const { outcomes, history, done, sends, outputOutcomes } = await transaction(this.o.ds, async (em) => {
       // The database's clock (a fresh estimate of it): every time this batch writes comes from it.
       const now = await clockOf(this.o.ds).now(em);
       const stored = await this.o.completion.applyEvents(em, events.filter(isResponse), now);
       await this.o.registry.record(em, presence, now);
-      return stored;
+      return { ...stored, outputOutcomes: await this.o.output.append(em, events.filter(isOutput)) };
     });
     // Before the announce: the metrics of the finished responses name only endpoints of the registry.
     if (presence.length > 0) this.o.metrics.knowEndpoints(presence.map((e) => e.endpoint));
@@ -96,8 +121,9 @@ export class Collector {
     metrics.tasksDone(done);
     const made: number[] = [];
     let i = 0;
+    let j = 0;
     const all = events.map((e) => {
-      const outcome = isResponse(e) ? outcomes[i++] : 'stored';
+      const outcome = isResponse(e) ? outcomes[i++] : isOutput(e) ? outputOutcomes[j++] : 'stored';
       metrics.collectedEvent(e.kind, outcome);
       const t = madeAt(e);
       if (t !== null && !Number.isNaN(t)) made.push(t);

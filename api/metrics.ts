@@ -30,7 +30,7 @@ const JOB_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60];
 
 export type ResponseOutcome = 'succeeded' | 'error' | 'timed_out' | 'gave_up' | 'refused';
 export type JobName = 'resend' | 'sweep' | 'rollout-sweep' | 'deadline-sweep' | 'schedules' | 'retention' | 'dead-letter-check' | 'endpoint-forget' | 'webhooks';
-export type CollectedKind = 'receipt' | 'result' | 'register' | 'heartbeat';
+export type CollectedKind = 'receipt' | 'result' | 'output' | 'register' | 'heartbeat';
 export type CollectedOutcome = 'stored' | 'duplicate' | 'unknown' | 'refused';
 /** Why something an endpoint sent was refused (`tasker_peer_refusals_total`'s `reason`): a fixed set, never a name. */
 export const PEER_REFUSALS = ['too_large', 'invalid', 'reply_to', 'not_sender', 'unknown_task', 'unexpected_endpoint', 'task_type'] as const;
@@ -184,7 +184,7 @@ export class Metrics {
     const outcomes = (kind: CollectedKind): Record<CollectedOutcome, Inc> => ({
       stored: collected(kind, 'stored'), duplicate: collected(kind, 'duplicate'), unknown: collected(kind, 'unknown'), refused: collected(kind, 'refused'),
     });
-    this.collected = { receipt: outcomes('receipt'), result: outcomes('result'), register: outcomes('register'), heartbeat: outcomes('heartbeat') };
+    this.collected = { receipt: outcomes('receipt'), result: outcomes('result'), output: outcomes('output'), register: outcomes('register'), heartbeat: outcomes('heartbeat') };
     this.invalidMessages = fastCounter({
       name: 'tasker_collector_invalid_messages_total', help: 'Messages on the responses queue that were not valid (dead-lettered).', labelNames: [], registers,
     })();

@@ -9,6 +9,7 @@ import type { ServerTransport } from '../protocol/server-transport';
 import { createApp } from './app';
 import { OPEN_ACCESS, TokenGuard } from './auth';
 import { Collector } from './collector';
+import { OutputStore } from './storage/output-store';
 import { EndpointService } from './endpoint-service';
 import { HealthChecks } from './health';
 import { MAX_ENDPOINT_LABELS, Metrics } from './metrics';
@@ -139,7 +140,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const operations = new OperationsService(service, taskOperations, publisher, transport, log);
   const identity = config.api.endpoint_identity;
   const batchSize = config.api.collector_batch;
-  const collector = new Collector({ ds, completion, registry, transport, identity, batchSize, announce, logger: deps.logger, metrics, taskTypes: config.task_types });
+  const output = new OutputStore(ds, config.api.output_max_lines);
+  const collector = new Collector({ ds, completion, registry, output, transport, identity, batchSize, announce, logger: deps.logger, metrics, taskTypes: config.task_types });
   const responder = new StateResponder({ completion, responses, transport, identity, batchSize, cancelledListed: config.api.cancelled_listed, logger: deps.logger, metrics });
   await transport.start();
   await hub.start();
@@ -171,7 +173,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     maxBufferedBytes: config.api.sse_max_buffered_bytes, metrics, log,
   };
   const app = createApp({
-    service, operations, endpoints, schedules, webhooks, hub, streams, taskTypes: config.task_types, bodyLimit: config.api.body_limit, guard, tokens, auth,
+    service, output, operations, endpoints, schedules, webhooks, hub, streams, taskTypes: config.task_types, bodyLimit: config.api.body_limit, guard, tokens, auth,
     version: deps.version, logger: log, draining: () => draining, metrics, health,
     // A stalled MySQL answers nothing: each call of a request gives up after connect_timeout (503).
     dbCallLimitMs: dialectOf(ds) === 'mysql' ? config.manager.db.connect_timeout * 1000 : null,

@@ -58,6 +58,27 @@ function buffered(stream: PassThrough, ctx: Context): number {
  * stream's slot (see admitEventStream); `onClose` runs when the stream ends, for whatever reason.
  */
 export function openEventStream(ctx: Context, streams: EventStreams, release: () => void, onClose: () => void): EventSink {
+  const sse = openSseStream(ctx, streams, release, onClose);
+  return {
+    send(events: StoredEvent[]) {
+      sse.write(events.map((e) => `id: ${e.id}\nevent: ${e.kind}\ndata: ${JSON.stringify(eventView(e))}\n\n`).join(''));
+    },
+    ping: () => sse.write(': keep-alive\n\n'),
+    close: () => sse.close(),
+  };
+}
+
+/** A stream of server-sent events of any kind, with the bounds of openEventStream: `write` takes whole events as text. */
+export interface SseStream {
+  write(text: string): void;
+  close(): void;
+  /** Whether the stream ended (the client left, read too slowly, or close was called). */
+  readonly closed: boolean;
+  /** Bytes written that its client has not taken yet. */
+  readonly buffered: number;
+}
+
+export function openSseStream(ctx: Context, streams: EventStreams, release: () => void, onClose: () => void): SseStream {
   const stream = new PassThrough();
   ctx.req.socket.setTimeout(0);
   ctx.req.socket.setNoDelay(true);
@@ -93,14 +114,15 @@ export function openEventStream(ctx: Context, streams: EventStreams, release: ()
   };
   write(': stream open\n\n');
   return {
-    send(events: StoredEvent[]) {
-      write(events.map((e) => `id: ${e.id}\nevent: ${e.kind}\ndata: ${JSON.stringify(eventView(e))}\n\n`).join(''));
-    },
-    ping() {
-      write(': keep-alive\n\n');
-    },
+    write,
     close() {
       if (finish()) stream.end();
+    },
+    get closed() {
+      return closed;
+    },
+    get buffered() {
+      return closed ? 0 : buffered(stream, ctx);
     },
   };
 }

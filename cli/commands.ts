@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { ApiClient } from './client';
 import { CliError, EXIT, taskExitReason, taskExitStatus } from './exit-status';
 import { followTask } from './follow';
+import { followOutput, readOutput, type OutputLine } from './logs';
 import { deliveriesTable, endpointsTable, schedulesTable, webhooksTable, taskHeader, taskListTable, taskTable, tokensTable, render, ansi, plain, type OutputFormat, type Paint } from './output';
 import { endpointRowsFor, LineProgress, TerminalProgress, type Screen } from './progress';
 import { TaskTracker } from './tracker';
@@ -124,6 +125,35 @@ export async function get(ctx: Context, type: string, identifier: string): Promi
 
 export async function watch(ctx: Context, type: string, identifier: string): Promise<number> {
   return followAndReport(ctx, await ctx.client.json<TaskWithResponses>('GET', [type, identifier]));
+}
+
+/**
+ * A task's output lines (README "Output"): of one endpoint, or of each (every line then starts with its
+ * endpoint's name); stderr lines go to stderr. With `follow`, as they are written, until every response
+ * followed finished. Text whatever `--output` says (output is lines, piped or not); `json`: one JSON object a line.
+ */
+export async function logs(ctx: Context, type: string, identifier: string, o: { endpoint?: string; follow?: boolean; json?: boolean }): Promise<number> {
+  let names: string[];
+  if (o.endpoint !== undefined) {
+    names = [o.endpoint];
+  } else {
+    const { taskResponseList } = await ctx.client.json<TaskWithResponses>('GET', [type, identifier]);
+    names = taskResponseList.map((r) => r.endpoint);
+  }
+  const prefixed = names.length > 1;
+  const write = (endpoint: string) => (line: OutputLine): void => {
+    if (o.json) {
+      ctx.io.stdout.write(`${JSON.stringify({ endpoint, ...line })}\n`);
+      return;
+    }
+    const text = `${prefixed ? `${endpoint} | ` : ''}${line.text}\n`;
+    (line.stream === 'stderr' ? ctx.io.stderr : ctx.io.stdout).write(text);
+  };
+  const read = o.follow ? followOutput : readOutput;
+  if (o.follow) await Promise.all(names.map((ep) => read(ctx.client, [type, identifier, 'responses', ep, 'output'], write(ep))));
+  // One after the other: the endpoints' lines are not interleaved.
+  else for (const ep of names) await read(ctx.client, [type, identifier, 'responses', ep, 'output'], write(ep));
+  return EXIT.OK;
 }
 
 export interface ListFilters {

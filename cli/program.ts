@@ -13,6 +13,7 @@ Examples:
   $ tasker get worker deploy-42
   $ tasker list worker --status INCOMPLETE --since 2026-11-24
   $ tasker watch worker deploy-42
+  $ tasker logs deploy deploy-42 --endpoint web1 --follow
   $ tasker retry worker deploy-42 --endpoints failed --wait
   $ tasker cancel worker deploy-42
   $ tasker endpoints
@@ -85,7 +86,8 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
-      outputError: (s, write) => write(s.replace(/^error: /, 'tasker: ')),
+      // One line: commander's "(Did you mean …?)" goes on the same one.
+      outputError: (s, write) => write(s.replace(/^error: /, 'tasker: ').replace(/\n\(Did you mean (.*)\?\)\n$/, ' (did you mean $1?)\n')),
     })
     .addHelpText('after', EXAMPLES);
 
@@ -129,6 +131,15 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .description('show a task\'s progress live until it ends; exit status by its result')
     .argument('<type>', 'task type').argument('<identifier>', 'task identifier')
     .action(action((ctx, type: string, id: string) => commands.watch(ctx, type, id)));
+
+  program.command('logs')
+    .description('show a task\'s output lines (a command\'s stdout and stderr, a handler\'s response.log), of each endpoint or of one')
+    .argument('<type>', 'task type').argument('<identifier>', 'task identifier')
+    .option('-e, --endpoint <name>', 'only this endpoint\'s lines (else each line starts with its endpoint when there are several)')
+    .option('-f, --follow', 'print lines as they are written, until the endpoints finished')
+    .option('--json', 'one JSON object a line (endpoint, attempt, seq, stream, text, time) instead of the text')
+    .addHelpText('after', '\nExample:\n  $ tasker logs deploy deploy-42 --endpoint web1 --follow')
+    .action(action((ctx, type: string, id: string, o: { endpoint?: string; follow?: boolean; json?: boolean }) => commands.logs(ctx, type, id, o)));
 
   program.command('retry')
     .description('send a task again to some of its endpoints (each starts a new round)')

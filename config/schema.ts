@@ -141,6 +141,8 @@ export const ConfigSchema = Type.Object({
     retention_duty_cycle: num(0.1, 0.01, 1),
     /** Seconds between runs of the retention job. */
     retention_interval: num(60, 0.05, 86400),
+    /** Lines of live output stored per run (task, endpoint, round, attempt) at most: the first ones are kept, one line marks the cut, later ones are dropped. */
+    output_max_lines: int(10_000, 0, 1_000_000),
     /** Bytes an event stream may have waiting for its client to read; past it the client is disconnected (it resumes with Last-Event-ID). */
     sse_max_buffered_bytes: int(1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
     /** Event streams open in this API process at most; more are answered 503 with Retry-After. */
@@ -186,6 +188,14 @@ export const ConfigSchema = Type.Object({
     handler_timeout: num(300, 0.01, 86400),
     /** Seconds between the SIGTERM and the SIGKILL of a command type's process group (timeout, cancel, shutdown). */
     kill_grace: num(5, 0, 60),
+    /** Lines of a run's live output sent at most (README "Output"); past it they are counted, and one last line says how many; 0: none sent. */
+    output_max_lines: int(10_000, 0, 1_000_000),
+    /** Bytes of a run's live output sent at most (the UTF-8 of its lines). */
+    output_max_bytes: int(1024 * 1024, 0, 1024 * 1024 * 1024),
+    /** Seconds between a run's output events while it runs (at most one each): the rate a chatty run may cost. */
+    output_flush: num(0.25, 0.01, 60),
+    /** Most lines of one output event while the run runs (more wait for the next one). */
+    output_batch_lines: int(500, 1, 1000),
     /** Seconds a first delivery's handler may run before its receipt (a status 0 row) is written; 0: always before. */
     receipt_delay: num(0.25, 0, 60),
     /** Where `<task_type>` handler modules are, relative to the project (loaded compiled, from dist/). */

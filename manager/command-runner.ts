@@ -5,6 +5,7 @@ import {
 } from '../protocol/wire';
 import { HandlerResult, HandlerTask, storableResult } from './handler';
 import { OutputTail } from './output-tail';
+import { LineSplitter, RunOutput } from './run-output';
 
 /** What a command type's response payload holds (README "Command task types"). */
 export interface CommandOutput {
@@ -94,7 +95,7 @@ export class CommandRunner {
   }
 
   /** Runs the command for a task; never throws: every outcome is a result. */
-  run(task: HandlerTask, cancel: AbortSignal): Promise<HandlerResult> {
+  run(task: HandlerTask, cancel: AbortSignal, output?: RunOutput): Promise<HandlerResult> {
     if (this.def.payload_schema !== undefined) {
       const validate = compilePayloadSchema(this.def.payload_schema);
       if (!validate(task.payload)) return Promise.resolve({ payload: null, errnr: ERRNR_COMMAND_BAD_PAYLOAD, errmsg: describePayloadFailure(validate) });
@@ -105,7 +106,7 @@ export class CommandRunner {
     } catch (err) {
       return Promise.resolve({ payload: null, errnr: ERRNR_COMMAND_BAD_PAYLOAD, errmsg: (err as Error).message });
     }
-    return new Promise<HandlerResult>((resolve, reject) => this.start(argv, cancel, (result) => {
+    return new Promise<HandlerResult>((resolve, reject) => this.start(argv, cancel, output, (result) => {
       if (this.killed) reject(new Error('the manager is shutting down: the command was killed and its task is handed back'));
       else resolve(result);
     }));
@@ -125,9 +126,11 @@ export class CommandRunner {
     return this.live.size;
   }
 
-  private start(argv: string[], cancel: AbortSignal, resolve: (r: HandlerResult) => void): void {
+  private start(argv: string[], cancel: AbortSignal, output: RunOutput | undefined, resolve: (r: HandlerResult) => void): void {
     const stdout = new OutputTail(this.def.output_limit.stdout);
     const stderr = new OutputTail(this.def.output_limit.stderr);
+    const outLines = output ? new LineSplitter((text) => output.line('stdout', text)) : null;
+    const errLines = output ? new LineSplitter((text) => output.line('stderr', text)) : null;
     let child: ChildProcess;
     const notStarted = (err: NodeJS.ErrnoException): void => {
       const where = this.def.cwd ? ` (or the working directory ${this.def.cwd})` : '';
@@ -178,8 +181,8 @@ export class CommandRunner {
     });
     if (pid === undefined) return;
     this.live.add(pid);
-    child.stdout?.on('data', (c: Buffer) => stdout.push(c));
-    child.stderr?.on('data', (c: Buffer) => stderr.push(c));
+    child.stdout?.on('data', (c: Buffer) => { stdout.push(c); outLines?.push(c); });
+    child.stderr?.on('data', (c: Buffer) => { stderr.push(c); errLines?.push(c); });
     timers.push(setTimeout(() => { timedOut = true; terminate(); }, this.o.timeoutMs));
     if (cancel.aborted) terminate();
     else cancel.addEventListener('abort', terminate, { once: true });
@@ -192,6 +195,8 @@ export class CommandRunner {
       closePipesSoon();
     });
     child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
+      outLines?.end();
+      errLines?.end();
       const out = stdout.text();
       const err = stderr.text();
       const payload: CommandOutput = {

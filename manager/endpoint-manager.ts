@@ -11,6 +11,7 @@ import { CommandRunner } from './command-runner';
 import { DeadRounds } from './dead-rounds';
 import { HandlerModule, HandlerTask, runHandler } from './handler';
 import { Reporter } from './reporter';
+import { DEFAULT_OUTPUT_LIMITS, OutputLimits, RunOutput } from './run-output';
 
 export interface EndpointManagerOptions {
   endpoint: string;
@@ -33,6 +34,8 @@ export interface EndpointManagerOptions {
   /** Checks each task's signature before anything else (README "Signed tasks"); absent: unsigned tasks run. */
   verifier?: TaskVerifier | null;
   logger: Logger;
+  /** The bounds of each run's live output (`manager.output_*`). */
+  output?: OutputLimits;
 }
 
 /**
@@ -368,15 +371,19 @@ export class EndpointManager {
     this.aborts.set(key, abort);
     // Cancelled while the server side was answering: the run is recorded, so it starts and stops at once.
     if (this.dead.isDead(msg.id, msg.round ?? 0)) abort.abort();
+    const output = new RunOutput({ task_id: msg.id, endpoint: this.o.endpoint, attempt, round: msg.round ?? 0 },
+      this.o.output ?? DEFAULT_OUTPUT_LIMITS, (event) => this.reporter.output(event));
     let result;
     try {
       result = handler instanceof CommandRunner
-        ? await handler.run(task, abort.signal)
-        : await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal, msg.round ?? 0);
+        ? await handler.run(task, abort.signal, output)
+        : await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal, msg.round ?? 0, (line) => output.line('log', line));
     } finally {
       clearTimeout(timer);
       this.aborts.delete(key);
     }
+    // The lines before the result: a reader of the output who sees the response finished has them all.
+    await output.close();
     // An aborted run says so: after a deadline, the server side keeps its timed_out rather than this.
     await this.reporter.report({ kind: 'result', ...base, end_time: new Date().toISOString(), ...result, ...(abort.signal.aborted ? { aborted: true } : {}) });
     this.finished.add(key);

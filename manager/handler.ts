@@ -1,3 +1,4 @@
+import { format } from 'node:util';
 import { withDeadline } from '../lib/retry';
 import {
   ERRNR_BAD_RESULT, ERRNR_HANDLER_THREW, ERRNR_HANDLER_TIMEOUT, MAX_ERRMSG_CHARS, MAX_RESPONSE_PAYLOAD_BYTES,
@@ -34,6 +35,11 @@ export interface HandlerResponse {
   readonly round: number;
   /** Aborted when the handler timeout passes or the task is cancelled; long handlers should watch it. */
   readonly signal: AbortSignal;
+  /**
+   * Writes a line (formatted as console.log formats) to the run's live output (README "Output"); a text
+   * with newlines is several lines. Optional to call: a handler that never does is unchanged.
+   */
+  log(...args: unknown[]): void;
   payload: unknown;
   errnr: number;
   errmsg: string | null;
@@ -85,12 +91,16 @@ export function storableResult(payload: unknown, errnr: unknown, errmsg: unknown
  */
 export async function runHandler(
   mod: HandlerModule, task: HandlerTask, endpoint: string, attempt: number, timeoutMs: number, cancel?: AbortSignal, round = 0,
+  onLog: (line: string) => void = () => undefined,
 ): Promise<HandlerResult> {
   const controller = new AbortController();
   const onCancel = (): void => controller.abort(new Error('task cancelled'));
   if (cancel?.aborted) onCancel();
   else cancel?.addEventListener('abort', onCancel, { once: true });
-  const response: HandlerResponse = { endpoint, attempt, round, signal: controller.signal, payload: null, errnr: 0, errmsg: null };
+  const log = (...args: unknown[]): void => {
+    for (const line of format(...args).split('\n')) onLog(line);
+  };
+  const response: HandlerResponse = { endpoint, attempt, round, signal: controller.signal, log, payload: null, errnr: 0, errmsg: null };
   // This run's own marker, made only when the time is up (an Error's stack costs every run otherwise):
   // whatever the handler throws (a DeadlineError of its own included) is not its timeout.
   let timedOut: Error | null = null;

@@ -132,8 +132,35 @@ export const PresenceEventSchema = Type.Object({
 }, { $id: 'PresenceEvent', title: 'register and heartbeat events' });
 export type PresenceEvent = Static<typeof PresenceEventSchema>;
 
+/** Most lines in one output event, and most characters of one line (a longer line is cut by its sender). */
+export const MAX_OUTPUT_LINES_PER_EVENT = 1000;
+export const MAX_OUTPUT_LINE_CHARS = 4000;
+export const OUTPUT_STREAMS = ['stdout', 'stderr', 'log'] as const;
+export type OutputStream = (typeof OUTPUT_STREAMS)[number];
+
+/**
+ * Endpoint → server: lines a run wrote while it runs (a command's stdout and stderr, a module handler's
+ * `response.log`). `seq` numbers the first line: the lines of one run (task, endpoint, round, attempt) are
+ * numbered 1, 2, 3… in the order written, so that a message that comes twice stores nothing twice.
+ */
+export const OutputEventSchema = Type.Object({
+  kind: Type.Literal('output'),
+  task_id: TaskId,
+  endpoint: EndpointName,
+  attempt: Attempt,
+  round: Type.Optional(Round),
+  seq: Type.Integer({ minimum: 1, maximum: 1_000_000_000, description: 'the number of the first line within its run, from 1' }),
+  lines: Type.Array(Type.Object({
+    stream: Type.Union(OUTPUT_STREAMS.map((s) => Type.Literal(s))),
+    text: Type.String({ maxLength: MAX_OUTPUT_LINE_CHARS }),
+    t: Time,
+  }), { minItems: 1, maxItems: MAX_OUTPUT_LINES_PER_EVENT }),
+}, { $id: 'OutputEvent', title: 'output event' });
+export type OutputEvent = Static<typeof OutputEventSchema>;
+export type OutputLine = OutputEvent['lines'][number];
+
 export type ResponseEvent = ReceiptEvent | ResultEvent;
-export type WireEvent = ResponseEvent | PresenceEvent;
+export type WireEvent = ResponseEvent | PresenceEvent | OutputEvent;
 
 /**
  * Endpoint → server, request/reply: what to do with a copy of a task that may have run before (a
@@ -227,7 +254,7 @@ export type Notice = Static<typeof NoticeSchema>;
 export type NoticeTask = Notice['tasks'][number];
 
 export const PROTOCOL_SCHEMAS: readonly TSchema[] = [
-  TaskMessageSchema, ReceiptEventSchema, ResultEventSchema, PresenceEventSchema, StateRequestSchema, StateReplySchema,
+  TaskMessageSchema, ReceiptEventSchema, ResultEventSchema, PresenceEventSchema, OutputEventSchema, StateRequestSchema, StateReplySchema,
   CancelledRequestSchema, CancelledReplySchema, ControlMessageSchema,
 ];
 
@@ -238,6 +265,7 @@ const validators = {
   receipt: compile(ReceiptEventSchema),
   result: compile(ResultEventSchema),
   presence: compile(PresenceEventSchema),
+  output: compile(OutputEventSchema),
   state: compile(StateRequestSchema),
   reply: compile(StateReplySchema),
   cancelledRequest: compile(CancelledRequestSchema),
@@ -265,11 +293,11 @@ function parseJson(body: Buffer, contentType: string | undefined): unknown {
 }
 
 /** Time fields must name a real moment between 1970 and 9999 (the pattern alone lets 2026-13-45 through). */
-const TIME_FIELDS = ['start_time', 'end_time', 'time'] as const;
+const TIME_FIELDS = ['start_time', 'end_time', 'time', 't'] as const;
 
-function checkTimes(value: Record<string, unknown>, what: string): void {
+function checkTimes(value: object, what: string): void {
   for (const field of TIME_FIELDS) {
-    const v = value[field];
+    const v = (value as Record<string, unknown>)[field];
     if (typeof v !== 'string') continue;
     const ms = Date.parse(v);
     if (!(ms >= 0 && ms < Date.UTC(10_000, 0, 1))) throw new InvalidMessageError(`${what}: /${field} is not a time between 1970 and 9999`);
@@ -313,8 +341,13 @@ function checkEvent(value: unknown, index: number | null): WireEvent {
       if (problem) throw new InvalidMessageError(`${what}: /labels ${problem.message}`);
       return event;
     }
+    case 'output': {
+      const event = check(validators.output, value, what);
+      event.lines.forEach((line, i) => checkTimes(line, `${what}: /lines/${i}`));
+      return { ...event, round: event.round ?? 0 };
+    }
     default:
-      throw new InvalidMessageError(`${what}: kind must be receipt, result, register or heartbeat`);
+      throw new InvalidMessageError(`${what}: kind must be receipt, result, output, register or heartbeat`);
   }
 }
 

@@ -125,6 +125,7 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
       verifier,
       facts: { ...facts, task_types: [...ep.task_types], handler_kinds: kinds },
       logger,
+      output: { maxLines: m.output_max_lines, maxBytes: m.output_max_bytes, flushMs: m.output_flush * 1000, batchLines: m.output_batch_lines },
     });
     await manager.start();
     managers.push(manager);

@@ -7,6 +7,8 @@ import { age, badge, duration, errorText, h, readableJson, STATES, when } from '
 /** Up to this many endpoints, each cell shows its name; above it, small squares named on hover. */
 const TILE_LIMIT = 60;
 const HISTORY_SHOWN = 200;
+/** Output lines kept on the page for the selected endpoint: the oldest go first. */
+const OUTPUT_SHOWN = 5000;
 
 /** A later state of the same round never goes back to an earlier one (events may repeat what a page shows). */
 const RANK = { queued: 0, pending: 0, missing: 1, cancelled: 1, skipped: 1, running: 2, succeeded: 3, failed: 3 };
@@ -40,6 +42,8 @@ export function mountTask(root, app, type, identifier) {
   const stale = new Set();
   let selected = null;
   let stream = null;
+  /** The live output of the selected endpoint: its stream and the element its lines go to. */
+  let output = null;
   let canOperate = null;
   let recountQueued = false;
   let refetchTimer = null;
@@ -285,11 +289,35 @@ export function mountTask(root, app, type, identifier) {
 
   function select(endpoint) {
     if (selected) cells.get(selected)?.removeAttribute('aria-current');
+    if (selected !== endpoint) followOutput(endpoint);
     selected = endpoint;
     cells.get(endpoint)?.setAttribute('aria-current', 'true');
     renderDetails();
     // What an event said has no payload: read the responses once more for it.
     if (stale.has(endpoint)) scheduleRefetch(0);
+  }
+
+  /** The selected endpoint's output lines, live until its round finished (the stream's `end`). */
+  function followOutput(endpoint) {
+    output?.stream.close();
+    const pre = h('pre.output', { dataset: { endpoint, done: 'false' }, 'aria-label': `Output of ${endpoint}`, 'aria-live': 'polite' });
+    const current = { pre, stream: null };
+    output = current;
+    current.stream = openStream(`${base}/responses/${encodeURIComponent(endpoint)}/output`, {
+      onEvents: (batch) => {
+        const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+        for (const e of batch) {
+          if (e.kind === 'line') pre.append(h('span.line', { dataset: { stream: e.stream } }, `${e.text}\n`));
+          else if (e.kind === 'end') {
+            pre.dataset.done = 'true';
+            current.stream?.close();
+          }
+        }
+        while (pre.childElementCount > OUTPUT_SHOWN) pre.firstElementChild.remove();
+        if (atBottom) pre.scrollTop = pre.scrollHeight;
+      },
+      onError: (err) => { pre.dataset.done = 'true'; pre.append(h('span.line', { dataset: { stream: 'error' } }, errorText(err))); },
+    });
   }
 
   function renderDetails() {
@@ -311,6 +339,8 @@ export function mountTask(root, app, type, identifier) {
         ...item('started', r.start_time ? when(r.start_time) : '—'),
         ...item('last change', when(r.last_modified_time)),
       ),
+      h('h3', {}, 'Output'),
+      output?.pre ?? null,
       h('h3', {}, 'Payload'),
       stale.has(r.endpoint) && r.status === 1 ? h('p.muted', {}, 'reading…') : h('pre.json', {}, readableJson(r.payload)),
       retryOne,
@@ -438,6 +468,7 @@ export function mountTask(root, app, type, identifier) {
 
   return () => {
     ac.abort();
+    output?.stream.close();
     stream?.close();
     clearInterval(ticker);
     if (refetchTimer) clearTimeout(refetchTimer);

@@ -36,6 +36,7 @@ export class RetentionStore {
       await em.query(`DELETE FROM task_event WHERE task_id IN (${list})`, ids);
       await em.query(`DELETE FROM request_key WHERE scope IN (${list})`, ids.map(retryScope));
       await em.query(`DELETE FROM task_response WHERE task_id IN (${list})`, ids);
+      await em.query(`DELETE FROM task_output WHERE task_id IN (${list})`, ids);
       await em.query(`DELETE FROM task WHERE id IN (${list})`, ids);
       return ids.length;
     }));

@@ -163,6 +163,7 @@ describe('retention of ended tasks (SQLite)', function () {
       for (const ep of ['a', 'b']) await ds.query(`INSERT INTO task_response (task_id, endpoint, last_modified_time) VALUES (?, ?, ?)`, [id, ep, at]);
       await ds.query(`INSERT INTO task_event (task_id, time, kind) VALUES (?, ?, 'created')`, [id, at]);
       await ds.query(`INSERT INTO request_key (scope, idempotency_key, response, created_time) VALUES (?, 'k', '{}', ?)`, [`retry:${id}`, at]);
+      await ds.query(`INSERT INTO task_output (task_id, endpoint, "round", attempt, seq, stream, text, time) VALUES (?, 'a', 0, 1, 1, 'stdout', 'x', ?)`, [id, at]);
     }
     const batches: number[] = [];
     const store = new RetentionStore(ds);
@@ -172,10 +173,12 @@ describe('retention of ended tasks (SQLite)', function () {
     assert.deepEqual(batches, [10, 10, 5]);
     const left = (await ds.query('SELECT identifier FROM task ORDER BY identifier') as { identifier: string }[]).map((r) => r.identifier);
     assert.deepEqual(left, ['old-created', 'old-sent', 'recent']);
-    for (const table of ['task_response', 'task_event']) {
+    for (const table of ['task_response', 'task_event', 'task_output']) {
       const [{ n }] = await ds.query(`SELECT COUNT(*) AS n FROM ${table} WHERE task_id NOT IN (SELECT id FROM task)`) as { n: number }[];
       assert.equal(n, 0, table);
     }
+    const [{ n: outputs }] = await ds.query('SELECT COUNT(*) AS n FROM task_output') as { n: number }[];
+    assert.equal(outputs, 3, 'the kept tasks keep their output');
     const [{ n: keys }] = await ds.query('SELECT COUNT(*) AS n FROM request_key') as { n: number }[];
     assert.equal(keys, 3);
     assert.equal(await new RetentionJob(store, day, 10, 1).run(new Date(now)), 0);

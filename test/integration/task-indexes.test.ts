@@ -38,13 +38,20 @@ describe('the indexes of the task table (MariaDB)', function () {
     return rows.map((r) => r.name).sort();
   };
 
+  const tables = async (name: string): Promise<string[]> => {
+    const [rows] = await admin.query('SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?', [database, name]) as unknown as [{ name: string }[]];
+    return rows.map((r) => r.name);
+  };
+
   it('has no index by status and start time, and undoing the migration that dropped it brings it back', async function () {
     const expected = ['idx_task_deadline', 'ix_task_start', 'ix_task_status_modified', 'ix_task_status_sent', 'ix_task_type', 'ix_task_type_status', 'PRIMARY', 'uq_task_type_identifier'].sort();
     assert.deepEqual(await indexes(), expected);
     // The migrations after it, then it.
     for (let i = MIGRATIONS.indexOf(DropStatusStartIndex1765000000000); i < MIGRATIONS.length; i++) await ds?.undoLastMigration();
     assert.deepEqual(await indexes(), [...expected, 'ix_task_status_start'].sort());
+    assert.deepEqual(await tables('task_output'), [], 'undone, the output table is gone');
     await ds?.runMigrations();
     assert.deepEqual(await indexes(), expected);
+    assert.deepEqual(await tables('task_output'), ['task_output']);
   });
 });
