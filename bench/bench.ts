@@ -6,6 +6,7 @@ import { Completion } from '../api/storage/completion';
 import { createDataSource } from '../api/storage/database';
 import { History } from '../api/storage/history';
 import { Backend, Harness, Proc } from '../test/support/harness';
+import { makeCertificates } from '../test/support/certificates';
 import { RabbitCluster } from '../test/support/rabbit-cluster';
 import { runBaseline } from './baseline';
 import { shippedDefaults } from './defaults';
@@ -40,6 +41,8 @@ const { values: opt } = parseArgs({
     fleet: { type: 'string' },
     'fleet-tasks': { type: 'string', default: '20' },
     'fleet-per-process': { type: 'string', default: '100' },
+    /** With --fleet: the system's processes reach the broker over TLS (AMQPS). */
+    tls: { type: 'boolean' },
     json: { type: 'boolean', default: false },
     /** Write V8 CPU profiles of the API and managers (.cpuprofile) into this folder. */
     profile: { type: 'string' },
@@ -319,7 +322,7 @@ function printTable(r: Record<string, any>): void {
 function printFleet(r: Record<string, any>): void {
   const f = r.fleet;
   const out = [
-    `tasker bench --fleet ${f.endpoints}: ${f.processes} manager processes (${f.per_process} endpoints and AMQP connections each), ${r.machine}, shipped default configuration`,
+    `tasker bench --fleet ${f.endpoints}${r.tls ? ' --tls (AMQPS)' : ''}: ${f.processes} manager processes (${f.per_process} endpoints and AMQP connections each), ${r.machine}, shipped default configuration`,
     '',
     '| | measured | target |',
     '| --- | ---: | ---: |',
@@ -348,7 +351,11 @@ async function main(): Promise<void> {
   const defaults = BACKEND === 'rabbitmq' ? shippedDefaults(loadConfig({ mode: 'test', env: { TASKER_TEST_ID: 'bench' } })) : {};
   // The fleet gets a RabbitMQ node of its own (thousands of connections, its memory): the machine's broker
   // is never restarted or reconfigured by a bench.
-  const ownBroker = opt.fleet !== undefined ? new RabbitCluster(1, { name: `bench${process.pid}`, openFilesHard: true }) : null;
+  // --tls: the system's processes reach it over AMQPS (certificates made for the run); the bench's own checks do not.
+  const certs = opt.fleet !== undefined && opt.tls ? await makeCertificates() : null;
+  const ownBroker = opt.fleet !== undefined
+    ? new RabbitCluster(1, { name: `bench${process.pid}`, openFilesHard: true, ...certs ? { tls: { ca: certs.ca, cert: certs.serverCert, key: certs.serverKey } } : {} })
+    : null;
   if (ownBroker) {
     log('fleet: starting a RabbitMQ node of its own');
     await ownBroker.start();
@@ -362,8 +369,13 @@ async function main(): Promise<void> {
     await h.setup();
     if (opt.fleet !== undefined) {
       if (BACKEND !== 'rabbitmq') throw new Error('--fleet runs against RabbitMQ and MariaDB');
+      report.tls = Boolean(certs);
       report.fleet = await runFleet(h, {
         endpoints: Number(opt.fleet), perProcess: Number(opt['fleet-per-process']), tasks: Number(opt['fleet-tasks']), log, brokerPid: ownBroker?.pid(0),
+        processEnv: certs && ownBroker ? {
+          TASKER_MANAGER__MESSAGE_QUEUE__HOSTS: `127.0.0.1:${ownBroker.nodes[0].amqpsPort}`,
+          TASKER_MANAGER__MESSAGE_QUEUE__TLS__ENABLED: 'true', TASKER_MANAGER__MESSAGE_QUEUE__TLS__CA: certs.ca,
+        } : undefined,
       });
     } else {
       // The system's processes log as they always do, to no reader: parsing their lines would take this
@@ -387,6 +399,7 @@ async function main(): Promise<void> {
   } finally {
     await h.teardown();
     await ownBroker?.destroy();
+    certs?.remove();
   }
   if (opt.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   else if (report.fleet) printFleet(report);

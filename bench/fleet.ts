@@ -49,7 +49,7 @@ async function waitDone(h: Harness, identifiers: string[], timeoutMs = 300_000):
  * they finish, so that all their results wait in the responses queue; then an API is started and stores
  * them. The rate is from the first of those responses stored to the last task DONE.
  */
-async function drainBacklog(h: Harness, api: Proc, tasks: number, endpoints: number): Promise<Record<string, number>> {
+async function drainBacklog(h: Harness, api: Proc, tasks: number, endpoints: number, env: Record<string, string>): Promise<Record<string, number>> {
   const ids = Array.from({ length: tasks }, (_v, i) => `fleet-backlog-${i}`);
   await Promise.all(ids.map(async (identifier) => {
     const res = await fetch(`${h.baseUrl}/worker`, {
@@ -76,7 +76,7 @@ async function drainBacklog(h: Harness, api: Proc, tasks: number, endpoints: num
   const last = await h.withChannel(async (ch) => (await ch.checkQueue(eventsQueue)).messageCount);
   const [before] = await h.query(`SELECT COUNT(*) AS n FROM task_response r JOIN task t ON t.id = r.task_id
     WHERE t.identifier LIKE 'fleet-backlog-%' AND r.status = 1`);
-  await h.startApi();
+  await h.startApi(undefined, env);
   await waitDone(h, ids);
   const [span] = await h.query(`SELECT MIN(r.last_modified_time) AS first, MAX(t.end_time) AS last, COUNT(*) AS n
     FROM task_response r JOIN task t ON t.id = r.task_id WHERE t.identifier LIKE 'fleet-backlog-%' AND r.status = 1`);
@@ -124,7 +124,11 @@ const round1 = (x: number): number => Math.round(x * 10) / 10;
  * one task at a time, responses stored per second with many tasks at once, the database connections
  * (sampled) and RabbitMQ's memory.
  */
-export async function runFleet(h: Harness, o: { endpoints: number; perProcess: number; tasks: number; log: (m: string) => void; brokerPid?: number }): Promise<Record<string, unknown>> {
+export async function runFleet(h: Harness, o: {
+  endpoints: number; perProcess: number; tasks: number; log: (m: string) => void; brokerPid?: number;
+  /** For the system's processes only (the bench's own checks connect as before): e.g. TLS to the broker. */
+  processEnv?: Record<string, string>;
+}): Promise<Record<string, unknown>> {
   await checkBrokerSockets(h, o.endpoints + 100);
   const names = Array.from({ length: o.endpoints }, (_v, i) => `f${String(i + 1).padStart(5, '0')}`);
   let dbPeak = 0;
@@ -137,7 +141,8 @@ export async function runFleet(h: Harness, o: { endpoints: number; perProcess: n
     void nodeMemory().then((m) => { mqPeak = Math.max(mqPeak, m); }, () => undefined);
   }, 250);
   try {
-    const api = await h.startApi();
+    const env = o.processEnv ?? {};
+    const api = await h.startApi(undefined, env);
     h.discardStdout = true;
     const managers: Proc[] = [];
     const t0 = Date.now();
@@ -145,7 +150,7 @@ export async function runFleet(h: Harness, o: { endpoints: number; perProcess: n
     const processes = Math.ceil(o.endpoints / o.perProcess);
     for (let i = 0; i < processes; i += 2) {
       managers.push(...await Promise.all([i, i + 1].filter((p) => p < processes)
-        .map((p) => h.startManager(names.slice(p * o.perProcess, (p + 1) * o.perProcess), ['worker'], { TASKER_LABELS: `group=g${p % 2}` }))));
+        .map((p) => h.startManager(names.slice(p * o.perProcess, (p + 1) * o.perProcess), ['worker'], { TASKER_LABELS: `group=g${p % 2}`, ...env }))));
     }
     for (;;) {
       const [row] = await h.query(`SELECT COUNT(*) AS n FROM endpoint WHERE task_type = 'worker'`);
@@ -190,7 +195,7 @@ export async function runFleet(h: Harness, o: { endpoints: number; perProcess: n
     const responses = Number(check.n);
     if (responses !== o.tasks * o.endpoints) throw new Error(`${responses} responses stored, ${o.tasks * o.endpoints} expected`);
     o.log(`fleet: ${o.tasks} tasks at once while the API is stopped, then the backlog of results`);
-    const backlog = await drainBacklog(h, api, o.tasks, o.endpoints);
+    const backlog = await drainBacklog(h, api, o.tasks, o.endpoints, env);
     const d = summary(doneMs);
     return {
       endpoints: o.endpoints, per_process: o.perProcess, processes, startup_s: Math.round(startup * 10) / 10,
