@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
 import { freePort, Harness, type LogLine, type Proc } from '../support/harness';
 import { parseMetrics, valueOf } from '../support/prometheus';
 
@@ -29,13 +30,30 @@ function verify(secret: string, headers: http.IncomingHttpHeaders, body: string)
   });
 }
 
+/** The same check by the standardwebhooks package (its Webhook class), the library receivers use. */
+function packageVerify(secret: string, headers: http.IncomingHttpHeaders, body: string): boolean {
+  try {
+    new Webhook(secret).verify(body, {
+      'webhook-id': String(headers['webhook-id']), 'webhook-timestamp': String(headers['webhook-timestamp']),
+      'webhook-signature': String(headers['webhook-signature']),
+    });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 interface Received {
   id: string;
   at: number;
   path: string;
   body: any;
   raw: string;
+  /** Both the independent check and the standardwebhooks package verify it. */
   valid: boolean;
+  /** The two checks' answers, apart (they must agree). */
+  checks: [boolean, boolean];
+  headers: http.IncomingHttpHeaders;
 }
 
 /** A real HTTP receiver: answers what `answer` says, records every request and checks every signature against `secret`. */
@@ -52,7 +70,8 @@ class Receiver {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const raw = Buffer.concat(chunks).toString('utf8');
-        this.got.push({ id: String(req.headers['webhook-id']), at: Date.now(), path: req.url ?? '', body: JSON.parse(raw), raw, valid: verify(this.secret, req.headers, raw) });
+        const checks: [boolean, boolean] = [verify(this.secret, req.headers, raw), packageVerify(this.secret, req.headers, raw)];
+        this.got.push({ id: String(req.headers['webhook-id']), at: Date.now(), path: req.url ?? '', body: JSON.parse(raw), raw, valid: checks[0] && checks[1], checks, headers: req.headers });
         const a = this.answer(this.got.length, req);
         // 0: no answer at all (the connection is held until the sender gives up or dies).
         if (a.status !== 0) res.writeHead(a.status, a.headers ?? {}).end('{}');
@@ -217,7 +236,12 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     await h.waitForStatus('backup', 'ord-backup', ['DONE']);
     await until('every event', () => names.every((n) => r.byTask().get(n)?.length === 2) && r.byTask().get('ord-slow')?.length === 3);
     await sleep(500);
-    assert.ok(r.got.every((g) => g.valid), 'every signature verifies');
+    assert.ok(r.got.every((g) => g.valid), 'every signature verifies, by the specification and by the standardwebhooks package');
+    // Neither check is a rubber stamp: a changed body or another secret fails both.
+    const first = r.got[0];
+    const other = `whsec_${Buffer.alloc(24, 7).toString('base64')}`;
+    assert.deepEqual([verify(r.secret, first.headers, `${first.raw} `), packageVerify(r.secret, first.headers, `${first.raw} `)], [false, false]);
+    assert.deepEqual([verify(other, first.headers, first.raw), packageVerify(other, first.headers, first.raw)], [false, false]);
     const ids = r.got.map((g) => g.id);
     assert.equal(new Set(ids).size, ids.length, 'each webhook-id once');
     for (const n of names) assert.deepEqual(r.byTask().get(n), ['task.created', 'task.done'], n);
