@@ -341,6 +341,7 @@ export const WebhookAnswer = Type.Object({
   enabled: Type.Boolean(),
   disabled_reason: nullable(Type.String({ description: 'why it is disabled: its deliveries failed for api.webhooks.retry_for, or a PATCH' })),
   failing_since: nullable(Type.String({ format: 'date-time', description: 'the first failed delivery since the last success (ISO 8601, UTC)' })),
+  previous_secret_until: nullable(Type.String({ format: 'date-time', description: 'after a rotation: until when the replaced secret signs deliveries too (ISO 8601, UTC)' })),
   created_by: nullable(Type.String()),
   created_time: Time,
   updated_time: Time,

@@ -155,7 +155,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   }, log.child({ component: 'webhooks' }));
   // Two refreshes' time and a margin: by then every instance whose refresh job runs knows of the subscription.
   const settleMs = dialectOf(ds) === 'mysql' ? 2 * wh.interval * 1000 + 100 : 0;
-  const webhooks = new WebhookService(webhookStore, clockOf(ds), { taskTypes: config.task_types, allowHttp: wh.allow_http, settleMs },
+  const webhooks = new WebhookService(webhookStore, clockOf(ds), { taskTypes: config.task_types, allowHttp: wh.allow_http, settleMs, rotationOverlapMs: wh.rotation_overlap * 1000 },
     (hook, msgId, body) => dispatcher.send(hook, msgId, body));
   const tokens = new TokenStore(ds);
   const auth = config.api.auth === 'tokens';

@@ -218,6 +218,9 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
       .argument('<id>', 'the subscription\'s id')
       .action(action((ctx, id: string) => commands.webhookEnable(ctx, id, enabled)));
   }
+  webhook.command('rotate').description('a new signing secret, shown this once; the old one signs too for api.webhooks.rotation_overlap')
+    .argument('<id>', 'the subscription\'s id')
+    .action(action((ctx, id: string) => commands.webhookRotate(ctx, id)));
   webhook.command('test').description('POST a signed test message now; exit status 0 when the receiver answered 2xx').argument('<id>', 'the subscription\'s id')
     .action(action((ctx, id: string) => commands.webhookTest(ctx, id)));
   webhook.command('deliveries').description('the delivery log, newest first').argument('<id>', 'the subscription\'s id')

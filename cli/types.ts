@@ -120,6 +120,7 @@ export interface WebhookInfo {
   enabled: boolean;
   disabled_reason: string | null;
   failing_since: string | null;
+  previous_secret_until: string | null;
   created_time: string;
   secret?: string;
 }

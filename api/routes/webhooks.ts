@@ -13,7 +13,7 @@ const iso = (d: Date | null): string | null => (d === null ? null : d.toISOStrin
 export function webhookView(w: Webhook): Record<string, unknown> {
   return {
     id: w.id, url: w.url, events: w.events, types: w.types, description: w.description, enabled: w.enabled, disabled_reason: w.disabled_reason,
-    failing_since: iso(w.failing_since), created_by: w.created_by, created_time: w.created_time.toISOString(), updated_time: w.updated_time.toISOString(),
+    failing_since: iso(w.failing_since), previous_secret_until: iso(w.previous_secret_until), created_by: w.created_by, created_time: w.created_time.toISOString(), updated_time: w.updated_time.toISOString(),
   };
 }
 
@@ -101,6 +101,17 @@ export function addWebhookRoutes(routes: ApiRoutes, service: WebhookService): vo
     const id = idOf(ctx.params);
     if (!DELIVERY_ID_PATTERN.test(ctx.params.delivery)) throw new NotFoundError(`no delivery ${ctx.params.delivery} of webhook ${id}`);
     ctx.body = deliveryView(await service.redeliver(id, Number(ctx.params.delivery)));
+  });
+
+  routes.add({
+    id: 'rotateWebhookSecret', method: 'post', path: '/webhooks/:id/rotate', tag: 'webhooks', scope: 'admin', params: PARAMS, query: NoQuery,
+    summary: 'Give the subscription a new signing secret, answered this once',
+    description: 'For api.webhooks.rotation_overlap (24 h) every delivery carries two signatures in webhook-signature, by the new secret and by the '
+      + 'one replaced, so that a receiver verifies with either while it switches; then the new one only. See the README\'s "Webhooks".',
+    answers: answers({ 200: { description: 'the subscription, with its new secret', schema: CreatedWebhook } }, [400, 404]),
+  }, async (ctx) => {
+    const { webhook, secret } = await service.rotate(idOf(ctx.params));
+    ctx.body = { ...webhookView(webhook), secret };
   });
 
   routes.add({

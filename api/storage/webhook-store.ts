@@ -11,6 +11,9 @@ export interface Webhook {
   types: string[] | null;
   description: string | null;
   secret: string;
+  /** The secret the last rotation replaced: deliveries are signed with it too until `previous_secret_until`. */
+  previous_secret: string | null;
+  previous_secret_until: Date | null;
   enabled: boolean;
   disabled_reason: string | null;
   failing_since: Date | null;
@@ -19,7 +22,7 @@ export interface Webhook {
   updated_time: Date;
 }
 
-export type NewWebhook = Omit<Webhook, 'id' | 'enabled' | 'disabled_reason' | 'failing_since' | 'updated_time'>;
+export type NewWebhook = Omit<Webhook, 'id' | 'enabled' | 'disabled_reason' | 'failing_since' | 'updated_time' | 'previous_secret' | 'previous_secret_until'>;
 
 /** One event for one subscription: the outbox row, and the log of its delivery. */
 export interface Delivery {
@@ -65,7 +68,7 @@ export interface Attempt {
 }
 
 type Row = Record<string, unknown>;
-const W_COLUMNS = 'id, url, events, types, description, secret, enabled, disabled_reason, failing_since, created_by, created_time, updated_time';
+const W_COLUMNS = 'id, url, events, types, description, secret, previous_secret, previous_secret_until, enabled, disabled_reason, failing_since, created_by, created_time, updated_time';
 const D_COLUMNS = 'id, webhook_id, task_id, event_id, event, task_type, identifier, event_time, retry_from, status, attempt, next_time, body, http_status, '
   + 'duration_ms, last_error, last_attempt_time';
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
@@ -79,7 +82,8 @@ const str = (v: unknown): string | null => (v === null || v === undefined ? null
 function webhookOf(r: Row): Webhook {
   return {
     id: readId(r.id), url: String(r.url), events: toList(String(r.events)) as WebhookEvent[], types: r.types === null ? null : toList(String(r.types)),
-    description: str(r.description), secret: String(r.secret), enabled: Number(r.enabled) === 1, disabled_reason: str(r.disabled_reason),
+    description: str(r.description), secret: String(r.secret), previous_secret: str(r.previous_secret),
+    previous_secret_until: readOptionalTime(r.previous_secret_until), enabled: Number(r.enabled) === 1, disabled_reason: str(r.disabled_reason),
     failing_since: readOptionalTime(r.failing_since), created_by: str(r.created_by), created_time: readTime(r.created_time), updated_time: readTime(r.updated_time),
   };
 }
@@ -157,6 +161,16 @@ export class WebhookStore {
         w.failing_since === null ? null : sqlTime(w.failing_since), sqlTime(now), w.id]);
     if (w.enabled) this.active = true;
     return n > 0;
+  }
+
+  /**
+   * Replaces the secret by `secret`; the one replaced keeps signing until `until` (one statement: a
+   * rotation during another's overlap drops the secret before the replaced one). False when it is gone.
+   */
+  async rotate(id: number, secret: string, now: Date, until: Date): Promise<boolean> {
+    // MySQL assigns left to right and SQLite from the old row: previous_secret gets the old secret on both.
+    return (await this.change('UPDATE webhook SET previous_secret = secret, previous_secret_until = ?, secret = ?, updated_time = ? WHERE id = ?',
+      [sqlTime(until), secret, sqlTime(now), id])) > 0;
   }
 
   /** Deletes the subscription and its outbox rows (delivered or not). */

@@ -117,7 +117,7 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     env: {
       TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1',
       TASKER_API__WEBHOOKS__RETRY_BASE: '0.2', TASKER_API__WEBHOOKS__RETRY_MAX: '2', TASKER_API__WEBHOOKS__TIMEOUT: '2', TASKER_API__WEBHOOKS__RETRY_FOR: '8',
-      TASKER_API__WEBHOOKS__LOG_KEEP: '60',
+      TASKER_API__WEBHOOKS__LOG_KEEP: '60', TASKER_API__WEBHOOKS__ROTATION_OVERLAP: '4',
     },
   });
   let api: Proc;
@@ -470,6 +470,12 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     const tested = await cli(['webhook', 'test', String(made.id)]);
     assert.equal(tested.code, 0, tested.stderr);
     assert.equal(JSON.parse(tested.stdout).ok, true);
+    const rotated = await cli(['webhook', 'rotate', String(made.id), '--output', 'table']);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const fresh = /^(whsec_\S+)$/m.exec(rotated.stdout)?.[1];
+    assert.ok(fresh !== undefined && fresh !== made.secret, rotated.stdout);
+    // From here on the receiver checks with the new secret only.
+    r.secret = fresh;
     await task('by-cli');
     await until('both events', () => r.got.filter((g) => g.body.type !== 'webhook.test').length === 2);
     const log = await until('the log', async () => {
@@ -515,6 +521,42 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     assert.ok((await deliveries(made.json.id)).every((d) => d.status === 'delivered' && d.http_status === 204));
     await py.stop();
     await call('DELETE', `/webhooks/${made.json.id}`);
+  });
+
+  it('rotates a secret: for api.webhooks.rotation_overlap deliveries verify with the old secret too, then with the new one only', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    const id = await subscribe(r, ['task.created']);
+    const old = r.secret;
+    assert.equal((await call('GET', `/webhooks/${id}`)).json.previous_secret_until, null);
+    const rotated = await call('POST', `/webhooks/${id}/rotate`);
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.json));
+    assert.match(rotated.json.secret, /^whsec_[A-Za-z0-9+/]{32}$/);
+    assert.notEqual(rotated.json.secret, old);
+    const overlapEnd = Date.parse(rotated.json.previous_secret_until);
+    // api.webhooks.rotation_overlap is 4 s here; the clocks are one machine's.
+    assert.ok(Math.abs(overlapEnd - Date.now() - 4000) < 1500, rotated.json.previous_secret_until);
+    const shown = await call('GET', `/webhooks/${id}`);
+    assert.equal(shown.json.secret, undefined, 'the new secret is shown once');
+    assert.equal(shown.json.previous_secret_until, rotated.json.previous_secret_until);
+    r.secret = rotated.json.secret;
+    const both = (g: Received, secret: string): [boolean, boolean] => [verify(secret, g.headers, g.raw), packageVerify(secret, g.headers, g.raw)];
+
+    await task('rot-during');
+    const during = await until('the delivery in the overlap', () => r.got.find((g) => g.body.data.task.identifier === 'rot-during'));
+    assert.equal(String(during.headers['webhook-signature']).split(' ').length, 2, 'two signatures');
+    assert.deepEqual(both(during, rotated.json.secret), [true, true], 'the new secret verifies');
+    assert.deepEqual(both(during, old), [true, true], 'a receiver still holding the old secret verifies');
+
+    await sleep(Math.max(0, overlapEnd - Date.now()) + 500);
+    await task('rot-after');
+    const later = await until('the delivery after the overlap', () => r.got.find((g) => g.body.data.task.identifier === 'rot-after'));
+    assert.equal(String(later.headers['webhook-signature']).split(' ').length, 1, 'one signature');
+    assert.deepEqual(both(later, rotated.json.secret), [true, true]);
+    assert.deepEqual(both(later, old), [false, false], 'the old secret no longer verifies');
+    assert.equal((await call('POST', '/webhooks/999999/rotate')).status, 404);
+    assert.equal((await call('POST', '/webhooks/x/rotate')).status, 404);
+    await call('DELETE', `/webhooks/${id}`);
   });
 
   it('does not follow a redirect', async function () {

@@ -52,12 +52,12 @@ describe('webhooks', function () {
 
   it('take https URLs only unless api.webhooks.allow_http, naming the field', async function () {
     // Refused before the store is touched.
-    const strict = new WebhookService(null as never, null as never, { taskTypes: ['worker'], allowHttp: false, settleMs: 0 });
+    const strict = new WebhookService(null as never, null as never, { taskTypes: ['worker'], allowHttp: false, settleMs: 0, rotationOverlapMs: 0 });
     await assert.rejects(strict.create({ url: 'http://hooks.example.com/x', events: ['task.done'] }, null),
       /url: must be https:\/\/ \(http:\/\/ only with api\.webhooks\.allow_http\)/);
     await assert.rejects(strict.create({ url: 'https://hooks.example.com/x#frag', events: ['task.done'] }, null), /url: must not have a fragment/);
     await assert.rejects(strict.create({ url: 'https://hooks.example.com/x', events: ['task.done'], types: ['nope'] }, null), /types: unknown task type 'nope'/);
-    const lax = new WebhookService(null as never, null as never, { taskTypes: ['worker'], allowHttp: true, settleMs: 0 });
+    const lax = new WebhookService(null as never, null as never, { taskTypes: ['worker'], allowHttp: true, settleMs: 0, rotationOverlapMs: 0 });
     await assert.rejects(lax.create({ url: 'file:///etc/passwd', events: ['task.done'] }, null), /url: must be https:\/\/ or http:\/\//);
   });
 });
