@@ -204,7 +204,7 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
   webhook.command('add')
     .description('subscribe a URL; its signing secret is shown this once')
     .argument('<url>', 'https URL the events are POSTed to')
-    .requiredOption('--events <names>', 'comma-separated: task.created, task.done, task.incomplete, task.stopped, task.cancelled, response.failed')
+    .requiredOption('--events <names>', 'comma-separated: task.created, task.done, task.incomplete, task.stopped, task.cancelled, response.failed, endpoint.stale')
     .option('-t, --types <types>', 'comma-separated task types (default: every type)')
     .option('-d, --description <text>', 'what it is for')
     .addHelpText('after', '\nExample:\n  $ tasker webhook add https://hooks.example.com/tasker --events task.done,task.incomplete --types backup')

@@ -129,7 +129,8 @@ export interface DeliveryInfo {
   id: number;
   message_id: string;
   event: string;
-  task: { id: number; type: string; identifier: string };
+  task: { id: number; type: string; identifier: string } | null;
+  endpoint: string | null;
   event_time: string;
   status: string;
   attempt: number;

@@ -3,6 +3,7 @@ import { NotFoundError } from '../../lib/errors';
 import { actorOf } from '../auth';
 import type { ApiRoutes } from '../operation';
 import { CreatedWebhook, DeliveriesQuery, DELIVERY_ID_PATTERN, DeliveryAnswer, DeliveryId, DeliveryPage, NoQuery, TestAnswer, WEBHOOK_ID_PATTERN, WebhookBody, WebhookId, WebhookList, WebhookPatchBody } from '../schemas';
+import { WEBHOOK_EVENT } from '../lifecycle/states';
 import type { Delivery, Webhook } from '../storage/webhook-store';
 import type { WebhookService } from '../webhooks/service';
 import { answers } from './answers';
@@ -19,7 +20,12 @@ export function webhookView(w: Webhook): Record<string, unknown> {
 
 export function deliveryView(d: Delivery): Record<string, unknown> {
   return {
-    id: d.id, message_id: `msg_${d.id}`, event: d.event, task: { id: d.task_id, type: d.task_type, identifier: d.identifier }, event_time: d.event_time.toISOString(),
+    id: d.id, message_id: `msg_${d.id}`, event: d.event,
+    // An endpoint event's row has no task: its identifier is the endpoint's name.
+    ...(d.event === WEBHOOK_EVENT.ENDPOINT_STALE
+      ? { task: null, endpoint: d.identifier }
+      : { task: { id: d.task_id, type: d.task_type, identifier: d.identifier }, endpoint: null }),
+    event_time: d.event_time.toISOString(),
     status: d.status, attempt: d.attempt, http_status: d.http_status, duration_ms: d.duration_ms, last_attempt_time: iso(d.last_attempt_time),
     next_time: iso(d.next_time), last_error: d.last_error,
   };

@@ -1,5 +1,5 @@
 import type { DataSource, EntityManager, QueryResult } from 'typeorm';
-import { DELIVERY_STATUS, type DeliveryStatus, sqlWord, type WebhookEvent } from '../lifecycle/states';
+import { DELIVERY_STATUS, type DeliveryStatus, sqlWord, WEBHOOK_EVENT, type WebhookEvent } from '../lifecycle/states';
 import { dialectOf, exclusive, transaction } from './database';
 import { readId, readJson, readOptionalTime, readTime, sqlTime } from './sql-values';
 
@@ -210,6 +210,44 @@ export class WebhookStore {
        FROM (${selects.join(' UNION ALL ')}) AS v
        JOIN webhook w ON w.enabled = 1 AND INSTR(w.events, v.ev) > 0 AND (w.types IS NULL OR INSTR(w.types, v.ty) > 0)
        ORDER BY v.n, w.id`, params);
+  }
+
+  /**
+   * Writes an `endpoint.stale` event to the outbox of every enabled subscription that wants it, once per
+   * endpoint and silence: for each endpoint whose newest heartbeat is older than `staleBefore` and newer
+   * than the one `endpoint_stale_notice` holds, the notice is moved to that heartbeat and the rows are
+   * inserted in one transaction; the conditional UPDATE lets one API instance of several do it. A new
+   * heartbeat ends the silence, and the next one is announced again. The rows carry their body (there is no
+   * task to summarize) and task id 0: a subscription's endpoint events are delivered in order. `types` does not
+   * filter them. Answers how many silences were announced.
+   */
+  async announceStale(now: Date, staleBefore: Date, staleAfterS: number): Promise<number> {
+    const rows = await this.query(
+      `SELECT x.name, x.hb, x.types FROM (SELECT name, MAX(last_heartbeat) AS hb, GROUP_CONCAT(task_type) AS types FROM endpoint GROUP BY name) x
+       LEFT JOIN endpoint_stale_notice n ON n.name = x.name
+       WHERE x.hb < ? AND (n.heartbeat IS NULL OR n.heartbeat < x.hb) ORDER BY x.hb`, [sqlTime(staleBefore)]);
+    let announced = 0;
+    for (const r of rows) {
+      const name = String(r.name);
+      const heartbeat = readTime(r.hb);
+      await this.change(`INSERT ${this.mysql ? 'IGNORE' : 'OR IGNORE'} INTO endpoint_stale_notice (name, heartbeat) VALUES (?, NULL)`, [name]);
+      const body = JSON.stringify({
+        type: WEBHOOK_EVENT.ENDPOINT_STALE, timestamp: now.toISOString(),
+        data: { endpoint: { name, task_types: String(r.types).split(',').sort(), last_heartbeat: heartbeat.toISOString(), stale_after: staleAfterS } },
+      });
+      const done = await transaction(this.ds, async (em) => {
+        const moved = await changeIn(em, 'UPDATE endpoint_stale_notice SET heartbeat = ? WHERE name = ? AND (heartbeat IS NULL OR heartbeat < ?)',
+          [sqlTime(heartbeat), name, sqlTime(heartbeat)]);
+        if (moved === 0) return false;
+        await em.query(
+          `INSERT INTO webhook_delivery (webhook_id, task_id, event_id, event, task_type, identifier, event_time, retry_from, status, attempt, next_time, body)
+           SELECT id, 0, 0, ?, '', ?, ?, ?, ${PENDING}, 0, ?, ? FROM webhook WHERE enabled = 1 AND INSTR(events, ?) > 0 ORDER BY id`,
+          [WEBHOOK_EVENT.ENDPOINT_STALE, name, sqlTime(now), sqlTime(now), sqlTime(now), body, `,${WEBHOOK_EVENT.ENDPOINT_STALE},`]);
+        return true;
+      });
+      if (done) announced += 1;
+    }
+    return announced;
   }
 
   /**

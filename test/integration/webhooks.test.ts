@@ -5,6 +5,7 @@ import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
+import { readTime } from '../../api/storage/sql-values';
 import { freePort, Harness, type LogLine, type Proc } from '../support/harness';
 import { parseMetrics, valueOf } from '../support/prometheus';
 
@@ -625,11 +626,109 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
   });
 });
 
+/**
+ * `endpoint.stale`: two API instances, endpoints heartbeating every 0.5 s and stale after 3 s; an endpoint
+ * stopped is announced once per silence (not once per instance or per job run), again after it came back and
+ * fell silent anew, and never to a subscription that does not want it.
+ */
+describe('webhooks: endpoint.stale (RabbitMQ + MariaDB)', function () {
+  const h = new Harness({
+    env: {
+      TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1',
+      TASKER_API__ENDPOINT_STALE_AFTER: '3', TASKER_MANAGER__HEARTBEAT_INTERVAL: '0.5',
+    },
+  });
+  const stale = new Receiver();
+  const other = new Receiver();
+
+  const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
+    const res = await fetch(`${h.baseUrl}${path}`, {
+      method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, json: await res.json() };
+  };
+  const waitFor = async (what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await fn())) {
+      if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+      await sleep(100);
+    }
+  };
+  const registered = (name: string) => waitFor(`${name} registered`, async () => (await call('GET', '/endpoints')).json.endpoints.some((e: any) => e.name === name));
+  const staleOf = (name: string): Received[] => stale.got.filter((g) => g.body.data.endpoint.name === name);
+
+  before(async function () {
+    await h.setup(this);
+    await h.startApi();
+    await h.startApi(await freePort());
+    await stale.start();
+    await other.start();
+    for (const [r, events] of [[stale, ['endpoint.stale']], [other, ['task.done']]] as const) {
+      const made = await call('POST', '/webhooks', { url: r.url, events });
+      assert.equal(made.status, 201, JSON.stringify(made.json));
+      r.secret = made.json.secret;
+    }
+  });
+
+  after(async function () {
+    await stale.stop();
+    await other.stop();
+    await h.teardown();
+  });
+
+  it('announces an endpoint silent for api.endpoint_stale_after once per silence, to the subscriptions that want it', async function () {
+    this.timeout(90_000);
+    await h.startManager('alive1', ['worker']);
+    let quiet = await h.startManager('quiet1', ['worker', 'backup']);
+    await registered('alive1');
+    await registered('quiet1');
+    await quiet.stop();
+    const stoppedAt = Date.now();
+    await waitFor('the first endpoint.stale', () => staleOf('quiet1').length === 1);
+    assert.ok(Date.now() - stoppedAt > 2000, 'not before api.endpoint_stale_after');
+    // Many runs of the job on both instances later: still one.
+    await sleep(3000);
+    assert.equal(staleOf('quiet1').length, 1, 'once per silence');
+    assert.equal(staleOf('alive1').length, 0, 'a live endpoint is not announced');
+    const first = staleOf('quiet1')[0];
+    assert.ok(first.valid);
+    assert.equal(first.body.type, 'endpoint.stale');
+    assert.deepEqual([first.body.data.endpoint.task_types, first.body.data.endpoint.stale_after], [['backup', 'worker'], 3]);
+    const listed = (await call('GET', '/endpoints')).json.endpoints.find((e: any) => e.name === 'quiet1');
+    assert.equal(listed.stale, true);
+    assert.equal(first.body.data.endpoint.last_heartbeat, listed.last_heartbeat);
+    assert.equal(other.got.length, 0, 'a subscription without endpoint.stale gets nothing');
+
+    const id = (await call('GET', '/webhooks')).json.webhooks.find((w: any) => w.events.includes('endpoint.stale')).id;
+    const log = (await call('GET', `/webhooks/${id}/deliveries`)).json.deliveries;
+    assert.equal(log.length, 1);
+    assert.deepEqual([log[0].event, log[0].task, log[0].endpoint, log[0].status, log[0].message_id], ['endpoint.stale', null, 'quiet1', 'delivered', first.id]);
+
+    // Back, then silent again: a new silence, announced once more.
+    quiet = await h.startManager('quiet1', ['worker', 'backup']);
+    await waitFor('quiet1 heard again', async () => (await call('GET', '/endpoints')).json.endpoints.find((e: any) => e.name === 'quiet1').stale === false);
+    await quiet.stop();
+    await waitFor('the second endpoint.stale', () => staleOf('quiet1').length === 2);
+    await sleep(2000);
+    assert.equal(staleOf('quiet1').length, 2);
+    const second = staleOf('quiet1')[1];
+    assert.ok(second.valid);
+    assert.notEqual(second.id, first.id);
+    assert.ok(Date.parse(second.body.data.endpoint.last_heartbeat) > Date.parse(first.body.data.endpoint.last_heartbeat));
+    const [notice] = await h.query<{ heartbeat: unknown }>('SELECT heartbeat FROM endpoint_stale_notice WHERE name = ?', ['quiet1']);
+    assert.equal(readTime(notice.heartbeat).toISOString(), second.body.data.endpoint.last_heartbeat);
+  });
+});
+
 /** The same outbox and delivery job on SQLite, in the one process of the standalone mode. */
 describe('webhooks (standalone, SQLite)', function () {
   const h = new Harness({
     backend: 'standalone',
-    env: { TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1', TASKER_API__WEBHOOKS__RETRY_BASE: '0.2' },
+    env: {
+      TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1', TASKER_API__WEBHOOKS__RETRY_BASE: '0.2',
+      // The endpoint.stale job every 2 s.
+      TASKER_API__ENDPOINT_STALE_AFTER: '20',
+    },
   });
   const r = new Receiver();
 
@@ -663,5 +762,12 @@ describe('webhooks (standalone, SQLite)', function () {
     assert.equal(r.got.length, 5, 'four events, one of them twice (after its 500)');
     assert.equal(new Set(r.got.slice(1).map((g) => g.id)).size, 4);
     for (const n of ['sa-1', 'sa-2']) assert.deepEqual([...new Set(r.byTask().get(n))], ['task.created', 'task.done']);
+    // The endpoint.stale job's statements run on SQLite too (its endpoints are live: it announces nothing).
+    const jobRuns = async (result: string): Promise<number> =>
+      valueOf(parseMetrics(await (await fetch(`${h.baseUrl}/metrics`)).text()), 'tasker_job_runs_total', { job: 'endpoint-stale', result });
+    const until = Date.now() + 10_000;
+    while (await jobRuns('ok') === 0 && Date.now() < until) await sleep(200);
+    assert.ok(await jobRuns('ok') > 0);
+    assert.equal(await jobRuns('error'), 0);
   });
 });
