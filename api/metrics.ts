@@ -29,7 +29,7 @@ const LAG_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 const JOB_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60];
 
 export type ResponseOutcome = 'succeeded' | 'error' | 'timed_out' | 'gave_up' | 'refused';
-export type JobName = 'resend' | 'sweep' | 'rollout-sweep' | 'deadline-sweep' | 'schedules' | 'retention' | 'dead-letter-check' | 'endpoint-forget' | 'webhooks';
+export type JobName = 'resend' | 'sweep' | 'rollout-sweep' | 'deadline-sweep' | 'schedules' | 'retention' | 'dead-letter-check' | 'endpoint-forget' | 'webhooks' | 'endpoint-stale';
 export type CollectedKind = 'receipt' | 'result' | 'output' | 'register' | 'heartbeat';
 export type CollectedOutcome = 'stored' | 'duplicate' | 'unknown' | 'refused';
 /** Why something an endpoint sent was refused (`tasker_peer_refusals_total`'s `reason`): a fixed set, never a name. */
@@ -209,7 +209,7 @@ export class Metrics {
     this.jobs = {
       resend: job('resend'), sweep: job('sweep'), 'rollout-sweep': job('rollout-sweep'), 'deadline-sweep': job('deadline-sweep'),
       schedules: job('schedules'), retention: job('retention'), 'dead-letter-check': job('dead-letter-check'),
-      'endpoint-forget': job('endpoint-forget'), webhooks: job('webhooks'),
+      'endpoint-forget': job('endpoint-forget'), webhooks: job('webhooks'), 'endpoint-stale': job('endpoint-stale'),
     };
     // Registered at the first look: until then the depth is unknown, and a 0 would say the queue is empty.
     this.deadLetterDepth = new Gauge({

@@ -157,7 +157,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   }, log.child({ component: 'webhooks' }));
   // Two refreshes' time and a margin: by then every instance whose refresh job runs knows of the subscription.
   const settleMs = dialectOf(ds) === 'mysql' ? 2 * wh.interval * 1000 + 100 : 0;
-  const webhooks = new WebhookService(webhookStore, clockOf(ds), { taskTypes: config.task_types, allowHttp: wh.allow_http, settleMs },
+  const webhooks = new WebhookService(webhookStore, clockOf(ds), { taskTypes: config.task_types, allowHttp: wh.allow_http, settleMs, rotationOverlapMs: wh.rotation_overlap * 1000 },
     (hook, msgId, body) => dispatcher.send(hook, msgId, body));
   const tokens = new TokenStore(ds);
   const auth = config.api.auth === 'tokens';
@@ -218,6 +218,12 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
       const oldest = await webhookStore.refreshActive() ? await webhookStore.oldestPending() : null;
       metrics.webhookOldestPending(oldest === null ? 0 : Math.max(0, ((await clockOf(ds).now()).getTime() - oldest.getTime()) / 1000));
     }, log),
+    // Every instance runs it: a silence is announced by the one whose UPDATE of its notice wins. A tenth of
+    // api.endpoint_stale_after late at most (within api.webhooks.interval and a minute).
+    startPeriodic('endpoint-stale', Math.min(60_000, Math.max(wh.interval * 1000, config.api.endpoint_stale_after * 100)), metrics.job('endpoint-stale', async () => {
+      const now = await clockOf(ds).now();
+      return webhookStore.announceStale(now, new Date(now.getTime() - config.api.endpoint_stale_after * 1000), config.api.endpoint_stale_after);
+    }), log),
     // Every instance runs it (a row deleted twice is deleted once); a row outstays its time by a tenth of it at most.
     startPeriodic('webhook-log-prune', Math.min(60_000, wh.log_keep * 100), () => dispatcher.prune(), log),
     // Every instance shows the same queue: alert on their maximum. A broker that does not answer leaves the last value.

@@ -310,6 +310,13 @@ export async function webhookEnable(ctx: Context, id: string, enabled: boolean):
   return EXIT.OK;
 }
 
+export async function webhookRotate(ctx: Context, id: string): Promise<number> {
+  const made = await ctx.client.json<WebhookInfo>('POST', ['webhooks', id, 'rotate']);
+  out(ctx, made, () => [...webhooksTable([made]), '', `new signing secret, shown this once (the old one signs too until ${made.previous_secret_until ?? '-'}):`,
+    made.secret ?? '']);
+  return EXIT.OK;
+}
+
 /** Exit status 0 when the receiver answered 2xx, else 1 with its answer or error. */
 export async function webhookTest(ctx: Context, id: string): Promise<number> {
   const r = await ctx.client.json<{ message_id: string; ok: boolean; http_status: number | null; duration_ms: number; error: string | null }>(

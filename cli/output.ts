@@ -197,8 +197,8 @@ export function webhooksTable(hooks: WebhookInfo[]): string[] {
 }
 
 export function deliveriesTable(deliveries: DeliveryInfo[]): string[] {
-  return table(['ID', 'EVENT', 'TASK', 'STATUS', 'ATTEMPT', 'HTTP', 'MS', 'NEXT TRY', 'LAST ERROR'], deliveries.map((d) => [
-    String(d.id), d.event, `${d.task.type}/${d.task.identifier}`, d.status, String(d.attempt), d.http_status === null ? '-' : String(d.http_status),
+  return table(['ID', 'EVENT', 'ABOUT', 'STATUS', 'ATTEMPT', 'HTTP', 'MS', 'NEXT TRY', 'LAST ERROR'], deliveries.map((d) => [
+    String(d.id), d.event, d.task === null ? `endpoint ${d.endpoint ?? '-'}` : `${d.task.type}/${d.task.identifier}`, d.status, String(d.attempt), d.http_status === null ? '-' : String(d.http_status),
     d.duration_ms === null ? '-' : String(d.duration_ms), time(d.next_time), d.last_error ?? '-',
   ]));
 }

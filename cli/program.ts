@@ -215,7 +215,7 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
   webhook.command('add')
     .description('subscribe a URL; its signing secret is shown this once')
     .argument('<url>', 'https URL the events are POSTed to')
-    .requiredOption('--events <names>', 'comma-separated: task.created, task.done, task.incomplete, task.stopped, task.cancelled, response.failed')
+    .requiredOption('--events <names>', 'comma-separated: task.created, task.done, task.incomplete, task.stopped, task.cancelled, response.failed, endpoint.stale')
     .option('-t, --types <types>', 'comma-separated task types (default: every type)')
     .option('-d, --description <text>', 'what it is for')
     .addHelpText('after', '\nExample:\n  $ tasker webhook add https://hooks.example.com/tasker --events task.done,task.incomplete --types backup')
@@ -229,6 +229,9 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
       .argument('<id>', 'the subscription\'s id')
       .action(action((ctx, id: string) => commands.webhookEnable(ctx, id, enabled)));
   }
+  webhook.command('rotate').description('a new signing secret, shown this once; the old one signs too for api.webhooks.rotation_overlap')
+    .argument('<id>', 'the subscription\'s id')
+    .action(action((ctx, id: string) => commands.webhookRotate(ctx, id)));
   webhook.command('test').description('POST a signed test message now; exit status 0 when the receiver answered 2xx').argument('<id>', 'the subscription\'s id')
     .action(action((ctx, id: string) => commands.webhookTest(ctx, id)));
   webhook.command('deliveries').description('the delivery log, newest first').argument('<id>', 'the subscription\'s id')

@@ -120,6 +120,7 @@ export interface WebhookInfo {
   enabled: boolean;
   disabled_reason: string | null;
   failing_since: string | null;
+  previous_secret_until: string | null;
   created_time: string;
   secret?: string;
 }
@@ -128,7 +129,8 @@ export interface DeliveryInfo {
   id: number;
   message_id: string;
   event: string;
-  task: { id: number; type: string; identifier: string };
+  task: { id: number; type: string; identifier: string } | null;
+  endpoint: string | null;
   event_time: string;
   status: string;
   attempt: number;

@@ -171,6 +171,8 @@ export const ConfigSchema = Type.Object({
       concurrency: int(16, 1, 256),
       /** Seconds a delivered or failed delivery stays in the delivery log. */
       log_keep: num(7 * 86400, 60, 365 * 86400),
+      /** Seconds a secret replaced by `POST /webhooks/<id>/rotate` still signs deliveries, beside the new one. */
+      rotation_overlap: num(86400, 0, 30 * 86400),
       /** Whether subscriptions may have http:// URLs (otherwise https:// only). */
       allow_http: Type.Boolean({ default: false }),
       /** Whether deliveries may go to private, loopback and link-local addresses. */

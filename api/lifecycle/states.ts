@@ -95,6 +95,8 @@ export const WEBHOOK_EVENT = Object.freeze({
   TASK_STOPPED: 'task.stopped',
   TASK_CANCELLED: 'task.cancelled',
   RESPONSE_FAILED: 'response.failed',
+  /** Not a task's: an endpoint silent for api.endpoint_stale_after (see WebhookStore.announceStale). */
+  ENDPOINT_STALE: 'endpoint.stale',
 } as const);
 export type WebhookEvent = (typeof WEBHOOK_EVENT)[keyof typeof WEBHOOK_EVENT];
 export const WEBHOOK_EVENTS: readonly WebhookEvent[] = Object.freeze(Object.values(WEBHOOK_EVENT));

@@ -3,6 +3,7 @@ import { NotFoundError } from '../../lib/errors';
 import { actorOf } from '../auth';
 import type { ApiRoutes } from '../operation';
 import { CreatedWebhook, DeliveriesQuery, DELIVERY_ID_PATTERN, DeliveryAnswer, DeliveryId, DeliveryPage, NoQuery, TestAnswer, WEBHOOK_ID_PATTERN, WebhookBody, WebhookId, WebhookList, WebhookPatchBody } from '../schemas';
+import { WEBHOOK_EVENT } from '../lifecycle/states';
 import type { Delivery, Webhook } from '../storage/webhook-store';
 import type { WebhookService } from '../webhooks/service';
 import { answers } from './answers';
@@ -13,13 +14,18 @@ const iso = (d: Date | null): string | null => (d === null ? null : d.toISOStrin
 export function webhookView(w: Webhook): Record<string, unknown> {
   return {
     id: w.id, url: w.url, events: w.events, types: w.types, description: w.description, enabled: w.enabled, disabled_reason: w.disabled_reason,
-    failing_since: iso(w.failing_since), created_by: w.created_by, created_time: w.created_time.toISOString(), updated_time: w.updated_time.toISOString(),
+    failing_since: iso(w.failing_since), previous_secret_until: iso(w.previous_secret_until), created_by: w.created_by, created_time: w.created_time.toISOString(), updated_time: w.updated_time.toISOString(),
   };
 }
 
 export function deliveryView(d: Delivery): Record<string, unknown> {
   return {
-    id: d.id, message_id: `msg_${d.id}`, event: d.event, task: { id: d.task_id, type: d.task_type, identifier: d.identifier }, event_time: d.event_time.toISOString(),
+    id: d.id, message_id: `msg_${d.id}`, event: d.event,
+    // An endpoint event's row has no task: its identifier is the endpoint's name.
+    ...(d.event === WEBHOOK_EVENT.ENDPOINT_STALE
+      ? { task: null, endpoint: d.identifier }
+      : { task: { id: d.task_id, type: d.task_type, identifier: d.identifier }, endpoint: null }),
+    event_time: d.event_time.toISOString(),
     status: d.status, attempt: d.attempt, http_status: d.http_status, duration_ms: d.duration_ms, last_attempt_time: iso(d.last_attempt_time),
     next_time: iso(d.next_time), last_error: d.last_error,
   };
@@ -101,6 +107,17 @@ export function addWebhookRoutes(routes: ApiRoutes, service: WebhookService): vo
     const id = idOf(ctx.params);
     if (!DELIVERY_ID_PATTERN.test(ctx.params.delivery)) throw new NotFoundError(`no delivery ${ctx.params.delivery} of webhook ${id}`);
     ctx.body = deliveryView(await service.redeliver(id, Number(ctx.params.delivery)));
+  });
+
+  routes.add({
+    id: 'rotateWebhookSecret', method: 'post', path: '/webhooks/:id/rotate', tag: 'webhooks', scope: 'admin', params: PARAMS, query: NoQuery,
+    summary: 'Give the subscription a new signing secret, answered this once',
+    description: 'For api.webhooks.rotation_overlap (24 h) every delivery carries two signatures in webhook-signature, by the new secret and by the '
+      + 'one replaced, so that a receiver verifies with either while it switches; then the new one only. See the README\'s "Webhooks".',
+    answers: answers({ 200: { description: 'the subscription, with its new secret', schema: CreatedWebhook } }, [400, 404]),
+  }, async (ctx) => {
+    const { webhook, secret } = await service.rotate(idOf(ctx.params));
+    ctx.body = { ...webhookView(webhook), secret };
   });
 
   routes.add({

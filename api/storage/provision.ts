@@ -68,7 +68,7 @@ export async function dropDatabase(db: DbConfig, root: string): Promise<void> {
 }
 
 /** Every table of the project: what a reset drops. */
-export const PROJECT_TABLES: readonly string[] = Object.freeze(['webhook_delivery', 'webhook', 'schedule', 'api_token', 'task_event', 'request_key', 'task_response', 'task', 'endpoint', 'known_endpoint', 'task_output', 'migrations']);
+export const PROJECT_TABLES: readonly string[] = Object.freeze(['endpoint_stale_notice', 'webhook_delivery', 'webhook', 'schedule', 'api_token', 'task_event', 'request_key', 'task_response', 'task', 'endpoint', 'known_endpoint', 'task_output', 'migrations']);
 
 /** What a reset of the tables would delete: the project's tables that exist, and how many tasks they hold. */
 export interface ExistingData {

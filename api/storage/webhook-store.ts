@@ -1,5 +1,5 @@
 import type { DataSource, EntityManager, QueryResult } from 'typeorm';
-import { DELIVERY_STATUS, type DeliveryStatus, sqlWord, type WebhookEvent } from '../lifecycle/states';
+import { DELIVERY_STATUS, type DeliveryStatus, sqlWord, WEBHOOK_EVENT, type WebhookEvent } from '../lifecycle/states';
 import { dialectOf, exclusive, transaction } from './database';
 import { readId, readJson, readOptionalTime, readTime, sqlTime } from './sql-values';
 
@@ -11,6 +11,9 @@ export interface Webhook {
   types: string[] | null;
   description: string | null;
   secret: string;
+  /** The secret the last rotation replaced: deliveries are signed with it too until `previous_secret_until`. */
+  previous_secret: string | null;
+  previous_secret_until: Date | null;
   enabled: boolean;
   disabled_reason: string | null;
   failing_since: Date | null;
@@ -19,7 +22,7 @@ export interface Webhook {
   updated_time: Date;
 }
 
-export type NewWebhook = Omit<Webhook, 'id' | 'enabled' | 'disabled_reason' | 'failing_since' | 'updated_time'>;
+export type NewWebhook = Omit<Webhook, 'id' | 'enabled' | 'disabled_reason' | 'failing_since' | 'updated_time' | 'previous_secret' | 'previous_secret_until'>;
 
 /** One event for one subscription: the outbox row, and the log of its delivery. */
 export interface Delivery {
@@ -65,7 +68,7 @@ export interface Attempt {
 }
 
 type Row = Record<string, unknown>;
-const W_COLUMNS = 'id, url, events, types, description, secret, enabled, disabled_reason, failing_since, created_by, created_time, updated_time';
+const W_COLUMNS = 'id, url, events, types, description, secret, previous_secret, previous_secret_until, enabled, disabled_reason, failing_since, created_by, created_time, updated_time';
 const D_COLUMNS = 'id, webhook_id, task_id, event_id, event, task_type, identifier, event_time, retry_from, status, attempt, next_time, body, http_status, '
   + 'duration_ms, last_error, last_attempt_time';
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
@@ -79,7 +82,8 @@ const str = (v: unknown): string | null => (v === null || v === undefined ? null
 function webhookOf(r: Row): Webhook {
   return {
     id: readId(r.id), url: String(r.url), events: toList(String(r.events)) as WebhookEvent[], types: r.types === null ? null : toList(String(r.types)),
-    description: str(r.description), secret: String(r.secret), enabled: Number(r.enabled) === 1, disabled_reason: str(r.disabled_reason),
+    description: str(r.description), secret: String(r.secret), previous_secret: str(r.previous_secret),
+    previous_secret_until: readOptionalTime(r.previous_secret_until), enabled: Number(r.enabled) === 1, disabled_reason: str(r.disabled_reason),
     failing_since: readOptionalTime(r.failing_since), created_by: str(r.created_by), created_time: readTime(r.created_time), updated_time: readTime(r.updated_time),
   };
 }
@@ -159,6 +163,16 @@ export class WebhookStore {
     return n > 0;
   }
 
+  /**
+   * Replaces the secret by `secret`; the one replaced keeps signing until `until` (one statement: a
+   * rotation during another's overlap drops the secret before the replaced one). False when it is gone.
+   */
+  async rotate(id: number, secret: string, now: Date, until: Date): Promise<boolean> {
+    // MySQL assigns left to right and SQLite from the old row: previous_secret gets the old secret on both.
+    return (await this.change('UPDATE webhook SET previous_secret = secret, previous_secret_until = ?, secret = ?, updated_time = ? WHERE id = ?',
+      [sqlTime(until), secret, sqlTime(now), id])) > 0;
+  }
+
   /** Deletes the subscription and its outbox rows (delivered or not). */
   async delete(id: number): Promise<boolean> {
     return transaction(this.ds, async (em) => {
@@ -196,6 +210,44 @@ export class WebhookStore {
        FROM (${selects.join(' UNION ALL ')}) AS v
        JOIN webhook w ON w.enabled = 1 AND INSTR(w.events, v.ev) > 0 AND (w.types IS NULL OR INSTR(w.types, v.ty) > 0)
        ORDER BY v.n, w.id`, params);
+  }
+
+  /**
+   * Writes an `endpoint.stale` event to the outbox of every enabled subscription that wants it, once per
+   * endpoint and silence: for each endpoint whose newest heartbeat is older than `staleBefore` and newer
+   * than the one `endpoint_stale_notice` holds, the notice is moved to that heartbeat and the rows are
+   * inserted in one transaction; the conditional UPDATE lets one API instance of several do it. A new
+   * heartbeat ends the silence, and the next one is announced again. The rows carry their body (there is no
+   * task to summarize) and task id 0: a subscription's endpoint events are delivered in order. `types` does not
+   * filter them. Answers how many silences were announced.
+   */
+  async announceStale(now: Date, staleBefore: Date, staleAfterS: number): Promise<number> {
+    const rows = await this.query(
+      `SELECT x.name, x.hb, x.types FROM (SELECT name, MAX(last_heartbeat) AS hb, GROUP_CONCAT(task_type) AS types FROM endpoint GROUP BY name) x
+       LEFT JOIN endpoint_stale_notice n ON n.name = x.name
+       WHERE x.hb < ? AND (n.heartbeat IS NULL OR n.heartbeat < x.hb) ORDER BY x.hb`, [sqlTime(staleBefore)]);
+    let announced = 0;
+    for (const r of rows) {
+      const name = String(r.name);
+      const heartbeat = readTime(r.hb);
+      await this.change(`INSERT ${this.mysql ? 'IGNORE' : 'OR IGNORE'} INTO endpoint_stale_notice (name, heartbeat) VALUES (?, NULL)`, [name]);
+      const body = JSON.stringify({
+        type: WEBHOOK_EVENT.ENDPOINT_STALE, timestamp: now.toISOString(),
+        data: { endpoint: { name, task_types: String(r.types).split(',').sort(), last_heartbeat: heartbeat.toISOString(), stale_after: staleAfterS } },
+      });
+      const done = await transaction(this.ds, async (em) => {
+        const moved = await changeIn(em, 'UPDATE endpoint_stale_notice SET heartbeat = ? WHERE name = ? AND (heartbeat IS NULL OR heartbeat < ?)',
+          [sqlTime(heartbeat), name, sqlTime(heartbeat)]);
+        if (moved === 0) return false;
+        await em.query(
+          `INSERT INTO webhook_delivery (webhook_id, task_id, event_id, event, task_type, identifier, event_time, retry_from, status, attempt, next_time, body)
+           SELECT id, 0, 0, ?, '', ?, ?, ?, ${PENDING}, 0, ?, ? FROM webhook WHERE enabled = 1 AND INSTR(events, ?) > 0 ORDER BY id`,
+          [WEBHOOK_EVENT.ENDPOINT_STALE, name, sqlTime(now), sqlTime(now), sqlTime(now), body, `,${WEBHOOK_EVENT.ENDPOINT_STALE},`]);
+        return true;
+      });
+      if (done) announced += 1;
+    }
+    return announced;
   }
 
   /**

@@ -77,10 +77,17 @@ export class WebhookDispatcher {
 
   /** POSTs a message to a subscription's URL once, signed: for deliveries, and for `POST /webhooks/<id>/test`. */
   async send(hook: Webhook, msgId: string, body: string): Promise<PostResult> {
-    const timestamp = Math.floor((await this.clock.now()).getTime() / 1000);
+    const now = await this.clock.now();
+    const timestamp = Math.floor(now.getTime() / 1000);
+    // During a rotation's overlap both secrets sign (space-separated, as Standard Webhooks allows): a
+    // receiver verifies with whichever it holds.
+    let signature = sign(hook.secret, msgId, timestamp, body);
+    if (hook.previous_secret !== null && hook.previous_secret_until !== null && now < hook.previous_secret_until) {
+      signature += ` ${sign(hook.previous_secret, msgId, timestamp, body)}`;
+    }
     try {
       return await this.post(new URL(hook.url), {
-        'webhook-id': msgId, 'webhook-timestamp': String(timestamp), 'webhook-signature': sign(hook.secret, msgId, timestamp, body),
+        'webhook-id': msgId, 'webhook-timestamp': String(timestamp), 'webhook-signature': signature,
       }, body, { timeoutMs: this.o.timeoutMs, allowPrivate: this.o.allowPrivate });
     } catch (err) {
       return { ok: false, status: null, durationMs: 0, error: `the request could not be made: ${(err as Error).message}` };

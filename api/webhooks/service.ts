@@ -20,6 +20,8 @@ export interface WebhookServiceOptions {
    * the answer is delivered. 0 with one process (SQLite).
    */
   settleMs: number;
+  /** How long a rotated-out secret still signs deliveries (api.webhooks.rotation_overlap). */
+  rotationOverlapMs: number;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -69,6 +71,15 @@ export class WebhookService {
     if (!(await guardDb(() => this.store.update(w, now)))) throw new NotFoundError(`no webhook ${id}`);
     if (enabling) await sleep(this.o.settleMs);
     return this.get(id);
+  }
+
+  /** A new signing secret, answered this once; the replaced one signs too for api.webhooks.rotation_overlap. */
+  async rotate(id: number): Promise<{ webhook: Webhook; secret: string }> {
+    await this.get(id);
+    const secret = newSecret();
+    const now = await guardDb(() => this.clock.now());
+    if (!(await guardDb(() => this.store.rotate(id, secret, now, new Date(now.getTime() + this.o.rotationOverlapMs))))) throw new NotFoundError(`no webhook ${id}`);
+    return { webhook: await this.get(id), secret };
   }
 
   async delete(id: number): Promise<Webhook> {

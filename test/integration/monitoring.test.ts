@@ -153,7 +153,7 @@ describe('monitoring: /metrics, /healthz, /readyz', function () {
     this.timeout(900_000);
     const checked = await promtool(['check', 'rules', 'alerts.yml']);
     assert.equal(checked.code, 0, checked.output);
-    assert.match(checked.output, /SUCCESS: 5 rules found/);
+    assert.match(checked.output, /SUCCESS: 7 rules found/);
     const tested = await promtool(['test', 'rules', 'alerts.test.yml']);
     assert.equal(tested.code, 0, tested.output);
     const config = await promtool(['check', 'config', 'prometheus.yml']);

@@ -4,6 +4,8 @@ import { spawn } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
+import { readTime } from '../../api/storage/sql-values';
 import { freePort, Harness, type LogLine, type Proc } from '../support/harness';
 import { parseMetrics, valueOf } from '../support/prometheus';
 
@@ -29,13 +31,30 @@ function verify(secret: string, headers: http.IncomingHttpHeaders, body: string)
   });
 }
 
+/** The same check by the standardwebhooks package (its Webhook class), the library receivers use. */
+function packageVerify(secret: string, headers: http.IncomingHttpHeaders, body: string): boolean {
+  try {
+    new Webhook(secret).verify(body, {
+      'webhook-id': String(headers['webhook-id']), 'webhook-timestamp': String(headers['webhook-timestamp']),
+      'webhook-signature': String(headers['webhook-signature']),
+    });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 interface Received {
   id: string;
   at: number;
   path: string;
   body: any;
   raw: string;
+  /** Both the independent check and the standardwebhooks package verify it. */
   valid: boolean;
+  /** The two checks' answers, apart (they must agree). */
+  checks: [boolean, boolean];
+  headers: http.IncomingHttpHeaders;
 }
 
 /** A real HTTP receiver: answers what `answer` says, records every request and checks every signature against `secret`. */
@@ -52,7 +71,8 @@ class Receiver {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const raw = Buffer.concat(chunks).toString('utf8');
-        this.got.push({ id: String(req.headers['webhook-id']), at: Date.now(), path: req.url ?? '', body: JSON.parse(raw), raw, valid: verify(this.secret, req.headers, raw) });
+        const checks: [boolean, boolean] = [verify(this.secret, req.headers, raw), packageVerify(this.secret, req.headers, raw)];
+        this.got.push({ id: String(req.headers['webhook-id']), at: Date.now(), path: req.url ?? '', body: JSON.parse(raw), raw, valid: checks[0] && checks[1], checks, headers: req.headers });
         const a = this.answer(this.got.length, req);
         // 0: no answer at all (the connection is held until the sender gives up or dies).
         if (a.status !== 0) res.writeHead(a.status, a.headers ?? {}).end('{}');
@@ -98,7 +118,7 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     env: {
       TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1',
       TASKER_API__WEBHOOKS__RETRY_BASE: '0.2', TASKER_API__WEBHOOKS__RETRY_MAX: '2', TASKER_API__WEBHOOKS__TIMEOUT: '2', TASKER_API__WEBHOOKS__RETRY_FOR: '8',
-      TASKER_API__WEBHOOKS__LOG_KEEP: '60',
+      TASKER_API__WEBHOOKS__LOG_KEEP: '60', TASKER_API__WEBHOOKS__ROTATION_OVERLAP: '4',
     },
   });
   let api: Proc;
@@ -217,7 +237,12 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     await h.waitForStatus('backup', 'ord-backup', ['DONE']);
     await until('every event', () => names.every((n) => r.byTask().get(n)?.length === 2) && r.byTask().get('ord-slow')?.length === 3);
     await sleep(500);
-    assert.ok(r.got.every((g) => g.valid), 'every signature verifies');
+    assert.ok(r.got.every((g) => g.valid), 'every signature verifies, by the specification and by the standardwebhooks package');
+    // Neither check is a rubber stamp: a changed body or another secret fails both.
+    const first = r.got[0];
+    const other = `whsec_${Buffer.alloc(24, 7).toString('base64')}`;
+    assert.deepEqual([verify(r.secret, first.headers, `${first.raw} `), packageVerify(r.secret, first.headers, `${first.raw} `)], [false, false]);
+    assert.deepEqual([verify(other, first.headers, first.raw), packageVerify(other, first.headers, first.raw)], [false, false]);
     const ids = r.got.map((g) => g.id);
     assert.equal(new Set(ids).size, ids.length, 'each webhook-id once');
     for (const n of names) assert.deepEqual(r.byTask().get(n), ['task.created', 'task.done'], n);
@@ -446,6 +471,12 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     const tested = await cli(['webhook', 'test', String(made.id)]);
     assert.equal(tested.code, 0, tested.stderr);
     assert.equal(JSON.parse(tested.stdout).ok, true);
+    const rotated = await cli(['webhook', 'rotate', String(made.id), '--output', 'table']);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const fresh = /^(whsec_\S+)$/m.exec(rotated.stdout)?.[1];
+    assert.ok(fresh !== undefined && fresh !== made.secret, rotated.stdout);
+    // From here on the receiver checks with the new secret only.
+    r.secret = fresh;
     await task('by-cli');
     await until('both events', () => r.got.filter((g) => g.body.type !== 'webhook.test').length === 2);
     const log = await until('the log', async () => {
@@ -491,6 +522,42 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     assert.ok((await deliveries(made.json.id)).every((d) => d.status === 'delivered' && d.http_status === 204));
     await py.stop();
     await call('DELETE', `/webhooks/${made.json.id}`);
+  });
+
+  it('rotates a secret: for api.webhooks.rotation_overlap deliveries verify with the old secret too, then with the new one only', async function () {
+    this.timeout(60_000);
+    const r = await receiver();
+    const id = await subscribe(r, ['task.created']);
+    const old = r.secret;
+    assert.equal((await call('GET', `/webhooks/${id}`)).json.previous_secret_until, null);
+    const rotated = await call('POST', `/webhooks/${id}/rotate`);
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.json));
+    assert.match(rotated.json.secret, /^whsec_[A-Za-z0-9+/]{32}$/);
+    assert.notEqual(rotated.json.secret, old);
+    const overlapEnd = Date.parse(rotated.json.previous_secret_until);
+    // api.webhooks.rotation_overlap is 4 s here; the clocks are one machine's.
+    assert.ok(Math.abs(overlapEnd - Date.now() - 4000) < 1500, rotated.json.previous_secret_until);
+    const shown = await call('GET', `/webhooks/${id}`);
+    assert.equal(shown.json.secret, undefined, 'the new secret is shown once');
+    assert.equal(shown.json.previous_secret_until, rotated.json.previous_secret_until);
+    r.secret = rotated.json.secret;
+    const both = (g: Received, secret: string): [boolean, boolean] => [verify(secret, g.headers, g.raw), packageVerify(secret, g.headers, g.raw)];
+
+    await task('rot-during');
+    const during = await until('the delivery in the overlap', () => r.got.find((g) => g.body.data.task.identifier === 'rot-during'));
+    assert.equal(String(during.headers['webhook-signature']).split(' ').length, 2, 'two signatures');
+    assert.deepEqual(both(during, rotated.json.secret), [true, true], 'the new secret verifies');
+    assert.deepEqual(both(during, old), [true, true], 'a receiver still holding the old secret verifies');
+
+    await sleep(Math.max(0, overlapEnd - Date.now()) + 500);
+    await task('rot-after');
+    const later = await until('the delivery after the overlap', () => r.got.find((g) => g.body.data.task.identifier === 'rot-after'));
+    assert.equal(String(later.headers['webhook-signature']).split(' ').length, 1, 'one signature');
+    assert.deepEqual(both(later, rotated.json.secret), [true, true]);
+    assert.deepEqual(both(later, old), [false, false], 'the old secret no longer verifies');
+    assert.equal((await call('POST', '/webhooks/999999/rotate')).status, 404);
+    assert.equal((await call('POST', '/webhooks/x/rotate')).status, 404);
+    await call('DELETE', `/webhooks/${id}`);
   });
 
   it('does not follow a redirect', async function () {
@@ -559,11 +626,109 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
   });
 });
 
+/**
+ * `endpoint.stale`: two API instances, endpoints heartbeating every 0.5 s and stale after 3 s; an endpoint
+ * stopped is announced once per silence (not once per instance or per job run), again after it came back and
+ * fell silent anew, and never to a subscription that does not want it.
+ */
+describe('webhooks: endpoint.stale (RabbitMQ + MariaDB)', function () {
+  const h = new Harness({
+    env: {
+      TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1',
+      TASKER_API__ENDPOINT_STALE_AFTER: '3', TASKER_MANAGER__HEARTBEAT_INTERVAL: '0.5',
+    },
+  });
+  const stale = new Receiver();
+  const other = new Receiver();
+
+  const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
+    const res = await fetch(`${h.baseUrl}${path}`, {
+      method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, json: await res.json() };
+  };
+  const waitFor = async (what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await fn())) {
+      if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+      await sleep(100);
+    }
+  };
+  const registered = (name: string) => waitFor(`${name} registered`, async () => (await call('GET', '/endpoints')).json.endpoints.some((e: any) => e.name === name));
+  const staleOf = (name: string): Received[] => stale.got.filter((g) => g.body.data.endpoint.name === name);
+
+  before(async function () {
+    await h.setup(this);
+    await h.startApi();
+    await h.startApi(await freePort());
+    await stale.start();
+    await other.start();
+    for (const [r, events] of [[stale, ['endpoint.stale']], [other, ['task.done']]] as const) {
+      const made = await call('POST', '/webhooks', { url: r.url, events });
+      assert.equal(made.status, 201, JSON.stringify(made.json));
+      r.secret = made.json.secret;
+    }
+  });
+
+  after(async function () {
+    await stale.stop();
+    await other.stop();
+    await h.teardown();
+  });
+
+  it('announces an endpoint silent for api.endpoint_stale_after once per silence, to the subscriptions that want it', async function () {
+    this.timeout(90_000);
+    await h.startManager('alive1', ['worker']);
+    let quiet = await h.startManager('quiet1', ['worker', 'backup']);
+    await registered('alive1');
+    await registered('quiet1');
+    await quiet.stop();
+    const stoppedAt = Date.now();
+    await waitFor('the first endpoint.stale', () => staleOf('quiet1').length === 1);
+    assert.ok(Date.now() - stoppedAt > 2000, 'not before api.endpoint_stale_after');
+    // Many runs of the job on both instances later: still one.
+    await sleep(3000);
+    assert.equal(staleOf('quiet1').length, 1, 'once per silence');
+    assert.equal(staleOf('alive1').length, 0, 'a live endpoint is not announced');
+    const first = staleOf('quiet1')[0];
+    assert.ok(first.valid);
+    assert.equal(first.body.type, 'endpoint.stale');
+    assert.deepEqual([first.body.data.endpoint.task_types, first.body.data.endpoint.stale_after], [['backup', 'worker'], 3]);
+    const listed = (await call('GET', '/endpoints')).json.endpoints.find((e: any) => e.name === 'quiet1');
+    assert.equal(listed.stale, true);
+    assert.equal(first.body.data.endpoint.last_heartbeat, listed.last_heartbeat);
+    assert.equal(other.got.length, 0, 'a subscription without endpoint.stale gets nothing');
+
+    const id = (await call('GET', '/webhooks')).json.webhooks.find((w: any) => w.events.includes('endpoint.stale')).id;
+    const log = (await call('GET', `/webhooks/${id}/deliveries`)).json.deliveries;
+    assert.equal(log.length, 1);
+    assert.deepEqual([log[0].event, log[0].task, log[0].endpoint, log[0].status, log[0].message_id], ['endpoint.stale', null, 'quiet1', 'delivered', first.id]);
+
+    // Back, then silent again: a new silence, announced once more.
+    quiet = await h.startManager('quiet1', ['worker', 'backup']);
+    await waitFor('quiet1 heard again', async () => (await call('GET', '/endpoints')).json.endpoints.find((e: any) => e.name === 'quiet1').stale === false);
+    await quiet.stop();
+    await waitFor('the second endpoint.stale', () => staleOf('quiet1').length === 2);
+    await sleep(2000);
+    assert.equal(staleOf('quiet1').length, 2);
+    const second = staleOf('quiet1')[1];
+    assert.ok(second.valid);
+    assert.notEqual(second.id, first.id);
+    assert.ok(Date.parse(second.body.data.endpoint.last_heartbeat) > Date.parse(first.body.data.endpoint.last_heartbeat));
+    const [notice] = await h.query<{ heartbeat: unknown }>('SELECT heartbeat FROM endpoint_stale_notice WHERE name = ?', ['quiet1']);
+    assert.equal(readTime(notice.heartbeat).toISOString(), second.body.data.endpoint.last_heartbeat);
+  });
+});
+
 /** The same outbox and delivery job on SQLite, in the one process of the standalone mode. */
 describe('webhooks (standalone, SQLite)', function () {
   const h = new Harness({
     backend: 'standalone',
-    env: { TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1', TASKER_API__WEBHOOKS__RETRY_BASE: '0.2' },
+    env: {
+      TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1', TASKER_API__WEBHOOKS__RETRY_BASE: '0.2',
+      // The endpoint.stale job every 2 s.
+      TASKER_API__ENDPOINT_STALE_AFTER: '20',
+    },
   });
   const r = new Receiver();
 
@@ -597,5 +762,12 @@ describe('webhooks (standalone, SQLite)', function () {
     assert.equal(r.got.length, 5, 'four events, one of them twice (after its 500)');
     assert.equal(new Set(r.got.slice(1).map((g) => g.id)).size, 4);
     for (const n of ['sa-1', 'sa-2']) assert.deepEqual([...new Set(r.byTask().get(n))], ['task.created', 'task.done']);
+    // The endpoint.stale job's statements run on SQLite too (its endpoints are live: it announces nothing).
+    const jobRuns = async (result: string): Promise<number> =>
+      valueOf(parseMetrics(await (await fetch(`${h.baseUrl}/metrics`)).text()), 'tasker_job_runs_total', { job: 'endpoint-stale', result });
+    const until = Date.now() + 10_000;
+    while (await jobRuns('ok') === 0 && Date.now() < until) await sleep(200);
+    assert.ok(await jobRuns('ok') > 0);
+    assert.equal(await jobRuns('error'), 0);
   });
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Webhook } from 'standardwebhooks';
 import { EVENT, WEBHOOK_EVENT, webhookEventOf } from '../../api/lifecycle/states';
 import { isPrivateAddress } from '../../api/webhooks/address';
 import { WebhookService } from '../../api/webhooks/service';
@@ -10,6 +11,16 @@ describe('webhooks', function () {
       'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=');
     assert.notEqual(sign('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265331, '{"test": 2432232314}'),
       'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=');
+  });
+
+  it('sign as the standardwebhooks package does, and it verifies what they sign', function () {
+    const secret = newSecret();
+    const ts = Math.floor(Date.now() / 1000);
+    const body = JSON.stringify({ type: 'task.done', data: { n: 1 } });
+    assert.equal(sign(secret, 'msg_1', ts, body), new Webhook(secret).sign('msg_1', new Date(ts * 1000), body));
+    const headers = { 'webhook-id': 'msg_1', 'webhook-timestamp': String(ts), 'webhook-signature': sign(secret, 'msg_1', ts, body) };
+    assert.deepEqual(new Webhook(secret).verify(body, headers), { type: 'task.done', data: { n: 1 } });
+    assert.throws(() => new Webhook(newSecret()).verify(body, headers), /No matching signature/);
   });
 
   it('make secrets of whsec_ and 24 random bytes in base64, each new', function () {
@@ -41,12 +52,12 @@ describe('webhooks', function () {
 
   it('take https URLs only unless api.webhooks.allow_http, naming the field', async function () {
     // Refused before the store is touched.
-    const strict = new WebhookService(null as never, null as never, { taskTypes: ['worker'], allowHttp: false, settleMs: 0 });
+    const strict = new WebhookService(null as never, null as never, { taskTypes: ['worker'], allowHttp: false, settleMs: 0, rotationOverlapMs: 0 });
     await assert.rejects(strict.create({ url: 'http://hooks.example.com/x', events: ['task.done'] }, null),
       /url: must be https:\/\/ \(http:\/\/ only with api\.webhooks\.allow_http\)/);
     await assert.rejects(strict.create({ url: 'https://hooks.example.com/x#frag', events: ['task.done'] }, null), /url: must not have a fragment/);
     await assert.rejects(strict.create({ url: 'https://hooks.example.com/x', events: ['task.done'], types: ['nope'] }, null), /types: unknown task type 'nope'/);
-    const lax = new WebhookService(null as never, null as never, { taskTypes: ['worker'], allowHttp: true, settleMs: 0 });
+    const lax = new WebhookService(null as never, null as never, { taskTypes: ['worker'], allowHttp: true, settleMs: 0, rotationOverlapMs: 0 });
     await assert.rejects(lax.create({ url: 'file:///etc/passwd', events: ['task.done'] }, null), /url: must be https:\/\/ or http:\/\//);
   });
 });
