@@ -103,7 +103,7 @@ describe('faults: a stalled MariaDB (SIGSTOP)', function () {
 
     const pids = [api, ...managers].map((p) => p.child.pid);
     const trickleBefore = trickle.length;
-    db.pause();
+    await db.pause();
     const pausedAt = Date.now();
     let worst = 0;
     try {
@@ -221,7 +221,7 @@ describe('faults: the database pool under a stalled MariaDB', function () {
   it('ends every call within its limit, closes stuck connections, and serves again once the server wakes', async function () {
     // Both pool connections exist and are idle, as in a running API.
     await Promise.all([ds.query('SELECT SLEEP(0.2)'), ds.query('SELECT SLEEP(0.2)')]);
-    db.pause();
+    await db.pause();
     try {
       // An idle connection is taken at once; its statement gets no answer and is given up at query_timeout.
       const first = await settle(ds.query('SELECT 1'));

@@ -1,5 +1,5 @@
 import { ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -70,9 +70,32 @@ export class PrivateMariadb {
     }
   }
 
-  /** Freezes the server: connections stay open and nothing answers (a stalled, not a refused, database). */
-  pause(): void {
+  /**
+   * Freezes the server: connections stay open and nothing answers (a stalled, not a refused, database).
+   * Resolves once every thread is stopped: kill() only queues the signal, and a statement sent at once could
+   * still be answered by a thread not stopped yet.
+   */
+  async pause(): Promise<void> {
     process.kill(this.pid, 'SIGSTOP');
+    const deadline = Date.now() + 5_000;
+    while (!this.stopped()) {
+      if (Date.now() > deadline) throw new Error(`the private MariaDB (pid ${this.pid}) did not stop within 5 s`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /** Whether every thread of the server is stopped (state T in /proc). */
+  private stopped(): boolean {
+    const dir = `/proc/${this.pid}/task`;
+    return readdirSync(dir).every((tid) => {
+      try {
+        // The state follows the command name in parentheses, which may itself hold spaces.
+        const stat = readFileSync(`${dir}/${tid}/stat`, 'utf8');
+        return /^[Tt]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+      } catch {
+        return true;
+      }
+    });
   }
 
   resume(): void {
