@@ -5,21 +5,12 @@ import { promisify } from 'node:util';
 import { projectRoot } from '../../config/loader';
 import { RabbitAdmin } from '../../api/rabbit-admin';
 import { freePort, Harness } from '../support/harness';
+import { until } from '../support/until';
 
 const TASKER = path.join(projectRoot(), 'dist', 'cli', 'tasker.js');
 const REFUSE = { TASKER_API__UNKNOWN_ENDPOINTS: 'refuse' };
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 async function del(h: Harness, pathname: string): Promise<{ status: number; json: any }> {
   const res = await fetch(`${h.baseUrl}/${pathname}`, { method: 'DELETE' });

@@ -6,22 +6,15 @@ import { promisify } from 'node:util';
 import { packageVersion, projectRoot } from '../../config/loader';
 import { RabbitAdmin } from '../../api/rabbit-admin';
 import { Harness, Proc } from '../support/harness';
+import { until as untilWithin } from '../support/until';
 
 const TASKER = path.join(projectRoot(), 'dist', 'cli', 'tasker.js');
 /** Low, so that a stopped manager turns stale within the test; high enough that a loaded machine's late heartbeat does not. */
 const STALE_AFTER_S = 6;
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
+/** Selector suites wait longer: twelve managers start and go stale on two cores. */
+const until = <T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> => untilWithin(what, probe, timeoutMs);
 
 /** Twelve endpoints across roles and regions; `how` says whether a manager gets its labels from TASKER_LABELS or --label. */
 const FLEET: { name: string; labels: Record<string, string>; how: 'env' | 'flag' }[] = [
