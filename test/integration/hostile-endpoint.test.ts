@@ -93,8 +93,12 @@ describe('hostile endpoint: one endpoint\'s credentials against the server side'
 
   it('bounds the dead-letter queue with a policy that initialize sets', async function () {
     const vhost = encodeURIComponent(h.config.manager.message_queue.virtual_host);
-    const { json } = await h.admin().request('GET', `/queues/${vhost}/${encodeURIComponent(TOPOLOGY.deadLetter)}`);
-    const q = json as { policy?: string; effective_policy_definition?: Record<string, unknown> };
+    type QueueInfo = { policy?: string; effective_policy_definition?: Record<string, unknown> };
+    let q: QueueInfo = {};
+    // The management API shows a queue's policy with its statistics, up to a collection interval late.
+    for (const deadline = Date.now() + 15_000; q.policy === undefined && Date.now() < deadline; await new Promise((r) => setTimeout(r, 500))) {
+      q = (await h.admin().request('GET', `/queues/${vhost}/${encodeURIComponent(TOPOLOGY.deadLetter)}`)).json as QueueInfo;
+    }
     assert.equal(q.policy, 'tasker.dead-letter-bounds');
     assert.deepEqual(q.effective_policy_definition, { 'max-length': DEAD_LETTER_MAX_LENGTH, 'max-length-bytes': DEAD_LETTER_MAX_BYTES, overflow: 'drop-head' });
   });
