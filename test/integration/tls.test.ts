@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import mysql from 'mysql2/promise';
-import { parseMysqlUri } from '../../api/storage/provision';
 import { makeCertificates, TestCertificates } from '../support/certificates';
 import { freePort, Harness } from '../support/harness';
 import { PrivateMariadb } from '../support/private-mariadb';
 import { RabbitCluster, requireOwnRabbit } from '../support/rabbit-cluster';
+import { requireSslUser } from '../support/tls-env';
 
 const SEED = { identifier: 'over-tls', payload: { sleep: 0 }, endpoints: ['console1'] };
 
@@ -98,13 +97,7 @@ describe('TLS to MySQL (a MariaDB of its own whose user requires it)', function 
     await db.start();
     h = new Harness({ env: { TASKER_TEST_DB_PORT: String(db.port) } });
     await h.setup();
-    const root = await mysql.createConnection({ host: '127.0.0.1', port: db.port, user: 'root' });
-    try {
-      const { user } = parseMysqlUri(h.config.manager.db.uri);
-      for (const host of ['%', 'localhost']) await root.query('ALTER USER ?@? REQUIRE SSL', [user, host]);
-    } finally {
-      await root.end();
-    }
+    await requireSslUser(db.port, h.config.manager.db.uri);
   });
 
   after(async function () {

@@ -1,8 +1,11 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { makeCertificates, TestCertificates } from '../support/certificates';
 import { Harness } from '../support/harness';
 import { PrivateMariadb } from '../support/private-mariadb';
+import { RabbitCluster } from '../support/rabbit-cluster';
+import { amqpsEnv, requireSslUser } from '../support/tls-env';
 import { FaultRecord, faultTimer } from './faults';
 import { LifeSampler } from './lives';
 import { loggedProblems, silentProcesses } from './logs';
@@ -14,7 +17,9 @@ import { REMEMBERED } from '../../manager/endpoint-manager';
 /**
  * `npm run test:soak`: the API and three endpoint managers under pm2 (its own daemon), a MariaDB of the
  * soak's own and the shared RabbitMQ on a vhost of its own, under a steady load for TASKER_SOAK_SECONDS,
- * with faults on a timer. Then: every accepted task DONE, one finished response per (task, endpoint),
+ * with faults on a timer. With TASKER_SOAK_TLS=1 every connection of the system's processes is TLS: to a
+ * RabbitMQ node of the soak's own (AMQPS, client certificates) and to its MariaDB (whose application user
+ * requires SSL); the soak's own checks use the node's plain listener. Then: every accepted task DONE, one finished response per (task, endpoint),
  * every handler run at least once, the vhost's queues empty, every process's RSS flat after its warm-up.
  * Prints a summary; exits 0 on PASS, 1 on FAIL. Everything it made is removed, whatever happens.
  */
@@ -33,6 +38,8 @@ const DRAIN_S = num('TASKER_SOAK_DRAIN_SECONDS', 300);
 const MAX_GROWTH = 0.10;
 const WINDOW_S = Math.max(5, Math.min(60, SECONDS / 12));
 const MANAGERS = ['console1', 'console2', 'console3'];
+const TLS = env.TASKER_SOAK_TLS === '1';
+if (env.TASKER_SOAK_TLS !== undefined && !['0', '1', ''].includes(env.TASKER_SOAK_TLS)) throw new Error(`TASKER_SOAK_TLS must be 0 or 1; got '${env.TASKER_SOAK_TLS}'`);
 const MIN_WARMUP_S = 60;
 /**
  * After a database restart the API's RSS rises for up to two minutes (it holds requests and events, then V8
@@ -71,6 +78,14 @@ async function queuesEmpty(h: Harness, vhost: string, timeoutMs: number): Promis
     if (Date.now() > deadline) return `queues not empty: ${busy.join(', ')}`;
     await sleep(2000);
   }
+}
+
+/** The system's processes' connections (named `tasker...`; the soak's own checks are not) that are not TLS. */
+async function plainConnections(h: Harness, vhost: string): Promise<{ tls: number; names: string[] }> {
+  type Conn = { ssl?: boolean; client_properties?: { connection_name?: string } };
+  const { json } = await h.admin().request('GET', `/vhosts/${encodeURIComponent(vhost)}/connections?columns=ssl,client_properties`);
+  const mine = ((Array.isArray(json) ? json : []) as Conn[]).filter((c) => String(c.client_properties?.connection_name).startsWith('tasker'));
+  return { tls: mine.filter((c) => c.ssl === true).length, names: mine.filter((c) => c.ssl !== true).map((c) => String(c.client_properties?.connection_name)) };
 }
 
 /** A few dead letters, left in their queue: what they are and why they were refused. */
@@ -127,6 +142,11 @@ async function soak(h: Harness, db: PrivateMariadb, pm2: IsolatedPm2): Promise<O
     failures.push(queues);
     for (const d of await deadLetters(h, 'tasker.dead-letter')) lines.push(`dead letter: ${d}`);
   }
+  if (TLS) {
+    const plain = await plainConnections(h, vhost);
+    lines.push(`TLS: ${plain.tls} connections of the system's processes over AMQPS at the end${plain.names.length ? `; plain: ${plain.names.join(', ')}` : ''}`);
+    if (plain.tls === 0 || plain.names.length > 0) failures.push(`with TLS on, ${plain.names.length} plain connections (${plain.names.join(', ')}) and ${plain.tls} over TLS`);
+  }
   const problems = loggedProblems(pm2.home);
   lines.push(`warnings and errors logged: ${problems.length === 0 ? 'none' : ''}`, ...problems.slice(0, 15).map((p) => `  ${p}`));
   sampler.stop();
@@ -161,8 +181,20 @@ function report(o: Outcome): void {
   say(o.failures.length === 0 ? 'RESULT: PASS' : `RESULT: FAIL\n${o.failures.map((f) => `  - ${f}`).join('\n')}`);
 }
 
+/** A RabbitMQ node of the soak's own with an AMQPS listener, and the environment that sends the system's processes over TLS. */
+async function tlsBroker(certs: TestCertificates): Promise<{ cluster: RabbitCluster; processEnv: NodeJS.ProcessEnv }> {
+  const cluster = new RabbitCluster(1, { tls: { ca: certs.ca, cert: certs.serverCert, key: certs.serverKey } });
+  await cluster.start();
+  return {
+    cluster,
+    processEnv: amqpsEnv(cluster, certs),
+  };
+}
+
 async function main(): Promise<number> {
-  const db = new PrivateMariadb();
+  const certs = TLS ? await makeCertificates() : null;
+  const db = new PrivateMariadb(certs ? { tls: { ca: certs.ca, cert: certs.serverCert, key: certs.serverKey } } : {});
+  let broker: { cluster: RabbitCluster; processEnv: NodeJS.ProcessEnv } | null = null;
   let h: Harness | null = null;
   let pm2: IsolatedPm2 | null = null;
   let aborted = false;
@@ -170,6 +202,8 @@ async function main(): Promise<number> {
     await pm2?.kill();
     await h?.teardown().catch((err: unknown) => say(`teardown: ${(err as Error).message}`));
     await db.destroy();
+    await broker?.cluster.destroy();
+    certs?.remove();
   };
   const onSignal = (): void => {
     if (aborted) return;
@@ -181,16 +215,22 @@ async function main(): Promise<number> {
   process.on('SIGTERM', onSignal);
   try {
     await db.start();
+    if (certs) broker = await tlsBroker(certs);
     h = new Harness({
       waitTimeout: 3600,
       env: {
         TASKER_TEST_DB_PORT: String(db.port), TASKER_LOG_LEVEL: 'warn', TASKER_MODE: 'test',
         TASKER_MANAGER__ENDPOINTS: `[${MANAGERS.join(', ')}]`, TASKER_MANAGER__DB__POOL_SIZE: '10',
+        ...broker?.cluster.testEnv(),
+        // The database over TLS for every process and the soak's own looks alike: its user requires it.
+        ...certs ? { TASKER_MANAGER__DB__TLS__ENABLED: 'true', TASKER_MANAGER__DB__TLS__CA: certs.ca } : {},
       },
     });
     await h.setup();
-    pm2 = new IsolatedPm2(h.env);
-    say(`soak: ${SECONDS} s; private MariaDB on port ${db.port}; vhost ${h.config.manager.message_queue.virtual_host}; PM2_HOME ${pm2.home}`);
+    if (certs) await requireSslUser(db.port, h.config.manager.db.uri);
+    pm2 = new IsolatedPm2({ ...h.env, ...broker?.processEnv });
+    say(`soak: ${SECONDS} s; private MariaDB on port ${db.port}; vhost ${h.config.manager.message_queue.virtual_host}; PM2_HOME ${pm2.home}`
+      + (broker ? `; TLS: RabbitMQ node of its own, AMQPS on port ${broker.cluster.nodes[0].amqpsPort}, MariaDB user REQUIRE SSL` : ''));
     const outcome = await soak(h, db, pm2);
     report(outcome);
     return outcome.failures.length === 0 ? 0 : 1;

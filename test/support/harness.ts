@@ -11,6 +11,7 @@ import mysql from 'mysql2/promise';
 import { loadConfig, projectRoot } from '../../config/loader';
 import type { Config } from '../../config/schema';
 import { RabbitAdmin } from '../../api/rabbit-admin';
+import { mysqlTls } from '../../api/storage/database';
 import { dropDatabase } from '../../api/storage/provision';
 import { brokerAddresses } from '../../protocol/rabbitmq/hosts';
 import { requireServices } from './service-gate';
@@ -218,7 +219,9 @@ export class Harness {
     const init = this.spawn('initialize', ['initialize.js']);
     const code = await init.exited;
     if (code !== 0) throw new Error(`initialize failed (${code}):\n${init.raw.join('\n')}`);
-    this.sql = mysql.createPool({ uri: this.config.manager.db.uri, connectionLimit: 2, dateStrings: true });
+    const { tls } = this.config.manager.db;
+    // A run whose database user requires TLS (the soak's TLS run) is looked at over TLS too.
+    this.sql = mysql.createPool({ uri: this.config.manager.db.uri, connectionLimit: 2, dateStrings: true, ...tls.enabled ? { ssl: mysqlTls(tls, projectRoot()) } : {} });
   }
 
   /**
