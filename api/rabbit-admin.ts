@@ -126,6 +126,21 @@ export class EndpointUsers {
     return names;
   }
 
+  /**
+   * Deletes the endpoint users of this vhost that have permissions on no other (`initialize --teardown`);
+   * answers their names. A user also allowed on another vhost serves something else too: it stays.
+   */
+  async removeAll(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const { name } of await this.list()) {
+      const { json } = await this.admin.request('GET', `/users/${encodeURIComponent(name)}/permissions`);
+      if ((json as { vhost: string }[]).some((p) => p.vhost !== this.mq.virtual_host)) continue;
+      await this.admin.request('DELETE', `/users/${encodeURIComponent(name)}`, undefined, [404]);
+      removed.push(name);
+    }
+    return removed;
+  }
+
   /** Endpoint users with permissions on the vhost, with their open connections. */
   async list(): Promise<EndpointUser[]> {
     const [users, permissions, connections] = await Promise.all([

@@ -1,5 +1,5 @@
 import { createDataSource, openDatabase } from '../api/storage/database';
-import { createDatabase, existingData, resetTables } from '../api/storage/provision';
+import { createDatabase, existingData, parseMysqlUri, removeDatabase, resetTables } from '../api/storage/provision';
 import { EndpointUsers, RabbitAdmin } from '../api/rabbit-admin';
 import { projectRoot } from '../config/loader';
 import type { Config } from '../config/schema';
@@ -38,7 +38,54 @@ async function wouldDelete(config: Config, database: boolean, rabbitmq: boolean)
   return found;
 }
 
+/** What a teardown would remove, said in words (empty: nothing of the mode exists). */
+async function wouldRemove(config: Config): Promise<string[]> {
+  const found: string[] = [];
+  const { db } = config.manager;
+  const { tables, tasks } = await existingData(db, projectRoot());
+  if (db.uri.startsWith('sqlite:')) {
+    if (tables.length > 0) found.push(`the SQLite file ${db.uri.slice('sqlite:'.length)} (${tables.length} tables, ${tasks} tasks)`);
+  } else {
+    const t = parseMysqlUri(db.uri);
+    found.push(`the database '${t.database}' (${tables.length} tables, ${tasks} tasks) and its user '${t.user}'`);
+  }
+  if (config.manager.transport === 'rabbitmq') {
+    const mq = config.manager.message_queue;
+    const admin = new RabbitAdmin(config.rabbitmq);
+    const vhost = await admin.vhostContents(mq);
+    if (vhost) {
+      const endpoints = await new EndpointUsers(admin, config.rabbitmq.username, mq, topologyOf(config)).list();
+      found.push(`the RabbitMQ vhost '${mq.virtual_host}' (${vhost.queues} queues, ${vhost.messages} messages)`
+        + (mq.username !== config.rabbitmq.username ? `, its user '${mq.username}'` : '')
+        + (endpoints.length ? ` and the endpoint users allowed on it only (of ${endpoints.map((u) => u.name).join(', ')})` : ''));
+    }
+  }
+  return found;
+}
+
+/** `--teardown`: removes what `initialize` and `npm run endpoint -- add` made for the mode. */
+async function teardown(config: Config, logger: Logger, confirmed: boolean): Promise<void> {
+  const found = await wouldRemove(config);
+  if (!confirmed) {
+    throw new Error(`--teardown would remove ${found.length ? found.join(' and ') : 'nothing of the mode (none of it exists)'}; nothing was changed. `
+      + `Run it again with --yes to remove it (mode '${config.mode}')`);
+  }
+  await removeDatabase(config.manager.db, projectRoot());
+  logger.info('database removed');
+  if (config.manager.transport === 'rabbitmq') {
+    const mq = config.manager.message_queue;
+    const admin = new RabbitAdmin(config.rabbitmq);
+    const endpointUsers = await new EndpointUsers(admin, config.rabbitmq.username, mq, topologyOf(config)).removeAll();
+    await admin.deleteVhost(mq);
+    logger.info({ vhost: mq.virtual_host, endpointUsers }, 'rabbitmq vhost, its user and its endpoint users removed');
+  }
+}
+
 /**
+ * `npm run initialize -- --mode M --teardown [--yes]`: removes the mode's database (or SQLite file) with its
+ * user, its vhost with its application user, and the endpoint users allowed on that vhost only; says what
+ * first, and does it only with `--yes`. The signing key file stays (it is a secret the operator keeps).
+ *
  * `npm run initialize -- --mode M [--database] [--rabbitmq] [--yes]`: resets the tables and/or the RabbitMQ
  * vhost, its application user, permissions, policies, exchanges and server queues; both when neither flag
  * is given. Destroys the mode's data (and the endpoint users' permissions on the vhost): when there is
@@ -54,7 +101,13 @@ main('initialize', {
   upgrade: { type: 'boolean' },
   yes: { type: 'boolean' },
   force: { type: 'boolean' },
+  teardown: { type: 'boolean' },
 }, async ({ config, logger, values }) => {
+  if (values.teardown) {
+    if (values.database || values.rabbitmq || values.upgrade) throw new Error('--teardown removes everything of the mode: give it without --database, --rabbitmq and --upgrade');
+    await teardown(config, logger, Boolean(values.yes || values.force));
+    return;
+  }
   ensureSigningKey(config, logger);
   const rabbitmq = config.manager.transport === 'rabbitmq';
   if (values.upgrade) {

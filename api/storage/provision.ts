@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import mysql from 'mysql2/promise';
@@ -65,6 +65,20 @@ export async function dropDatabase(db: DbConfig, root: string): Promise<void> {
     await conn.query(`DROP DATABASE IF EXISTS \`${t.database}\``);
     for (const host of ['%', 'localhost']) await conn.query('DROP USER IF EXISTS ?@?', [t.user, host]);
   });
+}
+
+/**
+ * What `initialize --teardown` removes of the database: with MySQL the database and its application user
+ * (the admin credentials are needed), with SQLite the file and its journal.
+ */
+export async function removeDatabase(db: DbConfig, root: string): Promise<void> {
+  if (db.uri.startsWith('sqlite:')) {
+    const file = path.resolve(root, db.uri.slice('sqlite:'.length));
+    for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${file}${suffix}`, { force: true });
+    return;
+  }
+  if (!db.admin_uri) throw new Error('manager.db.admin_uri is not set: removing the database and its user needs the administrator\'s credentials');
+  await dropDatabase(db, root);
 }
 
 /** Every table of the project: what a reset drops. */

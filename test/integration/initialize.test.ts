@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import mysql from 'mysql2/promise';
 import { Harness } from '../support/harness';
 
 /**
@@ -12,6 +14,20 @@ for (const backend of ['rabbitmq', 'standalone'] as const) {
     const queues = async (): Promise<string[]> => {
       const { json } = await h.admin().request('GET', `/queues/${encodeURIComponent(h.config.manager.message_queue.virtual_host)}?columns=name`);
       return (json as { name: string }[]).map((q) => q.name).sort();
+    };
+
+    /** Whether the mode's database (MySQL: the database and its user; SQLite: the file) exists. */
+    const stored = async (): Promise<boolean> => {
+      const { uri, admin_uri: adminUri } = h.config.manager.db;
+      if (uri.startsWith('sqlite:')) return existsSync(uri.slice('sqlite:'.length));
+      const root = await mysql.createConnection({ uri: adminUri });
+      try {
+        const [dbs] = await root.query('SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [h.id]);
+        const [users] = await root.query('SELECT User FROM mysql.user WHERE User = ?', [h.id]);
+        return (dbs as unknown[]).length + (users as unknown[]).length > 0;
+      } finally {
+        await root.end();
+      }
     };
 
     before(async function () {
@@ -55,6 +71,33 @@ for (const backend of ['rabbitmq', 'standalone'] as const) {
       assert.equal(await tasks(), 0);
       const again = await h.runScript('initialize.js', ['--database', '--force']);
       assert.equal(again.code, 0, again.output);
+    });
+
+    it('tears down with --teardown --yes: database (or file) and its user, vhost, its user and its endpoint users; says what first', async function () {
+      const mq = h.config.manager.message_queue;
+      const endpointUser = `${h.id}-ep`;
+      if (backend === 'rabbitmq') await h.addEndpointUser(endpointUser, 'secret-pw');
+      const asked = await h.runScript('initialize.js', ['--teardown']);
+      assert.equal(asked.code, 1, asked.output);
+      if (backend === 'rabbitmq') {
+        assert.match(asked.output, new RegExp(`--teardown would remove the database '${h.id}' \\(\\d+ tables, 0 tasks\\) and its user '${h.id}' and the RabbitMQ vhost '${mq.virtual_host}' \\(\\d+ queues, \\d+ messages\\), its user '${mq.username}' and the endpoint users allowed on it only \\(of ${endpointUser}\\)`));
+      } else {
+        assert.match(asked.output, /--teardown would remove the SQLite file \S+ \(\d+ tables, 0 tasks\)/);
+      }
+      assert.match(asked.output, /nothing was changed\. Run it again with --yes/);
+      assert.ok(await stored(), 'the data is still there');
+
+      const done = await h.runScript('initialize.js', ['--teardown', '--yes']);
+      assert.equal(done.code, 0, done.output);
+      assert.equal(await stored(), false);
+      if (backend === 'rabbitmq') {
+        const admin = h.admin();
+        assert.equal((await admin.request('GET', `/vhosts/${encodeURIComponent(mq.virtual_host)}`, undefined, [404])).status, 404);
+        for (const user of [mq.username, endpointUser]) assert.equal((await admin.request('GET', `/users/${encodeURIComponent(user)}`, undefined, [404])).status, 404, user);
+      }
+      const again = await h.runScript('initialize.js', ['--teardown']);
+      assert.equal(again.code, 1, again.output);
+      assert.match(again.output, backend === 'rabbitmq' ? /would remove the database '\w+' \(0 tables, 0 tasks\) and its user/ : /would remove nothing of the mode \(none of it exists\)/);
     });
   });
 }
