@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { projectRoot } from '../../config/loader';
+import { httpReference } from '../../api/openapi-markdown';
 import { checkedExamples, DocsExample, outputDifference } from '../support/docs-examples';
 import { freePort } from '../support/harness';
 
@@ -108,4 +109,22 @@ describe('docs: checked examples run against the real system', function () {
       }
     });
   }
+});
+
+describe('docs: the HTTP reference is the API\'s own', function () {
+  it('docs/http-api.md is what npm run docs:http writes from the running API\'s OpenAPI document', async function () {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tasker-docs-'));
+    const port = await freePort();
+    const system = await startStandalone(port, dir);
+    try {
+      const doc = await (await fetch(`http://127.0.0.1:${port}/openapi.json`)).json() as Record<string, unknown>;
+      const written = readFileSync(path.join(ROOT, 'docs', 'http-api.md'), 'utf8');
+      assert.ok(written === httpReference(doc), 'docs/http-api.md differs from the routes: run npm start, then npm run docs:http');
+    } finally {
+      const exited = new Promise((resolve) => system.once('exit', resolve));
+      system.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
