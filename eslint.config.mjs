@@ -14,7 +14,7 @@ const STATE_WORDS = [
 const STATE_MESSAGE = 'A task status, endpoint state or event is named by its constant of api/lifecycle/states.ts (and quoted into SQL with sqlWord/sqlIn).';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'var/', 'ecosystem.config.js'] },
+  { ignores: ['dist/', 'packages/*/dist/', 'node_modules/', 'var/', 'ecosystem.config.js'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

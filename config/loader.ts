@@ -90,30 +90,55 @@ export interface LoadOptions {
   configDir?: string;
   /** false: `api.signing.private_key` is not read at load (`npm run keys -- create` is what makes it). */
   readSigningKey?: boolean;
+  /**
+   * The endpoint package's way (docs/endpoint-host.md): this YAML file (else `TASKER_CONFIG`'s, else none:
+   * the defaults and the environment only) instead of `config/<mode>.config.yaml`; relative paths in it
+   * are taken from the file's folder (with no file, from the current folder).
+   */
+  source?: { file?: string };
 }
 
-/** Defaults, then `config/<mode>.config.yaml`, then the environment; validated once and frozen. */
-export function loadConfig(options: LoadOptions = {}): Config {
-  const env = options.env ?? process.env;
-  const mode = options.mode ?? env.TASKER_MODE ?? 'development';
-  if (!MODE_PATTERN.test(mode)) throw new ConfigError(`run mode '${mode}' is not a valid mode name`);
-  const dir = options.configDir ?? path.join(projectRoot(), 'config');
-  const file = path.join(dir, `${mode}.config.yaml`);
-  if (!existsSync(file)) throw new ConfigError(`run mode '${mode}': ${file} does not exist`);
+/** The default mode name of a configuration given by a file of one's own, or by the environment alone. */
+export const OWN_FILE_MODE = 'endpoint';
+
+function readYamlFile(file: string, env: NodeJS.ProcessEnv): Record<string, unknown> {
   let raw: unknown;
   try {
     raw = YAML.parse(interpolate(readFileSync(file, 'utf8'), env, file)) ?? {};
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    throw new ConfigError(`${file}: ${(err as Error).message}`, { cause: err });
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(`${file}: ${code === 'ENOENT' ? 'does not exist' : (err as Error).message}`, { cause: err });
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${file}: must be a mapping`);
   const merged = raw as Record<string, unknown>;
   if ('mode' in merged) throw new ConfigError(`config key 'mode': set by --mode or TASKER_MODE, not in the file`);
+  return merged;
+}
+
+/** Defaults, then `config/<mode>.config.yaml`, then the environment; validated once and frozen. */
+export function loadConfig(options: LoadOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const own = options.source;
+  const mode = options.mode ?? env.TASKER_MODE ?? (own ? OWN_FILE_MODE : 'development');
+  if (!MODE_PATTERN.test(mode)) throw new ConfigError(`run mode '${mode}' is not a valid mode name`);
+  let merged: Record<string, unknown>;
+  let pathsFrom: string | undefined;
+  if (own) {
+    const given = own.file ?? env.TASKER_CONFIG;
+    const file = given === undefined || given === '' ? null : path.resolve(given);
+    merged = file === null ? {} : readYamlFile(file, env);
+    pathsFrom = file === null ? process.cwd() : path.dirname(file);
+  } else {
+    const dir = options.configDir ?? path.join(projectRoot(), 'config');
+    const file = path.join(dir, `${mode}.config.yaml`);
+    if (!existsSync(file)) throw new ConfigError(`run mode '${mode}': ${file} does not exist`);
+    merged = readYamlFile(file, env);
+  }
   applyEnvOverrides(merged, env);
   applyLabelList(merged, env.TASKER_LABELS);
   merged.mode = mode;
-  const config = validateConfig(merged);
+  const config = validateConfig(merged, { pathsFrom });
   checkTlsFiles(config);
   if (config.api.signing.private_key !== '' && options.readSigningKey !== false) loadSigningKey(config);
   return config;

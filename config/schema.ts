@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { Static, TInteger, TNumber, TProperties, TString, Type } from '@sinclair/typebox';
 import { createAjv, describeFailure, ERROR_KEYWORD } from '../lib/validation';
 import { labelsProblem } from '../protocol/labels';
@@ -200,8 +201,11 @@ export const ConfigSchema = Type.Object({
     output_batch_lines: int(500, 1, 1000),
     /** Seconds a first delivery's handler may run before its receipt (a status 0 row) is written; 0: always before. */
     receipt_delay: num(0.25, 0, 60),
-    /** Where `<task_type>` handler modules are, relative to the project (loaded compiled, from dist/). */
-    handlers_dir: str('handlers', /^[A-Za-z0-9_][A-Za-z0-9_./-]*$/, 'must be a relative path of A-Z a-z 0-9 _ . / -'),
+    /**
+     * Where `<task_type>` handler modules are: relative, a folder of the project (loaded compiled, from
+     * dist/); absolute, a folder of compiled modules anywhere (the endpoint package's way: docs/endpoint-host.md).
+     */
+    handlers_dir: str('handlers', /^\/?[A-Za-z0-9_][A-Za-z0-9_./-]*$/, 'must be a relative or absolute path of A-Z a-z 0-9 _ . / -'),
     heartbeat_interval: num(10, 0.1, 3600),
     max_attempts: int(5, 1, 1000),
     /** Seconds a manager waits for the server side's answer about a redelivered task before asking again. */
@@ -371,8 +375,29 @@ function extractCommandTypes(raw: Record<string, unknown>): Map<string, CommandT
   return commands;
 }
 
+/** The keys that name files or folders, each to be resolved against `ValidateOptions.pathsFrom`. */
+function resolvePaths(cfg: Static<typeof ConfigSchema>, from: string): void {
+  const abs = (p: string): string => (p === '' ? p : path.resolve(from, p));
+  cfg.manager.handlers_dir = abs(cfg.manager.handlers_dir);
+  for (const tls of [cfg.manager.message_queue.tls, cfg.manager.db.tls]) {
+    tls.ca = abs(tls.ca);
+    tls.cert = abs(tls.cert);
+    tls.key = abs(tls.key);
+  }
+  cfg.api.signing.private_key = abs(cfg.api.signing.private_key);
+}
+
+export interface ValidateOptions {
+  /**
+   * Relative paths (handlers_dir, TLS files, the signing key) are made absolute from this folder: a
+   * configuration file of one's own (the endpoint package's `--config`) means its own folder. Without it
+   * they stay relative to the project.
+   */
+  pathsFrom?: string;
+}
+
 /** Validates a merged raw configuration and returns it typed, completed with defaults, and frozen. */
-export function validateConfig(input: unknown): Config {
+export function validateConfig(input: unknown, options: ValidateOptions = {}): Config {
   const raw = dropNulls(input ?? {}) as Record<string, unknown>;
   expandEndpoints(raw);
   const commands = extractCommandTypes(raw);
@@ -439,6 +464,7 @@ export function validateConfig(input: unknown): Config {
     checkLabels(`manager.endpoints[${i}].labels`, ep.labels ?? {});
     ep.labels = { ...cfg.manager.labels, ...(ep.labels ?? {}) };
   });
+  if (options.pathsFrom !== undefined) resolvePaths(cfg, options.pathsFrom);
   const commandTypes = Object.assign(Object.create(null) as Record<string, CommandType>, Object.fromEntries(commands));
   return deepFreeze({ ...cfg, command_types: commandTypes } as unknown as Config);
 }

@@ -10,14 +10,21 @@ export function loadHandlers(taskTypes: readonly string[], dir: string = __dirna
   const handlers = new Map<string, HandlerModule>();
   for (const type of taskTypes) {
     if (!TASK_TYPE_PATTERN.test(type)) throw new Error(`'${type}' is not a task type name`);
+    let file: string;
+    try {
+      file = require.resolve(path.join(dir, type));
+    } catch (err) {
+      throw new Error(`task type '${type}': no handler module ${type} in ${dir} (${type}.js, compiled)`, { cause: err });
+    }
     let mod: unknown;
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      mod = require(path.join(dir, type));
+      mod = require(file);
     } catch (err) {
-      throw new Error(`task type '${type}': no handler module ${type} in ${dir}`, { cause: err });
+      // Its own fault (a syntax error, a module it needs missing), not a missing handler: said as such.
+      throw new Error(`task type '${type}': handler module ${file} failed to load: ${(err as Error).message}`, { cause: err });
     }
-    if (!isHandlerModule(mod)) throw new Error(`handler module ${type} in ${dir} does not export handleTask(task, response)`);
+    if (!isHandlerModule(mod)) throw new Error(`task type '${type}': handler module ${file} does not export handleTask(task, response)`);
     handlers.set(type, mod);
   }
   return handlers;

@@ -1,6 +1,7 @@
 import { startApi } from '../api/server';
 import { packageVersion } from '../config/loader';
-import { Connections, openDb } from './compose';
+import { Connections } from './compose';
+import { openDb } from './database';
 import { main, requireSharedTransport } from './main';
 
 main('api', {}, async ({ config, logger }) => {

@@ -1,10 +1,9 @@
+import { statSync, Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import type { DataSource } from 'typeorm';
 import { ConfigError, loadSigningKey, packageVersion, projectRoot } from '../config/loader';
 import type { Config, EndpointConfig } from '../config/schema';
 import { loadHandlers } from '../handlers';
-import { createDataSource, openDatabase } from '../api/storage/database';
 import type { ShutdownStep } from '../lib/lifecycle';
 import type { Logger } from '../lib/logger';
 import { CommandRunner } from '../manager/command-runner';
@@ -83,8 +82,26 @@ export function verifierOf(config: Config): TaskVerifier | null {
   return new TaskVerifier(trust.public_keys.map(parsePublicKey), trust.max_skew * 1000);
 }
 
-export function openDb(config: Config, logger: Logger): Promise<DataSource> {
-  return openDatabase(() => createDataSource(config.manager.db, projectRoot()), logger);
+/** The folder of the handler modules: `manager.handlers_dir` as is when absolute, else under the project's dist/. */
+export function handlersDirOf(config: Config): string {
+  return path.resolve(projectRoot(), 'dist', config.manager.handlers_dir);
+}
+
+/** The handler modules, or a start-up error naming `manager.handlers_dir` and the task type that has none. */
+function loadHandlersChecked(types: readonly string[], dir: string): Map<string, HandlerModule> {
+  const key = 'manager.handlers_dir';
+  let stat: Stats;
+  try {
+    stat = statSync(dir);
+  } catch (err) {
+    throw new ConfigError(`config key '${key}': ${dir} does not exist (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); task types ${types.join(', ')} need their handler modules there`, { cause: err });
+  }
+  if (!stat.isDirectory()) throw new ConfigError(`config key '${key}': ${dir} is not a folder`);
+  try {
+    return loadHandlers(types, dir);
+  } catch (err) {
+    throw new ConfigError(`config key '${key}': ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /**
@@ -94,7 +111,8 @@ export function openDb(config: Config, logger: Logger): Promise<DataSource> {
 function handlersOf(config: Config, ep: EndpointConfig): Map<string, HandlerModule | CommandRunner> {
   const m = config.manager;
   const commands = config.command_types;
-  const modules = loadHandlers(ep.task_types.filter((t) => commands[t] === undefined), path.join(projectRoot(), 'dist', m.handlers_dir));
+  const moduleTypes = ep.task_types.filter((t) => commands[t] === undefined);
+  const modules = moduleTypes.length === 0 ? new Map<string, HandlerModule>() : loadHandlersChecked(moduleTypes, handlersDirOf(config));
   return new Map<string, HandlerModule | CommandRunner>(ep.task_types.map((t): [string, HandlerModule | CommandRunner] => {
     const def = commands[t];
     if (def === undefined) return [t, modules.get(t) as HandlerModule];

@@ -14,7 +14,8 @@ import { NotFoundError } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 import type { RemovedEndpoint } from '../api/endpoint-service';
 import { ENDPOINT_PATTERN } from '../config/schema';
-import { Connections, openDb, topologyOf } from './compose';
+import { Connections, topologyOf } from './compose';
+import { openDb } from './database';
 import { endpointHostCommand } from './endpoint-command';
 import { main } from './main';
 

@@ -1,5 +1,5 @@
 import { parseArgs, ParseArgsConfig } from 'node:util';
-import { ConfigError, loadConfig } from '../config/loader';
+import { ConfigError, loadConfig, packageVersion } from '../config/loader';
 import type { Config } from '../config/schema';
 import { createShutdown, ShutdownStep } from '../lib/lifecycle';
 import { createLogger, Logger } from '../lib/logger';
@@ -20,14 +20,26 @@ export interface MainInput {
  */
 export function main(
   name: string, options: Options, run: (input: MainInput) => Promise<ShutdownStep[] | void>, defaultMode?: string,
-  frame: { allowPositionals?: boolean; prettyLogsInTerminal?: boolean; readSigningKey?: boolean } = {},
+  frame: {
+    allowPositionals?: boolean; prettyLogsInTerminal?: boolean; readSigningKey?: boolean;
+    /** `--config FILE` (or none) instead of a mode of config/, and `--version` (the endpoint package's entry). */
+    ownConfigFile?: boolean;
+  } = {},
 ): void {
   let values: MainInput['values'];
   let positionals: string[];
   let config: Config;
   try {
-    ({ values, positionals } = parseArgs({ options: { mode: { type: 'string' }, ...options }, strict: true, allowPositionals: frame.allowPositionals ?? false }));
-    config = loadConfig({ mode: (values.mode as string | undefined) ?? process.env.TASKER_MODE ?? defaultMode, readSigningKey: frame.readSigningKey });
+    const own: Options = frame.ownConfigFile === true ? { config: { type: 'string' }, version: { type: 'boolean' } } : {};
+    ({ values, positionals } = parseArgs({ options: { mode: { type: 'string' }, ...own, ...options }, strict: true, allowPositionals: frame.allowPositionals ?? false }));
+    if (values.version === true) {
+      process.stdout.write(`${packageVersion()}\n`);
+      process.exit(0);
+    }
+    config = loadConfig({
+      mode: (values.mode as string | undefined) ?? process.env.TASKER_MODE ?? defaultMode, readSigningKey: frame.readSigningKey,
+      ...frame.ownConfigFile === true ? { source: { file: values.config as string | undefined } } : {},
+    });
   } catch (err) {
     process.stderr.write(`${name}: ${(err as Error).message}\n`);
     process.exit(2);

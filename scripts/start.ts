@@ -1,6 +1,7 @@
 import { startApi } from '../api/server';
 import { packageVersion } from '../config/loader';
-import { Connections, managerShutdownSteps, openDb, startEndpointManagers } from './compose';
+import { Connections, managerShutdownSteps, startEndpointManagers } from './compose';
+import { openDb } from './database';
 import { main } from './main';
 
 /**

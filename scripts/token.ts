@@ -2,7 +2,7 @@ import { bodyChecker } from '../api/operation';
 import { TokenBody } from '../api/schemas';
 import { TokenStore } from '../api/storage/token-store';
 import { issueToken, tokenView } from '../api/tokens';
-import { openDb } from './compose';
+import { openDb } from './database';
 import { main } from './main';
 import { commaList } from '../lib/comma-list';
 
