@@ -93,6 +93,17 @@ export default tseslint.config(
     },
   },
   {
+    // What the endpoint package bundles besides manager/ and protocol/ (scripts/endpoint-bundle.ts refuses a
+    // bundle that carries the server side; this says where the import is).
+    files: ['scripts/compose.ts', 'scripts/managers.ts', 'scripts/manager.ts', 'scripts/tasker-endpoint.ts', 'scripts/main.ts', 'config/**/*.ts', 'handlers/index.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [
+        { group: ['**/api', '**/api/**', '**/database', './database'], message: 'The endpoint package bundles this file: it imports nothing of the server side (scripts/database.ts opens the database).' },
+        { group: ['typeorm', 'mysql2', 'mysql2/*', 'better-sqlite3', 'koa', '@koa/*'], message: 'The endpoint package bundles this file: no database driver, no HTTP server.' },
+      ] }],
+    },
+  },
+  {
     files: ['lib/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: [
