@@ -80,6 +80,7 @@ main('endpoint', {
     }
     out(`endpoint user '${name}' may now connect to vhost '${mq.virtual_host}'. On that endpoint's host (this project installed; the broker's address as this host reaches it):`);
     out(`  ${endpointHostCommand(config, name as string, password)}`);
+    out(`With the endpoint package instead (docs/endpoint-host.md): the same variables, and \`tasker-endpoint --config FILE --endpoint ${name}\`, FILE giving task_types and manager.handlers_dir.`);
   } else {
     const removed = await removeEndpoint(config, logger, name as string, values.force === true);
     out(removed ? `endpoint '${name}' removed: ${removed.cancelled} open responses cancelled, its queues deleted` : `no endpoint '${name}' registered`);
