@@ -331,7 +331,9 @@ function printFleet(r: Record<string, any>): void {
     `| responses stored per second by the server side (a backlog of ${f.backlog.responses} results in ${f.backlog.messages} messages with the heartbeats, stored after the API was away) | ${f.backlog.responses_per_s} | >= 10000 |`,
     `| responses per second end to end, the simulated fleet on the same cores (${f.sustained.tasks} tasks to all at once, ${f.sustained.responses} responses) | ${f.sustained.responses_per_s} | |`,
     `| MariaDB connections at peak (the API's pool is ${f.api_pool_size}; the bench's own 2 included) | ${f.db_connections_peak} | <= ${f.api_pool_size + 2} |`,
-    `| RabbitMQ memory before the fleet started / at peak | ${f.rabbitmq_mb.before} / ${f.rabbitmq_mb.peak} MB | |`,
+    `| RabbitMQ memory before the fleet started / with it connected / at peak | ${f.rabbitmq_mb.before} / ${f.rabbitmq_mb.started} / ${f.rabbitmq_mb.peak} MB | |`,
+    `| RabbitMQ memory per endpoint connection; its file descriptors with the fleet connected | ${f.rabbitmq_per_connection_kb} KB; ${f.rabbitmq_fds} | |`,
+    `| the manager processes' resident memory | ${f.managers_rss_mb} MB (${Math.round(f.managers_rss_mb * 1024 / f.endpoints)} KB per endpoint) | |`,
     '',
     `CPU seconds while the ${f.sustained.tasks} tasks ran (${f.sustained.seconds} s): api ${f.sustained.cpu_s.api}, managers ${f.sustained.cpu_s.managers}, `
       + `mariadbd ${f.sustained.cpu_s.mariadbd}, rabbitmq ${f.sustained.cpu_s.rabbitmq}`,
@@ -397,8 +399,10 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await h.teardown();
-    await ownBroker?.destroy();
+    // Each step on its own: a teardown that fails (a management API slow under the fleet's load) must not
+    // leave the bench's broker node running or its certificates behind.
+    await h.teardown().catch((err: unknown) => log(`teardown: ${(err as Error).message}`));
+    await ownBroker?.destroy().catch((err: unknown) => log(`stopping the bench's RabbitMQ node: ${(err as Error).message}`));
     certs?.remove();
   }
   if (opt.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import type { Harness, Proc } from '../test/support/harness';
-import { ProcessMeter, summary } from './stats';
+import { availableMb, ProcessMeter, rssMb, summary } from './stats';
 
 function pidOf(name: string): number {
   try {
@@ -31,6 +31,52 @@ async function checkBrokerSockets(h: Harness, needed: number): Promise<void> {
   if (limit >= needed) return;
   throw new Error(`the bench's RabbitMQ node accepts ${limit} connections and the fleet needs ${needed}: `
     + `raise the hard open-file limit of the shell that runs the bench (ulimit -Hn, now ${execFileSync('/bin/sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()}) or give fewer endpoints`);
+}
+
+export interface NodeStats { mem_used: number; mem_limit: number; fd_used: number; sockets_used: number }
+
+/** The bench's RabbitMQ node's memory (used, and the high watermark past which it blocks publishers) and descriptors. */
+async function nodeStats(h: Harness): Promise<NodeStats> {
+  const node = ((await h.admin().request('GET', '/nodes')).json as Partial<NodeStats>[])[0] ?? {};
+  return { mem_used: Number(node.mem_used ?? 0), mem_limit: Number(node.mem_limit ?? 0), fd_used: Number(node.fd_used ?? 0), sockets_used: Number(node.sockets_used ?? 0) };
+}
+
+const MB = 2 ** 20;
+
+/**
+ * The node's figures once its statistics count `connections` sockets: the management API refreshes them
+ * every few seconds, so a read right after the connections opened shows the node as it was before.
+ */
+async function settledStats(h: Harness, connections: number): Promise<NodeStats> {
+  let stats = await nodeStats(h);
+  for (const deadline = Date.now() + 30_000; stats.sockets_used < connections && Date.now() < deadline; stats = await nodeStats(h)) await sleep(1000);
+  return stats;
+}
+
+/**
+ * Whether the machine can hold the whole fleet, projected from its first manager processes: RabbitMQ's
+ * memory per connection against the node's high watermark (past it the broker blocks every publisher,
+ * the API included), and the managers' resident memory with the broker's growth against what the kernel
+ * has available. Throws with the figures, so that a fleet too large ends in a sentence, not in blocked
+ * publishers or the OOM killer.
+ */
+export function checkCapacity(o: { endpoints: number; started: number; perEndpointMqBytes: number; mq: NodeStats; managersMb: number; availableMb: number }): void {
+  const remaining = o.endpoints - o.started;
+  const mqNeeded = o.mq.mem_used + remaining * o.perEndpointMqBytes;
+  const managersNeededMb = (o.managersMb / o.started) * remaining;
+  const hostNeededMb = managersNeededMb + (remaining * o.perEndpointMqBytes) / MB;
+  const problems: string[] = [];
+  if (o.mq.mem_limit > 0 && mqNeeded > 0.9 * o.mq.mem_limit) {
+    problems.push(`RabbitMQ would need about ${Math.round(mqNeeded / MB)} MB (${Math.round(o.perEndpointMqBytes / 1024)} KB per connection), `
+      + `past 90 % of its high watermark of ${Math.round(o.mq.mem_limit / MB)} MB`);
+  }
+  if (hostNeededMb > 0.9 * o.availableMb) {
+    problems.push(`the rest of the fleet would need about ${Math.round(hostNeededMb)} MB more (managers ${Math.round(o.managersMb / o.started * 1024)} KB `
+      + `and RabbitMQ ${Math.round(o.perEndpointMqBytes / 1024)} KB per endpoint), and ${Math.round(o.availableMb)} MB are available`);
+  }
+  if (problems.length > 0) {
+    throw new Error(`this machine cannot hold a fleet of ${o.endpoints} (measured on its first ${o.started}): ${problems.join('; ')}. Give fewer endpoints (--fleet).`);
+  }
 }
 
 async function waitDone(h: Harness, identifiers: string[], timeoutMs = 300_000): Promise<Map<string, number>> {
@@ -133,7 +179,7 @@ export async function runFleet(h: Harness, o: {
   const names = Array.from({ length: o.endpoints }, (_v, i) => `f${String(i + 1).padStart(5, '0')}`);
   let dbPeak = 0;
   let mqPeak = 0;
-  const nodeMemory = async (): Promise<number> => Number(((await h.admin().request('GET', '/nodes')).json as { mem_used?: number }[])[0]?.mem_used ?? 0);
+  const nodeMemory = async (): Promise<number> => (await nodeStats(h)).mem_used;
   const mqBefore = await nodeMemory();
   const sampler = setInterval(() => {
     void h.query('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = ?', [h.id])
@@ -148,17 +194,27 @@ export async function runFleet(h: Harness, o: {
     const t0 = Date.now();
     o.log(`fleet: starting ${o.endpoints} endpoints, ${o.perProcess} per manager process`);
     const processes = Math.ceil(o.endpoints / o.perProcess);
+    const registered = async (): Promise<number> => Number((await h.query(`SELECT COUNT(*) AS n FROM endpoint WHERE task_type = 'worker'`))[0].n);
+    const managersMb = (): number => managers.reduce((sum, m) => sum + rssMb(m.child.pid ?? 0), 0);
     for (let i = 0; i < processes; i += 2) {
       managers.push(...await Promise.all([i, i + 1].filter((p) => p < processes)
         .map((p) => h.startManager(names.slice(p * o.perProcess, (p + 1) * o.perProcess), ['worker'], { TASKER_LABELS: `group=g${p % 2}`, ...env }))));
+      if (i === 0 && processes > 2) {
+        // The first two processes measure what an endpoint costs, before the machine is committed to all.
+        const started = Math.min(o.endpoints, 2 * o.perProcess);
+        while (await registered() < started) await sleep(200);
+        const mq = await settledStats(h, started);
+        checkCapacity({ endpoints: o.endpoints, started, perEndpointMqBytes: Math.max(0, mq.mem_used - mqBefore) / started, mq, managersMb: managersMb(), availableMb: availableMb() });
+      }
     }
-    for (;;) {
-      const [row] = await h.query(`SELECT COUNT(*) AS n FROM endpoint WHERE task_type = 'worker'`);
-      if (Number(row.n) >= o.endpoints) break;
-      await sleep(200);
-    }
+    while (await registered() < o.endpoints) await sleep(200);
     const startup = (Date.now() - t0) / 1000;
-    o.log(`fleet: ${o.endpoints} endpoints registered in ${startup.toFixed(1)} s; warm-up`);
+    const mqStarted = await settledStats(h, o.endpoints);
+    const perConnectionKb = Math.round((mqStarted.mem_used - mqBefore) / o.endpoints / 1024);
+    const managersRss = Math.round(managersMb());
+    o.log(`fleet: ${o.endpoints} endpoints registered in ${startup.toFixed(1)} s; RabbitMQ ${Math.round(mqBefore / MB)} -> ${Math.round(mqStarted.mem_used / MB)} MB `
+      + `(${perConnectionKb} KB per connection), ${mqStarted.fd_used} file descriptors, ${mqStarted.sockets_used} sockets; manager processes ${managersRss} MB RSS `
+      + `(${Math.round(managersRss * 1024 / o.endpoints)} KB per endpoint); warm-up`);
     const post = async (identifier: string): Promise<number> => {
       const sentAt = performance.timeOrigin + performance.now();
       const res = await fetch(`${h.baseUrl}/worker`, {
@@ -180,8 +236,11 @@ export async function runFleet(h: Harness, o: {
       const ends = await waitDone(h, [id]);
       doneMs.push((ends.get(id) as number) - sentAt);
     }
+    const d = summary(doneMs);
+    o.log(`fleet: one task to all ${o.endpoints}, POST to DONE: p50 ${Math.round(d.p50)} ms, p99 ${Math.round(d.p99)} ms (${o.tasks} tasks)`);
     o.log(`fleet: POST to 201, ${o.tasks} naming half the fleet and ${o.tasks} to the selector group=g0 (the same half), alternately`);
     const selector = await selectorCost(h, o.tasks, names.filter((_n, i) => Math.floor(i / o.perProcess) % 2 === 0));
+    o.log(`fleet: POST to 201, ${selector.matching as number} named: p50 ${(selector.named_post_ms as { p50: number }).p50} ms; by selector: p50 ${(selector.selector_post_ms as { p50: number }).p50} ms`);
     o.log(`fleet: ${o.tasks} tasks at once`);
     const ids = Array.from({ length: o.tasks }, (_v, i) => `fleet-many-${i}`);
     const meter = new ProcessMeter([{ name: 'api', pid: api.child.pid! }, ...managers.map((m, i) => ({ name: `managers ${i}`, pid: m.child.pid! })),
@@ -194,9 +253,10 @@ export async function runFleet(h: Harness, o: {
     const [check] = await h.query(`SELECT COUNT(*) AS n FROM task_response r JOIN task t ON t.id = r.task_id WHERE t.identifier LIKE 'fleet-many-%' AND r.status = 1`);
     const responses = Number(check.n);
     if (responses !== o.tasks * o.endpoints) throw new Error(`${responses} responses stored, ${o.tasks * o.endpoints} expected`);
+    o.log(`fleet: ${o.tasks} tasks to all at once: every POST 201, ${responses} responses stored in ${span.toFixed(2)} s, ${Math.round(responses / span)} responses/s end to end`);
     o.log(`fleet: ${o.tasks} tasks at once while the API is stopped, then the backlog of results`);
     const backlog = await drainBacklog(h, api, o.tasks, o.endpoints, env);
-    const d = summary(doneMs);
+    o.log(`fleet: backlog of ${backlog.responses} responses stored in ${backlog.seconds} s: ${backlog.responses_per_s} responses/s`);
     return {
       endpoints: o.endpoints, per_process: o.perProcess, processes, startup_s: Math.round(startup * 10) / 10,
       sequential: { tasks: o.tasks, done_ms: { p50: Math.round(d.p50), p99: Math.round(d.p99) } },
@@ -210,7 +270,8 @@ export async function runFleet(h: Harness, o: {
       },
       backlog,
       db_connections_peak: dbPeak, api_pool_size: h.config.manager.db.pool_size,
-      rabbitmq_mb: { before: Math.round(mqBefore / 2 ** 20), peak: Math.round(mqPeak / 2 ** 20) },
+      rabbitmq_mb: { before: Math.round(mqBefore / MB), started: Math.round(mqStarted.mem_used / MB), peak: Math.round(mqPeak / MB) },
+      rabbitmq_per_connection_kb: perConnectionKb, rabbitmq_fds: mqStarted.fd_used, managers_rss_mb: managersRss,
     };
   } finally {
     clearInterval(sampler);

@@ -35,6 +35,22 @@ export function peakRssMb(pid: number): number {
   }
 }
 
+/** Resident set size now in MB (VmRSS), from /proc; 0 for a process that is gone. */
+export function rssMb(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
+  }
+}
+
+/** Memory the kernel could give without swapping, in MB (MemAvailable), from /proc/meminfo. */
+export function availableMb(): number {
+  const info = readFileSync('/proc/meminfo', 'utf8');
+  return Number(/MemAvailable:\s+(\d+)/.exec(info)?.[1] ?? 0) / 1024;
+}
+
 /** Watches a set of processes: CPU seconds used between start() and stop(), and peak RSS. */
 export class ProcessMeter {
   private readonly start = new Map<number, number>();
