@@ -333,6 +333,7 @@ function printFleet(r: Record<string, any>): void {
     `| MariaDB connections at peak (the API's pool is ${f.api_pool_size}; the bench's own 2 included) | ${f.db_connections_peak} | <= ${f.api_pool_size + 2} |`,
     `| RabbitMQ memory before the fleet started / with it connected / at peak | ${f.rabbitmq_mb.before} / ${f.rabbitmq_mb.started} / ${f.rabbitmq_mb.peak} MB | |`,
     `| RabbitMQ memory per endpoint connection; its file descriptors with the fleet connected | ${f.rabbitmq_per_connection_kb} KB; ${f.rabbitmq_fds} | |`,
+    `| database per broadcast to all (rows, KB with indexes, after ANALYZE) | ${Object.entries(f.database_per_broadcast as Record<string, { rows: number; kb: number }>).map(([t, x]) => `${t} ${x.rows}, ${x.kb} KB`).join('; ')} | |`,
     `| the manager processes' resident memory | ${f.managers_rss_mb} MB (${Math.round(f.managers_rss_mb * 1024 / f.endpoints)} KB per endpoint) | |`,
     '',
     `CPU seconds while the ${f.sustained.tasks} tasks ran (${f.sustained.seconds} s): api ${f.sustained.cpu_s.api}, managers ${f.sustained.cpu_s.managers}, `

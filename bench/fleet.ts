@@ -79,6 +79,28 @@ export function checkCapacity(o: { endpoints: number; started: number; perEndpoi
   }
 }
 
+const BROADCAST_TABLES = ['task', 'task_response', 'task_event'];
+
+/** Rows and bytes (data and indexes, as InnoDB counts its pages after ANALYZE) of the tables a broadcast writes. */
+async function storage(h: Harness): Promise<Record<string, { rows: number; bytes: number }>> {
+  await h.query(`ANALYZE TABLE ${BROADCAST_TABLES.join(', ')}`);
+  const sizes = await h.query<{ name: string; bytes: unknown }>(`SELECT TABLE_NAME AS name, DATA_LENGTH + INDEX_LENGTH AS bytes
+    FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (${BROADCAST_TABLES.map(() => '?').join(', ')})`, BROADCAST_TABLES);
+  const out: Record<string, { rows: number; bytes: number }> = {};
+  for (const table of BROADCAST_TABLES) {
+    const [row] = await h.query(`SELECT COUNT(*) AS n FROM ${table}`);
+    out[table] = { rows: Number(row.n), bytes: Number(sizes.find((x) => x.name === table)?.bytes ?? 0) };
+  }
+  return out;
+}
+
+/** What `tasks` broadcasts added to each table, per broadcast. */
+function perBroadcast(before: Record<string, { rows: number; bytes: number }>, after: Record<string, { rows: number; bytes: number }>, tasks: number): Record<string, { rows: number; kb: number }> {
+  return Object.fromEntries(BROADCAST_TABLES.map((t) => [t, {
+    rows: Math.round((after[t].rows - before[t].rows) / tasks), kb: Math.round((after[t].bytes - before[t].bytes) / tasks / 1024),
+  }]));
+}
+
 async function waitDone(h: Harness, identifiers: string[], timeoutMs = 300_000): Promise<Map<string, number>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -245,6 +267,7 @@ export async function runFleet(h: Harness, o: {
     const ids = Array.from({ length: o.tasks }, (_v, i) => `fleet-many-${i}`);
     const meter = new ProcessMeter([{ name: 'api', pid: api.child.pid! }, ...managers.map((m, i) => ({ name: `managers ${i}`, pid: m.child.pid! })),
       { name: 'mariadbd', pid: pidOf('mariadbd') }, { name: 'rabbitmq (beam.smp)', pid: o.brokerPid ?? pidOf('beam.smp') }]);
+    const stored = await storage(h);
     const sent = await Promise.all(ids.map((id) => post(id)));
     const ends = await waitDone(h, ids);
     const cpu = meter.read();
@@ -254,6 +277,8 @@ export async function runFleet(h: Harness, o: {
     const responses = Number(check.n);
     if (responses !== o.tasks * o.endpoints) throw new Error(`${responses} responses stored, ${o.tasks * o.endpoints} expected`);
     o.log(`fleet: ${o.tasks} tasks to all at once: every POST 201, ${responses} responses stored in ${span.toFixed(2)} s, ${Math.round(responses / span)} responses/s end to end`);
+    const database = perBroadcast(stored, await storage(h), o.tasks);
+    o.log(`fleet: per broadcast to ${o.endpoints}: ${BROADCAST_TABLES.map((t) => `${t} ${database[t].rows} rows, ${database[t].kb} KB`).join('; ')}`);
     o.log(`fleet: ${o.tasks} tasks at once while the API is stopped, then the backlog of results`);
     const backlog = await drainBacklog(h, api, o.tasks, o.endpoints, env);
     o.log(`fleet: backlog of ${backlog.responses} responses stored in ${backlog.seconds} s: ${backlog.responses_per_s} responses/s`);
@@ -269,6 +294,7 @@ export async function runFleet(h: Harness, o: {
         },
       },
       backlog,
+      database_per_broadcast: database,
       db_connections_peak: dbPeak, api_pool_size: h.config.manager.db.pool_size,
       rabbitmq_mb: { before: Math.round(mqBefore / MB), started: Math.round(mqStarted.mem_used / MB), peak: Math.round(mqPeak / MB) },
       rabbitmq_per_connection_kb: perConnectionKb, rabbitmq_fds: mqStarted.fd_used, managers_rss_mb: managersRss,
