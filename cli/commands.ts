@@ -128,7 +128,7 @@ export async function watch(ctx: Context, type: string, identifier: string): Pro
 }
 
 /**
- * A task's output lines (README "Output"): of one endpoint, or of each (every line then starts with its
+ * A task's output lines (docs/handlers.md "Output"): of one endpoint, or of each (every line then starts with its
  * endpoint's name); stderr lines go to stderr. With `follow`, as they are written, until every response
  * followed finished. Text whatever `--output` says (output is lines, piped or not); `json`: one JSON object a line.
  */

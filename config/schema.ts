@@ -150,7 +150,7 @@ export const ConfigSchema = Type.Object({
     sse_max_streams: int(1000, 1, 1_000_000),
     /** Event streams open per client (its token, or its address when api.auth is off) at most; more are answered 503 with Retry-After. */
     sse_max_streams_per_client: int(20, 1, 1_000_000),
-    /** README "Signed tasks": the key every task message is signed with. */
+    /** docs/security.md "Signed tasks": the key every task message is signed with. */
     signing: section({
       /** PEM file of the Ed25519 private key (`npm run keys -- create`), relative to the project; empty: tasks go unsigned. */
       private_key: str(''),
@@ -191,7 +191,7 @@ export const ConfigSchema = Type.Object({
     handler_timeout: num(300, 0.01, 86400),
     /** Seconds between the SIGTERM and the SIGKILL of a command type's process group (timeout, cancel, shutdown). */
     kill_grace: num(5, 0, 60),
-    /** Lines of a run's live output sent at most (README "Output"); past it they are counted, and one last line says how many; 0: none sent. */
+    /** Lines of a run's live output sent at most (docs/handlers.md "Output"); past it they are counted, and one last line says how many; 0: none sent. */
     output_max_lines: int(10_000, 0, 1_000_000),
     /** Bytes of a run's live output sent at most (the UTF-8 of its lines). */
     output_max_bytes: int(1024 * 1024, 0, 1024 * 1024 * 1024),
@@ -218,7 +218,7 @@ export const ConfigSchema = Type.Object({
     in_process_backlog: int(10_000, 10, 1_000_000),
     db: DbSchema,
     message_queue: MessageQueueSchema,
-    /** README "Signed tasks": whose signatures the endpoints accept. */
+    /** docs/security.md "Signed tasks": whose signatures the endpoints accept. */
     trust: section({
       /** Raw Ed25519 public keys in base64 (`ed25519:<base64>` or bare), several during a rotation; empty: unsigned tasks run. */
       public_keys: Type.Array(Type.String(), { default: [] }),

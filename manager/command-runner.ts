@@ -7,7 +7,7 @@ import { HandlerResult, HandlerTask, storableResult } from './handler';
 import { OutputTail } from './output-tail';
 import { LineSplitter, RunOutput } from './run-output';
 
-/** What a command type's response payload holds (README "Command task types"). */
+/** What a command type's response payload holds (docs/handlers.md "Command task types"). */
 export interface CommandOutput {
   exit_code: number | null;
   signal: string | null;

@@ -31,7 +31,7 @@ export interface EndpointManagerOptions {
   /** Sent with every register and heartbeat, so that the registry always holds the latest. */
   labels?: Labels;
   facts?: Facts;
-  /** Checks each task's signature before anything else (README "Signed tasks"); absent: unsigned tasks run. */
+  /** Checks each task's signature before anything else (docs/security.md "Signed tasks"); absent: unsigned tasks run. */
   verifier?: TaskVerifier | null;
   logger: Logger;
   /** The bounds of each run's live output (`manager.output_*`). */
@@ -231,7 +231,7 @@ export class EndpointManager {
     }
   }
 
-  /** Task messages refused for their signature since the start (README "Signed tasks"). */
+  /** Task messages refused for their signature since the start (docs/security.md "Signed tasks"). */
   refusedCount = 0;
 
   /**

@@ -36,7 +36,7 @@ export interface HandlerResponse {
   /** Aborted when the handler timeout passes or the task is cancelled; long handlers should watch it. */
   readonly signal: AbortSignal;
   /**
-   * Writes a line (formatted as console.log formats) to the run's live output (README "Output"); a text
+   * Writes a line (formatted as console.log formats) to the run's live output (docs/handlers.md "Output"); a text
    * with newlines is several lines. Optional to call: a handler that never does is unchanged.
    */
   log(...args: unknown[]): void;

@@ -48,7 +48,7 @@ export function bccChunks(queues: string[]): string[][] {
  * targeted), consumes the response events and the state requests, and answers the latter.
  */
 export class ServerTransport {
-  /** `signer`: signs every task message (README "Signed tasks"); null: they go unsigned. */
+  /** `signer`: signs every task message (docs/security.md "Signed tasks"); null: they go unsigned. */
   constructor(readonly broker: Broker, private readonly topology: Topology, taskTypes: readonly string[], private readonly signer: TaskSigner | null = null) {
     broker.onConnect(async (declare) => {
       for (const type of taskTypes) await declare.exchange(topology.taskExchange(type), 'fanout');

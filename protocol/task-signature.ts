@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, KeyObject, sign, verify } from 'node:crypto';
 
 /**
- * Signed task messages (README "Signed tasks"). The server side signs each task message it publishes
+ * Signed task messages (docs/security.md "Signed tasks"). The server side signs each task message it publishes
  * with an Ed25519 key; an endpoint that trusts public keys runs only a task signed by one of them whose
  * deadline has not passed. The signature travels in the `tasker-signature` header:
  *

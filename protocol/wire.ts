@@ -5,7 +5,7 @@ import { labelsProblem, MAX_FACT_CHARS, MAX_FACT_ITEMS, MAX_LABELS } from './lab
 import { ENDPOINT_PATTERN, TASK_TYPE_PATTERN } from './names';
 
 /**
- * Every message of the endpoint protocol (README "On the wire"), declared once as a JSON Schema. The
+ * Every message of the endpoint protocol (docs/protocol.md "On the wire"), declared once as a JSON Schema. The
  * TypeScript types and the validation of everything read off a queue come from these declarations, and
  * `npm run protocol-schemas` prints them for writers of endpoints in other languages. Unknown fields
  * are ignored, so that either side can add one without breaking the other.

@@ -62,7 +62,7 @@ export class Connections {
   }
 }
 
-/** The signer of the task messages (README "Signed tasks"), or null when they go unsigned. */
+/** The signer of the task messages (docs/security.md "Signed tasks"), or null when they go unsigned. */
 export function signerOf(config: Config): TaskSigner | null {
   const signing = config.api.signing;
   if (signing.private_key === '') {

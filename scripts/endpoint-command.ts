@@ -4,7 +4,7 @@ import { brokerAddresses, formatAddress } from '../protocol/rabbitmq/hosts';
 import { publicKeyLine } from '../protocol/task-signature';
 
 /**
- * What the endpoint trusts (README "Signed tasks"): the keys this configuration trusts, else the public key
+ * What the endpoint trusts (docs/security.md "Signed tasks"): the keys this configuration trusts, else the public key
  * of the one it signs with; with neither, the server side does not sign, and the endpoint is told not to
  * require signatures (the production mode would otherwise refuse to start it).
  */

@@ -17,7 +17,7 @@ function shown(file: string): string {
 
 /**
  * `npm run keys -- create|rotate|list [--file PATH] [--mode M]`: the Ed25519 key pair that signs task
- * messages (README "Signed tasks"). The private key file is `--file`, else `api.signing.private_key`,
+ * messages (docs/security.md "Signed tasks"). The private key file is `--file`, else `api.signing.private_key`,
  * else keys/tasker-signing.pem, relative to the project; the public key line printed goes into
  * `manager.trust.public_keys` on every endpoint host.
  */

@@ -32,7 +32,7 @@ export function endpointDiagram(): string {
   return mermaid(ENDPOINT_TRANSITIONS, [`note right of ${ENDPOINT_STATE.PENDING}: shown ${ENDPOINT_STATE.MISSING} once the task is ${MISSING_WHEN.join(' or ')}`]);
 }
 
-/** What goes between the markers of the README. */
+/** What goes between the markers of docs/states.md. */
 export function statesBlock(): string {
   return [
     BEGIN_MARKER,

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""A tasker endpoint in Python with nothing but pika, written from README "On the wire".
+"""A tasker endpoint in Python with nothing but pika, written from docs/protocol.md "On the wire".
 
 It serves one task type: consumes its queue, runs a handler (it echoes the payload), publishes the
 result event with publisher confirms and acks the task after the confirm. A copy that may have run
 before (redelivered, or with the x-tasker-resent header) is first checked with the server side by a
 state request over direct reply-to. Cancelled tasks are skipped: it asks for them when it connects and
-listens to the control exchange after that. With TASKER_PY_TRUSTED_KEYS (README "Signed tasks"), a task
+listens to the control exchange after that. With TASKER_PY_TRUSTED_KEYS (docs/security.md "Signed tasks"), a task
 whose tasker-signature header is missing, wrong, by another key or past its deadline never runs: it is
 reported failed with errnr 259 and dead-lettered (this needs Python's `cryptography`). Settings come from
 the environment (see ENV below). It prints one JSON line per thing it does, for the test that drives it.
@@ -65,7 +65,7 @@ def now():
 
 
 def signature_problem(task, headers, body):
-    """None when the task's signature holds; else why not (README "Signed tasks")."""
+    """None when the task's signature holds; else why not (docs/security.md "Signed tasks")."""
     from cryptography.exceptions import InvalidSignature
     value = (headers or {}).get("tasker-signature")
     if value is None:

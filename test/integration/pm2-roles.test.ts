@@ -14,7 +14,7 @@ import { IsolatedPm2 } from '../support/pm2';
 describe('pm2 starts what the host\'s role needs (production mode)', function () {
   const h = new Harness();
   let pm2: IsolatedPm2 | null = null;
-  // The production mode signs every task, and its endpoints require signatures (README "Signed tasks").
+  // The production mode signs every task, and its endpoints require signatures (docs/security.md "Signed tasks").
   const keyDir = mkdtempSync(path.join(os.tmpdir(), 'tasker-pm2-key-'));
   const keyFile = path.join(keyDir, 'signing.pem');
   const { privateKey } = generateKeyPairSync('ed25519');

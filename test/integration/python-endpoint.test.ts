@@ -98,7 +98,7 @@ describe('an endpoint in another language (Python, pika)', function () {
 });
 
 /**
- * The Python endpoint verifies signatures from README "Signed tasks" alone (with Python's cryptography):
+ * The Python endpoint verifies signatures from docs/security.md "Signed tasks" alone (with Python's cryptography):
  * a signed task runs; copies of a real task published to the type's exchange unsigned or altered do not.
  */
 describe('an endpoint in another language verifying signed tasks (Python, pika, cryptography)', function () {

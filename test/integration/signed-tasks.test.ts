@@ -17,7 +17,7 @@ const TOPOLOGY = new Topology('tasker', 'classic');
 const QUEUE = TOPOLOGY.endpointQueueName('runlog', EP);
 
 /**
- * Signed tasks (README "Signed tasks"): the API signs with a key made by `npm run keys -- create`, the
+ * Signed tasks (docs/security.md "Signed tasks"): the API signs with a key made by `npm run keys -- create`, the
  * endpoint trusts its public key. Whoever holds the application's RabbitMQ user can still publish to a
  * task type's exchange, but what it publishes unsigned, altered, signed by another key, or replayed after
  * its deadline runs nowhere: it is dead-lettered and the task shows the endpoint failed with errnr 259.

@@ -68,6 +68,6 @@ process.on('exit', () => {
   if (notRun.length === 0) return;
   // Written at exit, so that it comes after mocha's own summary.
   process.stdout.write(`\n${notRun.length} suite${notRun.length === 1 ? '' : 's'} not run (${reasons.join('; ')}): `
-    + `${notRun.join(', ')}.\nStart RabbitMQ and MariaDB (README "Tests") and run npm test again; `
+    + `${notRun.join(', ')}.\nStart RabbitMQ and MariaDB (docs/development.md "Tests") and run npm test again; `
     + `${REQUIRE_SERVICES}=1 makes a missing service a failure.\n`);
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CommandTypeSchema, fillPlaceholders } from '../../config/command-types';
@@ -8,6 +8,7 @@ import { validateConfig } from '../../config/schema';
 import { PayloadSchemas } from '../../api/payload-schemas';
 import { InvalidRequestError } from '../../lib/errors';
 import { OutputTail } from '../../manager/output-tail';
+import { docSection } from '../support/docs';
 
 const DEPLOY = {
   name: 'deploy',
@@ -206,10 +207,9 @@ manager:
   });
 });
 
-describe('the configuration reference (README "Configuration")', function () {
+describe('the configuration reference (docs/configuration.md "Configuration")', function () {
   it('has a row for every configuration key, and the command type keys in their own table', function () {
-    const readme = readFileSync(path.resolve(__dirname, '..', '..', '..', 'README.md'), 'utf8');
-    const section = readme.slice(readme.indexOf('\n## Configuration\n'), readme.indexOf('\n## HTTP API\n'));
+    const section = docSection('docs/configuration.md', '## Configuration');
     const rows = section.split('\n').filter((l) => l.startsWith('| `'));
     const keys: string[] = [];
     const walk = (value: unknown, at: string[]): void => {
@@ -226,10 +226,11 @@ describe('the configuration reference (README "Configuration")', function () {
       const parent = key.slice(0, key.length - leaf.length);
       return rows.some((r) => r.startsWith(`| \`${key}\` `) || (r.startsWith(`| \`${parent}`) && r.split(' | ')[0].includes(`/ \`${leaf}\``)));
     };
-    assert.deepEqual(keys.filter((k) => !documented(k)), [], 'keys without a row in README "Configuration"');
-    const commands = readme.slice(readme.indexOf('\n## Command task types\n'), readme.indexOf('\n## On the wire\n'));
+    assert.deepEqual(keys.filter((k) => !documented(k)), [], 'keys without a row in docs/configuration.md "Configuration"');
+    const commands = docSection('docs/handlers.md', '## Command task types');
+    assert.ok(section && commands, 'docs/configuration.md and docs/handlers.md have their sections');
     for (const key of Object.keys(CommandTypeSchema.properties)) {
-      assert.ok(commands.includes(`| \`${key}\` |`), `command type key ${key} has no row in README "Command task types"`);
+      assert.ok(commands.includes(`| \`${key}\` |`), `command type key ${key} has no row in docs/handlers.md "Command task types"`);
     }
   });
 });

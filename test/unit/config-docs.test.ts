@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { ConfigSchema } from '../../config/schema';
+import { docSection } from '../support/docs';
 
 interface Leaf {
   key: string;
@@ -17,12 +16,10 @@ function leaves(schema: Record<string, unknown>, prefix = ''): Leaf[] {
   return [{ key: prefix, default: schema.default }];
 }
 
-/** The README's table of configuration keys: each row's keys (a row may name several) and its default cell. */
+/** docs/configuration.md's table of configuration keys: each row's keys (a row may name several) and its default cell. */
 function documented(): Map<string, string> {
-  const readme = readFileSync(path.resolve(__dirname, '..', '..', '..', 'README.md'), 'utf8');
-  const start = readme.indexOf('\n## Configuration\n');
-  assert.ok(start > 0, 'README has a Configuration section');
-  const section = readme.slice(start, readme.indexOf('\n## ', start + 1));
+  const section = docSection('docs/configuration.md', '## Configuration');
+  assert.ok(section, 'docs/configuration.md has a Configuration section');
   const rows = new Map<string, string>();
   for (const line of section.split('\n')) {
     const cells = line.split(' | ');
@@ -48,19 +45,19 @@ function shown(cell: string): string | null {
   return m[1] === "''" ? '' : m[1];
 }
 
-describe('the README\'s configuration table', function () {
+describe('the configuration table of docs/configuration.md', function () {
   const keys = leaves(ConfigSchema as unknown as Record<string, unknown>);
   const rows = documented();
 
   it('lists every key of the configuration schema', function () {
     const missing = keys.map((l) => l.key).filter((k) => !rows.has(k));
-    assert.deepEqual(missing, [], `keys the README's table does not list: ${missing.join(', ')}`);
+    assert.deepEqual(missing, [], `keys docs/configuration.md's table does not list: ${missing.join(', ')}`);
   });
 
   it('lists no key the schema does not have', function () {
     const known = new Set(keys.map((l) => l.key));
     const extra = [...rows.keys()].filter((k) => !known.has(k));
-    assert.deepEqual(extra, [], `keys in the README's table that the schema does not have: ${extra.join(', ')}`);
+    assert.deepEqual(extra, [], `keys in docs/configuration.md's table that the schema does not have: ${extra.join(', ')}`);
   });
 
   it('gives each key the schema\'s default', function () {
@@ -70,7 +67,7 @@ describe('the README\'s configuration table', function () {
       if (cell === undefined || leaf.default === undefined) continue;
       const expected = typeof leaf.default === 'object' ? JSON.stringify(leaf.default) : String(leaf.default);
       const got = shown(cell);
-      if (got !== expected) wrong.push(`${leaf.key}: the schema's default is ${JSON.stringify(expected)}, the README shows ${cell}`);
+      if (got !== expected) wrong.push(`${leaf.key}: the schema's default is ${JSON.stringify(expected)}, docs/configuration.md shows ${cell}`);
     }
     assert.deepEqual(wrong, []);
   });

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Metrics, MAX_ENDPOINT_LABELS } from '../../api/metrics';
 import type { StoredEvent } from '../../api/storage/history';
 import { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_HANDLER_TIMEOUT } from '../../protocol/wire';
+import { docSection, readDoc } from '../support/docs';
 import { parseMetrics, valueOf } from '../support/prometheus';
 
 function event(kind: string, type: string, detail: Record<string, unknown> | null = null): StoredEvent {
@@ -129,23 +130,21 @@ describe('metrics', function () {
     assert.ok(s.some((x) => x.name === 'tasker_job_runs_total' && x.labels.job === 'dead-letter-check'));
   });
 
-  it('are each in the README\'s table of metrics with their type, and the table names no other', async function () {
+  it('are each in the table of metrics of docs/monitoring.md with their type, and the table names no other', async function () {
     const m = new Metrics({ taskTypes: ['worker'], processMetrics: false, live: { brokerConnected: () => true, databaseUp: async () => true } });
     m.deadLetters(0);
     const registered = new Map((await m.registry.getMetricsAsJSON()).map((x) => [x.name, String(x.type)]));
-    const readme = readFileSync(path.resolve(__dirname, '..', '..', '..', 'README.md'), 'utf8');
-    const start = readme.indexOf('\n### Metrics\n');
-    assert.ok(start > 0, 'README has a Metrics section');
-    const section = readme.slice(start, readme.indexOf('\n## ', start));
+    const section = docSection('docs/monitoring.md', '### Metrics');
+    assert.ok(section, 'docs/monitoring.md has a Metrics section');
     const documented = new Map([...section.matchAll(/^\| `(tasker_[a-z_]+)` \| (\w+) \|/gm)].map((r) => [r[1], r[2]]));
     assert.deepEqual(Object.fromEntries([...documented].sort()), Object.fromEntries([...registered].sort()));
   });
 
-  it('are alerted on by the rules the README shows, as config/prometheus/alerts.yml has them', function () {
+  it('are alerted on by the rules docs/monitoring.md shows, as config/prometheus/alerts.yml has them', function () {
     const root = path.resolve(__dirname, '..', '..', '..');
-    const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+    const readme = readDoc('docs/monitoring.md');
     const rules = readFileSync(path.join(root, 'config', 'prometheus', 'alerts.yml'), 'utf8');
     const shipped = rules.slice(rules.indexOf('groups:'));
-    assert.ok(readme.includes(`\`\`\`yaml\n${shipped}\`\`\``), 'the README\'s copy of alerts.yml differs from the file');
+    assert.ok(readme.includes(`\`\`\`yaml\n${shipped}\`\`\``), 'docs/monitoring.md\'s copy of alerts.yml differs from the file');
   });
 });

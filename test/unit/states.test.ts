@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import Database from 'better-sqlite3';
 import {
   allows, ENDED_STATUSES, ENDING_EVENTS, ENDPOINT_STATE, ENDPOINT_STATES, ENDPOINT_TRANSITIONS, enter, EVENT, LIVE_STATUSES,
@@ -8,6 +6,7 @@ import {
 } from '../../api/lifecycle/states';
 import type { EndpointState, TaskStatus, Transition } from '../../api/lifecycle/states';
 import { IllegalTransitionError } from '../../lib/errors';
+import { readDoc } from '../support/docs';
 import { currentBlock, endpointDiagram, replaceBlock, statesBlock, taskDiagram } from '../../api/lifecycle/diagram';
 
 const line = (t: Transition<string>): string => `${t.from ?? '*'} -> ${t.to} (${t.event})`;
@@ -154,9 +153,8 @@ describe('the state diagrams', function () {
     assert.match(endpointDiagram(), /note right of pending: shown missing once the task is INCOMPLETE/);
   });
 
-  it('are in the README as the table draws them (npm run docs:states)', function () {
-    const readme = readFileSync(path.resolve(__dirname, '..', '..', '..', 'README.md'), 'utf8');
-    assert.equal(currentBlock(readme), statesBlock(), 'the README\'s state diagrams differ from the table: run npm run docs:states');
+  it('are in docs/states.md as the table draws them (npm run docs:states)', function () {
+    assert.equal(currentBlock(readDoc('docs/states.md')), statesBlock(), 'the state diagrams of docs/states.md differ from the table: run npm run docs:states');
   });
 
   it('replace only the block between the markers', function () {
