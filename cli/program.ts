@@ -80,7 +80,7 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .description('Send tasks to endpoints and follow them through the tasker HTTP API.')
     .addOption(new Option('--url <url>', 'the API').env('TASKER_URL').default('http://127.0.0.1:8888'))
     .addOption(new Option('--token <token>', 'bearer token (when the API runs with api.auth: tokens)').env('TASKER_TOKEN'))
-    .addOption(new Option('-o, --output <format>', 'table (default at a terminal) | json (default otherwise) | yaml').choices(OUTPUT_FORMATS))
+    .addOption(new Option('-o, --output <format>', 'table (default at a terminal) | json (default otherwise) | yaml').choices(OUTPUT_FORMATS).env('TASKER_OUTPUT'))
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({

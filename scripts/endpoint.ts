@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { EndpointUsers, RabbitAdmin } from '../api/rabbit-admin';
 import { EndpointService } from '../api/endpoint-service';
 import { Completion } from '../api/storage/completion';
@@ -16,7 +17,7 @@ import type { RemovedEndpoint } from '../api/endpoint-service';
 import { ENDPOINT_PATTERN } from '../config/schema';
 import { Connections, topologyOf } from './compose';
 import { openDb } from './database';
-import { endpointHostCommand } from './endpoint-command';
+import { endpointEnvFile, endpointHostCommand } from './endpoint-command';
 import { main } from './main';
 
 /** The endpoint removed through the database and the broker directly; null when nothing knew it. */
@@ -43,7 +44,7 @@ async function removeEndpoint(config: Config, logger: Logger, name: string, forc
 }
 
 /**
- * `npm run endpoint -- add NAME [--password P]`, `remove NAME [--force]`, `list` (with `--mode M`): the RabbitMQ users
+ * `npm run endpoint -- add NAME [--password P] [--env-out FILE]`, `remove NAME [--force]`, `list` (with `--mode M`): the RabbitMQ users
  * of endpoints, through the management API as the `rabbitmq.*` administrator. An endpoint user may read
  * only its own queues and publish only its response events; with `api.endpoint_identity:
  * per_endpoint_user` the server side takes an event's endpoint from that user. `add` also puts the name
@@ -53,14 +54,18 @@ async function removeEndpoint(config: Config, logger: Logger, name: string, forc
  */
 main('endpoint', {
   password: { type: 'string' },
+  'env-out': { type: 'string' },
   force: { type: 'boolean' },
 }, async ({ config, logger, values, positionals }) => {
   const [command, name, ...rest] = positionals;
-  const usage = 'usage: npm run endpoint -- add NAME [--password P] | remove NAME [--force] | list  [--mode M]';
+  const usage = 'usage: npm run endpoint -- add NAME [--password P] [--env-out FILE] | remove NAME [--force] | list  [--mode M]';
   if (rest.length > 0 || !['add', 'remove', 'list'].includes(command ?? '')) throw new Error(usage);
   if (command !== 'list' && (name === undefined || !ENDPOINT_PATTERN.test(name))) {
     throw new Error(`${name === undefined ? 'NAME is required' : `'${name}' is not an endpoint name (${ENDPOINT_PATTERN.source})`}\n${usage}`);
   }
+  const envFile = values['env-out'] as string | undefined;
+  if (envFile !== undefined && command !== 'add') throw new Error(`--env-out goes with add only\n${usage}`);
+  if (envFile === '') throw new Error(`--env-out needs a file name\n${usage}`);
   if (config.manager.transport !== 'rabbitmq') throw new Error(`mode '${config.mode}' has no RabbitMQ: endpoint users exist only there`);
   const mq = config.manager.message_queue;
   const users = new EndpointUsers(new RabbitAdmin(config.rabbitmq), config.rabbitmq.username, mq, topologyOf(config));
@@ -71,6 +76,12 @@ main('endpoint', {
       : list.map((u) => `${u.name}\t${u.connections} connection${u.connections === 1 ? '' : 's'}`).join('\n'));
   } else if (command === 'add') {
     const password = (values.password as string | undefined) ?? randomBytes(18).toString('base64url');
+    // Written first, so that a file that cannot be written leaves no user behind; 0600 from the first byte,
+    // as it holds the endpoint's broker password.
+    if (envFile !== undefined) {
+      writeFileSync(envFile, endpointEnvFile(config, name as string, password), { mode: 0o600, flag: 'w' });
+      chmodSync(envFile, 0o600);
+    }
     await users.add(name as string, password);
     const ds = await openDb(config, logger);
     try {
@@ -80,6 +91,9 @@ main('endpoint', {
     }
     out(`endpoint user '${name}' may now connect to vhost '${mq.virtual_host}'. On that endpoint's host (this project installed; the broker's address as this host reaches it):`);
     out(`  ${endpointHostCommand(config, name as string, password)}`);
+    if (envFile !== undefined) {
+      out(`The same settings, with TASKER_MODE and TASKER_ENDPOINT, are in ${envFile} (mode 0600): on the endpoint's host, \`set -a; . ${envFile}; set +a\` then \`npx pm2 start ecosystem.config.js\`, or systemd's EnvironmentFile=.`);
+    }
     out(`With the endpoint package instead (docs/endpoint-host.md): the same variables, and \`tasker-endpoint --config FILE --endpoint ${name}\`, FILE giving task_types and manager.handlers_dir.`);
   } else {
     const removed = await removeEndpoint(config, logger, name as string, values.force === true);

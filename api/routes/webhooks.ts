@@ -57,7 +57,7 @@ export function addWebhookRoutes(routes: ApiRoutes, service: WebhookService): vo
     id: 'createWebhook', method: 'post', path: '/webhooks', tag: 'webhooks', scope: 'admin', query: NoQuery, body: WebhookBody,
     summary: 'Subscribe a URL to task events; the answer carries the signing secret, shown this once',
     description: 'Each event is POSTed with the headers webhook-id, webhook-timestamp and webhook-signature of the Standard Webhooks '
-      + 'specification, retried with backoff for api.webhooks.retry_for; see the README\'s "Webhooks".',
+      + 'specification, retried with backoff for api.webhooks.retry_for; see docs/webhooks.md.',
     answers: answers({ 201: { description: 'the subscription, with its secret', schema: CreatedWebhook } }, [400, 413, 415]),
   }, async (ctx, { body }) => {
     const w = await service.create(body, actorOf(ctx));
@@ -113,7 +113,7 @@ export function addWebhookRoutes(routes: ApiRoutes, service: WebhookService): vo
     id: 'rotateWebhookSecret', method: 'post', path: '/webhooks/:id/rotate', tag: 'webhooks', scope: 'admin', params: PARAMS, query: NoQuery,
     summary: 'Give the subscription a new signing secret, answered this once',
     description: 'For api.webhooks.rotation_overlap (24 h) every delivery carries two signatures in webhook-signature, by the new secret and by the '
-      + 'one replaced, so that a receiver verifies with either while it switches; then the new one only. See the README\'s "Webhooks".',
+      + 'one replaced, so that a receiver verifies with either while it switches; then the new one only. See docs/webhooks.md.',
     answers: answers({ 200: { description: 'the subscription, with its new secret', schema: CreatedWebhook } }, [400, 404]),
   }, async (ctx) => {
     const { webhook, secret } = await service.rotate(idOf(ctx.params));

@@ -3,7 +3,7 @@
  * right after a line `<!-- checked -->` holds shell commands, each on a line starting with `$ ` (a line
  * ending with `\` goes on), and after each the output it prints. The output is compared with what the
  * command prints now: JSON as JSON (every key and value, times in ISO form match any time), text line by
- * line (an ISO time matches any time; a run of two or more spaces, a table's padding, matches any run).
+ * line (an ISO time, also with a space for its T, matches any time; a run of two or more spaces, a table's padding, matches any run).
  */
 export interface DocsCommand {
   /** 1-based line of the `$ ` line in its file. */
@@ -59,7 +59,7 @@ function commandsOf(body: string[], firstLine: number, file: string): DocsComman
 }
 
 const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)$/;
-const ISO_TIME_IN_TEXT = /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)/g;
+const ISO_TIME_IN_TEXT = /\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)/g;
 
 function parseJson(text: string): unknown {
   try {
