@@ -74,8 +74,8 @@ describe('the README\'s production walkthrough, as written', function () {
   const own = (text: string): string => text
     .replaceAll('mysql://tasker:change-me-db@127.0.0.1:3306/tasker', `mysql://${id}:pw-${id}@${db.hostname}:${db.port || 3306}/${id}`)
     .replaceAll('mysql://root@127.0.0.1:3306/', `mysql://root@${db.hostname}:${db.port || 3306}/`)
-    .replaceAll('TASKER_MQ_HOST=127.0.0.1', `TASKER_MQ_HOST=${mq.host}`)
-    .replaceAll('TASKER_MQ_USERNAME=tasker', `TASKER_MQ_USERNAME=${id}`)
+    .replaceAll('TASKER_MANAGER__MESSAGE_QUEUE__HOSTS=127.0.0.1:5672', `TASKER_MANAGER__MESSAGE_QUEUE__HOSTS=${mq.host}:${mq.port}`)
+    .replaceAll('TASKER_MANAGER__MESSAGE_QUEUE__USERNAME=tasker', `TASKER_MANAGER__MESSAGE_QUEUE__USERNAME=${id}`)
     .replaceAll('$PWD/var/signing.key', path.join(tmp, 'signing.key'))
     .replaceAll('~/.pm2-', path.join(tmp, 'pm2-'))
     .replace(/(?:\.\/)?web-(\d)\.env/g, (_m, n: string) => path.join(tmp, `endpoint-${n}.env`))
@@ -83,8 +83,8 @@ describe('the README\'s production walkthrough, as written', function () {
 
   /** What every host's shell starts with: the machine's PATH and HOME, this run's port and broker. */
   const baseEnv = (): NodeJS.ProcessEnv => ({
-    PATH: process.env.PATH, HOME: process.env.HOME, TASKER_API_PORT: String(port), TASKER_URL: `http://127.0.0.1:${port}`,
-    TASKER_MQ_PORT: String(mq.port), TASKER_MQ_VHOST: id, TASKER_RABBITMQ_APIURL: test.rabbitmq.apiurl,
+    PATH: process.env.PATH, HOME: process.env.HOME, TASKER_API__PORT: String(port), TASKER_URL: `http://127.0.0.1:${port}`,
+    TASKER_MANAGER__MESSAGE_QUEUE__VIRTUAL_HOST: id, TASKER_RABBITMQ__APIURL: test.rabbitmq.apiurl,
     TASKER_LOG_LEVEL: 'warn', NO_COLOR: '1', TASKER_OUTPUT: 'table',
   });
 
@@ -162,7 +162,6 @@ describe('the README\'s production walkthrough, as written', function () {
       const apps = JSON.parse(await sh(host, 'npx pm2 jlist')) as { name: string }[];
       assert.deepEqual(apps.map((a) => a.name), [`tasker-manager-${id}-web-${n}`]);
       assert.equal(hostEnv.get(host)?.TASKER_MANAGER__DB__URI, undefined);
-      assert.equal(hostEnv.get(host)?.TASKER_DB_URI, undefined);
     }
   });
 
