@@ -37,6 +37,7 @@ export async function readOutput(client: ApiClient, path: string[], onLine: (lin
 export async function followOutput(client: ApiClient, path: string[], onLine: (line: OutputLine) => void, reconnects = 10): Promise<void> {
   let last: string | null = null;
   let failures = 0;
+  let connected = false;
   for (;;) {
     const controller = new AbortController();
     let error: unknown = null;
@@ -45,6 +46,7 @@ export async function followOutput(client: ApiClient, path: string[], onLine: (l
       const res = await client.send('GET', path, {
         headers: { accept: 'text/event-stream', ...(last === null ? {} : { 'last-event-id': last }) }, signal: controller.signal,
       });
+      connected = true;
       for await (const message of readServerSentEvents(res.body as ReadableStream<Uint8Array>)) {
         if (message.event === 'end') return;
         if (message.event !== 'line' || !message.data) continue;
@@ -58,6 +60,9 @@ export async function followOutput(client: ApiClient, path: string[], onLine: (l
       controller.abort();
     }
     if (error instanceof CliError && error.httpStatus !== undefined && error.httpStatus < 500) throw error;
+    // An API that was never reached is a wrong address or a stopped API, told at once as the other commands
+    // do; reconnecting is for a stream that was running.
+    if (!connected && error !== null) throw error;
     failures = progressed ? 0 : failures + 1;
     if (failures > reconnects) {
       throw new CliError(`lost the output stream of ${path.slice(0, 2).join('/')} on ${path[3]}: ${error instanceof Error ? error.message : 'the API closed it'}`);
