@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { EndpointUsers, RabbitAdmin } from '../api/rabbit-admin';
 import { EndpointService } from '../api/endpoint-service';
 import { Completion } from '../api/storage/completion';
@@ -92,7 +93,7 @@ main('endpoint', {
     out(`endpoint user '${name}' may now connect to vhost '${mq.virtual_host}'. On that endpoint's host (this project installed; the broker's address as this host reaches it):`);
     out(`  ${endpointHostCommand(config, name as string, password)}`);
     if (envFile !== undefined) {
-      out(`The same settings, with TASKER_MODE and TASKER_ENDPOINT, are in ${envFile} (mode 0600): on the endpoint's host, \`set -a; . ${envFile}; set +a\` then \`npx pm2 start ecosystem.config.js\`, or systemd's EnvironmentFile=.`);
+      out(`The same settings, with TASKER_MODE and TASKER_ENDPOINT, are in ${envFile} (mode 0600): on the endpoint's host, \`set -a; . ${path.isAbsolute(envFile) ? envFile : `./${envFile}`}; set +a\` then \`npx pm2 start ecosystem.config.js\`, or systemd's EnvironmentFile=.`);
     }
     out(`With the endpoint package instead (docs/endpoint-host.md): the same variables, and \`tasker-endpoint --config FILE --endpoint ${name}\`, FILE giving task_types and manager.handlers_dir.`);
   } else {
