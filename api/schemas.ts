@@ -139,9 +139,14 @@ const WebhookFields = {
   }),
   types: nullable(Type.Array(TaskTypeName, { maxItems: 256, uniqueItems: true, description: 'only tasks of these types; absent, null or empty: every type' })),
   description: nullable(Type.String({ maxLength: 255, [ERROR_KEYWORD]: 'must be a string of at most 255 characters' })),
+  selector: nullable(Type.String({
+    minLength: 1, maxLength: MAX_SELECTOR_CHARS, [ERROR_KEYWORD]: `must be a label selector of 1 to ${MAX_SELECTOR_CHARS} characters, or null`,
+    description: 'only the events of tasks some endpoint of which matches this label selector (labels and facts), and the `endpoint.stale` of matching endpoints; absent or null: all',
+  })),
 };
 export const WebhookBody = Type.Object({
-  url: WebhookFields.url, events: WebhookFields.events, types: Type.Optional(WebhookFields.types), description: Type.Optional(WebhookFields.description),
+  url: WebhookFields.url, events: WebhookFields.events, types: Type.Optional(WebhookFields.types), selector: Type.Optional(WebhookFields.selector),
+  description: Type.Optional(WebhookFields.description),
 }, {
   additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object',
   example: { url: 'https://hooks.example.com/tasker', events: ['task.done', 'task.incomplete'], types: ['backup'], description: 'ops channel' },
@@ -149,7 +154,7 @@ export const WebhookBody = Type.Object({
 export type WebhookBody = Static<typeof WebhookBody>;
 export const WebhookPatchBody = Type.Object({
   url: Type.Optional(WebhookFields.url), events: Type.Optional(WebhookFields.events), types: Type.Optional(WebhookFields.types),
-  description: Type.Optional(WebhookFields.description),
+  selector: Type.Optional(WebhookFields.selector), description: Type.Optional(WebhookFields.description),
   enabled: Type.Optional(Type.Boolean({ description: 'false stops deliveries (they wait); true re-enables a subscription, also one disabled after failing' })),
 }, { additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object', example: { enabled: true } });
 export type WebhookPatchBody = Static<typeof WebhookPatchBody>;
@@ -337,6 +342,7 @@ export const WebhookAnswer = Type.Object({
   url: Type.String(),
   events: Type.Array(Type.String()),
   types: nullable(Type.Array(Type.String())),
+  selector: nullable(Type.String({ description: 'the label selector the events are filtered by, as written; null: none' })),
   description: nullable(Type.String()),
   enabled: Type.Boolean(),
   disabled_reason: nullable(Type.String({ description: 'why it is disabled: its deliveries failed for api.webhooks.retry_for, or a PATCH' })),

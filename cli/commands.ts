@@ -279,12 +279,14 @@ export async function scheduleAction(ctx: Context, name: string, action: 'pause'
 export interface WebhookOptions {
   events?: string;
   types?: string;
+  selector?: string;
   description?: string;
 }
 
 export async function webhookAdd(ctx: Context, url: string, o: WebhookOptions): Promise<number> {
   const body = {
     url, events: nameList(o.events ?? ''), ...(o.types !== undefined ? { types: nameList(o.types) } : {}),
+    ...(o.selector !== undefined ? { selector: o.selector } : {}),
     ...(o.description !== undefined ? { description: o.description } : {}),
   };
   const made = await ctx.client.json<WebhookInfo>('POST', ['webhooks'], { body });

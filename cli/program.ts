@@ -217,6 +217,7 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .argument('<url>', 'https URL the events are POSTed to')
     .requiredOption('--events <names>', 'comma-separated: task.created, task.done, task.incomplete, task.stopped, task.cancelled, response.failed, endpoint.stale')
     .option('-t, --types <types>', 'comma-separated task types (default: every type)')
+    .option('-l, --selector <selector>', 'label selector: only tasks some endpoint of which matches, and matching endpoints (default: all)')
     .option('-d, --description <text>', 'what it is for')
     .addHelpText('after', '\nExample:\n  $ tasker webhook add https://hooks.example.com/tasker --events task.done,task.incomplete --types backup')
     .action(action((ctx, url: string, o: commands.WebhookOptions) => commands.webhookAdd(ctx, url, o)));

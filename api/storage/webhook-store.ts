@@ -1,4 +1,6 @@
 import type { DataSource, EntityManager, QueryResult } from 'typeorm';
+import { matches, parseSelector, type Selector } from '../../protocol/label-selector';
+import { selectable, type Facts, type Labels } from '../../protocol/labels';
 import { DELIVERY_STATUS, type DeliveryStatus, sqlWord, WEBHOOK_EVENT, type WebhookEvent } from '../lifecycle/states';
 import { dialectOf, exclusive, transaction } from './database';
 import { readId, readJson, readOptionalTime, readTime, sqlTime } from './sql-values';
@@ -9,6 +11,8 @@ export interface Webhook {
   url: string;
   events: WebhookEvent[];
   types: string[] | null;
+  /** A label selector (as written): only tasks some endpoint of which matches, and matching endpoints. Null: all. */
+  selector: string | null;
   description: string | null;
   secret: string;
   /** The secret the last rotation replaced: deliveries are signed with it too until `previous_secret_until`. */
@@ -68,7 +72,18 @@ export interface Attempt {
 }
 
 type Row = Record<string, unknown>;
-const W_COLUMNS = 'id, url, events, types, description, secret, previous_secret, previous_secret_until, enabled, disabled_reason, failing_since, created_by, created_time, updated_time';
+
+/** An enabled subscription with a selector, parsed once (see WebhookStore.selective). */
+interface Selective {
+  id: number;
+  events: readonly WebhookEvent[];
+  types: readonly string[] | null;
+  selector: string;
+  parsed: Selector;
+}
+
+const selectiveOf = (w: Webhook): Selective => ({ id: w.id, events: w.events, types: w.types, selector: w.selector as string, parsed: parseSelector(w.selector as string) });
+const W_COLUMNS = 'id, url, events, types, selector, description, secret, previous_secret, previous_secret_until, enabled, disabled_reason, failing_since, created_by, created_time, updated_time';
 const D_COLUMNS = 'id, webhook_id, task_id, event_id, event, task_type, identifier, event_time, retry_from, status, attempt, next_time, body, http_status, '
   + 'duration_ms, last_error, last_attempt_time';
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
@@ -82,7 +97,7 @@ const str = (v: unknown): string | null => (v === null || v === undefined ? null
 function webhookOf(r: Row): Webhook {
   return {
     id: readId(r.id), url: String(r.url), events: toList(String(r.events)) as WebhookEvent[], types: r.types === null ? null : toList(String(r.types)),
-    description: str(r.description), secret: String(r.secret), previous_secret: str(r.previous_secret),
+    selector: str(r.selector), description: str(r.description), secret: String(r.secret), previous_secret: str(r.previous_secret),
     previous_secret_until: readOptionalTime(r.previous_secret_until), enabled: Number(r.enabled) === 1, disabled_reason: str(r.disabled_reason),
     failing_since: readOptionalTime(r.failing_since), created_by: str(r.created_by), created_time: readTime(r.created_time), updated_time: readTime(r.updated_time),
   };
@@ -106,6 +121,12 @@ function deliveryOf(r: Row): Delivery {
  */
 export class WebhookStore {
   active = false;
+  /**
+   * The enabled subscriptions with a selector, as this process knows them (refreshed with `active`): their
+   * rows are chosen here, since a selector cannot be matched in SQL. The INSERT still joins the stored row
+   * (enabled, same selector), so that a subscription disabled, deleted or changed meanwhile gets nothing.
+   */
+  private selective: Selective[] = [];
   private readonly mysql: boolean;
 
   constructor(private readonly ds: DataSource) {
@@ -132,8 +153,8 @@ export class WebhookStore {
       const runner = this.ds.createQueryRunner();
       try {
         const res = await runner.query(
-          `INSERT INTO webhook (url, events, types, description, secret, enabled, created_by, created_time, updated_time) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)`,
-          [w.url, fromList(w.events), w.types === null ? null : fromList(w.types), w.description, w.secret, w.created_by, sqlTime(w.created_time),
+          `INSERT INTO webhook (url, events, types, selector, description, secret, enabled, created_by, created_time, updated_time) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)`,
+          [w.url, fromList(w.events), w.types === null ? null : fromList(w.types), w.selector, w.description, w.secret, w.created_by, sqlTime(w.created_time),
             sqlTime(w.created_time)], true) as QueryResult;
         return this.mysql ? readId((res.raw as { insertId: unknown }).insertId) : readId(res.raw);
       } finally {
@@ -141,7 +162,9 @@ export class WebhookStore {
       }
     });
     this.active = true;
-    return (await this.find(id)) as Webhook;
+    const made = (await this.find(id)) as Webhook;
+    this.keepSelective(made);
+    return made;
   }
 
   async find(id: number): Promise<Webhook | null> {
@@ -156,10 +179,11 @@ export class WebhookStore {
   /** Replaces the changeable fields; enabling clears the failure record. False when the subscription is gone. */
   async update(w: Webhook, now: Date): Promise<boolean> {
     const n = await this.change(
-      `UPDATE webhook SET url = ?, events = ?, types = ?, description = ?, enabled = ?, disabled_reason = ?, failing_since = ?, updated_time = ? WHERE id = ?`,
-      [w.url, fromList(w.events), w.types === null ? null : fromList(w.types), w.description, w.enabled ? 1 : 0, w.disabled_reason,
+      `UPDATE webhook SET url = ?, events = ?, types = ?, selector = ?, description = ?, enabled = ?, disabled_reason = ?, failing_since = ?, updated_time = ? WHERE id = ?`,
+      [w.url, fromList(w.events), w.types === null ? null : fromList(w.types), w.selector, w.description, w.enabled ? 1 : 0, w.disabled_reason,
         w.failing_since === null ? null : sqlTime(w.failing_since), sqlTime(now), w.id]);
     if (w.enabled) this.active = true;
+    this.keepSelective(w);
     return n > 0;
   }
 
@@ -190,7 +214,15 @@ export class WebhookStore {
 
   async refreshActive(): Promise<boolean> {
     this.active = (await this.query('SELECT 1 AS x FROM webhook WHERE enabled = 1 LIMIT 1')).length > 0;
+    const rows = this.active ? await this.query(`SELECT ${W_COLUMNS} FROM webhook WHERE enabled = 1 AND selector IS NOT NULL ORDER BY id`) : [];
+    this.selective = rows.map(webhookOf).map(selectiveOf);
     return this.active;
+  }
+
+  /** This process's list of enabled subscriptions with a selector, after a change made here (others learn it at their refresh). */
+  private keepSelective(w: Webhook): void {
+    this.selective = this.selective.filter((s) => s.id !== w.id);
+    if (w.enabled && w.selector !== null) this.selective = [...this.selective, selectiveOf(w)].sort((a, b) => a.id - b.id);
   }
 
   /**
@@ -208,8 +240,43 @@ export class WebhookStore {
       `INSERT INTO webhook_delivery (webhook_id, task_id, event_id, event, task_type, identifier, event_time, retry_from, status, attempt, next_time)
        SELECT w.id, v.task_id, v.event_id, v.event, v.task_type, v.identifier, v.event_time, v.event_time, ${PENDING}, 0, v.event_time
        FROM (${selects.join(' UNION ALL ')}) AS v
-       JOIN webhook w ON w.enabled = 1 AND INSTR(w.events, v.ev) > 0 AND (w.types IS NULL OR INSTR(w.types, v.ty) > 0)
+       JOIN webhook w ON w.enabled = 1 AND w.selector IS NULL AND INSTR(w.events, v.ev) > 0 AND (w.types IS NULL OR INSTR(w.types, v.ty) > 0)
        ORDER BY v.n, w.id`, params);
+    if (this.selective.length > 0) await this.enqueueSelective(em, events);
+  }
+
+  /**
+   * The rows of the subscriptions with a selector: an event of a task is theirs when some endpoint of the
+   * task (its response rows: every expected endpoint, also those a rollout has not reached yet) has
+   * registered labels and facts that match. One SELECT of those labels and one INSERT, only while such a
+   * subscription wants one of the events.
+   */
+  private async enqueueSelective(em: EntityManager, events: readonly OutboxEvent[]): Promise<void> {
+    const wanted = events.flatMap((e, n) => this.selective
+      .filter((s) => s.events.includes(e.event) && (s.types === null || s.types.includes(e.taskType)))
+      .map((s) => ({ e, n, s })));
+    if (wanted.length === 0) return;
+    const taskIds = [...new Set(wanted.map((x) => x.e.taskId))];
+    const rows = await em.query(
+      `SELECT r.task_id, p.labels, p.facts FROM task_response r JOIN task t ON t.id = r.task_id JOIN endpoint p ON p.task_type = t.type AND p.name = r.endpoint
+       WHERE r.task_id IN (${marks(taskIds.length)})`, taskIds) as Row[];
+    const byTask = new Map<number, Record<string, string>[]>();
+    for (const r of rows) {
+      const id = readId(r.task_id);
+      byTask.set(id, [...(byTask.get(id) ?? []), selectable(readJson<Labels | null>(r.labels), readJson<Facts | null>(r.facts))]);
+    }
+    const chosen = wanted.filter((x) => (byTask.get(x.e.taskId) ?? []).some((labels) => matches(x.s.parsed, labels)));
+    if (chosen.length === 0) return;
+    const selects = chosen.map((_x, i) => i === 0
+      ? 'SELECT 0 AS n, ? AS webhook_id, ? AS sel, ? AS task_id, ? AS event_id, ? AS event, ? AS task_type, ? AS identifier, ? AS event_time'
+      : `SELECT ${i}, ?, ?, ?, ?, ?, ?, ?, ?`);
+    const params = chosen.flatMap(({ e, s }) => [s.id, s.selector, e.taskId, e.eventId, e.event, e.taskType, e.identifier, sqlTime(e.time)]);
+    await em.query(
+      `INSERT INTO webhook_delivery (webhook_id, task_id, event_id, event, task_type, identifier, event_time, retry_from, status, attempt, next_time)
+       SELECT w.id, v.task_id, v.event_id, v.event, v.task_type, v.identifier, v.event_time, v.event_time, ${PENDING}, 0, v.event_time
+       FROM (${selects.join(' UNION ALL ')}) AS v
+       JOIN webhook w ON w.id = v.webhook_id AND w.enabled = 1 AND w.selector = v.sel
+       ORDER BY v.n`, params);
   }
 
   /**
@@ -231,6 +298,7 @@ export class WebhookStore {
       const name = String(r.name);
       const heartbeat = readTime(r.hb);
       await this.change(`INSERT ${this.mysql ? 'IGNORE' : 'OR IGNORE'} INTO endpoint_stale_notice (name, heartbeat) VALUES (?, NULL)`, [name]);
+      const excluded = await this.unmatchedStale(name);
       const body = JSON.stringify({
         type: WEBHOOK_EVENT.ENDPOINT_STALE, timestamp: now.toISOString(),
         data: { endpoint: { name, task_types: String(r.types).split(',').sort(), last_heartbeat: heartbeat.toISOString(), stale_after: staleAfterS } },
@@ -241,13 +309,27 @@ export class WebhookStore {
         if (moved === 0) return false;
         await em.query(
           `INSERT INTO webhook_delivery (webhook_id, task_id, event_id, event, task_type, identifier, event_time, retry_from, status, attempt, next_time, body)
-           SELECT id, 0, 0, ?, '', ?, ?, ?, ${PENDING}, 0, ?, ? FROM webhook WHERE enabled = 1 AND INSTR(events, ?) > 0 ORDER BY id`,
-          [WEBHOOK_EVENT.ENDPOINT_STALE, name, sqlTime(now), sqlTime(now), sqlTime(now), body, `,${WEBHOOK_EVENT.ENDPOINT_STALE},`]);
+           SELECT id, 0, 0, ?, '', ?, ?, ?, ${PENDING}, 0, ?, ? FROM webhook WHERE enabled = 1 AND INSTR(events, ?) > 0
+           ${excluded.length ? `AND id NOT IN (${marks(excluded.length)})` : ''} ORDER BY id`,
+          [WEBHOOK_EVENT.ENDPOINT_STALE, name, sqlTime(now), sqlTime(now), sqlTime(now), body, `,${WEBHOOK_EVENT.ENDPOINT_STALE},`, ...excluded]);
         return true;
       });
       if (done) announced += 1;
     }
     return announced;
+  }
+
+  /**
+   * The enabled subscriptions to `endpoint.stale` whose selector the endpoint's labels and facts (of its
+   * newest heartbeat) do not match: they are left out of its announcement. Read afresh (not a hot path).
+   */
+  private async unmatchedStale(name: string): Promise<number[]> {
+    const subs = (await this.query(`SELECT ${W_COLUMNS} FROM webhook WHERE enabled = 1 AND selector IS NOT NULL AND INSTR(events, ?) > 0`,
+      [`,${WEBHOOK_EVENT.ENDPOINT_STALE},`])).map(webhookOf).map(selectiveOf);
+    if (subs.length === 0) return [];
+    const [row] = await this.query('SELECT labels, facts FROM endpoint WHERE name = ? ORDER BY last_heartbeat DESC LIMIT 1', [name]);
+    const labels = row ? selectable(readJson<Labels | null>(row.labels), readJson<Facts | null>(row.facts)) : {};
+    return subs.filter((s) => !matches(s.parsed, labels)).map((s) => s.id);
   }
 
   /**
