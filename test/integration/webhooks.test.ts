@@ -203,7 +203,7 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
       [{ url: 'https://hooks.example.com/x', events: ['task.done', 'task.done'] }, /events/],
       [{ url: 'https://hooks.example.com/x', events: ['task.done'], types: ['nosuch'] }, /^types: unknown task type 'nosuch'/],
       [{ url: 'https://hooks.example.com/x', events: ['task.done'], description: 'x'.repeat(256) }, /description/],
-      [{ url: 'https://hooks.example.com/x', events: ['task.done'], selector: 'a' }, /selector/],
+      [{ url: 'https://hooks.example.com/x', events: ['task.done'], selector: '' }, /selector/],
       [[], /must be a JSON object/],
     ];
     for (const [body, field] of cases) {
@@ -212,6 +212,12 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
       assert.equal(res.json.error.code, 'invalid_request');
       assert.match(res.json.error.message, field, JSON.stringify(body));
     }
+    // A selector that does not parse: the field and the offending character's position.
+    const badSelector = await call('POST', '/webhooks', { url: 'https://hooks.example.com/x', events: ['task.done'], selector: 'role in (web' });
+    assert.equal(badSelector.status, 400);
+    assert.equal(badSelector.json.error.code, 'bad_selector');
+    assert.match(badSelector.json.error.message, /^selector: .*position 12/);
+    assert.equal(badSelector.json.error.position, 12);
     assert.deepEqual((await call('GET', '/webhooks')).json, { webhooks: [] });
     assert.equal((await call('GET', '/webhooks/1')).status, 404);
     assert.equal((await call('GET', '/webhooks/abc')).status, 404);
@@ -600,6 +606,50 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     });
     assert.deepEqual([d.status, d.attempt, d.http_status], ['delivered', 2, 200]);
     await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('delivers to a subscription with a selector only the events of tasks some endpoint of which matches', async function () {
+    this.timeout(60_000);
+    const web = await h.startManager('web1', ['worker'], { TASKER_LABELS: 'role=web,region=eu' });
+    const webs = await receiver();
+    const dbs = await receiver();
+    const webId = await subscribe(webs, ['task.created', 'task.done'], { selector: 'role=web,region in (eu,us)' });
+    const dbId = await subscribe(dbs, ['task.done'], { selector: 'role=db' });
+    assert.equal((await call('GET', `/webhooks/${webId}`)).json.selector, 'role=web,region in (eu,us)');
+    const post = async (identifier: string, endpoints: string[]): Promise<void> => {
+      const res = await h.post('worker', { identifier, payload: { sleep: 0 }, endpoints });
+      assert.equal(res.status, 201, JSON.stringify(res.json));
+      await h.waitForStatus('worker', identifier, ['DONE']);
+    };
+    await post('sel-web', ['web1']);
+    await post('sel-console', ['console1']);
+    await post('sel-both', ['console1', 'web1']);
+    await until('the web tasks\' events', () => webs.byTask().get('sel-web')?.length === 2 && webs.byTask().get('sel-both')?.length === 2);
+    await sleep(1000);
+    assert.ok(webs.got.every((g) => g.valid));
+    assert.deepEqual([...webs.byTask().keys()].sort(), ['sel-both', 'sel-web'], 'a task none of whose endpoints matches is left out');
+    assert.deepEqual(webs.byTask().get('sel-web'), ['task.created', 'task.done']);
+    assert.equal(dbs.got.length, 0, 'no endpoint matches role=db');
+    assert.equal((await deliveries(dbId)).length, 0, 'nor is anything written to its outbox');
+    // PATCH: a new selector applies to the changes after the answer; a bad one is refused and changes nothing.
+    const bad = await call('PATCH', `/webhooks/${dbId}`, { selector: 'role=' + 'x'.repeat(64) });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.error.message, /^selector: /);
+    assert.equal((await call('GET', `/webhooks/${dbId}`)).json.selector, 'role=db');
+    const patched = await call('PATCH', `/webhooks/${dbId}`, { selector: '!role' });
+    assert.equal(patched.json.selector, '!role');
+    await post('sel-after', ['console1']);
+    await post('sel-after-web', ['web1']);
+    await until('the unlabelled endpoint\'s task', () => dbs.byTask().get('sel-after')?.length === 1);
+    await sleep(1000);
+    assert.deepEqual([...dbs.byTask().keys()], ['sel-after'], '!role: only the endpoint without a role label');
+    assert.ok(dbs.got.every((g) => g.valid));
+    // null: every task again.
+    assert.equal((await call('PATCH', `/webhooks/${dbId}`, { selector: null })).json.selector, null);
+    await post('sel-none', ['web1']);
+    await until('a task of any endpoint', () => dbs.byTask().get('sel-none')?.length === 1);
+    await web.stop();
+    for (const id of [webId, dbId]) await call('DELETE', `/webhooks/${id}`);
   });
 
   it('refuses private and loopback addresses, also behind a name, when api.webhooks.allow_private is false', async function () {
