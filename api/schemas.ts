@@ -69,6 +69,10 @@ export const TaskRequestBody = Type.Object({
   selector: Type.Optional(Selector),
   rollout: Type.Optional(RolloutBody),
   timeout: Type.Optional(TimeoutSeconds),
+  notify: Type.Optional(Type.String({
+    minLength: 1, maxLength: 2048, [ERROR_KEYWORD]: 'must be an https URL of at most 2048 characters',
+    description: 'a URL the task\'s end (task.done, task.incomplete, task.stopped, task.cancelled) is POSTed to, signed with api.webhooks.notify_secret (Standard Webhooks); only with api.webhooks.allow_per_task_urls',
+  })),
   allow_unknown_endpoints: Type.Optional(Type.Boolean({
     description: 'true: listed endpoints that never registered and were not added are accepted (their queues keep the task until they appear); else such a task is refused with 422 unknown_endpoints',
     [ERROR_KEYWORD]: 'must be true or false',
@@ -249,6 +253,7 @@ export const TaskAnswer = Type.Object({
   end_time: nullable(Time),
   timeout: Type.Integer({ minimum: 1, description: 'seconds the task may run from its send' }),
   deadline: nullable(Type.String({ format: 'date-time', description: 'when the run\'s time is up (ISO 8601, UTC, on the database\'s clock): the send plus `timeout`, the creation plus it until sent' })),
+  notify: nullable(Type.String({ description: 'the URL the task\'s end is POSTed to (its POST\'s `notify`); null: none' })),
   responses: Counts,
   rollout: nullable(Type.Object({
     batch_size: Type.Integer({ minimum: 1, description: 'at most this many endpoints sent the task and not finished at once' }),

@@ -88,6 +88,10 @@ const D_COLUMNS = 'id, webhook_id, task_id, event_id, event, task_type, identifi
   + 'duration_ms, last_error, last_attempt_time';
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
 const PENDING = sqlWord(DELIVERY_STATUS.PENDING);
+/** The outbox rows of tasks' own `notify` URLs carry this webhook id: no subscription has it (ids start at 1). */
+export const NOTIFY_WEBHOOK = 0;
+/** The events a task's own `notify` URL gets: its end. */
+const NOTIFY_EVENTS: ReadonlySet<WebhookEvent> = new Set([WEBHOOK_EVENT.TASK_DONE, WEBHOOK_EVENT.TASK_INCOMPLETE, WEBHOOK_EVENT.TASK_STOPPED, WEBHOOK_EVENT.TASK_CANCELLED]);
 
 /** `,a,b,` → [a, b]; the stored form of a list, matched with INSTR(list, ',a,'). */
 const toList = (s: string): string[] => s.split(',').filter((x) => x !== '');
@@ -121,6 +125,11 @@ function deliveryOf(r: Row): Delivery {
  */
 export class WebhookStore {
   active = false;
+  /**
+   * Whether tasks may carry their own `notify` URL (api.webhooks.allow_per_task_urls, with a notify_secret):
+   * then the transactions that end tasks write their notifications to the outbox too.
+   */
+  notifying = false;
   /**
    * The enabled subscriptions with a selector, as this process knows them (refreshed with `active`): their
    * rows are chosen here, since a selector cannot be matched in SQL. The INSERT still joins the stored row
@@ -208,7 +217,7 @@ export class WebhookStore {
   /** The event time of the oldest pending delivery of an enabled subscription (null: none). */
   async oldestPending(): Promise<Date | null> {
     const rows = await this.query(`SELECT MIN(event_time) AS t FROM webhook_delivery WHERE status = ${PENDING}
-      AND webhook_id IN (SELECT id FROM webhook WHERE enabled = 1)`);
+      AND (webhook_id = ${NOTIFY_WEBHOOK} OR webhook_id IN (SELECT id FROM webhook WHERE enabled = 1))`);
     return readOptionalTime(rows[0]?.t);
   }
 
@@ -232,6 +241,8 @@ export class WebhookStore {
    */
   async enqueue(em: EntityManager, events: readonly OutboxEvent[]): Promise<void> {
     if (events.length === 0) return;
+    if (this.notifying) await this.enqueueNotify(em, events.filter((e) => NOTIFY_EVENTS.has(e.event)));
+    if (!this.active) return;
     const selects = events.map((_e, i) => i === 0
       ? 'SELECT 0 AS n, ? AS task_id, ? AS event_id, ? AS event, ? AS task_type, ? AS identifier, ? AS event_time, ? AS ev, ? AS ty'
       : `SELECT ${i}, ?, ?, ?, ?, ?, ?, ?, ?`);
@@ -243,6 +254,30 @@ export class WebhookStore {
        JOIN webhook w ON w.enabled = 1 AND w.selector IS NULL AND INSTR(w.events, v.ev) > 0 AND (w.types IS NULL OR INSTR(w.types, v.ty) > 0)
        ORDER BY v.n, w.id`, params);
     if (this.selective.length > 0) await this.enqueueSelective(em, events);
+  }
+
+  /**
+   * A task's own notification: a row of webhook 0 (no subscription: the task's `notify_url`, signed with
+   * api.webhooks.notify_secret) per end event of a task that has a URL, in the same transaction. One
+   * INSERT … SELECT joining the task rows, only when the transaction ends some task.
+   */
+  private async enqueueNotify(em: EntityManager, events: readonly OutboxEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const selects = events.map((_e, i) => i === 0
+      ? 'SELECT 0 AS n, ? AS task_id, ? AS event_id, ? AS event, ? AS task_type, ? AS identifier, ? AS event_time'
+      : `SELECT ${i}, ?, ?, ?, ?, ?, ?`);
+    const params = events.flatMap((e) => [e.taskId, e.eventId, e.event, e.taskType, e.identifier, sqlTime(e.time)]);
+    await em.query(
+      `INSERT INTO webhook_delivery (webhook_id, task_id, event_id, event, task_type, identifier, event_time, retry_from, status, attempt, next_time)
+       SELECT ${NOTIFY_WEBHOOK}, v.task_id, v.event_id, v.event, v.task_type, v.identifier, v.event_time, v.event_time, ${PENDING}, 0, v.event_time
+       FROM (${selects.join(' UNION ALL ')}) AS v JOIN task t ON t.id = v.task_id AND t.notify_url IS NOT NULL
+       ORDER BY v.n`, params);
+  }
+
+  /** The URL a task's own notifications go to (null: none, or the task is gone). */
+  async notifyUrl(taskId: number): Promise<string | null> {
+    const rows = await this.query('SELECT notify_url FROM task WHERE id = ?', [taskId]);
+    return rows.length ? str(rows[0].notify_url) : null;
   }
 
   /**
@@ -343,7 +378,7 @@ export class WebhookStore {
   async claim(now: Date, leaseUntil: Date, limit: number): Promise<Delivery[]> {
     const candidates = (await this.query<{ id: unknown }[]>(
       `SELECT d.id FROM webhook_delivery d WHERE d.status = ${PENDING} AND d.next_time <= ?
-         AND d.webhook_id IN (SELECT id FROM webhook WHERE enabled = 1)
+         AND (d.webhook_id = ${NOTIFY_WEBHOOK} OR d.webhook_id IN (SELECT id FROM webhook WHERE enabled = 1))
          AND NOT EXISTS (SELECT 1 FROM webhook_delivery p WHERE p.webhook_id = d.webhook_id AND p.task_id = d.task_id AND p.id < d.id AND p.status = ${PENDING})
        ORDER BY d.next_time, d.id LIMIT ${Math.floor(limit)}`, [sqlTime(now)])).map((r) => readId(r.id));
     if (candidates.length === 0) return [];

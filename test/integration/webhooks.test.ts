@@ -10,6 +10,8 @@ import { freePort, Harness, type LogLine, type Proc } from '../support/harness';
 import { parseMetrics, valueOf } from '../support/prometheus';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** The deployment's secret for tasks' own `notify` URLs (api.webhooks.notify_secret). */
+const NOTIFY_SECRET = `whsec_${Buffer.alloc(24, 42).toString('base64')}`;
 
 /**
  * Standard Webhooks verification as a receiver would write it from the specification, apart from the
@@ -119,6 +121,7 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
       TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1',
       TASKER_API__WEBHOOKS__RETRY_BASE: '0.2', TASKER_API__WEBHOOKS__RETRY_MAX: '2', TASKER_API__WEBHOOKS__TIMEOUT: '2', TASKER_API__WEBHOOKS__RETRY_FOR: '8',
       TASKER_API__WEBHOOKS__LOG_KEEP: '60', TASKER_API__WEBHOOKS__ROTATION_OVERLAP: '4',
+      TASKER_API__WEBHOOKS__ALLOW_PER_TASK_URLS: 'true', TASKER_API__WEBHOOKS__NOTIFY_SECRET: NOTIFY_SECRET,
     },
   });
   let api: Proc;
@@ -650,6 +653,59 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     await until('a task of any endpoint', () => dbs.byTask().get('sel-none')?.length === 1);
     await web.stop();
     for (const id of [webId, dbId]) await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('POSTs a task\'s end to its own notify URL, signed with api.webhooks.notify_secret, retried like a subscription\'s', async function () {
+    this.timeout(90_000);
+    const r = await receiver();
+    r.secret = NOTIFY_SECRET;
+    r.answer = (n) => ({ status: n === 1 ? 500 : 200 });
+    const url = `${r.url}?task=notify-1`;
+    const made = await h.post('worker', { identifier: 'notify-1', payload: { sleep: 0 }, endpoints: ['console1'], notify: url });
+    assert.equal(made.status, 201, JSON.stringify(made.json));
+    assert.equal(made.json.notify, url);
+    assert.equal((await h.get('worker/notify-1')).json.task.notify, url);
+    await until('the notification, after a 500', () => r.got.length >= 2);
+    await sleep(1000);
+    assert.equal(r.got.length, 2, 'its end only (not its creation), sent again after the 500');
+    assert.ok(r.got.every((g) => g.valid), 'signed with api.webhooks.notify_secret');
+    assert.equal(r.got[0].id, r.got[1].id, 'under the same webhook-id');
+    assert.equal(r.got[1].raw, r.got[0].raw);
+    assert.equal(r.got[1].path, '/hook?task=notify-1');
+    assert.equal(r.got[1].body.type, 'task.done');
+    assert.deepEqual([r.got[1].body.data.task.identifier, r.got[1].body.data.task.status], ['notify-1', 'DONE']);
+    // A cancelled task is an end too.
+    r.got.length = 0;
+    r.answer = () => ({ status: 200 });
+    const waiting = await h.post('worker', { identifier: 'notify-2', payload: {}, endpoints: ['nobody-here'], allow_unknown_endpoints: true, notify: r.url });
+    assert.equal(waiting.status, 201, JSON.stringify(waiting.json));
+    assert.equal((await call('POST', '/worker/notify-2/cancel')).status, 200);
+    await until('the cancellation', () => r.got.length === 1);
+    assert.deepEqual([r.got[0].body.type, r.got[0].valid], ['task.cancelled', true]);
+    // A task without notify is not announced; a subscription's log does not hold the task's notifications.
+    await task('notify-none');
+    await h.waitForStatus('worker', 'notify-none', ['DONE']);
+    assert.equal((await h.get('worker/notify-none')).json.task.notify, null);
+    await sleep(1000);
+    assert.equal(r.got.length, 1);
+    // Bad URLs are refused naming the field, and store nothing.
+    for (const [notify, why] of [['ftp://x.example.com/', /^notify: must be https/], ['https://u:p@x.example.com/', /^notify: must not carry/], ['', /notify/]] as const) {
+      const res = await h.post('worker', { identifier: 'notify-bad', payload: {}, endpoints: ['console1'], notify });
+      assert.equal(res.status, 400, notify);
+      assert.match(res.json.error.message, why);
+    }
+    assert.equal((await h.get('worker/notify-bad')).status, 404);
+    // Where it is not allowed, or nothing could sign it: a 400 naming notify.
+    const port = await freePort();
+    for (const [env, why] of [[{ TASKER_API__WEBHOOKS__ALLOW_PER_TASK_URLS: 'false' }, /^notify: .*api\.webhooks\.allow_per_task_urls/],
+      [{ TASKER_API__WEBHOOKS__NOTIFY_SECRET: '' }, /^notify: api\.webhooks\.notify_secret is not set/]] as const) {
+      const other = await h.startApi(port, env);
+      const res = await h.post('worker', { identifier: 'notify-off', payload: {}, endpoints: ['console1'], notify: r.url }, {}, port);
+      assert.equal(res.status, 400, JSON.stringify(res.json));
+      assert.match(res.json.error.message, why);
+      await other.stop();
+    }
+    assert.equal((await h.get('worker/notify-off')).status, 404);
   });
 
   it('refuses private and loopback addresses, also behind a name, when api.webhooks.allow_private is false', async function () {
