@@ -12,7 +12,7 @@ const parseTaskRequest = (body: unknown) => toTaskRequest(checkBody(body));
 describe('task requests', function () {
   it('accepts the seed body', function () {
     const req = parseTaskRequest({ identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] });
-    assert.deepEqual(req, { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'], selector: null, rollout: null, timeout: null, allowUnknownEndpoints: false });
+    assert.deepEqual(req, { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'], selector: null, rollout: null, timeout: null, notify: null, allowUnknownEndpoints: false });
   });
 
   it('takes a selector instead of endpoints, refuses both and a malformed one, and hashes the selector rather than what it resolves to', function () {
