@@ -468,14 +468,15 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     const bad = await cli(['webhook', 'add', r.url, '--events', 'task.nope']);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /^tasker: POST \/webhooks: 400 invalid_request: events/);
-    const added = await cli(['webhook', 'add', r.url, '--events', 'task.created,task.done', '--types', 'worker', '--description', 'from the CLI']);
+    const added = await cli(['webhook', 'add', r.url, '--events', 'task.created,task.done', '--types', 'worker', '--selector', '!canary', '--description', 'from the CLI']);
     assert.equal(added.code, 0, added.stderr);
     const made = JSON.parse(added.stdout);
     assert.match(made.secret, /^whsec_/);
+    assert.equal(made.selector, '!canary');
     r.secret = made.secret;
     const listed = await cli(['webhook', 'list', '--output', 'table']);
     assert.equal(listed.code, 0);
-    assert.match(listed.stdout, new RegExp(`${made.id}\\s+${r.url.replace(/[.]/g, '\\.')}\\s+task\\.created,task\\.done\\s+worker\\s+yes`));
+    assert.match(listed.stdout, new RegExp(`${made.id}\\s+${r.url.replace(/[.]/g, '\\.')}\\s+task\\.created,task\\.done\\s+worker\\s+!canary\\s+yes`));
     assert.ok(!listed.stdout.includes(made.secret), 'never the secret again');
     const tested = await cli(['webhook', 'test', String(made.id)]);
     assert.equal(tested.code, 0, tested.stderr);
