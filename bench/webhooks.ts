@@ -174,7 +174,7 @@ async function main(): Promise<void> {
     return;
   }
   const change = (a: number, b: number): string => `${b >= a ? '+' : ''}${round(((b - a) / a) * 100)} %`;
-  const planText = (rows: Record<string, unknown>[]): string[] => rows.map((r) => `${String(r.table)}: ${String(r.type)} on ${String(r.key)}, ~${String(r.rows)} rows${r.Extra ? ` (${String(r.Extra)})` : ''}`);
+  const planText = (rows: Record<string, unknown>[]): string[] => rows.map((r) => `${String(r.table)}: ${String(r.type)} on ${String(r.key)}, ~${String(r.rows)} rows estimated${r.r_rows === undefined ? '' : `, ${String(r.r_rows)} read`}${r.Extra ? ` (${String(r.Extra)})` : ''}`);
   if (latency) {
     process.stdout.write([
       `tasker bench:webhooks, latency apart from load: ${latency.posts_per_mode} POSTs per mode, one at a time, in alternating blocks of ${latency.block} (ABBA), outbox drained before each block`,
@@ -185,7 +185,7 @@ async function main(): Promise<void> {
       `| POST p90 | ${latency.p90_ms.none} ms | ${latency.p90_ms.three} ms | |`,
       '',
       `the outbox INSERT … SELECT alone (one event, 3 subscriptions, ${latency.outbox_insert_ms.samples} transactions): p50 ${latency.outbox_insert_ms.p50} ms, p99 ${latency.outbox_insert_ms.p99} ms`,
-      `the delivery job's look for due rows (EXPLAIN, after ANALYZE): ${planText(latency.claim_plan).join('; ')}`,
+      `the delivery job's look for due rows (its plan, on fresh statistics): ${planText(latency.claim_plan).join('; ')}`,
       '',
     ].join('\n'));
   }
@@ -200,7 +200,7 @@ async function main(): Promise<void> {
     `| POST p99 (mean of the rounds) | ${report.p99_ms.none} ms | ${report.p99_ms.three} ms | ${change(report.p99_ms.none, report.p99_ms.three)} |`,
     `| accepted tasks/s | ${report.accepted_per_s.none} | ${report.accepted_per_s.three} | ${change(report.accepted_per_s.none, report.accepted_per_s.three)} |`,
     '',
-    `the delivery job's look for due rows over the first round's backlog (EXPLAIN, after ANALYZE): ${planText(backlogPlan).join('; ')}`,
+    `the delivery job's look for due rows over the first round's backlog (its plan, on fresh statistics): ${planText(backlogPlan).join('; ')}`,
     '',
     `deliveries: ${report.deliveries_per_s}/s (mean of the rounds: ${rates.join(', ')}) to a local receiver answering 204, each drained for ${DRAIN_SECONDS} s from the backlog a round left`,
     '',
