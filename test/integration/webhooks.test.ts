@@ -747,6 +747,8 @@ describe('webhooks: endpoint.stale (RabbitMQ + MariaDB)', function () {
   });
   const stale = new Receiver();
   const other = new Receiver();
+  /** Wants endpoint.stale, but only of endpoints labelled role=db: these have no labels. */
+  const elsewhere = new Receiver();
 
   const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
     const res = await fetch(`${h.baseUrl}${path}`, {
@@ -770,8 +772,10 @@ describe('webhooks: endpoint.stale (RabbitMQ + MariaDB)', function () {
     await h.startApi(await freePort());
     await stale.start();
     await other.start();
-    for (const [r, events] of [[stale, ['endpoint.stale']], [other, ['task.done']]] as const) {
-      const made = await call('POST', '/webhooks', { url: r.url, events });
+    await elsewhere.start();
+    // The one that gets them has a selector too: matched against the endpoint's labels (none: `!role` holds).
+    for (const [r, events, selector] of [[stale, ['endpoint.stale'], '!role'], [other, ['task.done'], null], [elsewhere, ['endpoint.stale'], 'role=db']] as const) {
+      const made = await call('POST', '/webhooks', { url: r.url, events, selector });
       assert.equal(made.status, 201, JSON.stringify(made.json));
       r.secret = made.json.secret;
     }
@@ -780,6 +784,7 @@ describe('webhooks: endpoint.stale (RabbitMQ + MariaDB)', function () {
   after(async function () {
     await stale.stop();
     await other.stop();
+    await elsewhere.stop();
     await h.teardown();
   });
 
@@ -805,8 +810,9 @@ describe('webhooks: endpoint.stale (RabbitMQ + MariaDB)', function () {
     assert.equal(listed.stale, true);
     assert.equal(first.body.data.endpoint.last_heartbeat, listed.last_heartbeat);
     assert.equal(other.got.length, 0, 'a subscription without endpoint.stale gets nothing');
+    assert.equal(elsewhere.got.length, 0, 'nor one whose selector the endpoint does not match');
 
-    const id = (await call('GET', '/webhooks')).json.webhooks.find((w: any) => w.events.includes('endpoint.stale')).id;
+    const id = (await call('GET', '/webhooks')).json.webhooks.find((w: any) => w.events.includes('endpoint.stale') && w.selector === '!role').id;
     const log = (await call('GET', `/webhooks/${id}/deliveries`)).json.deliveries;
     assert.equal(log.length, 1);
     assert.deepEqual([log[0].event, log[0].task, log[0].endpoint, log[0].status, log[0].message_id], ['endpoint.stale', null, 'quiet1', 'delivered', first.id]);
