@@ -115,4 +115,14 @@ describe('task requests', function () {
     for (const batch_size of [1, 1000, '1%', '100%', '55%']) assert.doesNotThrow(() => parseTaskRequest({ identifier: 'a', rollout: { batch_size } }));
     for (const max_errors of [0, '0%', '100%']) assert.doesNotThrow(() => parseTaskRequest({ identifier: 'a', rollout: { batch_size: 1, max_errors } }));
   });
+
+  it('keeps a notify URL and hashes it only when given, so that earlier tasks\' hashes stay', function () {
+    const plain = parseTaskRequest({ identifier: 'a', payload: { x: 1 } });
+    const notified = parseTaskRequest({ identifier: 'a', payload: { x: 1 }, notify: 'https://ci.example.com/hook' });
+    assert.equal(notified.notify, 'https://ci.example.com/hook');
+    assert.equal(plain.notify, null);
+    assert.equal(requestHash(plain), requestHash({ payload: { x: 1 }, endpoints: null }), 'no notify: the hash of before');
+    assert.notEqual(requestHash(notified), requestHash(plain), 'a repeat without it is a conflict');
+    assert.notEqual(requestHash(notified), requestHash({ ...notified, notify: 'https://ci.example.com/other' }), 'and one with another URL');
+  });
 });
