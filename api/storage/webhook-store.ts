@@ -1,6 +1,6 @@
 import type { DataSource, EntityManager, QueryResult } from 'typeorm';
 import { matches, parseSelector, type Selector } from '../../protocol/label-selector';
-import { selectable, type Facts, type Labels } from '../../protocol/labels';
+import { SELECTABLE_FACTS, selectable, type Facts, type Labels } from '../../protocol/labels';
 import { DELIVERY_STATUS, type DeliveryStatus, sqlWord, WEBHOOK_EVENT, type WebhookEvent } from '../lifecycle/states';
 import { dialectOf, exclusive, transaction } from './database';
 import { readId, readJson, readOptionalTime, readTime, sqlTime } from './sql-values';
@@ -287,18 +287,23 @@ export class WebhookStore {
    * subscription wants one of the events.
    */
   private async enqueueSelective(em: EntityManager, events: readonly OutboxEvent[]): Promise<void> {
-    const wanted = events.flatMap((e, n) => this.selective
+    const wanted = events.flatMap((e) => this.selective
       .filter((s) => s.events.includes(e.event) && (s.types === null || s.types.includes(e.taskType)))
-      .map((s) => ({ e, n, s })));
+      .map((s) => ({ e, s })));
     if (wanted.length === 0) return;
     const taskIds = [...new Set(wanted.map((x) => x.e.taskId))];
+    // The distinct label sets of a task's endpoints (a fleet has few, however many endpoints); the facts only
+    // when a selector names one, since they differ per host.
+    const facts = wanted.some((x) => x.s.parsed.some((r) => (SELECTABLE_FACTS as readonly string[]).includes(r.key)));
     const rows = await em.query(
-      `SELECT r.task_id, p.labels, p.facts FROM task_response r JOIN task t ON t.id = r.task_id JOIN endpoint p ON p.task_type = t.type AND p.name = r.endpoint
-       WHERE r.task_id IN (${marks(taskIds.length)})`, taskIds) as Row[];
+      `SELECT DISTINCT r.task_id, p.labels${facts ? ', p.facts' : ''} FROM task_response r JOIN task t ON t.id = r.task_id
+       JOIN endpoint p ON p.task_type = t.type AND p.name = r.endpoint WHERE r.task_id IN (${marks(taskIds.length)})`, taskIds) as Row[];
     const byTask = new Map<number, Record<string, string>[]>();
     for (const r of rows) {
       const id = readId(r.task_id);
-      byTask.set(id, [...(byTask.get(id) ?? []), selectable(readJson<Labels | null>(r.labels), readJson<Facts | null>(r.facts))]);
+      const sets = byTask.get(id) ?? [];
+      sets.push(selectable(readJson<Labels | null>(r.labels), facts ? readJson<Facts | null>(r.facts) : null));
+      byTask.set(id, sets);
     }
     const chosen = wanted.filter((x) => (byTask.get(x.e.taskId) ?? []).some((labels) => matches(x.s.parsed, labels)));
     if (chosen.length === 0) return;

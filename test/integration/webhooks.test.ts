@@ -619,6 +619,9 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     const dbs = await receiver();
     const webId = await subscribe(webs, ['task.created', 'task.done'], { selector: 'role=web,region in (eu,us)' });
     const dbId = await subscribe(dbs, ['task.done'], { selector: 'role=db' });
+    // By a fact and a label's absence: console1 (no labels, on Linux), not web1.
+    const byFact = await receiver();
+    const factId = await subscribe(byFact, ['task.done'], { selector: `os=${process.platform},!role` });
     assert.equal((await call('GET', `/webhooks/${webId}`)).json.selector, 'role=web,region in (eu,us)');
     const post = async (identifier: string, endpoints: string[]): Promise<void> => {
       const res = await h.post('worker', { identifier, payload: { sleep: 0 }, endpoints });
@@ -634,6 +637,8 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     assert.deepEqual([...webs.byTask().keys()].sort(), ['sel-both', 'sel-web'], 'a task none of whose endpoints matches is left out');
     assert.deepEqual(webs.byTask().get('sel-web'), ['task.created', 'task.done']);
     assert.equal(dbs.got.length, 0, 'no endpoint matches role=db');
+    await until('the fact-selected tasks', () => byFact.byTask().get('sel-both')?.length === 1);
+    assert.deepEqual([...byFact.byTask().keys()].sort(), ['sel-both', 'sel-console'], 'facts are matched too');
     assert.equal((await deliveries(dbId)).length, 0, 'nor is anything written to its outbox');
     // PATCH: a new selector applies to the changes after the answer; a bad one is refused and changes nothing.
     const bad = await call('PATCH', `/webhooks/${dbId}`, { selector: 'role=' + 'x'.repeat(64) });
@@ -653,7 +658,7 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     await post('sel-none', ['web1']);
     await until('a task of any endpoint', () => dbs.byTask().get('sel-none')?.length === 1);
     await web.stop();
-    for (const id of [webId, dbId]) await call('DELETE', `/webhooks/${id}`);
+    for (const id of [webId, dbId, factId]) await call('DELETE', `/webhooks/${id}`);
   });
 
   it('POSTs a task\'s end to its own notify URL, signed with api.webhooks.notify_secret, retried like a subscription\'s', async function () {
