@@ -87,6 +87,8 @@ export interface SendOptions {
   maxErrors?: string;
   /** Seconds the task may run (the API's `timeout`). */
   timeout?: string;
+  /** A URL the task's end is POSTed to (the API's `notify`). */
+  notify?: string;
   wait?: boolean;
 }
 
@@ -104,6 +106,7 @@ export async function send(ctx: Context, type: string, o: SendOptions): Promise<
     body.rollout = { batch_size: amount(o.batchSize), ...(o.maxErrors !== undefined ? { max_errors: amount(o.maxErrors) } : {}) };
   }
   if (o.timeout !== undefined) body.timeout = Number(o.timeout);
+  if (o.notify !== undefined) body.notify = o.notify;
   if (o.dryRun) {
     const plan = await ctx.client.json<{ endpoints: string[]; count: number; selector: string | null }>('POST', [type], { body, query: { dry_run: 'true' } });
     out(ctx, plan, () => [`would send to ${plan.count} endpoint${plan.count === 1 ? '' : 's'}${plan.selector ? ` (selector ${plan.selector})` : ''}:`, ...plan.endpoints.map((e) => `  ${e}`)]);

@@ -103,6 +103,7 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .option('-b, --batch-size <n>', 'a rollout: at most N endpoints (or N% of them) run the task at once', rolloutAmount(1))
     .option('--max-errors <n>', 'with --batch-size: send to no more endpoints once more than N (or N%) failed or went missing', rolloutAmount(0))
     .option('-t, --timeout <seconds>', 'seconds the task may run once sent (default: the API\'s api.execution_timeout); then it ends INCOMPLETE, running endpoints timed_out', timeoutSeconds)
+    .option('--notify <url>', 'POST the task\'s end to this URL, signed (the API needs api.webhooks.allow_per_task_urls)')
     .option('-w, --wait', 'follow the task until DONE, INCOMPLETE, CANCELLED or STOPPED; exit status by its result')
     .addHelpText('after', '\nExample:\n  $ tasker send worker --identifier deploy-42 --payload \'{"sleep": 1}\' --endpoints console1,console2 --wait')
     .action(action((ctx, type: string, o: commands.SendOptions) => commands.send(ctx, type, o)));

@@ -180,6 +180,20 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     return res.json.deliveries;
   };
 
+  /** The tasker CLI, run as a user runs it, against the first API instance. */
+  const root = path.resolve(__dirname, '..', '..', '..');
+  const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(root, 'dist', 'cli', 'tasker.js'), ...args], {
+      cwd: root, env: { PATH: process.env.PATH, TASKER_URL: h.baseUrl }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => { stdout += c.toString('utf8'); });
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+
   before(async function () {
     await h.setup(this);
     // Two instances, both running the delivery job: every test's receiver checks that each id comes once.
@@ -452,18 +466,6 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
 
   it('is managed by the CLI: add (the secret once), list, test, deliveries, redeliver, disable, enable, rm', async function () {
     this.timeout(60_000);
-    const root = path.resolve(__dirname, '..', '..', '..');
-    const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(root, 'dist', 'cli', 'tasker.js'), ...args], {
-        cwd: root, env: { PATH: process.env.PATH, TASKER_URL: h.baseUrl }, stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c: Buffer) => { stdout += c.toString('utf8'); });
-      child.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
-      child.once('error', reject);
-      child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
     const r = await receiver();
     const bad = await cli(['webhook', 'add', r.url, '--events', 'task.nope']);
     assert.equal(bad.code, 1);
@@ -688,6 +690,12 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     assert.equal((await call('POST', '/worker/notify-2/cancel')).status, 200);
     await until('the cancellation', () => r.got.length === 1);
     assert.deepEqual([r.got[0].body.type, r.got[0].valid], ['task.cancelled', true]);
+    // From the CLI: tasker send --notify.
+    const sent = await cli(['send', 'worker', '--identifier', 'notify-cli', '--payload', '{"sleep": 0}', '--endpoints', 'console1', '--notify', r.url]);
+    assert.equal(sent.code, 0, sent.stderr);
+    assert.equal(JSON.parse(sent.stdout).notify, r.url);
+    await until('the CLI task\'s notification', () => r.got.some((g) => g.body.data.task.identifier === 'notify-cli'));
+    r.got.length = 1;
     // A task without notify is not announced; a subscription's log does not hold the task's notifications.
     await task('notify-none');
     await h.waitForStatus('worker', 'notify-none', ['DONE']);
