@@ -854,18 +854,24 @@ describe('webhooks (standalone, SQLite)', function () {
       TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1', TASKER_API__WEBHOOKS__RETRY_BASE: '0.2',
       // The endpoint.stale job every 2 s.
       TASKER_API__ENDPOINT_STALE_AFTER: '20',
+      TASKER_API__WEBHOOKS__ALLOW_PER_TASK_URLS: 'true', TASKER_API__WEBHOOKS__NOTIFY_SECRET: NOTIFY_SECRET,
     },
   });
   const r = new Receiver();
+  /** A task's own notify URL. */
+  const own = new Receiver();
 
   before(async function () {
     await h.setup(this);
     await h.startAllInOne([{ name: 'console1', task_types: ['worker'] }]);
     await r.start();
+    await own.start();
+    own.secret = NOTIFY_SECRET;
   });
 
   after(async function () {
     await r.stop();
+    await own.stop();
     await h.teardown();
   });
 
@@ -895,5 +901,37 @@ describe('webhooks (standalone, SQLite)', function () {
     while (await jobRuns('ok') === 0 && Date.now() < until) await sleep(200);
     assert.ok(await jobRuns('ok') > 0);
     assert.equal(await jobRuns('error'), 0);
+  });
+
+  it('sends a task\'s end to its own notify URL and filters by a selector, on SQLite too', async function () {
+    this.timeout(60_000);
+    const picky = new Receiver();
+    await picky.start();
+    try {
+      // console1 has no labels: `role=db` matches none of its tasks, `!role` all of them.
+      const made: number[] = [];
+      for (const selector of ['role=db', '!role']) {
+        const res = await fetch(`${h.baseUrl}/webhooks`, {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: `${picky.url}?s=${encodeURIComponent(selector)}`, events: ['task.done'], selector }),
+        });
+        assert.equal(res.status, 201);
+        const json = (await res.json()) as { id: number; secret: string };
+        made.push(json.id);
+        picky.secret = json.secret;
+      }
+      const res = await h.post('worker', { identifier: 'sa-notify', payload: { sleep: 0 }, endpoints: ['console1'], notify: own.url });
+      assert.equal(res.status, 201, JSON.stringify(res.json));
+      const deadline = Date.now() + 30_000;
+      while (own.got.length < 1 || picky.got.length < 1) {
+        if (Date.now() > deadline) assert.fail('the notification or the selected delivery did not arrive');
+        await sleep(100);
+      }
+      await sleep(500);
+      assert.deepEqual(own.got.map((g) => [g.body.type, g.body.data.task.identifier, g.valid]), [['task.done', 'sa-notify', true]]);
+      assert.deepEqual(picky.got.map((g) => [g.path, g.body.data.task.identifier, g.valid]), [['/hook?s=!role', 'sa-notify', true]]);
+      for (const id of made) await fetch(`${h.baseUrl}/webhooks/${id}`, { method: 'DELETE' });
+    } finally {
+      await picky.stop();
+    }
   });
 });
