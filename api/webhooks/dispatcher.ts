@@ -58,7 +58,8 @@ export class WebhookDispatcher {
       if (claimed.length === 0) return total;
       const hooks = new Map<number, Webhook | null>();
       for (const d of claimed) if (d.webhook_id !== NOTIFY_WEBHOOK && !hooks.has(d.webhook_id)) hooks.set(d.webhook_id, await this.store.find(d.webhook_id));
-      await Promise.all(claimed.map(async (d) => this.deliver(d, d.webhook_id === NOTIFY_WEBHOOK ? await this.notifyHook(d) : hooks.get(d.webhook_id) ?? null).catch((err: unknown) => {
+      const hookOf = async (d: Delivery): Promise<Webhook | null> => (d.webhook_id === NOTIFY_WEBHOOK ? this.notifyHook(d) : hooks.get(d.webhook_id) ?? null);
+      await Promise.all(claimed.map((d) => hookOf(d).then((hook) => this.deliver(d, hook)).catch((err: unknown) => {
         // The lease runs out and the delivery is tried again (by any instance).
         this.log.warn({ err, delivery: d.id }, 'a webhook delivery could not be recorded');
       })));
