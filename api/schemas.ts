@@ -69,6 +69,10 @@ export const TaskRequestBody = Type.Object({
   selector: Type.Optional(Selector),
   rollout: Type.Optional(RolloutBody),
   timeout: Type.Optional(TimeoutSeconds),
+  notify: Type.Optional(Type.String({
+    minLength: 1, maxLength: 2048, [ERROR_KEYWORD]: 'must be an https URL of at most 2048 characters',
+    description: 'a URL the task\'s end (task.done, task.incomplete, task.stopped, task.cancelled) is POSTed to, signed with api.webhooks.notify_secret (Standard Webhooks); only with api.webhooks.allow_per_task_urls',
+  })),
   allow_unknown_endpoints: Type.Optional(Type.Boolean({
     description: 'true: listed endpoints that never registered and were not added are accepted (their queues keep the task until they appear); else such a task is refused with 422 unknown_endpoints',
     [ERROR_KEYWORD]: 'must be true or false',
@@ -139,9 +143,14 @@ const WebhookFields = {
   }),
   types: nullable(Type.Array(TaskTypeName, { maxItems: 256, uniqueItems: true, description: 'only tasks of these types; absent, null or empty: every type' })),
   description: nullable(Type.String({ maxLength: 255, [ERROR_KEYWORD]: 'must be a string of at most 255 characters' })),
+  selector: nullable(Type.String({
+    minLength: 1, maxLength: MAX_SELECTOR_CHARS, [ERROR_KEYWORD]: `must be a label selector of 1 to ${MAX_SELECTOR_CHARS} characters, or null`,
+    description: 'only the events of tasks some endpoint of which matches this label selector (labels and facts), and the `endpoint.stale` of matching endpoints; absent or null: all',
+  })),
 };
 export const WebhookBody = Type.Object({
-  url: WebhookFields.url, events: WebhookFields.events, types: Type.Optional(WebhookFields.types), description: Type.Optional(WebhookFields.description),
+  url: WebhookFields.url, events: WebhookFields.events, types: Type.Optional(WebhookFields.types), selector: Type.Optional(WebhookFields.selector),
+  description: Type.Optional(WebhookFields.description),
 }, {
   additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object',
   example: { url: 'https://hooks.example.com/tasker', events: ['task.done', 'task.incomplete'], types: ['backup'], description: 'ops channel' },
@@ -149,7 +158,7 @@ export const WebhookBody = Type.Object({
 export type WebhookBody = Static<typeof WebhookBody>;
 export const WebhookPatchBody = Type.Object({
   url: Type.Optional(WebhookFields.url), events: Type.Optional(WebhookFields.events), types: Type.Optional(WebhookFields.types),
-  description: Type.Optional(WebhookFields.description),
+  selector: Type.Optional(WebhookFields.selector), description: Type.Optional(WebhookFields.description),
   enabled: Type.Optional(Type.Boolean({ description: 'false stops deliveries (they wait); true re-enables a subscription, also one disabled after failing' })),
 }, { additionalProperties: false, [ERROR_KEYWORD]: 'must be a JSON object', example: { enabled: true } });
 export type WebhookPatchBody = Static<typeof WebhookPatchBody>;
@@ -244,6 +253,7 @@ export const TaskAnswer = Type.Object({
   end_time: nullable(Time),
   timeout: Type.Integer({ minimum: 1, description: 'seconds the task may run from its send' }),
   deadline: nullable(Type.String({ format: 'date-time', description: 'when the run\'s time is up (ISO 8601, UTC, on the database\'s clock): the send plus `timeout`, the creation plus it until sent' })),
+  notify: nullable(Type.String({ description: 'the URL the task\'s end is POSTed to (its POST\'s `notify`); null: none' })),
   responses: Counts,
   rollout: nullable(Type.Object({
     batch_size: Type.Integer({ minimum: 1, description: 'at most this many endpoints sent the task and not finished at once' }),
@@ -337,6 +347,7 @@ export const WebhookAnswer = Type.Object({
   url: Type.String(),
   events: Type.Array(Type.String()),
   types: nullable(Type.Array(Type.String())),
+  selector: nullable(Type.String({ description: 'the label selector the events are filtered by, as written; null: none' })),
   description: nullable(Type.String()),
   enabled: Type.Boolean(),
   disabled_reason: nullable(Type.String({ description: 'why it is disabled: its deliveries failed for api.webhooks.retry_for, or a PATCH' })),

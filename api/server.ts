@@ -101,6 +101,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const history = new History(ds);
   const webhookStore = new WebhookStore(ds);
   history.webhooks = webhookStore;
+  webhookStore.notifying = config.api.webhooks.allow_per_task_urls && config.api.webhooks.notify_secret !== '';
   // Known before the first write: events of a subscription that exists are not missed while the job starts.
   await webhookStore.refreshActive();
   await checkAutoincLockMode(ds, log);
@@ -136,6 +137,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     taskTypes: config.task_types, payloads, endpointExpiry: config.api.endpoint_expiry, unknownEndpoints: config.api.unknown_endpoints, localEndpoints: deps.localEndpoints ?? [], executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
     registry, publisher, hub, maxBatch: 256, maxBatchBytes: await taskInsertBound(ds), admit: (type, eps) => transport.admit(type, eps),
     resolveSelector: (type, selector) => endpoints.resolve(type, selector),
+    notify: { allowed: config.api.webhooks.allow_per_task_urls, signing: config.api.webhooks.notify_secret !== '', allowHttp: config.api.webhooks.allow_http },
   });
   const operations = new OperationsService(service, taskOperations, publisher, transport, log);
   const identity = config.api.endpoint_identity;
@@ -152,7 +154,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const wh = config.api.webhooks;
   const dispatcher = new WebhookDispatcher(webhookStore, clockOf(ds), {
     timeoutMs: wh.timeout * 1000, retryForMs: wh.retry_for * 1000, retryBaseMs: wh.retry_base * 1000, retryMaxMs: wh.retry_max * 1000,
-    concurrency: wh.concurrency, keepMs: wh.log_keep * 1000, allowPrivate: wh.allow_private, publicUrl: wh.public_url,
+    concurrency: wh.concurrency, keepMs: wh.log_keep * 1000, allowPrivate: wh.allow_private, publicUrl: wh.public_url, notifySecret: wh.notify_secret,
     onAttempt: (outcome) => metrics.webhookAttempt(outcome),
   }, log.child({ component: 'webhooks' }));
   // Two refreshes' time and a margin: by then every instance whose refresh job runs knows of the subscription.

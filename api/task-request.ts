@@ -18,6 +18,8 @@ export interface TaskRequest {
   rollout: RolloutRequest | null;
   /** Seconds the task may run from its send; null: the configured default. */
   timeout: number | null;
+  /** Where the task's end is POSTed (its own webhook); null: nowhere. Checked against the configuration by TaskService. */
+  notify?: string | null;
   /** Listed endpoints outside the inventory are accepted (delivery to endpoints that appear later). */
   allowUnknownEndpoints?: boolean;
 }
@@ -35,7 +37,7 @@ export function toTaskRequest(body: TaskRequestBody): TaskRequest {
   // Kept as written: it is what the client sees again on the task, and what tells a repeat from another request.
   const selector = body.selector === undefined ? null : { text: body.selector, parsed: parseSelector(body.selector) };
   return { identifier: body.identifier, payload: body.payload ?? null, endpoints, selector, rollout: body.rollout ?? null, timeout: body.timeout ?? null,
-    allowUnknownEndpoints: body.allow_unknown_endpoints === true };
+    notify: body.notify ?? null, allowUnknownEndpoints: body.allow_unknown_endpoints === true };
 }
 
 /** Whether arrays and objects nest deeper than `max` (without recursion, whatever the depth). */
@@ -63,7 +65,9 @@ export function canonicalJson(value: unknown): string {
  * What tells an idempotent retry (same hash) from a conflicting reuse of the identifier. The rollout is
  * hashed only when there is one, so that the tasks stored before rollouts existed keep their hashes.
  */
-export function requestHash(req: Pick<TaskRequest, 'payload' | 'endpoints'> & { rollout?: RolloutRequest | null; timeout?: number | null; selector?: TaskRequest['selector'] }): string {
+export function requestHash(req: Pick<TaskRequest, 'payload' | 'endpoints'> & {
+  rollout?: RolloutRequest | null; timeout?: number | null; selector?: TaskRequest['selector']; notify?: string | null;
+}): string {
   const rollout = req.rollout ? { rollout: req.rollout } : {};
   // Likewise the timeout: a repeat that asks for another one is another request.
   const timeout = req.timeout ? { timeout: req.timeout } : {};
@@ -71,5 +75,7 @@ export function requestHash(req: Pick<TaskRequest, 'payload' | 'endpoints'> & { 
   // fleet changed is still the same request.
   const selector = req.selector ? { selector: formatSelector(req.selector.parsed) } : {};
   const endpoints = req.selector ? null : req.endpoints;
-  return createHash('sha256').update(canonicalJson({ payload: req.payload, endpoints, ...rollout, ...timeout, ...selector })).digest('hex');
+  // Likewise the notify URL: hashed only when given, so that earlier tasks' hashes stay.
+  const notify = req.notify ? { notify: req.notify } : {};
+  return createHash('sha256').update(canonicalJson({ payload: req.payload, endpoints, ...rollout, ...timeout, ...selector, ...notify })).digest('hex');
 }

@@ -1,5 +1,5 @@
 import { Batcher } from '../lib/batcher';
-import { BacklogFullError, IdentifierConflictError, NoEndpointsError, NoMatchingEndpointsError, EndpointsNotServingError, NotFoundError, TaskTooLargeError, UnknownEndpointsError } from '../lib/errors';
+import { BacklogFullError, IdentifierConflictError, InvalidRequestError, NoEndpointsError, NoMatchingEndpointsError, EndpointsNotServingError, NotFoundError, TaskTooLargeError, UnknownEndpointsError } from '../lib/errors';
 import type { Selector } from '../protocol/label-selector';
 import type { Reservation } from '../protocol/broker';
 import type { Publisher } from './publisher';
@@ -16,6 +16,7 @@ import { firstTargets, NewTask, TaskStore } from './storage/task-store';
 import type { PayloadSchemas } from './payload-schemas';
 import { resolveRollout } from './rollout';
 import { requestHash, TaskRequest } from './task-request';
+import { checkWebhookUrl } from './webhooks/url';
 import { countRows } from './views';
 import type { WatchHub } from './watch-hub';
 
@@ -47,6 +48,8 @@ export interface TaskServiceDeps {
    * match, by name, and how many live ones there are.
    */
   resolveSelector: (type: string, selector: Selector) => Promise<{ matched: string[]; live: number }>;
+  /** What a task's own `notify` URL needs (api.webhooks): allowed at all, a secret to sign with, whether http:// will do. */
+  notify?: { allowed: boolean; signing: boolean; allowHttp: boolean };
   /** Room for a new task in the queues it will reach, held until it is sent; `null` when they are full. */
   admit: (type: string, endpoints: readonly string[] | null) => Reservation | null;
 }
@@ -88,7 +91,7 @@ export class TaskService {
   async create(type: string, request: TaskRequest, actor: string | null): Promise<TaskWithCounts & { created: boolean }> {
     this.requireType(type);
     this.deps.payloads?.check(type, request.payload);
-    let req = request;
+    let req = request.notify ? { ...request, notify: this.checkNotify(request.notify) } : request;
     if (req.selector) {
       // A repeat is answered with what the first request resolved to, whatever the fleet is now.
       const existing = await guardDb(() => this.deps.tasks.find(type, req.identifier));
@@ -153,6 +156,14 @@ export class TaskService {
     throw new EndpointsNotServingError(type, notServing);
   }
 
+  /** A task's `notify` URL, refused (400 naming `notify`) unless the deployment allows and can sign it. */
+  private checkNotify(url: string): string {
+    const o = this.deps.notify;
+    if (!o?.allowed) throw new InvalidRequestError('notify: a task\'s own notify URL is not allowed here (api.webhooks.allow_per_task_urls is false)');
+    if (!o.signing) throw new InvalidRequestError('notify: api.webhooks.notify_secret is not set, so a notification could not be signed');
+    return checkWebhookUrl(url, o.allowHttp, 'notify');
+  }
+
   private async store(type: string, req: TaskRequest, actor: string | null): Promise<TaskWithCounts & { created: boolean }> {
     const hash = requestHash(req);
     const { task, created } = await guardDb(async () => {
@@ -164,7 +175,7 @@ export class TaskService {
         if (expected.length === 0) throw new NoEndpointsError(type);
       }
       const item: NewTask = {
-        type, identifier: req.identifier, payload: req.payload, endpoints: req.endpoints, selector: req.selector?.text ?? null, expected,
+        type, identifier: req.identifier, payload: req.payload, endpoints: req.endpoints, selector: req.selector?.text ?? null, expected, notify: req.notify ?? null,
         requestHash: hash, timeout: req.timeout ?? this.deps.executionTimeout, actor, rollout: req.rollout ? resolveRollout(req.rollout, expected.length) : null,
       };
       const bytes = taskRowBytes(item, writeJson(item.payload));

@@ -44,6 +44,7 @@ export function taskView(t: Task, counts: ReadonlyMap<ResponseState, number>): R
     end_time: t.end_time?.toISOString() ?? null,
     timeout: t.timeout,
     deadline: t.deadline?.toISOString() ?? null,
+    notify: t.notify,
     // `failed` is both a count of the original shape and a state: the same number.
     responses: { expected: t.expected_count, received: t.received_count, finished: t.finished_count, ...stateCounts(t, counts) },
     rollout: t.rollout ? rolloutView(t.rollout, t.expected_count, (s) => counts.get(s) ?? 0) : null,

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/loader';
 import { Harness, Proc } from '../test/support/harness';
 import { shippedDefaults } from './defaults';
+import { claimPlan, measureLatency, type LatencyReport } from './webhook-latency';
 import { ensureWrk, postWithWrk, WrkResult } from './wrk';
 
 /**
@@ -14,6 +15,9 @@ import { ensureWrk, postWithWrk, WrkResult } from './wrk';
  * (2) deliveries per second: after each round with subscriptions, the backlog it left drained for 10 s by
  * the delivery job, no POST beside it, to a local receiver that answers 204. Every setting at its shipped default
  * (api.webhooks.concurrency 16, interval 1 s) but allow_http and allow_private, which a local receiver needs.
+ * (3) the added POST latency apart from load (bench/webhook-latency.ts): `--latency-posts` POSTs per mode, one
+ * at a time, in blocks of `--block` alternating between none and 3 subscriptions; the outbox INSERT's own
+ * time; the plan of the delivery job's look for due rows. `--only latency` or `--only load` runs one part.
  * A program, not a test: it prints figures.
  */
 const { values: opt } = parseArgs({
@@ -23,8 +27,13 @@ const { values: opt } = parseArgs({
     concurrency: { type: 'string', default: '32' },
     rounds: { type: 'string', default: '4' },
     json: { type: 'boolean', default: false },
+    'latency-posts': { type: 'string', default: '2000' },
+    block: { type: 'string', default: '100' },
+    only: { type: 'string', default: '' },
   },
 });
+const LOAD = opt.only !== 'latency';
+const LATENCY = opt.only !== 'load';
 const SECONDS = Number(opt.seconds);
 const DRAIN_SECONDS = 10;
 const ENDPOINTS = ['bench1', 'bench2', 'bench3'];
@@ -99,7 +108,7 @@ async function stop(p: Proc): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const wrkVersion = await ensureWrk();
+  const wrkVersion = LOAD ? await ensureWrk() : null;
   const env = shippedDefaults(loadConfig({ mode: 'test', env: { TASKER_TEST_ID: 'bench' } }));
   const h = new Harness({ env: { ...env, TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true' } });
   await h.setup();
@@ -107,14 +116,24 @@ async function main(): Promise<void> {
   const url = await receiver.start();
   const phases: Phase[] = [];
   const rates: number[] = [];
+  let latency: LatencyReport | null = null;
+  let backlogPlan: Record<string, unknown>[] = [];
   try {
     h.discardStdout = true;
     for (const name of ENDPOINTS) await h.startManager(name, ['worker']);
     const api = await h.startApi();
     try {
-      log(`warm-up: ${opt.warmup} s of wrk`);
-      await postWithWrk(h.port, { prefix: 'warm', seconds: Number(opt.warmup), connections: Number(opt.concurrency), endpoints: ENDPOINTS });
-      for (let i = 0; i < Number(opt.rounds); i++) {
+      if (LOAD) {
+        log(`warm-up: ${opt.warmup} s of wrk`);
+        await postWithWrk(h.port, { prefix: 'warm', seconds: Number(opt.warmup), connections: Number(opt.concurrency), endpoints: ENDPOINTS });
+      }
+      if (LATENCY) {
+        latency = await measureLatency(h, url, {
+          posts: Number(opt['latency-posts']), block: Number(opt.block), endpoints: ENDPOINTS, intervalS: h.config.api.webhooks.interval, log,
+        });
+        log(`latency: ${JSON.stringify(latency)}`);
+      }
+      for (let i = 0; LOAD && i < Number(opt.rounds); i++) {
         phases.push(await phase(h, 0, 2 * i));
         const ids: number[] = [];
         for (let s = 0; s < 3; s++) ids.push((await call(h, 'POST', '/webhooks', { url, events: ['task.created', 'task.done'] })).id as number);
@@ -122,6 +141,8 @@ async function main(): Promise<void> {
         // The backlog the load left, drained with no POST beside it: deliveries per second.
         const before = receiver.received;
         const left = await pending(h);
+        // The plan over a real backlog (thousands of due rows), where a scan would show.
+        if (i === 0) backlogPlan = await claimPlan(h);
         await sleep(DRAIN_SECONDS * 1000);
         const rate = Math.round((receiver.received - before) / DRAIN_SECONDS);
         if (await pending(h) === 0) throw new Error(`the backlog (${left}) ran out while measured: raise --seconds`);
@@ -146,13 +167,29 @@ async function main(): Promise<void> {
     p50_ms: { none: mean(none.map((p) => p.post_ms.p50)), three: mean(three.map((p) => p.post_ms.p50)) },
     p99_ms: { none: mean(none.map((p) => p.post_ms.p99)), three: mean(three.map((p) => p.post_ms.p99)) },
     accepted_per_s: { none: mean(none.map((p) => p.accepted_per_s)), three: mean(three.map((p) => p.accepted_per_s)) },
-    deliveries_per_s: mean(rates), deliveries_per_s_rounds: rates,
+    deliveries_per_s: mean(rates), deliveries_per_s_rounds: rates, latency, backlog_claim_plan: backlogPlan,
   };
   if (opt.json) {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
     return;
   }
   const change = (a: number, b: number): string => `${b >= a ? '+' : ''}${round(((b - a) / a) * 100)} %`;
+  const planText = (rows: Record<string, unknown>[]): string[] => rows.map((r) => `${String(r.table)}: ${String(r.type)} on ${String(r.key)}, ~${String(r.rows)} rows estimated${r.r_rows === undefined ? '' : `, ${String(r.r_rows)} read`}${r.Extra ? ` (${String(r.Extra)})` : ''}`);
+  if (latency) {
+    process.stdout.write([
+      `tasker bench:webhooks, latency apart from load: ${latency.posts_per_mode} POSTs per mode, one at a time, in alternating blocks of ${latency.block} (ABBA), outbox drained before each block`,
+      '',
+      '| | no subscription | 3 subscriptions (task.created, task.done) | added |',
+      '| --- | ---: | ---: | ---: |',
+      `| POST p50 | ${latency.p50_ms.none} ms | ${latency.p50_ms.three} ms | ${latency.p50_ms.added} ms (median of the block pairs: ${latency.paired_added_p50_ms} ms) |`,
+      `| POST p90 | ${latency.p90_ms.none} ms | ${latency.p90_ms.three} ms | |`,
+      '',
+      `the outbox INSERT … SELECT alone (one event, 3 subscriptions, ${latency.outbox_insert_ms.samples} transactions): p50 ${latency.outbox_insert_ms.p50} ms, p99 ${latency.outbox_insert_ms.p99} ms`,
+      `the delivery job's look for due rows (its plan, on fresh statistics): ${planText(latency.claim_plan).join('; ')}`,
+      '',
+    ].join('\n'));
+  }
+  if (!LOAD) return;
   process.stdout.write([
     `tasker bench:webhooks: wrk ${SECONDS} s at ${report.concurrency} connections, ${report.rounds} alternating rounds per mode, ${report.machine}, `
       + 'shipped default configuration (api.webhooks.allow_http and allow_private on, for the local receiver)',
@@ -162,6 +199,8 @@ async function main(): Promise<void> {
     `| POST p50 (mean of the rounds) | ${report.p50_ms.none} ms | ${report.p50_ms.three} ms | ${change(report.p50_ms.none, report.p50_ms.three)} |`,
     `| POST p99 (mean of the rounds) | ${report.p99_ms.none} ms | ${report.p99_ms.three} ms | ${change(report.p99_ms.none, report.p99_ms.three)} |`,
     `| accepted tasks/s | ${report.accepted_per_s.none} | ${report.accepted_per_s.three} | ${change(report.accepted_per_s.none, report.accepted_per_s.three)} |`,
+    '',
+    `the delivery job's look for due rows over the first round's backlog (its plan, on fresh statistics): ${planText(backlogPlan).join('; ')}`,
     '',
     `deliveries: ${report.deliveries_per_s}/s (mean of the rounds: ${rates.join(', ')}) to a local receiver answering 204, each drained for ${DRAIN_SECONDS} s from the backlog a round left`,
     '',

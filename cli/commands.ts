@@ -87,6 +87,8 @@ export interface SendOptions {
   maxErrors?: string;
   /** Seconds the task may run (the API's `timeout`). */
   timeout?: string;
+  /** A URL the task's end is POSTed to (the API's `notify`). */
+  notify?: string;
   wait?: boolean;
 }
 
@@ -104,6 +106,7 @@ export async function send(ctx: Context, type: string, o: SendOptions): Promise<
     body.rollout = { batch_size: amount(o.batchSize), ...(o.maxErrors !== undefined ? { max_errors: amount(o.maxErrors) } : {}) };
   }
   if (o.timeout !== undefined) body.timeout = Number(o.timeout);
+  if (o.notify !== undefined) body.notify = o.notify;
   if (o.dryRun) {
     const plan = await ctx.client.json<{ endpoints: string[]; count: number; selector: string | null }>('POST', [type], { body, query: { dry_run: 'true' } });
     out(ctx, plan, () => [`would send to ${plan.count} endpoint${plan.count === 1 ? '' : 's'}${plan.selector ? ` (selector ${plan.selector})` : ''}:`, ...plan.endpoints.map((e) => `  ${e}`)]);
@@ -279,12 +282,14 @@ export async function scheduleAction(ctx: Context, name: string, action: 'pause'
 export interface WebhookOptions {
   events?: string;
   types?: string;
+  selector?: string;
   description?: string;
 }
 
 export async function webhookAdd(ctx: Context, url: string, o: WebhookOptions): Promise<number> {
   const body = {
     url, events: nameList(o.events ?? ''), ...(o.types !== undefined ? { types: nameList(o.types) } : {}),
+    ...(o.selector !== undefined ? { selector: o.selector } : {}),
     ...(o.description !== undefined ? { description: o.description } : {}),
   };
   const made = await ctx.client.json<WebhookInfo>('POST', ['webhooks'], { body });

@@ -190,8 +190,8 @@ export function schedulesTable(schedules: ScheduleInfo[]): string[] {
 }
 
 export function webhooksTable(hooks: WebhookInfo[]): string[] {
-  return table(['ID', 'URL', 'EVENTS', 'TYPES', 'ENABLED', 'FAILING SINCE', 'DESCRIPTION'], hooks.map((w) => [
-    String(w.id), w.url, w.events.join(','), w.types?.join(',') ?? '*', w.enabled ? 'yes' : `no (${w.disabled_reason ?? ''})`, time(w.failing_since),
+  return table(['ID', 'URL', 'EVENTS', 'TYPES', 'SELECTOR', 'ENABLED', 'FAILING SINCE', 'DESCRIPTION'], hooks.map((w) => [
+    String(w.id), w.url, w.events.join(','), w.types?.join(',') ?? '*', w.selector ?? '*', w.enabled ? 'yes' : `no (${w.disabled_reason ?? ''})`, time(w.failing_since),
     w.description ?? '-',
   ]));
 }

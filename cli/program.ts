@@ -103,6 +103,7 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .option('-b, --batch-size <n>', 'a rollout: at most N endpoints (or N% of them) run the task at once', rolloutAmount(1))
     .option('--max-errors <n>', 'with --batch-size: send to no more endpoints once more than N (or N%) failed or went missing', rolloutAmount(0))
     .option('-t, --timeout <seconds>', 'seconds the task may run once sent (default: the API\'s api.execution_timeout); then it ends INCOMPLETE, running endpoints timed_out', timeoutSeconds)
+    .option('--notify <url>', 'POST the task\'s end to this URL, signed (the API needs api.webhooks.allow_per_task_urls)')
     .option('-w, --wait', 'follow the task until DONE, INCOMPLETE, CANCELLED or STOPPED; exit status by its result')
     .addHelpText('after', '\nExample:\n  $ tasker send worker --identifier deploy-42 --payload \'{"sleep": 1}\' --endpoints console1,console2 --wait')
     .action(action((ctx, type: string, o: commands.SendOptions) => commands.send(ctx, type, o)));
@@ -217,6 +218,7 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .argument('<url>', 'https URL the events are POSTed to')
     .requiredOption('--events <names>', 'comma-separated: task.created, task.done, task.incomplete, task.stopped, task.cancelled, response.failed, endpoint.stale')
     .option('-t, --types <types>', 'comma-separated task types (default: every type)')
+    .option('-l, --selector <selector>', 'label selector: only tasks some endpoint of which matches, and matching endpoints (default: all)')
     .option('-d, --description <text>', 'what it is for')
     .addHelpText('after', '\nExample:\n  $ tasker webhook add https://hooks.example.com/tasker --events task.done,task.incomplete --types backup')
     .action(action((ctx, url: string, o: commands.WebhookOptions) => commands.webhookAdd(ctx, url, o)));

@@ -116,6 +116,7 @@ export interface WebhookInfo {
   url: string;
   events: string[];
   types: string[] | null;
+  selector: string | null;
   description: string | null;
   enabled: boolean;
   disabled_reason: string | null;

@@ -178,6 +178,10 @@ export const ConfigSchema = Type.Object({
       allow_http: Type.Boolean({ default: false }),
       /** Whether deliveries may go to private, loopback and link-local addresses. */
       allow_private: Type.Boolean({ default: false }),
+      /** Whether a task's POST may carry its own `notify` URL, to which its end is POSTed (signed with notify_secret). */
+      allow_per_task_urls: Type.Boolean({ default: false }),
+      /** The secret (`whsec_` and base64 of 24 to 64 bytes) that signs the tasks' own `notify` deliveries; empty: `notify` is refused. */
+      notify_secret: str('', /^(?:whsec_[A-Za-z0-9+/]{32,88}={0,2})?$/, 'must be empty or whsec_ and the base64 of 24 to 64 random bytes (e.g. whsec_$(openssl rand -base64 24))'),
       /** The API's public base URL (e.g. https://tasker.example.com): the payloads' links start with it; empty: links are paths. */
       public_url: str('', /^(?:https?:\/\/[^\s/]+(?:\/\S*[^/\s])?)?$/, 'must be empty or an http(s) URL without a trailing slash'),
     }),

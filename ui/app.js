@@ -1,4 +1,5 @@
-// The dashboard: hash routes (#/tasks/<type>, #/task/<type>/<identifier>, #/endpoints, #/schedules), the navigation,
+// The dashboard: hash routes (#/tasks/<type>, #/task/<type>/<identifier>, #/endpoints, #/schedules, #/webhooks,
+// #/webhooks/<id>), the navigation,
 // and the token prompt. Each view mounts into <main> and returns the function that unmounts it.
 
 import { api, onUnauthorized, token } from './api.js';
@@ -7,6 +8,7 @@ import { mountEndpoints } from './endpoints.js';
 import { mountSchedules } from './schedules.js';
 import { mountTask } from './task.js';
 import { mountTasks } from './tasks.js';
+import { mountWebhook, mountWebhooks } from './webhooks.js';
 
 const view = document.getElementById('view');
 const nav = document.getElementById('nav');
@@ -38,6 +40,7 @@ function renderNav(parts) {
     ...taskTypes.map((t) => h('a', { href: `#/tasks/${encodeURIComponent(t)}`, 'aria-current': (parts[0] === 'tasks' || parts[0] === 'task') && parts[1] === t ? 'page' : null }, t)),
     h('a', { href: '#/endpoints', 'aria-current': parts[0] === 'endpoints' ? 'page' : null }, 'Endpoints'),
     h('a', { href: '#/schedules', 'aria-current': parts[0] === 'schedules' ? 'page' : null }, 'Schedules'),
+    h('a', { href: '#/webhooks', 'aria-current': parts[0] === 'webhooks' ? 'page' : null }, 'Webhooks'),
   );
   signout.hidden = !token.get();
 }
@@ -57,6 +60,10 @@ function route() {
     unmount = mountEndpoints(view, app);
   } else if (parts[0] === 'schedules') {
     unmount = mountSchedules(view, app);
+  } else if (parts[0] === 'webhooks' && /^[1-9][0-9]*$/.test(parts[1] ?? '')) {
+    unmount = mountWebhook(view, app, parts[1]);
+  } else if (parts[0] === 'webhooks') {
+    unmount = mountWebhooks(view, app);
   } else if (taskTypes.length) {
     location.replace(`#/tasks/${encodeURIComponent(taskTypes[0])}`);
   } else {

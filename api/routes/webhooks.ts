@@ -13,7 +13,7 @@ const iso = (d: Date | null): string | null => (d === null ? null : d.toISOStrin
 /** A subscription as the API shows it: never its secret (shown once, by POST). */
 export function webhookView(w: Webhook): Record<string, unknown> {
   return {
-    id: w.id, url: w.url, events: w.events, types: w.types, description: w.description, enabled: w.enabled, disabled_reason: w.disabled_reason,
+    id: w.id, url: w.url, events: w.events, types: w.types, selector: w.selector, description: w.description, enabled: w.enabled, disabled_reason: w.disabled_reason,
     failing_since: iso(w.failing_since), previous_secret_until: iso(w.previous_secret_until), created_by: w.created_by, created_time: w.created_time.toISOString(), updated_time: w.updated_time.toISOString(),
   };
 }

@@ -27,6 +27,8 @@ import { Webhooks1765300000000 } from './migrations/1765300000000-webhooks';
 import { TaskOutput1765400000000 } from './migrations/1765400000000-task-output';
 import { WebhookSecretRotation1765450000000 } from './migrations/1765450000000-webhook-secret-rotation';
 import { EndpointStaleNotice1765500000000 } from './migrations/1765500000000-endpoint-stale-notice';
+import { WebhookSelector1765520000000 } from './migrations/1765520000000-webhook-selector';
+import { TaskNotify1765530000000 } from './migrations/1765530000000-task-notify';
 import { loadTlsMaterial, tlsRefusalKey } from '../../lib/tls-files';
 
 /**
@@ -39,7 +41,8 @@ export const MIGRATIONS = [Initial1763800000000, BinaryKeys1763900000000, Operat
   Deadlines1764500000000, ResendBackoff1764600000000, EndpointWaiting1764800000000,
   RequestFingerprint1764910000000, DropStatusStartIndex1765000000000, KnownEndpoints1765100000000,
   EndpointLabels1765200000000,
-  Webhooks1765300000000, TaskOutput1765400000000, WebhookSecretRotation1765450000000, EndpointStaleNotice1765500000000];
+  Webhooks1765300000000, TaskOutput1765400000000, WebhookSecretRotation1765450000000, EndpointStaleNotice1765500000000,
+  WebhookSelector1765520000000, TaskNotify1765530000000];
 
 export type Dialect = 'mysql' | 'sqlite';
 

@@ -81,7 +81,7 @@ export class History {
         `SELECT id FROM task_event WHERE task_id IN (${marks(taskIds.length)}) ORDER BY id DESC LIMIT ${events.length}`, taskIds);
       ids = back.map((r) => readId(r.id)).reverse();
     }
-    if (this.webhooks?.active) {
+    if (this.webhooks?.active || this.webhooks?.notifying) {
       const out = events.flatMap((e, i): OutboxEvent[] => {
         const event = webhookEventOf(e.kind, e.endpoints);
         return event === null ? [] : [{ taskId: e.task.id, eventId: ids[i], event, taskType: e.task.type, identifier: e.task.identifier, time: e.time }];

@@ -37,5 +37,6 @@ export function literalBytes(text: string | null): number {
 /** The bytes a task's row adds to the INSERT of its batch, given its payload as stored (JSON). */
 export function taskRowBytes(task: NewTask, payloadJson: string | null): number {
   const lists = literalBytes(task.endpoints === null ? null : JSON.stringify(task.endpoints)) + literalBytes(JSON.stringify(task.expected));
-  return ROW_OVERHEAD + literalBytes(payloadJson) + lists + (task.rollout ? literalBytes(JSON.stringify(task.rollout)) : 0) + literalBytes(task.selector ?? null);
+  return ROW_OVERHEAD + literalBytes(payloadJson) + lists + (task.rollout ? literalBytes(JSON.stringify(task.rollout)) : 0) + literalBytes(task.selector ?? null)
+    + literalBytes(task.notify ?? null);
 }

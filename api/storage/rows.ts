@@ -49,6 +49,8 @@ export interface Task {
   deadline: Date | null;
   /** The label selector it was addressed with; `expected_endpoints` is what it resolved to at creation. */
   selector: string | null;
+  /** Its own webhook URL: its end is POSTed there (null: none). */
+  notify: string | null;
 }
 
 export interface TaskResponse {

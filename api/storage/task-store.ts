@@ -21,10 +21,12 @@ export interface NewTask {
   actor: string | null;
   /** A rolling send, resolved; null: to every expected endpoint at once. */
   rollout: Rollout | null;
+  /** Where its end is POSTed (its own webhook); null: nowhere. */
+  notify?: string | null;
 }
 
 const TASK_COLUMN_NAMES = ['id', 'identifier', 'type', 'status', 'payload', 'endpoints', 'expected_endpoints', 'expected_count',
-  'received_count', 'finished_count', 'failed_count', 'request_hash', 'start_time', 'sent_time', 'end_time', 'last_modified_time', 'rollout', 'timeout', 'deadline', 'selector'];
+  'received_count', 'finished_count', 'failed_count', 'request_hash', 'start_time', 'sent_time', 'end_time', 'last_modified_time', 'rollout', 'timeout', 'deadline', 'selector', 'notify_url'];
 
 /** The task columns that `hydrateTask` reads, with a table alias if given. */
 export function taskColumns(alias?: string): string {
@@ -60,6 +62,7 @@ export function hydrateTask(row: Record<string, unknown>): Task {
     timeout: Number(row.timeout),
     deadline: readOptionalTime(row.deadline),
     selector: row.selector === null || row.selector === undefined ? null : String(row.selector),
+    notify: row.notify_url === null || row.notify_url === undefined ? null : String(row.notify_url),
   };
 }
 
@@ -173,9 +176,9 @@ export class TaskStore {
     const deadline = (t: NewTask): Date => new Date(now.getTime() + t.timeout * 1000);
     const rows = items.map((t) => [
       t.identifier, t.type, TASK_STATUS.CREATED, writeJson(t.payload), writeJson(t.endpoints), writeJson(t.expected), t.expected.length,
-      t.requestHash, sqlTime(now), sqlTime(now), t.rollout ? writeJson(t.rollout) : null, t.timeout, sqlTime(deadline(t)), t.selector ?? null]);
+      t.requestHash, sqlTime(now), sqlTime(now), t.rollout ? writeJson(t.rollout) : null, t.timeout, sqlTime(deadline(t)), t.selector ?? null, t.notify ?? null]);
     const first = await insertRows(this.ds, em, `INSERT INTO task (identifier, type, status, payload, endpoints, expected_endpoints, expected_count,
-      request_hash, start_time, last_modified_time, rollout, timeout, deadline, selector) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
+      request_hash, start_time, last_modified_time, rollout, timeout, deadline, selector, notify_url) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
     if (first === null) {
       const stored: Task[] = [];
       for (const t of items) stored.push(...(await this.selectByIdentifiers(em, t.type, [t.identifier])).values());
@@ -185,7 +188,7 @@ export class TaskStore {
       id: first + i, identifier: t.identifier, type: t.type, status: TASK_STATUS.CREATED, payload: t.payload ?? null, endpoints: t.endpoints,
       expected_endpoints: t.expected, expected_count: t.expected.length, received_count: 0, finished_count: 0, failed_count: 0,
       request_hash: t.requestHash, start_time: now, sent_time: null, end_time: null, last_modified_time: now, rollout: t.rollout,
-      timeout: t.timeout, deadline: deadline(t), selector: t.selector ?? null,
+      timeout: t.timeout, deadline: deadline(t), selector: t.selector ?? null, notify: t.notify ?? null,
     }));
   }
 

@@ -3,7 +3,7 @@ import { backoffDelay } from '../../lib/retry';
 import { DELIVERY_STATUS, WEBHOOK_EVENT_STATUS } from '../lifecycle/states';
 import type { DatabaseClock } from '../storage/database-clock';
 import { readOptionalTime, readTime } from '../storage/sql-values';
-import type { Delivery, Webhook, WebhookStore } from '../storage/webhook-store';
+import { type Delivery, NOTIFY_WEBHOOK, type Webhook, type WebhookStore } from '../storage/webhook-store';
 import { postOnce, type PostResult } from './post';
 import { sign } from './signature';
 
@@ -25,6 +25,8 @@ export interface DispatcherOptions {
   allowPrivate: boolean;
   /** The start of the payloads' links ('' : links are paths). */
   publicUrl: string;
+  /** Signs the tasks' own `notify` deliveries (api.webhooks.notify_secret; '' : none). */
+  notifySecret?: string;
   /** Told of each attempt's outcome (the metrics). */
   onAttempt?: (outcome: 'delivered' | 'retrying' | 'failed') => void;
 }
@@ -48,15 +50,16 @@ export class WebhookDispatcher {
 
   /** One run: answers how many deliveries it tried. */
   async run(): Promise<number> {
-    if (!this.store.active) return 0;
+    if (!this.store.active && !this.store.notifying) return 0;
     let total = 0;
     for (;;) {
       const now = await this.clock.now();
       const claimed = await this.store.claim(now, new Date(now.getTime() + this.o.timeoutMs + LEASE_MARGIN_MS), this.o.concurrency);
       if (claimed.length === 0) return total;
       const hooks = new Map<number, Webhook | null>();
-      for (const d of claimed) if (!hooks.has(d.webhook_id)) hooks.set(d.webhook_id, await this.store.find(d.webhook_id));
-      await Promise.all(claimed.map((d) => this.deliver(d, hooks.get(d.webhook_id) ?? null).catch((err: unknown) => {
+      for (const d of claimed) if (d.webhook_id !== NOTIFY_WEBHOOK && !hooks.has(d.webhook_id)) hooks.set(d.webhook_id, await this.store.find(d.webhook_id));
+      const hookOf = async (d: Delivery): Promise<Webhook | null> => (d.webhook_id === NOTIFY_WEBHOOK ? this.notifyHook(d) : hooks.get(d.webhook_id) ?? null);
+      await Promise.all(claimed.map((d) => hookOf(d).then((hook) => this.deliver(d, hook)).catch((err: unknown) => {
         // The lease runs out and the delivery is tried again (by any instance).
         this.log.warn({ err, delivery: d.id }, 'a webhook delivery could not be recorded');
       })));
@@ -94,7 +97,27 @@ export class WebhookDispatcher {
     }
   }
 
+  /**
+   * A task's own notification as a subscription of one: the task's URL, the deployment's notify secret.
+   * Null when the task is gone (retention) or nothing can sign it any more: the row is then failed.
+   */
+  private async notifyHook(d: Delivery): Promise<Webhook | null> {
+    const url = await this.store.notifyUrl(d.task_id);
+    if (url === null || !this.o.notifySecret) return null;
+    return {
+      id: NOTIFY_WEBHOOK, url, events: [d.event], types: null, selector: null, description: null, secret: this.o.notifySecret, previous_secret: null,
+      previous_secret_until: null, enabled: true, disabled_reason: null, failing_since: null, created_by: null, created_time: d.event_time, updated_time: d.event_time,
+    };
+  }
+
   private async deliver(d: Delivery, hook: Webhook | null): Promise<void> {
+    if (hook === null && d.webhook_id === NOTIFY_WEBHOOK) {
+      const now = await this.clock.now();
+      this.o.onAttempt?.(DELIVERY_STATUS.FAILED);
+      await this.store.record({ delivery: d, ok: false, httpStatus: null, durationMs: 0, error: 'the task or api.webhooks.notify_secret is gone', nextTime: null },
+        now, this.o.retryForMs, this.o.keepMs);
+      return;
+    }
     if (hook === null) return; // deleted meanwhile, with its deliveries
     const body = d.body ?? await this.payload(d);
     if (d.body === null) await this.store.keepBody(d.id, body);

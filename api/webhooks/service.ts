@@ -1,4 +1,5 @@
-import { InvalidRequestError, NotFoundError } from '../../lib/errors';
+import { InvalidRequestError, NotFoundError, SelectorSyntaxError } from '../../lib/errors';
+import { parseSelector } from '../../protocol/label-selector';
 import type { WebhookEvent } from '../lifecycle/states';
 import type { WebhookBody, WebhookPatchBody } from '../schemas';
 import { guardDb } from '../storage/database';
@@ -7,6 +8,7 @@ import type { Delivery, Webhook, WebhookStore } from '../storage/webhook-store';
 import { randomBytes } from 'node:crypto';
 import type { PostResult } from './post';
 import { newSecret } from './signature';
+import { checkWebhookUrl } from './url';
 
 /** Sends one signed message to a subscription (the delivery job's `send`). */
 export type Sender = (hook: Webhook, msgId: string, body: string) => Promise<PostResult>;
@@ -34,9 +36,10 @@ export class WebhookService {
   async create(body: WebhookBody, actor: string | null): Promise<Webhook> {
     const url = this.checkUrl(body.url);
     const types = this.checkTypes(body.types);
+    const selector = checkSelector(body.selector);
     const now = await guardDb(() => this.clock.now());
     const made = await guardDb(() => this.store.create({
-      url, events: [...new Set(body.events)] as WebhookEvent[], types, description: body.description ?? null, secret: newSecret(), created_by: actor, created_time: now,
+      url, events: [...new Set(body.events)] as WebhookEvent[], types, selector, description: body.description ?? null, secret: newSecret(), created_by: actor, created_time: now,
     }));
     await sleep(this.o.settleMs);
     return made;
@@ -56,9 +59,13 @@ export class WebhookService {
   async update(id: number, patch: WebhookPatchBody): Promise<Webhook> {
     const url = patch.url === undefined ? undefined : this.checkUrl(patch.url);
     const types = patch.types === undefined ? undefined : this.checkTypes(patch.types);
+    const selector = patch.selector === undefined ? undefined : checkSelector(patch.selector);
     const w = await this.get(id);
     if (url !== undefined) w.url = url;
     if (types !== undefined) w.types = types;
+    // Other instances learn a new selector at their next refresh (until then its rows are not chosen there).
+    const reselecting = selector !== undefined && selector !== null && selector !== w.selector;
+    if (selector !== undefined) w.selector = selector;
     if (patch.events !== undefined) w.events = [...new Set(patch.events)] as WebhookEvent[];
     if (patch.description !== undefined) w.description = patch.description;
     const enabling = patch.enabled === true && !w.enabled;
@@ -69,7 +76,7 @@ export class WebhookService {
     }
     const now = await guardDb(() => this.clock.now());
     if (!(await guardDb(() => this.store.update(w, now)))) throw new NotFoundError(`no webhook ${id}`);
-    if (enabling) await sleep(this.o.settleMs);
+    if (enabling || reselecting) await sleep(this.o.settleMs);
     return this.get(id);
   }
 
@@ -116,18 +123,7 @@ export class WebhookService {
   }
 
   private checkUrl(raw: string): string {
-    let url: URL;
-    try {
-      url = new URL(raw);
-    } catch {
-      throw new InvalidRequestError('url: must be an absolute URL');
-    }
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && this.o.allowHttp)) {
-      throw new InvalidRequestError(`url: must be https://${this.o.allowHttp ? ' or http://' : ' (http:// only with api.webhooks.allow_http)'}`);
-    }
-    if (url.username !== '' || url.password !== '') throw new InvalidRequestError('url: must not carry a user name or password');
-    if (url.hash !== '') throw new InvalidRequestError('url: must not have a fragment');
-    return url.toString();
+    return checkWebhookUrl(raw, this.o.allowHttp, 'url');
   }
 
   private checkTypes(types: string[] | null | undefined): string[] | null {
@@ -136,4 +132,16 @@ export class WebhookService {
     if (unknown.length) throw new InvalidRequestError(`types: unknown task type '${unknown[0]}'; configured: ${this.o.taskTypes.join(', ')}`);
     return [...new Set(types)];
   }
+}
+
+/** A selector as written (null: none); one that does not parse is a 400 `bad_selector` naming the field and the position. */
+function checkSelector(text: string | null | undefined): string | null {
+  if (text === undefined || text === null) return null;
+  try {
+    parseSelector(text);
+  } catch (err) {
+    if (err instanceof SelectorSyntaxError) throw new SelectorSyntaxError(err.position, `selector: ${err.message}`);
+    throw err;
+  }
+  return text;
 }

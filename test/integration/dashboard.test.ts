@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { projectRoot } from '../../config/loader';
@@ -37,7 +39,13 @@ const WAIT = 60_000;
  */
 describe('the dashboard in a real browser (Chromium)', function () {
   const h = new Harness({
-    waitTimeout: 120, env: { TASKER_API__AUTH: 'tokens', TASKER_TASK_TYPES: `[${TYPES.join(', ')}]`, TASKER_MANAGER__HANDLERS_DIR: 'test/handlers' },
+    waitTimeout: 120,
+    env: {
+      TASKER_API__AUTH: 'tokens', TASKER_TASK_TYPES: `[${TYPES.join(', ')}]`, TASKER_MANAGER__HANDLERS_DIR: 'test/handlers',
+      // A local receiver for the webhooks page; retries every 0.2 s or so.
+      TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1',
+      TASKER_API__WEBHOOKS__RETRY_BASE: '0.2', TASKER_API__WEBHOOKS__RETRY_MAX: '1',
+    },
   });
   const tokens: Record<string, string> = {};
   let browser: Browser | null = null;
@@ -285,6 +293,65 @@ describe('the dashboard in a real browser (Chromium)', function () {
     await page.waitForSelector(`.cell[data-endpoint="ep01"]`, { timeout: WAIT });
     assert.equal(decodeURIComponent(await page.evaluate(() => location.hash)), `#/task/deploy/${identifier}`);
     assert.equal(await marker(), true, 'the page was not reloaded');
+  });
+
+  it('lists the webhook subscriptions with their last delivery, and a subscription\'s delivery log with redeliver and test', async function () {
+    // A real receiver: /ok answers 200, /fail 500; it records each message's webhook-id.
+    const got: { path: string; id: string }[] = [];
+    const receiver = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        got.push({ path: req.url ?? '', id: String(req.headers['webhook-id']) });
+        res.writeHead(req.url === '/ok' ? 200 : 500).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+    try {
+      const ok = await call('POST', 'webhooks', { url: `${base}/ok`, events: ['task.created', 'task.done'], types: ['deploy'], description: 'ops' });
+      const failing = await call('POST', 'webhooks', { url: `${base}/fail`, events: ['task.done'], selector: 'role=web' });
+      await call('POST', 'deploy', { identifier: 'hooked-1', payload: { sleep: 0 }, endpoints: ['ep01'] });
+      await waitForTask('hooked-1', 'DONE');
+      await page.click('#nav a[href="#/webhooks"]');
+      await page.waitForSelector(`tr[data-id="${ok.id}"] td.last[data-status="delivered"]`, { timeout: WAIT });
+      assert.match(await page.innerText(`tr[data-id="${ok.id}"]`), new RegExp(`${ok.id}\\s+${base}/ok\\s+task\\.created, task\\.done\\s+types: deploy\\s+active\\s+delivered \\(200\\)`));
+      // Its 500s: pending, retried, the last answer shown.
+      await page.waitForFunction((id) => /pending after ([2-9]|\d{2,}) attempts \(500\)/.test(document.querySelector(`tr[data-id="${id}"] td.last`)?.innerText ?? ''), failing.id, { timeout: WAIT });
+      assert.match(await page.innerText(`tr[data-id="${failing.id}"]`), /selector: role=web\s+active/);
+      await call('PATCH', `webhooks/${failing.id}`, { enabled: false });
+      await page.waitForSelector(`tr[data-id="${failing.id}"][data-enabled="false"]`, { timeout: WAIT });
+      assert.match(await page.innerText(`tr[data-id="${failing.id}"]`), /disabled\s+disabled by PATCH/);
+      assert.match(await page.innerText('.summary-line'), /2 subscriptions: 1 active, 1 disabled/);
+      await screenshot('dashboard-webhooks.png');
+
+      // The log of the one that works: both deliveries, newest first, linking to the task.
+      await page.click(`tr[data-id="${ok.id}"] a[href="#/webhooks/${ok.id}"]`);
+      await page.waitForSelector('table.deliveries tr[data-status="delivered"] + tr[data-status="delivered"]', { timeout: WAIT });
+      const rows = await page.locator('table.deliveries tbody tr').allInnerTexts();
+      assert.equal(rows.length, 2);
+      assert.match(rows[0], /task\.done\s+deploy\/hooked-1\s+delivered\s+200\s+\d+ ms\s+1\s+—/);
+      assert.match(rows[1], /task\.created\s+deploy\/hooked-1\s+delivered\s+200/);
+      // Test: a signed message now, its answer shown.
+      await page.click('button:has-text("Send test")');
+      await page.waitForSelector('.test-result[data-ok="true"]', { timeout: WAIT });
+      assert.match(await page.innerText('.test-result'), /^Test msg_test_[0-9a-f]+: answered 200 in \d+ ms\.$/);
+      assert.ok(got.some((g) => g.path === '/ok' && g.id.startsWith('msg_test_')));
+      // Redeliver the newest: sent again under the same webhook-id.
+      const newest = await page.getAttribute('table.deliveries tbody tr:first-child', 'data-id');
+      const before = got.filter((g) => g.id === `msg_${newest}`).length;
+      await page.click('table.deliveries tbody tr:first-child button:has-text("Redeliver")');
+      const deadline = Date.now() + WAIT;
+      while (got.filter((g) => g.id === `msg_${newest}`).length === before) {
+        if (Date.now() > deadline) assert.fail('the redelivery did not arrive');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await page.waitForFunction(() => /delivered\s+200\s+\d+ ms\s+2/.test(document.querySelector('table.deliveries tbody tr')?.innerText ?? ''), undefined, { timeout: WAIT });
+      assert.equal(await marker(), true, 'the page was not reloaded');
+      for (const w of [ok, failing]) await call('DELETE', `webhooks/${w.id}`);
+    } finally {
+      receiver.closeAllConnections();
+      await new Promise((resolve) => receiver.close(resolve));
+    }
   });
 
   it('gives a token without the operate scope the pages but not retry and cancel', async function () {

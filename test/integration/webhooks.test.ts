@@ -10,6 +10,8 @@ import { freePort, Harness, type LogLine, type Proc } from '../support/harness';
 import { parseMetrics, valueOf } from '../support/prometheus';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** The deployment's secret for tasks' own `notify` URLs (api.webhooks.notify_secret). */
+const NOTIFY_SECRET = `whsec_${Buffer.alloc(24, 42).toString('base64')}`;
 
 /**
  * Standard Webhooks verification as a receiver would write it from the specification, apart from the
@@ -119,6 +121,7 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
       TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1',
       TASKER_API__WEBHOOKS__RETRY_BASE: '0.2', TASKER_API__WEBHOOKS__RETRY_MAX: '2', TASKER_API__WEBHOOKS__TIMEOUT: '2', TASKER_API__WEBHOOKS__RETRY_FOR: '8',
       TASKER_API__WEBHOOKS__LOG_KEEP: '60', TASKER_API__WEBHOOKS__ROTATION_OVERLAP: '4',
+      TASKER_API__WEBHOOKS__ALLOW_PER_TASK_URLS: 'true', TASKER_API__WEBHOOKS__NOTIFY_SECRET: NOTIFY_SECRET,
     },
   });
   let api: Proc;
@@ -177,6 +180,20 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     return res.json.deliveries;
   };
 
+  /** The tasker CLI, run as a user runs it, against the first API instance. */
+  const root = path.resolve(__dirname, '..', '..', '..');
+  const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(root, 'dist', 'cli', 'tasker.js'), ...args], {
+      cwd: root, env: { PATH: process.env.PATH, TASKER_URL: h.baseUrl }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => { stdout += c.toString('utf8'); });
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+
   before(async function () {
     await h.setup(this);
     // Two instances, both running the delivery job: every test's receiver checks that each id comes once.
@@ -203,7 +220,7 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
       [{ url: 'https://hooks.example.com/x', events: ['task.done', 'task.done'] }, /events/],
       [{ url: 'https://hooks.example.com/x', events: ['task.done'], types: ['nosuch'] }, /^types: unknown task type 'nosuch'/],
       [{ url: 'https://hooks.example.com/x', events: ['task.done'], description: 'x'.repeat(256) }, /description/],
-      [{ url: 'https://hooks.example.com/x', events: ['task.done'], selector: 'a' }, /selector/],
+      [{ url: 'https://hooks.example.com/x', events: ['task.done'], selector: '' }, /selector/],
       [[], /must be a JSON object/],
     ];
     for (const [body, field] of cases) {
@@ -212,6 +229,12 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
       assert.equal(res.json.error.code, 'invalid_request');
       assert.match(res.json.error.message, field, JSON.stringify(body));
     }
+    // A selector that does not parse: the field and the offending character's position.
+    const badSelector = await call('POST', '/webhooks', { url: 'https://hooks.example.com/x', events: ['task.done'], selector: 'role in (web' });
+    assert.equal(badSelector.status, 400);
+    assert.equal(badSelector.json.error.code, 'bad_selector');
+    assert.match(badSelector.json.error.message, /^selector: .*position 12/);
+    assert.equal(badSelector.json.error.position, 12);
     assert.deepEqual((await call('GET', '/webhooks')).json, { webhooks: [] });
     assert.equal((await call('GET', '/webhooks/1')).status, 404);
     assert.equal((await call('GET', '/webhooks/abc')).status, 404);
@@ -443,30 +466,19 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
 
   it('is managed by the CLI: add (the secret once), list, test, deliveries, redeliver, disable, enable, rm', async function () {
     this.timeout(60_000);
-    const root = path.resolve(__dirname, '..', '..', '..');
-    const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(root, 'dist', 'cli', 'tasker.js'), ...args], {
-        cwd: root, env: { PATH: process.env.PATH, TASKER_URL: h.baseUrl }, stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c: Buffer) => { stdout += c.toString('utf8'); });
-      child.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
-      child.once('error', reject);
-      child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
     const r = await receiver();
     const bad = await cli(['webhook', 'add', r.url, '--events', 'task.nope']);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /^tasker: POST \/webhooks: 400 invalid_request: events/);
-    const added = await cli(['webhook', 'add', r.url, '--events', 'task.created,task.done', '--types', 'worker', '--description', 'from the CLI']);
+    const added = await cli(['webhook', 'add', r.url, '--events', 'task.created,task.done', '--types', 'worker', '--selector', '!canary', '--description', 'from the CLI']);
     assert.equal(added.code, 0, added.stderr);
     const made = JSON.parse(added.stdout);
     assert.match(made.secret, /^whsec_/);
+    assert.equal(made.selector, '!canary');
     r.secret = made.secret;
     const listed = await cli(['webhook', 'list', '--output', 'table']);
     assert.equal(listed.code, 0);
-    assert.match(listed.stdout, new RegExp(`${made.id}\\s+${r.url.replace(/[.]/g, '\\.')}\\s+task\\.created,task\\.done\\s+worker\\s+yes`));
+    assert.match(listed.stdout, new RegExp(`${made.id}\\s+${r.url.replace(/[.]/g, '\\.')}\\s+task\\.created,task\\.done\\s+worker\\s+!canary\\s+yes`));
     assert.ok(!listed.stdout.includes(made.secret), 'never the secret again');
     const tested = await cli(['webhook', 'test', String(made.id)]);
     assert.equal(tested.code, 0, tested.stderr);
@@ -602,6 +614,114 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     await call('DELETE', `/webhooks/${id}`);
   });
 
+  it('delivers to a subscription with a selector only the events of tasks some endpoint of which matches', async function () {
+    this.timeout(60_000);
+    const web = await h.startManager('web1', ['worker'], { TASKER_LABELS: 'role=web,region=eu' });
+    const webs = await receiver();
+    const dbs = await receiver();
+    const webId = await subscribe(webs, ['task.created', 'task.done'], { selector: 'role=web,region in (eu,us)' });
+    const dbId = await subscribe(dbs, ['task.done'], { selector: 'role=db' });
+    // By a fact and a label's absence: console1 (no labels, on Linux), not web1.
+    const byFact = await receiver();
+    const factId = await subscribe(byFact, ['task.done'], { selector: `os=${process.platform},!role` });
+    assert.equal((await call('GET', `/webhooks/${webId}`)).json.selector, 'role=web,region in (eu,us)');
+    const post = async (identifier: string, endpoints: string[]): Promise<void> => {
+      const res = await h.post('worker', { identifier, payload: { sleep: 0 }, endpoints });
+      assert.equal(res.status, 201, JSON.stringify(res.json));
+      await h.waitForStatus('worker', identifier, ['DONE']);
+    };
+    await post('sel-web', ['web1']);
+    await post('sel-console', ['console1']);
+    await post('sel-both', ['console1', 'web1']);
+    await until('the web tasks\' events', () => webs.byTask().get('sel-web')?.length === 2 && webs.byTask().get('sel-both')?.length === 2);
+    await sleep(1000);
+    assert.ok(webs.got.every((g) => g.valid));
+    assert.deepEqual([...webs.byTask().keys()].sort(), ['sel-both', 'sel-web'], 'a task none of whose endpoints matches is left out');
+    assert.deepEqual(webs.byTask().get('sel-web'), ['task.created', 'task.done']);
+    assert.equal(dbs.got.length, 0, 'no endpoint matches role=db');
+    await until('the fact-selected tasks', () => byFact.byTask().get('sel-both')?.length === 1);
+    assert.deepEqual([...byFact.byTask().keys()].sort(), ['sel-both', 'sel-console'], 'facts are matched too');
+    assert.equal((await deliveries(dbId)).length, 0, 'nor is anything written to its outbox');
+    // PATCH: a new selector applies to the changes after the answer; a bad one is refused and changes nothing.
+    const bad = await call('PATCH', `/webhooks/${dbId}`, { selector: 'role=' + 'x'.repeat(64) });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.error.message, /^selector: /);
+    assert.equal((await call('GET', `/webhooks/${dbId}`)).json.selector, 'role=db');
+    const patched = await call('PATCH', `/webhooks/${dbId}`, { selector: '!role' });
+    assert.equal(patched.json.selector, '!role');
+    await post('sel-after', ['console1']);
+    await post('sel-after-web', ['web1']);
+    await until('the unlabelled endpoint\'s task', () => dbs.byTask().get('sel-after')?.length === 1);
+    await sleep(1000);
+    assert.deepEqual([...dbs.byTask().keys()], ['sel-after'], '!role: only the endpoint without a role label');
+    assert.ok(dbs.got.every((g) => g.valid));
+    // null: every task again.
+    assert.equal((await call('PATCH', `/webhooks/${dbId}`, { selector: null })).json.selector, null);
+    await post('sel-none', ['web1']);
+    await until('a task of any endpoint', () => dbs.byTask().get('sel-none')?.length === 1);
+    await web.stop();
+    for (const id of [webId, dbId, factId]) await call('DELETE', `/webhooks/${id}`);
+  });
+
+  it('POSTs a task\'s end to its own notify URL, signed with api.webhooks.notify_secret, retried like a subscription\'s', async function () {
+    this.timeout(90_000);
+    const r = await receiver();
+    r.secret = NOTIFY_SECRET;
+    r.answer = (n) => ({ status: n === 1 ? 500 : 200 });
+    const url = `${r.url}?task=notify-1`;
+    const made = await h.post('worker', { identifier: 'notify-1', payload: { sleep: 0 }, endpoints: ['console1'], notify: url });
+    assert.equal(made.status, 201, JSON.stringify(made.json));
+    assert.equal(made.json.notify, url);
+    assert.equal((await h.get('worker/notify-1')).json.task.notify, url);
+    await until('the notification, after a 500', () => r.got.length >= 2);
+    await sleep(1000);
+    assert.equal(r.got.length, 2, 'its end only (not its creation), sent again after the 500');
+    assert.ok(r.got.every((g) => g.valid), 'signed with api.webhooks.notify_secret');
+    assert.equal(r.got[0].id, r.got[1].id, 'under the same webhook-id');
+    assert.equal(r.got[1].raw, r.got[0].raw);
+    assert.equal(r.got[1].path, '/hook?task=notify-1');
+    assert.equal(r.got[1].body.type, 'task.done');
+    assert.deepEqual([r.got[1].body.data.task.identifier, r.got[1].body.data.task.status], ['notify-1', 'DONE']);
+    // A cancelled task is an end too.
+    r.got.length = 0;
+    r.answer = () => ({ status: 200 });
+    const waiting = await h.post('worker', { identifier: 'notify-2', payload: {}, endpoints: ['nobody-here'], allow_unknown_endpoints: true, notify: r.url });
+    assert.equal(waiting.status, 201, JSON.stringify(waiting.json));
+    assert.equal((await call('POST', '/worker/notify-2/cancel')).status, 200);
+    await until('the cancellation', () => r.got.length === 1);
+    assert.deepEqual([r.got[0].body.type, r.got[0].valid], ['task.cancelled', true]);
+    // From the CLI: tasker send --notify.
+    const sent = await cli(['send', 'worker', '--identifier', 'notify-cli', '--payload', '{"sleep": 0}', '--endpoints', 'console1', '--notify', r.url]);
+    assert.equal(sent.code, 0, sent.stderr);
+    assert.equal(JSON.parse(sent.stdout).notify, r.url);
+    await until('the CLI task\'s notification', () => r.got.some((g) => g.body.data.task.identifier === 'notify-cli'));
+    r.got.length = 1;
+    // A task without notify is not announced; a subscription's log does not hold the task's notifications.
+    await task('notify-none');
+    await h.waitForStatus('worker', 'notify-none', ['DONE']);
+    assert.equal((await h.get('worker/notify-none')).json.task.notify, null);
+    await sleep(1000);
+    assert.equal(r.got.length, 1);
+    // Bad URLs are refused naming the field, and store nothing.
+    for (const [notify, why] of [['ftp://x.example.com/', /^notify: must be https/], ['https://u:p@x.example.com/', /^notify: must not carry/], ['', /notify/]] as const) {
+      const res = await h.post('worker', { identifier: 'notify-bad', payload: {}, endpoints: ['console1'], notify });
+      assert.equal(res.status, 400, notify);
+      assert.match(res.json.error.message, why);
+    }
+    assert.equal((await h.get('worker/notify-bad')).status, 404);
+    // Where it is not allowed, or nothing could sign it: a 400 naming notify.
+    const port = await freePort();
+    for (const [env, why] of [[{ TASKER_API__WEBHOOKS__ALLOW_PER_TASK_URLS: 'false' }, /^notify: .*api\.webhooks\.allow_per_task_urls/],
+      [{ TASKER_API__WEBHOOKS__NOTIFY_SECRET: '' }, /^notify: api\.webhooks\.notify_secret is not set/]] as const) {
+      const other = await h.startApi(port, env);
+      const res = await h.post('worker', { identifier: 'notify-off', payload: {}, endpoints: ['console1'], notify: r.url }, {}, port);
+      assert.equal(res.status, 400, JSON.stringify(res.json));
+      assert.match(res.json.error.message, why);
+      await other.stop();
+    }
+    assert.equal((await h.get('worker/notify-off')).status, 404);
+  });
+
   it('refuses private and loopback addresses, also behind a name, when api.webhooks.allow_private is false', async function () {
     this.timeout(120_000);
     await api.stop();
@@ -640,6 +760,8 @@ describe('webhooks: endpoint.stale (RabbitMQ + MariaDB)', function () {
   });
   const stale = new Receiver();
   const other = new Receiver();
+  /** Wants endpoint.stale, but only of endpoints labelled role=db: these have no labels. */
+  const elsewhere = new Receiver();
 
   const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
     const res = await fetch(`${h.baseUrl}${path}`, {
@@ -663,8 +785,10 @@ describe('webhooks: endpoint.stale (RabbitMQ + MariaDB)', function () {
     await h.startApi(await freePort());
     await stale.start();
     await other.start();
-    for (const [r, events] of [[stale, ['endpoint.stale']], [other, ['task.done']]] as const) {
-      const made = await call('POST', '/webhooks', { url: r.url, events });
+    await elsewhere.start();
+    // The one that gets them has a selector too: matched against the endpoint's labels (none: `!role` holds).
+    for (const [r, events, selector] of [[stale, ['endpoint.stale'], '!role'], [other, ['task.done'], null], [elsewhere, ['endpoint.stale'], 'role=db']] as const) {
+      const made = await call('POST', '/webhooks', { url: r.url, events, selector });
       assert.equal(made.status, 201, JSON.stringify(made.json));
       r.secret = made.json.secret;
     }
@@ -673,6 +797,7 @@ describe('webhooks: endpoint.stale (RabbitMQ + MariaDB)', function () {
   after(async function () {
     await stale.stop();
     await other.stop();
+    await elsewhere.stop();
     await h.teardown();
   });
 
@@ -698,8 +823,9 @@ describe('webhooks: endpoint.stale (RabbitMQ + MariaDB)', function () {
     assert.equal(listed.stale, true);
     assert.equal(first.body.data.endpoint.last_heartbeat, listed.last_heartbeat);
     assert.equal(other.got.length, 0, 'a subscription without endpoint.stale gets nothing');
+    assert.equal(elsewhere.got.length, 0, 'nor one whose selector the endpoint does not match');
 
-    const id = (await call('GET', '/webhooks')).json.webhooks.find((w: any) => w.events.includes('endpoint.stale')).id;
+    const id = (await call('GET', '/webhooks')).json.webhooks.find((w: any) => w.events.includes('endpoint.stale') && w.selector === '!role').id;
     const log = (await call('GET', `/webhooks/${id}/deliveries`)).json.deliveries;
     assert.equal(log.length, 1);
     assert.deepEqual([log[0].event, log[0].task, log[0].endpoint, log[0].status, log[0].message_id], ['endpoint.stale', null, 'quiet1', 'delivered', first.id]);
@@ -728,18 +854,24 @@ describe('webhooks (standalone, SQLite)', function () {
       TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'true', TASKER_API__WEBHOOKS__INTERVAL: '0.1', TASKER_API__WEBHOOKS__RETRY_BASE: '0.2',
       // The endpoint.stale job every 2 s.
       TASKER_API__ENDPOINT_STALE_AFTER: '20',
+      TASKER_API__WEBHOOKS__ALLOW_PER_TASK_URLS: 'true', TASKER_API__WEBHOOKS__NOTIFY_SECRET: NOTIFY_SECRET,
     },
   });
   const r = new Receiver();
+  /** A task's own notify URL. */
+  const own = new Receiver();
 
   before(async function () {
     await h.setup(this);
     await h.startAllInOne([{ name: 'console1', task_types: ['worker'] }]);
     await r.start();
+    await own.start();
+    own.secret = NOTIFY_SECRET;
   });
 
   after(async function () {
     await r.stop();
+    await own.stop();
     await h.teardown();
   });
 
@@ -769,5 +901,37 @@ describe('webhooks (standalone, SQLite)', function () {
     while (await jobRuns('ok') === 0 && Date.now() < until) await sleep(200);
     assert.ok(await jobRuns('ok') > 0);
     assert.equal(await jobRuns('error'), 0);
+  });
+
+  it('sends a task\'s end to its own notify URL and filters by a selector, on SQLite too', async function () {
+    this.timeout(60_000);
+    const picky = new Receiver();
+    await picky.start();
+    try {
+      // console1 has no labels: `role=db` matches none of its tasks, `!role` all of them.
+      const made: number[] = [];
+      for (const selector of ['role=db', '!role']) {
+        const res = await fetch(`${h.baseUrl}/webhooks`, {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: `${picky.url}?s=${encodeURIComponent(selector)}`, events: ['task.done'], selector }),
+        });
+        assert.equal(res.status, 201);
+        const json = (await res.json()) as { id: number; secret: string };
+        made.push(json.id);
+        picky.secret = json.secret;
+      }
+      const res = await h.post('worker', { identifier: 'sa-notify', payload: { sleep: 0 }, endpoints: ['console1'], notify: own.url });
+      assert.equal(res.status, 201, JSON.stringify(res.json));
+      const deadline = Date.now() + 30_000;
+      while (own.got.length < 1 || picky.got.length < 1) {
+        if (Date.now() > deadline) assert.fail('the notification or the selected delivery did not arrive');
+        await sleep(100);
+      }
+      await sleep(500);
+      assert.deepEqual(own.got.map((g) => [g.body.type, g.body.data.task.identifier, g.valid]), [['task.done', 'sa-notify', true]]);
+      assert.deepEqual(picky.got.map((g) => [g.path, g.body.data.task.identifier, g.valid]), [['/hook?s=!role', 'sa-notify', true]]);
+      for (const id of made) await fetch(`${h.baseUrl}/webhooks/${id}`, { method: 'DELETE' });
+    } finally {
+      await picky.stop();
+    }
   });
 });

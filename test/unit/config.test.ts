@@ -142,7 +142,8 @@ describe('configuration', function () {
   it('gives api.webhooks its defaults, and refuses wrong values and unknown keys naming them', function () {
     const load = (env: Record<string, string>) => loadConfig({ mode: 'x', env, configDir: configDir(MINIMAL) });
     assert.deepEqual({ ...load({}).api.webhooks }, {
-      interval: 1, timeout: 10, retry_for: 259200, retry_base: 10, retry_max: 3600, concurrency: 16, log_keep: 604800, rotation_overlap: 86400, allow_http: false, allow_private: false, public_url: '',
+      interval: 1, timeout: 10, retry_for: 259200, retry_base: 10, retry_max: 3600, concurrency: 16, log_keep: 604800, rotation_overlap: 86400, allow_http: false, allow_private: false,
+      allow_per_task_urls: false, notify_secret: '', public_url: '',
     });
     const set = load({ TASKER_API__WEBHOOKS__ALLOW_HTTP: 'true', TASKER_API__WEBHOOKS__RETRY_FOR: '60', TASKER_API__WEBHOOKS__PUBLIC_URL: 'https://t.example.com/tasker' }).api.webhooks;
     assert.deepEqual([set.allow_http, set.retry_for, set.public_url], [true, 60, 'https://t.example.com/tasker']);
@@ -152,6 +153,9 @@ describe('configuration', function () {
     assert.throws(() => load({ TASKER_API__WEBHOOKS__ALLOW_PRIVATE: 'maybe' }), /'api\.webhooks\.allow_private'/);
     assert.throws(() => load({ TASKER_API__WEBHOOKS__ROTATION_OVERLAP: '-1' }), /'api\.webhooks\.rotation_overlap': must be a number from 0 to 2592000/);
     assert.throws(() => load({ TASKER_API__WEBHOOKS__RETRIES: '3' }), /'api\.webhooks\.retries': unknown key/);
+    const secret = `whsec_${Buffer.alloc(24, 1).toString('base64')}`;
+    assert.equal(load({ TASKER_API__WEBHOOKS__NOTIFY_SECRET: secret }).api.webhooks.notify_secret, secret);
+    assert.throws(() => load({ TASKER_API__WEBHOOKS__NOTIFY_SECRET: 'hunter2' }), /'api\.webhooks\.notify_secret': must be empty or whsec_/);
   });
 
   it('refuses an unknown mode', function () {

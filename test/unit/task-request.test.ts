@@ -12,7 +12,7 @@ const parseTaskRequest = (body: unknown) => toTaskRequest(checkBody(body));
 describe('task requests', function () {
   it('accepts the seed body', function () {
     const req = parseTaskRequest({ identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'] });
-    assert.deepEqual(req, { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'], selector: null, rollout: null, timeout: null, allowUnknownEndpoints: false });
+    assert.deepEqual(req, { identifier: 'e7bd91d0-16ad-11e2-892e-0800200c9a66', payload: { foo: 'bar' }, endpoints: ['console1', 'console2'], selector: null, rollout: null, timeout: null, notify: null, allowUnknownEndpoints: false });
   });
 
   it('takes a selector instead of endpoints, refuses both and a malformed one, and hashes the selector rather than what it resolves to', function () {
@@ -114,5 +114,15 @@ describe('task requests', function () {
     assert.notEqual(requestHash(rolled), requestHash(other), 'a repeat with another rollout is a conflict');
     for (const batch_size of [1, 1000, '1%', '100%', '55%']) assert.doesNotThrow(() => parseTaskRequest({ identifier: 'a', rollout: { batch_size } }));
     for (const max_errors of [0, '0%', '100%']) assert.doesNotThrow(() => parseTaskRequest({ identifier: 'a', rollout: { batch_size: 1, max_errors } }));
+  });
+
+  it('keeps a notify URL and hashes it only when given, so that earlier tasks\' hashes stay', function () {
+    const plain = parseTaskRequest({ identifier: 'a', payload: { x: 1 } });
+    const notified = parseTaskRequest({ identifier: 'a', payload: { x: 1 }, notify: 'https://ci.example.com/hook' });
+    assert.equal(notified.notify, 'https://ci.example.com/hook');
+    assert.equal(plain.notify, null);
+    assert.equal(requestHash(plain), requestHash({ payload: { x: 1 }, endpoints: null }), 'no notify: the hash of before');
+    assert.notEqual(requestHash(notified), requestHash(plain), 'a repeat without it is a conflict');
+    assert.notEqual(requestHash(notified), requestHash({ ...notified, notify: 'https://ci.example.com/other' }), 'and one with another URL');
   });
 });
