@@ -134,7 +134,7 @@ describe('metrics', function () {
     const m = new Metrics({ taskTypes: ['worker'], processMetrics: false, live: { brokerConnected: () => true, databaseUp: async () => true } });
     m.deadLetters(0);
     const registered = new Map((await m.registry.getMetricsAsJSON()).map((x) => [x.name, String(x.type)]));
-    const section = docSection('docs/monitoring.md', '### Metrics');
+    const section = docSection('docs/monitoring.md', '## Metrics');
     assert.ok(section, 'docs/monitoring.md has a Metrics section');
     const documented = new Map([...section.matchAll(/^\| `(tasker_[a-z_]+)` \| (\w+) \|/gm)].map((r) => [r[1], r[2]]));
     assert.deepEqual(Object.fromEntries([...documented].sort()), Object.fromEntries([...registered].sort()));
