@@ -16,6 +16,8 @@ export interface WorkerPoolOptions {
   /** Between a timeout's abort of the signal and the kill of the worker's process group (`manager.kill_grace`). */
   killGraceMs: number;
   logger: Logger;
+  /** Where the workers' stderr goes (default: this process's stderr, as when handlers ran in it). */
+  stderr?: (chunk: string) => void;
   /** The worker script (default: pool-worker.js beside this file, as in dist/manager/ and in the endpoint bundle). */
   script?: string;
 }
@@ -157,7 +159,8 @@ export class WorkerPool {
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
       // The handler's own stderr is the manager's, as it was in-process; its tail says why a process died.
-      process.stderr.write(chunk);
+      if (this.o.stderr) this.o.stderr(chunk);
+      else process.stderr.write(chunk);
       worker.stderr = (worker.stderr + chunk).slice(-STDERR_TAIL_CHARS);
     });
     child.on('message', (raw: unknown) => this.onMessage(worker, raw));
