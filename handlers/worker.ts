@@ -8,6 +8,8 @@ import { simulateWork } from './simulate';
  */
 export const handleTask: HandleTask = async (task, response) => {
   const misbehaviour = misbehaviourOf(task.payload);
+  // Said before the work, while this process's loop still runs: who to watch (`ps`, the tests) while it misbehaves.
+  if (Object.keys(misbehaviour).length > 0) response.log(`process ${process.pid} will misbehave: ${JSON.stringify(misbehaviour)}`);
   await simulateWork(task.payload, response);
   if (misbehaviour.spin !== undefined) spin(misbehaviour.spin);
   if (misbehaviour.leak === true) leak();
