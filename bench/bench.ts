@@ -43,6 +43,8 @@ const { values: opt } = parseArgs({
     'isolation-seconds': { type: 'string', default: '10' },
     'isolation-rounds': { type: 'string', default: '2' },
     'isolation-latency-tasks': { type: 'string', default: '150' },
+    /** manager.concurrency of the isolated managers (default: the shipped default). */
+    'isolation-concurrency': { type: 'string' },
     /** The fleet workload: this many endpoints, each with its own AMQP connection, many per process. */
     fleet: { type: 'string' },
     'fleet-tasks': { type: 'string', default: '20' },
@@ -403,6 +405,7 @@ async function main(): Promise<void> {
         report.isolation = await runIsolation(h, procs.slice(1), {
           endpoints: ENDPOINTS, seconds: Number(opt['isolation-seconds']), warmup: Math.min(WARMUP, 5), connections: CONCURRENCY,
           latencyTasks: Number(opt['isolation-latency-tasks']), payload: PAYLOAD, rounds: Number(opt['isolation-rounds']),
+          ...(opt['isolation-concurrency'] !== undefined ? { concurrency: Number(opt['isolation-concurrency']) } : {}),
           waitAllDone: (prefix) => waitAllDone(h, prefix), toMs, log,
         });
       }

@@ -20,6 +20,8 @@ export interface IsolationOptions {
   payload: unknown;
   /** Rounds of (process, none), alternating, so that neither always runs on the fuller database. */
   rounds: number;
+  /** `manager.concurrency` of the isolated managers; absent: the shipped default. */
+  concurrency?: number;
   waitAllDone: (prefix: string) => Promise<number>;
   toMs: (t: unknown) => number;
   log: (msg: string) => void;
@@ -39,7 +41,9 @@ export async function runIsolation(h: Harness, managers: Proc[], o: IsolationOpt
   for (let r = 0; r < o.rounds; r++) {
     for (const isolation of ['process', 'none'] as const) {
       await Promise.all(running.map((p) => p.stop()));
-      running = await Promise.all(o.endpoints.map((name) => h.startManager(name, ['worker'], { TASKER_MANAGER__ISOLATION: isolation })));
+      running = await Promise.all(o.endpoints.map((name) => h.startManager(name, ['worker'], {
+        TASKER_MANAGER__ISOLATION: isolation, ...(o.concurrency !== undefined ? { TASKER_MANAGER__CONCURRENCY: String(o.concurrency) } : {}),
+      })));
       const prefix = `iso${r}${isolation}`;
       o.log(`isolation ${isolation} (round ${r + 1}): warm-up ${o.warmup} s, wrk ${o.seconds} s, ${o.latencyTasks} tasks one at a time`);
       if (o.warmup > 0) {

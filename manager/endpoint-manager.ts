@@ -371,8 +371,10 @@ export class EndpointManager {
     // received only if its handler outlasts the receipt delay.
     const receipt = (): void => this.reporter.notify({ kind: 'receipt', ...base });
     let timer: NodeJS.Timeout | undefined;
-    if (first && this.o.receiptDelayMs === 0) receipt();
-    else if (first) timer = setTimeout(receipt, this.o.receiptDelayMs);
+    const started = (): void => {
+      if (first && this.o.receiptDelayMs === 0) receipt();
+      else if (first) timer = setTimeout(receipt, this.o.receiptDelayMs);
+    };
     const task: HandlerTask = {
       id: msg.id, identifier: msg.identifier, type: msg.type, payload: msg.payload, endpoints: msg.endpoints, start_time: msg.start_time,
     };
@@ -384,15 +386,19 @@ export class EndpointManager {
     this.aborts.set(key, abort);
     // Cancelled while the server side was answering: the run is recorded, so it starts and stops at once.
     if (this.dead.isDead(msg.id, msg.round ?? 0)) abort.abort();
+    const isolated = this.o.pool && !(handler instanceof CommandRunner) ? this.o.pool : null;
+    // An isolated run may wait for a free worker: its receipt delay counts from when it starts in one (a
+    // backlog waiting in the pool costs no receipt each, as none waiting in the queue does).
+    if (!isolated) started();
     const output = new RunOutput({ task_id: msg.id, endpoint: this.o.endpoint, attempt, round: msg.round ?? 0 },
       this.o.output ?? DEFAULT_OUTPUT_LIMITS, (event) => this.reporter.output(event));
     let result;
     try {
       result = handler instanceof CommandRunner
         ? await handler.run(task, abort.signal, output)
-        : this.o.pool ? await this.o.pool.run({
+        : isolated ? await isolated.run({
           task, endpoint: this.o.endpoint, attempt, round: msg.round ?? 0, timeoutMs: this.o.handlerTimeoutMs,
-          cancel: abort.signal, shutdown: this.shutdown.signal, kill: this.kill.signal, onLog: (line) => output.line('log', line),
+          cancel: abort.signal, shutdown: this.shutdown.signal, kill: this.kill.signal, onLog: (line) => output.line('log', line), onStart: started,
         }) : await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal, msg.round ?? 0, (line) => output.line('log', line));
     } finally {
       clearTimeout(timer);
@@ -409,7 +415,9 @@ export class EndpointManager {
 
   /**
    * Stops consuming, waits up to `timeoutMs` for running tasks to finish and ack, then closes the
-   * connection: whatever is still running is left unacked, so the broker hands it out again.
+   * connection: whatever is still running is left unacked, so the broker hands it out again. Isolated
+   * handler runs are aborted at once and end without a result (handed back too); their processes are
+   * killed when the time is over.
    */
   async stop(timeoutMs: number): Promise<void> {
     await this.o.transport.stopConsuming();

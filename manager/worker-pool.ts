@@ -36,6 +36,8 @@ export interface PoolRunRequest {
   /** Aborted when the manager's shutdown time is over: the run's process is killed. */
   kill: AbortSignal;
   onLog: (line: string) => void;
+  /** Called when a worker takes the run (it may have waited for one). */
+  onStart?: () => void;
 }
 
 /** A run ended by its manager's shutdown: it has no result, and its delivery goes back to the queue. */
@@ -231,6 +233,7 @@ export class WorkerPool {
     worker.run = run;
     worker.stderr = '';
     this.send(worker, { kind: 'run', run: run.id, task: req.task, endpoint: req.endpoint, attempt: req.attempt, round: req.round });
+    req.onStart?.();
     const abort = (cause: AbortCause): void => {
       if (worker.run === run) this.send(worker, { kind: 'abort', run: run.id, cause });
     };
