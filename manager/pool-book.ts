@@ -1,25 +1,37 @@
 /**
  * The bookkeeping of a worker pool, without processes (so that it can be tested alone): which runs wait,
- * which workers are idle, how many live (forked and not yet exited) and how many are still starting.
- * A worker takes one run at a time, and is counted until its process has exited: a run's slot is free
- * only when its handler returned or its process is gone.
+ * how many runs each ready worker holds, how many workers live (forked and not yet exited) and how many
+ * are still starting. A worker runs one handler at a time; the runs it holds beyond the first wait in it,
+ * in order (a pipeline, so that a worker woken for one run finds the next one there). A run's slot is
+ * free only when its handler returned or its process is gone.
  */
 export class PoolBook<W, R> {
-  private readonly idle: W[] = [];
+  /** Ready workers → the runs sent to each and not ended. */
+  private readonly load = new Map<W, number>();
   private readonly waiting: R[] = [];
   private live = 0;
   private starting = 0;
 
-  constructor(readonly size: number) {
+  /**
+   * `depth`: most runs a worker holds; more than one only once the pool has all its workers, and only for
+   * a worker `canQueue` says may take one more (its current run is young, so probably short).
+   */
+  constructor(readonly size: number, readonly depth = 1) {
     if (!Number.isInteger(size) || size < 1) throw new Error(`a pool of ${size} workers`);
+    if (!Number.isInteger(depth) || depth < 1) throw new Error(`a pipeline of ${depth} runs`);
   }
 
   get liveCount(): number { return this.live; }
-  get idleCount(): number { return this.idle.length; }
+  get idleCount(): number { return [...this.load.values()].filter((n) => n === 0).length; }
   get waitingCount(): number { return this.waiting.length; }
 
   submit(run: R): void {
     this.waiting.push(run);
+  }
+
+  /** Runs sent to a worker that died before starting them: first in line again. */
+  requeue(runs: R[]): void {
+    this.waiting.unshift(...runs);
   }
 
   /** A run that no longer wants a worker (its manager is stopping); false when it was not waiting. */
@@ -44,26 +56,41 @@ export class PoolBook<W, R> {
   /** A forked worker said it is ready: it takes runs. */
   started(worker: W): void {
     this.starting--;
-    this.idle.push(worker);
+    this.load.set(worker, 0);
   }
 
-  /** A worker whose run ended (its handler returned): free again. */
+  /** One of the worker's runs ended (its handler returned). */
   freed(worker: W): void {
-    this.idle.push(worker);
+    const n = this.load.get(worker);
+    if (n !== undefined && n > 0) this.load.set(worker, n - 1);
   }
 
   /** A worker's process exited (`wasStarting`: before it said it was ready). */
   exited(worker: W, wasStarting: boolean): void {
     this.live--;
     if (wasStarting) this.starting--;
-    const i = this.idle.indexOf(worker);
-    if (i >= 0) this.idle.splice(i, 1);
+    this.load.delete(worker);
   }
 
-  /** Each waiting run paired with an idle worker, oldest run first; the pairs leave the book. */
-  assign(): [W, R][] {
+  /**
+   * Waiting runs paired with workers, oldest run first: idle workers first; then, once no more workers
+   * may be forked, the least loaded worker under `depth` that `canQueue`. The pairs leave the book.
+   */
+  assign(canQueue: (worker: W) => boolean = () => false): [W, R][] {
     const pairs: [W, R][] = [];
-    while (this.idle.length > 0 && this.waiting.length > 0) pairs.push([this.idle.shift() as W, this.waiting.shift() as R]);
+    while (this.waiting.length > 0) {
+      let best: W | undefined;
+      let bestLoad = Infinity;
+      for (const [w, n] of this.load) {
+        if (n < bestLoad && (n === 0 || (this.live >= this.size && n < this.depth && canQueue(w)))) {
+          best = w;
+          bestLoad = n;
+        }
+      }
+      if (best === undefined) break;
+      this.load.set(best, bestLoad + 1);
+      pairs.push([best, this.waiting.shift() as R]);
+    }
     return pairs;
   }
 

@@ -14,7 +14,11 @@ import { abortReason, FromWorker, parseToWorker, RunMessage } from './pool-messa
 
 const handlersDir = process.argv[2];
 const modules = new Map<string, HandlerModule>();
+/** Every run received and not finished (the one running and those held behind it), by the pool's number. */
 const aborts = new Map<number, AbortController>();
+/** Runs held until the one running returns: one handler at a time, in the order sent. */
+const held: RunMessage[] = [];
+let busy = false;
 
 function send(message: FromWorker): void {
   process.send?.(message);
@@ -38,8 +42,7 @@ function moduleOf(type: string): HandlerModule {
 }
 
 async function run(msg: RunMessage): Promise<void> {
-  const controller = new AbortController();
-  aborts.set(msg.run, controller);
+  const controller = aborts.get(msg.run) ?? new AbortController();
   const log = (...args: unknown[]): void => {
     for (const line of format(...args).split('\n')) send({ kind: 'log', run: msg.run, line });
   };
@@ -58,11 +61,33 @@ async function run(msg: RunMessage): Promise<void> {
   send({ kind: 'result', run: msg.run, ...result });
 }
 
+/**
+ * Runs the next held run. Through setImmediate: the messages that arrived meanwhile (an abort of a held
+ * run) are read first, so that its handler starts with its signal already aborted.
+ */
+function next(): void {
+  const msg = held.shift();
+  if (msg === undefined) {
+    busy = false;
+    return;
+  }
+  busy = true;
+  void run(msg).finally(() => setImmediate(next));
+}
+
 process.on('message', (raw: unknown) => {
   const msg = parseToWorker(raw);
   if (msg === null) return;
-  if (msg.kind === 'run') void run(msg);
-  else aborts.get(msg.run)?.abort(abortReason(msg.cause));
+  if (msg.kind === 'run') {
+    aborts.set(msg.run, new AbortController());
+    held.push(msg);
+    if (!busy) {
+      busy = true;
+      setImmediate(next);
+    }
+  } else {
+    aborts.get(msg.run)?.abort(abortReason(msg.cause));
+  }
 });
 // The manager is gone (killed, crashed): nothing would take this process's results.
 process.on('disconnect', () => process.exit(0));

@@ -53,6 +53,15 @@ const STDERR_TAIL_CHARS = 8_000;
 /** Node options of the manager that a worker must not inherit (a profile per worker, another heap limit, a debugger port). */
 const NOT_INHERITED = /^--(?:cpu-prof|heap-prof|max-old-space-size|inspect|prof)/;
 
+/**
+ * Most runs a worker holds once every worker of the pool is busy: the one it runs and those waiting in
+ * it, so that a worker woken for a run finds the next ones there (on a loaded machine each wake-up of a
+ * process costs more than the run of a short handler).
+ */
+const PIPELINE_DEPTH = 8;
+/** A worker gets a run queued behind its current one only while that run is younger than this (probably a short one). */
+const PIPELINE_WINDOW_MS = 20;
+
 interface Run {
   id: number;
   req: PoolRunRequest;
@@ -61,13 +70,17 @@ interface Run {
   timedOut: boolean;
   handedBack: boolean;
   timers: NodeJS.Timeout[];
+  /** Undone when the run ends, or goes back to the queue (its worker died before starting it). */
   cleanup: (() => void)[];
 }
 
 interface Worker {
   child: ChildProcess;
   ready: boolean;
-  run: Run | null;
+  /** The runs sent to it, in order: the first runs, the others wait in the worker. */
+  runs: Run[];
+  /** When the first of `runs` started. */
+  headSince: number;
   stderr: string;
 }
 
@@ -85,7 +98,7 @@ function killGroup(pid: number | undefined): void {
  * kept after): each runs one handler at a time, in a process group of its own, so that an exit, a crash,
  * a spin or running out of memory ends only that run, and a timeout can end the handler itself. A run's
  * slot is free again only once its handler returned or its process has exited; a process that exited is
- * replaced.
+ * replaced, and the runs that waited in it go to other workers (they never started).
  */
 export class WorkerPool {
   private readonly book: PoolBook<Worker, Run>;
@@ -96,7 +109,7 @@ export class WorkerPool {
   private closed = false;
 
   constructor(private readonly o: WorkerPoolOptions) {
-    this.book = new PoolBook(o.size);
+    this.book = new PoolBook(o.size, PIPELINE_DEPTH);
     this.script = o.script ?? path.join(__dirname, 'pool-worker.js');
     this.execArgv = [...process.execArgv.filter((a) => !NOT_INHERITED.test(a)), `--max-old-space-size=${o.maxHeapMb}`];
   }
@@ -120,13 +133,8 @@ export class WorkerPool {
     if (this.closed || req.shutdown.aborted) return Promise.reject(new RunHandedBackError());
     return new Promise<HandlerResult>((resolve, reject) => {
       const run: Run = { id: this.nextRun++, req, resolve, reject, timedOut: false, handedBack: false, timers: [], cleanup: [] };
-      // Still waiting for a worker when the manager stops: it never starts.
-      const withdraw = (): void => {
-        if (this.book.withdraw(run)) this.settle(run, null);
-      };
-      req.shutdown.addEventListener('abort', withdraw, { once: true });
-      run.cleanup.push(() => req.shutdown.removeEventListener('abort', withdraw));
       this.book.submit(run);
+      this.whileWaiting(run);
       this.pump();
     });
   }
@@ -136,7 +144,7 @@ export class WorkerPool {
     this.closed = true;
     for (let run = this.book.takeOldest(); run; run = this.book.takeOldest()) this.settle(run, null);
     // Runs under way when the process ends have no result: their deliveries are handed back.
-    for (const w of this.workers) if (w.run) w.run.handedBack = true;
+    for (const w of this.workers) for (const r of w.runs) r.handedBack = true;
     const exits = [...this.workers].map((w) => new Promise<void>((resolve) => {
       if (w.child.exitCode !== null || w.child.signalCode !== null) resolve();
       else w.child.once('exit', () => resolve());
@@ -145,8 +153,18 @@ export class WorkerPool {
     await Promise.all(exits);
   }
 
+  /** A run waiting for a worker when its manager stops never starts. */
+  private whileWaiting(run: Run): void {
+    const withdraw = (): void => {
+      if (this.book.withdraw(run)) this.settle(run, null);
+    };
+    run.req.shutdown.addEventListener('abort', withdraw, { once: true });
+    run.cleanup.push(() => run.req.shutdown.removeEventListener('abort', withdraw));
+  }
+
   private pump(): void {
-    for (const [worker, run] of this.book.assign()) this.dispatch(worker, run);
+    const now = Date.now();
+    for (const [worker, run] of this.book.assign((w) => now - w.headSince < PIPELINE_WINDOW_MS)) this.dispatch(worker, run);
     if (this.closed) return;
     for (let n = this.book.toFork(); n > 0; n--) this.forkWorker();
   }
@@ -155,7 +173,7 @@ export class WorkerPool {
     const child = fork(this.script, [this.o.handlersDir], {
       execArgv: this.execArgv, detached: true, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'json',
     });
-    const worker: Worker = { child, ready: false, run: null, stderr: '' };
+    const worker: Worker = { child, ready: false, runs: [], headSince: 0, stderr: '' };
     this.workers.add(worker);
     this.book.forked();
     child.stderr?.setEncoding('utf8');
@@ -179,16 +197,18 @@ export class WorkerPool {
       this.book.started(worker);
       this.pump();
     } else if (msg.kind === 'log') {
-      if (worker.run?.id === msg.run) worker.run.req.onLog(msg.line);
-    } else if (worker.run?.id === msg.run) {
-      this.onResult(worker, worker.run, msg);
+      worker.runs.find((r) => r.id === msg.run)?.req.onLog(msg.line);
+    } else if (worker.runs[0]?.id === msg.run) {
+      this.onResult(worker, msg);
     }
   }
 
-  private onResult(worker: Worker, run: Run, msg: ResultMessage): void {
-    worker.run = null;
+  /** The worker's current run returned: the next one held in the worker starts. */
+  private onResult(worker: Worker, msg: ResultMessage): void {
+    const run = worker.runs.shift() as Run;
     const { payload, errnr, errmsg } = msg;
     this.settle(run, run.timedOut ? this.timeoutResult(run, false) : { payload, errnr, errmsg });
+    if (worker.runs.length > 0) this.startHead(worker);
     if (this.closed) return;
     this.book.freed(worker);
     this.pump();
@@ -197,8 +217,8 @@ export class WorkerPool {
   private onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
     this.workers.delete(worker);
     this.book.exited(worker, !worker.ready);
-    const run = worker.run;
-    worker.run = null;
+    const [run, ...held] = worker.runs;
+    worker.runs = [];
     if (run) {
       this.o.logger.warn({ pid: worker.child.pid, code, signal, taskId: run.req.task.id }, 'a handler\'s worker process ended during its run');
       const died = { payload: null, errnr: ERRNR_HANDLER_DIED, errmsg: describeDeath(code, signal, worker.stderr, this.o.maxHeapMb) };
@@ -209,6 +229,17 @@ export class WorkerPool {
       const oldest = this.book.takeOldest();
       if (oldest) this.settle(oldest, { payload: null, errnr: ERRNR_HANDLER_DIED, errmsg: `the handler's process could not start: ${describeDeath(code, signal, worker.stderr, this.o.maxHeapMb)}` });
     }
+    // The runs that waited in it never started: to another worker, or handed back when stopping.
+    const again: Run[] = [];
+    for (const r of held) {
+      this.undoDispatch(r);
+      if (this.closed || r.handedBack || r.req.shutdown.aborted) this.settle(r, null);
+      else {
+        this.whileWaiting(r);
+        again.push(r);
+      }
+    }
+    this.book.requeue(again);
     if (this.closed) return;
     // A run's process that died is replaced at once, so that the pool stays warm.
     if (run) this.forkWorker();
@@ -228,27 +259,15 @@ export class WorkerPool {
     if (worker.child.connected) worker.child.send(message, () => undefined);
   }
 
+  /** Sends a run to a worker; it starts there at once, or after the runs the worker holds already. */
   private dispatch(worker: Worker, run: Run): void {
     const { req } = run;
-    worker.run = run;
-    worker.stderr = '';
+    // No longer waiting in the book: the withdrawal on shutdown is the worker's business now.
+    this.undoDispatch(run);
+    worker.runs.push(run);
     this.send(worker, { kind: 'run', run: run.id, task: req.task, endpoint: req.endpoint, attempt: req.attempt, round: req.round });
-    req.onStart?.();
     const abort = (cause: AbortCause): void => {
-      if (worker.run === run) this.send(worker, { kind: 'abort', run: run.id, cause });
-    };
-    const kill = (): void => {
-      if (worker.run === run) killGroup(worker.child.pid);
-    };
-    run.timers.push(setTimeout(() => {
-      run.timedOut = true;
-      abort('timeout');
-      run.timers.push(setTimeout(kill, this.o.killGraceMs));
-    }, req.timeoutMs));
-    const onCancel = (): void => abort('cancelled');
-    const onShutdown = (): void => {
-      run.handedBack = true;
-      abort('shutdown');
+      if (worker.runs.includes(run)) this.send(worker, { kind: 'abort', run: run.id, cause });
     };
     const listen = (signal: AbortSignal, fn: () => void): void => {
       if (signal.aborted) {
@@ -258,17 +277,43 @@ export class WorkerPool {
       signal.addEventListener('abort', fn, { once: true });
       run.cleanup.push(() => signal.removeEventListener('abort', fn));
     };
-    listen(req.cancel, onCancel);
-    listen(req.shutdown, onShutdown);
-    listen(req.kill, kill);
+    listen(req.cancel, () => abort('cancelled'));
+    listen(req.shutdown, () => {
+      run.handedBack = true;
+      abort('shutdown');
+    });
+    // Killing the process ends the runs held behind this one too: on a shutdown, they are handed back.
+    listen(req.kill, () => {
+      if (worker.runs.includes(run)) killGroup(worker.child.pid);
+    });
+    if (worker.runs.length === 1) this.startHead(worker);
   }
 
-  /** Ends a run: `result` null (or a shutdown's run) rejects, so that its delivery is handed back. */
-  private settle(run: Run, result: HandlerResult | null): void {
+  /** The worker's first run has started: its timeout counts from now. */
+  private startHead(worker: Worker): void {
+    const run = worker.runs[0];
+    worker.stderr = '';
+    worker.headSince = Date.now();
+    run.req.onStart?.();
+    run.timers.push(setTimeout(() => {
+      run.timedOut = true;
+      if (worker.runs[0] === run) this.send(worker, { kind: 'abort', run: run.id, cause: 'timeout' });
+      run.timers.push(setTimeout(() => {
+        if (worker.runs[0] === run) killGroup(worker.child.pid);
+      }, this.o.killGraceMs));
+    }, run.req.timeoutMs));
+  }
+
+  private undoDispatch(run: Run): void {
     for (const t of run.timers) clearTimeout(t);
     for (const c of run.cleanup) c();
     run.timers = [];
     run.cleanup = [];
+  }
+
+  /** Ends a run: `result` null (or a shutdown's run) rejects, so that its delivery is handed back. */
+  private settle(run: Run, result: HandlerResult | null): void {
+    this.undoDispatch(run);
     if (result === null || run.handedBack || run.req.shutdown.aborted) run.reject(new RunHandedBackError());
     else run.resolve(result);
   }

@@ -63,6 +63,27 @@ describe('worker pool bookkeeping', function () {
     assert.deepEqual(book.assign(), [['a', 3]]);
   });
 
+  it('queues runs in busy workers only once the pool is full, the least loaded first, up to the depth, and only where allowed', function () {
+    const book = new PoolBook<string, number>(2, 3);
+    book.forked();
+    book.started('a');
+    book.submit(1);
+    book.submit(2);
+    assert.deepEqual(book.assign(() => true), [['a', 1]], 'a second worker may still be forked: run 2 waits for it');
+    assert.equal(book.toFork(), 1);
+    book.forked();
+    book.started('b');
+    for (let i = 3; i <= 7; i++) book.submit(i);
+    assert.deepEqual(book.assign((w) => w === 'a'), [['b', 2], ['a', 3], ['a', 4]], 'b is idle; then only a may queue, up to 3');
+    assert.deepEqual(book.assign(() => true), [['b', 5], ['b', 6]]);
+    assert.equal(book.waitingCount, 1);
+    book.exited('b', false);
+    book.requeue([6]);
+    assert.deepEqual(book.assign(() => true), [], 'a is full and b is gone');
+    assert.equal(book.toFork(), 1);
+    assert.throws(() => new PoolBook(1, 0), /a pipeline of 0 runs/);
+  });
+
   it('frees a slot only when the worker exits, and forgets an idle worker that exits', function () {
     const book = new PoolBook<string, number>(1);
     book.forked();
