@@ -371,10 +371,10 @@ export class EndpointManager {
     // received only if its handler outlasts the receipt delay.
     const receipt = (): void => this.reporter.notify({ kind: 'receipt', ...base });
     let timer: NodeJS.Timeout | undefined;
-    const started = (): void => {
-      if (first && this.o.receiptDelayMs === 0) receipt();
-      else if (first) timer = setTimeout(receipt, this.o.receiptDelayMs);
-    };
+    // Counted from the delivery, an isolated run waiting for a free worker included: the server side
+    // waits `api.wait_for_endpoints_timeout` for a sign of it.
+    if (first && this.o.receiptDelayMs === 0) receipt();
+    else if (first) timer = setTimeout(receipt, this.o.receiptDelayMs);
     const task: HandlerTask = {
       id: msg.id, identifier: msg.identifier, type: msg.type, payload: msg.payload, endpoints: msg.endpoints, start_time: msg.start_time,
     };
@@ -387,9 +387,6 @@ export class EndpointManager {
     // Cancelled while the server side was answering: the run is recorded, so it starts and stops at once.
     if (this.dead.isDead(msg.id, msg.round ?? 0)) abort.abort();
     const isolated = this.o.pool && !(handler instanceof CommandRunner) ? this.o.pool : null;
-    // An isolated run may wait for a free worker: its receipt delay counts from when it starts in one (a
-    // backlog waiting in the pool costs no receipt each, as none waiting in the queue does).
-    if (!isolated) started();
     const output = new RunOutput({ task_id: msg.id, endpoint: this.o.endpoint, attempt, round: msg.round ?? 0 },
       this.o.output ?? DEFAULT_OUTPUT_LIMITS, (event) => this.reporter.output(event));
     let result;
@@ -398,7 +395,7 @@ export class EndpointManager {
         ? await handler.run(task, abort.signal, output)
         : isolated ? await isolated.run({
           task, endpoint: this.o.endpoint, attempt, round: msg.round ?? 0, timeoutMs: this.o.handlerTimeoutMs,
-          cancel: abort.signal, shutdown: this.shutdown.signal, kill: this.kill.signal, onLog: (line) => output.line('log', line), onStart: started,
+          cancel: abort.signal, shutdown: this.shutdown.signal, kill: this.kill.signal, onLog: (line) => output.line('log', line),
         }) : await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal, msg.round ?? 0, (line) => output.line('log', line));
     } finally {
       clearTimeout(timer);

@@ -124,6 +124,29 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`isolate
     assert.equal((await h.waitForStatus('worker', 'after-spin', ['DONE'], 30_000)).taskResponseList[0].errnr, 0);
   });
 
+  it('never lets a retry run beside a hung run: refused while its process lives, which is gone by the time its result is stored', async function () {
+    const identifier = 'retry-hung';
+    const res = await h.post('worker', { identifier, endpoints: [EP], payload: { sleep: 0.2, spin: 600 } });
+    assert.equal(res.status, 201, JSON.stringify(res.json));
+    const first = await pidOf(identifier);
+    assert.ok(isAlive(first));
+    const early = await h.post(`worker/${identifier}/retry`, { endpoints: [EP] });
+    assert.equal(early.status, 409, JSON.stringify(early.json));
+    let r: any;
+    for (const until = Date.now() + 60_000; (r = (await h.get(`worker/${identifier}`)).json.taskResponseList[0]).state === 'running'; await sleep(20)) {
+      assert.ok(Date.now() < until, 'the hung run never reported');
+    }
+    assert.equal(r.errnr, ERRNR_HANDLER_TIMEOUT);
+    assert.ok(!isAlive(first), `pid ${first} still runs the handler whose result is stored`);
+    const retried = await h.post(`worker/${identifier}/retry`, { endpoints: [EP] });
+    assert.equal(retried.status, 200, JSON.stringify(retried.json));
+    for (const until = Date.now() + 60_000; (r = (await h.get(`worker/${identifier}`)).json.taskResponseList[0]).round !== 1 || !['succeeded', 'failed'].includes(r.state); await sleep(50)) {
+      assert.ok(Date.now() < until, 'the retry never finished');
+    }
+    assert.equal(r.errnr, ERRNR_HANDLER_TIMEOUT);
+    assert.equal(r.attempts, 1);
+  });
+
   if (backend === 'rabbitmq') it('ends a shutdown within its timeout while a handler spins, and leaves the task to be handed out again', async function () {
     const manager = await h.startManager('iso2', ['worker'], { TASKER_MANAGER__SHUTDOWN_TIMEOUT: '1', TASKER_MANAGER__HANDLER_TIMEOUT: '600' });
     const identifier = 'shutdown-spin';
