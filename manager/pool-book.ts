@@ -13,8 +13,9 @@ export class PoolBook<W, R> {
   private starting = 0;
 
   /**
-   * `depth`: most runs a worker holds; more than one only once the pool has all its workers, and only for
-   * a worker `canQueue` says may take one more (its current run is young, so probably short).
+   * `depth`: most runs a worker holds; more than one only for a worker `canQueue` says may take one more
+   * (its current run is young, so probably short): short handlers are served by few processes, and
+   * another is forked only for a run that no worker can take.
    */
   constructor(readonly size: number, readonly depth = 1) {
     if (!Number.isInteger(size) || size < 1) throw new Error(`a pool of ${size} workers`);
@@ -73,8 +74,8 @@ export class PoolBook<W, R> {
   }
 
   /**
-   * Waiting runs paired with workers, oldest run first: idle workers first; then, once no more workers
-   * may be forked, the least loaded worker under `depth` that `canQueue`. The pairs leave the book.
+   * Waiting runs paired with workers, oldest run first: idle workers first, then the least loaded worker
+   * under `depth` that `canQueue`. The pairs leave the book.
    */
   assign(canQueue: (worker: W) => boolean = () => false): [W, R][] {
     const pairs: [W, R][] = [];
@@ -82,7 +83,7 @@ export class PoolBook<W, R> {
       let best: W | undefined;
       let bestLoad = Infinity;
       for (const [w, n] of this.load) {
-        if (n < bestLoad && (n === 0 || (this.live >= this.size && n < this.depth && canQueue(w)))) {
+        if (n < bestLoad && (n === 0 || (n < this.depth && canQueue(w)))) {
           best = w;
           bestLoad = n;
         }
@@ -94,8 +95,11 @@ export class PoolBook<W, R> {
     return pairs;
   }
 
-  /** How many workers to fork now: one for each waiting run that none starting will take, within the size. */
+  /**
+   * How many workers to fork now: one when runs wait that no worker could take, none is starting already
+   * and the size allows (one at a time: the next run may find the first free again, and forks cost CPU).
+   */
   toFork(): number {
-    return Math.max(0, Math.min(this.size - this.live, this.waiting.length - this.starting));
+    return this.waiting.length > 0 && this.starting === 0 && this.live < this.size ? 1 : 0;
   }
 }

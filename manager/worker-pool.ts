@@ -54,9 +54,9 @@ const STDERR_TAIL_CHARS = 8_000;
 const NOT_INHERITED = /^--(?:cpu-prof|heap-prof|max-old-space-size|inspect|prof)/;
 
 /**
- * Most runs a worker holds once every worker of the pool is busy: the one it runs and those waiting in
- * it, so that a worker woken for a run finds the next ones there (on a loaded machine each wake-up of a
- * process costs more than the run of a short handler).
+ * Most runs a worker holds: the one it runs and those waiting in it, so that a worker woken for a run
+ * finds the next ones there (on a loaded machine each wake-up of a process costs more than the run of a
+ * short handler), and short handlers need few processes.
  */
 const PIPELINE_DEPTH = 8;
 /** A worker gets a run queued behind its current one only while that run is younger than this (probably a short one). */
@@ -119,10 +119,22 @@ export class WorkerPool {
     return [...this.workers].map((w) => w.child.pid).filter((p): p is number => p !== undefined);
   }
 
-  /** Forks a first worker, so that the first run does not wait for one. */
-  warm(): void {
-    if (this.closed || this.book.liveCount > 0) return;
-    this.forkWorker();
+  /**
+   * Forks a first worker, so that the first run does not wait for one; resolves once it is ready (or
+   * gone), so that a process that says it is ready has loaded it (its start costs CPU).
+   */
+  warm(): Promise<void> {
+    if (this.closed || this.book.liveCount > 0) return Promise.resolve();
+    const child = this.forkWorker();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        child.off('message', done);
+        child.off('exit', done);
+        resolve();
+      };
+      child.on('message', done);
+      child.once('exit', done);
+    });
   }
 
   /**
@@ -166,10 +178,10 @@ export class WorkerPool {
     const now = Date.now();
     for (const [worker, run] of this.book.assign((w) => now - w.headSince < PIPELINE_WINDOW_MS)) this.dispatch(worker, run);
     if (this.closed) return;
-    for (let n = this.book.toFork(); n > 0; n--) this.forkWorker();
+    if (this.book.toFork() > 0) this.forkWorker();
   }
 
-  private forkWorker(): void {
+  private forkWorker(): ChildProcess {
     const child = fork(this.script, [this.o.handlersDir], {
       execArgv: this.execArgv, detached: true, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'json',
     });
@@ -186,6 +198,7 @@ export class WorkerPool {
     child.on('message', (raw: unknown) => this.onMessage(worker, raw));
     child.on('error', (err) => this.o.logger.warn({ err, pid: child.pid }, 'handler worker process error'));
     child.once('exit', (code, signal) => this.onExit(worker, code, signal));
+    return child;
   }
 
   private onMessage(worker: Worker, raw: unknown): void {

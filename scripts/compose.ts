@@ -151,8 +151,9 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
     await manager.start();
     managers.push(manager);
   }
-  // Forked once the handler modules loaded here (a broken folder stops the start before).
-  pool?.warm();
+  // Forked once the handler modules loaded here (a broken folder stops the start before), and ready
+  // before this process says it is.
+  await pool?.warm();
   return managers;
 }
 

@@ -44,41 +44,45 @@ describe('worker pool messages', function () {
 });
 
 describe('worker pool bookkeeping', function () {
-  it('forks one worker per waiting run up to its size, and pairs runs with idle workers oldest first', function () {
+  it('forks one worker at a time while runs wait, up to its size, and pairs runs with idle workers oldest first', function () {
     const book = new PoolBook<string, number>(2);
     book.submit(1);
     book.submit(2);
     book.submit(3);
-    assert.equal(book.toFork(), 2);
+    assert.equal(book.toFork(), 1);
     book.forked();
-    book.forked();
-    assert.equal(book.toFork(), 0, 'the size is reached');
+    assert.equal(book.toFork(), 0, 'one is starting');
     assert.deepEqual(book.assign(), [], 'no worker is ready yet');
     book.started('a');
     assert.deepEqual(book.assign(), [['a', 1]]);
+    assert.equal(book.toFork(), 1);
+    book.forked();
     book.started('b');
     assert.deepEqual(book.assign(), [['b', 2]]);
+    assert.equal(book.toFork(), 0, 'the size is reached');
     assert.equal(book.waitingCount, 1);
     book.freed('a');
     assert.deepEqual(book.assign(), [['a', 3]]);
   });
 
-  it('queues runs in busy workers only once the pool is full, the least loaded first, up to the depth, and only where allowed', function () {
+  it('queues runs in busy workers, the least loaded first, up to the depth, only where allowed, before forking', function () {
     const book = new PoolBook<string, number>(2, 3);
     book.forked();
     book.started('a');
     book.submit(1);
     book.submit(2);
-    assert.deepEqual(book.assign(() => true), [['a', 1]], 'a second worker may still be forked: run 2 waits for it');
-    assert.equal(book.toFork(), 1);
+    book.submit(3);
+    book.submit(4);
+    assert.deepEqual(book.assign(() => true), [['a', 1], ['a', 2], ['a', 3]], 'a young run: the next ones wait in its worker');
+    assert.equal(book.toFork(), 1, 'run 4 finds no room: a second worker');
     book.forked();
     book.started('b');
-    for (let i = 3; i <= 7; i++) book.submit(i);
-    assert.deepEqual(book.assign((w) => w === 'a'), [['b', 2], ['a', 3], ['a', 4]], 'b is idle; then only a may queue, up to 3');
+    for (let i = 5; i <= 7; i++) book.submit(i);
+    assert.deepEqual(book.assign((w) => w === 'a'), [['b', 4]], 'b is idle; a is full; b may not queue');
     assert.deepEqual(book.assign(() => true), [['b', 5], ['b', 6]]);
     assert.equal(book.waitingCount, 1);
     book.exited('b', false);
-    book.requeue([6]);
+    book.requeue([5, 6]);
     assert.deepEqual(book.assign(() => true), [], 'a is full and b is gone');
     assert.equal(book.toFork(), 1);
     assert.throws(() => new PoolBook(1, 0), /a pipeline of 0 runs/);
