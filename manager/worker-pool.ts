@@ -61,6 +61,11 @@ const NOT_INHERITED = /^--(?:cpu-prof|heap-prof|max-old-space-size|inspect|prof)
 const PIPELINE_DEPTH = 8;
 /** A worker gets a run queued behind its current one only while that run is younger than this (probably a short one). */
 const PIPELINE_WINDOW_MS = 20;
+/**
+ * ...and only when the runs it holds are of task types whose runs lately took less than this on average:
+ * a run is never queued behind a handler known to sleep or work for long (another worker is forked).
+ */
+const SHORT_RUN_MS = 50;
 
 interface Run {
   id: number;
@@ -107,6 +112,8 @@ export class WorkerPool {
   private readonly execArgv: string[];
   private nextRun = 1;
   private closed = false;
+  /** Per task type, how long its runs lately took (an exponential average, ms). */
+  private readonly runMs = new Map<string, number>();
 
   constructor(private readonly o: WorkerPoolOptions) {
     this.book = new PoolBook(o.size, PIPELINE_DEPTH);
@@ -176,7 +183,8 @@ export class WorkerPool {
 
   private pump(): void {
     const now = Date.now();
-    for (const [worker, run] of this.book.assign((w) => now - w.headSince < PIPELINE_WINDOW_MS)) this.dispatch(worker, run);
+    const canQueue = (w: Worker): boolean => now - w.headSince < PIPELINE_WINDOW_MS && w.runs.every((r) => this.isShort(r.req.task.type));
+    for (const [worker, run] of this.book.assign(canQueue)) this.dispatch(worker, run);
     if (this.closed) return;
     if (this.book.toFork() > 0) this.forkWorker();
   }
@@ -219,6 +227,7 @@ export class WorkerPool {
   /** The worker's current run returned: the next one held in the worker starts. */
   private onResult(worker: Worker, msg: ResultMessage): void {
     const run = worker.runs.shift() as Run;
+    this.recordDuration(run.req.task.type, Date.now() - worker.headSince);
     const { payload, errnr, errmsg } = msg;
     this.settle(run, run.timedOut ? this.timeoutResult(run, false) : { payload, errnr, errmsg });
     if (worker.runs.length > 0) this.startHead(worker);
@@ -257,6 +266,15 @@ export class WorkerPool {
     // A run's process that died is replaced at once, so that the pool stays warm.
     if (run) this.forkWorker();
     this.pump();
+  }
+
+  private isShort(type: string): boolean {
+    return (this.runMs.get(type) ?? Infinity) < SHORT_RUN_MS;
+  }
+
+  private recordDuration(type: string, ms: number): void {
+    const before = this.runMs.get(type);
+    this.runMs.set(type, before === undefined ? ms : before * 0.8 + ms * 0.2);
   }
 
   private timeoutResult(run: Run, killed: boolean): HandlerResult {
