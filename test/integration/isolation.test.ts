@@ -87,12 +87,12 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`isolate
     await watch;
     const responses = done.map((d) => d.taskResponseList[0]);
     for (const [i, r] of responses.entries()) assert.equal(r.attempts, 1, `${ids[i]}: ${JSON.stringify(r)}`);
-    assert.equal(responses[5].errnr, ERRNR_HANDLER_DIED);
-    assert.equal(responses[5].errmsg, 'the handler\'s process exited with code 3');
-    assert.equal(responses[12].errnr, ERRNR_HANDLER_TIMEOUT);
+    assert.equal(responses[5].errnr, ERRNR_HANDLER_DIED, JSON.stringify(responses[5]));
+    assert.equal(responses[5].errmsg, 'the handler\'s process exited with code 3', JSON.stringify(responses[5]));
+    assert.equal(responses[12].errnr, ERRNR_HANDLER_TIMEOUT, JSON.stringify(responses[12]));
     assert.equal(responses[12].failure, 'timed_out');
     assert.match(responses[12].errmsg, new RegExp(`timed out after ${HANDLER_TIMEOUT_S} s; its process was killed ${KILL_GRACE_S} s later`));
-    assert.equal(responses[20].errnr, ERRNR_HANDLER_DIED);
+    assert.equal(responses[20].errnr, ERRNR_HANDLER_DIED, JSON.stringify(responses[20]));
     assert.match(responses[20].errmsg, /ran out of memory \(manager\.handler_max_heap_mb 64\)/);
     const others = responses.filter((_, i) => ![5, 12, 20].includes(i));
     assert.equal(others.length, 27);
