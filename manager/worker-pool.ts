@@ -118,7 +118,9 @@ export class WorkerPool {
   constructor(private readonly o: WorkerPoolOptions) {
     this.book = new PoolBook(o.size, PIPELINE_DEPTH);
     this.script = o.script ?? path.join(__dirname, 'pool-worker.js');
-    this.execArgv = [...process.execArgv.filter((a) => !NOT_INHERITED.test(a)), `--max-old-space-size=${o.maxHeapMb}`];
+    // A manager started with code to evaluate (`node -e`) would hand its code to the workers: then none of its options.
+    const inherited = process.execArgv.some((a) => /^(?:-e|--eval|-p|--print)$/.test(a)) ? [] : process.execArgv.filter((a) => !NOT_INHERITED.test(a));
+    this.execArgv = [...inherited, `--max-old-space-size=${o.maxHeapMb}`];
   }
 
   /** Worker processes alive (and their pids), for the tests and the logs. */
