@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { ERRNR_HANDLER_DIED, ERRNR_HANDLER_TIMEOUT } from '../../protocol/wire';
 import { Backend, Harness } from '../support/harness';
 
-const HANDLER_TIMEOUT_S = 2;
+const HANDLER_TIMEOUT_S = 3;
 const KILL_GRACE_S = 1;
 /** What starting processes and reporting may add on this shared, loaded machine (2 cores, other suites). */
 const SLACK_MS = 3000;
