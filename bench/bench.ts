@@ -11,6 +11,7 @@ import { RabbitCluster } from '../test/support/rabbit-cluster';
 import { runBaseline } from './baseline';
 import { shippedDefaults } from './defaults';
 import { runFleet } from './fleet';
+import { runIsolation } from './isolation';
 import { getJson, postAll } from './load';
 import { ProcessMeter, summary } from './stats';
 import { ensureWrk, postWithWrk } from './wrk';
@@ -37,6 +38,13 @@ const { values: opt } = parseArgs({
     'no-latency': { type: 'boolean', default: false },
     'no-scale': { type: 'boolean', default: false },
     'no-throughput': { type: 'boolean', default: false },
+    /** The isolation phase: managers with manager.isolation process, then none, alternately (README "Isolation"). */
+    'no-isolation': { type: 'boolean', default: false },
+    'isolation-seconds': { type: 'string', default: '10' },
+    'isolation-rounds': { type: 'string', default: '2' },
+    'isolation-latency-tasks': { type: 'string', default: '150' },
+    /** manager.concurrency of the isolated managers (default: the shipped default). */
+    'isolation-concurrency': { type: 'string' },
     /** The fleet workload: this many endpoints, each with its own AMQP connection, many per process. */
     fleet: { type: 'string' },
     'fleet-tasks': { type: 'string', default: '20' },
@@ -308,6 +316,12 @@ function printTable(r: Record<string, any>): void {
     const w = r.latency.waiters;
     out.push(`${w.clients} clients waiting on one task (?wait=30): answered ${w.after_end_ms.p50} ms after its end (p50), the last ${w.after_end_ms.max} ms after`);
   }
+  if (r.isolation) {
+    const i = r.isolation;
+    out.push('', `isolation (wrk ${i.seconds} s at ${i.connections} connections, ${i.endpoints} endpoints, the no-op worker handler; medians of ${i.runs.length / 2} rounds each): `
+      + `completed tasks/s with manager.isolation process ${i.process_completed_per_s}, none ${i.none_completed_per_s}, ratio ${i.ratio}; `
+      + `end-to-end p50 one task at a time (${i.latency_tasks} tasks) ${i.process_e2e_p50_ms} ms vs ${i.none_e2e_p50_ms} ms: isolation adds ${i.added_p50_ms} ms`);
+  }
   if (r.scale) {
     const s = r.scale;
     out.push(`scale run (${s.rows} tasks stored, seeded in ${s.seed_s} s): GET p50 ${s.get_ms.p50} ms, p99 ${s.get_ms.p99} ms `
@@ -387,6 +401,14 @@ async function main(): Promise<void> {
       const procs = await h.startSystem(ENDPOINTS.map((name) => ({ name, task_types: ['worker'] })));
       if (!opt['no-throughput']) report.throughput = await throughput(h, procs);
       if (!opt['no-latency']) report.latency = await latency(h, Number(opt['latency-tasks']));
+      if (!opt['no-isolation'] && BACKEND === 'rabbitmq') {
+        report.isolation = await runIsolation(h, procs.slice(1), {
+          endpoints: ENDPOINTS, seconds: Number(opt['isolation-seconds']), warmup: Math.min(WARMUP, 5), connections: CONCURRENCY,
+          latencyTasks: Number(opt['isolation-latency-tasks']), payload: PAYLOAD, rounds: Number(opt['isolation-rounds']),
+          ...(opt['isolation-concurrency'] !== undefined ? { concurrency: Number(opt['isolation-concurrency']) } : {}),
+          waitAllDone: (prefix) => waitAllDone(h, prefix), toMs, log,
+        });
+      }
       if (!opt['no-scale'] && BACKEND === 'rabbitmq') report.scale = await scale(h, Number(opt['scale-rows']));
       await h.stopAll();
       if (!opt['no-baseline'] && BACKEND === 'rabbitmq') {

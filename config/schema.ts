@@ -195,6 +195,12 @@ export const ConfigSchema = Type.Object({
     handler_timeout: num(300, 0.01, 86400),
     /** Seconds between the SIGTERM and the SIGKILL of a command type's process group (timeout, cancel, shutdown). */
     kill_grace: num(5, 0, 60),
+    /** `process`: each module handler run happens in a worker process of a warm pool (docs/handlers.md "Isolation"); `none`: in the manager's own process. */
+    isolation: oneOf(['process', 'none'], 'process'),
+    /** Worker processes of a manager process's pool: most module handler runs at once (with `isolation: process`). */
+    concurrency: int(4, 1, 1024),
+    /** MiB of V8 heap each worker process may use (`--max-old-space-size`); past it the run fails with errnr 260. */
+    handler_max_heap_mb: int(512, 16, 65_536),
     /** Lines of a run's live output sent at most (docs/handlers.md "Output"); past it they are counted, and one last line says how many; 0: none sent. */
     output_max_lines: int(10_000, 0, 1_000_000),
     /** Bytes of a run's live output sent at most (the UTF-8 of its lines). */

@@ -12,6 +12,7 @@ import { DeadRounds } from './dead-rounds';
 import { HandlerModule, HandlerTask, runHandler } from './handler';
 import { Reporter } from './reporter';
 import { DEFAULT_OUTPUT_LIMITS, OutputLimits, RunOutput } from './run-output';
+import { RunHandedBackError, WorkerPool } from './worker-pool';
 
 export interface EndpointManagerOptions {
   endpoint: string;
@@ -36,6 +37,8 @@ export interface EndpointManagerOptions {
   logger: Logger;
   /** The bounds of each run's live output (`manager.output_*`). */
   output?: OutputLimits;
+  /** Where module handlers run (`manager.isolation: process`); absent: in this process (`none`). */
+  pool?: WorkerPool | null;
 }
 
 /**
@@ -91,6 +94,10 @@ export class EndpointManager {
   private heartbeat: PeriodicJob | null = null;
   private registered = false;
   private stopping = false;
+  /** Aborted when a stop begins: isolated runs abort their handlers and end without a result. */
+  private readonly shutdown = new AbortController();
+  /** Aborted when the stop's time is over: isolated runs' processes are killed. */
+  private readonly kill = new AbortController();
 
   constructor(private readonly o: EndpointManagerOptions) {
     this.log = o.logger.child({ endpoint: o.endpoint });
@@ -100,6 +107,11 @@ export class EndpointManager {
 
   get endpoint(): string {
     return this.o.endpoint;
+  }
+
+  /** The worker pool this manager's module handlers run in (shared by the managers of a process), if any. */
+  get pool(): WorkerPool | null {
+    return this.o.pool ?? null;
   }
 
   get taskTypes(): string[] {
@@ -223,7 +235,8 @@ export class EndpointManager {
       await this.synced;
       await this.handle(msg, d, log);
     } catch (err) {
-      if (!this.stopping) {
+      if (err instanceof RunHandedBackError) log.info('handler run ended by the shutdown; the task is handed back');
+      else if (!this.stopping) {
         log.error({ err }, 'could not process task; it will be redelivered');
         await sleep(1000);
       }
@@ -358,6 +371,8 @@ export class EndpointManager {
     // received only if its handler outlasts the receipt delay.
     const receipt = (): void => this.reporter.notify({ kind: 'receipt', ...base });
     let timer: NodeJS.Timeout | undefined;
+    // Counted from the delivery, an isolated run waiting for a free worker included: the server side
+    // waits `api.wait_for_endpoints_timeout` for a sign of it.
     if (first && this.o.receiptDelayMs === 0) receipt();
     else if (first) timer = setTimeout(receipt, this.o.receiptDelayMs);
     const task: HandlerTask = {
@@ -371,13 +386,17 @@ export class EndpointManager {
     this.aborts.set(key, abort);
     // Cancelled while the server side was answering: the run is recorded, so it starts and stops at once.
     if (this.dead.isDead(msg.id, msg.round ?? 0)) abort.abort();
+    const isolated = this.o.pool && !(handler instanceof CommandRunner) ? this.o.pool : null;
     const output = new RunOutput({ task_id: msg.id, endpoint: this.o.endpoint, attempt, round: msg.round ?? 0 },
       this.o.output ?? DEFAULT_OUTPUT_LIMITS, (event) => this.reporter.output(event));
     let result;
     try {
       result = handler instanceof CommandRunner
         ? await handler.run(task, abort.signal, output)
-        : await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal, msg.round ?? 0, (line) => output.line('log', line));
+        : isolated ? await isolated.run({
+          task, endpoint: this.o.endpoint, attempt, round: msg.round ?? 0, timeoutMs: this.o.handlerTimeoutMs,
+          cancel: abort.signal, shutdown: this.shutdown.signal, kill: this.kill.signal, onLog: (line) => output.line('log', line),
+        }) : await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal, msg.round ?? 0, (line) => output.line('log', line));
     } finally {
       clearTimeout(timer);
       this.aborts.delete(key);
@@ -393,10 +412,14 @@ export class EndpointManager {
 
   /**
    * Stops consuming, waits up to `timeoutMs` for running tasks to finish and ack, then closes the
-   * connection: whatever is still running is left unacked, so the broker hands it out again.
+   * connection: whatever is still running is left unacked, so the broker hands it out again. Isolated
+   * handler runs are aborted at once and end without a result (handed back too); their processes are
+   * killed when the time is over.
    */
   async stop(timeoutMs: number): Promise<void> {
     await this.o.transport.stopConsuming();
+    // Isolated handlers are told to stop (their signal aborted); their runs end without a result.
+    this.shutdown.abort();
     const settled = await this.inFlight.settle(timeoutMs);
     this.stopping = true;
     if (!settled) {
@@ -405,6 +428,11 @@ export class EndpointManager {
       // and its run ends without a result (its delivery handed back) once the kill is seen.
       let killed = 0;
       for (const h of this.o.handlers.values()) if (h instanceof CommandRunner) killed += h.killAll();
+      // The same for isolated handler runs: their processes are killed (the pool replaces them).
+      if (this.o.pool) {
+        this.kill.abort();
+        killed++;
+      }
       if (killed > 0) await this.inFlight.settle(KILLED_RUNS_SETTLE_MS);
     }
     await this.heartbeat?.stop();

@@ -47,6 +47,12 @@ export const ERRNR_COMMAND_BAD_PAYLOAD = 258;
  * a key the endpoint does not trust, or its deadline passed (protocol/task-signature.ts); errmsg says which.
  */
 export const ERRNR_TASK_REFUSED = 259;
+/**
+ * The process of an isolated handler run (`manager.isolation: process`) ended under it: an exit, a fatal
+ * signal, running out of heap (`manager.handler_max_heap_mb`). errmsg names the exit code or the signal.
+ * Only that run fails: its delivery is acked with this result, so no other delivery counts an attempt.
+ */
+export const ERRNR_HANDLER_DIED = 260;
 
 /** errmsg is a TEXT column (65,535 bytes): at most 4 bytes a character in utf8mb4. */
 export const MAX_ERRMSG_CHARS = 16_000;

@@ -9,6 +9,7 @@ import type { Logger } from '../lib/logger';
 import { CommandRunner } from '../manager/command-runner';
 import { EndpointManager } from '../manager/endpoint-manager';
 import type { HandlerModule } from '../manager/handler';
+import { WorkerPool } from '../manager/worker-pool';
 import type { Broker } from '../protocol/broker';
 import { EndpointTransport } from '../protocol/endpoint-transport';
 import { InProcessBroker } from '../protocol/in-process/in-process-broker';
@@ -126,6 +127,7 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
   const facts = { hostname: hostname(), os: process.platform, arch: process.arch, version: packageVersion() };
   const verifier = verifierOf(config);
   if (verifier) logger.info({ keys: verifier.keyIds }, 'endpoints run only tasks signed by a trusted key');
+  const pool = poolOf(config, logger, endpoints);
   for (const ep of endpoints) {
     // How this endpoint's handlers are given: `module` (handlers/<type>), `command` (a command type's program).
     const kinds = [...new Set(ep.task_types.map((t) => (config.command_types[t] === undefined ? 'module' : 'command')))].sort();
@@ -144,14 +146,41 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
       facts: { ...facts, task_types: [...ep.task_types], handler_kinds: kinds },
       logger,
       output: { maxLines: m.output_max_lines, maxBytes: m.output_max_bytes, flushMs: m.output_flush * 1000, batchLines: m.output_batch_lines },
+      pool,
     });
     await manager.start();
     managers.push(manager);
   }
+  // Forked once the handler modules loaded here (a broken folder stops the start before), and ready
+  // before this process says it is.
+  await pool?.warm();
   return managers;
 }
 
-/** Stops the managers: consuming, then in-flight work (up to `manager.shutdown_timeout`), then their connections. */
+/**
+ * The process's one worker pool (README "Isolation"), shared by its endpoint managers, when
+ * `manager.isolation` is `process` and an endpoint has a module task type; else null (in-process runs).
+ */
+function poolOf(config: Config, logger: Logger, endpoints: readonly EndpointConfig[]): WorkerPool | null {
+  const m = config.manager;
+  const modules = endpoints.some((ep) => ep.task_types.some((t) => config.command_types[t] === undefined));
+  if (m.isolation !== 'process' || !modules) return null;
+  const pool = new WorkerPool({
+    size: m.concurrency, handlersDir: handlersDirOf(config), maxHeapMb: m.handler_max_heap_mb, killGraceMs: m.kill_grace * 1000, logger,
+  });
+  return pool;
+}
+
+/**
+ * Stops the managers: consuming, then in-flight work (up to `manager.shutdown_timeout`), then their
+ * connections; then the worker processes of their pool.
+ */
 export function managerShutdownSteps(config: Config, managers: EndpointManager[]): ShutdownStep[] {
-  return [{ name: 'stop endpoint managers', run: () => Promise.all(managers.map((mg) => mg.stop(config.manager.shutdown_timeout * 1000))) }];
+  return [{
+    name: 'stop endpoint managers',
+    run: async () => {
+      await Promise.all(managers.map((mg) => mg.stop(config.manager.shutdown_timeout * 1000)));
+      await Promise.all([...new Set(managers.map((mg) => mg.pool))].map((pool) => pool?.close()));
+    },
+  }];
 }
