@@ -38,7 +38,7 @@ const { values: opt } = parseArgs({
     'no-latency': { type: 'boolean', default: false },
     'no-scale': { type: 'boolean', default: false },
     'no-throughput': { type: 'boolean', default: false },
-    /** The isolation phase: managers with manager.isolation process, then none, alternately (README "Isolation"). */
+    /** The isolation phase: managers with manager.isolation process, then none, alternately (docs/handlers.md "Isolation"). */
     'no-isolation': { type: 'boolean', default: false },
     'isolation-seconds': { type: 'string', default: '10' },
     'isolation-rounds': { type: 'string', default: '2' },

@@ -31,7 +31,7 @@ const median = (values: number[]): number => summary(values).p50;
 const round1 = (n: number): number => Math.round(n * 10) / 10;
 
 /**
- * The isolation phase of `npm run bench` (README "Isolation"): the same workload with the endpoint
+ * The isolation phase of `npm run bench` (docs/handlers.md "Isolation"): the same workload with the endpoint
  * managers restarted with `manager.isolation: process` (the default) and `none`, alternately, in one run;
  * the ratio of their completed tasks/s, and the p50 latency isolation adds to a task run one at a time.
  */

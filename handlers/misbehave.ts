@@ -1,5 +1,5 @@
 /**
- * The misbehaviours the example `worker` handler acts out on request (README "Isolation"), so that the
+ * The misbehaviours the example `worker` handler acts out on request (docs/handlers.md "Isolation"), so that the
  * guarantees of isolated runs can be shown with curl: `exit` (the process exits with that code),
  * `spin` (seconds of a synchronous busy loop that ignores the signal), `leak` (allocates until the heap
  * limit). Run in-process (`manager.isolation: none`), each hurts the manager itself, as it would.

@@ -158,7 +158,7 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
 }
 
 /**
- * The process's one worker pool (README "Isolation"), shared by its endpoint managers, when
+ * The process's one worker pool (docs/handlers.md "Isolation"), shared by its endpoint managers, when
  * `manager.isolation` is `process` and an endpoint has a module task type; else null (in-process runs).
  */
 function poolOf(config: Config, logger: Logger, endpoints: readonly EndpointConfig[]): WorkerPool | null {
