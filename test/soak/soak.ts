@@ -221,6 +221,8 @@ async function main(): Promise<number> {
       env: {
         TASKER_TEST_DB_PORT: String(db.port), TASKER_LOG_LEVEL: 'warn', TASKER_MODE: 'test',
         TASKER_MANAGER__ENDPOINTS: `[${MANAGERS.join(', ')}]`, TASKER_MANAGER__DB__POOL_SIZE: '10',
+        // Handlers in the managers' own processes, as the soak's figures were taken (isolation has its own suite).
+        TASKER_MANAGER__ISOLATION: 'none',
         ...broker?.cluster.testEnv(),
         // The database over TLS for every process and the soak's own looks alike: its user requires it.
         ...certs ? { TASKER_MANAGER__DB__TLS__ENABLED: 'true', TASKER_MANAGER__DB__TLS__CA: certs.ca } : {},
