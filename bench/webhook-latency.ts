@@ -43,7 +43,8 @@ function quantile(xs: readonly number[], q: number): number {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
 }
 
-async function call(h: Harness, method: string, path: string, body?: unknown): Promise<any> {
+/** One call of the bench's API; an answer other than 2xx ends the bench with it. */
+export async function call(h: Harness, method: string, path: string, body?: unknown): Promise<any> {
   const res = await fetch(`${h.baseUrl}${path}`, {
     method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
   });

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/loader';
 import { Harness, Proc } from '../test/support/harness';
 import { shippedDefaults } from './defaults';
-import { claimPlan, measureLatency, type LatencyReport } from './webhook-latency';
+import { call, claimPlan, measureLatency, type LatencyReport } from './webhook-latency';
 import { ensureWrk, postWithWrk, WrkResult } from './wrk';
 
 /**
@@ -62,15 +62,6 @@ class Receiver {
     this.server.closeAllConnections();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
-}
-
-async function call(h: Harness, method: string, path: string, body?: unknown): Promise<any> {
-  const res = await fetch(`${h.baseUrl}${path}`, {
-    method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await res.json();
-  if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
 }
 
 const pending = async (h: Harness): Promise<number> =>
