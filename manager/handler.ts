@@ -2,9 +2,9 @@ import { format } from 'node:util';
 import { withDeadline } from '../lib/retry';
 import {
   ERRNR_BAD_RESULT, ERRNR_HANDLER_THREW, ERRNR_HANDLER_TIMEOUT, MAX_ERRMSG_CHARS, MAX_RESPONSE_PAYLOAD_BYTES,
-} from '../protocol/wire';
+} from '../protocol/errnr';
 
-export { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_BAD_RESULT, ERRNR_HANDLER_THREW, ERRNR_HANDLER_TIMEOUT, MAX_ERRMSG_CHARS } from '../protocol/wire';
+export { ERRNR_ATTEMPTS_EXHAUSTED, ERRNR_BAD_RESULT, ERRNR_HANDLER_THREW, ERRNR_HANDLER_TIMEOUT, MAX_ERRMSG_CHARS } from '../protocol/errnr';
 
 /** What a handler run leaves: the response's result. */
 export interface HandlerResult {
@@ -68,7 +68,7 @@ const INT32_MAX = 2 ** 31 - 1;
  * row can be written (one bad result must not fail the batch it is written with). A payload that is not JSON, or too large, becomes
  * an error result naming the problem; an errnr outside INT becomes ERRNR_HANDLER_THREW; a long errmsg is cut.
  */
-export function storableResult(payload: unknown, errnr: unknown, errmsg: unknown): HandlerResult {
+export function storableResult(payload: unknown, errnr: unknown, errmsg: unknown, copy = true): HandlerResult {
   const message = errmsg === null || errmsg === undefined ? null : String(errmsg);
   const cut = message !== null && message.length > MAX_ERRMSG_CHARS ? `${message.slice(0, MAX_ERRMSG_CHARS)}…` : message;
   let json: string | undefined;
@@ -81,8 +81,10 @@ export function storableResult(payload: unknown, errnr: unknown, errmsg: unknown
     return { payload: null, errnr: ERRNR_BAD_RESULT, errmsg: `handler set a payload over ${MAX_RESPONSE_PAYLOAD_BYTES} bytes` };
   }
   const valid = typeof errnr === 'number' && Number.isInteger(errnr) && errnr >= INT32_MIN && errnr <= INT32_MAX;
-  // JSON.parse(JSON.stringify()) drops what JSON cannot hold (undefined members, functions) the same way the store would.
-  return { payload: json === undefined ? null : JSON.parse(json) as unknown, errnr: valid ? errnr : ERRNR_HANDLER_THREW, errmsg: cut };
+  // JSON.parse(JSON.stringify()) drops what JSON cannot hold (undefined members, functions) the same way the store
+  // would; `copy` false: the caller sends the payload on as JSON, which does the same.
+  const stored = json === undefined ? null : copy ? JSON.parse(json) as unknown : payload;
+  return { payload: stored, errnr: valid ? errnr : ERRNR_HANDLER_THREW, errmsg: cut };
 }
 
 /**

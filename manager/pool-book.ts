@@ -75,24 +75,47 @@ export class PoolBook<W, R> {
 
   /**
    * Waiting runs paired with workers, oldest run first: idle workers first, then the least loaded worker
-   * under `depth` that `canQueue`. The pairs leave the book.
+   * under `depth` that `canQueue`; but a run that `packs` (its handler is known to return at once) goes
+   * first behind the runs of the busiest worker that can queue it, so that a burst of such runs wakes one
+   * process rather than one per run. The pairs leave the book.
    */
-  assign(canQueue: (worker: W) => boolean = () => false): [W, R][] {
+  assign(canQueue: (worker: W) => boolean = () => false, packs: (run: R) => boolean = () => false): [W, R][] {
     const pairs: [W, R][] = [];
-    while (this.waiting.length > 0) {
-      let best: W | undefined;
-      let bestLoad = Infinity;
-      for (const [w, n] of this.load) {
-        if (n < bestLoad && (n === 0 || (n < this.depth && canQueue(w)))) {
-          best = w;
-          bestLoad = n;
-        }
-      }
-      if (best === undefined) break;
-      this.load.set(best, bestLoad + 1);
-      pairs.push([best, this.waiting.shift() as R]);
-    }
+    for (let pair = this.assignNext(canQueue, packs); pair; pair = this.assignNext(canQueue, packs)) pairs.push(pair);
     return pairs;
+  }
+
+  /** The oldest waiting run paired with a worker as `assign` does, or undefined when none can take it. */
+  assignNext(canQueue: (worker: W) => boolean = () => false, packs: (run: R) => boolean = () => false): [W, R] | undefined {
+    if (this.waiting.length === 0) return undefined;
+    const best = (packs(this.waiting[0]) ? this.busiestQueueing(canQueue) : undefined) ?? this.leastLoaded(canQueue);
+    if (best === undefined) return undefined;
+    this.load.set(best, (this.load.get(best) as number) + 1);
+    return [best, this.waiting.shift() as R];
+  }
+
+  private leastLoaded(canQueue: (worker: W) => boolean): W | undefined {
+    let best: W | undefined;
+    let bestLoad = Infinity;
+    for (const [w, n] of this.load) {
+      if (n < bestLoad && (n === 0 || (n < this.depth && canQueue(w)))) {
+        best = w;
+        bestLoad = n;
+      }
+    }
+    return best;
+  }
+
+  private busiestQueueing(canQueue: (worker: W) => boolean): W | undefined {
+    let best: W | undefined;
+    let bestLoad = 0;
+    for (const [w, n] of this.load) {
+      if (n > bestLoad && n < this.depth && canQueue(w)) {
+        best = w;
+        bestLoad = n;
+      }
+    }
+    return best;
   }
 
   /**

@@ -68,6 +68,16 @@ export function parseFromWorker(v: unknown): FromWorker | null {
   }
 }
 
+/**
+ * The messages of one IPC write, in order. The manager sends what it has for a worker at the end of its
+ * event loop's turn as one array (so that a burst of deliveries wakes a worker once); a worker sends one
+ * message at a time, each as soon as it is made, so that nothing it said is lost if its next run kills it.
+ */
+export function parseBatch<T>(v: unknown, parseOne: (m: unknown) => T | null): T[] {
+  const items = Array.isArray(v) ? v : [v];
+  return items.map(parseOne).filter((m): m is T => m !== null);
+}
+
 /** A message from the manager, or null when it is not one. */
 export function parseToWorker(v: unknown): ToWorker | null {
   if (!isObject(v) || !isRunId(v.run)) return null;

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { format } from 'node:util';
 import { TASK_TYPE_PATTERN } from '../protocol/names';
 import { ERRNR_HANDLER_THREW, HandlerModule, HandlerResponse, isHandlerModule, storableResult } from './handler';
-import { abortReason, FromWorker, parseToWorker, RunMessage } from './pool-messages';
+import { abortReason, FromWorker, parseBatch, parseToWorker, RunMessage } from './pool-messages';
 
 /**
  * A worker process of an endpoint manager's pool (manager/worker-pool.ts), started with
@@ -15,10 +15,32 @@ import { abortReason, FromWorker, parseToWorker, RunMessage } from './pool-messa
 const handlersDir = process.argv[2];
 const modules = new Map<string, HandlerModule>();
 /** Every run received and not finished (the one running and those held behind it), by the pool's number. */
-const aborts = new Map<number, AbortController>();
+const aborts = new Map<number, LazyAbort>();
 /** Runs held until the one running returns: one handler at a time, in the order sent. */
 const held: RunMessage[] = [];
 let busy = false;
+
+/**
+ * A run's `response.signal`, made only when its handler reads it (most short handlers never do, and an
+ * AbortController is a good part of a short run's cost); an abort before that is kept and applied then.
+ */
+class LazyAbort {
+  private controller: AbortController | null = null;
+  private reason: Error | null = null;
+
+  get signal(): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController();
+      if (this.reason !== null) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: Error): void {
+    if (this.controller !== null) this.controller.abort(reason);
+    else this.reason ??= reason;
+  }
+}
 
 function send(message: FromWorker): void {
   process.send?.(message);
@@ -42,17 +64,18 @@ function moduleOf(type: string): HandlerModule {
 }
 
 async function run(msg: RunMessage): Promise<void> {
-  const controller = aborts.get(msg.run) ?? new AbortController();
+  const abort = aborts.get(msg.run) ?? new LazyAbort();
   const log = (...args: unknown[]): void => {
     for (const line of format(...args).split('\n')) send({ kind: 'log', run: msg.run, line });
   };
   const response: HandlerResponse = {
-    endpoint: msg.endpoint, attempt: msg.attempt, round: msg.round, signal: controller.signal, log, payload: null, errnr: 0, errmsg: null,
+    endpoint: msg.endpoint, attempt: msg.attempt, round: msg.round, get signal() { return abort.signal; }, log, payload: null, errnr: 0, errmsg: null,
   };
   let result;
   try {
     await moduleOf(msg.task.type).handleTask(msg.task, response);
-    result = storableResult(response.payload, response.errnr, response.errmsg);
+    // The IPC's own JSON makes the manager's copy of the payload: no copy here.
+    result = storableResult(response.payload, response.errnr, response.errmsg, false);
   } catch (err) {
     result = storableResult(null, ERRNR_HANDLER_THREW, err instanceof Error ? err.message : String(err));
   } finally {
@@ -76,18 +99,16 @@ function next(): void {
 }
 
 process.on('message', (raw: unknown) => {
-  const msg = parseToWorker(raw);
-  if (msg === null) return;
-  if (msg.kind === 'run') {
-    aborts.set(msg.run, new AbortController());
-    held.push(msg);
-    if (!busy) {
-      busy = true;
-      setImmediate(next);
+  for (const msg of parseBatch(raw, parseToWorker)) {
+    if (msg.kind === 'run') {
+      aborts.set(msg.run, new LazyAbort());
+      held.push(msg);
+    } else {
+      aborts.get(msg.run)?.abort(abortReason(msg.cause));
     }
-  } else {
-    aborts.get(msg.run)?.abort(abortReason(msg.cause));
   }
+  // The whole batch is read (an abort in it of a run it holds applies before that run starts): an idle worker starts at once.
+  if (!busy) next();
 });
 // The manager is gone (killed, crashed): nothing would take this process's results.
 process.on('disconnect', () => process.exit(0));

@@ -4,7 +4,7 @@ import type { Logger } from '../lib/logger';
 import { ERRNR_HANDLER_DIED, ERRNR_HANDLER_TIMEOUT } from '../protocol/wire';
 import type { HandlerResult, HandlerTask } from './handler';
 import { PoolBook } from './pool-book';
-import { AbortCause, describeDeath, parseFromWorker, ResultMessage, ToWorker } from './pool-messages';
+import { AbortCause, describeDeath, FromWorker, parseBatch, parseFromWorker, ResultMessage, ToWorker } from './pool-messages';
 
 export interface WorkerPoolOptions {
   /** Most worker processes, so most handler runs at once (`manager.concurrency`). */
@@ -66,6 +66,12 @@ const PIPELINE_WINDOW_MS = 20;
  * a run is never queued behind a handler known to sleep or work for long (another worker is forked).
  */
 const SHORT_RUN_MS = 50;
+/**
+ * Runs of task types whose runs lately took less than this (the no-op kind: most of it is the IPC) are
+ * packed behind a busy worker's runs rather than spread over idle workers: on a loaded machine, waking one
+ * process for a burst of them costs far less than waking one per run, and they wait at most a few ms.
+ */
+const TINY_RUN_MS = 2;
 
 interface Run {
   id: number;
@@ -87,6 +93,8 @@ interface Worker {
   /** When the first of `runs` started. */
   headSince: number;
   stderr: string;
+  /** Messages for it not yet written: sent together at the end of this turn of the event loop. */
+  outbox: ToWorker[];
 }
 
 function killGroup(pid: number | undefined): void {
@@ -186,7 +194,9 @@ export class WorkerPool {
   private pump(): void {
     const now = Date.now();
     const canQueue = (w: Worker): boolean => now - w.headSince < PIPELINE_WINDOW_MS && w.runs.every((r) => this.isShort(r.req.task.type));
-    for (const [worker, run] of this.book.assign(canQueue)) this.dispatch(worker, run);
+    const packs = (run: Run): boolean => (this.runMs.get(run.req.task.type) ?? Infinity) < TINY_RUN_MS;
+    // One at a time: a run sent to a worker has started there (or waits in it), which the next choice sees.
+    for (let pair = this.book.assignNext(canQueue, packs); pair; pair = this.book.assignNext(canQueue, packs)) this.dispatch(...pair);
     if (this.closed) return;
     if (this.book.toFork() > 0) this.forkWorker();
   }
@@ -195,7 +205,7 @@ export class WorkerPool {
     const child = fork(this.script, [this.o.handlersDir], {
       execArgv: this.execArgv, detached: true, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'json',
     });
-    const worker: Worker = { child, ready: false, runs: [], headSince: 0, stderr: '' };
+    const worker: Worker = { child, ready: false, runs: [], headSince: 0, stderr: '', outbox: [] };
     this.workers.add(worker);
     this.book.forked();
     child.stderr?.setEncoding('utf8');
@@ -212,8 +222,10 @@ export class WorkerPool {
   }
 
   private onMessage(worker: Worker, raw: unknown): void {
-    const msg = parseFromWorker(raw);
-    if (msg === null) return;
+    for (const msg of parseBatch(raw, parseFromWorker)) this.onOne(worker, msg);
+  }
+
+  private onOne(worker: Worker, msg: FromWorker): void {
     if (msg.kind === 'ready') {
       if (worker.ready) return;
       worker.ready = true;
@@ -287,9 +299,20 @@ export class WorkerPool {
     };
   }
 
+  /**
+   * Queues a message for a worker: what is queued in one turn of the event loop (the runs of a burst of
+   * deliveries, their aborts) goes in one write, in order, so that the worker wakes once for all of them.
+   */
   private send(worker: Worker, message: ToWorker): void {
-    // A worker that just died: its exit ends the run.
-    if (worker.child.connected) worker.child.send(message, () => undefined);
+    worker.outbox.push(message);
+    if (worker.outbox.length === 1) setImmediate(() => this.flush(worker));
+  }
+
+  private flush(worker: Worker): void {
+    const batch = worker.outbox;
+    worker.outbox = [];
+    // A worker that just died: its exit ends the runs.
+    if (batch.length > 0 && worker.child.connected) worker.child.send(batch, () => undefined);
   }
 
   /** Sends a run to a worker; it starts there at once, or after the runs the worker holds already. */

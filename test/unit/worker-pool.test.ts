@@ -3,7 +3,7 @@ import path from 'node:path';
 import { misbehaviourOf } from '../../handlers/misbehave';
 import type { HandlerTask } from '../../manager/handler';
 import { PoolBook } from '../../manager/pool-book';
-import { abortReason, describeDeath, parseFromWorker, parseToWorker } from '../../manager/pool-messages';
+import { abortReason, describeDeath, parseBatch, parseFromWorker, parseToWorker } from '../../manager/pool-messages';
 import { PoolRunRequest, RunHandedBackError, WorkerPool } from '../../manager/worker-pool';
 import { createLogger } from '../../lib/logger';
 import { ERRNR_HANDLER_DIED, ERRNR_HANDLER_THREW, ERRNR_HANDLER_TIMEOUT } from '../../protocol/wire';
@@ -24,6 +24,13 @@ describe('worker pool messages', function () {
     assert.deepEqual(parseToWorker({ kind: 'run', run: 2, task, endpoint: 'e', attempt: 1, round: 0 }), { kind: 'run', run: 2, task, endpoint: 'e', attempt: 1, round: 0 });
     assert.equal(parseToWorker({ kind: 'run', run: 2, task: null, endpoint: 'e', attempt: 1, round: 0 }), null);
     assert.equal(abortReason('cancelled').message, 'task cancelled');
+  });
+
+  it('reads a batch in order, dropping what is not a message', function () {
+    const batch = [{ kind: 'run', run: 2, task, endpoint: 'e', attempt: 1, round: 0 }, { kind: 'abort', run: 2, cause: 'whim' }, { kind: 'abort', run: 2, cause: 'cancelled' }];
+    assert.deepEqual(parseBatch(batch, parseToWorker).map((m) => m.kind), ['run', 'abort']);
+    assert.deepEqual(parseBatch({ kind: 'ready' }, parseFromWorker), [{ kind: 'ready' }], 'a message alone is a batch of one');
+    assert.deepEqual(parseBatch('nonsense', parseFromWorker), []);
   });
 
   it('names the exit code, the signal, the last line of stderr, and an out-of-memory death as such', function () {
@@ -86,6 +93,20 @@ describe('worker pool bookkeeping', function () {
     assert.deepEqual(book.assign(() => true), [], 'a is full and b is gone');
     assert.equal(book.toFork(), 1);
     assert.throws(() => new PoolBook(1, 0), /a pipeline of 0 runs/);
+  });
+
+  it('packs runs that return at once behind the busiest worker that may queue, rather than waking an idle one each', function () {
+    const book = new PoolBook<string, number>(3, 4);
+    for (const w of ['a', 'b', 'c']) {
+      book.forked();
+      book.started(w);
+    }
+    for (let i = 1; i <= 6; i++) book.submit(i);
+    const tiny = (run: number): boolean => run !== 6;
+    assert.deepEqual(book.assign(() => true, tiny), [['a', 1], ['a', 2], ['a', 3], ['a', 4], ['b', 5], ['c', 6]],
+      'a fills to the depth, then b; run 6 is not tiny and takes the idle worker');
+    for (let i = 7; i <= 8; i++) book.submit(i);
+    assert.deepEqual(book.assign(() => false, () => true), [], 'no worker may queue: the tiny runs wait');
   });
 
   it('frees a slot only when the worker exits, and forgets an idle worker that exits', function () {
