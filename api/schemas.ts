@@ -135,6 +135,11 @@ export type SchedulePatchBody = Static<typeof SchedulePatchBody>;
 /** A webhook's id in a path: a positive integer (anything else is an unknown webhook: 404). */
 export const WEBHOOK_ID_PATTERN = /^[1-9][0-9]{0,15}$/;
 export const WebhookId = Type.String({ pattern: WEBHOOK_ID_PATTERN.source, description: 'the id POST /webhooks answered' });
+/** The delivery log of a subscription, or `notify`: the deliveries to tasks' own notify URLs. */
+export const DELIVERY_LOG_PATTERN = /^(?:[1-9][0-9]{0,15}|notify)$/;
+export const DeliveryLogId = Type.String({
+  pattern: DELIVERY_LOG_PATTERN.source, description: 'the id POST /webhooks answered, or `notify`: the deliveries to tasks\' own `notify` URLs',
+});
 const WebhookFields = {
   url: Type.String({ minLength: 1, maxLength: 2048, [ERROR_KEYWORD]: 'must be an https URL of at most 2048 characters', description: 'where the events are POSTed: https (http only with api.webhooks.allow_http)' }),
   events: Type.Array(enumOf(WEBHOOK_EVENTS), {

@@ -236,12 +236,12 @@ export async function run(argv: string[], io: commands.Io): Promise<number> {
     .action(action((ctx, id: string) => commands.webhookRotate(ctx, id)));
   webhook.command('test').description('POST a signed test message now; exit status 0 when the receiver answered 2xx').argument('<id>', 'the subscription\'s id')
     .action(action((ctx, id: string) => commands.webhookTest(ctx, id)));
-  webhook.command('deliveries').description('the delivery log, newest first').argument('<id>', 'the subscription\'s id')
+  webhook.command('deliveries').description('the delivery log, newest first').argument('<id>', 'the subscription\'s id, or notify (the tasks\' own notify URLs)')
     .option('--limit <n>', 'deliveries per page (1-1000, default 50)', positiveInt)
     .option('--before <delivery>', 'older than this delivery id', positiveInt)
     .action(action((ctx, id: string, o: { limit?: string; before?: string }) => commands.webhookDeliveries(ctx, id, o)));
   webhook.command('redeliver').description('send a delivery again, under the same webhook-id and body')
-    .argument('<id>', 'the subscription\'s id').argument('<delivery>', 'the delivery\'s id')
+    .argument('<id>', 'the subscription\'s id, or notify').argument('<delivery>', 'the delivery\'s id')
     .action(action((ctx, id: string, delivery: string) => commands.webhookRedeliver(ctx, id, delivery)));
 
   try {

@@ -2,9 +2,9 @@ import { Type } from '@sinclair/typebox';
 import { NotFoundError } from '../../lib/errors';
 import { actorOf } from '../auth';
 import type { ApiRoutes } from '../operation';
-import { CreatedWebhook, DeliveriesQuery, DELIVERY_ID_PATTERN, DeliveryAnswer, DeliveryId, DeliveryPage, NoQuery, TestAnswer, WEBHOOK_ID_PATTERN, WebhookBody, WebhookId, WebhookList, WebhookPatchBody } from '../schemas';
+import { CreatedWebhook, DeliveriesQuery, DELIVERY_ID_PATTERN, DELIVERY_LOG_PATTERN, DeliveryAnswer, DeliveryId, DeliveryLogId, DeliveryPage, NoQuery, TestAnswer, WEBHOOK_ID_PATTERN, WebhookBody, WebhookId, WebhookList, WebhookPatchBody } from '../schemas';
 import { WEBHOOK_EVENT } from '../lifecycle/states';
-import type { Delivery, Webhook } from '../storage/webhook-store';
+import { type Delivery, NOTIFY_WEBHOOK, type Webhook } from '../storage/webhook-store';
 import type { WebhookService } from '../webhooks/service';
 import { answers } from './answers';
 
@@ -37,6 +37,12 @@ const ONE = { description: 'the subscription', schema: Type.Ref('Webhook') };
 function idOf(params: Record<string, string>): number {
   if (!WEBHOOK_ID_PATTERN.test(params.id)) throw new NotFoundError(`no webhook ${params.id}`);
   return Number(params.id);
+}
+
+/** A subscription's id, or `notify`: the log of the tasks' own notifications. */
+function logIdOf(params: Record<string, string>): number {
+  if (!DELIVERY_LOG_PATTERN.test(params.id)) throw new NotFoundError(`no webhook ${params.id}`);
+  return params.id === 'notify' ? NOTIFY_WEBHOOK : Number(params.id);
 }
 
 /**
@@ -89,23 +95,23 @@ export function addWebhookRoutes(routes: ApiRoutes, service: WebhookService): vo
   });
 
   routes.add({
-    id: 'listWebhookDeliveries', method: 'get', path: '/webhooks/:id/deliveries', tag: 'webhooks', scope: 'admin', params: PARAMS, query: DeliveriesQuery,
-    summary: 'The delivery log of a subscription, newest first: status, HTTP code, duration, attempts, next try, last error',
+    id: 'listWebhookDeliveries', method: 'get', path: '/webhooks/:id/deliveries', tag: 'webhooks', scope: 'admin', params: { id: DeliveryLogId }, query: DeliveriesQuery,
+    summary: 'The delivery log of a subscription (or, as `notify`, of the tasks\' own notify URLs), newest first: status, HTTP code, duration, attempts, next try, last error',
     answers: answers({ 200: { description: 'a page of deliveries', schema: DeliveryPage } }, [400, 404]),
   }, async (ctx, { query }) => {
     const limit = query.limit ?? 50;
-    const page = await service.deliveries(idOf(ctx.params), query.before ?? 0, limit);
+    const page = await service.deliveries(logIdOf(ctx.params), query.before ?? 0, limit);
     ctx.body = { deliveries: page.map(deliveryView), next_before: page.length === limit ? page[page.length - 1].id : null };
   });
 
   routes.add({
     id: 'redeliverWebhookDelivery', method: 'post', path: '/webhooks/:id/deliveries/:delivery/redeliver', tag: 'webhooks', scope: 'admin',
-    params: { ...PARAMS, delivery: DeliveryId }, query: NoQuery,
+    params: { id: DeliveryLogId, delivery: DeliveryId }, query: NoQuery,
     summary: 'Send a delivery again, whatever its status: pending from now, with a new api.webhooks.retry_for, under the same webhook-id and body',
     answers: answers({ 200: { description: 'the delivery, pending', schema: DeliveryAnswer } }, [400, 404]),
   }, async (ctx) => {
-    const id = idOf(ctx.params);
-    if (!DELIVERY_ID_PATTERN.test(ctx.params.delivery)) throw new NotFoundError(`no delivery ${ctx.params.delivery} of webhook ${id}`);
+    const id = logIdOf(ctx.params);
+    if (!DELIVERY_ID_PATTERN.test(ctx.params.delivery)) throw new NotFoundError(`no delivery ${ctx.params.delivery} of webhook ${ctx.params.id}`);
     ctx.body = deliveryView(await service.redeliver(id, Number(ctx.params.delivery)));
   });
 

@@ -4,7 +4,7 @@ import type { WebhookEvent } from '../lifecycle/states';
 import type { WebhookBody, WebhookPatchBody } from '../schemas';
 import { guardDb } from '../storage/database';
 import type { DatabaseClock } from '../storage/database-clock';
-import type { Delivery, Webhook, WebhookStore } from '../storage/webhook-store';
+import { type Delivery, NOTIFY_WEBHOOK, type Webhook, type WebhookStore } from '../storage/webhook-store';
 import { randomBytes } from 'node:crypto';
 import type { PostResult } from './post';
 import { newSecret } from './signature';
@@ -96,15 +96,16 @@ export class WebhookService {
   }
 
   async deliveries(id: number, before: number, limit: number): Promise<Delivery[]> {
-    await this.get(id);
+    if (id !== NOTIFY_WEBHOOK) await this.get(id);
     return guardDb(() => this.store.deliveries(id, before, limit));
   }
 
   /** Sends a delivery again, whatever its status (see WebhookStore.redeliver); answers it as it now is. */
   async redeliver(id: number, deliveryId: number): Promise<Delivery> {
-    await this.get(id);
+    if (id !== NOTIFY_WEBHOOK) await this.get(id);
     const now = await guardDb(() => this.clock.now());
-    if (!(await guardDb(() => this.store.redeliver(id, deliveryId, now)))) throw new NotFoundError(`no delivery ${deliveryId} of webhook ${id}`);
+    const of = id === NOTIFY_WEBHOOK ? 'the tasks\' notifications' : `webhook ${id}`;
+    if (!(await guardDb(() => this.store.redeliver(id, deliveryId, now)))) throw new NotFoundError(`no delivery ${deliveryId} of ${of}`);
     return (await guardDb(() => this.store.findDelivery(deliveryId))) as Delivery;
   }
 

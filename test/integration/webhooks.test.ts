@@ -682,6 +682,22 @@ describe('webhooks (RabbitMQ + MariaDB, real receivers)', function () {
     assert.equal(r.got[1].path, '/hook?task=notify-1');
     assert.equal(r.got[1].body.type, 'task.done');
     assert.deepEqual([r.got[1].body.data.task.identifier, r.got[1].body.data.task.status], ['notify-1', 'DONE']);
+    // Its delivery log: the tasks' own notifications, as `notify`; sent again on request, under the same webhook-id.
+    const log = await until('the delivered record', async () => {
+      const page = (await call('GET', '/webhooks/notify/deliveries')).json as { deliveries: { id: number; message_id: string; status: string; attempt: number; http_status: number; task: { identifier: string } }[] };
+      const d = page.deliveries.find((x) => x.task.identifier === 'notify-1');
+      return d?.status === 'delivered' ? d : undefined;
+    });
+    assert.deepEqual([log.attempt, log.http_status, log.message_id], [2, 200, r.got[0].id]);
+    const again = await call('POST', `/webhooks/notify/deliveries/${log.id}/redeliver`);
+    assert.equal(again.status, 200, JSON.stringify(again.json));
+    await until('the redelivery', () => r.got.length === 3);
+    assert.deepEqual([r.got[2].id, r.got[2].valid], [r.got[0].id, true]);
+    const listed = await cli(['webhook', 'deliveries', 'notify']);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /notify-1/);
+    assert.equal((await call('GET', '/webhooks/notifyx/deliveries')).status, 404);
+    assert.equal((await call('POST', '/webhooks/notify/deliveries/999999999/redeliver')).status, 404);
     // A cancelled task is an end too.
     r.got.length = 0;
     r.answer = () => ({ status: 200 });
