@@ -199,6 +199,13 @@ export const ConfigSchema = Type.Object({
     isolation: oneOf(['process', 'none'], 'process'),
     /** Worker processes of a manager process's pool: most module handler runs at once (with `isolation: process`). */
     concurrency: int(4, 1, 1024),
+    /**
+     * Most runs of a task type at once in a manager process, per type (`{deploy: 1}`), whatever runs them; more wait
+     * for a slot. A type not named is bounded by `concurrency` (module handlers) and `prefetch` only.
+     */
+    type_concurrency: Type.Record(TaskTypeName, Type.Integer({ minimum: 1, maximum: 1024 }), {
+      default: {}, [ERROR_KEYWORD]: 'must be a mapping of task type names to whole numbers from 1 to 1024',
+    }),
     /** MiB of V8 heap each worker process may use (`--max-old-space-size`); past it the run fails with errnr 260. */
     handler_max_heap_mb: int(512, 16, 65_536),
     /** Lines of a run's live output sent at most (docs/handlers.md "Output"); past it they are counted, and one last line says how many; 0: none sent. */
@@ -454,6 +461,9 @@ export function validateConfig(input: unknown, options: ValidateOptions = {}): C
     if (RESERVED_ROUTES.includes(t)) fail(`task_types[${i}]`, `'${t}' is reserved (${RESERVED_ROUTES.join(', ')} are routes of the API)`);
   });
   if (new Set(cfg.task_types).size !== cfg.task_types.length) fail('task_types', 'has duplicates');
+  for (const t of Object.keys(cfg.manager.type_concurrency)) {
+    if (!cfg.task_types.includes(t)) fail(`manager.type_concurrency.${t}`, `'${t}' is not in task_types`);
+  }
   checkLabels('manager.labels', cfg.manager.labels);
   cfg.manager.trust.public_keys.forEach((k, i) => {
     try {

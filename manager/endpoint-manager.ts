@@ -12,6 +12,7 @@ import { DeadRounds } from './dead-rounds';
 import { HandlerModule, HandlerTask, runHandler } from './handler';
 import { Reporter } from './reporter';
 import { DEFAULT_OUTPUT_LIMITS, OutputLimits, RunOutput } from './run-output';
+import { TypeLimiter } from './type-limiter';
 import { RunHandedBackError, WorkerPool } from './worker-pool';
 
 export interface EndpointManagerOptions {
@@ -39,6 +40,8 @@ export interface EndpointManagerOptions {
   output?: OutputLimits;
   /** Where module handlers run (`manager.isolation: process`); absent: in this process (`none`). */
   pool?: WorkerPool | null;
+  /** The most runs of a task type at once (`manager.type_concurrency`), shared by the managers of a process. */
+  limiter?: TypeLimiter | null;
 }
 
 /**
@@ -390,7 +393,10 @@ export class EndpointManager {
     const output = new RunOutput({ task_id: msg.id, endpoint: this.o.endpoint, attempt, round: msg.round ?? 0 },
       this.o.output ?? DEFAULT_OUTPUT_LIMITS, (event) => this.reporter.output(event));
     let result;
+    let release: (() => void) | undefined;
     try {
+      // Over its type's limit, the run waits here (its delivery held); a shutdown meanwhile hands it back.
+      release = await this.o.limiter?.acquire(msg.type, this.shutdown.signal);
       result = handler instanceof CommandRunner
         ? await handler.run(task, abort.signal, output)
         : isolated ? await isolated.run({
@@ -398,6 +404,7 @@ export class EndpointManager {
           cancel: abort.signal, shutdown: this.shutdown.signal, kill: this.kill.signal, onLog: (line) => output.line('log', line),
         }) : await runHandler(handler, task, this.o.endpoint, attempt, this.o.handlerTimeoutMs, abort.signal, msg.round ?? 0, (line) => output.line('log', line));
     } finally {
+      release?.();
       clearTimeout(timer);
       this.aborts.delete(key);
     }

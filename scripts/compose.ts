@@ -10,6 +10,7 @@ import { CommandRunner } from '../manager/command-runner';
 import { EndpointManager } from '../manager/endpoint-manager';
 import type { HandlerModule } from '../manager/handler';
 import { WorkerPool } from '../manager/worker-pool';
+import { TypeLimiter } from '../manager/type-limiter';
 import type { Broker } from '../protocol/broker';
 import { EndpointTransport } from '../protocol/endpoint-transport';
 import { InProcessBroker } from '../protocol/in-process/in-process-broker';
@@ -128,6 +129,7 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
   const verifier = verifierOf(config);
   if (verifier) logger.info({ keys: verifier.keyIds }, 'endpoints run only tasks signed by a trusted key');
   const pool = poolOf(config, logger, endpoints);
+  const limiter = Object.keys(m.type_concurrency).length > 0 ? new TypeLimiter(m.type_concurrency) : null;
   for (const ep of endpoints) {
     // How this endpoint's handlers are given: `module` (handlers/<type>), `command` (a command type's program).
     const kinds = [...new Set(ep.task_types.map((t) => (config.command_types[t] === undefined ? 'module' : 'command')))].sort();
@@ -147,6 +149,7 @@ export async function startEndpointManagers(config: Config, logger: Logger, conn
       logger,
       output: { maxLines: m.output_max_lines, maxBytes: m.output_max_bytes, flushMs: m.output_flush * 1000, batchLines: m.output_batch_lines },
       pool,
+      limiter,
     });
     await manager.start();
     managers.push(manager);
