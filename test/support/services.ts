@@ -56,8 +56,9 @@ export async function startRabbitApp(): Promise<void> {
   await until('the RabbitMQ management API', managementAnswers);
 }
 
-export async function closeAllRabbitConnections(): Promise<void> {
-  await run('rabbitmqctl', ['-q', 'close_all_connections', 'closed by the fault tests']);
+export async function closeAllRabbitConnections(vhost?: string): Promise<void> {
+  // Without --vhost, rabbitmqctl closes the connections of the default vhost only.
+  await run('rabbitmqctl', ['-q', 'close_all_connections', ...vhost === undefined ? [] : ['--vhost', vhost], 'closed by the fault tests']);
 }
 
 /** Brings both services back if a test left one down. */
