@@ -382,6 +382,20 @@ async function main(): Promise<void> {
     env: { ...defaults, ...ownBroker?.testEnv() },
     nodeArgs: opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${opt.profile}`] : [],
   });
+  // Each step on its own: a teardown that fails (a management API slow under the fleet's load) must not
+  // leave the bench's broker node running or its certificates behind. Run once: at the end, or on Ctrl-C.
+  let cleaned: Promise<void> | null = null;
+  const cleanup = (): Promise<void> => (cleaned ??= (async () => {
+    await h.teardown().catch((err: unknown) => log(`teardown: ${(err as Error).message}`));
+    await ownBroker?.destroy().catch((err: unknown) => log(`stopping the bench's RabbitMQ node: ${(err as Error).message}`));
+    certs?.remove();
+  })());
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log(`bench: ${signal}, removing what the bench made (processes, database, vhost, broker node)`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
   try {
     await h.setup();
     if (opt.fleet !== undefined) {
@@ -422,11 +436,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    // Each step on its own: a teardown that fails (a management API slow under the fleet's load) must not
-    // leave the bench's broker node running or its certificates behind.
-    await h.teardown().catch((err: unknown) => log(`teardown: ${(err as Error).message}`));
-    await ownBroker?.destroy().catch((err: unknown) => log(`stopping the bench's RabbitMQ node: ${(err as Error).message}`));
-    certs?.remove();
+    await cleanup();
   }
   if (opt.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   else if (report.fleet) printFleet(report);
