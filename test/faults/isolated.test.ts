@@ -1,21 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { Harness, Proc } from '../support/harness';
+import { isAlive, misbehavingPid } from '../support/processes';
 import { closeAllRabbitConnections } from '../support/services';
 
 const QUEUES = ['tasker.worker.console1', 'tasker.worker.console2'];
 const ENDPOINTS = ['console1', 'console2'];
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Alive, and not a zombie waiting for a parent. */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The fault suites' promises with handlers isolated in worker processes (`manager.isolation: process`, the
@@ -44,20 +34,10 @@ describe('faults: isolated handler runs', function () {
     return res.json;
   }
 
-  /** The worker process the handler says it runs in (it names it when asked to misbehave). */
-  async function workerPid(identifier: string, endpoint: string): Promise<number> {
-    for (const until = Date.now() + 30_000; ; await sleep(50)) {
-      assert.ok(Date.now() < until, `${identifier}: no line naming its process`);
-      const res = await h.get(`worker/${identifier}/responses/${endpoint}/output`);
-      const line = (res.json?.lines as { text: string }[] | undefined)?.find((l) => /^process \d+ will misbehave/.test(l.text));
-      if (line) return Number(/^process (\d+)/.exec(line.text)?.[1]);
-    }
-  }
-
   it('runs a task again after its manager was killed mid-handler; the killed run\'s worker goes too; one row each; DONE', async function () {
     // `exit: 0` after the sleep: harmless, but it makes the handler name its process first.
     const task = await post('killed-isolated', { sleep: 3, exit: 0 });
-    const pid = await workerPid('killed-isolated', 'console1');
+    const pid = await misbehavingPid(h, 'killed-isolated', 'console1');
     assert.notEqual(pid, managers[0].child.pid, 'the handler runs in a worker, not in the manager');
     assert.equal(await managers[0].stop('SIGKILL'), null);
     for (const until = Date.now() + 10_000; isAlive(pid); await sleep(50)) assert.ok(Date.now() < until, `worker ${pid} outlived its manager by 10 s`);

@@ -7,6 +7,7 @@ import {
   ERRNR_COMMAND_NOT_STARTED, ERRNR_COMMAND_SIGNALLED, ERRNR_COMMAND_TIMEOUT,
 } from '../../protocol/wire';
 import { Backend, Harness } from '../support/harness';
+import { isAlive } from '../support/processes';
 
 const NODE = process.execPath;
 const FIXTURE = path.resolve(__dirname, '..', 'fixtures', 'command.js');
@@ -39,20 +40,6 @@ const TASK_TYPES = [
   // Running as another user needs a root manager: where the suite is not root, the type is not declared.
   ...ROOT ? [{ name: 'cmd-user', command: [NODE, '-e', 'process.stdout.write(JSON.stringify([process.getuid(), process.getgid()]))'], user: 'nobody' }] : [],
 ];
-
-/** Alive, and not a zombie waiting for a parent (a container's init may never reap it). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { ERRNR_HANDLER_DIED, ERRNR_HANDLER_TIMEOUT } from '../../protocol/wire';
 import { Backend, Harness } from '../support/harness';
+import { isAlive, misbehavingPid } from '../support/processes';
 
 const HANDLER_TIMEOUT_S = 3;
 const KILL_GRACE_S = 1;
@@ -9,20 +9,6 @@ const KILL_GRACE_S = 1;
 const SLACK_MS = 3000;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Alive, and not a zombie waiting for a parent (a container's init may never reap it). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Isolated handler runs (`manager.isolation: process`, the default) end to end: module handlers run in
@@ -51,15 +37,7 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`isolate
     await h.teardown();
   });
 
-  /** The pid the worker handler says it misbehaves in (its first line of output). */
-  async function pidOf(identifier: string, ep = EP): Promise<number> {
-    for (const until = Date.now() + 30_000; ; await sleep(50)) {
-      assert.ok(Date.now() < until, `${identifier}: no line naming its process`);
-      const res = await h.get(`worker/${identifier}/responses/${ep}/output`);
-      const line = (res.json?.lines as { text: string }[] | undefined)?.find((l) => /^process \d+ will misbehave/.test(l.text));
-      if (line) return Number(/^process (\d+)/.exec(line.text)?.[1]);
-    }
-  }
+  const pidOf = (identifier: string, ep = EP): Promise<number> => misbehavingPid(h, identifier, ep);
 
   it('fails only the runs that exit, spin or leak, with their errnr; the 27 others succeed at their first attempt; heartbeats never lapse', async function () {
     const payloads = Array.from({ length: 30 }, (_, i): Record<string, unknown> => ({ sleep: 1 + (i % 3) * 0.25 }));
