@@ -139,6 +139,18 @@ export class Publisher {
     void p.finally(() => this.dispatching.delete(p));
   };
 
+  /**
+   * `send` in the background, for a POST answered once its task is stored: a send that fails is the resend
+   * job's, as when the broker is down; a shutdown waits for it (`flush`).
+   */
+  sendInBackground(task: Task): void {
+    const p = this.send(task).then(() => undefined, (err: unknown) => {
+      this.log.warn({ err, taskId: task.id }, 'task stored but not sent; the resend job sends it');
+    });
+    this.dispatching.add(p);
+    void p.finally(() => this.dispatching.delete(p));
+  }
+
   private readonly dispatching = new Set<Promise<void>>();
 
   /** Waits for the rollout sends and the confirms in hand to be recorded (shutdown). */

@@ -134,7 +134,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     { operations: taskOperations, transport, taskTypes: config.task_types, log });
   const payloads = new PayloadSchemas(config.command_types);
   const service = new TaskService({
-    taskTypes: config.task_types, payloads, endpointExpiry: config.api.endpoint_expiry, unknownEndpoints: config.api.unknown_endpoints, localEndpoints: deps.localEndpoints ?? [], executionTimeout: config.api.execution_timeout, tasks, queries, responses, history,
+    taskTypes: config.task_types, payloads, endpointExpiry: config.api.endpoint_expiry, unknownEndpoints: config.api.unknown_endpoints, localEndpoints: deps.localEndpoints ?? [], executionTimeout: config.api.execution_timeout, backgroundSendFrom: config.api.background_send_from, tasks, queries, responses, history,
     registry, publisher, hub, maxBatch: 256, maxBatchBytes: await taskInsertBound(ds), admit: (type, eps) => transport.admit(type, eps),
     resolveSelector: (type, selector) => endpoints.resolve(type, selector),
     notify: { allowed: config.api.webhooks.allow_per_task_urls, signing: config.api.webhooks.notify_secret !== '', allowHttp: config.api.webhooks.allow_http },

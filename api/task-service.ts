@@ -32,6 +32,8 @@ export interface TaskServiceDeps {
   localEndpoints: readonly string[];
   /** Seconds a task may run when its request gives no `timeout` (`api.execution_timeout`). */
   executionTimeout: number;
+  /** A task expecting at least this many endpoints is answered before its publish is confirmed (`api.background_send_from`; 0: never). */
+  backgroundSendFrom?: number;
   tasks: TaskStore;
   queries: TaskQueries;
   responses: ResponseStore;
@@ -190,6 +192,13 @@ export class TaskService {
     // A new task's endpoints are all pending, but for a rollout's that wait for their turn.
     const first = firstTargets(task).length;
     const counts = new Map<ResponseState, number>([[ENDPOINT_STATE.PENDING, first], ...(first < task.expected_count ? [[ENDPOINT_STATE.QUEUED, task.expected_count - first] as const] : [])]);
+    // A broadcast to a large fleet: the broker's confirm of every copy (each queue's write) takes longer than
+    // the task's rows; once stored it is sent, now or by the resend job, so the answer need not wait for it.
+    const from = this.deps.backgroundSendFrom ?? 0;
+    if (from > 0 && task.expected_count >= from) {
+      this.deps.publisher.sendInBackground(task);
+      return { task, created: true, counts };
+    }
     return { task: await this.deps.publisher.send(task), created: true, counts };
   }
 

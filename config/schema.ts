@@ -94,6 +94,11 @@ export const ConfigSchema = Type.Object({
     execution_timeout: int(3600, 1, 86400 * 30),
     body_limit: int(1024 * 1024, 1024, 64 * 1024 * 1024),
     publish_timeout: num(5, 0.1, 600),
+    /**
+     * A task expecting at least this many endpoints is answered once stored (status CREATED), and published right
+     * after without the POST waiting for the broker's confirm of every copy; 0: every POST waits for it.
+     */
+    background_send_from: int(200, 0, 1_000_000),
     resend_interval: num(5, 0.05, 3600),
     resend_after: num(10, 0, 3600),
     /** The longest wait, in seconds, before the resend job tries again a task whose sends keep failing. */

@@ -49,7 +49,7 @@ export function addTaskRoutes(routes: ApiRoutes, deps: TasksRouterDeps): void {
       + '`dry_run=true` answers 200 with the endpoints it would go to and creates nothing.',
     params: TYPE_PARAM, query: CreateTaskQuery, body: TaskRequestBody,
     answers: { ...answers({
-      201: { description: 'created and sent (or stored as CREATED, to be sent when the broker is back)', schema: Type.Ref('Task') },
+      201: { description: 'created and sent (or stored as CREATED: sent when the broker is back, or right after this answer for a task expecting api.background_send_from endpoints or more)', schema: Type.Ref('Task') },
       200: { description: 'an idempotent repeat: the stored task; with dry_run: the endpoints it would go to', schema: Type.Union([Type.Ref('Task'), DryRunAnswer]) },
     }, [400, 404, 409, 413, 415, 422]), 503: BACKLOG_ANSWER },
   }, async (ctx, { query, body }) => {
