@@ -354,8 +354,8 @@ function printFleet(r: Record<string, any>): void {
     `CPU seconds while the ${f.sustained.tasks} tasks ran (${f.sustained.seconds} s): api ${f.sustained.cpu_s.api}, managers ${f.sustained.cpu_s.managers}, `
       + `mariadbd ${f.sustained.cpu_s.mariadbd}, rabbitmq ${f.sustained.cpu_s.rabbitmq}`,
     `fleet start-up: ${f.startup_s} s for ${f.endpoints} endpoints to connect and register`,
-    `POST to 201 (${f.selector.tasks} each, alternately), ${f.selector.matching} endpoints named: p50 ${f.selector.named_post_ms.p50} ms (p99 ${f.selector.named_post_ms.p99}); `
-      + `the same ${f.selector.matching} by the selector group=g0: p50 ${f.selector.selector_post_ms.p50} ms (p99 ${f.selector.selector_post_ms.p99})`,
+    ...f.selector ? [`POST to 201 (${f.selector.tasks} each, alternately), ${f.selector.matching} endpoints named: p50 ${f.selector.named_post_ms.p50} ms (p99 ${f.selector.named_post_ms.p99}); `
+      + `the same ${f.selector.matching} by the selector group=g0: p50 ${f.selector.selector_post_ms.p50} ms (p99 ${f.selector.selector_post_ms.p99})`] : [],
   ];
   process.stdout.write(out.join('\n') + '\n');
 }
