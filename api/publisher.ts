@@ -132,11 +132,9 @@ export class Publisher {
   /** `sendDecided` in the background, for callers that must not wait on the broker. */
   dispatch = (sends: RolloutSend[]): void => {
     if (sends.length === 0) return;
-    const p = this.sendDecided(sends).catch((err: unknown) => {
+    this.inBackground(this.sendDecided(sends).catch((err: unknown) => {
       this.log.warn({ err, tasks: [...new Set(sends.map((s) => s.taskId))] }, 'rollout send not published; the resend job sends it');
-    });
-    this.dispatching.add(p);
-    void p.finally(() => this.dispatching.delete(p));
+    }));
   };
 
   /**
@@ -144,9 +142,13 @@ export class Publisher {
    * job's, as when the broker is down; a shutdown waits for it (`flush`).
    */
   sendInBackground(task: Task): void {
-    const p = this.send(task).then(() => undefined, (err: unknown) => {
+    this.inBackground(this.send(task).then(() => undefined, (err: unknown) => {
       this.log.warn({ err, taskId: task.id }, 'task stored but not sent; the resend job sends it');
-    });
+    }));
+  }
+
+  /** Sends under way that no caller waits for; `flush` (shutdown) waits for them. */
+  private inBackground(p: Promise<void>): void {
     this.dispatching.add(p);
     void p.finally(() => this.dispatching.delete(p));
   }

@@ -158,6 +158,19 @@ describe('configuration', function () {
     assert.throws(() => load({ TASKER_API__WEBHOOKS__NOTIFY_SECRET: 'hunter2' }), /'api\.webhooks\.notify_secret': must be empty or whsec_/);
   });
 
+  it('takes manager.type_concurrency per declared task type, 1 to 1024, and api.background_send_from from 0, naming a bad value', function () {
+    const load = (env: Record<string, string>) => loadConfig({ mode: 'x', env, configDir: configDir(MINIMAL) });
+    assert.deepEqual(load({}).manager.type_concurrency, {});
+    assert.equal(load({}).api.background_send_from, 200);
+    assert.deepEqual(load({ TASKER_MANAGER__TYPE_CONCURRENCY: '{worker: 2}' }).manager.type_concurrency, { worker: 2 });
+    assert.equal(load({ TASKER_API__BACKGROUND_SEND_FROM: '0' }).api.background_send_from, 0);
+    for (const [value, why] of [['{nosuch: 1}', /manager\.type_concurrency\.nosuch': 'nosuch' is not in task_types/], ['{worker: 0}', /manager\.type_concurrency\.worker': must be a number from 1 to 1024/],
+      ['{worker: 1.5}', /manager\.type_concurrency\.worker'/], ['{worker: "2; rm -rf /"}', /manager\.type_concurrency\.worker'/], ['[1]', /manager\.type_concurrency': must be a mapping/]] as const) {
+      assert.throws(() => load({ TASKER_MANAGER__TYPE_CONCURRENCY: value }), why, value);
+    }
+    assert.throws(() => load({ TASKER_API__BACKGROUND_SEND_FROM: '-1' }), /config key 'api\.background_send_from'/);
+  });
+
   it('refuses an unknown mode', function () {
     assert.throws(() => loadConfig({ mode: 'nosuchmode', env: {} }), /nosuchmode/);
   });
