@@ -138,11 +138,13 @@ export class Publisher {
   };
 
   /**
-   * `send` in the background, for a POST answered once its task is stored: a send that fails is the resend
-   * job's, as when the broker is down; a shutdown waits for it (`flush`).
+   * `send` in the background, for a POST answered once its task is stored: a task stored without its
+   * response rows gets them first (in turn with other such tasks). A send that fails is the resend job's,
+   * as when the broker or the database is away; a shutdown waits for it (`flush`).
    */
   sendInBackground(task: Task): void {
-    this.inBackground(this.send(task).then(() => undefined, (err: unknown) => {
+    const rows = task.rows_pending ? this.tasks.responseRows.inTurn(task.id) : Promise.resolve();
+    this.inBackground(rows.then(() => this.send(task)).then(() => undefined, (err: unknown) => {
       this.log.warn({ err, taskId: task.id }, 'task stored but not sent; the resend job sends it');
     }));
   }

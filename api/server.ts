@@ -26,6 +26,7 @@ import { taskInsertBound } from './storage/insert-bound';
 import { Announce, History } from './storage/history';
 import { TaskOperations } from './storage/operations';
 import { ResponseStore } from './storage/response-store';
+import { ResponseRows } from './storage/response-rows';
 import { RetentionStore } from './storage/retention-store';
 import { TaskQueries } from './storage/task-queries';
 import { TaskStore } from './storage/task-store';
@@ -116,18 +117,19 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
     metrics.recordEvents(events);
     hub.announce(events);
   };
-  const tasks = new TaskStore(ds, history, announce);
+  const responseRows = new ResponseRows(ds);
+  const tasks = new TaskStore(ds, history, announce, responseRows);
   const publisher = new Publisher(transport, tasks, log, {
     backoff: { baseS: config.api.resend_interval, maxS: config.api.resend_backoff_max }, onResendFailure: metrics.resendFailed,
   });
-  const completion = new Completion(ds, history, announce, (done) => metrics.tasksDone(done));
+  const completion = new Completion(ds, history, announce, responseRows, (done) => metrics.tasksDone(done));
   completion.dispatch = publisher.dispatch;
   const registry = new EndpointRegistry(ds);
   // Not worth failing the start over: endpoints are learnt from their heartbeats as well.
   await knowRegisteredEndpoints(registry, metrics).catch((err: unknown) => log.warn({ err }, 'could not read the endpoint registry for the metrics'));
   await warnUnservedTypes(registry, config, log).catch((err: unknown) => log.warn({ err }, 'could not read the endpoint registry for the task types'));
-  const responses = new ResponseStore(ds);
-  const queries = new TaskQueries(ds);
+  const responses = new ResponseStore(ds, responseRows);
+  const queries = new TaskQueries(ds, responseRows);
   const taskOperations = new TaskOperations(ds, completion, history, tasks, announce);
   // Alive: heard from within three heartbeats.
   const endpoints = new EndpointService(registry, responses, queries, 3 * config.manager.heartbeat_interval * 1000, config.api.endpoint_stale_after * 1000,
@@ -142,7 +144,7 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
   const operations = new OperationsService(service, taskOperations, publisher, transport, log);
   const identity = config.api.endpoint_identity;
   const batchSize = config.api.collector_batch;
-  const output = new OutputStore(ds, config.api.output_max_lines);
+  const output = new OutputStore(ds, config.api.output_max_lines, responseRows);
   const collector = new Collector({ ds, completion, registry, output, transport, identity, batchSize, announce, logger: deps.logger, metrics, taskTypes: config.task_types });
   const responder = new StateResponder({ completion, responses, transport, identity, batchSize, cancelledListed: config.api.cancelled_listed, logger: deps.logger, metrics });
   await transport.start();

@@ -179,6 +179,7 @@ export class TaskService {
       const item: NewTask = {
         type, identifier: req.identifier, payload: req.payload, endpoints: req.endpoints, selector: req.selector?.text ?? null, expected, notify: req.notify ?? null,
         requestHash: hash, timeout: req.timeout ?? this.deps.executionTimeout, actor, rollout: req.rollout ? resolveRollout(req.rollout, expected.length) : null,
+        deferRows: this.sendsInBackground(expected.length),
       };
       const bytes = taskRowBytes(item, writeJson(item.payload));
       // Alone in its statement it would still be refused by the database (and fail any batch it joined).
@@ -192,14 +193,23 @@ export class TaskService {
     // A new task's endpoints are all pending, but for a rollout's that wait for their turn.
     const first = firstTargets(task).length;
     const counts = new Map<ResponseState, number>([[ENDPOINT_STATE.PENDING, first], ...(first < task.expected_count ? [[ENDPOINT_STATE.QUEUED, task.expected_count - first] as const] : [])]);
-    // A broadcast to a large fleet: the broker's confirm of every copy (each queue's write) takes longer than
-    // the task's rows; once stored it is sent, now or by the resend job, so the answer need not wait for it.
-    const from = this.deps.backgroundSendFrom ?? 0;
-    if (from > 0 && task.expected_count >= from) {
+    // A broadcast to a large fleet: its response rows and the broker's confirm of every copy (each queue's
+    // write) take far longer than its task row; once stored it is sent, now or by the resend job, so the
+    // answer need not wait for either.
+    if (this.sendsInBackground(task.expected_count)) {
       this.deps.publisher.sendInBackground(task);
       return { task, created: true, counts };
     }
     return { task: await this.deps.publisher.send(task), created: true, counts };
+  }
+
+  /**
+   * A task for a large fleet: stored with one row (its response rows follow, ResponseRows) and answered
+   * once committed; its send follows in the background.
+   */
+  private sendsInBackground(expected: number): boolean {
+    const from = this.deps.backgroundSendFrom ?? 0;
+    return from > 0 && expected >= from;
   }
 
   async counts(task: Task): Promise<ReadonlyMap<ResponseState, number>> {

@@ -3,6 +3,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadConfig, projectRoot } from '../config/loader';
 import { Completion } from '../api/storage/completion';
+import { ResponseRows } from '../api/storage/response-rows';
 import { createDataSource } from '../api/storage/database';
 import { History } from '../api/storage/history';
 import { Backend, Harness, Proc } from '../test/support/harness';
@@ -272,7 +273,7 @@ async function scale(h: Harness, rows: number): Promise<Record<string, unknown>>
   await h.query(`UPDATE task SET status = 'SENT' WHERE request_hash = 'seed' AND end_time IS NULL`);
   const ds = createDataSource(h.config.manager.db, projectRoot());
   await ds.initialize();
-  const completion = new Completion(ds, new History(ds), () => undefined);
+  const completion = new Completion(ds, new History(ds), () => undefined, new ResponseRows(ds));
   const sweeps: number[] = [];
   let marked = 0;
   for (let i = 0; i < 2; i++) {

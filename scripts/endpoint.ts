@@ -9,6 +9,7 @@ import { EndpointRegistry } from '../api/storage/endpoint-registry';
 import { History } from '../api/storage/history';
 import { TaskOperations } from '../api/storage/operations';
 import { ResponseStore } from '../api/storage/response-store';
+import { ResponseRows } from '../api/storage/response-rows';
 import { TaskQueries } from '../api/storage/task-queries';
 import { TaskStore } from '../api/storage/task-store';
 import type { Config } from '../config/schema';
@@ -31,8 +32,9 @@ async function removeEndpoint(config: Config, logger: Logger, name: string, forc
     // Nobody waits on this process's notices: the API's waiting clients see the change at their next read.
     const announce = (): void => undefined;
     const history = new History(ds);
-    const operations = new TaskOperations(ds, new Completion(ds, history, announce), history, new TaskStore(ds, history, announce), announce);
-    const service = new EndpointService(new EndpointRegistry(ds), new ResponseStore(ds), new TaskQueries(ds), 0, 0,
+    const responseRows = new ResponseRows(ds);
+    const operations = new TaskOperations(ds, new Completion(ds, history, announce, responseRows), history, new TaskStore(ds, history, announce, responseRows), announce);
+    const service = new EndpointService(new EndpointRegistry(ds), new ResponseStore(ds, responseRows), new TaskQueries(ds, responseRows), 0, 0,
       { operations, transport, taskTypes: config.task_types, log: logger });
     return await service.remove(name, force, 'npm run endpoint');
   } catch (err) {

@@ -10,6 +10,7 @@ import {
 } from '../lifecycle/states';
 import type { Announce, EndpointChange, History, NewEvent, StoredEvent } from './history';
 import { readId, readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
+import type { ResponseRows } from './response-rows';
 
 /**
  * Completion without races. Every writer of response rows (the collector storing events, the state
@@ -336,7 +337,7 @@ export class Completion {
   dispatch: (sends: RolloutSend[]) => void = () => undefined;
 
   constructor(
-    private readonly ds: DataSource, private readonly history: History, private readonly announce: Announce,
+    private readonly ds: DataSource, private readonly history: History, private readonly announce: Announce, private readonly responseRows: ResponseRows,
     private readonly onDone: OnDone = () => undefined,
   ) {
     this.mysql = dialectOf(ds) === 'mysql';
@@ -344,22 +345,31 @@ export class Completion {
 
   /**
    * Locks these tasks (ascending id) and reads them with the rows of these endpoints (all rows when
-   * `endpoints` is null), in one statement.
+   * `endpoints` is null), in one statement. A task stored without its rows gets them first (ResponseRows).
    */
   async lock(em: EntityManager, taskIds: number[], endpoints: string[] | null, now: Date): Promise<Locked> {
+    const locked = await this.lockAndRead(em, taskIds, endpoints, now);
+    if (locked.rowsPending.length === 0) return locked;
+    await this.responseRows.writeIn(em, locked.rowsPending);
+    return this.lockAndRead(em, taskIds, endpoints, now);
+  }
+
+  private async lockAndRead(em: EntityManager, taskIds: number[], endpoints: string[] | null, now: Date): Promise<Locked & { rowsPending: number[] }> {
     const ids = [...new Set(taskIds)].sort((a, b) => a - b);
     const eps = endpoints === null ? null : [...new Set(endpoints)];
     const rows: Record<string, unknown>[] = await em.query(
       `SELECT t.id AS task, t.type, t.identifier, t.status AS task_status, t.expected_count, t.received_count, t.finished_count,
-         t.failed_count, t.end_time, t.sent_time, t.start_time AS task_start_time, t.rollout, t.timeout, t.deadline, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts,
+         t.failed_count, t.end_time, t.sent_time, t.start_time AS task_start_time, t.rollout, t.timeout, t.deadline, t.rows_pending, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts,
          r.start_time, r.sent_time AS row_sent_time
        FROM task t LEFT JOIN task_response r ON r.task_id = t.id${eps === null ? '' : ` AND r.endpoint IN (${marks(eps.length)})`}
        WHERE t.id IN (${marks(ids.length)}) ORDER BY t.id${this.mysql ? ' FOR UPDATE' : ''}`, [...eps ?? [], ...ids]);
     const tasks = new Map<number, LockedTask>();
     const locked = new Map<string, LockedRow>();
+    const rowsPending: number[] = [];
     for (const r of rows) {
       const id = readId(r.task);
       if (!tasks.has(id)) {
+        if (Number(r.rows_pending) === 1) rowsPending.push(id);
         const counts = { status: r.task_status as TaskStatus, received: Number(r.received_count), finished: Number(r.finished_count), failed: Number(r.failed_count) };
         const sentTime = readOptionalTime(r.sent_time);
         const endTime = readOptionalTime(r.end_time);
@@ -380,7 +390,7 @@ export class Completion {
         changed: false,
       });
     }
-    return new Locked(tasks, locked, now, this.mysql);
+    return Object.assign(new Locked(tasks, locked, now, this.mysql), { rowsPending });
   }
 
   /**

@@ -29,6 +29,7 @@ import { WebhookSecretRotation1765450000000 } from './migrations/1765450000000-w
 import { EndpointStaleNotice1765500000000 } from './migrations/1765500000000-endpoint-stale-notice';
 import { WebhookSelector1765520000000 } from './migrations/1765520000000-webhook-selector';
 import { TaskNotify1765530000000 } from './migrations/1765530000000-task-notify';
+import { DeferredRows1765600000000 } from './migrations/1765600000000-deferred-rows';
 import { loadTlsMaterial, tlsRefusalKey } from '../../lib/tls-files';
 
 /**
@@ -42,7 +43,7 @@ export const MIGRATIONS = [Initial1763800000000, BinaryKeys1763900000000, Operat
   RequestFingerprint1764910000000, DropStatusStartIndex1765000000000, KnownEndpoints1765100000000,
   EndpointLabels1765200000000,
   Webhooks1765300000000, TaskOutput1765400000000, WebhookSecretRotation1765450000000, EndpointStaleNotice1765500000000,
-  WebhookSelector1765520000000, TaskNotify1765530000000];
+  WebhookSelector1765520000000, TaskNotify1765530000000, DeferredRows1765600000000];
 
 export type Dialect = 'mysql' | 'sqlite';
 

@@ -231,6 +231,8 @@ export class TaskOperations {
     };
     refuseRunning((await this.ds.query(`SELECT task_id FROM task_response WHERE endpoint = ? AND state = ${sqlWord(ENDPOINT_STATE.RUNNING)} ORDER BY task_id LIMIT 11`, [endpoint]) as { task_id: unknown }[]).map((r) => Number(r.task_id)));
     const outcome: RemovalOutcome = { cancelled: 0, rounds: new Map() };
+    // Tasks just stored without their rows name the endpoint too.
+    await this.tasks.responseRows.ensureAll();
     let after = 0;
     for (;;) {
       let events: StoredEvent[] = [];

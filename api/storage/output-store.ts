@@ -4,6 +4,7 @@ import { ENDED_STATUSES, ENDPOINT_STATE, EndpointState, TaskStatus } from '../li
 import type { EventOutcome } from './completion';
 import { dialectOf, exclusive } from './database';
 import { readId, readTime, sqlTime } from './sql-values';
+import type { ResponseRows } from './response-rows';
 
 /** A stored line of a run's output. */
 export interface OutputRow {
@@ -30,7 +31,7 @@ const ROWS_PER_INSERT = 200;
 export class OutputStore {
   private readonly mysql: boolean;
 
-  constructor(private readonly ds: DataSource, private readonly maxLines: number) {
+  constructor(private readonly ds: DataSource, private readonly maxLines: number, private readonly responseRows: ResponseRows) {
     this.mysql = dialectOf(ds) === 'mysql';
   }
 
@@ -69,8 +70,9 @@ export class OutputStore {
     return outcomes;
   }
 
-  progress(taskId: number, endpoint: string): Promise<ResponseProgress | null> {
-    return responseProgress(this.ds, taskId, endpoint);
+  async progress(taskId: number, endpoint: string): Promise<ResponseProgress | null> {
+    const progress = await responseProgress(this.ds, taskId, endpoint);
+    return progress === null && await this.responseRows.ensure([taskId]) ? responseProgress(this.ds, taskId, endpoint) : progress;
   }
 
   /** A response's lines of a round after position `after` (see positionOf), in order: attempt, then line. */

@@ -3,6 +3,7 @@ import { exclusive } from './database';
 import type { EndpointResponse, TaskResponse } from './rows';
 import { ENDPOINT_STATE, EndpointState as ResponseState, ShownState, sqlIn, sqlShownIs, sqlWord, storedStatesFor, TaskStatus } from '../lifecycle/states';
 import { readId, readJson, readOptionalTime, readTime } from './sql-values';
+import type { ResponseRows } from './response-rows';
 
 const COLUMNS = 'r.id, r.task_id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time, r.last_modified_time';
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
@@ -36,7 +37,7 @@ export function stateCondition(state: ShownState, row = 'r', task = 't'): { sql:
 
 /** Reads of response rows: a task's, an endpoint's, and the counts per state. */
 export class ResponseStore {
-  constructor(private readonly ds: DataSource) {}
+  constructor(private readonly ds: DataSource, private readonly rows: ResponseRows) {}
 
   private query(sql: string, params: unknown[]): Promise<Record<string, unknown>[]> {
     return exclusive(this.ds, () => this.ds.query(sql, params));
@@ -44,7 +45,10 @@ export class ResponseStore {
 
   /** Every expected endpoint's row of a task, in the order of its expected endpoints. */
   async listForTask(taskId: number): Promise<TaskResponse[]> {
-    return (await this.query(`SELECT ${COLUMNS} FROM task_response r WHERE r.task_id = ? ORDER BY r.id`, [taskId])).map(hydrateResponse);
+    const read = async (): Promise<TaskResponse[]> =>
+      (await this.query(`SELECT ${COLUMNS} FROM task_response r WHERE r.task_id = ? ORDER BY r.id`, [taskId])).map(hydrateResponse);
+    const rows = await read();
+    return rows.length === 0 && await this.rows.ensure([taskId]) ? read() : rows;
   }
 
   /** A page of a task's rows after row `afterId`, in one shown state if given. */
@@ -55,9 +59,10 @@ export class ResponseStore {
       if (stored.length === 0) return [];
       where = ` AND r.state IN ${sqlIn(stored)}`;
     }
-    const rows = await this.query(`SELECT ${COLUMNS} FROM task_response r WHERE r.task_id = ?${where} AND r.id > ? ORDER BY r.id LIMIT ${Math.floor(limit)}`,
-      [taskId, afterId]);
-    return rows.map(hydrateResponse);
+    const read = async (): Promise<TaskResponse[]> => (await this.query(
+      `SELECT ${COLUMNS} FROM task_response r WHERE r.task_id = ?${where} AND r.id > ? ORDER BY r.id LIMIT ${Math.floor(limit)}`, [taskId, afterId])).map(hydrateResponse);
+    const rows = await read();
+    return rows.length === 0 && afterId === 0 && await this.rows.ensure([taskId]) ? read() : rows;
   }
 
   /**
@@ -65,6 +70,7 @@ export class ResponseStore {
    * [lo, hi], of one type and one shown state if given.
    */
   async forEndpoint(endpoint: string, o: { state: ShownState | null; type: string | null; lo: number; hi: number; beforeTaskId: number; limit: number }): Promise<EndpointResponse[]> {
+    await this.rows.ensureAll();
     const cond = o.state ? stateCondition(o.state) : { sql: '1 = 1', params: [] };
     const rows = await this.query(
       `SELECT ${COLUMNS}, t.type, t.identifier, t.status AS task_status FROM task_response r JOIN task t ON t.id = r.task_id
@@ -81,6 +87,12 @@ export class ResponseStore {
 
   /** How many rows of each task are in each stored state. */
   async stateCounts(taskIds: number[]): Promise<Map<number, Map<ResponseState, number>>> {
+    const out = await this.countStates(taskIds);
+    const without = taskIds.filter((id) => !out.has(id));
+    return without.length > 0 && await this.rows.ensure(without) ? this.countStates(taskIds) : out;
+  }
+
+  private async countStates(taskIds: number[]): Promise<Map<number, Map<ResponseState, number>>> {
     const out = new Map<number, Map<ResponseState, number>>();
     if (taskIds.length === 0) return out;
     const rows = await this.query(`SELECT task_id, state, COUNT(*) AS n FROM task_response WHERE task_id IN (${marks(taskIds.length)})

@@ -51,6 +51,8 @@ export interface Task {
   selector: string | null;
   /** Its own webhook URL: its end is POSTed there (null: none). */
   notify: string | null;
+  /** Stored without its response rows so far (see ResponseRows): they are written before its first send. */
+  rows_pending: boolean;
 }
 
 export interface TaskResponse {

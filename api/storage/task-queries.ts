@@ -3,6 +3,7 @@ import { exclusive } from './database';
 import type { Task } from './rows';
 import { EndpointState, ShownState, storedForms, TaskStatus } from '../lifecycle/states';
 import { readId, sqlTime } from './sql-values';
+import type { ResponseRows } from './response-rows';
 import { hydrateTask, taskColumns } from './task-store';
 
 export interface TaskFilter {
@@ -43,7 +44,7 @@ const MAX_STEPS = 20;
  * fewer tasks than `limit` although more follow (its cursor says where to go on).
  */
 export class TaskQueries {
-  constructor(private readonly ds: DataSource) {}
+  constructor(private readonly ds: DataSource, private readonly responseRows: ResponseRows) {}
 
   private query(sql: string, params: unknown[]): Promise<Record<string, unknown>[]> {
     return exclusive(this.ds, () => this.ds.query(sql, params));
@@ -110,6 +111,7 @@ export class TaskQueries {
     const rowParams = [...(f.endpoint !== null ? [f.endpoint] : []), ...(rs ? [rs.state] : [])];
     const c = this.taskConditions(type, f, rs?.statuses ?? null);
     const found: Task[] = [];
+    await this.responseRows.ensureAll();
     let before = Math.min(f.beforeId, hi + 1);
     for (let step = 0; step < MAX_STEPS; step++) {
       const rows = await this.query(`SELECT DISTINCT task_id FROM task_response WHERE ${rowWhere.join(' AND ')} AND task_id < ? AND task_id >= ?

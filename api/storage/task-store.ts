@@ -5,6 +5,7 @@ import { clockOf } from './database-clock';
 import { Dialect, dialectOf, exclusive, insertRows, isDuplicateKey, nowSql, transaction } from './database';
 import type { Announce, History, NewEvent, StoredEvent } from './history';
 import { readId, readJson, readOptionalTime, readTime, sqlTime, writeJson } from './sql-values';
+import { ResponseRows } from './response-rows';
 
 export interface NewTask {
   type: string;
@@ -23,10 +24,12 @@ export interface NewTask {
   rollout: Rollout | null;
   /** Where its end is POSTed (its own webhook); null: nowhere. */
   notify?: string | null;
+  /** Stored without its response rows, which ResponseRows writes before its first send (a task for a large fleet). */
+  deferRows?: boolean;
 }
 
 const TASK_COLUMN_NAMES = ['id', 'identifier', 'type', 'status', 'payload', 'endpoints', 'expected_endpoints', 'expected_count',
-  'received_count', 'finished_count', 'failed_count', 'request_hash', 'start_time', 'sent_time', 'end_time', 'last_modified_time', 'rollout', 'timeout', 'deadline', 'selector', 'notify_url'];
+  'received_count', 'finished_count', 'failed_count', 'request_hash', 'start_time', 'sent_time', 'end_time', 'last_modified_time', 'rollout', 'timeout', 'deadline', 'selector', 'notify_url', 'rows_pending'];
 
 /** The task columns that `hydrateTask` reads, with a table alias if given. */
 export function taskColumns(alias?: string): string {
@@ -63,6 +66,7 @@ export function hydrateTask(row: Record<string, unknown>): Task {
     deadline: readOptionalTime(row.deadline),
     selector: row.selector === null || row.selector === undefined ? null : String(row.selector),
     notify: row.notify_url === null || row.notify_url === undefined ? null : String(row.notify_url),
+    rows_pending: Number(row.rows_pending ?? 0) === 1,
   };
 }
 
@@ -99,16 +103,14 @@ function dbNowPlusParam(dialect: Dialect, ms: number): number | string {
 }
 
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
-/** Response rows inserted per statement (a broadcast to a large fleet inserts one per endpoint). */
-const ROWS_PER_INSERT = 2000;
 
-/** Storage of tasks: creation (with a response row per expected endpoint), lookup, and sends. */
+/** Storage of tasks: creation (with a response row per expected endpoint, now or before its send), lookup, and sends. */
 export class TaskStore {
-  constructor(private readonly ds: DataSource, private readonly history: History, private readonly announce: Announce) {}
+  constructor(private readonly ds: DataSource, private readonly history: History, private readonly announce: Announce, readonly responseRows: ResponseRows) {}
 
   /**
-   * Inserts tasks in one transaction, each with a pending response row per expected endpoint and its
-   * `created` event; an identifier that exists already (or twice in the batch) gives the stored task
+   * Inserts tasks in one transaction, each with a pending response row per expected endpoint (unless
+   * `deferRows`) and its `created` event; an identifier that exists already (or twice in the batch) gives the stored task
    * with `created: false`. One result per item, in order. The batch is inserted straight away; only when
    * an identifier turns out to exist are its items looked at one by one.
    */
@@ -120,7 +122,7 @@ export class TaskStore {
     try {
       created = await transaction(this.ds, async (em) => {
         const tasks = await this.insertTasks(em, [...firsts.values()]);
-        await this.insertResponseRows(em, tasks);
+        await ResponseRows.insert(em, tasks.filter((t) => !t.rows_pending));
         events = await this.history.append(em, tasks.flatMap((task): NewEvent[] => {
           const created: NewEvent = {
             task, kind: EVENT.CREATED, time: task.start_time, detail: { expected: task.expected_count, broadcast: task.endpoints === null, ...(task.selector ? { selector: task.selector } : {}) },
@@ -176,9 +178,10 @@ export class TaskStore {
     const deadline = (t: NewTask): Date => new Date(now.getTime() + t.timeout * 1000);
     const rows = items.map((t) => [
       t.identifier, t.type, TASK_STATUS.CREATED, writeJson(t.payload), writeJson(t.endpoints), writeJson(t.expected), t.expected.length,
-      t.requestHash, sqlTime(now), sqlTime(now), t.rollout ? writeJson(t.rollout) : null, t.timeout, sqlTime(deadline(t)), t.selector ?? null, t.notify ?? null]);
+      t.requestHash, sqlTime(now), sqlTime(now), t.rollout ? writeJson(t.rollout) : null, t.timeout, sqlTime(deadline(t)), t.selector ?? null, t.notify ?? null,
+      t.deferRows ? 1 : 0]);
     const first = await insertRows(this.ds, em, `INSERT INTO task (identifier, type, status, payload, endpoints, expected_endpoints, expected_count,
-      request_hash, start_time, last_modified_time, rollout, timeout, deadline, selector, notify_url) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
+      request_hash, start_time, last_modified_time, rollout, timeout, deadline, selector, notify_url, rows_pending) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
     if (first === null) {
       const stored: Task[] = [];
       for (const t of items) stored.push(...(await this.selectByIdentifiers(em, t.type, [t.identifier])).values());
@@ -188,7 +191,7 @@ export class TaskStore {
       id: first + i, identifier: t.identifier, type: t.type, status: TASK_STATUS.CREATED, payload: t.payload ?? null, endpoints: t.endpoints,
       expected_endpoints: t.expected, expected_count: t.expected.length, received_count: 0, finished_count: 0, failed_count: 0,
       request_hash: t.requestHash, start_time: now, sent_time: null, end_time: null, last_modified_time: now, rollout: t.rollout,
-      timeout: t.timeout, deadline: deadline(t), selector: t.selector ?? null, notify: t.notify ?? null,
+      timeout: t.timeout, deadline: deadline(t), selector: t.selector ?? null, notify: t.notify ?? null, rows_pending: t.deferRows === true,
     }));
   }
 
@@ -196,20 +199,6 @@ export class TaskStore {
     const rows: Record<string, unknown>[] = await em.query(
       `SELECT ${TASK_COLUMNS} FROM task WHERE type = ? AND identifier IN (${marks(identifiers.length)})`, [type, ...identifiers]);
     return new Map(rows.map((r) => [String(r.identifier), hydrateTask(r)]));
-  }
-
-  /**
-   * A pending row per expected endpoint: the task's part of each endpoint, before anything is heard. A
-   * rollout's endpoints after its first batch are `queued`: they wait for a slot.
-   */
-  private async insertResponseRows(em: EntityManager, tasks: Task[]): Promise<void> {
-    const rows = tasks.flatMap((t) => t.expected_endpoints.map((ep, i) => [
-      t.id, ep, t.rollout && i >= t.rollout.batch_size ? ENDPOINT_STATE.QUEUED : ENDPOINT_STATE.PENDING, sqlTime(t.start_time)]));
-    for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-      const chunk = rows.slice(i, i + ROWS_PER_INSERT);
-      await em.query(`INSERT INTO task_response (task_id, endpoint, state, round, status, errnr, attempts, last_modified_time)
-        VALUES ${chunk.map(() => '(?, ?, ?, 0, NULL, 0, 0, ?)').join(', ')}`, chunk.flat());
-    }
   }
 
   private async selectOne(where: string, params: unknown[]): Promise<Task | null> {
@@ -349,6 +338,8 @@ export class TaskStore {
         `SELECT ${TASK_COLUMNS}, send_failures FROM task WHERE ${where} AND id > ? ORDER BY id LIMIT ${Math.floor(limit)}${lock}`,
         [...params, afterId]);
       const tasks = rows.map(hydrateTask);
+      // Stored without rows, and its first send never made (the process that stored it stopped first).
+      await this.responseRows.writeIn(em, tasks.filter((t) => t.rows_pending).map((t) => t.id));
       const outcome = await send(await this.targetsOf(em, tasks, states, selection.kind === 'unsent' ? selection.before : null));
       events = await this.recordSent(em, outcome.sent, { resend: selection.kind });
       await this.recordSendOutcome(em, outcome, new Map(rows.map((r) => [readId(r.id), Number(r.send_failures)])), delayMs);

@@ -123,6 +123,9 @@ function deliveryOf(r: Row): Delivery {
  * api.webhooks.interval (so a subscription made through another API instance is seen here within it; the
  * API answers such a change only once that time has passed: see WebhookService).
  */
+/** Endpoint names per lookup of a large task's label sets. */
+const LABEL_LOOKUP_CHUNK = 2000;
+
 export class WebhookStore {
   active = false;
   /**
@@ -281,6 +284,26 @@ export class WebhookStore {
   }
 
   /**
+   * The label sets of tasks stored without their response rows so far (ResponseRows), from their expected
+   * endpoints: a large broadcast's `created` event is written before its rows.
+   */
+  private async labelsOfRowless(em: EntityManager, taskIds: number[], facts: boolean, byTask: Map<number, Record<string, string>[]>): Promise<void> {
+    if (taskIds.length === 0) return;
+    const tasks = await em.query(`SELECT id, type, expected_endpoints FROM task WHERE id IN (${marks(taskIds.length)}) AND rows_pending = 1`, taskIds) as Row[];
+    for (const t of tasks) {
+      const names = readJson<string[]>(t.expected_endpoints);
+      const sets: Record<string, string>[] = [];
+      for (let i = 0; i < names.length; i += LABEL_LOOKUP_CHUNK) {
+        const chunk = names.slice(i, i + LABEL_LOOKUP_CHUNK);
+        const rows = await em.query(`SELECT DISTINCT labels${facts ? ', facts' : ''} FROM endpoint WHERE task_type = ? AND name IN (${marks(chunk.length)})`,
+          [t.type, ...chunk]) as Row[];
+        for (const r of rows) sets.push(selectable(readJson<Labels | null>(r.labels), facts ? readJson<Facts | null>(r.facts) : null));
+      }
+      byTask.set(readId(t.id), sets);
+    }
+  }
+
+  /**
    * The rows of the subscriptions with a selector: an event of a task is theirs when some endpoint of the
    * task (its response rows: every expected endpoint, also those a rollout has not reached yet) has
    * registered labels and facts that match. One SELECT of those labels and one INSERT, only while such a
@@ -305,6 +328,7 @@ export class WebhookStore {
       sets.push(selectable(readJson<Labels | null>(r.labels), facts ? readJson<Facts | null>(r.facts) : null));
       byTask.set(id, sets);
     }
+    await this.labelsOfRowless(em, taskIds.filter((id) => !byTask.has(id)), facts, byTask);
     const chosen = wanted.filter((x) => (byTask.get(x.e.taskId) ?? []).some((labels) => matches(x.s.parsed, labels)));
     if (chosen.length === 0) return;
     const selects = chosen.map((_x, i) => i === 0

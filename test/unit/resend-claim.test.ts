@@ -9,6 +9,7 @@ import { createDataSource, migrate } from '../../api/storage/database';
 import { History } from '../../api/storage/history';
 import { readTime } from '../../api/storage/sql-values';
 import { TaskStore } from '../../api/storage/task-store';
+import { ResponseRows } from '../../api/storage/response-rows';
 import { BrokerUnavailableError } from '../../lib/errors';
 import { createLogger } from '../../lib/logger';
 import type { ServerTransport } from '../../protocol/server-transport';
@@ -40,7 +41,7 @@ describe('resend backoff (SQLite)', function () {
     ds = createDataSource({ uri: `sqlite:${path.join(dir, 't.sqlite')}`, verbose: false, admin_uri: '', pool_size: 1, connect_timeout: 1, query_timeout: 10, tls: TLS_OFF }, dir);
     await ds.initialize();
     await migrate(ds);
-    store = new TaskStore(ds, new History(ds), () => undefined);
+    store = new TaskStore(ds, new History(ds), () => undefined, new ResponseRows(ds));
     refused = new Set(['ghost']);
     published = [];
   });
