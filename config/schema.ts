@@ -95,8 +95,9 @@ export const ConfigSchema = Type.Object({
     body_limit: int(1024 * 1024, 1024, 64 * 1024 * 1024),
     publish_timeout: num(5, 0.1, 600),
     /**
-     * A task expecting at least this many endpoints is answered once stored (status CREATED), and published right
-     * after without the POST waiting for the broker's confirm of every copy; 0: every POST waits for it.
+     * A task expecting at least this many endpoints is answered once its task row is stored (status CREATED); its
+     * response rows are written and it is published right after, without the POST waiting for either; 0: every POST
+     * writes its rows and waits for the broker's confirm.
      */
     background_send_from: int(200, 0, 1_000_000),
     resend_interval: num(5, 0.05, 3600),

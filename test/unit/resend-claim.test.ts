@@ -106,4 +106,19 @@ describe('resend backoff (SQLite)', function () {
     assert.equal(await publisher.resendUnsent(10_000, new Date()), 2);
     for (const r of await rows()) assert.deepEqual([r.status, r.send_failures, r.next_send_time], ['SENT', 0, null]);
   });
+
+  it('writes the response rows of a task stored without them before sending it, once, to every expected endpoint', async function () {
+    const expected = ['console1', 'console2', 'console3'];
+    await store.createMany([{ type: 'worker', identifier: 'large', payload: null, endpoints: null, expected, requestHash: 'h', timeout: 3600, actor: null, rollout: null, deferRows: true }]);
+    await ds.query(`UPDATE task SET last_modified_time = strftime('%Y-%m-%d %H:%M:%f', 'now', '-60 seconds')`);
+    assert.deepEqual(await ds.query('SELECT endpoint FROM task_response'), []);
+    const publisher = new Publisher(transport, store, createLogger({}, 'error'), { backoff });
+    assert.equal(await publisher.resendUnsent(10_000, new Date()), 1);
+    assert.deepEqual(published.map((m) => m.endpoints), [expected]);
+    assert.deepEqual((await ds.query('SELECT endpoint, state FROM task_response ORDER BY id') as { endpoint: string; state: string }[]).map((r) => [r.endpoint, r.state]),
+      expected.map((e) => [e, 'pending']));
+    assert.deepEqual(await ds.query('SELECT rows_pending FROM task'), [{ rows_pending: 0 }]);
+    // Written once: asking again finds nothing to write.
+    assert.deepEqual(await store.responseRows.write([1]), []);
+  });
 });
