@@ -78,7 +78,14 @@ export class Publisher {
       await this.tasks.markSent(sends);
       return sends.map((): void => undefined);
     }, { maxBatch: options.maxBatch ?? 256, lingerMs: RECORD_LINGER_MS });
+    this.large = new Batcher(async (tasks) => {
+      for (const task of tasks) await this.sendLarge(task);
+      return tasks.map((): void => undefined);
+    }, { maxBatch: 1, maxConcurrent: 1 });
   }
+
+  /** The sends of large tasks, one at a time (`sendInBackground`). */
+  private readonly large: Batcher<Task, void>;
 
   /**
    * The first send of a task that listed no endpoints goes to its type's fanout; any other send goes to
@@ -138,16 +145,32 @@ export class Publisher {
   };
 
   /**
-   * `send` in the background, for a POST answered once its task is stored: a task stored without its
-   * response rows gets them first (in turn with other such tasks). A send that fails is the resend job's,
-   * as when the broker or the database is away; a shutdown waits for it (`flush`).
+   * `send` in the background, for a POST answered once its task is stored (a task for a large fleet). Such
+   * sends go one at a time, each writing the task's response rows if it was stored without them, then
+   * publishing it: twenty broadcasts to 10,000 endpoints at once would each take a connection of the pool
+   * and wait on the broker's confirm of 10,000 queues' copies past `publish_timeout`, then be sent again
+   * by the resend job, to each queue by name. The tasks waiting their turn are held from the resend job
+   * (`TaskStore.holdSends`). A send that fails is the resend job's, as when the broker or the database is
+   * away; a shutdown waits for these sends (`flush`).
    */
   sendInBackground(task: Task): void {
-    const rows = task.rows_pending ? this.tasks.responseRows.inTurn(task.id) : Promise.resolve();
-    this.inBackground(rows.then(() => this.send(task)).then(() => undefined, (err: unknown) => {
+    this.waiting.add(task.id);
+    this.inBackground(this.large.submit(task).then(() => undefined, (err: unknown) => {
       this.log.warn({ err, taskId: task.id }, 'task stored but not sent; the resend job sends it');
     }));
   }
+
+  private async sendLarge(task: Task): Promise<void> {
+    this.waiting.delete(task.id);
+    // Not worth failing this send over: were the hold to lapse, the resend job would send a waiting task too.
+    await this.tasks.holdSends([...this.waiting]).catch((err: unknown) => this.log.warn({ err }, 'could not renew the hold of the large tasks waiting to be sent'));
+    if (task.rows_pending) await this.tasks.responseRows.write([task.id]);
+    // Not sent (the broker away, or no confirm in time): the resend job's at once, not when the hold lapses.
+    if (await this.send(task) === task) await this.tasks.holdSends([task.id], 0);
+  }
+
+  /** Large tasks waiting for their turn to be sent (`sendInBackground`). */
+  private readonly waiting = new Set<number>();
 
   /** Sends under way that no caller waits for; `flush` (shutdown) waits for them. */
   private inBackground(p: Promise<void>): void {

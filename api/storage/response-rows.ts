@@ -1,5 +1,4 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { Batcher } from '../../lib/batcher';
 import type { Rollout, Task } from './rows';
 import { ENDPOINT_STATE } from '../lifecycle/states';
 import { dialectOf, exclusive, transaction } from './database';
@@ -20,7 +19,7 @@ const ENSURE_ALL_BATCH = 100;
  *
  * A task expecting many endpoints is stored without them (`task.rows_pending` = 1), so that its POST writes
  * one row, not thousands, and holds a database connection for moments. Its rows are written afterwards,
- * in one transaction per task and one such transaction at a time (`inTurn`), and always before the task's
+ * in one transaction per task (the publisher sends large tasks one at a time), and always before the task's
  * first send, so no endpoint answers a task whose rows are not there. Whatever else reaches such a task
  * first writes them, under the task's lock, before it reads or changes any: every writer (Completion.lock,
  * the resend job's claim) and every reader of a task's rows that finds none (`ensure`), or of an
@@ -28,16 +27,7 @@ const ENSURE_ALL_BATCH = 100;
  * with the task.
  */
 export class ResponseRows {
-  private readonly turns: Batcher<number, void>;
-
-  constructor(private readonly ds: DataSource) {
-    // One at a time: twenty broadcasts to 10,000 endpoints must not take every connection of the pool
-    // from the POSTs and the collector.
-    this.turns = new Batcher(async (ids) => {
-      await this.write(ids);
-      return ids.map((): void => undefined);
-    }, { maxBatch: 1, maxConcurrent: 1 });
-  }
+  constructor(private readonly ds: DataSource) {}
 
   /** Inserts the rows of new tasks, in the caller's transaction. */
   static async insert(em: EntityManager, tasks: readonly RowsOf[]): Promise<void> {
@@ -74,11 +64,6 @@ export class ResponseRows {
     return transaction(this.ds, (em) => this.writeIn(em, ids));
   }
 
-  /** `write` of one task, after the ones asked before it: for the send of a task just stored. */
-  inTurn(id: number): Promise<void> {
-    return this.turns.submit(id);
-  }
-
   /** For a reader that found no rows for some of these tasks: writes those that have none yet; whether any. */
   async ensure(ids: readonly number[]): Promise<boolean> {
     if (ids.length === 0) return false;
@@ -98,10 +83,5 @@ export class ResponseRows {
       await this.write(pending.map((r) => readId(r.id)));
       if (pending.length < ENSURE_ALL_BATCH) return;
     }
-  }
-
-  /** Waits for the rows asked for in turn (shutdown). */
-  idle(): Promise<void> {
-    return this.turns.idle();
   }
 }

@@ -104,6 +104,13 @@ function dbNowPlusParam(dialect: Dialect, ms: number): number | string {
 
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
 
+/**
+ * How long the resend job leaves a task stored without its rows to the API that stored it (which sends such
+ * tasks one at a time, renewing this for those waiting): should that API stop first, the resend job sends
+ * it this long after its last renewal.
+ */
+export const LARGE_SEND_LEASE_MS = 60_000;
+
 /** Storage of tasks: creation (with a response row per expected endpoint, now or before its send), lookup, and sends. */
 export class TaskStore {
   constructor(private readonly ds: DataSource, private readonly history: History, private readonly announce: Announce, readonly responseRows: ResponseRows) {}
@@ -179,9 +186,9 @@ export class TaskStore {
     const rows = items.map((t) => [
       t.identifier, t.type, TASK_STATUS.CREATED, writeJson(t.payload), writeJson(t.endpoints), writeJson(t.expected), t.expected.length,
       t.requestHash, sqlTime(now), sqlTime(now), t.rollout ? writeJson(t.rollout) : null, t.timeout, sqlTime(deadline(t)), t.selector ?? null, t.notify ?? null,
-      t.deferRows ? 1 : 0]);
+      t.deferRows ? 1 : 0, t.deferRows ? sqlTime(new Date(now.getTime() + LARGE_SEND_LEASE_MS)) : null]);
     const first = await insertRows(this.ds, em, `INSERT INTO task (identifier, type, status, payload, endpoints, expected_endpoints, expected_count,
-      request_hash, start_time, last_modified_time, rollout, timeout, deadline, selector, notify_url, rows_pending) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
+      request_hash, start_time, last_modified_time, rollout, timeout, deadline, selector, notify_url, rows_pending, next_send_time) VALUES ${rows.map((r) => `(${marks(r.length)})`).join(', ')}`, rows.flat(), rows.length);
     if (first === null) {
       const stored: Task[] = [];
       for (const t of items) stored.push(...(await this.selectByIdentifiers(em, t.type, [t.identifier])).values());
@@ -273,6 +280,18 @@ export class TaskStore {
       await em.query(`UPDATE task_response SET sent_time = ? WHERE task_id = ? AND round = ? AND sent_time IS NULL
         AND endpoint IN (${marks(s.endpoints.length)})`, [sqlTime(s.at), s.task.id, s.round, ...s.endpoints]);
     }
+  }
+
+  /**
+   * Renews the hold of these tasks (stored without rows, waiting for their send in this process) on the
+   * resend job: it leaves them alone for `ms` more, on the database's clock (0: the hold ends).
+   */
+  async holdSends(ids: readonly number[], ms = LARGE_SEND_LEASE_MS): Promise<void> {
+    if (ids.length === 0) return;
+    const dialect = dialectOf(this.ds);
+    await exclusive(this.ds, () => this.ds.query(
+      `UPDATE task SET next_send_time = ${dbNowPlus(dialect)} WHERE id IN (${marks(ids.length)}) AND status = ${sqlWord(TASK_STATUS.CREATED)} AND send_failures = 0`,
+      [dbNowPlusParam(dialect, ms), ...ids]));
   }
 
   /** `recordSent` in a transaction of its own. */

@@ -113,6 +113,11 @@ describe('resend backoff (SQLite)', function () {
     await ds.query(`UPDATE task SET last_modified_time = strftime('%Y-%m-%d %H:%M:%f', 'now', '-60 seconds')`);
     assert.deepEqual(await ds.query('SELECT endpoint FROM task_response'), []);
     const publisher = new Publisher(transport, store, createLogger({}, 'error'), { backoff });
+    // Held for the API that stored it, which sends it in its turn …
+    assert.equal(await publisher.resendUnsent(10_000, new Date()), 0);
+    assert.equal(published.length, 0);
+    // … until that API stops renewing the hold.
+    await ds.query(`UPDATE task SET next_send_time = strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 seconds')`);
     assert.equal(await publisher.resendUnsent(10_000, new Date()), 1);
     assert.deepEqual(published.map((m) => m.endpoints), [expected]);
     assert.deepEqual((await ds.query('SELECT endpoint, state FROM task_response ORDER BY id') as { endpoint: string; state: string }[]).map((r) => [r.endpoint, r.state]),
