@@ -162,6 +162,8 @@ export class Publisher {
 
   private async sendLarge(task: Task): Promise<void> {
     this.waiting.delete(task.id);
+    // Shutting down: not started, so handed to the resend job (of any API instance) at once rather than waited for.
+    if (this.stopping) return this.tasks.holdSends([task.id], 0);
     // Not worth failing this send over: were the hold to lapse, the resend job would send a waiting task too.
     await this.tasks.holdSends([...this.waiting]).catch((err: unknown) => this.log.warn({ err }, 'could not renew the hold of the large tasks waiting to be sent'));
     if (task.rows_pending) await this.tasks.responseRows.write([task.id]);
@@ -171,6 +173,7 @@ export class Publisher {
 
   /** Large tasks waiting for their turn to be sent (`sendInBackground`). */
   private readonly waiting = new Set<number>();
+  private stopping = false;
 
   /** Sends under way that no caller waits for; `flush` (shutdown) waits for them. */
   private inBackground(p: Promise<void>): void {
@@ -180,8 +183,12 @@ export class Publisher {
 
   private readonly dispatching = new Set<Promise<void>>();
 
-  /** Waits for the rollout sends and the confirms in hand to be recorded (shutdown). */
+  /**
+   * Shutdown: waits for the rollout sends, the large send under way and the confirms in hand to be recorded;
+   * the large sends not started are handed to the resend job.
+   */
   async flush(): Promise<void> {
+    this.stopping = true;
     await Promise.all(this.dispatching);
     return this.sent.idle();
   }

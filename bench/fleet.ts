@@ -126,6 +126,14 @@ async function drainBacklog(h: Harness, api: Proc, tasks: number, endpoints: num
     });
     if (res.status !== 201) throw new Error(`POST ${identifier}: ${res.status}`);
   }));
+  // Answered once stored (api.background_send_from), sent right after: stopped only once all are sent, or the
+  // restarted API's resend job would be measured with the backlog.
+  for (const deadline = Date.now() + 300_000; ;) {
+    const [{ n }] = await h.query<{ n: unknown }>(`SELECT COUNT(*) AS n FROM task WHERE identifier LIKE 'fleet-backlog-%' AND sent_time IS NOT NULL`);
+    if (Number(n) === tasks) break;
+    if (Date.now() > deadline) throw new Error(`backlog: ${tasks - Number(n)} tasks not sent within 300 s`);
+    await sleep(100);
+  }
   if (await api.stop() !== 0) throw new Error('the API did not stop cleanly');
   const eventsQueue = h.config.manager.message_queue.exchange + '.responses';
   // Every handler finished and reported once the endpoints' queues hold nothing, acknowledged or not (a
