@@ -270,7 +270,8 @@ export async function startApi(deps: ApiDeps): Promise<ApiServer> {
       backgroundStopped ??= (async () => {
         await transport.stopConsuming();
         retention?.stop();
-        await Promise.all([collector.drain(timeoutMs), responder.drain(timeoutMs), publisher.flush()]);
+        // A large send's confirm may take up to a minute: one cut short is the resend job's once its hold lapses.
+        await Promise.all([collector.drain(timeoutMs), responder.drain(timeoutMs), settlesWithin(publisher.flush(), timeoutMs)]);
         await Promise.all(jobs.map((j) => j.stop()));
       })();
       return backgroundStopped;

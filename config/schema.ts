@@ -93,6 +93,7 @@ export const ConfigSchema = Type.Object({
     /** Seconds a task may run, from its send, when its POST gives no `timeout`: then it ends (INCOMPLETE). */
     execution_timeout: int(3600, 1, 86400 * 30),
     body_limit: int(1024 * 1024, 1024, 64 * 1024 * 1024),
+    /** Seconds a publish waits for the broker's confirm, per 1,000 queues it reaches (at most 60 s for those over 1,000). */
     publish_timeout: num(5, 0.1, 600),
     /**
      * A task expecting at least this many endpoints is answered once its task row is stored (status CREATED); its

@@ -21,6 +21,8 @@ export interface OutgoingMessage {
   bcc?: string[];
   /** The publish fails when the message reaches no queue at all (`messageId` required). */
   mandatory?: boolean;
+  /** How many queues it reaches (a fanout's or the bcc's): the broker's confirm waits on each of them. */
+  copies?: number;
   /**
    * Delivered with `redelivered` set. Only the in-process broker honours it: on start it stands for the
    * redelivery that a broker which kept its queues across the restart would make.

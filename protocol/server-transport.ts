@@ -100,7 +100,7 @@ export class ServerTransport {
       ...(this.signer ? { [SIGNATURE_HEADER]: this.signer.header({ id: msg.id, type: msg.type, round: msg.round ?? 0, deadline: options.deadline }, body) } : {}),
     };
     const message = {
-      body, persistent: true, messageId: String(msg.id), type: msg.type, mandatory: true,
+      body, persistent: true, messageId: String(msg.id), type: msg.type, mandatory: true, copies: queues.length,
       headers: Object.keys(headers).length > 0 ? headers : undefined,
       redelivered: options.resend === 'unfinished',
     };

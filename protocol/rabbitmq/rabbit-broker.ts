@@ -64,6 +64,21 @@ function publishOptions(m: OutgoingMessage, user: string): Options.Publish {
  * declarations are repeated and consumers re-established on the new connection. Publishes waiting for a confirm fail at once when the
  * connection is lost or the broker blocks publishers.
  */
+/** Queues a message may reach within one `publishTimeoutMs`; the wait for its confirm grows by as much per as many more. */
+export const COPIES_PER_PUBLISH_TIMEOUT = 1000;
+/** The longest wait for one publish's confirm, however many queues it reaches. */
+export const MAX_CONFIRM_WAIT_MS = 60_000;
+
+/**
+ * How long a publish waits for its confirm: `publishTimeoutMs` per 1,000 queues it reaches (RabbitMQ confirms
+ * a persistent message once every queue wrote it; a broadcast to 10,000 took more than 5 s on 2 cores), at
+ * least `publishTimeoutMs`, at most a minute.
+ */
+export function confirmWaitMs(publishTimeoutMs: number, copies: number): number {
+  const scaled = publishTimeoutMs * Math.ceil(Math.max(copies, 1) / COPIES_PER_PUBLISH_TIMEOUT);
+  return Math.max(publishTimeoutMs, Math.min(scaled, MAX_CONFIRM_WAIT_MS));
+}
+
 export class RabbitBroker implements Broker {
   readonly durable = true;
   private conn: ChannelModel | null = null;
@@ -375,12 +390,13 @@ export class RabbitBroker implements Broker {
     const ch = this.pub;
     if (!ch) throw new BrokerUnavailableError();
     if (message.mandatory && message.messageId === undefined) throw new Error('a mandatory publish needs a messageId');
+    const confirmMs = confirmWaitMs(this.options.publishTimeoutMs, message.copies ?? 1);
     await new Promise<void>((resolve, reject) => {
       const forget = this.unconfirmed.add(reject);
       const timer = setTimeout(() => {
         forget();
-        reject(new BrokerUnavailableError(`publish not confirmed within ${this.options.publishTimeoutMs} ms`));
-      }, this.options.publishTimeoutMs);
+        reject(new BrokerUnavailableError(`publish not confirmed within ${confirmMs} ms`));
+      }, confirmMs);
       try {
         const ok = ch.publish(exchange, routingKey, message.body, publishOptions(message, this.user), (err: unknown) => {
           clearTimeout(timer);
