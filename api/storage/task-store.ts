@@ -109,7 +109,7 @@ const marks = (n: number): string => Array.from({ length: n }, () => '?').join('
  * tasks one at a time, renewing this for those waiting): should that API stop first, the resend job sends
  * it this long after its last renewal.
  */
-export const LARGE_SEND_LEASE_MS = 120_000;
+const LARGE_SEND_LEASE_MS = 120_000;
 
 /** Storage of tasks: creation (with a response row per expected endpoint, now or before its send), lookup, and sends. */
 export class TaskStore {

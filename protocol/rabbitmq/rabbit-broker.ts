@@ -65,7 +65,7 @@ function publishOptions(m: OutgoingMessage, user: string): Options.Publish {
  * connection is lost or the broker blocks publishers.
  */
 /** Queues a message may reach within one `publishTimeoutMs`; the wait for its confirm grows by as much per as many more. */
-export const COPIES_PER_PUBLISH_TIMEOUT = 1000;
+const COPIES_PER_PUBLISH_TIMEOUT = 1000;
 /** The longest wait for one publish's confirm, however many queues it reaches. */
 export const MAX_CONFIRM_WAIT_MS = 60_000;
 
