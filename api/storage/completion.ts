@@ -331,6 +331,42 @@ export interface DeadlineAbort {
 /** Told of the tasks that became DONE, once their transaction committed. */
 export type OnDone = (done: readonly TaskDone[]) => void;
 
+/** A (task, endpoint) pair: one response row. */
+export interface RowKey {
+  taskId: number;
+  endpoint: string;
+}
+
+/** The rows read with locked tasks: all of theirs (null), those of these endpoints, or exactly these pairs'. */
+type RowSelection = null | { endpoints: string[] } | { pairs: readonly RowKey[] };
+
+const TASK_COLUMNS = `t.id AS task, t.type, t.identifier, t.status AS task_status, t.expected_count, t.received_count, t.finished_count,
+  t.failed_count, t.end_time, t.sent_time, t.start_time AS task_start_time, t.rollout, t.timeout, t.deadline, t.rows_pending`;
+const ROW_COLUMNS = 'r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts, r.start_time, r.sent_time AS row_sent_time';
+
+function readLockedTask(id: number, r: Record<string, unknown>): LockedTask {
+  const counts = { status: r.task_status as TaskStatus, received: Number(r.received_count), finished: Number(r.finished_count), failed: Number(r.failed_count) };
+  const sentTime = readOptionalTime(r.sent_time);
+  const endTime = readOptionalTime(r.end_time);
+  return {
+    id, type: String(r.type), identifier: String(r.identifier), expected: Number(r.expected_count), ...counts, read: { ...counts, sentTime, endTime },
+    endTime, sentTime, startTime: readTime(r.task_start_time),
+    rollout: readJson<Rollout | null>(r.rollout ?? null),
+    timeout: Number(r.timeout), deadline: readOptionalTime(r.deadline), readDeadline: readOptionalTime(r.deadline),
+  };
+}
+
+function readLockedRow(taskId: number, r: Record<string, unknown>): LockedRow {
+  return {
+    id: readId(r.id), taskId, endpoint: String(r.endpoint), state: r.state as ResponseState, round: Number(r.round),
+    status: r.status === null ? null : Number(r.status), errnr: Number(r.errnr), errmsg: r.errmsg === null ? null : String(r.errmsg),
+    payload: r.payload === null ? null : String(r.payload), attempts: Number(r.attempts),
+    startTime: r.start_time === null ? null : sqlTime(readTime(r.start_time)),
+    sentTime: r.row_sent_time === null || r.row_sent_time === undefined ? null : sqlTime(readTime(r.row_sent_time)),
+    changed: false,
+  };
+}
+
 export class Completion {
   private readonly mysql: boolean;
   /** Publishes the sends rollouts decided, after their transaction committed (set by the server). */
@@ -347,48 +383,68 @@ export class Completion {
    * Locks these tasks (ascending id) and reads them with the rows of these endpoints (all rows when
    * `endpoints` is null), in one statement. A task stored without its rows gets them first (ResponseRows).
    */
-  async lock(em: EntityManager, taskIds: number[], endpoints: string[] | null, now: Date): Promise<Locked> {
-    const locked = await this.lockAndRead(em, taskIds, endpoints, now);
-    if (locked.rowsPending.length === 0) return locked;
-    await this.responseRows.writeIn(em, locked.rowsPending);
-    return this.lockAndRead(em, taskIds, endpoints, now);
+  lock(em: EntityManager, taskIds: number[], endpoints: string[] | null, now: Date): Promise<Locked> {
+    return this.lockRows(em, taskIds, endpoints === null ? null : { endpoints }, now);
   }
 
-  private async lockAndRead(em: EntityManager, taskIds: number[], endpoints: string[] | null, now: Date): Promise<Locked & { rowsPending: number[] }> {
+  /**
+   * Locks the tasks of these (task, endpoint) pairs and reads each pair's row only: a batch of events of
+   * a few broadcasts to a large fleet names as many endpoints as events, and every task has a row for
+   * each, so reading every task's rows of every named endpoint would read tasks × endpoints rows.
+   */
+  lockPairs(em: EntityManager, pairs: readonly RowKey[], now: Date): Promise<Locked> {
+    return this.lockRows(em, pairs.map((p) => p.taskId), { pairs }, now);
+  }
+
+  private async lockRows(em: EntityManager, taskIds: number[], which: RowSelection, now: Date): Promise<Locked> {
+    const locked = await this.lockAndRead(em, taskIds, which, now);
+    if (locked.rowsPending.length === 0) return locked;
+    await this.responseRows.writeIn(em, locked.rowsPending);
+    return this.lockAndRead(em, taskIds, which, now);
+  }
+
+  private async lockAndRead(em: EntityManager, taskIds: number[], which: RowSelection, now: Date): Promise<Locked & { rowsPending: number[] }> {
     const ids = [...new Set(taskIds)].sort((a, b) => a - b);
-    const eps = endpoints === null ? null : [...new Set(endpoints)];
-    const rows: Record<string, unknown>[] = await em.query(
-      `SELECT t.id AS task, t.type, t.identifier, t.status AS task_status, t.expected_count, t.received_count, t.finished_count,
-         t.failed_count, t.end_time, t.sent_time, t.start_time AS task_start_time, t.rollout, t.timeout, t.deadline, t.rows_pending, r.id, r.endpoint, r.state, r.round, r.status, r.errnr, r.errmsg, r.payload, r.attempts,
-         r.start_time, r.sent_time AS row_sent_time
-       FROM task t LEFT JOIN task_response r ON r.task_id = t.id${eps === null ? '' : ` AND r.endpoint IN (${marks(eps.length)})`}
-       WHERE t.id IN (${marks(ids.length)}) ORDER BY t.id${this.mysql ? ' FOR UPDATE' : ''}`, [...eps ?? [], ...ids]);
-    const tasks = new Map<number, LockedTask>();
-    const locked = new Map<string, LockedRow>();
-    const rowsPending: number[] = [];
-    for (const r of rows) {
-      const id = readId(r.task);
-      if (!tasks.has(id)) {
-        if (Number(r.rows_pending) === 1) rowsPending.push(id);
-        const counts = { status: r.task_status as TaskStatus, received: Number(r.received_count), finished: Number(r.finished_count), failed: Number(r.failed_count) };
-        const sentTime = readOptionalTime(r.sent_time);
-        const endTime = readOptionalTime(r.end_time);
-        tasks.set(id, {
-          id, type: String(r.type), identifier: String(r.identifier), expected: Number(r.expected_count), ...counts, read: { ...counts, sentTime, endTime },
-          endTime, sentTime, startTime: readTime(r.task_start_time),
-          rollout: readJson<Rollout | null>(r.rollout ?? null),
-          timeout: Number(r.timeout), deadline: readOptionalTime(r.deadline), readDeadline: readOptionalTime(r.deadline),
-        });
+    const forUpdate = this.mysql ? ' FOR UPDATE' : '';
+    let taskRows: Record<string, unknown>[];
+    let responseRows: Record<string, unknown>[];
+    if (which !== null && 'pairs' in which) {
+      // The tasks first (their locks are what every writer takes, in id order), then exactly the pairs'
+      // rows: one range per task on the (task_id, endpoint) unique index.
+      taskRows = await em.query(`SELECT ${TASK_COLUMNS} FROM task t WHERE t.id IN (${marks(ids.length)}) ORDER BY t.id${forUpdate}`, ids);
+      const byTask = new Map<number, Set<string>>();
+      for (const p of which.pairs) {
+        const set = byTask.get(p.taskId) ?? new Set<string>();
+        set.add(p.endpoint);
+        byTask.set(p.taskId, set);
       }
+      const found = new Set(taskRows.map((t) => readId(t.task)));
+      const groups = [...byTask].filter(([id]) => found.has(id));
+      responseRows = groups.length === 0 ? [] : await em.query(
+        `SELECT r.task_id AS task, ${ROW_COLUMNS} FROM task_response r
+         WHERE ${groups.map(([, eps]) => `(r.task_id = ? AND r.endpoint IN (${marks(eps.size)}))`).join(' OR ')}${forUpdate}`,
+        groups.flatMap(([id, eps]) => [id, ...eps]));
+    } else {
+      const eps = which === null ? null : [...new Set(which.endpoints)];
+      taskRows = await em.query(
+        `SELECT ${TASK_COLUMNS}, ${ROW_COLUMNS}
+         FROM task t LEFT JOIN task_response r ON r.task_id = t.id${eps === null ? '' : ` AND r.endpoint IN (${marks(eps.length)})`}
+         WHERE t.id IN (${marks(ids.length)}) ORDER BY t.id${forUpdate}`, [...eps ?? [], ...ids]);
+      responseRows = taskRows;
+    }
+    const tasks = new Map<number, LockedTask>();
+    const rowsPending: number[] = [];
+    for (const r of taskRows) {
+      const id = readId(r.task);
+      if (tasks.has(id)) continue;
+      if (Number(r.rows_pending) === 1) rowsPending.push(id);
+      tasks.set(id, readLockedTask(id, r));
+    }
+    const locked = new Map<string, LockedRow>();
+    for (const r of responseRows) {
       if (r.id === null || r.endpoint === null) continue;
-      locked.set(keyOf(id, String(r.endpoint)), {
-        id: readId(r.id), taskId: id, endpoint: String(r.endpoint), state: r.state as ResponseState, round: Number(r.round),
-        status: r.status === null ? null : Number(r.status), errnr: Number(r.errnr), errmsg: r.errmsg === null ? null : String(r.errmsg),
-        payload: r.payload === null ? null : String(r.payload), attempts: Number(r.attempts),
-        startTime: r.start_time === null ? null : sqlTime(readTime(r.start_time)),
-        sentTime: r.row_sent_time === null || r.row_sent_time === undefined ? null : sqlTime(readTime(r.row_sent_time)),
-        changed: false,
-      });
+      const row = readLockedRow(readId(r.task), r);
+      locked.set(keyOf(row.taskId, row.endpoint), row);
     }
     return Object.assign(new Locked(tasks, locked, now, this.mysql), { rowsPending });
   }
@@ -403,7 +459,7 @@ export class Completion {
    */
   async applyEvents(em: EntityManager, events: ResponseEvent[], now: Date): Promise<{ outcomes: EventOutcome[]; history: StoredEvent[]; done: TaskDone[]; sends: RolloutSend[] }> {
     if (events.length === 0) return { outcomes: [], history: [], done: [], sends: [] };
-    const locked = await this.lock(em, events.map((e) => e.task_id), events.map((e) => e.endpoint), now);
+    const locked = await this.lockPairs(em, events.map((e) => ({ taskId: e.task_id, endpoint: e.endpoint })), now);
     const outcomes = events.map((e): EventOutcome => {
       const task = locked.tasks.get(e.task_id);
       if (!task) return 'unknown';
@@ -440,7 +496,7 @@ export class Completion {
     let sends: RolloutSend[] = [];
     const outcomes = await transaction(this.ds, async (em) => {
       const now = await clockOf(this.ds).now(em);
-      const locked = await this.lock(em, items.map((i) => i.taskId), items.map((i) => i.endpoint), now);
+      const locked = await this.lockPairs(em, items.map((i) => ({ taskId: i.taskId, endpoint: i.endpoint })), now);
       const out = items.map((item): ReceiveOutcome => {
         const task = locked.tasks.get(item.taskId);
         if (!task) return { action: 'unknown' };
