@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
+import { ENDPOINT_STATE } from '../../api/lifecycle/states';
 import { Topology } from '../../protocol/topology';
 import { Backend, Harness, Proc, storedTimeMs } from '../support/harness';
 import { readEventStream } from '../support/sse';
@@ -298,14 +299,16 @@ for (const backend of ['rabbitmq', 'standalone'] as Backend[]) describe(`operati
   });
 
   it('answers bad input with 400 naming the parameter, unknown things with 404, and changes nothing', async function () {
-    // The runs of earlier tests may still be reporting (a handler in a worker process ends a little later):
-    // "changes nothing" is measured once the history stands still.
+    // The runs of earlier tests may still be reporting (slow-wait's handler sleeps 3 s; a handler in a
+    // worker process ends a little later): "changes nothing" is measured once no endpoint runs a task of
+    // theirs any more and the history stands still.
     let [events] = await h.query('SELECT COUNT(*) AS n FROM task_event');
     for (const deadline = Date.now() + 30_000; ;) {
       await new Promise((r) => setTimeout(r, 1500));
       const [now] = await h.query('SELECT COUNT(*) AS n FROM task_event');
-      if (now.n === events.n) break;
-      assert.ok(Date.now() < deadline, 'the history kept growing for 30 s before the bad requests');
+      const [running] = await h.query(`SELECT COUNT(*) AS n FROM task_response WHERE state = '${ENDPOINT_STATE.RUNNING}'`);
+      if (now.n === events.n && Number(running.n) === 0) break;
+      assert.ok(Date.now() < deadline, 'the history kept growing, or a run went on, for 30 s before the bad requests');
       events = now;
     }
     const [tasks] = await h.query('SELECT COUNT(*) AS n FROM task');
